@@ -1,0 +1,171 @@
+/**
+ * The `file` backend: a replica in a local directory, laid out exactly as Litestream's.
+ * Writes are atomic (temp file, fsync, rename, directory fsync); createdAt is the file's mtime.
+ */
+import { createReadStream } from 'node:fs';
+import { open, readdir, rm, stat } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { NotFoundError, ReplicateError, errnoCode, describeError } from '../errors.js';
+import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
+import type { Pos } from '../pos.js';
+import { writeFileAtomic } from '../internal/atomic-file.js';
+import type { ObjectBody, OpOptions, ReplicaClient, SnapshotInfo, WalSegmentInfo } from './replica-client.js';
+
+export interface FileReplicaClientOptions {
+  /** Absolute path of the replica root. */
+  path: string;
+  /** Mode for created directories; Litestream uses the database's parent dir mode, else 0700. */
+  dirMode?: number;
+  /** Mode for created files; Litestream uses the database file's mode, else 0600. */
+  fileMode?: number;
+}
+
+const READ_CHUNK = 1024 * 1024;
+
+export class FileReplicaClient implements ReplicaClient {
+  readonly type = 'file';
+  readonly location: string;
+  private readonly layout: ReplicaLayout;
+
+  constructor(private readonly options: FileReplicaClientOptions) {
+    if (!isAbsolute(options.path)) throw new RangeError(`file replica path must be absolute: ${options.path}`);
+    this.location = options.path;
+    this.layout = new ReplicaLayout(options.path, join);
+  }
+
+  async generations(): Promise<string[]> {
+    const entries = await readDirOrEmpty(this.layout.generationsDir());
+    return entries
+      .filter((e) => e.isDirectory() && isGenerationName(e.name))
+      .map((e) => e.name)
+      .sort();
+  }
+
+  async *snapshots(generation: string): AsyncIterable<SnapshotInfo> {
+    const dir = this.layout.snapshotsDir(generation);
+    const parsed = (await readDirOrEmpty(dir))
+      .filter((e) => e.isFile())
+      .flatMap((e) => {
+        const p = parseSnapshotName(e.name);
+        return p ? [{ name: e.name, index: p.index }] : [];
+      })
+      .sort((a, b) => a.index - b.index);
+    for (const p of parsed) {
+      const st = await statOrUndefined(join(dir, p.name));
+      if (st) yield { generation, index: p.index, size: st.size, createdAt: st.mtime };
+    }
+  }
+
+  async *walSegments(generation: string): AsyncIterable<WalSegmentInfo> {
+    const dir = this.layout.walDir(generation);
+    const parsed = (await readDirOrEmpty(dir))
+      .filter((e) => e.isFile())
+      .flatMap((e) => {
+        const p = parseWalSegmentName(e.name);
+        return p ? [{ name: e.name, ...p }] : [];
+      })
+      .sort((a, b) => a.index - b.index || a.offset - b.offset);
+    // Stat in batches: a long generation has thousands of segments.
+    const BATCH = 64;
+    for (let i = 0; i < parsed.length; i += BATCH) {
+      const batch = parsed.slice(i, i + BATCH);
+      const stats = await Promise.all(batch.map((p) => statOrUndefined(join(dir, p.name))));
+      for (let j = 0; j < batch.length; j++) {
+        const st = stats[j];
+        const p = batch[j]!;
+        if (st) yield { generation, index: p.index, offset: p.offset, size: st.size, createdAt: st.mtime };
+      }
+    }
+  }
+
+  async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {
+    const path = this.layout.snapshotPath(generation, index);
+    const st = await this.write(path, body, opts);
+    return { generation, index, size: st.size, createdAt: st.mtime };
+  }
+
+  async writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo> {
+    const path = this.layout.walSegmentPath(pos.generation, pos.index, pos.offset);
+    const st = await this.write(path, body, opts);
+    return { generation: pos.generation, index: pos.index, offset: pos.offset, size: st.size, createdAt: st.mtime };
+  }
+
+  snapshotReader(generation: string, index: number): Promise<Readable> {
+    return this.openReader(this.layout.snapshotPath(generation, index));
+  }
+
+  walSegmentReader(pos: Pos): Promise<Readable> {
+    return this.openReader(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset));
+  }
+
+  async deleteGeneration(generation: string): Promise<void> {
+    await this.remove(this.layout.generationDir(generation), true);
+  }
+
+  async deleteSnapshot(generation: string, index: number): Promise<void> {
+    await this.remove(this.layout.snapshotPath(generation, index), false);
+  }
+
+  async deleteWalSegments(positions: readonly Pos[]): Promise<void> {
+    for (const pos of positions) {
+      await this.remove(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), false);
+    }
+  }
+
+  snapshotLocation(generation: string, index: number): string {
+    return this.layout.snapshotPath(generation, index);
+  }
+
+  walSegmentLocation(pos: Pos): string {
+    return this.layout.walSegmentPath(pos.generation, pos.index, pos.offset);
+  }
+
+  private async write(path: string, body: ObjectBody, opts?: OpOptions) {
+    try {
+      await writeFileAtomic(path, body, { dirMode: this.options.dirMode, fileMode: this.options.fileMode, signal: opts?.signal });
+      return await stat(path);
+    } catch (err) {
+      if (err instanceof ReplicateError) throw err;
+      throw new ReplicateError('IO', `[file] writing ${path}: ${describeError(err)}`, { cause: err, details: { path } });
+    }
+  }
+
+  private async openReader(path: string): Promise<Readable> {
+    try {
+      const handle = await open(path, 'r');
+      return createReadStream('', { fd: handle, highWaterMark: READ_CHUNK });
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') throw new NotFoundError(`[file] object not found: ${path}`, { cause: err, details: { path } });
+      throw new ReplicateError('IO', `[file] opening ${path}: ${describeError(err)}`, { cause: err, details: { path } });
+    }
+  }
+
+  private async remove(path: string, recursive: boolean): Promise<void> {
+    try {
+      await rm(path, { recursive, force: true });
+    } catch (err) {
+      throw new ReplicateError('IO', `[file] deleting ${path}: ${describeError(err)}`, { cause: err, details: { path } });
+    }
+  }
+}
+
+async function readDirOrEmpty(dir: string) {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw new ReplicateError('IO', `[file] listing ${dir}: ${describeError(err)}`, { cause: err, details: { path: dir } });
+  }
+}
+
+async function statOrUndefined(path: string) {
+  try {
+    return await stat(path);
+  } catch (err) {
+    // Deleted between readdir and stat (retention running concurrently): not part of the listing.
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw new ReplicateError('IO', `[file] stat ${path}: ${describeError(err)}`, { cause: err, details: { path } });
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * The storage contract every replica backend implements. A client stores opaque bytes (already
+ * LZ4-framed by the core) at Litestream positions and lists them back; it knows nothing of compression,
+ * retention, timing or retries.
+ *
+ * Rules every backend follows (and the shared contract suite in test/contract checks):
+ * - listings are complete (paginated to the end) and ordered: generations by name, snapshots by index,
+ *   WAL segments by (index, offset); names that do not parse are skipped;
+ * - a missing object raises NotFoundError; a missing generation lists as empty;
+ * - deletes are idempotent (deleting what is not there succeeds);
+ * - `createdAt` is the object timestamp Litestream uses for that backend (file: mtime).
+ */
+import type { Readable } from 'node:stream';
+import type { Pos } from '../pos.js';
+
+export interface OpOptions {
+  signal?: AbortSignal;
+}
+
+export interface SnapshotInfo {
+  readonly generation: string;
+  readonly index: number;
+  /** Stored (compressed) size in bytes. */
+  readonly size: number;
+  readonly createdAt: Date;
+}
+
+export interface WalSegmentInfo {
+  readonly generation: string;
+  readonly index: number;
+  readonly offset: number;
+  /** Stored (compressed) size in bytes. */
+  readonly size: number;
+  readonly createdAt: Date;
+}
+
+/** A byte stream to upload: a Readable or any async iterable of chunks. */
+export type ObjectBody = AsyncIterable<Uint8Array>;
+
+export interface ReplicaClient {
+  /** Backend type as it appears in config: "file", "s3", "gcs", "abs". */
+  readonly type: string;
+  /** A human description of where the replica lives (never with secrets), for messages. */
+  readonly location: string;
+
+  generations(opts?: OpOptions): Promise<string[]>;
+  snapshots(generation: string, opts?: OpOptions): AsyncIterable<SnapshotInfo>;
+  walSegments(generation: string, opts?: OpOptions): AsyncIterable<WalSegmentInfo>;
+
+  writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo>;
+  writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo>;
+
+  /** Opens a stored snapshot for reading; NotFoundError if it does not exist. */
+  snapshotReader(generation: string, index: number, opts?: OpOptions): Promise<Readable>;
+  /** Opens a stored WAL segment for reading; NotFoundError if it does not exist. */
+  walSegmentReader(pos: Pos, opts?: OpOptions): Promise<Readable>;
+
+  deleteGeneration(generation: string, opts?: OpOptions): Promise<void>;
+  deleteSnapshot(generation: string, index: number, opts?: OpOptions): Promise<void>;
+  deleteWalSegments(positions: readonly Pos[], opts?: OpOptions): Promise<void>;
+
+  /** A key for messages: where one snapshot lives (no I/O). */
+  snapshotLocation(generation: string, index: number): string;
+  /** A key for messages: where one WAL segment lives (no I/O). */
+  walSegmentLocation(pos: Pos): string;
+}
+
+/** Collects an async iterable into an array (listings are small: names and sizes, not bytes). */
+export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}

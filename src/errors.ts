@@ -1,0 +1,96 @@
+/**
+ * Errors raised by the library. Every error carries a stable `code` that callers (and the CLI) can branch
+ * on, a lower-case "doing what: detail" message, and the underlying `cause` when there is one.
+ */
+
+export const ERROR_CODES = [
+  /** An object, file or generation that was asked for does not exist. */
+  'NOT_FOUND',
+  /** Bad user input: a flag, a path, a timestamp, an index. */
+  'INVALID_ARGUMENT',
+  /** The config file is missing, unreadable or invalid. */
+  'CONFIG',
+  /** A replica type we do not know (or do not support yet). */
+  'UNKNOWN_REPLICA_TYPE',
+  /** The replica holds no backup that matches the request. */
+  'NO_BACKUPS',
+  /** An object's bytes are not what they should be: LZ4 framing, content checksum, truncation. */
+  'CORRUPT_OBJECT',
+  /** A WAL file (or WAL segment) breaks the SQLite WAL format: header, salts, checksums. */
+  'INVALID_WAL',
+  /** A WAL index between the snapshot and the last index has no segments. */
+  'MISSING_WAL_INDEX',
+  /** A WAL index does not start with a segment at offset 0. */
+  'MISSING_INITIAL_SEGMENT',
+  /** Two consecutive segments of one WAL index do not meet (a byte range is missing or overlaps). */
+  'WAL_SEGMENT_GAP',
+  /** The restore output path exists already. */
+  'OUTPUT_EXISTS',
+  /** The restore output cannot be written (permissions, missing parent, read-only file system). */
+  'OUTPUT_NOT_WRITABLE',
+  /** The restored database failed SQLite's integrity check. */
+  'INTEGRITY_CHECK_FAILED',
+  /** A local or remote I/O operation failed for a reason not covered above. */
+  'IO',
+  /** The operation was aborted through its AbortSignal. */
+  'ABORTED',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface ReplicateErrorOptions {
+  cause?: unknown;
+  /** Machine-readable context (paths, keys, positions). Never secrets. */
+  details?: Record<string, unknown>;
+}
+
+export class ReplicateError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: ReplicateErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ReplicateError';
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}
+
+/** Raised by every ReplicaClient for a missing object, whatever the backend calls it. */
+export class NotFoundError extends ReplicateError {
+  constructor(message: string, options: ReplicateErrorOptions = {}) {
+    super('NOT_FOUND', message, options);
+    this.name = 'NotFoundError';
+  }
+}
+
+export function isReplicateError(err: unknown, code?: ErrorCode): err is ReplicateError {
+  return err instanceof ReplicateError && (code === undefined || err.code === code);
+}
+
+export function isNotFound(err: unknown): boolean {
+  return isReplicateError(err, 'NOT_FOUND');
+}
+
+/** Node's fs errors carry a string `code` such as ENOENT. */
+export function errnoCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err) {
+    const code = (err as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}
+
+/** A short description of any thrown value, for messages that wrap a cause. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+export function abortError(signal: AbortSignal | undefined): ReplicateError {
+  return new ReplicateError('ABORTED', 'operation aborted', { cause: signal?.reason });
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortError(signal);
+}

@@ -1,0 +1,58 @@
+/**
+ * Crash-safe local writes: stream into a temp file next to the target, fsync it, rename it into place,
+ * then fsync the directory so the rename itself survives a power cut (Litestream skips that last step).
+ */
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink, mkdir } from 'node:fs/promises';
+import { dirname, basename, join } from 'node:path';
+
+export interface AtomicWriteOptions {
+  fileMode?: number;
+  dirMode?: number;
+  signal?: AbortSignal;
+}
+
+/** A temp name beside `path` that no listing mistakes for a real object (always ends in `.tmp`). */
+export function tempPathFor(path: string): string {
+  return join(dirname(path), `${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes the stream to `path` atomically; returns the number of bytes written. */
+export async function writeFileAtomic(path: string, body: AsyncIterable<Uint8Array>, opts: AtomicWriteOptions = {}): Promise<number> {
+  await mkdir(dirname(path), { recursive: true, mode: opts.dirMode ?? 0o700 });
+  const tmp = tempPathFor(path);
+  const handle = await open(tmp, 'wx', opts.fileMode ?? 0o600);
+  let written = 0;
+  let renamed = false;
+  try {
+    for await (const chunk of body) {
+      opts.signal?.throwIfAborted();
+      let off = 0;
+      while (off < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, off, chunk.length - off);
+        off += bytesWritten;
+      }
+      written += chunk.length;
+    }
+    await handle.sync();
+    await handle.close();
+    await rename(tmp, path);
+    renamed = true;
+    await fsyncDir(dirname(path));
+    return written;
+  } finally {
+    if (!renamed) {
+      await handle.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+    }
+  }
+}

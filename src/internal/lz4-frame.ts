@@ -1,0 +1,291 @@
+/**
+ * Streaming LZ4 frames in Litestream v0.3.13's profile, with bounded memory.
+ *
+ * lz4-napi only offers whole-buffer calls, so this module frames the data itself and uses lz4-napi for
+ * single blocks (at most 4 MiB each). Memory is therefore a few blocks, whatever the object size.
+ *
+ * Writer profile (what Litestream writes, and what it can read back — see docs/compatibility.md):
+ *   magic 04 22 4D 18 | FLG 0x64 (v01, independent blocks, content checksum, NO block checksum)
+ *   | BD 0x70 (4 MiB blocks) | HC 0xB9 | blocks… | end mark 0 | xxh32 of the whole payload.
+ * Never set the block-checksum flag: Litestream's LZ4 library rejects it.
+ *
+ * This is the only importer of the LZ4 library.
+ */
+import { compress, uncompress } from 'lz4-napi';
+import xxhash from 'xxhash-wasm';
+import { ReplicateError } from '../errors.js';
+
+const FRAME_MAGIC = 0x184d2204;
+const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+export const LZ4_BLOCK_SIZE = 4 * 1024 * 1024;
+/** Litestream's exact frame header. */
+export const LZ4_FRAME_HEADER = Buffer.from([0x04, 0x22, 0x4d, 0x18, 0x64, 0x70, 0xb9]);
+const BLOCK_UNCOMPRESSED_FLAG = 0x80000000;
+const BLOCK_MAX_SIZES: Record<number, number> = { 4: 64 * 1024, 5: 256 * 1024, 6: 1024 * 1024, 7: 4 * 1024 * 1024 };
+/** How many blocks are compressed or decompressed at once on libuv's pool (this machine has 2 cores). */
+const BLOCKS_IN_FLIGHT = 2;
+
+type Hasher = { update(input: Uint8Array): unknown; digest(): number };
+let xxhashApi: ReturnType<typeof xxhash> | undefined;
+async function newHasher(): Promise<Hasher> {
+  xxhashApi ??= xxhash();
+  return (await xxhashApi).create32(0);
+}
+
+/** xxh32 (seed 0) of a small buffer; used for the frame header checksum. */
+async function xxh32(data: Uint8Array): Promise<number> {
+  const h = await newHasher();
+  h.update(data);
+  return h.digest() >>> 0;
+}
+
+/**
+ * Encodes a byte stream as one LZ4 frame. Usable as a `stream.pipeline` stage:
+ * `pipeline(source, encodeLz4Frame, destination)`.
+ */
+export async function* encodeLz4Frame(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+  const hasher = await newHasher();
+  yield Buffer.from(LZ4_FRAME_HEADER);
+
+  const pending: Promise<Buffer>[] = [];
+  let block = Buffer.allocUnsafe(LZ4_BLOCK_SIZE);
+  let filled = 0;
+
+  const submit = (input: Buffer): void => {
+    hasher.update(input);
+    const compressed = compressBlock(input);
+    compressed.catch(() => undefined); // awaited in order below; this only avoids an unhandled rejection on early exit
+    pending.push(compressed);
+  };
+
+  for await (const chunk of source) {
+    let pos = 0;
+    while (pos < chunk.length) {
+      const n = Math.min(chunk.length - pos, LZ4_BLOCK_SIZE - filled);
+      block.set(chunk.subarray(pos, pos + n), filled);
+      filled += n;
+      pos += n;
+      if (filled === LZ4_BLOCK_SIZE) {
+        submit(block);
+        block = Buffer.allocUnsafe(LZ4_BLOCK_SIZE);
+        filled = 0;
+        if (pending.length >= BLOCKS_IN_FLIGHT) yield await pending.shift()!;
+      }
+    }
+  }
+  if (filled > 0) submit(block.subarray(0, filled));
+  while (pending.length > 0) yield await pending.shift()!;
+
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(0, 0); // end mark
+  trailer.writeUInt32LE(hasher.digest() >>> 0, 4);
+  yield trailer;
+}
+
+async function compressBlock(input: Buffer): Promise<Buffer> {
+  // lz4-napi prefixes the raw block with its uncompressed size (4 bytes LE); the frame format does not.
+  const withSize = await compress(input);
+  const compressedLength = withSize.length - 4;
+  if (compressedLength >= input.length) {
+    // Incompressible: store the block as is, flagged by the high bit of its length.
+    const out = Buffer.allocUnsafe(4 + input.length);
+    out.writeUInt32LE((input.length | BLOCK_UNCOMPRESSED_FLAG) >>> 0, 0);
+    input.copy(out, 4);
+    return out;
+  }
+  // Reuse the 4 prefix bytes for the block length.
+  withSize.writeUInt32LE(compressedLength, 0);
+  return withSize;
+}
+
+/** Reads exact byte counts out of a chunked stream without copying more than needed. */
+export class ByteReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private done = false;
+  private readonly iterator: AsyncIterator<Uint8Array>;
+
+  constructor(source: AsyncIterable<Uint8Array>) {
+    this.iterator = source[Symbol.asyncIterator]();
+  }
+
+  /** Fills the buffer to at least n bytes, or to end of stream. Returns how many bytes are available. */
+  private async fill(n: number): Promise<number> {
+    while (this.buffered < n && !this.done) {
+      const next = await this.iterator.next();
+      if (next.done) {
+        this.done = true;
+        break;
+      }
+      const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength);
+      if (chunk.length > 0) {
+        this.chunks.push(chunk);
+        this.buffered += chunk.length;
+      }
+    }
+    return this.buffered;
+  }
+
+  /** Exactly n bytes, or fewer only at end of stream (the caller decides whether that is an error). */
+  async read(n: number): Promise<Buffer> {
+    const available = await this.fill(n);
+    const take = Math.min(n, available);
+    if (take === 0) return Buffer.alloc(0);
+    const first = this.chunks[0]!;
+    if (first.length >= take) {
+      const out = first.subarray(0, take);
+      if (first.length === take) this.chunks.shift();
+      else this.chunks[0] = first.subarray(take);
+      this.buffered -= take;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(take);
+    let pos = 0;
+    while (pos < take) {
+      const c = this.chunks[0]!;
+      const n2 = Math.min(c.length, take - pos);
+      c.copy(out, pos, 0, n2);
+      pos += n2;
+      if (n2 === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(n2);
+    }
+    this.buffered -= take;
+    return out;
+  }
+
+  async atEnd(): Promise<boolean> {
+    return (await this.fill(1)) === 0;
+  }
+
+  /** Stops reading the source (e.g. closes the file) when the consumer quits early. */
+  async close(): Promise<void> {
+    if (!this.done) {
+      this.done = true;
+      await this.iterator.return?.();
+    }
+  }
+}
+
+export interface DecodeOptions {
+  /** What is being decoded, for error messages (e.g. the object key). */
+  label?: string;
+}
+
+/**
+ * Decodes one LZ4 frame (skippable frames before it are skipped). Usable as a `stream.pipeline` stage.
+ * Throws CORRUPT_OBJECT for bad magic, bad header checksum, truncation, a content checksum mismatch, a
+ * block that does not decode, or trailing bytes after the frame (Litestream would silently ignore them,
+ * which yields a malformed database).
+ */
+export function decodeLz4Frame(options: DecodeOptions = {}) {
+  return async function* decode(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+    const reader = new ByteReader(source);
+    try {
+      yield* decodeFrame(reader, options.label);
+    } finally {
+      await reader.close();
+    }
+  };
+}
+
+function corrupt(label: string | undefined, detail: string, cause?: unknown): ReplicateError {
+  const what = label ? `decoding lz4 frame of ${label}` : 'decoding lz4 frame';
+  return new ReplicateError('CORRUPT_OBJECT', `${what}: ${detail}`, { cause, details: label ? { object: label } : {} });
+}
+
+async function readExact(reader: ByteReader, n: number, label: string | undefined, what: string): Promise<Buffer> {
+  const buf = await reader.read(n);
+  if (buf.length < n) throw corrupt(label, `object is truncated (unexpected end of data in ${what})`);
+  return buf;
+}
+
+async function* decodeFrame(reader: ByteReader, label: string | undefined): AsyncGenerator<Buffer> {
+  if (await reader.atEnd()) throw corrupt(label, 'object is empty (no lz4 frame)');
+  let magic: number;
+  for (;;) {
+    magic = (await readExact(reader, 4, label, 'frame magic')).readUInt32LE(0);
+    if (((magic & SKIPPABLE_MAGIC_MASK) >>> 0) !== SKIPPABLE_MAGIC) break;
+    const skipLength = (await readExact(reader, 4, label, 'skippable frame')).readUInt32LE(0);
+    await readExact(reader, skipLength, label, 'skippable frame');
+  }
+  if (magic !== FRAME_MAGIC) throw corrupt(label, `bad magic number 0x${magic.toString(16).padStart(8, '0')}`);
+
+  const descriptor = await readExact(reader, 2, label, 'frame descriptor');
+  const flg = descriptor[0]!;
+  const bd = descriptor[1]!;
+  if (flg >> 6 !== 1) throw corrupt(label, `unsupported frame version ${flg >> 6}`);
+  const independent = (flg & 0x20) !== 0;
+  const blockChecksum = (flg & 0x10) !== 0;
+  const hasContentSize = (flg & 0x08) !== 0;
+  const hasContentChecksum = (flg & 0x04) !== 0;
+  const hasDictId = (flg & 0x01) !== 0;
+  const blockMax = BLOCK_MAX_SIZES[(bd >> 4) & 0x7];
+  if (blockMax === undefined) throw corrupt(label, `invalid block size id ${(bd >> 4) & 0x7}`);
+  const extra = await readExact(reader, (hasContentSize ? 8 : 0) + (hasDictId ? 4 : 0), label, 'frame descriptor');
+  const hc = (await readExact(reader, 1, label, 'frame descriptor'))[0]!;
+  const expectedHc = ((await xxh32(Buffer.concat([descriptor, extra]))) >>> 8) & 0xff;
+  if (hc !== expectedHc) throw corrupt(label, 'frame header checksum mismatch');
+  const contentSize = hasContentSize ? extra.readBigUInt64LE(0) : undefined;
+
+  const hasher = await newHasher();
+  const sizePrefix = Buffer.alloc(4);
+  sizePrefix.writeUInt32LE(blockMax, 0);
+  let history: Buffer | undefined; // last 64 KiB of output, for linked blocks
+  let total = 0n;
+  const pending: Promise<Buffer>[] = [];
+
+  const emit = (out: Buffer): Buffer => {
+    hasher.update(out);
+    total += BigInt(out.length);
+    return out;
+  };
+
+  for (;;) {
+    const header = (await readExact(reader, 4, label, 'block header')).readUInt32LE(0);
+    if (header === 0) break;
+    const stored = (header & BLOCK_UNCOMPRESSED_FLAG) !== 0;
+    const length = header & 0x7fffffff;
+    if (length > blockMax) throw corrupt(label, `block of ${length} bytes exceeds the frame's ${blockMax}-byte maximum`);
+    const data = await readExact(reader, length, label, 'block data');
+    if (blockChecksum) await readExact(reader, 4, label, 'block checksum');
+
+    let decoded: Promise<Buffer>;
+    if (stored) decoded = Promise.resolve(data);
+    else if (independent) decoded = uncompress(Buffer.concat([sizePrefix, data]));
+    else decoded = uncompress(Buffer.concat([sizePrefix, data]), history);
+    decoded = decoded.catch((err: unknown) => {
+      throw corrupt(label, 'block does not decode', err);
+    });
+
+    if (!independent) {
+      const out = await decoded;
+      history = tail64k(history, out);
+      yield emit(out);
+      continue;
+    }
+    decoded.catch(() => undefined); // awaited in order below; this only avoids an unhandled rejection on early exit
+    pending.push(decoded);
+    if (pending.length >= BLOCKS_IN_FLIGHT) yield emit(await pending.shift()!);
+  }
+  while (pending.length > 0) yield emit(await pending.shift()!);
+
+  if (hasContentChecksum) {
+    const expected = (await readExact(reader, 4, label, 'content checksum')).readUInt32LE(0);
+    const actual = hasher.digest() >>> 0;
+    if (expected !== actual) {
+      throw corrupt(label, `content checksum mismatch (stored 0x${expected.toString(16)}, computed 0x${actual.toString(16)})`);
+    }
+  }
+  if (contentSize !== undefined && contentSize !== total) {
+    throw corrupt(label, `content size mismatch (header says ${contentSize}, decoded ${total})`);
+  }
+  if (!(await reader.atEnd())) throw corrupt(label, 'unexpected data after the lz4 frame');
+}
+
+function tail64k(history: Buffer | undefined, out: Buffer): Buffer {
+  const WINDOW = 64 * 1024;
+  if (out.length >= WINDOW) return Buffer.from(out.subarray(out.length - WINDOW));
+  const joined = history ? Buffer.concat([history, out]) : out;
+  return Buffer.from(joined.subarray(Math.max(0, joined.length - WINDOW)));
+}

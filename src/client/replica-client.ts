@@ -35,7 +35,7 @@ export interface WalSegmentInfo {
 }
 
 /** A byte stream to upload: a Readable or any async iterable of chunks. */
-export type ObjectBody = AsyncIterable<Uint8Array>;
+export type ObjectBody = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
 export interface ReplicaClient {
   /** Backend type as it appears in config: "file", "s3", "gcs", "abs". */

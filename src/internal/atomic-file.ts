@@ -27,7 +27,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Writes the stream to `path` atomically; returns the number of bytes written. */
-export async function writeFileAtomic(path: string, body: AsyncIterable<Uint8Array>, opts: AtomicWriteOptions = {}): Promise<number> {
+export async function writeFileAtomic(path: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: AtomicWriteOptions = {}): Promise<number> {
   await mkdir(dirname(path), { recursive: true, mode: opts.dirMode ?? 0o700 });
   const tmp = tempPathFor(path);
   const handle = await open(tmp, 'wx', opts.fileMode ?? 0o600);

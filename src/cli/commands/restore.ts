@@ -1,0 +1,131 @@
+import { lstat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { ReplicateError, isReplicateError } from '../../errors.js';
+import { expandHome } from '../../config/index.js';
+import { INTEGRITY_CHECKS, restore, type IntegrityCheck } from '../../replica/restore.js';
+import { MAX_INDEX, formatHex8 } from '../../layout.js';
+import type { CliIo } from '../io.js';
+import { createProgress } from '../progress.js';
+import { resolveTarget } from '../target.js';
+
+interface RestoreFlags {
+  o?: string;
+  config?: string;
+  expandEnv?: boolean;
+  replica?: string;
+  generation?: string;
+  index?: string;
+  timestamp?: string;
+  parallelism?: string;
+  ifDbNotExists?: boolean;
+  ifReplicaExists?: boolean;
+  integrityCheck?: string;
+  stopAtGap?: boolean;
+}
+
+export function registerRestore(program: Command, io: CliIo): void {
+  program
+    .command('restore')
+    .description('restore a database from its replica (latest state, or a point in time)')
+    .argument('[target]', 'DB_PATH (looked up in the config) or REPLICA_URL')
+    .option('-o <path>', 'output path (default: the database path from the config; required with a URL)')
+    .option('--config <path>', 'config file (default: $LITESTREAM_CONFIG or /etc/litestream.yml)')
+    .option('--no-expand-env', 'do not expand environment variables in the config')
+    .option('--replica <name>', 'restore from this replica only')
+    .option('--generation <name>', 'restore from this generation only')
+    .option('--index <hex>', 'restore up to and including this WAL index (hexadecimal)')
+    .option('--timestamp <time>', 'restore the state at this time (RFC 3339, e.g. 2024-11-11T10:00:00Z)')
+    .option('--parallelism <n>', 'WAL indexes downloaded at once', '8')
+    .option('--if-db-not-exists', 'exit 0 without restoring when the output already exists')
+    .option('--if-replica-exists', 'exit 0 without restoring when the replica holds no backup')
+    .option('--integrity-check <mode>', `check the restored database: ${INTEGRITY_CHECKS.join('|')}`, 'quick')
+    .option('--stop-at-gap', 'on a missing WAL index or segment, restore up to the last consistent point instead of failing')
+    .action(async (target: string | undefined, flags: RestoreFlags) => {
+      const index = flags.index === undefined ? undefined : parseHexIndex(flags.index);
+      const timestamp = flags.timestamp === undefined ? undefined : parseTimestamp(flags.timestamp);
+      if (index !== undefined && timestamp !== undefined) {
+        throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify index & timestamp to restore');
+      }
+      const parallelism = parsePositiveInt(flags.parallelism ?? '8', '-parallelism');
+      const integrityCheck = parseIntegrityCheck(flags.integrityCheck ?? 'quick');
+
+      const t = await resolveTarget(target, flags, io);
+      let output = flags.o !== undefined ? resolve(io.cwd, expandHome(flags.o, io.homeDir)) : t.db?.path;
+      if (output === undefined) throw new ReplicateError('INVALID_ARGUMENT', 'output path required (use -o PATH with a replica URL)');
+      output = resolve(output);
+
+      if (flags.ifDbNotExists && (await exists(output))) {
+        io.stderr.write(`database already exists, skipping: ${output}\n`);
+        return;
+      }
+
+      const progress = createProgress(io, 'restoring');
+      try {
+        const result = await restore(t.replicas, {
+          outputPath: output,
+          generation: flags.generation,
+          index,
+          timestamp,
+          parallelism,
+          integrityCheck,
+          stopAtGap: flags.stopAtGap === true,
+          onProgress: progress?.update,
+          signal: io.signal,
+        });
+        progress?.stop();
+        const p = result.plan;
+        io.stderr.write(
+          `restored ${output} from replica ${p.replica}, generation ${p.generation}, snapshot index ${p.snapshot.index}` +
+            `, ${result.indexesApplied} WAL ${result.indexesApplied === 1 ? 'index' : 'indexes'}\n`,
+        );
+        if (result.stoppedAt) io.stderr.write(`warning: restore stopped early at a gap: ${result.stoppedAt}\n`);
+      } catch (err) {
+        progress?.stop();
+        if (flags.ifReplicaExists && isReplicateError(err, 'NO_BACKUPS')) {
+          io.stderr.write(`no matching backups found, skipping: ${err.message}\n`);
+          return;
+        }
+        throw err;
+      }
+    });
+}
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** `-index` is hexadecimal, as in Litestream (the listings print decimal). */
+export function parseHexIndex(value: string): number {
+  if (!/^(0x)?[0-9a-fA-F]{1,8}$/.test(value)) {
+    throw new ReplicateError('INVALID_ARGUMENT', `invalid -index "${value}": want a hexadecimal WAL index such as 0000001f`);
+  }
+  const n = parseInt(value.replace(/^0x/, ''), 16);
+  if (n > MAX_INDEX) throw new ReplicateError('INVALID_ARGUMENT', `invalid -index "${value}": above the maximum ${formatHex8(MAX_INDEX)}`);
+  return n;
+}
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+export function parseTimestamp(value: string): Date {
+  const t = RFC3339.test(value) ? Date.parse(value.toUpperCase()) : NaN;
+  if (Number.isNaN(t)) {
+    throw new ReplicateError('INVALID_ARGUMENT', `invalid -timestamp "${value}": must be RFC 3339 / ISO 8601 (e.g. 2000-01-01T00:00:00Z)`);
+  }
+  return new Date(t);
+}
+
+function parsePositiveInt(value: string, flag: string): number {
+  if (!/^-?\d+$/.test(value)) throw new ReplicateError('INVALID_ARGUMENT', `invalid ${flag} "${value}": want a whole number`);
+  return Math.max(1, parseInt(value, 10));
+}
+
+function parseIntegrityCheck(value: string): IntegrityCheck {
+  if (!(INTEGRITY_CHECKS as readonly string[]).includes(value)) {
+    throw new ReplicateError('INVALID_ARGUMENT', `invalid -integrity-check "${value}": want one of ${INTEGRITY_CHECKS.join(', ')}`);
+  }
+  return value as IntegrityCheck;
+}

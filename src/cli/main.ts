@@ -1,0 +1,110 @@
+/**
+ * The stn-replicate command line: Litestream v0.3.13's commands and flags. Flags work with one dash
+ * (`-timestamp`, as Litestream's Go flag package takes them) and with two.
+ */
+import { homedir } from 'node:os';
+import { Command, CommanderError } from 'commander';
+import { ReplicateError, describeError, isReplicateError } from '../errors.js';
+import { VERSION, LITESTREAM_COMPAT_VERSION } from '../version.js';
+import type { CliIo, RunContext } from './io.js';
+import { registerRestore } from './commands/restore.js';
+import { registerListings } from './commands/listings.js';
+
+/** Long flag names that may be written with a single dash. */
+const LONG_FLAGS = new Set([
+  'config',
+  'no-expand-env',
+  'replica',
+  'generation',
+  'index',
+  'timestamp',
+  'parallelism',
+  'if-db-not-exists',
+  'if-replica-exists',
+  'integrity-check',
+  'stop-at-gap',
+  'exec',
+  'help',
+]);
+
+/** Rewrites `-name` / `-name=value` to `--name…` for known long flags; stops at `--`. */
+export function normalizeArgs(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  let passthrough = false;
+  for (const arg of argv) {
+    if (passthrough || arg === '--') {
+      passthrough = true;
+      out.push(arg);
+      continue;
+    }
+    const m = /^-([a-z][a-z0-9-]+)(=.*)?$/.exec(arg);
+    out.push(m && LONG_FLAGS.has(m[1]!) ? `-${arg}` : arg);
+  }
+  return out;
+}
+
+function defaultIo(): CliIo {
+  return { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd(), homeDir: homedir() };
+}
+
+/** Runs one command line; returns the exit code. Never calls process.exit. */
+export async function main(argv: readonly string[], ioOverride?: Partial<CliIo>): Promise<number> {
+  const io: CliIo = { ...defaultIo(), ...ioOverride };
+  const ctx: RunContext = { exitCode: 0 };
+  const program = new Command('stn-replicate')
+    .description(`streaming replication for SQLite, compatible with Litestream ${LITESTREAM_COMPAT_VERSION} replicas`)
+    .exitOverride()
+    .showHelpAfterError('(run with -h for usage)')
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    });
+
+  program
+    .command('version')
+    .description('print the version')
+    .action(() => {
+      io.stdout.write(`${VERSION}\n`);
+    });
+  registerRestore(program, io);
+  registerListings(program, io, ctx);
+
+  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+
+  try {
+    await program.parseAsync(normalizeArgs(argv), { from: 'user' });
+    return ctx.exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version requested explicitly are not errors; everything else is (exit 1, as Litestream).
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return 0;
+      if (err.code === 'commander.help') return argv.length === 0 ? 1 : 0;
+      return 1;
+    }
+    io.stderr.write(`error: ${describeError(err)}\n`);
+    const hint = hintFor(err);
+    if (hint) io.stderr.write(`hint: ${hint}\n`);
+    if (!isReplicateError(err)) io.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    return 1;
+  }
+}
+
+function hintFor(err: unknown): string | undefined {
+  if (!(err instanceof ReplicateError)) return undefined;
+  switch (err.code) {
+    case 'NO_BACKUPS':
+      return err.details.empty
+        ? 'check the replica path or URL; with -if-replica-exists, restore exits 0 when there is no backup'
+        : 'list what the replica holds with `stn-replicate generations` and `stn-replicate snapshots`';
+    case 'OUTPUT_EXISTS':
+      return 'choose another -o path, remove the file, or pass -if-db-not-exists to skip restoring';
+    case 'MISSING_WAL_INDEX':
+    case 'MISSING_INITIAL_SEGMENT':
+    case 'WAL_SEGMENT_GAP':
+      return 'the replica is missing WAL data; -stop-at-gap restores up to the last consistent point before it';
+    case 'CORRUPT_OBJECT':
+      return 'the named object is damaged; restore an earlier point with -timestamp or -index, or another replica with -replica';
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,52 @@
+/** A progress bar for long restores on a terminal; nothing at all when stderr is not a TTY. */
+import cliProgress from 'cli-progress';
+import type { RestoreProgress } from '../replica/restore.js';
+import type { CliIo } from './io.js';
+
+export interface ProgressDisplay {
+  update: (p: RestoreProgress) => void;
+  stop: () => void;
+}
+
+/** Databases smaller than this restore in well under a second: no bar. */
+const MIN_BYTES_FOR_BAR = 8 * 1024 * 1024;
+
+export function createProgress(io: CliIo, label: string): ProgressDisplay | undefined {
+  if (!io.stderr.isTTY) return undefined;
+  let bar: cliProgress.SingleBar | undefined;
+  let lastRender = 0;
+  return {
+    update(p) {
+      if (!bar) {
+        if (p.bytesTotal < MIN_BYTES_FOR_BAR) return;
+        bar = new cliProgress.SingleBar(
+          {
+            stream: io.stderr as NodeJS.WritableStream,
+            format: `${label} |{bar}| {percentage}% | {doneMb}/{totalMb} MB | {phase} {indexes}`,
+            hideCursor: true,
+            clearOnComplete: true,
+            noTTYOutput: false,
+          },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(p.bytesTotal, 0, fields(p));
+      }
+      const now = Date.now();
+      if (now - lastRender < 100 && p.phase === 'download') return;
+      lastRender = now;
+      bar.update(p.bytesDone, fields(p));
+    },
+    stop() {
+      bar?.stop();
+    },
+  };
+}
+
+function fields(p: RestoreProgress) {
+  return {
+    doneMb: (p.bytesDone / 1048576).toFixed(1),
+    totalMb: (p.bytesTotal / 1048576).toFixed(1),
+    phase: p.phase,
+    indexes: p.indexesTotal > 0 ? `(WAL ${p.indexesApplied}/${p.indexesTotal})` : '',
+  };
+}

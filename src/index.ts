@@ -1,0 +1,30 @@
+/**
+ * stn-replicate's public library API. Everything a Node program needs to read and restore Litestream
+ * v0.3 replicas; the CLI (src/cli) is a thin consumer of these exports.
+ */
+export { ReplicateError, NotFoundError, ERROR_CODES, isReplicateError, isNotFound } from './errors.js';
+export type { ErrorCode, ReplicateErrorOptions } from './errors.js';
+export type { Logger, LogFields } from './logger.js';
+export { nullLogger } from './logger.js';
+export type { Pos } from './pos.js';
+export { formatPos, comparePos } from './pos.js';
+export { ReplicaLayout, MAX_INDEX, isGenerationName, snapshotName, walSegmentName, parseSnapshotName, parseWalSegmentName } from './layout.js';
+
+export type { ReplicaClient, SnapshotInfo, WalSegmentInfo, ObjectBody, OpOptions } from './client/replica-client.js';
+export { collect } from './client/replica-client.js';
+export { FileReplicaClient } from './client/file-client.js';
+export type { FileReplicaClientOptions } from './client/file-client.js';
+
+export { encodeLz4Frame, decodeLz4Frame } from './internal/lz4-frame.js';
+export { parseWalHeader, WalScanner, walChecksum } from './sqlite/wal-format.js';
+export type { WalHeader, WalScanResult } from './sqlite/wal-format.js';
+
+export { listReplica, listGeneration, generationRows } from './replica/listing.js';
+export type { NamedReplica, GenerationRow } from './replica/listing.js';
+export { chooseGeneration, planRestore, generationBounds } from './replica/restore-plan.js';
+export type { GenerationListing, RestorePlan, IndexPlan, PlanOptions } from './replica/restore-plan.js';
+export { restore, executeRestore, planReplicaRestore, INTEGRITY_CHECKS } from './replica/restore.js';
+export type { RestoreOptions, RestoreResult, RestoreProgress, IntegrityCheck } from './replica/restore.js';
+
+export * from './config/index.js';
+export { VERSION, LITESTREAM_COMPAT_VERSION } from './version.js';

@@ -1,0 +1,54 @@
+/**
+ * Reading what a replica holds: generations with their snapshots and WAL segments. Shared by restore
+ * and by the `generations`, `snapshots` and `wal` commands.
+ */
+import { collect, type OpOptions, type ReplicaClient } from '../client/replica-client.js';
+import { describeError, ReplicateError } from '../errors.js';
+import { generationBounds, type GenerationListing } from './restore-plan.js';
+
+/** A replica client together with the name it has in config (its type when unnamed). */
+export interface NamedReplica {
+  readonly name: string;
+  readonly client: ReplicaClient;
+}
+
+export async function listGeneration(replica: NamedReplica, generation: string, opts?: OpOptions): Promise<GenerationListing> {
+  const [snapshots, segments] = await Promise.all([
+    collect(replica.client.snapshots(generation, opts)),
+    collect(replica.client.walSegments(generation, opts)),
+  ]);
+  return { replica: replica.name, generation, snapshots, segments };
+}
+
+/** Every generation of a replica (or just one), with its objects. Wraps failures with the replica's location. */
+export async function listReplica(replica: NamedReplica, opts: OpOptions & { generation?: string } = {}): Promise<GenerationListing[]> {
+  try {
+    let generations = await replica.client.generations(opts);
+    if (opts.generation !== undefined) generations = generations.filter((g) => g === opts.generation);
+    const out: GenerationListing[] = [];
+    for (const g of generations) out.push(await listGeneration(replica, g, opts));
+    return out;
+  } catch (err) {
+    if (err instanceof ReplicateError && err.code === 'ABORTED') throw err;
+    throw new ReplicateError(
+      err instanceof ReplicateError ? err.code : 'IO',
+      `listing replica ${replica.name} (${replica.client.location}): ${describeError(err)}`,
+      { cause: err, details: { replica: replica.name } },
+    );
+  }
+}
+
+export interface GenerationRow {
+  replica: string;
+  generation: string;
+  start: Date;
+  end: Date;
+}
+
+/** One row per generation that holds anything, as the `generations` command shows them. */
+export function generationRows(listings: readonly GenerationListing[]): GenerationRow[] {
+  return listings.flatMap((g) => {
+    const b = generationBounds(g);
+    return b ? [{ replica: g.replica, generation: g.generation, start: b.createdAt, end: b.updatedAt }] : [];
+  });
+}

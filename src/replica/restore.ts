@@ -1,0 +1,359 @@
+/**
+ * Restore: find the target (planning is pure, in restore-plan.ts), then download and apply it.
+ *
+ * The output is built under a temp name beside the target: the snapshot is decoded into it, each WAL
+ * index is decoded into its own temp WAL file (checked for contiguity and for SQLite's salt/checksum
+ * chain while it streams), and applied in index order by SQLite's own checkpoint. The result is checked
+ * with `PRAGMA quick_check` (by default) and only then linked into place. On any failure every temp file
+ * (and every directory the restore created) is removed.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, rm, unlink } from 'node:fs/promises';
+import { dirname, basename, join, resolve } from 'node:path';
+import type { WalSegmentInfo } from '../client/replica-client.js';
+import { describeError, errnoCode, ReplicateError, throwIfAborted } from '../errors.js';
+import { decodeLz4Frame } from '../internal/lz4-frame.js';
+import { formatHex8 } from '../layout.js';
+import { nullLogger, type Logger } from '../logger.js';
+import { applyWalFile, checkIntegrity } from '../sqlite/restore-db.js';
+import { frameSize, WAL_HEADER_SIZE, WalScanner } from '../sqlite/wal-format.js';
+import { listReplica, type NamedReplica } from './listing.js';
+import { assertOutputFree, moveIntoPlace, prepareOutputDir, removeDirs } from './restore-output.js';
+import { chooseGeneration, planRestore, type IndexPlan, type RestorePlan } from './restore-plan.js';
+
+export const INTEGRITY_CHECKS = ['none', 'quick', 'full'] as const;
+export type IntegrityCheck = (typeof INTEGRITY_CHECKS)[number];
+
+export interface RestoreProgress {
+  phase: 'download' | 'apply' | 'check' | 'done';
+  /** Stored bytes downloaded so far. */
+  bytesDone: number;
+  bytesTotal: number;
+  indexesApplied: number;
+  indexesTotal: number;
+}
+
+export interface RestoreOptions {
+  /** Where the restored database goes; must not exist. */
+  outputPath: string;
+  generation?: string;
+  index?: number;
+  timestamp?: Date;
+  /** WAL indexes downloaded at once (default 8, at least 1). */
+  parallelism?: number;
+  integrityCheck?: IntegrityCheck;
+  /** On a gap, restore up to the last consistent point instead of failing. */
+  stopAtGap?: boolean;
+  logger?: Logger;
+  onProgress?: (p: RestoreProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface RestoreResult {
+  outputPath: string;
+  plan: RestorePlan;
+  /** Indexes actually applied (fewer than planned only with stopAtGap). */
+  indexesApplied: number;
+  /** Set when stopAtGap cut the restore short. */
+  stoppedAt?: string;
+}
+
+/** Lists the replicas and plans a restore; throws NO_BACKUPS when nothing matches. */
+export async function planReplicaRestore(
+  replicas: readonly NamedReplica[],
+  opts: Pick<RestoreOptions, 'generation' | 'index' | 'timestamp' | 'stopAtGap' | 'signal'>,
+): Promise<{ replica: NamedReplica; plan: RestorePlan }> {
+  if (opts.index !== undefined && opts.timestamp !== undefined) {
+    throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify index & timestamp to restore');
+  }
+  const listings = [];
+  for (const r of replicas) listings.push(...(await listReplica(r, { generation: opts.generation, signal: opts.signal })));
+  const chosen = chooseGeneration(listings, { generation: opts.generation, timestamp: opts.timestamp });
+  if (!chosen) {
+    const where = replicas.map((r) => `${r.name} (${r.client.location})`).join(', ');
+    if (listings.length === 0) {
+      const what = opts.generation !== undefined ? `generation ${opts.generation} not found` : 'replica is empty (no generations)';
+      throw new ReplicateError('NO_BACKUPS', `no matching backups found: ${what} in ${where}`, { details: { empty: true } });
+    }
+    const range = describeRanges(listings);
+    const why = opts.timestamp !== undefined ? ` at or before ${opts.timestamp.toISOString()}` : '';
+    throw new ReplicateError('NO_BACKUPS', `no matching backups found${why} in ${where}; restorable: ${range}`, {
+      details: { empty: false },
+    });
+  }
+  const replica = replicas.find((r) => r.name === chosen.replica)!;
+  return { replica, plan: planRestore(chosen, opts) };
+}
+
+function describeRanges(listings: Parameters<typeof chooseGeneration>[0]): string {
+  const parts = listings.map((g) => {
+    const times = [...g.snapshots, ...g.segments].map((o) => o.createdAt.getTime());
+    if (g.snapshots.length === 0) return `${g.generation} (no snapshot)`;
+    const first = Math.min(...g.snapshots.map((s) => s.createdAt.getTime()));
+    return `${g.generation} ${new Date(first).toISOString()} .. ${new Date(Math.max(...times)).toISOString()}`;
+  });
+  return parts.join('; ') || 'nothing';
+}
+
+/** Restores the newest matching state from the replicas to `opts.outputPath`. */
+export async function restore(replicas: readonly NamedReplica[], opts: RestoreOptions): Promise<RestoreResult> {
+  const outputPath = resolve(opts.outputPath);
+  await assertOutputFree(outputPath);
+  const { replica, plan } = await planReplicaRestore(replicas, opts);
+  return executeRestore(replica, plan, { ...opts, outputPath });
+}
+
+/** Runs a plan made by planReplicaRestore. */
+export async function executeRestore(replica: NamedReplica, plan: RestorePlan, opts: RestoreOptions): Promise<RestoreResult> {
+  const log = opts.logger ?? nullLogger;
+  const outputPath = resolve(opts.outputPath);
+  const parallelism = Math.max(1, opts.parallelism ?? 8);
+  const integrity = opts.integrityCheck ?? 'quick';
+  const createdDirs = await prepareOutputDir(outputPath);
+  const tmpPath = join(dirname(outputPath), `.${basename(outputPath)}.${randomBytes(4).toString('hex')}.restore-tmp`);
+  const tmpFiles = new Set<string>([tmpPath, `${tmpPath}-wal`, `${tmpPath}-shm`, `${tmpPath}-journal`]);
+
+  const progress: RestoreProgress = {
+    phase: 'download',
+    bytesDone: 0,
+    bytesTotal: plan.bytesTotal,
+    indexesApplied: 0,
+    indexesTotal: plan.indexes.length,
+  };
+  const report = (phase: RestoreProgress['phase']) => {
+    progress.phase = phase;
+    opts.onProgress?.({ ...progress });
+  };
+  const counted = async function* (source: AsyncIterable<Uint8Array>) {
+    for await (const chunk of source) {
+      progress.bytesDone += chunk.length;
+      opts.onProgress?.({ ...progress });
+      yield chunk;
+    }
+  };
+
+  log.info('restoring', {
+    replica: plan.replica,
+    generation: plan.generation,
+    snapshot: formatHex8(plan.snapshot.index),
+    indexes: plan.indexes.length,
+    bytes: plan.bytesTotal,
+    output: outputPath,
+  });
+  report('download');
+
+  let succeeded = false;
+  const downloads = new Map<number, Promise<DownloadedIndex>>();
+  try {
+    const snapshotDone = downloadSnapshot(replica, plan, tmpPath, counted, opts.signal);
+
+    // Download WAL indexes at most `parallelism` at a time, in index order; apply strictly in order.
+    const queue = [...plan.indexes];
+    const startNext = () => {
+      const next = queue.shift();
+      if (!next) return;
+      const file = `${tmpPath}-${formatHex8(next.index)}.wal`;
+      tmpFiles.add(file);
+      const p = downloadIndex(replica, plan.generation, next, file, counted, opts);
+      p.catch(() => undefined); // awaited in order below
+      downloads.set(next.index, p);
+    };
+    for (let i = 0; i < parallelism; i++) startNext();
+
+    const pageSize = await snapshotDone;
+    throwIfAborted(opts.signal);
+
+    let stoppedAt = plan.truncatedReason;
+    let applied = 0;
+    for (const ix of plan.indexes) {
+      const downloaded = await downloads.get(ix.index)!;
+      startNext();
+      throwIfAborted(opts.signal);
+      if (downloaded.header && downloaded.header.pageSize !== pageSize) {
+        throw new ReplicateError(
+          'INVALID_WAL',
+          `wal index ${plan.generation}/${formatHex8(ix.index)} has page size ${downloaded.header.pageSize} but the snapshot has ${pageSize}`,
+        );
+      }
+      report('apply');
+      const name = `${plan.generation}/${formatHex8(ix.index)}`;
+      try {
+        applyWalFile(tmpPath, downloaded.file, downloaded.committedFrames, name);
+      } catch (err) {
+        throw wrapStep(err, `applying wal ${name}`);
+      }
+      await unlink(downloaded.file).catch(() => undefined);
+      applied++;
+      progress.indexesApplied = applied;
+      if (downloaded.stoppedAt) {
+        stoppedAt = downloaded.stoppedAt;
+        break;
+      }
+    }
+    if (stoppedAt) log.warn('restore stopped at a gap', { reason: stoppedAt });
+
+    if (integrity !== 'none') {
+      report('check');
+      checkIntegrity(tmpPath, integrity);
+    }
+    await moveIntoPlace(tmpPath, outputPath);
+    succeeded = true;
+    report('done');
+    log.info('restore complete', { output: outputPath, indexes: applied });
+    return { outputPath, plan, indexesApplied: applied, stoppedAt };
+  } finally {
+    // Let in-flight downloads settle before deleting their files.
+    await Promise.allSettled(downloads.values());
+    for (const f of tmpFiles) await rm(f, { force: true }).catch(() => undefined);
+    if (!succeeded) await removeDirs(createdDirs);
+  }
+}
+
+type Counter = (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
+
+/** Decodes the snapshot into the temp database file; returns its page size. */
+async function downloadSnapshot(replica: NamedReplica, plan: RestorePlan, tmpPath: string, counted: Counter, signal?: AbortSignal): Promise<number> {
+  const where = replica.client.snapshotLocation(plan.generation, plan.snapshot.index);
+  const reader = await openObject(() => replica.client.snapshotReader(plan.generation, plan.snapshot.index, { signal }), 'snapshot', where);
+  const handle = await open(tmpPath, 'wx', 0o600).catch((err: unknown) => {
+    reader.destroy();
+    throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${tmpPath}: ${describeError(err)}`, { cause: err });
+  });
+  let size = 0;
+  let header: Buffer | undefined;
+  try {
+    for await (const chunk of decodeLz4Frame({ label: where })(counted(reader))) {
+      if (!header) header = Buffer.from(chunk.subarray(0, 100));
+      await writeAll(handle, chunk);
+      size += chunk.length;
+    }
+    // No fsync here: the finished database is fsynced once, before it is linked into place.
+  } catch (err) {
+    throw wrapStep(err, `restoring snapshot ${where}`);
+  } finally {
+    reader.destroy();
+    await handle.close();
+  }
+  if (!header || size < 512 || header.subarray(0, 16).toString('latin1') !== 'SQLite format 3\0') {
+    throw new ReplicateError('CORRUPT_OBJECT', `restoring snapshot ${where}: decoded data is not a SQLite database`, {
+      details: { object: where },
+    });
+  }
+  const raw = header.readUInt16BE(16);
+  return raw === 1 ? 65536 : raw;
+}
+
+interface DownloadedIndex {
+  file: string;
+  header: { pageSize: number } | undefined;
+  /** Valid commit frames in the file (what SQLite will checkpoint). */
+  committedFrames: number;
+  /** Set when stopAtGap cut this index short. */
+  stoppedAt?: string;
+}
+
+/** Decodes one index's segments into a WAL file, checking that segments meet and that frames are valid. */
+async function downloadIndex(
+  replica: NamedReplica,
+  generation: string,
+  ix: IndexPlan,
+  file: string,
+  counted: Counter,
+  opts: RestoreOptions,
+): Promise<DownloadedIndex> {
+  const name = `${generation}/${formatHex8(ix.index)}`;
+  const scanner = new WalScanner(`wal index ${name}`);
+  const handle = await open(file, 'wx', 0o600).catch((err: unknown) => {
+    throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${file}: ${describeError(err)}`, { cause: err });
+  });
+  let written = 0;
+  let stoppedAt: string | undefined;
+  try {
+    for (const seg of ix.segments) {
+      throwIfAborted(opts.signal);
+      if (seg.offset !== written) {
+        const msg =
+          `wal segments of ${name} do not meet: the segment at offset ${seg.offset} follows ` +
+          `data that ends at offset ${written} (${replica.client.walSegmentLocation(seg)})`;
+        if (!opts.stopAtGap) throw new ReplicateError('WAL_SEGMENT_GAP', msg, { details: { generation, index: ix.index, offset: seg.offset, expected: written } });
+        stoppedAt = msg;
+        break;
+      }
+      written += await copySegment(replica, seg, handle, scanner, counted, opts.signal);
+    }
+  } catch (err) {
+    throw wrapStep(err, `downloading wal ${name}`);
+  } finally {
+    await handle.close();
+  }
+
+  const scan = scanner.result();
+  if (!scan.header) {
+    throw new ReplicateError('INVALID_WAL', `wal index ${name}: no valid WAL header (${written} bytes)`);
+  }
+  if (scan.stopReason !== undefined) {
+    // Frames are only ever copied after SQLite's own checks, so an invalid frame means damage.
+    const msg = `wal index ${name}: ${scan.stopReason}; ${scan.size - scan.validSize} bytes after it would be ignored`;
+    if (!opts.stopAtGap) throw new ReplicateError('INVALID_WAL', msg, { details: { generation, index: ix.index } });
+    stoppedAt ??= msg;
+  }
+  const committedFrames = (scan.committedSize - (scan.committedSize > 0 ? WAL_HEADER_SIZE : 0)) / frameSize(scan.header.pageSize);
+  return { file, header: scan.header, committedFrames, stoppedAt };
+}
+
+async function copySegment(
+  replica: NamedReplica,
+  seg: WalSegmentInfo,
+  handle: Awaited<ReturnType<typeof open>>,
+  scanner: WalScanner,
+  counted: Counter,
+  signal?: AbortSignal,
+): Promise<number> {
+  const where = replica.client.walSegmentLocation(seg);
+  const reader = await openObject(() => replica.client.walSegmentReader(seg, { signal }), 'wal segment', where);
+  let n = 0;
+  try {
+    for await (const chunk of decodeLz4Frame({ label: where })(counted(reader))) {
+      scanner.update(chunk);
+      await writeAll(handle, chunk);
+      n += chunk.length;
+    }
+  } finally {
+    reader.destroy();
+  }
+  return n;
+}
+
+async function openObject<T>(fn: () => Promise<T>, what: string, where: string): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ReplicateError && err.code === 'NOT_FOUND') {
+      throw new ReplicateError('NOT_FOUND', `${what} not found: ${where} (it was listed; was it deleted by retention meanwhile?)`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+function wrapStep(err: unknown, step: string): unknown {
+  if (err instanceof ReplicateError) {
+    if (err.message.startsWith(step) || err.code === 'ABORTED') return err;
+    return new ReplicateError(err.code, `${step}: ${err.message}`, { cause: err.cause ?? err, details: err.details });
+  }
+  const code = errnoCode(err);
+  if (code === 'ENOSPC' || code === 'EACCES' || code === 'EROFS' || code === 'EPERM') {
+    return new ReplicateError('OUTPUT_NOT_WRITABLE', `${step}: ${describeError(err)}`, { cause: err });
+  }
+  return new ReplicateError('IO', `${step}: ${describeError(err)}`, { cause: err });
+}
+
+async function writeAll(handle: Awaited<ReturnType<typeof open>>, chunk: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < chunk.length) {
+    const { bytesWritten } = await handle.write(chunk, off, chunk.length - off);
+    off += bytesWritten;
+  }
+}
+

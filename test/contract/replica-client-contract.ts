@@ -1,0 +1,160 @@
+/**
+ * The contract every ReplicaClient backend passes. A backend's test file calls
+ * `describeReplicaClientContract('name', factory)` with a factory that gives a fresh, empty replica.
+ */
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { collect, type ReplicaClient } from '../../src/client/replica-client.js';
+import { isNotFound } from '../../src/errors.js';
+
+export interface ContractFixture {
+  client: ReplicaClient;
+  cleanup(): Promise<void>;
+  /** Allowed difference between object timestamps and the local clock (e.g. S3's 1 s resolution). */
+  clockSlackMs?: number;
+}
+
+const GEN_A = '0123456789abcdef';
+const GEN_B = 'fedcba9876543210';
+
+function body(...parts: (string | Buffer)[]): AsyncIterable<Uint8Array> {
+  return Readable.from(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
+}
+
+async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of stream) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
+
+export function describeReplicaClientContract(name: string, factory: () => Promise<ContractFixture>): void {
+  describe(`ReplicaClient contract: ${name}`, () => {
+    let fx: ContractFixture;
+    let c: ReplicaClient;
+    beforeEach(async () => {
+      fx = await factory();
+      c = fx.client;
+    });
+    afterEach(async () => {
+      await fx.cleanup();
+    });
+
+    it('lists an empty replica as empty', async () => {
+      expect(await c.generations()).toEqual([]);
+      expect(await collect(c.snapshots(GEN_A))).toEqual([]);
+      expect(await collect(c.walSegments(GEN_A))).toEqual([]);
+    });
+
+    it('writes, lists and reads back a snapshot', async () => {
+      const before = Date.now();
+      const info = await c.writeSnapshot(GEN_A, 5, body('hello ', 'snapshot'));
+      const after = Date.now();
+      expect(info).toMatchObject({ generation: GEN_A, index: 5, size: 14 });
+      const listed = await collect(c.snapshots(GEN_A));
+      expect(listed).toHaveLength(1);
+      expect(listed[0]).toMatchObject({ generation: GEN_A, index: 5, size: 14 });
+      const slack = fx.clockSlackMs ?? 50;
+      expect(listed[0]!.createdAt.getTime()).toBeGreaterThanOrEqual(before - slack);
+      expect(listed[0]!.createdAt.getTime()).toBeLessThanOrEqual(after + slack);
+      expect((await readAll(await c.snapshotReader(GEN_A, 5))).toString()).toBe('hello snapshot');
+      expect(await c.generations()).toEqual([GEN_A]);
+    });
+
+    it('lists WAL segments in (index, offset) order whatever the write order', async () => {
+      const positions = [
+        { index: 2, offset: 0 },
+        { index: 0, offset: 4152 },
+        { index: 10, offset: 0 },
+        { index: 0, offset: 0 },
+        { index: 2, offset: 0x1038 + 4120 },
+        { index: 2, offset: 0x1038 },
+      ];
+      for (const p of positions) await c.writeWalSegment({ generation: GEN_A, ...p }, body(`seg ${p.index}/${p.offset}`));
+      const listed = await collect(c.walSegments(GEN_A));
+      expect(listed.map((s) => [s.index, s.offset])).toEqual([
+        [0, 0],
+        [0, 4152],
+        [2, 0],
+        [2, 0x1038],
+        [2, 0x1038 + 4120],
+        [10, 0],
+      ]);
+      for (const s of listed) {
+        const text = (await readAll(await c.walSegmentReader(s))).toString();
+        expect(text).toBe(`seg ${s.index}/${s.offset}`);
+        expect(s.size).toBe(text.length);
+      }
+    });
+
+    it('lists generations sorted and keeps them apart', async () => {
+      await c.writeSnapshot(GEN_B, 0, body('b'));
+      await c.writeSnapshot(GEN_A, 0, body('a'));
+      await c.writeWalSegment({ generation: GEN_B, index: 0, offset: 0 }, body('bw'));
+      expect(await c.generations()).toEqual([GEN_A, GEN_B]);
+      expect(await collect(c.walSegments(GEN_A))).toEqual([]);
+      expect((await collect(c.walSegments(GEN_B))).map((s) => s.offset)).toEqual([0]);
+    });
+
+    it('raises NotFound for a missing snapshot or segment', async () => {
+      const e1 = await c.snapshotReader(GEN_A, 1).then(readAll).catch((e: unknown) => e);
+      expect(isNotFound(e1)).toBe(true);
+      const e2 = await c.walSegmentReader({ generation: GEN_A, index: 0, offset: 0 }).then(readAll).catch((e: unknown) => e);
+      expect(isNotFound(e2)).toBe(true);
+    });
+
+    it('overwrites a snapshot at the same index', async () => {
+      await c.writeSnapshot(GEN_A, 3, body('first version'));
+      await c.writeSnapshot(GEN_A, 3, body('second'));
+      const listed = await collect(c.snapshots(GEN_A));
+      expect(listed.map((s) => [s.index, s.size])).toEqual([[3, 6]]);
+      expect((await readAll(await c.snapshotReader(GEN_A, 3))).toString()).toBe('second');
+    });
+
+    it('deletes idempotently', async () => {
+      await c.writeSnapshot(GEN_A, 1, body('s1'));
+      await c.writeSnapshot(GEN_A, 2, body('s2'));
+      await c.writeWalSegment({ generation: GEN_A, index: 1, offset: 0 }, body('w'));
+      await c.writeWalSegment({ generation: GEN_A, index: 2, offset: 0 }, body('w'));
+      await c.deleteSnapshot(GEN_A, 1);
+      await c.deleteSnapshot(GEN_A, 1);
+      await c.deleteSnapshot(GEN_B, 9);
+      expect((await collect(c.snapshots(GEN_A))).map((s) => s.index)).toEqual([2]);
+      await c.deleteWalSegments([
+        { generation: GEN_A, index: 1, offset: 0 },
+        { generation: GEN_A, index: 7, offset: 0 },
+      ]);
+      await c.deleteWalSegments([]);
+      expect((await collect(c.walSegments(GEN_A))).map((s) => s.index)).toEqual([2]);
+      await c.deleteGeneration(GEN_A);
+      await c.deleteGeneration(GEN_A);
+      expect(await c.generations()).toEqual([]);
+      expect(await collect(c.snapshots(GEN_A))).toEqual([]);
+    });
+
+    it('streams a large object (several LZ4-block sizes) byte for byte', async () => {
+      const chunk = Buffer.alloc(1 << 20);
+      for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 2654435761) >>> 24;
+      async function* big() {
+        for (let i = 0; i < 13; i++) {
+          const c2 = Buffer.from(chunk);
+          c2.writeUInt32LE(i, 0);
+          yield c2;
+        }
+      }
+      const info = await c.writeSnapshot(GEN_A, 0, big());
+      expect(info.size).toBe(13 << 20);
+      const back = await readAll(await c.snapshotReader(GEN_A, 0));
+      expect(back.length).toBe(13 << 20);
+      for (let i = 0; i < 13; i++) expect(back.readUInt32LE(i << 20)).toBe(i);
+    });
+
+    it('leaves no object behind when the body fails mid-write', async () => {
+      async function* failing() {
+        yield Buffer.from('partial data');
+        throw new Error('source broke');
+      }
+      await expect(c.writeWalSegment({ generation: GEN_A, index: 0, offset: 0 }, failing())).rejects.toThrow(/source broke/);
+      expect(await collect(c.walSegments(GEN_A))).toEqual([]);
+    });
+  });
+}

@@ -2,7 +2,7 @@
  * The `file` backend: a replica in a local directory, laid out exactly as Litestream's.
  * Writes are atomic (temp file, fsync, rename, directory fsync); createdAt is the file's mtime.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, type BigIntStats } from 'node:fs';
 import { open, readdir, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -53,7 +53,7 @@ export class FileReplicaClient implements ReplicaClient {
       .sort((a, b) => a.index - b.index);
     for (const p of parsed) {
       const st = await statOrUndefined(join(dir, p.name));
-      if (st) yield { generation, index: p.index, size: st.size, createdAt: st.mtime };
+      if (st) yield { generation, index: p.index, size: Number(st.size), createdAt: mtimeOf(st) };
     }
   }
 
@@ -74,7 +74,7 @@ export class FileReplicaClient implements ReplicaClient {
       for (let j = 0; j < batch.length; j++) {
         const st = stats[j];
         const p = batch[j]!;
-        if (st) yield { generation, index: p.index, offset: p.offset, size: st.size, createdAt: st.mtime };
+        if (st) yield { generation, index: p.index, offset: p.offset, size: Number(st.size), createdAt: mtimeOf(st) };
       }
     }
   }
@@ -82,13 +82,13 @@ export class FileReplicaClient implements ReplicaClient {
   async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {
     const path = this.layout.snapshotPath(generation, index);
     const st = await this.write(path, body, opts);
-    return { generation, index, size: st.size, createdAt: st.mtime };
+    return { generation, index, size: Number(st.size), createdAt: mtimeOf(st) };
   }
 
   async writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo> {
     const path = this.layout.walSegmentPath(pos.generation, pos.index, pos.offset);
     const st = await this.write(path, body, opts);
-    return { generation: pos.generation, index: pos.index, offset: pos.offset, size: st.size, createdAt: st.mtime };
+    return { generation: pos.generation, index: pos.index, offset: pos.offset, size: Number(st.size), createdAt: mtimeOf(st) };
   }
 
   snapshotReader(generation: string, index: number): Promise<Readable> {
@@ -124,7 +124,7 @@ export class FileReplicaClient implements ReplicaClient {
   private async write(path: string, body: ObjectBody, opts?: OpOptions) {
     try {
       await writeFileAtomic(path, body, { dirMode: this.options.dirMode, fileMode: this.options.fileMode, signal: opts?.signal });
-      return await stat(path);
+      return await stat(path, { bigint: true });
     } catch (err) {
       if (err instanceof ReplicateError) throw err;
       throw new ReplicateError('IO', `[file] writing ${path}: ${describeError(err)}`, { cause: err, details: { path } });
@@ -160,9 +160,17 @@ async function readDirOrEmpty(dir: string) {
   }
 }
 
+/**
+ * The mtime truncated to whole milliseconds, as Go's time formatting truncates: Node's own `mtime` Date is
+ * rounded, which would print 16:39:40 for a file Litestream lists at 16:39:39.9996.
+ */
+function mtimeOf(st: BigIntStats): Date {
+  return new Date(Number(st.mtimeNs / 1_000_000n));
+}
+
 async function statOrUndefined(path: string) {
   try {
-    return await stat(path);
+    return await stat(path, { bigint: true });
   } catch (err) {
     // Deleted between readdir and stat (retention running concurrently): not part of the listing.
     if (errnoCode(err) === 'ENOENT') return undefined;

@@ -15,7 +15,11 @@ export async function assertOutputFree(outputPath: string): Promise<void> {
       () => true,
       (err: unknown) => {
         if (errnoCode(err) === 'ENOENT') return false;
-        throw new ReplicateError('OUTPUT_NOT_WRITABLE', `checking restore output ${p}: ${describeError(err)}`, { cause: err });
+        // ENOTDIR: a parent is a file; EACCES: a parent cannot be searched.
+        throw new ReplicateError('OUTPUT_NOT_WRITABLE', `cannot write restore output in ${dirname(p)}: ${describeError(err)}`, {
+          cause: err,
+          details: { path: p },
+        });
       },
     );
     if (exists) {

@@ -1,0 +1,202 @@
+/**
+ * Real replicas written by the real Litestream, with ground truth recorded while writing: after each
+ * transaction we wait until Litestream has uploaded it, note a timestamp strictly after that upload
+ * (and strictly before the next write), and the content digest of the source at that moment.
+ *
+ * Timing facts this relies on: file-replica createdAt is the segment file's mtime, stamped from the
+ * kernel's coarse clock (it may lag real time by a few ms, never lead it). So a timestamp taken
+ * SETTLE_MS after an upload is after its mtime, and the next write's segments (uploaded after the next
+ * write, which happens SETTLE_MS later still) get an mtime after it.
+ */
+import { mkdirSync, mkdtempSync, openSync, readSync, closeSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Database from 'better-sqlite3';
+import { WalScanner } from '../../src/sqlite/wal-format.js';
+import { LitestreamReplicator, parsePosition, type LogPosition } from './oracle.js';
+import { contentDigest, openSourceDb, textOf } from './source-db.js';
+
+const SETTLE_MS = 25;
+
+export interface TruthEntry {
+  /** A moment after this state was uploaded and before the next write. */
+  at: Date;
+  digest: string;
+  rows: number;
+  /** The last uploaded position covering this state. */
+  pos: LogPosition;
+}
+
+export interface ReplicaFixture {
+  dir: string;
+  dbPath: string;
+  replicaDir: string;
+  configPath: string;
+  truth: TruthEntry[];
+  generations: string[];
+}
+
+export function fixtureDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `stn-${prefix}-`));
+}
+
+function readHeader(path: string): Buffer | undefined {
+  if (!existsSync(path)) return undefined;
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(32);
+    return readSync(fd, b, 0, 32, 0) === 32 ? b : undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The end of the last valid commit in a live WAL. Not the file size: after SQLite restarts a WAL, the
+ * frames of the previous cycle stay in the file past the new end, with old salts.
+ */
+function committedWalSize(path: string): number {
+  if (!existsSync(path)) return 0;
+  const scanner = new WalScanner();
+  scanner.update(readFileSync(path));
+  return scanner.result().committedSize;
+}
+
+/**
+ * Waits until everything committed to the database so far is in the replica: finds the shadow WAL index
+ * that holds the real WAL's current cycle (same header), then waits for a segment that reaches the real
+ * WAL's end in that index, or any segment of a later index.
+ */
+export async function waitForUpload(ls: LitestreamReplicator, dbPath: string, afterLine: number): Promise<LogPosition> {
+  const metaWal = (gen: string) => join(dirname(dbPath), `.${basename(dbPath)}-litestream`, 'generations', gen, 'wal');
+  for (let attempt = 0; attempt < 400; attempt++) {
+    const realHeader = readHeader(`${dbPath}-wal`);
+    const walSize = committedWalSize(`${dbPath}-wal`);
+    const segLines = ls.lines.map((l, i) => ({ l, i })).filter(({ l, i }) => i >= afterLine && l.includes('msg="wal segment written"'));
+    const lastGen = [...ls.lines].reverse().map(parsePosition).find((p) => p !== undefined)?.generation;
+    if (realHeader && lastGen) {
+      const dir = metaWal(lastGen);
+      const shadows = existsSync(dir) ? readdirSync(dir).filter((f) => /^[0-9a-f]{8}\.wal$/.test(f)).sort() : [];
+      const match = shadows.reverse().find((f) => readHeader(join(dir, f))?.equals(realHeader));
+      if (match) {
+        const index = parseInt(match.slice(0, 8), 16);
+        for (const { l } of segLines) {
+          const pos = parsePosition(l)!;
+          const sz = Number(/ sz=(\d+)/.exec(l)?.[1] ?? 0);
+          if (pos.generation === lastGen && (pos.index > index || (pos.index === index && pos.offset + sz >= walSize))) return pos;
+        }
+      }
+    }
+    await ls.waitForLog(/msg="wal segment written"/, ls.lines.length, 20_000);
+  }
+  throw new Error(`litestream did not upload the last write:\n${ls.tail()}`);
+}
+
+/** Commits `fn` on the source (if given), waits for the upload, and records the truth. */
+export async function writeAndRecord(
+  ls: LitestreamReplicator,
+  db: Database.Database,
+  dbPath: string,
+  truth: TruthEntry[],
+  fn?: () => void,
+): Promise<void> {
+  const after = fn ? ls.lines.length : 0;
+  if (fn) db.transaction(fn)();
+  const pos = await waitForUpload(ls, dbPath, after);
+  await sleep(SETTLE_MS);
+  const rows = (db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n;
+  truth.push({ at: new Date(), digest: contentDigest(db), rows, pos });
+  await sleep(SETTLE_MS);
+}
+
+/** Varied transactions: inserts of a few KB (to fill pages fast), updates and deletes. */
+export function mixedWrite(db: Database.Database, step: number): () => void {
+  return () => {
+    const insert = db.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    for (let i = 0; i < 1 + (step % 4); i++) insert.run(textOf(step * 100 + i, 1500 + ((step * 37) % 3000)), step);
+    if (step % 3 === 2) db.prepare('UPDATE t SET v = ?, n = n + 1 WHERE id % 5 = ?').run(textOf(step, 200), step % 5);
+    if (step % 5 === 4) db.prepare('DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY id LIMIT 1)').run();
+  };
+}
+
+async function startReplicating(dbPath: string, replicaDir: string, minCheckpointPageCount: number) {
+  const ls = LitestreamReplicator.start({ dbPath, replicaDir, minCheckpointPageCount, monitorInterval: '50ms', syncInterval: '50ms' });
+  await ls.waitForLog(/msg="snapshot written"/);
+  await ls.waitForSegment(0);
+  return ls;
+}
+
+/** One generation, a snapshot at index 0 and `transactions` writes spread over several WAL indexes. */
+export async function makeMultiIndexReplica(opts: { transactions: number; minCheckpointPageCount?: number; dir?: string }): Promise<ReplicaFixture> {
+  const dir = opts.dir ?? fixtureDir('multi-index');
+  const dbPath = join(dir, 'db.sqlite');
+  const replicaDir = join(dir, 'replica');
+  const db = openSourceDb(dbPath);
+  const truth: TruthEntry[] = [];
+  const ls = await startReplicating(dbPath, replicaDir, opts.minCheckpointPageCount ?? 5);
+  try {
+    await writeAndRecord(ls, db, dbPath, truth); // the state before any write
+    for (let step = 0; step < opts.transactions; step++) await writeAndRecord(ls, db, dbPath, truth, mixedWrite(db, step));
+  } finally {
+    await ls.stop();
+    db.close();
+  }
+  return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
+}
+
+/**
+ * Several generations: replicate, stop Litestream, write with no replicator running (closing the last
+ * connection deletes the WAL, so Litestream's header check fails and it starts a new generation), repeat.
+ */
+export async function makeMultiGenerationReplica(opts: { generations: number; writesPerGeneration: number }): Promise<ReplicaFixture> {
+  const dir = fixtureDir('multi-gen');
+  const dbPath = join(dir, 'db.sqlite');
+  const replicaDir = join(dir, 'replica');
+  const truth: TruthEntry[] = [];
+  let configPath = '';
+  let step = 0;
+  for (let g = 0; g < opts.generations; g++) {
+    if (g > 0) {
+      // Out-of-band write while nobody replicates.
+      const offline = openSourceDb(dbPath);
+      offline.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('written while litestream was stopped', -g);
+      offline.close();
+    }
+    const db = openSourceDb(dbPath);
+    const ls = await startReplicating(dbPath, replicaDir, 5);
+    configPath = ls.configPath;
+    try {
+      for (let i = 0; i < opts.writesPerGeneration; i++) await writeAndRecord(ls, db, dbPath, truth, mixedWrite(db, step++));
+    } finally {
+      await ls.stop();
+      db.close();
+    }
+  }
+  return { dir, dbPath, replicaDir, configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
+}
+
+/** A few thousand rows inserted, updated and deleted in batches over time. */
+export async function makeLargeHistoryReplica(opts: { batches: number; rowsPerBatch: number }): Promise<ReplicaFixture> {
+  const dir = fixtureDir('large-history');
+  const dbPath = join(dir, 'db.sqlite');
+  const replicaDir = join(dir, 'replica');
+  mkdirSync(dir, { recursive: true });
+  const db = openSourceDb(dbPath);
+  const truth: TruthEntry[] = [];
+  const ls = await startReplicating(dbPath, replicaDir, 200);
+  try {
+    for (let b = 0; b < opts.batches; b++) {
+      await writeAndRecord(ls, db, dbPath, truth, () => {
+        const insert = db.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+        for (let i = 0; i < opts.rowsPerBatch; i++) insert.run(textOf(b * 100_000 + i, 100 + (i % 400)), b);
+        db.prepare('UPDATE t SET n = n * 2, v = substr(v, 1, 50) WHERE id % 7 = ?').run(b % 7);
+        db.prepare('DELETE FROM t WHERE id % 11 = ? AND n < ?').run(b % 11, b);
+      });
+    }
+  } finally {
+    await ls.stop();
+    db.close();
+  }
+  return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
+}

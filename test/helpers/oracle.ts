@@ -1,0 +1,186 @@
+/**
+ * The real Litestream v0.3.13 binary as a test oracle: it writes replicas (so our restore is tested on
+ * the real format) and restores/lists them (so what we write and print is checked against it).
+ *
+ * Waiting is done on Litestream's own log lines, never on sleeps: "snapshot written", "wal segment
+ * written" (each carries `position=<generation>/<index hex8>:<offset>`).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+export function litestreamBin(): string {
+  const pkg = createRequire(import.meta.url).resolve('@flydotio/litestream-linux-x64/package.json');
+  return join(dirname(pkg), 'litestream');
+}
+
+/** A minimal environment: never let the oracle inherit cloud credentials from the host. */
+export function oracleEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...extra };
+}
+
+export interface ReplicatorOptions {
+  dbPath: string;
+  replicaDir: string;
+  syncInterval?: string;
+  minCheckpointPageCount?: number;
+  monitorInterval?: string;
+  snapshotInterval?: string;
+  retention?: string;
+}
+
+export function writeLitestreamConfig(o: ReplicatorOptions, dir = mkdtempSync(join(tmpdir(), 'stn-lscfg-'))): string {
+  const lines = [
+    'logging:',
+    '  level: debug',
+    'dbs:',
+    `  - path: ${o.dbPath}`,
+    ...(o.minCheckpointPageCount !== undefined ? [`    min-checkpoint-page-count: ${o.minCheckpointPageCount}`] : []),
+    ...(o.monitorInterval !== undefined ? [`    monitor-interval: ${o.monitorInterval}`] : []),
+    '    replicas:',
+    '      - type: file',
+    `        path: ${o.replicaDir}`,
+    `        sync-interval: ${o.syncInterval ?? '100ms'}`,
+    ...(o.snapshotInterval !== undefined ? [`        snapshot-interval: ${o.snapshotInterval}`] : []),
+    ...(o.retention !== undefined ? [`        retention: ${o.retention}`] : []),
+  ];
+  const path = join(dir, 'litestream.yml');
+  writeFileSync(path, `${lines.join('\n')}\n`);
+  return path;
+}
+
+export interface LogPosition {
+  generation: string;
+  index: number;
+  offset: number;
+}
+
+export function parsePosition(line: string): LogPosition | undefined {
+  const m = /position=([0-9a-f]{16})\/([0-9a-f]{8}):(\d+)/.exec(line);
+  return m ? { generation: m[1]!, index: parseInt(m[2]!, 16), offset: Number(m[3]) } : undefined;
+}
+
+/** `litestream replicate -config …` as a child process whose log lines can be awaited. */
+export class LitestreamReplicator {
+  readonly lines: string[] = [];
+  private waiters: { re: RegExp; after: number; resolve: (i: number) => void; reject: (e: Error) => void }[] = [];
+  private exited: number | null | undefined;
+  private constructor(
+    readonly configPath: string,
+    private readonly child: ChildProcess,
+  ) {
+    let buf = '';
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        this.lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        this.check();
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => {
+      this.exited = code;
+      for (const w of this.waiters.splice(0)) w.reject(new Error(`litestream exited (${code}) while waiting for ${w.re}:\n${this.tail()}`));
+    });
+  }
+
+  static start(o: ReplicatorOptions): LitestreamReplicator {
+    const configPath = writeLitestreamConfig(o);
+    const child = spawn(litestreamBin(), ['replicate', '-config', configPath], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    return new LitestreamReplicator(configPath, child);
+  }
+
+  tail(n = 30): string {
+    return this.lines.slice(-n).join('\n');
+  }
+
+  private check(): void {
+    for (const w of [...this.waiters]) {
+      const i = this.lines.findIndex((l, idx) => idx >= w.after && w.re.test(l));
+      if (i !== -1) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(i);
+      }
+    }
+  }
+
+  /** Resolves with the index of the first line at or after `after` that matches. */
+  waitForLog(re: RegExp, after = 0, timeoutMs = 20_000): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.resolve !== done);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re}:\n${this.tail()}`));
+      }, timeoutMs);
+      const done = (i: number) => {
+        clearTimeout(timer);
+        resolve(i);
+      };
+      if (this.exited !== undefined) {
+        clearTimeout(timer);
+        reject(new Error(`litestream already exited (${this.exited}):\n${this.tail()}`));
+        return;
+      }
+      this.waiters.push({
+        re,
+        after,
+        resolve: done,
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.check();
+    });
+  }
+
+  /** Waits for the first "wal segment written" line after line `after`; returns its position and line index. */
+  async waitForSegment(after: number): Promise<{ line: number; pos: LogPosition }> {
+    const line = await this.waitForLog(/msg="wal segment written"/, after);
+    return { line, pos: parsePosition(this.lines[line]!)! };
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+    if (this.exited !== undefined) return this.exited;
+    const exit = new Promise<number | null>((r) => this.child.once('exit', (code) => r(code)));
+    this.child.kill(signal);
+    const killer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    const code = await exit;
+    clearTimeout(killer);
+    return code;
+  }
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the Litestream CLI (restore, generations, snapshots, wal, …) to completion. */
+export function runLitestream(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(litestreamBin(), args, { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Parses a tabwriter table (header line, then rows) into records keyed by the header's words. */
+export function parseTable(text: string): Record<string, string>[] {
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length === 0) return [];
+  const keys = lines[0]!.trim().split(/\s+/);
+  return lines.slice(1).map((l) => {
+    const cells = l.trim().split(/\s+/);
+    return Object.fromEntries(keys.map((k, i) => [k, cells[i] ?? '']));
+  });
+}

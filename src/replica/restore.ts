@@ -8,15 +8,16 @@
  * (and every directory the restore created) is removed.
  */
 import { randomBytes } from 'node:crypto';
-import { open, rm, unlink } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
 import type { WalSegmentInfo } from '../client/replica-client.js';
 import { describeError, errnoCode, ReplicateError, throwIfAborted } from '../errors.js';
 import { decodeLz4Frame } from '../internal/lz4-frame.js';
+import { PipelinedWriter } from '../internal/pipelined-writer.js';
 import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
-import { applyWalFile, checkIntegrity } from '../sqlite/restore-db.js';
-import { frameSize, WAL_HEADER_SIZE, WalScanner } from '../sqlite/wal-format.js';
+import { applyWalFiles, checkIntegrity } from '../sqlite/restore-db.js';
+import { WalScanner, type WalScanResult } from '../sqlite/wal-format.js';
 import { listReplica, type NamedReplica } from './listing.js';
 import { assertOutputFree, moveIntoPlace, prepareOutputDir, removeDirs } from './restore-output.js';
 import { chooseGeneration, planRestore, type IndexPlan, type RestorePlan } from './restore-plan.js';
@@ -164,7 +165,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
     throwIfAborted(opts.signal);
 
     let stoppedAt = plan.truncatedReason;
-    let applied = 0;
+    const ready: DownloadedIndex[] = [];
     for (const ix of plan.indexes) {
       const downloaded = await downloads.get(ix.index)!;
       startNext();
@@ -175,21 +176,20 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
           `wal index ${plan.generation}/${formatHex8(ix.index)} has page size ${downloaded.header.pageSize} but the snapshot has ${pageSize}`,
         );
       }
-      report('apply');
-      const name = `${plan.generation}/${formatHex8(ix.index)}`;
-      try {
-        applyWalFile(tmpPath, downloaded.file, downloaded.committedFrames, name);
-      } catch (err) {
-        throw wrapStep(err, `applying wal ${name}`);
-      }
-      await unlink(downloaded.file).catch(() => undefined);
-      applied++;
-      progress.indexesApplied = applied;
+      ready.push(downloaded);
       if (downloaded.stoppedAt) {
         stoppedAt = downloaded.stoppedAt;
         break;
       }
     }
+    report('apply');
+    try {
+      applyWalFiles(tmpPath, ready.map((d) => ({ path: d.file, scan: d.scan })), pageSize);
+    } catch (err) {
+      throw wrapStep(err, `applying wal ${plan.generation}/${formatHex8(plan.snapshot.index)}..`);
+    }
+    const applied = ready.length;
+    progress.indexesApplied = applied;
     if (stoppedAt) log.warn('restore stopped at a gap', { reason: stoppedAt });
 
     if (integrity !== 'none') {
@@ -221,17 +221,20 @@ async function downloadSnapshot(replica: NamedReplica, plan: RestorePlan, tmpPat
   });
   let size = 0;
   let header: Buffer | undefined;
+  const writer = new PipelinedWriter(handle);
   try {
     for await (const chunk of decodeLz4Frame({ label: where })(counted(reader))) {
       if (!header) header = Buffer.from(chunk.subarray(0, 100));
-      await writeAll(handle, chunk);
+      await writer.write(chunk);
       size += chunk.length;
     }
+    await writer.finish();
     // No fsync here: the finished database is fsynced once, before it is linked into place.
   } catch (err) {
     throw wrapStep(err, `restoring snapshot ${where}`);
   } finally {
     reader.destroy();
+    await writer.finish().catch(() => undefined);
     await handle.close();
   }
   if (!header || size < 512 || header.subarray(0, 16).toString('latin1') !== 'SQLite format 3\0') {
@@ -246,8 +249,8 @@ async function downloadSnapshot(replica: NamedReplica, plan: RestorePlan, tmpPat
 interface DownloadedIndex {
   file: string;
   header: { pageSize: number } | undefined;
-  /** Valid commit frames in the file (what SQLite will checkpoint). */
-  committedFrames: number;
+  /** What the WAL file holds: valid frames, the last commit, and the pages it changes. */
+  scan: WalScanResult;
   /** Set when stopAtGap cut this index short. */
   stoppedAt?: string;
 }
@@ -266,6 +269,7 @@ async function downloadIndex(
   const handle = await open(file, 'wx', 0o600).catch((err: unknown) => {
     throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${file}: ${describeError(err)}`, { cause: err });
   });
+  const writer = new PipelinedWriter(handle);
   let written = 0;
   let stoppedAt: string | undefined;
   try {
@@ -279,11 +283,13 @@ async function downloadIndex(
         stoppedAt = msg;
         break;
       }
-      written += await copySegment(replica, seg, handle, scanner, counted, opts.signal);
+      written += await copySegment(replica, seg, writer, scanner, counted, opts.signal);
     }
+    await writer.finish();
   } catch (err) {
     throw wrapStep(err, `downloading wal ${name}`);
   } finally {
+    await writer.finish().catch(() => undefined);
     await handle.close();
   }
 
@@ -297,14 +303,13 @@ async function downloadIndex(
     if (!opts.stopAtGap) throw new ReplicateError('INVALID_WAL', msg, { details: { generation, index: ix.index } });
     stoppedAt ??= msg;
   }
-  const committedFrames = (scan.committedSize - (scan.committedSize > 0 ? WAL_HEADER_SIZE : 0)) / frameSize(scan.header.pageSize);
-  return { file, header: scan.header, committedFrames, stoppedAt };
+  return { file, header: scan.header, scan, stoppedAt };
 }
 
 async function copySegment(
   replica: NamedReplica,
   seg: WalSegmentInfo,
-  handle: Awaited<ReturnType<typeof open>>,
+  writer: PipelinedWriter,
   scanner: WalScanner,
   counted: Counter,
   signal?: AbortSignal,
@@ -315,7 +320,7 @@ async function copySegment(
   try {
     for await (const chunk of decodeLz4Frame({ label: where })(counted(reader))) {
       scanner.update(chunk);
-      await writeAll(handle, chunk);
+      await writer.write(chunk);
       n += chunk.length;
     }
   } finally {
@@ -349,11 +354,4 @@ function wrapStep(err: unknown, step: string): unknown {
   return new ReplicateError('IO', `${step}: ${describeError(err)}`, { cause: err });
 }
 
-async function writeAll(handle: Awaited<ReturnType<typeof open>>, chunk: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, off, chunk.length - off);
-    off += bytesWritten;
-  }
-}
 

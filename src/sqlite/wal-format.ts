@@ -152,6 +152,8 @@ export interface WalScanResult {
   frames: number;
   /** Page count after the last valid commit. */
   commitDbSize: number;
+  /** Page number -> offset (in this WAL) of the frame holding its last committed version. */
+  committedPages: ReadonlyMap<number, number>;
   /** Why scanning stopped before the end, if it did (salt or checksum mismatch, partial frame). */
   stopReason: string | undefined;
 }
@@ -172,6 +174,10 @@ export class WalScanner {
   private commitDbSize = 0;
   private frames = 0;
   private stopReason: string | undefined;
+  /** Page number -> offset of its latest frame, for the transaction still open. */
+  private readonly pendingPages = new Map<number, number>();
+  /** Page number -> offset of its latest committed frame: what a checkpoint copies. */
+  private readonly committedPages = new Map<number, number>();
 
   constructor(private readonly where = 'wal') {}
 
@@ -191,9 +197,16 @@ export class WalScanner {
     }
     if (this.stopReason !== undefined) return;
     const frame = this.frameBuf!;
-    while (pos < chunk.length) {
-      const n = Math.min(frame.length - this.frameFill, chunk.length - pos);
-      frame.set(chunk.subarray(pos, pos + n), this.frameFill);
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    while (pos < bytes.length) {
+      // Whole frames inside the chunk are checked in place; only frames split across chunks are copied.
+      if (this.frameFill === 0 && bytes.length - pos >= frame.length) {
+        if (!this.acceptFrame(bytes.subarray(pos, pos + frame.length))) return;
+        pos += frame.length;
+        continue;
+      }
+      const n = Math.min(frame.length - this.frameFill, bytes.length - pos);
+      frame.set(bytes.subarray(pos, pos + n), this.frameFill);
       this.frameFill += n;
       pos += n;
       if (this.frameFill === frame.length) {
@@ -206,6 +219,10 @@ export class WalScanner {
   private acceptFrame(frame: Buffer): boolean {
     const h = this.header!;
     const fh = parseWalFrameHeader(frame);
+    if (fh.pgno === 0) {
+      this.stopReason = `invalid page number 0 at offset ${this.validSize}`;
+      return false;
+    }
     if (fh.salt1 !== h.salt1 || fh.salt2 !== h.salt2) {
       this.stopReason = `salt mismatch at offset ${this.validSize}`;
       return false;
@@ -218,10 +235,13 @@ export class WalScanner {
     }
     this.checksum = sum;
     this.frames++;
+    this.pendingPages.set(fh.pgno, this.validSize);
     this.validSize += frame.length;
     if (fh.commit !== 0) {
       this.committedSize = this.validSize;
       this.commitDbSize = fh.commit;
+      for (const [pgno, offset] of this.pendingPages) this.committedPages.set(pgno, offset);
+      this.pendingPages.clear();
     }
     return true;
   }
@@ -239,6 +259,7 @@ export class WalScanner {
       validSize: this.validSize,
       frames: this.frames,
       commitDbSize: this.commitDbSize,
+      committedPages: this.committedPages,
       stopReason,
     };
   }

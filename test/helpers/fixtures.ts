@@ -100,9 +100,13 @@ export async function writeAndRecord(
   dbPath: string,
   truth: TruthEntry[],
   fn?: () => void,
+  opts: { outsideTransaction?: boolean } = {},
 ): Promise<void> {
   const after = fn ? ls.lines.length : 0;
-  if (fn) db.transaction(fn)();
+  if (fn) {
+    if (opts.outsideTransaction) fn();
+    else db.transaction(fn)();
+  }
   const pos = await waitForUpload(ls, dbPath, after);
   await sleep(SETTLE_MS);
   const rows = (db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n;
@@ -194,6 +198,35 @@ export async function makeLargeHistoryReplica(opts: { batches: number; rowsPerBa
         db.prepare('DELETE FROM t WHERE id % 11 = ? AND n < ?').run(b % 11, b);
       });
     }
+  } finally {
+    await ls.stop();
+    db.close();
+  }
+  return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
+}
+
+/**
+ * A database that shrinks (DELETE + VACUUM) in the middle of its history and grows again: restore must
+ * cut the file at each commit's size, as SQLite's checkpoints do.
+ */
+export async function makeShrinkingReplica(): Promise<ReplicaFixture> {
+  const dir = fixtureDir('shrinking');
+  const dbPath = join(dir, 'db.sqlite');
+  const replicaDir = join(dir, 'replica');
+  const db = openSourceDb(dbPath);
+  const truth: TruthEntry[] = [];
+  const ls = await startReplicating(dbPath, replicaDir, 50);
+  const insert = (from: number, n: number) => () => {
+    const stmt = db.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    for (let i = from; i < from + n; i++) stmt.run(textOf(i, 3000), i);
+  };
+  try {
+    await writeAndRecord(ls, db, dbPath, truth, insert(0, 150));
+    await writeAndRecord(ls, db, dbPath, truth, insert(150, 150));
+    await writeAndRecord(ls, db, dbPath, truth, () => db.prepare('DELETE FROM t WHERE id > 20').run());
+    await writeAndRecord(ls, db, dbPath, truth, () => db.exec('VACUUM'), { outsideTransaction: true });
+    await writeAndRecord(ls, db, dbPath, truth, insert(1000, 40));
+    await writeAndRecord(ls, db, dbPath, truth, () => db.prepare('UPDATE t SET v = ? WHERE id % 3 = 0').run('updated'));
   } finally {
     await ls.stop();
     db.close();

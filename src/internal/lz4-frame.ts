@@ -17,7 +17,6 @@
  * This is the only importer of the LZ4 libraries.
  */
 import { createRequire } from 'node:module';
-import { uncompress } from 'lz4-napi';
 import xxhash from 'xxhash-wasm';
 import { ReplicateError } from '../errors.js';
 
@@ -32,13 +31,15 @@ const BLOCK_MAX_SIZES: Record<number, number> = { 4: 64 * 1024, 5: 256 * 1024, 6
 
 interface Liblz4 {
   /** LZ4_compress_default into output[start..end); returns the compressed size, 0 if it does not fit. */
-  encodeBlock(input: Buffer, output: Buffer, start?: number, end?: number): number;
+  compress(input: Buffer, output: Buffer, start?: number, end?: number): number;
   /** LZ4_decompress_safe; returns the decoded size, negative for malformed input. */
-  decodeBlock(input: Buffer, output: Buffer): number;
-  encodeBound(size: number): number;
+  uncompress(input: Buffer, output: Buffer): number;
+  compressBound(size: number): number;
 }
-const liblz4 = createRequire(import.meta.url)('lz4') as Liblz4;
-const ENCODE_BOUND = liblz4.encodeBound(LZ4_BLOCK_SIZE);
+// The package's native binding alone: its JS entry point also loads stream classes and a JS xxhash we do
+// not use (~70 ms of start-up).
+const liblz4 = createRequire(import.meta.url)('lz4/build/Release/lz4.node') as Liblz4;
+const ENCODE_BOUND = liblz4.compressBound(LZ4_BLOCK_SIZE);
 
 type Hasher = { update(input: Uint8Array): unknown; digest(): number };
 let xxhashApi: ReturnType<typeof xxhash> | undefined;
@@ -92,7 +93,7 @@ export async function* encodeLz4Frame(source: AsyncIterable<Uint8Array>): AsyncG
 /** One block with its 4-byte length; a fresh buffer each time, since consumers may queue it. */
 function compressBlock(input: Buffer): Buffer {
   const out = Buffer.allocUnsafe(4 + Math.max(ENCODE_BOUND, input.length));
-  const n = liblz4.encodeBlock(input, out, 4, out.length);
+  const n = liblz4.compress(input, out, 4, out.length);
   if (n <= 0 || n >= input.length) {
     // Incompressible: store the block as is, flagged by the high bit of its length.
     out.writeUInt32LE((input.length | BLOCK_UNCOMPRESSED_FLAG) >>> 0, 0);
@@ -284,7 +285,7 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined): Asyn
       if (blockChecksum) await readExact(reader, 4, label, 'block checksum');
       // A fresh buffer per block: the consumer may still hold the previous one.
       const out = Buffer.allocUnsafe(blockMax);
-      const n = liblz4.decodeBlock(data, out);
+      const n = liblz4.uncompress(data, out);
       if (n < 0) throw corrupt(label, `block does not decode (liblz4 error at input byte ${-n})`);
       yield emit(out.subarray(0, n));
       continue;
@@ -295,6 +296,7 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined): Asyn
     if (blockChecksum) await readExact(reader, 4, label, 'block checksum');
     let out: Buffer;
     try {
+      const { uncompress } = await import('lz4-napi'); // loaded only for this rare frame kind
       out = await uncompress(prefixed, history);
     } catch (err) {
       throw corrupt(label, 'block does not decode', err);

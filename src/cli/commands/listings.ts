@@ -2,12 +2,14 @@
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { describeError } from '../../errors.js';
-import { replicaName } from '../../config/index.js';
 import { collect } from '../../client/replica-client.js';
 import { generationRows, listReplica, type NamedReplica } from '../../replica/listing.js';
 import { formatLag, formatTable, formatTimestamp } from '../format.js';
 import type { CliIo, RunContext } from '../io.js';
-import { loadCliConfig, resolveTarget, type ConfigFlags } from '../target.js';
+import type { ConfigFlags } from '../target.js';
+
+/** The config machinery (YAML, clients) is loaded when a command runs, not for `--help`. */
+const target = () => import('../target.js');
 
 interface ListFlags extends ConfigFlags {
   replica?: string;
@@ -41,8 +43,8 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
     .description('list the generations of a database or replica, with their time ranges')
     .argument('[target]', 'DB_PATH or REPLICA_URL')
     .option('--replica <name>', 'only this replica')
-    .action(async (target: string | undefined, flags: ListFlags) => {
-      const t = await resolveTarget(target, flags, io);
+    .action(async (arg: string | undefined, flags: ListFlags) => {
+      const t = await (await target()).resolveTarget(arg, flags, io);
       // Lag is measured from the database's last change (config mode) or from now (URL mode).
       let dbUpdatedAt = Date.now();
       if (t.db) {
@@ -65,8 +67,8 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
     .description('list the snapshots of a database or replica')
     .argument('[target]', 'DB_PATH or REPLICA_URL')
     .option('--replica <name>', 'only this replica')
-    .action(async (target: string | undefined, flags: ListFlags) => {
-      const t = await resolveTarget(target, flags, io);
+    .action(async (arg: string | undefined, flags: ListFlags) => {
+      const t = await (await target()).resolveTarget(arg, flags, io);
       const rows = await eachReplica(io, ctx, t.replicas, async (r) => {
         const gens = await r.client.generations({ signal: io.signal });
         const out = [];
@@ -87,8 +89,8 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
     .argument('[target]', 'DB_PATH or REPLICA_URL')
     .option('--replica <name>', 'only this replica')
     .option('--generation <name>', 'only this generation')
-    .action(async (target: string | undefined, flags: ListFlags) => {
-      const t = await resolveTarget(target, flags, io);
+    .action(async (arg: string | undefined, flags: ListFlags) => {
+      const t = await (await target()).resolveTarget(arg, flags, io);
       const rows = await eachReplica(io, ctx, t.replicas, async (r) => {
         let gens = await r.client.generations({ signal: io.signal });
         if (flags.generation !== undefined) gens = gens.filter((g) => g === flags.generation);
@@ -107,6 +109,8 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
   addConfigOptions(program.command('databases'))
     .description('list the databases in the config file')
     .action(async (flags: ConfigFlags) => {
+      const { loadCliConfig } = await target();
+      const { replicaName } = await import('../../config/config.js');
       const config = await loadCliConfig(flags, io);
       io.stdout.write(formatTable(['path', 'replicas'], config.dbs.map((db) => [db.path, db.replicas.map(replicaName).join(',')])));
     });

@@ -2,12 +2,13 @@ import { lstat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ReplicateError, isReplicateError } from '../../errors.js';
-import { expandHome } from '../../config/index.js';
-import { INTEGRITY_CHECKS, restore, type IntegrityCheck } from '../../replica/restore.js';
+import { expandHome } from '../../config/replica-url.js';
+import type { IntegrityCheck } from '../../replica/restore.js';
 import { MAX_INDEX, formatHex8 } from '../../layout.js';
 import type { CliIo } from '../io.js';
-import { createProgress } from '../progress.js';
-import { resolveTarget } from '../target.js';
+
+// Kept here (not imported from restore.ts) so that `--help` does not load SQLite and LZ4.
+const INTEGRITY_CHECKS = ['none', 'quick', 'full'] as const;
 
 interface RestoreFlags {
   o?: string;
@@ -50,6 +51,11 @@ export function registerRestore(program: Command, io: CliIo): void {
       const parallelism = parsePositiveInt(flags.parallelism ?? '8', '-parallelism');
       const integrityCheck = parseIntegrityCheck(flags.integrityCheck ?? 'quick');
 
+      const [{ resolveTarget }, { restore }, { createProgress }] = await Promise.all([
+        import('../target.js'),
+        import('../../replica/restore.js'),
+        import('../progress.js'),
+      ]);
       const t = await resolveTarget(target, flags, io);
       let output = flags.o !== undefined ? resolve(io.cwd, expandHome(flags.o, io.homeDir)) : t.db?.path;
       if (output === undefined) throw new ReplicateError('INVALID_ARGUMENT', 'output path required (use -o PATH with a replica URL)');

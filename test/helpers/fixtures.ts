@@ -88,7 +88,7 @@ export async function waitForUpload(ls: LitestreamReplicator, dbPath: string, af
         }
       }
     }
-    await ls.waitForLog(/msg="wal segment written"/, ls.lines.length, 20_000);
+    await ls.waitForLog(/msg="wal segment written"/, ls.lines.length, 60_000);
   }
   throw new Error(`litestream did not upload the last write:\n${ls.tail()}`);
 }

@@ -2,7 +2,7 @@
  * Replicas written by the real Litestream v0.3.13, restored by stn-replicate: the result must equal the
  * source at that point (ground truth recorded while writing) and Litestream's own restore.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
@@ -108,5 +108,21 @@ describe('fixture shape (the tests above must cover what they claim)', () => {
     expect(indexes.size).toBeGreaterThanOrEqual(3);
     expect(fixtures.multiGen!.generations.length).toBe(3);
     expect(fixtures.large!.truth.at(-1)!.rows).toBeGreaterThan(2000);
+  });
+});
+
+describe('snapshot-only replica', () => {
+  it('restores the snapshot alone, to the same bytes as Litestream', async () => {
+    const fx = fixtures.multiIndex!;
+    const copy = join(fx.dir, 'snapshot-only');
+    cpSync(fx.replicaDir, copy, { recursive: true, preserveTimestamps: true });
+    for (const gen of readdirSync(join(copy, 'generations'))) rmSync(join(copy, 'generations', gen, 'wal'), { recursive: true, force: true });
+    const a = join(fx.dir, 'snap-ours.db');
+    const b = join(fx.dir, 'snap-theirs.db');
+    const r = await runCli(['restore', '-o', a, `file://${copy}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/0 WAL indexes/);
+    expect((await runLitestream(['restore', '-o', b, `file://${copy}`])).code).toBe(0);
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
   });
 });

@@ -1,0 +1,143 @@
+/**
+ * Replication of one database, for the CLI and for Node programs that embed it: a WalShipper following
+ * the database and one Replica per destination. It never installs signal handlers or exits the process.
+ *
+ *   const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path }) }] });
+ *   app.db.prepare('INSERT …').run();
+ *   await r.sync();          // everything committed so far is in every replica
+ *   await r.close();         // final sync, then stop
+ */
+import { EventEmitter } from 'node:events';
+import type { ReplicaClient } from './client/replica-client.js';
+import { describeError, ReplicateError } from './errors.js';
+import { nullLogger, type Logger } from './logger.js';
+import { comparePos, formatPos, type Pos } from './pos.js';
+import { Replica } from './replica/replica.js';
+import type { CheckpointPolicy } from './shipper/checkpoint-policy.js';
+import { WalShipper } from './shipper/wal-shipper.js';
+
+export interface ReplicaSpec {
+  /** Defaults to the client's type; must be unique per database. */
+  name?: string;
+  client: ReplicaClient;
+  syncIntervalMs?: number;
+}
+
+export interface ReplicationOptions {
+  dbPath: string;
+  metaPath?: string;
+  monitorIntervalMs?: number;
+  checkpointIntervalMs?: number;
+  minCheckpointPageCount?: number;
+  maxCheckpointPageCount?: number;
+  replicas: ReplicaSpec[];
+  logger?: Logger;
+  signal?: AbortSignal;
+}
+
+export interface ReplicationEvents {
+  generation: [{ generation: string; reason: string }];
+  snapshot: [{ replica: string; generation: string; index: number; size: number }];
+  segment: [{ replica: string; generation: string; index: number; offset: number; size: number }];
+  checkpoint: [{ mode: string; newIndex?: number }];
+  error: [{ replica?: string; error: unknown }];
+}
+
+export class Replication extends EventEmitter<ReplicationEvents> {
+  readonly shipper: WalShipper;
+  readonly replicas: readonly Replica[];
+  private readonly log: Logger;
+  private closed = false;
+
+  private constructor(opts: ReplicationOptions) {
+    super();
+    this.log = opts.logger ?? nullLogger;
+    if (opts.replicas.length === 0) throw new ReplicateError('CONFIG', `no replicas configured for ${opts.dbPath}`);
+    const names = opts.replicas.map((r) => r.name ?? r.client.type);
+    const dup = names.find((n, i) => names.indexOf(n) !== i);
+    if (dup !== undefined) throw new ReplicateError('CONFIG', `duplicate replica name "${dup}" for ${opts.dbPath}`);
+    const checkpoint: Partial<CheckpointPolicy> = {};
+    if (opts.checkpointIntervalMs !== undefined) checkpoint.checkpointIntervalMs = opts.checkpointIntervalMs;
+    if (opts.minCheckpointPageCount !== undefined) checkpoint.minCheckpointPageCount = opts.minCheckpointPageCount;
+    if (opts.maxCheckpointPageCount !== undefined) checkpoint.maxCheckpointPageCount = opts.maxCheckpointPageCount;
+    this.shipper = new WalShipper({ dbPath: opts.dbPath, metaPath: opts.metaPath, monitorIntervalMs: opts.monitorIntervalMs, checkpoint, logger: this.log });
+    this.replicas = opts.replicas.map(
+      (r, i) => new Replica(this.shipper, { name: names[i]!, client: r.client, syncIntervalMs: r.syncIntervalMs, logger: this.log }),
+    );
+    // Shadow WAL files are kept until every replica is past them.
+    this.shipper.setRetention(() => {
+      const db = this.shipper.pos();
+      let min: number | undefined;
+      for (const r of this.replicas) {
+        const p = r.pos();
+        if (!db || !p || p.generation !== db.generation) return undefined;
+        min = min === undefined ? p.index : Math.min(min, p.index);
+      }
+      return min;
+    });
+    this.shipper.on('generation', (e) => this.emit('generation', e));
+    this.shipper.on('checkpoint', (e) => this.emit('checkpoint', e));
+    this.shipper.on('error', (error) => this.emit('error', { error }));
+    for (const r of this.replicas) {
+      r.on('snapshot', (s) => this.emit('snapshot', { replica: r.name, ...s }));
+      r.on('segment', (s) => this.emit('segment', { replica: r.name, ...s }));
+      r.on('error', (error) => this.emit('error', { replica: r.name, error }));
+    }
+  }
+
+  /** Opens the database (waiting while it does not exist) and starts replicating in the background. */
+  static async start(opts: ReplicationOptions): Promise<Replication> {
+    const r = new Replication(opts);
+    await r.shipper.start(opts.signal);
+    for (const replica of r.replicas) replica.start();
+    return r;
+  }
+
+  get dbPath(): string {
+    return this.shipper.dbPath;
+  }
+
+  /**
+   * Waits until everything committed to the database so far is in every replica. Throws if a replica
+   * cannot be brought up to date (the error names it).
+   */
+  async sync(): Promise<void> {
+    await this.shipper.sync();
+    const target = this.shipper.pos();
+    if (!target) return;
+    const failures: string[] = [];
+    await Promise.all(
+      this.replicas.map(async (r) => {
+        try {
+          await r.sync();
+          const p = r.pos();
+          if (!p || comparePos(p, target) < 0) throw new Error(`at ${formatPos(p)}, wanted ${formatPos(target)}`);
+        } catch (err) {
+          failures.push(`${r.name} (${r.client.location}): ${describeError(err)}`);
+        }
+      }),
+    );
+    if (failures.length > 0) {
+      throw new ReplicateError('IO', `sync of ${this.dbPath} incomplete; not uploaded to: ${failures.join('; ')}`, { details: { position: formatPos(target) } });
+    }
+  }
+
+  /** Stops replicating after a final sync of every replica; throws (naming what was not uploaded) if that fails. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.replicas.map((r) => r.stop()));
+    let failure: unknown;
+    try {
+      await this.sync();
+    } catch (err) {
+      failure = err;
+    }
+    await this.shipper.close();
+    if (failure) throw failure;
+  }
+}
+
+export function startReplication(opts: ReplicationOptions): Promise<Replication> {
+  return Replication.start(opts);
+}

@@ -1,0 +1,126 @@
+/**
+ * The local meta directory, in Litestream v0.3.13's layout so that either tool can take over from the
+ * other on the same database:
+ *
+ *   .<db>-litestream/generation                                   current generation + "\n"
+ *   .<db>-litestream/generations/<generation>/wal/<index>.wal     shadow WAL files
+ *
+ * The only module that joins paths inside the meta directory.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, rm, mkdir, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { errnoCode } from '../errors.js';
+import { writeFileAtomic } from '../internal/atomic-file.js';
+import { isGenerationName, parseShadowWalName, shadowWalName } from '../layout.js';
+
+export function defaultMetaPath(dbPath: string): string {
+  return join(dirname(dbPath), `.${basename(dbPath)}-litestream`);
+}
+
+/** A new random generation name: 16 lowercase hex digits. */
+export function newGenerationName(): string {
+  return randomBytes(8).toString('hex');
+}
+
+export class MetaDir {
+  constructor(readonly path: string) {}
+
+  private generationFile(): string {
+    return join(this.path, 'generation');
+  }
+
+  generationsDir(): string {
+    return join(this.path, 'generations');
+  }
+
+  shadowWalDir(generation: string): string {
+    return join(this.generationsDir(), generation, 'wal');
+  }
+
+  shadowWalPath(generation: string, index: number): string {
+    return join(this.shadowWalDir(generation), shadowWalName(index));
+  }
+
+  /** The current generation, or undefined when there is none (missing file or not 16 hex digits). */
+  async readGeneration(): Promise<string | undefined> {
+    try {
+      const text = (await readFile(this.generationFile(), 'utf8')).trim();
+      return isGenerationName(text) ? text : undefined;
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async writeGeneration(generation: string): Promise<void> {
+    await writeFileAtomic(this.generationFile(), [Buffer.from(`${generation}\n`)], { dirMode: 0o755, fileMode: 0o644 });
+  }
+
+  async clearGeneration(): Promise<void> {
+    await rm(this.generationFile(), { force: true });
+  }
+
+  async ensure(): Promise<void> {
+    await mkdir(this.path, { recursive: true, mode: 0o755 });
+  }
+
+  async createGenerationDir(generation: string): Promise<void> {
+    await mkdir(this.shadowWalDir(generation), { recursive: true, mode: 0o755 });
+  }
+
+  /** Shadow WAL indexes of a generation, ascending. */
+  async shadowIndexes(generation: string): Promise<number[]> {
+    try {
+      const names = await readdir(this.shadowWalDir(generation));
+      return names.flatMap((n) => parseShadowWalName(n)?.index ?? []).sort((a, b) => a - b);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  async shadowSize(generation: string, index: number): Promise<number | undefined> {
+    try {
+      return (await stat(this.shadowWalPath(generation, index))).size;
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /** Removes every generation directory but `keep`, and crash leftovers (`*.tmp`). */
+  async removeOtherGenerations(keep: string): Promise<void> {
+    let names: string[] = [];
+    try {
+      names = await readdir(this.generationsDir());
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    for (const n of names) if (n !== keep) await rm(join(this.generationsDir(), n), { recursive: true, force: true });
+  }
+
+  /** Deletes shadow WAL files below `index` (they are in every replica). */
+  async removeShadowsBelow(generation: string, index: number): Promise<void> {
+    for (const i of await this.shadowIndexes(generation)) {
+      if (i < index) await rm(this.shadowWalPath(generation, i), { force: true });
+    }
+  }
+
+  async removeTempFiles(): Promise<void> {
+    const walk = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) await walk(p);
+        else if (e.name.endsWith('.tmp')) await rm(p, { force: true });
+      }
+    };
+    await walk(this.path);
+  }
+}

@@ -1,0 +1,347 @@
+/**
+ * The WAL shipper: the only code that talks to the live database. It follows the `-wal` file (file
+ * watching, with a poll as a safety net), copies committed frames into the shadow WAL in order,
+ * decides checkpoints, and starts a new generation exactly when continuity with the real WAL is lost
+ * (Litestream's triggers, spec §5.4). It knows nothing of uploads: replicas read its shadow WAL and
+ * listen to its events.
+ */
+import { EventEmitter } from 'node:events';
+import { watch, type FSWatcher } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { describeError, errnoCode } from '../errors.js';
+import { MAX_INDEX, formatHex8 } from '../layout.js';
+import { nullLogger, type Logger } from '../logger.js';
+import type { Pos } from '../pos.js';
+import { WAL_HEADER_SIZE, frameAlign } from '../sqlite/wal-format.js';
+import { DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointMode, type CheckpointPolicy } from './checkpoint-policy.js';
+import { ShipperDb } from './db-connection.js';
+import { MetaDir, defaultMetaPath, newGenerationName } from './meta.js';
+import { copyToShadow, initShadow, lastFrameMatches, readWalHeaderBytes } from './shadow-wal.js';
+
+export interface ShipperOptions {
+  dbPath: string;
+  metaPath?: string;
+  /** Poll period, the safety net behind file watching (default 1 s; 0 = no background syncing). */
+  monitorIntervalMs?: number;
+  checkpoint?: Partial<CheckpointPolicy>;
+  /** SQLite busy timeout of the shipper's connections (default 1 s). */
+  busyTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface GenerationEvent {
+  generation: string;
+  reason: string;
+}
+
+export interface CheckpointEvent {
+  mode: CheckpointMode;
+  log: number;
+  checkpointed: number;
+  /** Set when the WAL restarted and a new shadow index began. */
+  newIndex?: number;
+}
+
+type Verified = { reason: string } | { generation: string; index: number; shadowSize: number; restart: boolean; walSize: number };
+
+export class WalShipper extends EventEmitter {
+  readonly dbPath: string;
+  readonly walPath: string;
+  readonly meta: MetaDir;
+  private readonly log: Logger;
+  private readonly policy: CheckpointPolicy;
+  private readonly monitorIntervalMs: number;
+  private readonly busyTimeoutMs: number;
+  private db: ShipperDb | undefined;
+  private position: Pos | undefined;
+  private walIno: bigint | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private pending = false;
+  private closed = false;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private snapshotsRunning = 0;
+  private retainFrom: () => number | undefined = () => undefined;
+
+  constructor(opts: ShipperOptions) {
+    super();
+    this.dbPath = opts.dbPath;
+    this.walPath = `${opts.dbPath}-wal`;
+    this.meta = new MetaDir(opts.metaPath ?? defaultMetaPath(opts.dbPath));
+    this.log = opts.logger ?? nullLogger;
+    this.policy = { ...DEFAULT_CHECKPOINT_POLICY, ...opts.checkpoint };
+    this.monitorIntervalMs = opts.monitorIntervalMs ?? 1000;
+    this.busyTimeoutMs = opts.busyTimeoutMs ?? 1000;
+  }
+
+  /** The shipper's position: generation, current shadow index, and its committed size. */
+  pos(): Pos | undefined {
+    return this.position;
+  }
+
+  get pageSize(): number | undefined {
+    return this.db?.pageSize;
+  }
+
+  /** Replicas tell the shipper the lowest shadow index they still need. */
+  setRetention(fn: () => number | undefined): void {
+    this.retainFrom = fn;
+  }
+
+  /** Opens the database (waiting while it does not exist), syncs once, and starts following it. */
+  async start(signal?: AbortSignal): Promise<void> {
+    let warned = false;
+    for (;;) {
+      if (this.closed || signal?.aborted) return;
+      const exists = await stat(this.dbPath).then(
+        () => true,
+        (err: unknown) => (errnoCode(err) === 'ENOENT' ? false : Promise.reject(err)),
+      );
+      if (exists) break;
+      if (!warned) this.log.warn('database does not exist yet; waiting for it', { db: this.dbPath });
+      warned = true;
+      await new Promise((r) => setTimeout(r, Math.max(100, Math.min(this.monitorIntervalMs || 1000, 1000))));
+    }
+    await this.serial(() => this.init());
+    await this.sync();
+    this.follow();
+  }
+
+  /** Runs one sync now (copy new frames, maybe checkpoint); concurrent calls are coalesced. */
+  sync(): Promise<void> {
+    return this.serial(() => this.tick());
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private follow(): void {
+    if (this.closed) return;
+    const wake = () => {
+      if (this.pending || this.closed) return;
+      this.pending = true;
+      setImmediate(() => {
+        this.pending = false;
+        this.sync().catch((err: unknown) => {
+          this.log.error('sync failed', { db: this.dbPath, error: describeError(err) });
+          this.emit('error', err);
+        });
+      });
+    };
+    try {
+      const walName = basename(this.walPath);
+      const dbName = basename(this.dbPath);
+      this.watcher = watch(dirname(this.dbPath), { persistent: false }, (_event, name) => {
+        if (name === walName || name === dbName) wake();
+      });
+      this.watcher.on('error', () => undefined); // the poll below still runs
+    } catch (err) {
+      this.log.warn('file watching unavailable; polling only', { error: describeError(err) });
+    }
+    if (this.monitorIntervalMs > 0) {
+      this.timer = setInterval(wake, this.monitorIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  private async init(): Promise<void> {
+    this.db = ShipperDb.open(this.dbPath, { busyTimeoutMs: this.busyTimeoutMs });
+    this.walIno = await this.walInode();
+    await this.meta.ensure();
+    await this.meta.removeTempFiles();
+    const generation = await this.meta.readGeneration();
+    if (generation !== undefined) {
+      // Continue the generation only if the real WAL is still the one the last shadow file follows.
+      const index = (await this.meta.shadowIndexes(generation)).at(-1);
+      const real = await readWalHeaderBytes(this.walPath);
+      const shadow = index === undefined ? undefined : await readWalHeaderBytes(this.meta.shadowWalPath(generation, index));
+      if (!real || !shadow || !real.equals(shadow)) {
+        this.log.warn('init: cannot determine last wal position, clearing generation', {
+          db: this.dbPath,
+          reason: !real ? 'no wal header' : !shadow ? 'no shadow wal' : 'wal header changed',
+        });
+        await this.meta.clearGeneration();
+      } else {
+        await this.meta.removeOtherGenerations(generation);
+      }
+    }
+  }
+
+  private async walInode(): Promise<bigint | undefined> {
+    return stat(this.walPath, { bigint: true }).then(
+      (s) => s.ino,
+      () => undefined,
+    );
+  }
+
+  private async tick(): Promise<void> {
+    if (this.closed || !this.db) return;
+    const db = this.db;
+    // A WAL replaced or deleted underneath us: our connections still hold the old file; start afresh.
+    const ino = await this.walInode();
+    if (this.walIno !== undefined && ino !== this.walIno) {
+      this.log.warn('wal file was replaced or deleted by another process; reopening the database', { db: this.dbPath });
+      db.close();
+      this.db = ShipperDb.open(this.dbPath, { busyTimeoutMs: this.busyTimeoutMs });
+      this.walIno = await this.walInode();
+      return this.tick();
+    }
+    this.walIno = ino;
+
+    const walSizeBefore = await fileSize(this.walPath);
+    if (walSizeBefore < WAL_HEADER_SIZE) {
+      this.db.bumpSeq(); // the WAL needs a header before anything can be followed
+      this.walIno = await this.walInode();
+    }
+
+    const v = await this.verify();
+    let generation: string;
+    let index: number;
+    let shadowSize: number;
+    if ('reason' in v) {
+      ({ generation, index, shadowSize } = await this.newGeneration(v.reason));
+    } else {
+      ({ generation, index } = v);
+      shadowSize = (await copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index))).shadowSize;
+      if (v.restart) {
+        // Restarted by someone else: the rest of the old cycle is gone or copied; follow the new one.
+        ({ index, shadowSize } = await this.startNextIndex(generation, index));
+      }
+    }
+    this.setPosition({ generation, index, offset: shadowSize });
+
+    if (this.snapshotsRunning === 0) {
+      const dbIdleMs = Date.now() - (await stat(this.dbPath)).mtimeMs;
+      const mode = checkpointMode(this.policy, { pageSize: this.db.pageSize, walSize: walSizeBefore, shadowSize, dbIdleMs });
+      if (mode) await this.checkpoint(mode, generation, index);
+    }
+    await this.cleanShadows(generation);
+  }
+
+  private setPosition(p: Pos): void {
+    const old = this.position;
+    this.position = p;
+    if (!old || old.generation !== p.generation || old.index !== p.index || old.offset !== p.offset) this.emit('position', p);
+  }
+
+  private async verify(): Promise<Verified> {
+    const generation = await this.meta.readGeneration();
+    if (generation === undefined) return { reason: 'no generation exists' };
+    const index = (await this.meta.shadowIndexes(generation)).at(-1);
+    if (index === undefined) return { reason: 'no shadow wal' };
+    if (index >= MAX_INDEX) return { reason: 'max index exceeded' };
+    const shadowPath = this.meta.shadowWalPath(generation, index);
+    const pageSize = this.db!.pageSize;
+    const shadowSize = frameAlign((await this.meta.shadowSize(generation, index)) ?? 0, pageSize);
+    if (shadowSize < WAL_HEADER_SIZE) return { reason: 'short shadow wal' };
+    const walSize = frameAlign(await fileSize(this.walPath), pageSize);
+    if (shadowSize > walSize) return { reason: 'wal truncated by another process' };
+    const [real, shadow] = await Promise.all([readWalHeaderBytes(this.walPath), readWalHeaderBytes(shadowPath)]);
+    const restart = !real || !shadow || !real.equals(shadow);
+    if (shadowSize === WAL_HEADER_SIZE && restart) return { reason: 'wal header only, mismatched' };
+    if (!(await lastFrameMatches(this.walPath, shadowPath, shadowSize, pageSize))) return { reason: 'wal overwritten by another process' };
+    return { generation, index, shadowSize, restart, walSize };
+  }
+
+  private async newGeneration(reason: string): Promise<{ generation: string; index: number; shadowSize: number }> {
+    const generation = newGenerationName();
+    await this.meta.createGenerationDir(generation);
+    const header = await readWalHeaderBytes(this.walPath);
+    if (!header) throw new Error(`cannot start a generation: ${this.walPath} has no WAL header`);
+    const { shadowSize } = await initShadow(this.walPath, this.meta.shadowWalPath(generation, 0), header);
+    await this.meta.writeGeneration(generation);
+    await this.meta.removeOtherGenerations(generation);
+    this.log.info('new generation', { db: this.dbPath, generation, reason });
+    this.emit('generation', { generation, reason } satisfies GenerationEvent);
+    return { generation, index: 0, shadowSize };
+  }
+
+  /** Under the write lock: copies the old cycle's tail, then starts shadow index+1 from the new WAL header. */
+  private async startNextIndex(generation: string, index: number): Promise<{ index: number; shadowSize: number }> {
+    return this.db!.withWriteLock(async () => {
+      await copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index));
+      const header = await readWalHeaderBytes(this.walPath);
+      if (!header) throw new Error(`${this.walPath} lost its WAL header`);
+      const next = index + 1;
+      const { shadowSize } = await initShadow(this.walPath, this.meta.shadowWalPath(generation, next), header);
+      this.log.debug('new shadow wal index', { db: this.dbPath, generation, index: formatHex8(next) });
+      return { index: next, shadowSize };
+    });
+  }
+
+  private async checkpoint(mode: CheckpointMode, generation: string, index: number): Promise<void> {
+    const db = this.db!;
+    const before = await readWalHeaderBytes(this.walPath);
+    const shadowPath = this.meta.shadowWalPath(generation, index);
+    const result = await db.checkpoint(async () => {
+      await copyToShadow(this.walPath, shadowPath);
+    }, 100);
+    if (!result) {
+      this.log.debug('checkpoint skipped: the application holds the write lock', { db: this.dbPath, mode });
+      return;
+    }
+    const after = await readWalHeaderBytes(this.walPath);
+    const event: CheckpointEvent = { mode, log: result.log, checkpointed: result.checkpointed };
+    if (before && after && !before.equals(after)) {
+      const next = await this.startNextIndex(generation, index);
+      this.setPosition({ generation, index: next.index, offset: next.shadowSize });
+      event.newIndex = next.index;
+    } else {
+      // Not restarted: still copy our own seq frame.
+      const { shadowSize } = await copyToShadow(this.walPath, shadowPath);
+      this.setPosition({ generation, index, offset: shadowSize });
+      if (result.log !== result.checkpointed) {
+        this.log.debug('checkpoint could not backfill every frame (readers hold older snapshots)', { db: this.dbPath, ...result });
+      }
+    }
+    this.log.debug('checkpoint', { db: this.dbPath, ...event });
+    this.emit('checkpoint', event);
+  }
+
+  private async cleanShadows(generation: string): Promise<void> {
+    const needed = this.retainFrom();
+    if (needed === undefined) return;
+    // One older file is kept, as Litestream does.
+    await this.meta.removeShadowsBelow(generation, needed - 1);
+  }
+
+  /**
+   * Runs `fn` while no checkpoint can run (so the WAL cannot restart and the database file holds every
+   * frame of the indexes before the current one). Returns what `fn` returns.
+   */
+  async withSnapshotLock<T>(fn: (pos: Pos) => Promise<T>): Promise<T> {
+    this.snapshotsRunning++;
+    try {
+      await this.sync();
+      const pos = this.position;
+      if (!pos) throw new Error('no generation yet: nothing to snapshot');
+      return await fn(pos);
+    } finally {
+      this.snapshotsRunning--;
+    }
+  }
+
+  /** Stops following the database and closes its connections (a final sync first). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.watcher?.close();
+    if (this.timer) clearInterval(this.timer);
+    await this.sync().catch((err: unknown) => this.log.warn('final sync failed', { db: this.dbPath, error: describeError(err) }));
+    this.closed = true;
+    await this.serial(async () => {
+      this.db?.close();
+      this.db = undefined;
+    });
+  }
+}
+
+async function fileSize(path: string): Promise<number> {
+  return stat(path).then(
+    (s) => s.size,
+    (err: unknown) => (errnoCode(err) === 'ENOENT' ? 0 : Promise.reject(err)),
+  );
+}

@@ -1,29 +1,56 @@
-/** Turns a replica's config into a ReplicaClient. Backends are constructed only when used. */
+/**
+ * Turns a resolved replica into a ReplicaClient, and a command-line replica URL into a replica.
+ * Backends other than `file` are not written yet; their config is parsed and validated all the same.
+ */
 import { ReplicateError } from '../errors.js';
 import { FileReplicaClient } from '../client/file-client.js';
 import type { ReplicaClient } from '../client/replica-client.js';
-import { REPLICA_TYPES, type ReplicaConfig } from './config.js';
-import { parseReplicaUrl } from './replica-url.js';
+import type { Env } from './env-expand.js';
+import { resolveReplicaLocation } from './replica-resolve.js';
+import { parseReplicaUrl, redactUrl } from './replica-url.js';
+import { isReplicaType, type ReplicaConfig } from './types.js';
 
-export function buildReplicaClient(r: ReplicaConfig, _env: Record<string, string | undefined> = {}): ReplicaClient {
+/**
+ * A replica whose type is known and whose location is resolved: for `file`, `path` is the absolute
+ * replica directory. parseConfig and replicaFromUrl return exactly this (a ReplicaConfig).
+ */
+export type ResolvedReplica = Pick<ReplicaConfig, 'type'> & Partial<ReplicaConfig>;
+
+/**
+ * Builds the client for one replica. `env` is for backends that read credentials from the environment
+ * (LITESTREAM_AZURE_ACCOUNT_KEY, AWS_*); the file backend needs none.
+ */
+export function buildReplicaClient(r: ResolvedReplica, _env: Env = {}): ReplicaClient {
   switch (r.type) {
     case 'file':
-      if (r.path === undefined) throw new ReplicateError('CONFIG', 'file replica path required');
+      if (r.path === undefined || r.path === '') throw new ReplicateError('CONFIG', 'file replica path required');
       return new FileReplicaClient({ path: r.path });
-    default:
-      throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `replica type "${r.type}" is not supported yet by stn-replicate (file replicas only in this version)`, {
+    case 's3':
+    case 'gcs':
+    case 'abs':
+    case 'sftp':
+      throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `replica type "${r.type}" is not supported yet by stn-replicate (file only in this version)`, {
         details: { type: r.type },
       });
+    default:
+      throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `unknown replica type: ${JSON.stringify(r.type)}`, { details: { type: r.type } });
   }
 }
 
-/** A replica named by a URL on the command line: default settings, no config. */
+/**
+ * A replica named by a URL on the command line (`restore s3://bucket/db`): type from the scheme,
+ * location from the URL exactly as for `url:` in the config; every other setting unset.
+ * Unknown scheme → UNKNOWN_REPLICA_TYPE; a URL that cannot name a replica → INVALID_ARGUMENT.
+ */
 export function replicaFromUrl(url: string, cwd: string, homeDir: string): ReplicaConfig {
-  const u = parseReplicaUrl(url, cwd, homeDir);
-  if (!(REPLICA_TYPES as readonly string[]).includes(u.type)) {
-    throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `unknown replica type in URL: "${u.type}" (want file, s3, gcs or abs)`, { details: { type: u.type } });
+  const { type } = parseReplicaUrl(url, cwd, homeDir);
+  if (!isReplicaType(type)) {
+    throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `unknown replica type in URL: "${type}" (want file, s3, gcs, abs or sftp)`, { details: { type } });
   }
-  const type = u.type as ReplicaConfig['type'];
-  if (type === 'file') return { type, url, path: u.path };
-  return { type, url, path: u.path, bucket: u.host, ...(u.user !== undefined ? { accountName: u.user } : {}) };
+  try {
+    return resolveReplicaLocation({ type, url }, cwd, homeDir);
+  } catch (err) {
+    if (!(err instanceof ReplicateError)) throw err;
+    throw new ReplicateError('INVALID_ARGUMENT', `replica URL ${redactUrl(url)}: ${err.message}`, { cause: err, details: err.details });
+  }
 }

@@ -1,6 +1,11 @@
-export * from './config.js';
-export { parseDuration, durationFromYaml } from './duration.js';
+export * from './types.js';
+export { parseConfig, loadConfig, configPath, findDb, replicaName, DEFAULT_CONFIG_PATH } from './config.js';
+export type { ParseOptions, LoadOptions } from './config.js';
+export { parseDuration, parseDurationNs, durationFromYaml } from './duration.js';
 export { expandEnv } from './env-expand.js';
-export { isUrl, parseReplicaUrl, absolutePath, expandHome, cleanPath } from './replica-url.js';
-export type { ParsedReplicaUrl } from './replica-url.js';
+export type { Env } from './env-expand.js';
+export { isUrl, parseReplicaUrl, parseS3Host, absolutePath, expandHome, cleanPath, redactUrl } from './replica-url.js';
+export type { ParsedReplicaUrl, S3HostInfo } from './replica-url.js';
+export { resolveReplicaLocation } from './replica-resolve.js';
 export { buildReplicaClient, replicaFromUrl } from './build-client.js';
+export type { ResolvedReplica } from './build-client.js';

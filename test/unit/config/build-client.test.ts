@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { FileReplicaClient } from '../../../src/client/file-client.js';
+import { buildReplicaClient, replicaFromUrl } from '../../../src/config/index.js';
+import { isReplicateError, type ReplicateError } from '../../../src/errors.js';
+
+function errorOf(fn: () => unknown): ReplicateError {
+  try {
+    fn();
+  } catch (e) {
+    if (isReplicateError(e)) return e;
+    throw e;
+  }
+  throw new Error('expected an error');
+}
+
+describe('buildReplicaClient', () => {
+  it('builds file clients at the resolved path', () => {
+    const client = buildReplicaClient({ type: 'file', path: '/r' });
+    expect(client).toBeInstanceOf(FileReplicaClient);
+    expect(client.type).toBe('file');
+    expect(client.location).toBe('/r');
+  });
+
+  it('needs a path for file replicas', () => {
+    expect(errorOf(() => buildReplicaClient({ type: 'file' })).message).toBe('file replica path required');
+  });
+
+  it.each(['s3', 'gcs', 'abs', 'sftp'] as const)('says %s is not supported yet', (type) => {
+    const e = errorOf(() => buildReplicaClient({ type, bucket: 'b', host: 'h', user: 'u' }));
+    expect(e.code).toBe('UNKNOWN_REPLICA_TYPE');
+    expect(e.message).toBe(`replica type "${type}" is not supported yet by stn-replicate (file only in this version)`);
+  });
+});
+
+describe('replicaFromUrl (command-line URL forms)', () => {
+  it.each([
+    ['file:///backups/db', { type: 'file', url: 'file:///backups/db', path: '/backups/db' }],
+    ['file:rel', { type: 'file', url: 'file:rel', path: '/work/rel' }],
+    ['s3://bkt/db', { type: 's3', url: 's3://bkt/db', bucket: 'bkt', path: 'db' }],
+    [
+      's3://bkt.localhost:9000/db',
+      { type: 's3', url: 's3://bkt.localhost:9000/db', bucket: 'bkt', path: 'db', region: 'us-east-1', endpoint: 'http://localhost:9000', forcePathStyle: true },
+    ],
+    ['gcs://bkt', { type: 'gcs', url: 'gcs://bkt', bucket: 'bkt', path: '.' }],
+    ['abs://acct@cont/x/y', { type: 'abs', url: 'abs://acct@cont/x/y', bucket: 'cont', path: 'x/y', accountName: 'acct' }],
+    ['sftp://u:pw@h:22/x', { type: 'sftp', url: 'sftp://u:pw@h:22/x', host: 'h:22', user: 'u', password: 'pw', path: '/x' }],
+  ])('%s', (url, expected) => expect(replicaFromUrl(url, '/work', '/home/me')).toEqual(expected));
+
+  it('rejects unknown schemes and URLs that name no replica', () => {
+    const unknown = errorOf(() => replicaFromUrl('ftp://host/x', '/', '/'));
+    expect({ code: unknown.code, message: unknown.message }).toEqual({
+      code: 'UNKNOWN_REPLICA_TYPE',
+      message: 'unknown replica type in URL: "ftp" (want file, s3, gcs, abs or sftp)',
+    });
+    const noBucket = errorOf(() => replicaFromUrl('s3://localhost:9000/db', '/', '/'));
+    expect({ code: noBucket.code, message: noBucket.message }).toEqual({
+      code: 'INVALID_ARGUMENT',
+      message: 'replica URL s3://localhost:9000/db: bucket required for s3 replica',
+    });
+    expect(errorOf(() => replicaFromUrl('file://', '/', '/')).message).toBe('replica URL file://: file replica path required');
+    const sftp = errorOf(() => replicaFromUrl('sftp://:secret@/x', '/', '/'));
+    expect(sftp.message).toBe('replica URL sftp://:xxxxx@/x: host required for sftp replica');
+  });
+
+  it('builds a working client from a file URL', () => {
+    expect(buildReplicaClient(replicaFromUrl('file:///tmp/replica', '/', '/')).location).toBe('/tmp/replica');
+  });
+});

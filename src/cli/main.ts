@@ -9,6 +9,7 @@ import { VERSION, LITESTREAM_COMPAT_VERSION } from '../version.js';
 import type { CliIo, RunContext } from './io.js';
 import { registerRestore } from './commands/restore.js';
 import { registerListings } from './commands/listings.js';
+import { registerReplicate } from './commands/replicate.js';
 
 /** Long flag names that may be written with a single dash. */
 const LONG_FLAGS = new Set([
@@ -66,6 +67,7 @@ export async function main(argv: readonly string[], ioOverride?: Partial<CliIo>)
     .action(() => {
       io.stdout.write(`${VERSION}\n`);
     });
+  registerReplicate(program, io, ctx);
   registerRestore(program, io);
   registerListings(program, io, ctx);
 

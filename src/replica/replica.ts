@@ -152,7 +152,7 @@ export class Replica extends EventEmitter {
       const source = createReadStream(this.shipper.dbPath, { highWaterMark: READ_CHUNK });
       try {
         const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeLz4Frame(source));
-        this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), size: info.size, elapsedMs: Date.now() - started });
+        this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Date.now() - started}ms`, sz: info.size });
         this.emit('snapshot', info);
         return info;
       } finally {
@@ -245,7 +245,8 @@ export class Replica extends EventEmitter {
         }
       }
       const info = await this.client.writeWalSegment(pos, encodeLz4Frame(bytes()));
-      this.log.debug('wal segment written', { replica: this.name, position: formatPos(pos), size: end - pos.offset, stored: info.size, elapsedMs: Date.now() - started });
+      // Field names as Litestream's log line (sz = uncompressed bytes), so the same tooling reads both.
+      this.log.info('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Date.now() - started}ms`, sz: end - pos.offset });
       this.emit('segment', info);
     } finally {
       await handle.close();

@@ -14,7 +14,7 @@ import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Database from 'better-sqlite3';
 import { WalScanner } from '../../src/sqlite/wal-format.js';
-import { LitestreamReplicator, parsePosition, type LogPosition } from './oracle.js';
+import { LitestreamReplicator, parsePosition, type LoggedProcess, type LogPosition } from './oracle.js';
 import { contentDigest, openSourceDb, textOf } from './source-db.js';
 
 const SETTLE_MS = 25;
@@ -68,7 +68,7 @@ function committedWalSize(path: string): number {
  * that holds the real WAL's current cycle (same header), then waits for a segment that reaches the real
  * WAL's end in that index, or any segment of a later index.
  */
-export async function waitForUpload(ls: LitestreamReplicator, dbPath: string, afterLine: number): Promise<LogPosition> {
+export async function waitForUpload(ls: LoggedProcess, dbPath: string, afterLine: number): Promise<LogPosition> {
   const metaWal = (gen: string) => join(dirname(dbPath), `.${basename(dbPath)}-litestream`, 'generations', gen, 'wal');
   for (let attempt = 0; attempt < 400; attempt++) {
     const realHeader = readHeader(`${dbPath}-wal`);
@@ -95,7 +95,7 @@ export async function waitForUpload(ls: LitestreamReplicator, dbPath: string, af
 
 /** Commits `fn` on the source (if given), waits for the upload, and records the truth. */
 export async function writeAndRecord(
-  ls: LitestreamReplicator,
+  ls: LoggedProcess,
   db: Database.Database,
   dbPath: string,
   truth: TruthEntry[],

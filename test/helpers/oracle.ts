@@ -62,15 +62,17 @@ export function parsePosition(line: string): LogPosition | undefined {
   return m ? { generation: m[1]!, index: parseInt(m[2]!, 16), offset: Number(m[3]) } : undefined;
 }
 
-/** `litestream replicate -config …` as a child process whose log lines can be awaited. */
-export class LitestreamReplicator {
+/** A child process whose output lines can be awaited (a replicator: Litestream's or ours). */
+export class LoggedProcess {
   readonly lines: string[] = [];
   private waiters: { re: RegExp; after: number; resolve: (i: number) => void; reject: (e: Error) => void }[] = [];
   private exited: number | null | undefined;
-  private constructor(
+  readonly exit: Promise<number | null>;
+  constructor(
     readonly configPath: string,
-    private readonly child: ChildProcess,
+    protected readonly child: ChildProcess,
   ) {
+    this.exit = new Promise((r) => child.once('exit', (code) => r(code)));
     let buf = '';
     const onData = (d: Buffer) => {
       buf += d.toString();
@@ -87,12 +89,6 @@ export class LitestreamReplicator {
       this.exited = code;
       for (const w of this.waiters.splice(0)) w.reject(new Error(`litestream exited (${code}) while waiting for ${w.re}:\n${this.tail()}`));
     });
-  }
-
-  static start(o: ReplicatorOptions): LitestreamReplicator {
-    const configPath = writeLitestreamConfig(o);
-    const child = spawn(litestreamBin(), ['replicate', '-config', configPath], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    return new LitestreamReplicator(configPath, child);
   }
 
   tail(n = 30): string {
@@ -144,15 +140,35 @@ export class LitestreamReplicator {
     return { line, pos: parsePosition(this.lines[line]!)! };
   }
 
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   async stop(signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
     if (this.exited !== undefined) return this.exited;
-    const exit = new Promise<number | null>((r) => this.child.once('exit', (code) => r(code)));
     this.child.kill(signal);
     const killer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    const code = await exit;
+    const code = await this.exit;
     clearTimeout(killer);
     return code;
   }
+}
+
+/** `litestream replicate -config …` as a child process whose log lines can be awaited. */
+export class LitestreamReplicator extends LoggedProcess {
+  static start(o: ReplicatorOptions): LitestreamReplicator {
+    const configPath = writeLitestreamConfig(o);
+    const child = spawn(litestreamBin(), ['replicate', '-config', configPath], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    return new LitestreamReplicator(configPath, child);
+  }
+}
+
+/** `stn-replicate replicate -config …` (the built binary) with the same config as the oracle's. */
+export function startStnReplicator(o: ReplicatorOptions): LoggedProcess {
+  const configPath = writeLitestreamConfig(o);
+  const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
+  const child = spawn(process.execPath, [bin, 'replicate', '-config', configPath], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  return new LoggedProcess(configPath, child);
 }
 
 export interface RunResult {

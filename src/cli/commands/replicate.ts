@@ -1,0 +1,139 @@
+/**
+ * `replicate`: follow one or more databases and ship their changes to their replicas until SIGINT or
+ * SIGTERM (or, with -exec, until the app exits). The CLI owns the process: signals, exit codes, logs.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Command } from 'commander';
+import { describeError, ReplicateError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { Replication } from '../../replication.js';
+import type { CliIo, RunContext } from '../io.js';
+import { createCliLogger } from '../log.js';
+import { splitShellWords } from '../shell-words.js';
+
+interface ReplicateFlags {
+  config?: string;
+  expandEnv?: boolean;
+  exec?: string;
+  logLevel?: string;
+}
+
+const DEFAULT_SYNC_INTERVAL_MS = 1000;
+
+export function registerReplicate(program: Command, io: CliIo, ctx: RunContext): void {
+  program
+    .command('replicate')
+    .description('continuously replicate databases to their replicas (DB_PATH REPLICA_URL... or -config)')
+    .argument('[db]', 'database path (with one or more replica URLs), or none to use the config')
+    .argument('[replicas...]', 'replica URLs')
+    .option('--config <path>', 'config file (default: $LITESTREAM_CONFIG or /etc/litestream.yml)')
+    .option('--no-expand-env', 'do not expand environment variables in the config')
+    .option('--exec <cmd>', 'run this command once replication has started; stop when it exits, with its exit code')
+    .action(async (db: string | undefined, urls: string[], flags: ReplicateFlags) => {
+      ctx.exitCode = await replicate(db, urls, flags, io);
+    });
+}
+
+async function replicate(db: string | undefined, urls: string[], flags: ReplicateFlags, io: CliIo): Promise<number> {
+  const { startReplication } = await import('../../replication.js');
+  const config = await import('../../config/index.js');
+  const { buildReplicaClient, replicaName } = config;
+
+  let log: Logger;
+  let specs: { dbPath: string; options: Omit<Parameters<typeof startReplication>[0], 'logger'> }[];
+  let exec = flags.exec;
+  if (db !== undefined) {
+    if (flags.config !== undefined) throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify a replica URL and the -config flag');
+    if (urls.length === 0) throw new ReplicateError('INVALID_ARGUMENT', `must specify at least one replica URL for ${db}`);
+    const dbPath = config.absolutePath(db, io.cwd, io.homeDir);
+    log = createCliLogger({ level: 'info', type: 'text', stream: io.stderr });
+    const replicas = urls.map((u) => {
+      const r = config.replicaFromUrl(u, io.cwd, io.homeDir);
+      return { name: replicaName(r), client: buildReplicaClient(r, io.env), syncIntervalMs: DEFAULT_SYNC_INTERVAL_MS };
+    });
+    specs = [{ dbPath, options: { dbPath, replicas } }];
+  } else {
+    const cfg = await config.loadConfig({ path: flags.config, expandEnv: flags.expandEnv !== false, env: io.env, cwd: io.cwd, homeDir: io.homeDir });
+    log = createCliLogger({ level: cfg.logging.level, type: cfg.logging.type, stream: cfg.logging.stderr ? io.stderr : io.stdout });
+    for (const w of cfg.warnings) log.warn(w);
+    exec ??= cfg.exec;
+    if (cfg.dbs.length === 0) log.warn('no databases specified in configuration');
+    specs = cfg.dbs.map((d) => ({
+      dbPath: d.path,
+      options: {
+        dbPath: d.path,
+        metaPath: d.metaPath,
+        monitorIntervalMs: d.monitorIntervalMs,
+        checkpointIntervalMs: d.checkpointIntervalMs,
+        minCheckpointPageCount: d.minCheckpointPageCount,
+        maxCheckpointPageCount: d.maxCheckpointPageCount,
+        replicas: d.replicas.map((r) => ({ name: replicaName(r), client: buildReplicaClient(r, io.env), syncIntervalMs: r.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS })),
+      },
+    }));
+  }
+
+  const stop = new AbortController();
+  const started: Replication[] = [];
+  let child: ChildProcess | undefined;
+  let childExit: Promise<number> | undefined;
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signalled = sig;
+    log.info('signal received, shutting down', { signal: sig });
+    if (child && child.exitCode === null) child.kill(sig); // the app stops first; we follow when it exits
+    else stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    for (const s of specs) {
+      const r = await startReplication({ ...s.options, logger: log, signal: stop.signal });
+      started.push(r);
+      log.info('replicating', { db: s.dbPath, replicas: r.replicas.map((x) => `${x.name}:${x.client.location}`).join(',') });
+    }
+    // The first sync before the app starts; a replica that is down must not keep the app from starting.
+    for (const r of started) await r.sync().catch((err: unknown) => log.error('initial sync incomplete', { db: r.dbPath, error: describeError(err) }));
+
+    if (exec !== undefined && exec.trim() !== '' && !stop.signal.aborted) {
+      const [cmd, ...args] = splitShellWords(exec);
+      log.info('starting subprocess', { command: exec });
+      child = spawn(cmd!, args, { stdio: 'inherit', env: io.env as NodeJS.ProcessEnv });
+      childExit = new Promise((resolve) => {
+        child!.once('error', (err) => {
+          log.error('subprocess failed to start', { command: exec, error: describeError(err) });
+          resolve(1);
+        });
+        child!.once('exit', (code, sig) => resolve(code ?? (sig ? 128 + (signalNumber(sig) ?? 1) : 1)));
+      });
+      childExit.then(() => stop.abort(), () => stop.abort());
+    }
+    if (!stop.signal.aborted) {
+      // The library's watchers and timers do not keep the process alive on purpose; the command does.
+      const keepAlive = setInterval(() => undefined, 1 << 30);
+      await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+      clearInterval(keepAlive);
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  // Final sync of every replica of every database, then close.
+  let failed = false;
+  for (const r of started) {
+    try {
+      await r.close();
+    } catch (err) {
+      failed = true;
+      log.error('final sync failed; these changes are only in the local database', { db: r.dbPath, error: describeError(err) });
+    }
+  }
+  const appCode = childExit ? await childExit : undefined;
+  log.info('stn-replicate shut down', signalled ? { signal: signalled } : {});
+  if (appCode !== undefined && appCode !== 0) return appCode;
+  return failed ? 1 : 0;
+}
+
+function signalNumber(sig: NodeJS.Signals): number | undefined {
+  return ({ SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[sig];
+}

@@ -1,0 +1,150 @@
+/**
+ * `stn-replicate replicate` as a real process: final sync on SIGTERM, -exec exit codes and signal
+ * forwarding. Every replica it writes is restored by the real Litestream.
+ */
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LoggedProcess, oracleEnv, runLitestream, startStnReplicator } from '../helpers/oracle.js';
+import { waitForUpload } from '../helpers/fixtures.js';
+import { contentDigest, openSourceDb, rowCount } from '../helpers/source-db.js';
+
+const require = createRequire(import.meta.url);
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
+const dirs: string[] = [];
+const procs: LoggedProcess[] = [];
+afterEach(async () => {
+  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'stn-replicate-'));
+  dirs.push(d);
+  return d;
+}
+function spawnStn(args: string[], env: Record<string, string> = {}): LoggedProcess {
+  const child = spawn(process.execPath, [bin, ...args], { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = new LoggedProcess('', child);
+  procs.push(p);
+  return p;
+}
+async function litestreamRestore(replicaDir: string, out: string): Promise<string> {
+  const r = await runLitestream(['restore', '-o', out, `file://${replicaDir}`]);
+  expect(r.code, r.stderr).toBe(0);
+  return contentDigest(out);
+}
+
+describe('replicate DB_PATH REPLICA_URL', () => {
+  it('uploads what the app writes and makes a final sync on SIGTERM', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'app.db');
+    const replicaDir = join(dir, 'replica');
+    const app = openSourceDb(dbPath);
+    const p = spawnStn(['replicate', dbPath, `file://${replicaDir}`]);
+    await p.waitForLog(/msg="snapshot written"/);
+    const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    for (let i = 0; i < 200; i++) insert.run(`row ${i}`, i);
+    // No waiting for an upload: SIGTERM must flush what is committed.
+    expect(await p.stop('SIGTERM')).toBe(0);
+    expect(p.lines.join('\n')).toMatch(/shut down/);
+    expect(await litestreamRestore(replicaDir, join(dir, 'out.db'))).toBe(contentDigest(app));
+    app.close();
+  });
+
+  it('waits for a database that does not exist yet, saying so', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'later.db');
+    const p = spawnStn(['replicate', dbPath, `file://${join(dir, 'replica')}`]);
+    await p.waitForLog(/database does not exist yet; waiting for it/);
+    const app = openSourceDb(dbPath);
+    app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('hello', 1);
+    await p.waitForLog(/msg="snapshot written"/);
+    expect(await p.stop('SIGINT')).toBe(0);
+    expect(rowCount(await restoredPath(dir))).toBe(1);
+    app.close();
+  });
+
+  it('fails clearly for a file that is not a SQLite database, and for bad arguments', async () => {
+    const dir = tmp();
+    const notDb = join(dir, 'notes.txt');
+    writeFileSync(notDb, 'just some text, long enough to not be an empty database file '.repeat(100));
+    const p = spawnStn(['replicate', notDb, `file://${join(dir, 'replica')}`]);
+    expect(await p.exit).toBe(1);
+    expect(p.lines.join('\n')).toMatch(/opening database .*notes\.txt: .*not a database/);
+    const q = spawnStn(['replicate', notDb]);
+    expect(await q.exit).toBe(1);
+    expect(q.lines.join('\n')).toMatch(/must specify at least one replica URL/);
+  });
+});
+
+async function restoredPath(dir: string): Promise<string> {
+  const out = join(dir, `restored-${Math.random().toString(36).slice(2)}.db`);
+  await litestreamRestore(join(dir, 'replica'), out);
+  return out;
+}
+
+describe('replicate -exec', () => {
+  it("exits with the app's exit code after a final sync", async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'app.db');
+    const app = openSourceDb(dbPath);
+    app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('before', 1);
+    const script = `const D=require(${JSON.stringify(require.resolve('better-sqlite3'))});const db=new D(${JSON.stringify(dbPath)});db.prepare("INSERT INTO t (v, n) VALUES ('from the app', 2)").run();db.close();process.exit(3)`;
+    writeFileSync(join(dir, 'app.cjs'), script);
+    const p = spawnStn(['replicate', '-exec', `${process.execPath} ${join(dir, 'app.cjs')}`, dbPath, `file://${join(dir, 'replica')}`]);
+    expect(await p.exit).toBe(3);
+    expect(rowCount(await restoredPath(dir))).toBe(2);
+    app.close();
+  });
+
+  it('forwards SIGTERM to the app, waits for it, syncs, and exits with its code', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'app.db');
+    openSourceDb(dbPath).close();
+    const marker = join(dir, 'got-sigterm');
+    const script = [
+      `const D=require(${JSON.stringify(require.resolve('better-sqlite3'))});`,
+      `const db=new D(${JSON.stringify(dbPath)});db.pragma('busy_timeout=5000');`,
+      `let n=0;const t=setInterval(()=>db.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('tick',n++),20);`,
+      `console.log('app started');`,
+      `process.on('SIGTERM',()=>{clearInterval(t);db.prepare("INSERT INTO t (v, n) VALUES ('last words', -1)").run();db.close();require('fs').writeFileSync(${JSON.stringify(marker)},'');process.exit(0)});`,
+    ].join('');
+    writeFileSync(join(dir, 'app.cjs'), script);
+    const p = spawnStn(['replicate', '-exec', `${process.execPath} ${join(dir, 'app.cjs')}`, dbPath, `file://${join(dir, 'replica')}`]);
+    await p.waitForLog(/app started/);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await p.stop('SIGTERM')).toBe(0);
+    expect(existsSync(marker)).toBe(true);
+    const restored = await restoredPath(dir);
+    expect(contentDigest(restored)).toBe(contentDigest(dbPath));
+    expect(rowCount(restored)).toBeGreaterThan(2);
+  });
+});
+
+describe('replicate -config', () => {
+  it('replicates every database of the config with JSON logs', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'a.db');
+    const app = openSourceDb(dbPath);
+    const p = startStnReplicator({ dbPath, replicaDir: join(dir, 'replica'), syncInterval: '10ms' });
+    procs.push(p);
+    await p.waitForLog(/msg="snapshot written"/);
+    const after = p.lines.length;
+    app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('x', 1);
+    await waitForUpload(p, dbPath, after);
+    expect(await litestreamRestore(join(dir, 'replica'), join(dir, 'o.db'))).toBe(contentDigest(app));
+    expect(await p.stop('SIGINT')).toBe(0);
+    app.close();
+
+    const cfg = join(dir, 'json.yml');
+    writeFileSync(cfg, `logging:\n  type: json\ndbs:\n  - path: ${join(dir, 'b.db')}\n    replicas:\n      - url: file://${join(dir, 'replica-b')}\n`);
+    openSourceDb(join(dir, 'b.db')).close();
+    const q = spawnStn(['replicate', '-config', cfg]);
+    await q.waitForLog(/snapshot written/);
+    expect(await q.stop('SIGTERM')).toBe(0);
+    for (const line of q.lines.filter((l) => l.trim() !== '')) expect(() => JSON.parse(line), line).not.toThrow();
+  });
+});

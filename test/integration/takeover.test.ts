@@ -1,0 +1,103 @@
+/**
+ * Takeover in both directions on the same database and replica: the second tool resumes the first one's
+ * generation (no new generation when nothing changed in between), and both tools restore the result to
+ * the source's content.
+ */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { waitForUpload, mixedWrite } from '../helpers/fixtures.js';
+import { LitestreamReplicator, runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
+import { contentDigest, openSourceDb } from '../helpers/source-db.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function writeSome(p: LoggedProcess, db: ReturnType<typeof openSourceDb>, dbPath: string, from: number, n: number): Promise<void> {
+  for (let step = from; step < from + n; step++) {
+    const after = p.lines.length;
+    db.transaction(mixedWrite(db, step))();
+    await waitForUpload(p, dbPath, after);
+  }
+}
+
+async function bothRestore(dir: string, replicaDir: string, expected: string): Promise<void> {
+  const a = join(dir, `ours-${Date.now()}.db`);
+  const b = join(dir, `theirs-${Date.now()}.db`);
+  const r1 = await runCli(['restore', '-o', a, `file://${replicaDir}`]);
+  expect(r1.code, r1.stderr).toBe(0);
+  const r2 = await runLitestream(['restore', '-o', b, `file://${replicaDir}`]);
+  expect(r2.code, r2.stderr).toBe(0);
+  expect(contentDigest(a)).toBe(expected);
+  expect(contentDigest(b)).toBe(expected);
+}
+
+const opts = (dir: string) => ({ dbPath: join(dir, 'db.sqlite'), replicaDir: join(dir, 'replica'), syncInterval: '10ms', minCheckpointPageCount: 5, monitorInterval: '50ms' });
+
+describe('takeover', () => {
+  it('Litestream replicates and stops; stn-replicate resumes the same generation', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stn-takeover-a-'));
+    dirs.push(dir);
+    const o = opts(dir);
+    const db = openSourceDb(o.dbPath);
+    const ls = LitestreamReplicator.start(o);
+    await ls.waitForLog(/msg="snapshot written"/);
+    await writeSome(ls, db, o.dbPath, 0, 8);
+    expect(await ls.stop('SIGINT')).not.toBeNull();
+    const gens = readdirSync(join(o.replicaDir, 'generations'));
+    expect(gens).toHaveLength(1);
+
+    const ours = startStnReplicator(o);
+    try {
+      await ours.waitForLog(/msg=replicating/);
+      expect(ours.lines.join('\n')).not.toMatch(/new generation/);
+      await writeSome(ours, db, o.dbPath, 8, 8);
+    } finally {
+      expect(await ours.stop('SIGTERM')).toBe(0);
+    }
+    expect(readdirSync(join(o.replicaDir, 'generations'))).toEqual(gens);
+    expect(readdirSync(join(o.replicaDir, 'generations', gens[0]!, 'snapshots'))).toHaveLength(1); // no second snapshot either
+    await bothRestore(dir, o.replicaDir, contentDigest(db));
+    db.close();
+  });
+
+  it('stn-replicate replicates and stops; Litestream resumes the same generation', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stn-takeover-b-'));
+    dirs.push(dir);
+    const o = opts(dir);
+    const db = openSourceDb(o.dbPath);
+    const ours = startStnReplicator(o);
+    await ours.waitForLog(/msg="snapshot written"/);
+    await writeSome(ours, db, o.dbPath, 0, 8);
+    expect(await ours.stop('SIGTERM')).toBe(0);
+    const gens = readdirSync(join(o.replicaDir, 'generations'));
+    expect(gens).toHaveLength(1);
+
+    const ls = LitestreamReplicator.start(o);
+    try {
+      await ls.waitForLog(/msg="replicating to"|msg=initialized|level=INFO/);
+      await writeSome(ls, db, o.dbPath, 8, 8);
+      expect(ls.lines.join('\n')).not.toMatch(/new generation/);
+    } finally {
+      await ls.stop('SIGINT');
+    }
+    expect(readdirSync(join(o.replicaDir, 'generations'))).toEqual(gens);
+    await bothRestore(dir, o.replicaDir, contentDigest(db));
+
+    // And back again: stn-replicate takes over from Litestream's continuation.
+    const again = startStnReplicator(o);
+    try {
+      await again.waitForLog(/msg=replicating/);
+      await writeSome(again, db, o.dbPath, 16, 4);
+    } finally {
+      expect(await again.stop('SIGTERM')).toBe(0);
+    }
+    expect(readdirSync(join(o.replicaDir, 'generations'))).toEqual(gens);
+    await bothRestore(dir, o.replicaDir, contentDigest(db));
+    db.close();
+  });
+});

@@ -81,13 +81,15 @@ export class ShipperDb {
 
   /**
    * A checkpoint that loses nothing: under the write lock (so no transaction can commit meanwhile),
-   * `beforeCheckpoint` copies every committed frame to the shadow WAL; then a PASSIVE checkpoint backfills
-   * the WAL into the database; then our own write restarts the WAL if it was fully backfilled.
+   * `beforeCheckpoint` copies every committed frame to the shadow WAL and a PASSIVE checkpoint backfills
+   * the WAL into the database. Then our own write restarts the WAL if it was fully backfilled, and at once
+   * (synchronously, before a waiting writer can get in) the write lock is taken again for
+   * `afterRestart`, which starts the next shadow index before the new WAL cycle can grow.
    * Litestream checkpoints without the write lock, so a transaction committed between its copy and its
    * checkpoint can be backfilled and then overwritten by the restarted WAL without ever being copied.
    * Returns undefined when the write lock could not be had quickly (an application write is in progress).
    */
-  async checkpoint(beforeCheckpoint: () => Promise<void>, lockWaitMs: number): Promise<CheckpointResult | undefined> {
+  async checkpoint(beforeCheckpoint: () => Promise<void>, afterRestart: () => Promise<void>, lockWaitMs: number): Promise<CheckpointResult | undefined> {
     const previous = Number(this.rw.pragma('busy_timeout', { simple: true }));
     this.rw.pragma(`busy_timeout = ${lockWaitMs}`);
     try {
@@ -107,7 +109,13 @@ export class ShipperDb {
       this.rw.exec('COMMIT');
     }
     this.bumpSeq();
-    this.acquireReadLock();
+    this.rw.exec('BEGIN IMMEDIATE');
+    try {
+      await afterRestart();
+    } finally {
+      this.rw.exec('ROLLBACK');
+      this.acquireReadLock();
+    }
     return result;
   }
 

@@ -6,6 +6,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { errnoCode, ReplicateError } from '../errors.js';
+import { writeFileAtomic } from '../internal/atomic-file.js';
 import {
   WAL_FRAME_HEADER_SIZE,
   WAL_HEADER_SIZE,
@@ -131,13 +132,8 @@ export async function copyToShadow(walPath: string, shadowPath: string): Promise
 /** Starts shadow file `path` with the real WAL's header (checked) and copies its committed frames. */
 export async function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer): Promise<CopyResult> {
   parseWalHeader(headerBytes, `wal ${walPath}`); // throws INVALID_WAL on a bad header checksum
-  const handle = await open(shadowPath, 'w', 0o644);
-  try {
-    await writeAllAt(handle, headerBytes, 0);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  // Atomically: a crash never leaves a shadow file without its header (which would end the generation).
+  await writeFileAtomic(shadowPath, [headerBytes], { fileMode: 0o644, dirMode: 0o755 });
   return copyToShadow(walPath, shadowPath);
 }
 

@@ -6,14 +6,14 @@
  * listen to its events.
  */
 import { EventEmitter } from 'node:events';
-import { watch, type FSWatcher } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { createReadStream, watch, type FSWatcher } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { describeError, errnoCode } from '../errors.js';
 import { MAX_INDEX, formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
 import type { Pos } from '../pos.js';
-import { WAL_HEADER_SIZE, frameAlign } from '../sqlite/wal-format.js';
+import { WAL_HEADER_SIZE, WalScanner, frameAlign, frameSize, parseWalFrameHeader, parseWalHeader } from '../sqlite/wal-format.js';
 import { DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointMode, type CheckpointPolicy } from './checkpoint-policy.js';
 import { ShipperDb } from './db-connection.js';
 import { MetaDir, defaultMetaPath, newGenerationName } from './meta.js';
@@ -159,7 +159,13 @@ export class WalShipper extends EventEmitter {
       const index = (await this.meta.shadowIndexes(generation)).at(-1);
       const real = await readWalHeaderBytes(this.walPath);
       const shadow = index === undefined ? undefined : await readWalHeaderBytes(this.meta.shadowWalPath(generation, index));
-      if (!real || !shadow || !real.equals(shadow)) {
+      const shadowPath = index === undefined ? undefined : this.meta.shadowWalPath(generation, index);
+      if (real && shadow && !real.equals(shadow) && shadowPath && (await cycleFollowsShadow(this.walPath, shadowPath, real, shadow))) {
+        // Stopped right after a WAL restart, before the next shadow index was made (Litestream starts a
+        // new generation here): the WAL is the very next cycle and the old one provably ended where the
+        // shadow ends, so nothing was lost and the generation continues with a new index.
+        this.log.info('init: wal restarted while stopped; continuing the generation', { db: this.dbPath, generation });
+      } else if (!real || !shadow || !real.equals(shadow)) {
         this.log.warn('init: cannot determine last wal position, clearing generation', {
           db: this.dbPath,
           reason: !real ? 'no wal header' : !shadow ? 'no shadow wal' : 'wal header changed',
@@ -261,42 +267,52 @@ export class WalShipper extends EventEmitter {
   }
 
   /** Under the write lock: copies the old cycle's tail, then starts shadow index+1 from the new WAL header. */
-  private async startNextIndex(generation: string, index: number): Promise<{ index: number; shadowSize: number }> {
-    return this.db!.withWriteLock(async () => {
-      await copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index));
-      const header = await readWalHeaderBytes(this.walPath);
-      if (!header) throw new Error(`${this.walPath} lost its WAL header`);
-      const next = index + 1;
-      const { shadowSize } = await initShadow(this.walPath, this.meta.shadowWalPath(generation, next), header);
-      this.log.debug('new shadow wal index', { db: this.dbPath, generation, index: formatHex8(next) });
-      return { index: next, shadowSize };
-    });
+  private startNextIndex(generation: string, index: number): Promise<{ index: number; shadowSize: number }> {
+    return this.db!.withWriteLock(() => this.startNextIndexLocked(generation, index));
+  }
+
+  /** The same, for a caller that holds the write lock already. */
+  private async startNextIndexLocked(generation: string, index: number): Promise<{ index: number; shadowSize: number }> {
+    await copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index));
+    const header = await readWalHeaderBytes(this.walPath);
+    if (!header) throw new Error(`${this.walPath} lost its WAL header`);
+    const next = index + 1;
+    const { shadowSize } = await initShadow(this.walPath, this.meta.shadowWalPath(generation, next), header);
+    this.log.debug('new shadow wal index', { db: this.dbPath, generation, index: formatHex8(next) });
+    return { index: next, shadowSize };
   }
 
   private async checkpoint(mode: CheckpointMode, generation: string, index: number): Promise<void> {
     const db = this.db!;
     const before = await readWalHeaderBytes(this.walPath);
     const shadowPath = this.meta.shadowWalPath(generation, index);
-    const result = await db.checkpoint(async () => {
-      await copyToShadow(this.walPath, shadowPath);
-    }, 100);
+    let pos: Pos = { generation, index, offset: 0 };
+    let newIndex: number | undefined;
+    const result = await db.checkpoint(
+      async () => {
+        await copyToShadow(this.walPath, shadowPath);
+      },
+      async () => {
+        const after = await readWalHeaderBytes(this.walPath);
+        if (before && after && !before.equals(after)) {
+          const next = await this.startNextIndexLocked(generation, index);
+          newIndex = next.index;
+          pos = { generation, index: next.index, offset: next.shadowSize };
+        } else {
+          // Not restarted (readers hold older snapshots): still copy our own seq frame.
+          pos = { generation, index, offset: (await copyToShadow(this.walPath, shadowPath)).shadowSize };
+        }
+      },
+      100,
+    );
     if (!result) {
       this.log.debug('checkpoint skipped: the application holds the write lock', { db: this.dbPath, mode });
       return;
     }
-    const after = await readWalHeaderBytes(this.walPath);
-    const event: CheckpointEvent = { mode, log: result.log, checkpointed: result.checkpointed };
-    if (before && after && !before.equals(after)) {
-      const next = await this.startNextIndex(generation, index);
-      this.setPosition({ generation, index: next.index, offset: next.shadowSize });
-      event.newIndex = next.index;
-    } else {
-      // Not restarted: still copy our own seq frame.
-      const { shadowSize } = await copyToShadow(this.walPath, shadowPath);
-      this.setPosition({ generation, index, offset: shadowSize });
-      if (result.log !== result.checkpointed) {
-        this.log.debug('checkpoint could not backfill every frame (readers hold older snapshots)', { db: this.dbPath, ...result });
-      }
+    this.setPosition(pos);
+    const event: CheckpointEvent = { mode, log: result.log, checkpointed: result.checkpointed, ...(newIndex !== undefined ? { newIndex } : {}) };
+    if (newIndex === undefined && result.log !== result.checkpointed) {
+      this.log.debug('checkpoint could not backfill every frame (readers hold older snapshots)', { db: this.dbPath, ...result });
     }
     this.log.debug('checkpoint', { db: this.dbPath, ...event });
     this.emit('checkpoint', event);
@@ -337,6 +353,43 @@ export class WalShipper extends EventEmitter {
       this.db = undefined;
     });
   }
+}
+
+/**
+ * Whether the real WAL's current cycle is the immediate successor of the shadow's cycle (SQLite adds one
+ * to salt-1 on every restart) and the old cycle ended exactly where the
+ * shadow ends: the new cycle has not reached that offset, the file was not truncated below it, and no
+ * old-cycle frame continues the shadow's checksum chain there.
+ */
+async function cycleFollowsShadow(walPath: string, shadowPath: string, realBytes: Buffer, shadowBytes: Buffer): Promise<boolean> {
+  let real;
+  let old;
+  try {
+    real = parseWalHeader(realBytes);
+    old = parseWalHeader(shadowBytes);
+  } catch {
+    return false;
+  }
+  if (real.pageSize !== old.pageSize) return false;
+  // Not the checkpoint sequence: each connection counts its own, so it is not monotonic across them.
+  if (real.salt1 !== ((old.salt1 + 1) >>> 0)) return false;
+  const shadowSize = frameAlign(await fileSize(shadowPath), old.pageSize);
+  if ((await fileSize(walPath)) < shadowSize) return false;
+  const scanner = new WalScanner();
+  for await (const chunk of createReadStream(walPath, { highWaterMark: 1 << 20 })) {
+    scanner.update(chunk as Buffer);
+    if (scanner.result().stopReason !== undefined) break;
+  }
+  if (scanner.result().validSize > shadowSize - (shadowSize > WAL_HEADER_SIZE ? frameSize(old.pageSize) : 0)) return false;
+  // An old-cycle frame right after the shadow's end would mean frames were committed and never copied.
+  const next = Buffer.alloc(frameSize(old.pageSize));
+  const h = await open(walPath, 'r');
+  const { bytesRead } = await h.read(next, 0, next.length, shadowSize).finally(() => h.close());
+  if (bytesRead === next.length) {
+    const fh = parseWalFrameHeader(next);
+    if (fh.salt1 === old.salt1 && fh.salt2 === old.salt2) return false;
+  }
+  return true;
 }
 
 async function fileSize(path: string): Promise<number> {

@@ -1,168 +1,180 @@
 /**
  * `npm run bench:restore`: restore time and peak memory of stn-replicate against the real Litestream
- * v0.3.13 on the same ~200 MB replica, in the same run, alternating the two.
+ * v0.3.13 on the same ~200 MB replica (written by Litestream itself), in one run, alternating.
  *
- *   npm run bench:restore -- [--runs N] [--rebuild]
+ *   npm run bench:restore -- [--runs N] [--rebuild] [--timer auto|gnu-time|python] [--only-litestream]
  *
- * The replica (written by the real Litestream: one snapshot + several WAL indexes) is cached in
- * bench/out/restore-fixture/ and rebuilt with --rebuild. Each variant runs once untimed, then N times;
- * the report gives medians (and min/max), the ratio ours/Litestream of the medians, and peak RSS.
- * Timing and memory come from /usr/bin/time (GNU time) when present, else from Python's
- * resource.getrusage(RUSAGE_CHILDREN).
+ *   --runs N             timed runs per variant after one untimed warm-up (default 3)
+ *   --rebuild            rebuild the cached fixture in bench/out/restore-fixture/
+ *   --timer              how to measure the child: GNU time (default when present) or Python's resource
+ *   --only-litestream    (or STN_BENCH_ONLY_LITESTREAM=1) stand Litestream in for our CLI, to check the
+ *                        harness itself while our restore is broken or unbuilt
+ *
+ * Variants: our CLI with its default post-restore PRAGMA quick_check, our CLI with
+ * `-integrity-check none` (Litestream checks nothing, so this is the like-for-like one), Litestream,
+ * and `cp` of the source database as the floor no restore can beat.
+ * Prints the report and writes it, with every sample, to bench/out/restore-<timestamp>.json.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import Database from 'better-sqlite3';
-import { LitestreamReplicator, litestreamBin } from '../test/helpers/oracle.js';
-import { waitForUpload } from '../test/helpers/fixtures.js';
-import { contentDigest } from '../test/helpers/source-db.js';
+import { cpus } from 'node:os';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { contentDigest } from './lib/digest.js';
+import { buildFixture, fixturePaths, loadFixture, type Manifest } from './lib/fixture.js';
+import { cleanEnv, litestreamBin, litestreamVersion } from './lib/litestream.js';
+import { measure, pickTimer, run, type Command, type Sample } from './lib/measure.js';
+import { formatReport, ratios, stats, type Report, type Role, type VariantResult } from './lib/report.js';
 
-const root = resolve(dirname(new URL(import.meta.url).pathname), '..', '..');
-const outDir = join(root, 'bench', 'out');
-const fixture = join(outDir, 'restore-fixture');
-const dbPath = join(fixture, 'db.sqlite');
-const replicaDir = join(fixture, 'replica');
-const cli = join(root, 'bin', 'stn-replicate.js');
-
-const args = process.argv.slice(2);
-const runs = Number(args[args.indexOf('--runs') + 1] ?? 3) || 3;
-const rebuild = args.includes('--rebuild');
-
-const ROW_BYTES = 4000;
-/** Half random (incompressible), half repeated text: LZ4 shrinks it to roughly 60%, like app data. */
-function row(i: number): string {
-  const random = randomBytes(ROW_BYTES / 2 / 4 * 3).toString('base64');
-  return (random + `row ${i} agent state `.repeat(200)).slice(0, ROW_BYTES);
+interface Variant {
+  name: string;
+  role: Role;
+  /** The command that restores (or copies) to `out`. */
+  command(out: string): Command;
 }
 
-async function buildFixture(): Promise<void> {
-  rmSync(fixture, { recursive: true, force: true });
-  mkdirSync(fixture, { recursive: true });
-  console.log('building a ~200 MB replica with the real Litestream (cached in bench/out/)…');
-  const initial = new Database(dbPath);
-  initial.pragma('journal_mode = WAL');
-  initial.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)');
-  const insert = initial.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
-  const initialRows = Math.round((170 * 1024 * 1024) / ROW_BYTES);
-  for (let i = 0; i < initialRows; i += 2000) {
-    initial.transaction(() => {
-      for (let j = i; j < Math.min(initialRows, i + 2000); j++) insert.run(row(j), j);
-    })();
+/** The repository root: the nearest directory above this file that has the project's package.json. */
+function findRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) || !existsSync(join(dir, 'bin', 'stn-replicate.js'))) {
+    if (dirname(dir) === dir) throw new Error('cannot find the stn-replicate repository root');
+    dir = dirname(dir);
   }
-  initial.close(); // checkpoints the WAL into the database file
-
-  const db = new Database(dbPath);
-  db.pragma('busy_timeout = 5000');
-  const ls = LitestreamReplicator.start({ dbPath, replicaDir, syncInterval: '100ms' });
-  try {
-    await ls.waitForLog(/msg="snapshot written"/, 0, 120_000);
-    // ~30 MB more in 1 MB transactions: with the default min-checkpoint-page-count (1000 pages, 4 MB)
-    // this gives a new WAL index every few transactions.
-    const more = db.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
-    for (let tx = 0; tx < 30; tx++) {
-      const after = ls.lines.length;
-      db.transaction(() => {
-        for (let j = 0; j < 250; j++) more.run(row(initialRows + tx * 250 + j), tx);
-        db.prepare('UPDATE t SET n = n + 1 WHERE id % 97 = ?').run(tx % 97);
-      })();
-      await waitForUpload(ls, dbPath, after);
-    }
-  } finally {
-    await ls.stop();
-    db.close();
-  }
+  return dir;
 }
 
-interface Sample {
-  seconds: number;
-  rssMb: number;
+/** A fresh, empty directory: whatever a restore leaves (OUT-wal, OUT-shm, OUT.tmp…) goes with it. */
+function resetDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
 }
 
-const haveGnuTime = existsSync('/usr/bin/time');
-
-/** Runs a command to completion; returns wall seconds and the child's peak RSS. */
-function measure(cmd: string, cmdArgs: string[]): Sample {
-  if (haveGnuTime) {
-    const r = spawnSync('/usr/bin/time', ['-f', '%e %M', cmd, ...cmdArgs], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
-    if (r.status !== 0) throw new Error(`${cmd} ${cmdArgs.join(' ')} failed:\n${r.stderr}`);
-    const [secs, kb] = r.stderr.trim().split('\n').at(-1)!.split(' ').map(Number);
-    return { seconds: secs!, rssMb: kb! / 1024 };
-  }
-  const py = 'import resource,subprocess,sys,time\nt=time.time()\nr=subprocess.run(sys.argv[1:])\nd=time.time()-t\nprint(d, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)';
-  const r = spawnSync('python3', ['-c', py, cmd, ...cmdArgs], { encoding: 'utf8' });
-  const [secs, kb, code] = r.stdout.trim().split('\n').at(-1)!.split(' ').map(Number);
-  if (code !== 0) throw new Error(`${cmd} failed:\n${r.stderr}`);
-  return { seconds: secs!, rssMb: kb! / 1024 };
+function variants(root: string, paths: ReturnType<typeof fixturePaths>, onlyLitestream: boolean): Variant[] {
+  const url = `file://${paths.replica}`;
+  const litestream = (out: string): Command => ({ cmd: litestreamBin(), args: ['restore', '-o', out, url] });
+  const ours = (extra: string[]) => (out: string): Command =>
+    onlyLitestream ? litestream(out) : { cmd: process.execPath, args: [join(root, 'bin', 'stn-replicate.js'), 'restore', ...extra, '-o', out, url] };
+  return [
+    { name: 'stn-replicate', role: 'ours', command: ours([]) },
+    { name: 'litestream v0.3.13', role: 'litestream', command: litestream },
+    { name: 'stn-replicate -integrity-check none', role: 'ours', command: ours(['-integrity-check', 'none']) },
+    { name: 'cp (floor)', role: 'floor', command: (out) => ({ cmd: 'cp', args: [paths.db, out] }) },
+  ];
 }
-
-function clean(out: string): void {
-  for (const f of readdirSync(dirname(out))) if (f.startsWith('restored')) rmSync(join(dirname(out), f), { force: true });
-}
-
-const stats = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return { median: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s.at(-1)! };
-};
 
 async function main(): Promise<void> {
-  if (rebuild || !existsSync(join(fixture, 'ready'))) {
-    await buildFixture();
-    writeFileSync(join(fixture, 'ready'), new Date().toISOString());
-  }
-  const out = join(fixture, 'restored.db');
-  const url = `file://${replicaDir}`;
-  const variants: Record<string, [string, string[]]> = {
-    'stn-replicate': [process.execPath, [cli, 'restore', '-o', out, url]],
-    'stn-replicate -integrity-check none': [process.execPath, [cli, 'restore', '-integrity-check', 'none', '-o', out, url]],
-    'litestream v0.3.13': [litestreamBin(), ['restore', '-o', out, url]],
-    'cp (floor)': ['cp', [dbPath, out]],
-  };
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '3' },
+      rebuild: { type: 'boolean', default: false },
+      timer: { type: 'string', default: 'auto' },
+      'only-litestream': { type: 'boolean', default: false },
+    },
+  });
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, not ${values.runs}`);
+  const onlyLitestream = values['only-litestream'] || process.env.STN_BENCH_ONLY_LITESTREAM === '1';
+  const timer = pickTimer(values.timer);
+  const env = cleanEnv();
 
-  // Correctness once: both restores equal the source.
-  const source = contentDigest(dbPath);
-  for (const name of ['stn-replicate', 'litestream v0.3.13']) {
-    clean(out);
-    measure(...variants[name]!);
-    if (contentDigest(out) !== source) throw new Error(`${name} restored different content than the source`);
+  const root = findRoot();
+  const outDir = join(root, 'bench', 'out');
+  const paths = fixturePaths(join(outDir, 'restore-fixture'));
+  const work = join(outDir, 'restore-work');
+  const log = (s: string) => console.log(s);
+
+  // 1. The fixture: cached unless --rebuild or the cache is incomplete/changed.
+  let manifest: Manifest;
+  let reused = false;
+  const cached = values.rebuild ? '--rebuild' : loadFixture(paths);
+  if (typeof cached === 'string') {
+    log(`fixture: ${cached}`);
+    manifest = await buildFixture(paths, log);
+  } else {
+    manifest = cached;
+    reused = true;
+    log(`fixture: reusing ${relative(root, paths.dir)} (built ${manifest.builtAt}; --rebuild to redo)`);
   }
 
-  const samples: Record<string, Sample[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
-  for (let i = 0; i < runs; i++) {
-    for (const [name, [cmd, a]] of Object.entries(variants)) {
-      clean(out);
-      samples[name]!.push(measure(cmd, a));
+  // 2. Warm-ups, which double as the correctness check: every restore variant's output must have the
+  //    source's content (hence the same content as each other). The source is re-read rather than
+  //    trusted from the manifest, so a changed cache cannot pass.
+  const all = variants(root, paths, onlyLitestream);
+  const source = contentDigest(paths.db);
+  if (source.sha256 !== manifest.db.digest.sha256) throw new Error('the cached source database changed since the build: run with --rebuild');
+  resetDir(work);
+  const checked: string[] = [];
+  for (const [i, v] of all.entries()) {
+    const out = join(work, `warm-${i}`, 'db');
+    mkdirSync(dirname(out), { recursive: true });
+    log(`warm-up + check: ${v.name}`);
+    try {
+      run(v.command(out), env);
+    } catch (e) {
+      const hint = v.role === 'ours' ? '\n(is our CLI built and working? STN_BENCH_ONLY_LITESTREAM=1 checks the harness alone)' : '';
+      throw new Error(`${(e as Error).message}${hint}`);
+    }
+    if (v.role === 'floor') continue;
+    const got = contentDigest(out);
+    if (got.sha256 !== source.sha256 || got.rows !== source.rows) {
+      throw new Error(`${v.name} restored different content: sha256 ${got.sha256} (${got.rows} rows), source ${source.sha256} (${source.rows} rows)`);
+    }
+    checked.push(v.name);
+  }
+
+  // 3. Timed runs. Adjacent variants share conditions, and reversing the order every other round
+  //    cancels "who runs right after whom" (e.g. the previous run's 200 MB still being written back).
+  //    `sync` before each run flushes that write-back outside the timed region.
+  const samples = new Map<Variant, Sample[]>(all.map((v) => [v, []]));
+  const out = join(work, 'db');
+  for (let round = 0; round < runs; round++) {
+    for (const v of round % 2 ? [...all].reverse() : all) {
+      resetDir(work);
+      run({ cmd: 'sync', args: [] }, env);
+      const s = measure(timer, v.command(out), env);
+      if (!existsSync(out)) throw new Error(`${v.name} exited 0 but wrote no ${out}`);
+      samples.get(v)!.push(s);
+      log(`round ${round + 1}/${runs}  ${v.name.padEnd(36)} ${s.seconds.toFixed(2)} s  ${s.rssMiB.toFixed(0)} MiB`);
     }
   }
-  clean(out);
+  rmSync(work, { recursive: true, force: true });
+  // Peak RSS counts what the child held before exec (a fork of the timer process): tiny for GNU time,
+  // ~10 MiB for python3. Measuring `true` shows that floor.
+  const timerFloor = measure(timer, { cmd: 'true', args: [] }, env);
 
-  const files = readdirSync(replicaDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
-  const size = (re: RegExp) => files.filter((e) => re.test(e.name)).reduce((n, e) => n + statSync(join(e.parentPath, e.name)).size, 0);
-  const segmentCount = files.filter((e) => e.name.endsWith('.wal.lz4')).length;
-  const indexes = new Set(files.filter((e) => e.name.endsWith('.wal.lz4')).map((e) => e.name.slice(0, 8))).size;
-  const mb = (n: number) => (n / 1048576).toFixed(1);
-
-  console.log(`\ndatabase ${mb(statSync(dbPath).size)} MB; replica: snapshot ${mb(size(/\.snapshot\.lz4$/))} MB, ${segmentCount} WAL segments (${mb(size(/\.wal\.lz4$/))} MB) in ${indexes} indexes`);
-  console.log(`${runs} runs per variant after one warm-up, alternating; wall seconds and peak RSS of the process\n`);
-  const rows = Object.entries(samples).map(([name, ss]) => {
-    const t = stats(ss.map((s) => s.seconds));
-    const m = stats(ss.map((s) => s.rssMb));
-    return { name, t, m };
+  // 4. Report.
+  const results: VariantResult[] = all.map((v) => {
+    const ss = samples.get(v)!;
+    const c = v.command('OUT');
+    return {
+      name: v.name,
+      role: v.role,
+      command: [c.cmd, ...c.args].map((a) => (a.startsWith(root) ? relative(root, a) || '.' : a)).join(' '),
+      samples: ss,
+      seconds: stats(ss.map((s) => s.seconds)),
+      rssMiB: stats(ss.map((s) => s.rssMiB)),
+    };
   });
-  console.log(`${'variant'.padEnd(38)}${'median s'.padStart(9)}${'min'.padStart(7)}${'max'.padStart(7)}${'peak RSS MB'.padStart(13)}`);
-  for (const r of rows) {
-    console.log(`${r.name.padEnd(38)}${r.t.median.toFixed(2).padStart(9)}${r.t.min.toFixed(2).padStart(7)}${r.t.max.toFixed(2).padStart(7)}${r.m.max.toFixed(0).padStart(13)}`);
-  }
-  const lsMedian = rows.find((r) => r.name.startsWith('litestream'))!.t.median;
-  const ratios = Object.fromEntries(rows.filter((r) => r.name.startsWith('stn')).map((r) => [r.name, r.t.median / lsMedian]));
-  console.log('');
-  for (const [name, ratio] of Object.entries(ratios)) console.log(`ratio ${name} / litestream (median time): ${ratio.toFixed(2)}`);
-
-  mkdirSync(outDir, { recursive: true });
-  const report = join(outDir, `restore-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(report, JSON.stringify({ runs, samples, ratios, dbBytes: statSync(dbPath).size, segmentCount, indexes }, null, 2));
-  console.log(`\nreport: ${report}`);
+  const { files: _files, ...replica } = manifest.replica;
+  const report: Report = {
+    createdAt: new Date().toISOString(),
+    host: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? 'unknown', node: process.version },
+    litestream: litestreamVersion(),
+    timer,
+    timerFloorRssMiB: timerFloor.rssMiB,
+    runs,
+    onlyLitestream,
+    fixture: { dir: relative(root, paths.dir), reused, builtAt: manifest.builtAt, buildSeconds: manifest.buildSeconds, db: manifest.db, replica },
+    correctness: { sourceSha256: source.sha256, rows: source.rows, checked },
+    variants: results,
+    ratios: ratios(results),
+  };
+  const jsonPath = join(outDir, `restore-${report.createdAt.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+  log(`\n${formatReport(report)}\n\nJSON: ${relative(root, jsonPath)}`);
 }
 
-await main();
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exitCode = 1;
+});

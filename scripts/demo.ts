@@ -1,13 +1,10 @@
 /**
- * `npm run demo`: the README's first command. Replicates a small database to a local file replica while
- * writing to it, then restores it with stn-replicate to a point in time and to the latest state.
- *
- * Until stn-replicate's own `replicate` lands, the replica is written by the real Litestream v0.3.13
- * binary (a devDependency), which also shows that the two tools share one format.
+ * `npm run demo`: the README's first command. `stn-replicate replicate` follows a small database and
+ * ships it to a local file replica while the demo writes to it; then the replica is listed and restored
+ * to a point in time and to the latest state.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
@@ -17,7 +14,6 @@ const demo = join(root, 'demo');
 const dbPath = join(demo, 'station.db');
 const replicaDir = join(demo, 'replica');
 const cli = join(root, 'bin', 'stn-replicate.js');
-const litestream = join(dirname(createRequire(import.meta.url).resolve('@flydotio/litestream-linux-x64/package.json')), 'litestream');
 
 function run(args: string[]): void {
   console.log(`\n$ stn-replicate ${args.join(' ')}`);
@@ -43,8 +39,8 @@ async function main(): Promise<void> {
 
   const config = join(demo, 'litestream.yml');
   writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: file\n        path: ${replicaDir}\n        sync-interval: 100ms\n`);
-  console.log(`replicating ${dbPath} -> file://${replicaDir}`);
-  const replicator = spawn(litestream, ['replicate', '-config', config], { stdio: 'ignore', env: { PATH: process.env.PATH ?? '' } });
+  console.log(`$ stn-replicate replicate -config ${config}    (in the background)`);
+  const replicator = spawn(process.execPath, [cli, 'replicate', '-config', config], { stdio: ['ignore', 'inherit', 'inherit'] });
 
   const insert = db.prepare('INSERT INTO agents (name, state) VALUES (?, ?)');
   let pointInTime = '';
@@ -55,13 +51,13 @@ async function main(): Promise<void> {
     })();
     console.log(`batch ${batch}: ${batch * 20} rows`);
     if (batch === 3) {
-      await sleep(1500); // let the replica catch up, then remember this moment
+      await sleep(500); // let the replica catch up, then remember this moment
       pointInTime = new Date().toISOString();
       console.log(`point in time: ${pointInTime} (60 rows)`);
     }
   }
-  await sleep(1500);
-  replicator.kill('SIGINT');
+  replicator.kill('SIGTERM'); // a final sync uploads the last batch
+
   await new Promise((r) => replicator.once('exit', r));
   db.close();
 

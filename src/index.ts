@@ -28,3 +28,10 @@ export type { RestoreOptions, RestoreResult, RestoreProgress, IntegrityCheck } f
 
 export * from './config/index.js';
 export { VERSION, LITESTREAM_COMPAT_VERSION } from './version.js';
+
+export { startReplication, Replication } from './replication.js';
+export type { ReplicationOptions, ReplicaSpec, ReplicationEvents } from './replication.js';
+export { WalShipper } from './shipper/wal-shipper.js';
+export type { ShipperOptions, GenerationEvent, CheckpointEvent } from './shipper/wal-shipper.js';
+export { Replica } from './replica/replica.js';
+export type { ReplicaOptions } from './replica/replica.js';

@@ -246,7 +246,7 @@ export class Replica extends EventEmitter {
       }
       const info = await this.client.writeWalSegment(pos, encodeLz4Frame(bytes()));
       // Field names as Litestream's log line (sz = uncompressed bytes), so the same tooling reads both.
-      this.log.info('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Date.now() - started}ms`, sz: end - pos.offset });
+      this.log.debug('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Date.now() - started}ms`, sz: end - pos.offset });
       this.emit('segment', info);
     } finally {
       await handle.close();

@@ -77,11 +77,15 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     });
     this.shipper.on('generation', (e) => this.emit('generation', e));
     this.shipper.on('checkpoint', (e) => this.emit('checkpoint', e));
-    this.shipper.on('error', (error) => this.emit('error', { error }));
+    // Forwarded only when someone listens: an unheard 'error' event would throw inside the sync loop.
+    const forward = (e: { replica?: string; error: unknown }) => {
+      if (this.listenerCount('error') > 0) this.emit('error', e);
+    };
+    this.shipper.on('error', (error) => forward({ error }));
     for (const r of this.replicas) {
       r.on('snapshot', (s) => this.emit('snapshot', { replica: r.name, ...s }));
       r.on('segment', (s) => this.emit('segment', { replica: r.name, ...s }));
-      r.on('error', (error) => this.emit('error', { replica: r.name, error }));
+      r.on('error', (error) => forward({ replica: r.name, error }));
     }
   }
 

@@ -140,7 +140,8 @@ export class Replica extends EventEmitter {
       this.position = undefined; // recompute from the remote next time
       this.lastError = err;
       this.log.error('replica sync failed', { replica: this.name, error: describeError(err) });
-      this.emit('error', err);
+      // An 'error' event with no listener would throw (EventEmitter's rule); errors are also thrown and logged.
+      if (this.listenerCount('error') > 0) this.emit('error', err);
       throw err;
     }
   }

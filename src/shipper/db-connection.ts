@@ -9,6 +9,8 @@
  *   is read-only and closed last, closing never checkpoints and deletes the WAL (SQLite does that when
  *   the last connection closes), so a clean restart finds the WAL and keeps its generation.
  */
+import { accessSync, constants } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { describeError, ReplicateError } from '../errors.js';
 
@@ -56,7 +58,10 @@ export class ShipperDb {
       for (const c of [rw, ckpt, lock]) c?.close();
       if (err instanceof ReplicateError) throw err;
       const msg = describeError(err);
-      const hint = /not a database|file is not a database/i.test(msg) ? ' (is it a SQLite database?)' : '';
+      let hint = /not a database|file is not a database/i.test(msg) ? ' (is it a SQLite database?)' : '';
+      if (/unable to open/i.test(msg) && !dirWritable(dirname(path))) {
+        hint = ` (its directory ${dirname(path)} is not writable: SQLite must create ${basename(path)}-wal and -shm there)`;
+      }
       throw new ReplicateError('IO', `opening database ${path}: ${msg}${hint}`, { cause: err, details: { path } });
     }
   }
@@ -135,5 +140,14 @@ export class ShipperDb {
     this.rw.close();
     this.ckpt.close();
     this.lock.close();
+  }
+}
+
+function dirWritable(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
   }
 }

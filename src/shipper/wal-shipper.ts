@@ -128,7 +128,7 @@ export class WalShipper extends EventEmitter {
         this.pending = false;
         this.sync().catch((err: unknown) => {
           this.log.error('sync failed', { db: this.dbPath, error: describeError(err) });
-          this.emit('error', err);
+          if (this.listenerCount('error') > 0) this.emit('error', err);
         });
       });
     };

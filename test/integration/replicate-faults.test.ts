@@ -1,0 +1,144 @@
+/**
+ * Faults while replicating: an unwritable replica, checkpoints by other connections (including
+ * TRUNCATE), a WAL deleted while the database is closed. No crash, clear errors, a new generation only
+ * where continuity is really lost, and every restore (ours and Litestream's) equal to the source.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FileReplicaClient } from '../../src/client/file-client.js';
+import { startReplication, type Replication } from '../../src/replication.js';
+import { runCli } from '../helpers/cli.js';
+import { runLitestream } from '../helpers/oracle.js';
+import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+
+const dirs: string[] = [];
+const open: Replication[] = [];
+const unlock: (() => void)[] = [];
+afterEach(async () => {
+  for (const u of unlock.splice(0)) u();
+  for (const r of open.splice(0)) await r.close().catch(() => undefined);
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function setup(opts: { minCheckpointPageCount?: number } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'stn-faults-'));
+  dirs.push(dir);
+  const dbPath = join(dir, 'app.db');
+  const replicaDir = join(dir, 'replica');
+  const app = openSourceDb(dbPath);
+  const start = async () => {
+    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }], ...opts });
+    open.push(r);
+    return r;
+  };
+  const insert = (n: number, tag: number) => {
+    const stmt = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    app.transaction(() => {
+      for (let i = 0; i < n; i++) stmt.run(textOf(tag * 1000 + i, 800), tag);
+    })();
+  };
+  const restoresEqualSource = async () => {
+    const a = join(dir, `ours-${Math.random().toString(36).slice(2)}.db`);
+    const b = join(dir, `theirs-${Math.random().toString(36).slice(2)}.db`);
+    const r1 = await runCli(['restore', '-o', a, `file://${replicaDir}`]);
+    expect(r1.code, r1.stderr).toBe(0);
+    const r2 = await runLitestream(['restore', '-o', b, `file://${replicaDir}`]);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(contentDigest(a)).toBe(contentDigest(app));
+    expect(contentDigest(b)).toBe(contentDigest(app));
+  };
+  return { dir, dbPath, replicaDir, app, start, insert, restoresEqualSource };
+}
+
+/** Makes a directory unwritable, even for root (immutable flag); returns the undo. */
+function lockDir(path: string): () => void {
+  if (process.getuid?.() === 0) {
+    execFileSync('chattr', ['+i', path]);
+    return () => execFileSync('chattr', ['-i', path]);
+  }
+  execFileSync('chmod', ['0555', path]);
+  return () => execFileSync('chmod', ['0755', path]);
+}
+
+describe('replication faults', () => {
+  it('an unwritable replica: sync says which replica failed, the app is not blocked, and it catches up', async () => {
+    const s = setup();
+    const r = await s.start();
+    s.insert(10, 1);
+    await r.sync();
+    const gen = r.shipper.pos()!.generation;
+    const walDir = join(s.replicaDir, 'generations', gen, 'wal');
+    const undo = lockDir(walDir);
+    unlock.push(undo);
+    for (let i = 0; i < 20; i++) s.insert(5, 100 + i); // the app keeps writing
+    const err = await r.sync().then(() => undefined, (e: unknown) => e);
+    expect(String((err as Error)?.message)).toMatch(/sync of .*app\.db incomplete; not uploaded to: file \(.*replica\): .*(EPERM|EACCES)/);
+    unlock.pop()!();
+
+    await r.sync();
+    await s.restoresEqualSource();
+    expect(readdirSync(join(s.replicaDir, 'generations'))).toEqual([gen]);
+  });
+
+  it('checkpoints by the application (PASSIVE and TRUNCATE) lose nothing and keep the generation', async () => {
+    const s = setup({ minCheckpointPageCount: 1000 });
+    const r = await s.start();
+    const gen = r.shipper.pos()!.generation;
+    for (let round = 0; round < 5; round++) {
+      s.insert(20, round);
+      s.app.pragma('wal_checkpoint(PASSIVE)');
+      s.insert(5, 50 + round);
+      // TRUNCATE needs every reader gone; the replicator's read lock keeps it from resetting the WAL.
+      s.app.pragma('busy_timeout = 50');
+      s.app.pragma('wal_checkpoint(TRUNCATE)');
+      s.app.pragma('busy_timeout = 5000');
+      s.insert(5, 80 + round);
+      await r.sync();
+      await s.restoresEqualSource();
+    }
+    expect(r.shipper.pos()!.generation).toBe(gen);
+  });
+
+  it('a WAL deleted while the database was closed starts a new generation, with the reason logged', async () => {
+    const s = setup();
+    const r = await s.start();
+    s.insert(10, 1);
+    await r.sync();
+    await r.close();
+    open.pop();
+    s.app.close();
+    rmSync(`${s.dbPath}-wal`, { force: true });
+    const reasons: string[] = [];
+    const app2 = openSourceDb(s.dbPath);
+    const r2 = await startReplication({
+      dbPath: s.dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }],
+      logger: { debug() {}, info() {}, error() {}, warn: (m, f) => reasons.push(`${m} ${JSON.stringify(f)}`) },
+    });
+    open.push(r2);
+    app2.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('after', 2);
+    await r2.sync();
+    expect(reasons.join('\n')).toMatch(/cannot determine last wal position, clearing generation/);
+    expect(readdirSync(join(s.replicaDir, 'generations'))).toHaveLength(2);
+    const out = join(s.dir, 'after.db');
+    expect((await runCli(['restore', '-o', out, `file://${s.replicaDir}`])).code).toBe(0);
+    expect(contentDigest(out)).toBe(contentDigest(app2));
+    app2.close();
+  });
+
+  it('a database in a read-only directory fails with a clear error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stn-faults-ro-'));
+    dirs.push(dir);
+    const sub = join(dir, 'data');
+    mkdirSync(sub);
+    const app = openSourceDb(join(sub, 'app.db'));
+    app.close();
+    unlock.push(lockDir(sub));
+    await expect(
+      startReplication({ dbPath: join(sub, 'app.db'), replicas: [{ client: new FileReplicaClient({ path: join(dir, 'replica') }) }] }),
+    ).rejects.toThrow(/opening database .*app\.db: unable to open database file \(its directory .*data is not writable/);
+  });
+});

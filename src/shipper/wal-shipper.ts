@@ -43,6 +43,8 @@ export interface CheckpointEvent {
   newIndex?: number;
 }
 
+const MIN_SYNC_GAP_MS = 5;
+
 type Verified = { reason: string } | { generation: string; index: number; shadowSize: number; restart: boolean; walSize: number };
 
 export class WalShipper extends EventEmitter {
@@ -121,16 +123,21 @@ export class WalShipper extends EventEmitter {
 
   private follow(): void {
     if (this.closed) return;
+    // A busy database fires a watch event per write: coalesce them into at most one sync every
+    // MIN_SYNC_GAP_MS, which bounds the shipper's CPU while keeping commit-to-copy latency in milliseconds.
+    let lastSyncAt = 0;
     const wake = () => {
       if (this.pending || this.closed) return;
       this.pending = true;
-      setImmediate(() => {
+      const delay = Math.max(0, lastSyncAt + MIN_SYNC_GAP_MS - Date.now());
+      setTimeout(() => {
+        lastSyncAt = Date.now();
         this.pending = false;
         this.sync().catch((err: unknown) => {
           this.log.error('sync failed', { db: this.dbPath, error: describeError(err) });
           if (this.listenerCount('error') > 0) this.emit('error', err);
         });
-      });
+      }, delay);
     };
     try {
       const walName = basename(this.walPath);

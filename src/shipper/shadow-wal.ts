@@ -76,9 +76,11 @@ export interface CopyResult {
 /**
  * Appends to the shadow file every valid committed frame of the real WAL past the shadow's end.
  * Frames are written in place and the file is cut back to the last commit, so memory stays at one chunk
- * whatever the transaction size.
+ * whatever the transaction size. `fsync: false` skips the fsync: fine while the frames are still in the
+ * real WAL (a power cut then only shortens or damages the shadow's tail, which the next start detects),
+ * not before a checkpoint lets SQLite overwrite them.
  */
-export async function copyToShadow(walPath: string, shadowPath: string): Promise<CopyResult> {
+export async function copyToShadow(walPath: string, shadowPath: string, opts: { fsync?: boolean } = {}): Promise<CopyResult> {
   const shadow = await open(shadowPath, 'r+');
   let wal: FileHandle | undefined;
   try {
@@ -121,7 +123,7 @@ export async function copyToShadow(walPath: string, shadowPath: string): Promise
       if (stoppedBy !== undefined || frames < COPY_CHUNK_FRAMES) break outer;
     }
     if (pos > committed) await shadow.truncate(committed); // an open transaction's frames wait for its commit
-    if (committed > state.size) await shadow.sync();
+    if (opts.fsync !== false) await shadow.sync(); // also makes earlier unsynced copies durable
     return { shadowSize: committed, appended: committed - state.size, stoppedBy };
   } finally {
     await wal?.close();

@@ -112,7 +112,7 @@ export class WalShipper extends EventEmitter {
 
   /** Runs one sync now (copy new frames, maybe checkpoint); concurrent calls are coalesced. */
   sync(): Promise<void> {
-    return this.serial(() => this.tick());
+    return this.serial(() => this.tick(true));
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -133,7 +133,7 @@ export class WalShipper extends EventEmitter {
       setTimeout(() => {
         lastSyncAt = Date.now();
         this.pending = false;
-        this.sync().catch((err: unknown) => {
+        this.serial(() => this.tick(false)).catch((err: unknown) => {
           this.log.error('sync failed', { db: this.dbPath, error: describeError(err) });
           if (this.listenerCount('error') > 0) this.emit('error', err);
         });
@@ -150,7 +150,12 @@ export class WalShipper extends EventEmitter {
       this.log.warn('file watching unavailable; polling only', { error: describeError(err) });
     }
     if (this.monitorIntervalMs > 0) {
-      this.timer = setInterval(wake, this.monitorIntervalMs);
+      this.timer = setInterval(() => {
+        this.sync().catch((err: unknown) => {
+          this.log.error('sync failed', { db: this.dbPath, error: describeError(err) });
+          if (this.listenerCount('error') > 0) this.emit('error', err);
+        });
+      }, this.monitorIntervalMs);
       this.timer.unref();
     }
   }
@@ -191,7 +196,7 @@ export class WalShipper extends EventEmitter {
     );
   }
 
-  private async tick(): Promise<void> {
+  private async tick(durable: boolean): Promise<void> {
     if (this.closed || !this.db) return;
     const db = this.db;
     // A WAL replaced or deleted underneath us: our connections still hold the old file; start afresh.
@@ -201,7 +206,7 @@ export class WalShipper extends EventEmitter {
       db.close();
       this.db = ShipperDb.open(this.dbPath, { busyTimeoutMs: this.busyTimeoutMs });
       this.walIno = await this.walInode();
-      return this.tick();
+      return this.tick(durable);
     }
     this.walIno = ino;
 
@@ -219,7 +224,9 @@ export class WalShipper extends EventEmitter {
       ({ generation, index, shadowSize } = await this.newGeneration(v.reason));
     } else {
       ({ generation, index } = v);
-      shadowSize = (await copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index))).shadowSize;
+      // No fsync per copy (a busy database syncs hundreds of times a second and would pay an fsync each
+      // time): the frames are still in the WAL; the copy before a checkpoint and the periodic poll fsync.
+      shadowSize = (await copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index), { fsync: durable })).shadowSize;
       if (v.restart) {
         // Restarted by someone else: the rest of the old cycle is gone or copied; follow the new one.
         ({ index, shadowSize } = await this.startNextIndex(generation, index));

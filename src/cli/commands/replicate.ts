@@ -56,6 +56,19 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     const cfg = await config.loadConfig({ path: flags.config, expandEnv: flags.expandEnv !== false, env: io.env, cwd: io.cwd, homeDir: io.homeDir });
     log = createCliLogger({ level: cfg.logging.level, type: cfg.logging.type, stream: cfg.logging.stderr ? io.stderr : io.stdout });
     for (const w of cfg.warnings) log.warn(w);
+    if (cfg.addr !== undefined) log.warn('addr (metrics endpoint) is not implemented yet; ignored', { addr: cfg.addr });
+    for (const d of cfg.dbs) {
+      for (const r of d.replicas) {
+        const later = (['snapshotIntervalMs', 'retentionMs', 'validationIntervalMs'] as const).filter((k) => r[k] !== undefined);
+        if (later.length > 0) {
+          log.warn('snapshot-interval, retention and validation-interval are not implemented yet: no snapshots are taken on a schedule and nothing is deleted', {
+            db: d.path,
+            replica: replicaName(r),
+            keys: later.join(','),
+          });
+        }
+      }
+    }
     exec ??= cfg.exec;
     if (cfg.dbs.length === 0) log.warn('no databases specified in configuration');
     specs = cfg.dbs.map((d) => ({

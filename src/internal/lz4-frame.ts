@@ -39,7 +39,6 @@ interface Liblz4 {
 // The package's native binding alone: its JS entry point also loads stream classes and a JS xxhash we do
 // not use (~70 ms of start-up).
 const liblz4 = createRequire(import.meta.url)('lz4/build/Release/lz4.node') as Liblz4;
-const ENCODE_BOUND = liblz4.compressBound(LZ4_BLOCK_SIZE);
 
 type Hasher = { update(input: Uint8Array): unknown; digest(): number };
 let xxhashApi: ReturnType<typeof xxhash> | undefined;
@@ -63,26 +62,27 @@ export async function* encodeLz4Frame(source: AsyncIterable<Uint8Array>): AsyncG
   const hasher = await newHasher();
   yield Buffer.from(LZ4_FRAME_HEADER);
 
-  const block = Buffer.allocUnsafe(LZ4_BLOCK_SIZE);
+  // Input is gathered up to one block; small objects (most WAL segments) never allocate a full 4 MiB.
+  let parts: Uint8Array[] = [];
   let filled = 0;
+  const flush = (): Buffer => {
+    const block = parts.length === 1 ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.byteLength) : Buffer.concat(parts, filled);
+    parts = [];
+    filled = 0;
+    hasher.update(block);
+    return compressBlock(block);
+  };
   for await (const chunk of source) {
     let pos = 0;
     while (pos < chunk.length) {
       const n = Math.min(chunk.length - pos, LZ4_BLOCK_SIZE - filled);
-      block.set(chunk.subarray(pos, pos + n), filled);
+      parts.push(chunk.subarray(pos, pos + n));
       filled += n;
       pos += n;
-      if (filled === LZ4_BLOCK_SIZE) {
-        hasher.update(block);
-        yield compressBlock(block);
-        filled = 0;
-      }
+      if (filled === LZ4_BLOCK_SIZE) yield flush();
     }
   }
-  if (filled > 0) {
-    hasher.update(block.subarray(0, filled));
-    yield compressBlock(block.subarray(0, filled));
-  }
+  if (filled > 0) yield flush();
 
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(0, 0); // end mark
@@ -92,7 +92,7 @@ export async function* encodeLz4Frame(source: AsyncIterable<Uint8Array>): AsyncG
 
 /** One block with its 4-byte length; a fresh buffer each time, since consumers may queue it. */
 function compressBlock(input: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(4 + Math.max(ENCODE_BOUND, input.length));
+  const out = Buffer.allocUnsafe(4 + Math.max(liblz4.compressBound(input.length), input.length));
   const n = liblz4.compress(input, out, 4, out.length);
   if (n <= 0 || n >= input.length) {
     // Incompressible: store the block as is, flagged by the high bit of its length.
@@ -283,8 +283,9 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined): Asyn
     if (independent) {
       const data = await readExact(reader, length, label, 'block data');
       if (blockChecksum) await readExact(reader, 4, label, 'block checksum');
-      // A fresh buffer per block: the consumer may still hold the previous one.
-      const out = Buffer.allocUnsafe(blockMax);
+      // A fresh buffer per block (the consumer may still hold the previous one), no bigger than the
+      // block can expand to: LZ4 output is at most ~255x its input, so small segments stay small.
+      const out = Buffer.allocUnsafe(Math.min(blockMax, length * 256 + 64));
       const n = liblz4.uncompress(data, out);
       if (n < 0) throw corrupt(label, `block does not decode (liblz4 error at input byte ${-n})`);
       yield emit(out.subarray(0, n));

@@ -23,8 +23,6 @@ export interface CheckpointResult {
 const SEQ_UPSERT = 'INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1';
 
 export class ShipperDb {
-  private readLocked = false;
-
   private constructor(
     readonly path: string,
     private readonly rw: Database.Database,
@@ -66,17 +64,15 @@ export class ShipperDb {
     }
   }
 
+  /** Idempotent; asks SQLite (not a flag) whether the read transaction is still open. */
   acquireReadLock(): void {
-    if (this.readLocked) return;
+    if (this.lock.inTransaction) return;
     this.lock.exec('BEGIN');
     this.lock.prepare('SELECT COUNT(1) FROM _litestream_seq').pluck().get();
-    this.readLocked = true;
   }
 
   releaseReadLock(): void {
-    if (!this.readLocked) return;
-    this.lock.exec('ROLLBACK');
-    this.readLocked = false;
+    if (this.lock.inTransaction) this.lock.exec('ROLLBACK');
   }
 
   /** Writes one row so that the WAL gets a frame (and, after a full checkpoint, restarts). */
@@ -107,18 +103,23 @@ export class ShipperDb {
     }
     let result: CheckpointResult;
     try {
-      await beforeCheckpoint();
-      this.releaseReadLock();
-      [result] = this.ckpt.pragma('wal_checkpoint(PASSIVE)') as CheckpointResult[] as [CheckpointResult];
+      try {
+        await beforeCheckpoint();
+        this.releaseReadLock();
+        [result] = this.ckpt.pragma('wal_checkpoint(PASSIVE)') as CheckpointResult[] as [CheckpointResult];
+      } finally {
+        this.rw.exec('COMMIT');
+      }
+      this.bumpSeq();
+      this.rw.exec('BEGIN IMMEDIATE');
+      try {
+        await afterRestart();
+      } finally {
+        this.rw.exec('ROLLBACK');
+      }
     } finally {
-      this.rw.exec('COMMIT');
-    }
-    this.bumpSeq();
-    this.rw.exec('BEGIN IMMEDIATE');
-    try {
-      await afterRestart();
-    } finally {
-      this.rw.exec('ROLLBACK');
+      // Whatever failed above, never go on without the read lock: without it the application's own
+      // checkpoints could restart the WAL over frames we have not copied.
       this.acquireReadLock();
     }
     return result;

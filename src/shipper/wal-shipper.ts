@@ -209,6 +209,7 @@ export class WalShipper extends EventEmitter {
       return this.tick(durable);
     }
     this.walIno = ino;
+    db.acquireReadLock(); // normally held already; never follow the WAL without it
 
     const walSizeBefore = await fileSize(this.walPath);
     if (walSizeBefore < WAL_HEADER_SIZE) {

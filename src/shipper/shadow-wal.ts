@@ -21,9 +21,9 @@ import {
 
 const COPY_CHUNK_FRAMES = 256;
 
-/** Reads `length` bytes at `position`; fewer at end of file. */
-export async function readAt(handle: FileHandle, length: number, position: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+/** Reads `length` bytes at `position` (into `into` when given); fewer at end of file. */
+export async function readAt(handle: FileHandle, length: number, position: number, into?: Buffer): Promise<Buffer> {
+  const buf = into && into.length >= length ? into : Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await handle.read(buf, done, length - done, position + done);
@@ -95,10 +95,16 @@ export async function copyToShadow(walPath: string, shadowPath: string, opts: { 
     }
     let checksum = state.checksum;
     let pos = state.size;
+    const walSizeHint = (await wal.stat()).size;
     let committed = state.size;
     let stoppedBy: string | undefined;
+    // One read buffer per copy, reused chunk after chunk (a busy database is copied hundreds of times
+    // a second; fresh buffers each time only feed the garbage collector).
+    // Sized to what is there (usually a few frames), at most COPY_CHUNK_FRAMES frames.
+    const chunkFrames = Math.max(1, Math.min(COPY_CHUNK_FRAMES, Math.ceil((walSizeHint - pos) / fsize)));
+    const readBuf = Buffer.allocUnsafe(chunkFrames * fsize);
     outer: for (;;) {
-      const chunk = await readAt(wal, COPY_CHUNK_FRAMES * fsize, pos);
+      const chunk = await readAt(wal, readBuf.length, pos, readBuf);
       const frames = Math.floor(chunk.length / fsize);
       let valid = 0;
       for (let i = 0; i < frames; i++) {
@@ -120,7 +126,7 @@ export async function copyToShadow(walPath: string, shadowPath: string, opts: { 
       }
       if (valid > 0) await writeAllAt(shadow, chunk.subarray(0, valid * fsize), pos);
       pos += valid * fsize;
-      if (stoppedBy !== undefined || frames < COPY_CHUNK_FRAMES) break outer;
+      if (stoppedBy !== undefined || frames < chunkFrames) break outer;
     }
     if (pos > committed) await shadow.truncate(committed); // an open transaction's frames wait for its commit
     if (opts.fsync !== false) await shadow.sync(); // also makes earlier unsynced copies durable

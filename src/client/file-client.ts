@@ -134,7 +134,9 @@ export class FileReplicaClient implements ReplicaClient {
   private async openReader(path: string): Promise<Readable> {
     try {
       const handle = await open(path, 'r');
-      return createReadStream('', { fd: handle, highWaterMark: READ_CHUNK });
+      // Read buffers no bigger than the file: a stream allocates highWaterMark bytes per read.
+      const { size } = await handle.stat();
+      return createReadStream('', { fd: handle, highWaterMark: Math.max(64 * 1024, Math.min(READ_CHUNK, size)) });
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') throw new NotFoundError(`[file] object not found: ${path}`, { cause: err, details: { path } });
       throw new ReplicateError('IO', `[file] opening ${path}: ${describeError(err)}`, { cause: err, details: { path } });

@@ -132,8 +132,12 @@ export class ByteReader {
     return this.buffered;
   }
 
-  /** Exactly n bytes, or fewer only at end of stream (the caller decides whether that is an error). */
-  async read(n: number): Promise<Buffer> {
+  /**
+   * Exactly n bytes, or fewer only at end of stream (the caller decides whether that is an error).
+   * Bytes that span chunks are copied into `scratch` when it is big enough (the caller must be done
+   * with them before the next read), else into a new buffer.
+   */
+  async read(n: number, scratch?: Buffer): Promise<Buffer> {
     const available = await this.fill(n);
     const take = Math.min(n, available);
     if (take === 0) return Buffer.alloc(0);
@@ -145,7 +149,7 @@ export class ByteReader {
       this.buffered -= take;
       return out;
     }
-    const out = Buffer.allocUnsafe(take);
+    const out = scratch && scratch.length >= take ? scratch.subarray(0, take) : Buffer.allocUnsafe(take);
     let pos = 0;
     while (pos < take) {
       const c = this.chunks[0]!;
@@ -197,6 +201,12 @@ export class ByteReader {
 export interface DecodeOptions {
   /** What is being decoded, for error messages (e.g. the object key). */
   label?: string;
+  /**
+   * Reuse a ring of this many output buffers instead of allocating one per block. Only for a consumer
+   * that is done with every chunk before it pulls `reuseOutput` more (e.g. a writer with fewer writes
+   * in flight): allocating 4 MiB per block makes the garbage collector, not the stream, decide memory.
+   */
+  reuseOutput?: number;
 }
 
 /**
@@ -209,7 +219,7 @@ export function decodeLz4Frame(options: DecodeOptions = {}) {
   return async function* decode(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
     const reader = new ByteReader(source);
     try {
-      yield* decodeFrame(reader, options.label);
+      yield* decodeFrame(reader, options.label, options.reuseOutput ?? 0);
     } finally {
       await reader.close();
     }
@@ -221,13 +231,13 @@ function corrupt(label: string | undefined, detail: string, cause?: unknown): Re
   return new ReplicateError('CORRUPT_OBJECT', `${what}: ${detail}`, { cause, details: label ? { object: label } : {} });
 }
 
-async function readExact(reader: ByteReader, n: number, label: string | undefined, what: string): Promise<Buffer> {
-  const buf = await reader.read(n);
+async function readExact(reader: ByteReader, n: number, label: string | undefined, what: string, scratch?: Buffer): Promise<Buffer> {
+  const buf = await reader.read(n, scratch);
   if (buf.length < n) throw corrupt(label, `object is truncated (unexpected end of data in ${what})`);
   return buf;
 }
 
-async function* decodeFrame(reader: ByteReader, label: string | undefined): AsyncGenerator<Buffer> {
+async function* decodeFrame(reader: ByteReader, label: string | undefined, reuseOutput: number): AsyncGenerator<Buffer> {
   if (await reader.atEnd()) throw corrupt(label, 'object is empty (no lz4 frame)');
   let magic: number;
   for (;;) {
@@ -260,6 +270,9 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined): Asyn
   sizePrefix.writeUInt32LE(blockMax, 0);
   let history: Buffer | undefined; // last 64 KiB of output, for linked blocks
   let total = 0n;
+  let scratch: Buffer | undefined;
+  const ring: Buffer[] = [];
+  let ringNext = 0;
 
   const emit = (out: Buffer): Buffer => {
     hasher.update(out);
@@ -281,11 +294,20 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined): Asyn
       continue;
     }
     if (independent) {
-      const data = await readExact(reader, length, label, 'block data');
+      // Compressed input is decoded at once, so one scratch buffer serves every block.
+      if (!scratch || scratch.length < length) scratch = Buffer.allocUnsafe(length);
+      const data = await readExact(reader, length, label, 'block data', scratch);
       if (blockChecksum) await readExact(reader, 4, label, 'block checksum');
-      // A fresh buffer per block (the consumer may still hold the previous one), no bigger than the
-      // block can expand to: LZ4 output is at most ~255x its input, so small segments stay small.
-      const out = Buffer.allocUnsafe(Math.min(blockMax, length * 256 + 64));
+      // Output: from the ring when the consumer allows it; else a fresh buffer (the consumer may still
+      // hold the previous one) no bigger than the block can expand to (LZ4 output is at most ~255x its
+      // input), so small segments stay small.
+      let out: Buffer;
+      if (reuseOutput > 0) {
+        out = ring[ringNext] ??= Buffer.allocUnsafe(blockMax);
+        ringNext = (ringNext + 1) % reuseOutput;
+      } else {
+        out = Buffer.allocUnsafe(Math.min(blockMax, length * 256 + 64));
+      }
       const n = liblz4.uncompress(data, out);
       if (n < 0) throw corrupt(label, `block does not decode (liblz4 error at input byte ${-n})`);
       yield emit(out.subarray(0, n));

@@ -211,6 +211,13 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
 
 type Counter = (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
 
+/**
+ * The snapshot's decoded blocks are written by a PipelinedWriter (at most 3 writes in flight, so at most
+ * 3 chunks held when the next is decoded): a ring of 5 output buffers is safe and keeps memory flat.
+ * WAL segments are mostly small and decode into right-sized buffers instead.
+ */
+const OUTPUT_RING = 5;
+
 /** Decodes the snapshot into the temp database file; returns its page size. */
 async function downloadSnapshot(replica: NamedReplica, plan: RestorePlan, tmpPath: string, counted: Counter, signal?: AbortSignal): Promise<number> {
   const where = replica.client.snapshotLocation(plan.generation, plan.snapshot.index);
@@ -223,7 +230,7 @@ async function downloadSnapshot(replica: NamedReplica, plan: RestorePlan, tmpPat
   let header: Buffer | undefined;
   const writer = new PipelinedWriter(handle);
   try {
-    for await (const chunk of decodeLz4Frame({ label: where })(counted(reader))) {
+    for await (const chunk of decodeLz4Frame({ label: where, reuseOutput: OUTPUT_RING })(counted(reader))) {
       if (!header) header = Buffer.from(chunk.subarray(0, 100));
       await writer.write(chunk);
       size += chunk.length;
@@ -269,7 +276,8 @@ async function downloadIndex(
   const handle = await open(file, 'wx', 0o600).catch((err: unknown) => {
     throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${file}: ${describeError(err)}`, { cause: err });
   });
-  const writer = new PipelinedWriter(handle);
+  // One write at a time here: up to `parallelism` indexes download at once, so each keeps little in memory.
+  const writer = new PipelinedWriter(handle, 0, 1);
   let written = 0;
   let stoppedAt: string | undefined;
   try {
@@ -318,7 +326,7 @@ async function copySegment(
   const reader = await openObject(() => replica.client.walSegmentReader(seg, { signal }), 'wal segment', where);
   let n = 0;
   try {
-    for await (const chunk of decodeLz4Frame({ label: where })(counted(reader))) {
+    for await (const chunk of decodeLz4Frame({ label: where, reuseOutput: 2 })(counted(reader))) {
       scanner.update(chunk);
       await writer.write(chunk);
       n += chunk.length;

@@ -96,4 +96,12 @@ describe('lz4 frame reader', () => {
     const withBlockSums = compressFrameSync(input, { contentChecksum: true, blockChecksums: true });
     expect((await decode(withBlockSums)).equals(input)).toBe(true);
   });
+
+  it('decodes into a ring of reused output buffers for a consumer that copies each chunk', async () => {
+    const input = sample(LZ4_BLOCK_SIZE * 3 + 12345, 8);
+    const framed = await encode(input, 1 << 20);
+    const parts: Buffer[] = [];
+    for await (const c of decodeLz4Frame({ label: 'obj', reuseOutput: 2 })(chunked(framed, 300_000))) parts.push(Buffer.from(c));
+    expect(Buffer.concat(parts).equals(input)).toBe(true);
+  });
 });

@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import type { ReplicaClient } from './client/replica-client.js';
 import { describeError, ReplicateError } from './errors.js';
 import { nullLogger, type Logger } from './logger.js';
-import { comparePos, formatPos, type Pos } from './pos.js';
+import { comparePos, formatPos } from './pos.js';
 import { Replica } from './replica/replica.js';
 import type { CheckpointPolicy } from './shipper/checkpoint-policy.js';
 import { WalShipper } from './shipper/wal-shipper.js';

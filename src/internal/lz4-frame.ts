@@ -150,17 +150,22 @@ export class ByteReader {
       return out;
     }
     const out = scratch && scratch.length >= take ? scratch.subarray(0, take) : Buffer.allocUnsafe(take);
-    let pos = 0;
-    while (pos < take) {
-      const c = this.chunks[0]!;
-      const n2 = Math.min(c.length, take - pos);
-      c.copy(out, pos, 0, n2);
-      pos += n2;
-      if (n2 === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(n2);
-    }
-    this.buffered -= take;
+    this.consumeInto(out, 0);
     return out;
+  }
+
+  /** Moves the next `out.length - at` buffered bytes into `out` from offset `at`. */
+  private consumeInto(out: Buffer, at: number): void {
+    let pos = at;
+    while (pos < out.length) {
+      const c = this.chunks[0]!;
+      const n = Math.min(c.length, out.length - pos);
+      c.copy(out, pos, 0, n);
+      pos += n;
+      if (n === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(n);
+    }
+    this.buffered -= out.length - at;
   }
 
   /**
@@ -172,16 +177,7 @@ export class ByteReader {
     const take = Math.min(n, available);
     const out = Buffer.allocUnsafe(prefix.length + take);
     prefix.copy(out, 0);
-    let pos = prefix.length;
-    while (pos < out.length) {
-      const c = this.chunks[0]!;
-      const n2 = Math.min(c.length, out.length - pos);
-      c.copy(out, pos, 0, n2);
-      pos += n2;
-      if (n2 === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(n2);
-    }
-    this.buffered -= take;
+    this.consumeInto(out, prefix.length);
     return out;
   }
 

@@ -43,7 +43,7 @@ export interface CheckpointEvent {
   newIndex?: number;
 }
 
-const MIN_SYNC_GAP_MS = 5;
+const MIN_SYNC_GAP_MS = 15;
 
 type Verified = { reason: string } | { generation: string; index: number; shadowSize: number; restart: boolean; walSize: number };
 

@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startReplication, type Replication } from '../../src/replication.js';
@@ -61,6 +62,32 @@ describe('embedded replication', () => {
     }
     const wal = readdirSync(join(replicaDir, 'generations', r.shipper.pos()!.generation, 'wal'));
     expect(new Set(wal.map((f) => f.slice(0, 8))).size).toBeGreaterThanOrEqual(3); // several WAL indexes
+    await r.close();
+    app.close();
+  });
+
+  it.each([1024, 65536])('replicates a database with %i-byte pages that both tools restore', async (pageSize) => {
+    const dir = tmp();
+    const dbPath = join(dir, 'pages.db');
+    const replicaDir = join(dir, 'replica');
+    const setup = new Database(dbPath);
+    setup.pragma(`page_size = ${pageSize}`);
+    setup.pragma('journal_mode = WAL');
+    setup.close();
+    const app = openSourceDb(dbPath);
+    expect(app.pragma('page_size', { simple: true })).toBe(pageSize);
+    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }], minCheckpointPageCount: 8 });
+    open.push(r);
+    const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    for (let round = 0; round < 5; round++) {
+      app.transaction(() => {
+        for (let i = 0; i < 20; i++) insert.run(textOf(round * 100 + i, 1500), round);
+      })();
+      await r.sync();
+    }
+    const [ours, theirs] = await restoreBoth(replicaDir, dir, `p${pageSize}`);
+    expect(ours).toBe(contentDigest(app));
+    expect(theirs).toBe(contentDigest(app));
     await r.close();
     app.close();
   });

@@ -1,0 +1,80 @@
+/**
+ * Config mode with several replicas: restore picks the replica whose newest generation is newest (as
+ * Litestream does), -replica picks one, and the listings name each replica; `databases` lists the config.
+ */
+import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { makeMultiIndexReplica, type ReplicaFixture } from '../helpers/fixtures.js';
+import { parseTable, runLitestream } from '../helpers/oracle.js';
+import { contentDigest } from '../helpers/source-db.js';
+
+let fx: ReplicaFixture;
+let dir: string;
+let cfg: string;
+let stale: string;
+
+beforeAll(async () => {
+  fx = await makeMultiIndexReplica({ transactions: 6 });
+  dir = mkdtempSync(join(tmpdir(), 'stn-config-mode-'));
+  // A stale copy: the same generation cut after its first WAL index (older updatedAt).
+  stale = join(dir, 'stale');
+  cpSync(fx.replicaDir, stale, { recursive: true, preserveTimestamps: true });
+  const gen = readdirSync(join(stale, 'generations'))[0]!;
+  const wal = join(stale, 'generations', gen, 'wal');
+  const segs = readdirSync(wal).sort();
+  for (const f of segs.slice(2)) rmSync(join(wal, f));
+  cfg = join(dir, 'litestream.yml');
+  writeFileSync(
+    cfg,
+    `dbs:\n  - path: ${fx.dbPath}\n    replicas:\n      - name: old\n        path: ${stale}\n      - name: current\n        url: file://${fx.replicaDir}\n  - path: /data/other.db\n    replicas:\n      - url: file:///backups/other\n`,
+  );
+}, 60_000);
+
+afterAll(() => {
+  rmSync(fx.dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('config mode', () => {
+  it('restores from the replica with the newest backup, and from a named one with -replica', async () => {
+    const best = join(dir, 'best.db');
+    const r = await runCli(['restore', '-config', cfg, '-o', best, fx.dbPath]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/from replica current/);
+    expect(contentDigest(best)).toBe(fx.truth.at(-1)!.digest);
+    const ls = join(dir, 'ls.db');
+    expect((await runLitestream(['restore', '-config', cfg, '-o', ls, fx.dbPath])).code).toBe(0);
+    expect(contentDigest(ls)).toBe(contentDigest(best));
+
+    const old = join(dir, 'old.db');
+    const r2 = await runCli(['restore', '-config', cfg, '-replica', 'old', '-o', old, fx.dbPath]);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(r2.stderr).toMatch(/from replica old/);
+    expect(contentDigest(old)).not.toBe(contentDigest(best));
+  });
+
+  it('lists per replica, like Litestream', async () => {
+    for (const cmd of ['snapshots', 'wal']) {
+      const ours = parseTable((await runCli([cmd, '-config', cfg, fx.dbPath])).stdout);
+      const theirs = parseTable((await runLitestream([cmd, '-config', cfg, fx.dbPath])).stdout);
+      expect(ours).toEqual(theirs);
+      expect(new Set(ours.map((r) => r.replica))).toEqual(new Set(['old', 'current']));
+    }
+    const gens = parseTable((await runCli(['generations', '-config', cfg, '-replica', 'current', fx.dbPath])).stdout);
+    expect(gens.map((g) => g.name)).toEqual(['current']);
+  });
+
+  it('lists the databases of the config', async () => {
+    const r = await runCli(['databases', '-config', cfg]);
+    expect(r.code).toBe(0);
+    expect(parseTable(r.stdout)).toEqual([
+      { path: fx.dbPath, replicas: 'old,current' },
+      { path: '/data/other.db', replicas: 'file' },
+    ]);
+    const theirs = await runLitestream(['databases', '-config', cfg]);
+    expect(parseTable(r.stdout)).toEqual(parseTable(theirs.stdout));
+  });
+});

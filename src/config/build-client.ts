@@ -4,6 +4,7 @@
  */
 import { ReplicateError } from '../errors.js';
 import { FileReplicaClient } from '../client/file-client.js';
+import { S3ReplicaClient } from '../client/s3-client.js';
 import type { ReplicaClient } from '../client/replica-client.js';
 import type { Env } from './env-expand.js';
 import { resolveReplicaLocation } from './replica-resolve.js';
@@ -20,16 +21,27 @@ export type ResolvedReplica = Pick<ReplicaConfig, 'type'> & Partial<ReplicaConfi
  * Builds the client for one replica. `env` is for backends that read credentials from the environment
  * (LITESTREAM_AZURE_ACCOUNT_KEY, AWS_*); the file backend needs none.
  */
-export function buildReplicaClient(r: ResolvedReplica, _env: Env = {}): ReplicaClient {
+export function buildReplicaClient(r: ResolvedReplica, env: Env = {}): ReplicaClient {
   switch (r.type) {
     case 'file':
       if (r.path === undefined || r.path === '') throw new ReplicateError('CONFIG', 'file replica path required');
       return new FileReplicaClient({ path: r.path });
     case 's3':
+      if (r.bucket === undefined || r.bucket === '') throw new ReplicateError('CONFIG', 'bucket required for s3 replica');
+      // Litestream's own variables first; without them the SDK's default chain (AWS_*, profiles, roles).
+      return new S3ReplicaClient({
+        bucket: r.bucket,
+        path: r.path,
+        region: r.region,
+        endpoint: r.endpoint,
+        forcePathStyle: r.forcePathStyle,
+        accessKeyId: r.accessKeyId ?? env.LITESTREAM_ACCESS_KEY_ID,
+        secretAccessKey: r.secretAccessKey ?? env.LITESTREAM_SECRET_ACCESS_KEY,
+      });
     case 'gcs':
     case 'abs':
     case 'sftp':
-      throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `replica type "${r.type}" is not supported yet by stn-replicate (file only in this version)`, {
+      throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `replica type "${r.type}" is not supported yet by stn-replicate (file and s3 only in this version)`, {
         details: { type: r.type },
       });
     default:

@@ -25,10 +25,18 @@ describe('buildReplicaClient', () => {
     expect(errorOf(() => buildReplicaClient({ type: 'file' })).message).toBe('file replica path required');
   });
 
-  it.each(['s3', 'gcs', 'abs', 'sftp'] as const)('says %s is not supported yet', (type) => {
+  it('builds an s3 client from bucket and prefix, without loading the SDK', () => {
+    const c = buildReplicaClient({ type: 's3', bucket: 'bkt', path: 'station-db' });
+    expect(c.type).toBe('s3');
+    expect(c.location).toBe('s3://bkt/station-db');
+    expect(c.snapshotLocation('0123456789abcdef', 1)).toBe('s3://bkt/station-db/generations/0123456789abcdef/snapshots/00000001.snapshot.lz4');
+    expect(errorOf(() => buildReplicaClient({ type: 's3' })).message).toBe('bucket required for s3 replica');
+  });
+
+  it.each(['gcs', 'abs', 'sftp'] as const)('says %s is not supported yet', (type) => {
     const e = errorOf(() => buildReplicaClient({ type, bucket: 'b', host: 'h', user: 'u' }));
     expect(e.code).toBe('UNKNOWN_REPLICA_TYPE');
-    expect(e.message).toBe(`replica type "${type}" is not supported yet by stn-replicate (file only in this version)`);
+    expect(e.message).toBe(`replica type "${type}" is not supported yet by stn-replicate (file and s3 only in this version)`);
   });
 });
 

@@ -1,0 +1,214 @@
+/**
+ * The `s3` backend (AWS S3 and S3-compatible stores) with the official SDK, loaded only when used.
+ * Keys are Litestream's layout under the configured prefix; createdAt is the listing's LastModified
+ * (as Litestream uses it); uploads stream through @aws-sdk/lib-storage (multipart above 5 MiB).
+ */
+import { posix } from 'node:path';
+import { Readable } from 'node:stream';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { describeError, NotFoundError, ReplicateError } from '../errors.js';
+import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
+import type { Pos } from '../pos.js';
+import type { ObjectBody, OpOptions, ReplicaClient, SnapshotInfo, WalSegmentInfo } from './replica-client.js';
+
+export interface S3ReplicaClientOptions {
+  bucket: string;
+  /** Key prefix ("" or "." for the bucket root). */
+  path?: string;
+  region?: string;
+  endpoint?: string;
+  forcePathStyle?: boolean;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  /**
+   * 'when_required' sends checksums only where S3 requires them: some S3-compatible stores (Cloudflare
+   * R2, Backblaze B2, Hetzner) reject or mangle the SDK's default trailing checksums.
+   */
+  checksums?: 'when_supported' | 'when_required';
+}
+
+const DELETE_BATCH = 1000;
+
+export class S3ReplicaClient implements ReplicaClient {
+  readonly type = 's3';
+  readonly location: string;
+  private readonly layout: ReplicaLayout;
+  private client: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3') }> | undefined;
+
+  constructor(private readonly opts: S3ReplicaClientOptions) {
+    const root = opts.path ?? '';
+    this.layout = new ReplicaLayout(root, posix.join);
+    this.location = `s3://${opts.bucket}/${root === '.' ? '' : root}`;
+  }
+
+  private sdk() {
+    this.client ??= (async () => {
+      const sdk = await import('@aws-sdk/client-s3');
+      const o = this.opts;
+      const s3 = new sdk.S3Client({
+        region: o.region ?? 'us-east-1',
+        ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+        forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined,
+        ...(o.accessKeyId || o.secretAccessKey ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } } : {}),
+        ...(o.checksums === 'when_required' ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
+        maxAttempts: 5, // the SDK's own retries with backoff for 5xx, throttling and resets
+      });
+      return { s3, sdk };
+    })();
+    return this.client;
+  }
+
+  private fail(doing: string, key: string, err: unknown): ReplicateError {
+    return new ReplicateError('IO', `[s3] ${doing} s3://${this.opts.bucket}/${key}: ${describeError(err)}`, {
+      cause: err,
+      details: { bucket: this.opts.bucket, key },
+    });
+  }
+
+  /** Every page of a listing (never a partial result): keys and common prefixes. */
+  private async list(prefix: string, delimiter: boolean, opts?: OpOptions) {
+    const { s3, sdk } = await this.sdk();
+    const objects: { key: string; size: number; lastModified: Date }[] = [];
+    const prefixes: string[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const out = await s3.send(
+          new sdk.ListObjectsV2Command({ Bucket: this.opts.bucket, Prefix: prefix, ContinuationToken: token, ...(delimiter ? { Delimiter: '/' } : {}) }),
+          { abortSignal: opts?.signal },
+        );
+        for (const o of out.Contents ?? []) objects.push({ key: o.Key!, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) });
+        for (const p of out.CommonPrefixes ?? []) if (p.Prefix) prefixes.push(p.Prefix);
+        token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      } while (token);
+    } catch (err) {
+      throw this.fail('listing', prefix, err);
+    }
+    return { objects, prefixes };
+  }
+
+  async generations(opts?: OpOptions): Promise<string[]> {
+    const { prefixes } = await this.list(`${this.layout.generationsDir()}/`, true, opts);
+    return [...new Set(prefixes.map((p) => posix.basename(p)).filter(isGenerationName))].sort();
+  }
+
+  async *snapshots(generation: string, opts?: OpOptions): AsyncIterable<SnapshotInfo> {
+    const { objects } = await this.list(`${this.layout.snapshotsDir(generation)}/`, true, opts);
+    const out: SnapshotInfo[] = [];
+    for (const o of objects) {
+      const p = parseSnapshotName(posix.basename(o.key));
+      if (p) out.push({ generation, index: p.index, size: o.size, createdAt: o.lastModified });
+    }
+    yield* out.sort((a, b) => a.index - b.index);
+  }
+
+  async *walSegments(generation: string, opts?: OpOptions): AsyncIterable<WalSegmentInfo> {
+    const { objects } = await this.list(`${this.layout.walDir(generation)}/`, true, opts);
+    const out: WalSegmentInfo[] = [];
+    for (const o of objects) {
+      const p = parseWalSegmentName(posix.basename(o.key));
+      if (p) out.push({ generation, index: p.index, offset: p.offset, size: o.size, createdAt: o.lastModified });
+    }
+    yield* out.sort((a, b) => a.index - b.index || a.offset - b.offset);
+  }
+
+  private async put(key: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
+    const { s3 } = await this.sdk();
+    const { Upload } = await import('@aws-sdk/lib-storage');
+    let size = 0;
+    const counted = Readable.from(
+      (async function* () {
+        for await (const chunk of body) {
+          size += chunk.length;
+          yield chunk;
+        }
+      })(),
+    );
+    try {
+      const upload = new Upload({ client: s3, params: { Bucket: this.opts.bucket, Key: key, Body: counted }, queueSize: 4, partSize: 5 * 1024 * 1024 });
+      opts?.signal?.addEventListener('abort', () => void upload.abort(), { once: true });
+      await upload.done();
+    } catch (err) {
+      throw this.fail('writing', key, err);
+    }
+    return size;
+  }
+
+  async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {
+    const size = await this.put(this.layout.snapshotPath(generation, index), body, opts);
+    return { generation, index, size, createdAt: new Date() };
+  }
+
+  async writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo> {
+    const size = await this.put(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), body, opts);
+    return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt: new Date() };
+  }
+
+  private async get(key: string, opts?: OpOptions): Promise<Readable> {
+    const { s3, sdk } = await this.sdk();
+    try {
+      const out = await s3.send(new sdk.GetObjectCommand({ Bucket: this.opts.bucket, Key: key }), { abortSignal: opts?.signal });
+      return out.Body as Readable;
+    } catch (err) {
+      const name = (err as { name?: string }).name;
+      if (name === 'NoSuchKey' || name === 'NotFound' || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) {
+        throw new NotFoundError(`[s3] object not found: s3://${this.opts.bucket}/${key}`, { cause: err, details: { bucket: this.opts.bucket, key } });
+      }
+      throw this.fail('reading', key, err);
+    }
+  }
+
+  snapshotReader(generation: string, index: number, opts?: OpOptions): Promise<Readable> {
+    return this.get(this.layout.snapshotPath(generation, index), opts);
+  }
+
+  walSegmentReader(pos: Pos, opts?: OpOptions): Promise<Readable> {
+    return this.get(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), opts);
+  }
+
+  /** Batched, idempotent (deleting a missing key succeeds in S3). */
+  private async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
+    const { s3, sdk } = await this.sdk();
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+      const batch = keys.slice(i, i + DELETE_BATCH);
+      try {
+        const out = await s3.send(
+          new sdk.DeleteObjectsCommand({ Bucket: this.opts.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+          { abortSignal: opts?.signal },
+        );
+        const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+        if (failed.length > 0) throw new Error(failed.map((e) => `${e.Key}: ${e.Code} ${e.Message ?? ''}`).join('; '));
+      } catch (err) {
+        throw this.fail('deleting', batch[0]!, err);
+      }
+    }
+  }
+
+  async deleteGeneration(generation: string, opts?: OpOptions): Promise<void> {
+    // With the trailing slash: Litestream's prefix without it also matches other generations' keys (P6).
+    const { objects } = await this.list(`${this.layout.generationDir(generation)}/`, false, opts);
+    await this.deleteKeys(
+      objects.map((o) => o.key),
+      opts,
+    );
+  }
+
+  async deleteSnapshot(generation: string, index: number, opts?: OpOptions): Promise<void> {
+    await this.deleteKeys([this.layout.snapshotPath(generation, index)], opts);
+  }
+
+  async deleteWalSegments(positions: readonly Pos[], opts?: OpOptions): Promise<void> {
+    await this.deleteKeys(
+      positions.map((p) => this.layout.walSegmentPath(p.generation, p.index, p.offset)),
+      opts,
+    );
+  }
+
+  snapshotLocation(generation: string, index: number): string {
+    return `s3://${this.opts.bucket}/${this.layout.snapshotPath(generation, index)}`;
+  }
+
+  walSegmentLocation(pos: Pos): string {
+    return `s3://${this.opts.bucket}/${this.layout.walSegmentPath(pos.generation, pos.index, pos.offset)}`;
+  }
+}

@@ -29,11 +29,21 @@ export interface S3ReplicaClientOptions {
 
 const DELETE_BATCH = 1000;
 
+/** Request kinds, counted per client (Litestream's `litestream_replica_operation_total` operations). */
+export const S3_OPERATIONS = ['LIST', 'PUT', 'GET', 'DELETE'] as const;
+export type S3Operation = (typeof S3_OPERATIONS)[number];
+
 export class S3ReplicaClient implements ReplicaClient {
   readonly type = 's3';
   readonly location: string;
   private readonly layout: ReplicaLayout;
   private client: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3') }> | undefined;
+  private readonly counts: Record<S3Operation, number> = { LIST: 0, PUT: 0, GET: 0, DELETE: 0 };
+
+  /** Requests sent so far, by kind (multipart parts count as PUTs). */
+  requestCounts(): Readonly<Record<S3Operation, number>> {
+    return { ...this.counts };
+  }
 
   constructor(private readonly opts: S3ReplicaClientOptions) {
     const root = opts.path ?? '';
@@ -45,17 +55,52 @@ export class S3ReplicaClient implements ReplicaClient {
     this.client ??= (async () => {
       const sdk = await import('@aws-sdk/client-s3');
       const o = this.opts;
-      const s3 = new sdk.S3Client({
-        region: o.region ?? 'us-east-1',
+      const region = o.region ?? (o.endpoint !== undefined ? 'us-east-1' : await this.lookUpRegion(sdk));
+      const s3: S3Client = new sdk.S3Client({
+        region,
         ...(o.endpoint ? { endpoint: o.endpoint } : {}),
         forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined,
         ...(o.accessKeyId || o.secretAccessKey ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } } : {}),
         ...(o.checksums === 'when_required' ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
         maxAttempts: 5, // the SDK's own retries with backoff for 5xx, throttling and resets
       });
+      // Count every operation as it is sent (multipart parts included).
+      s3.middlewareStack.add(
+        (next, context) => async (args) => {
+          const op = operationOf(context.commandName);
+          if (op) this.counts[op]++;
+          return next(args);
+        },
+        { step: 'finalizeRequest', name: 'stnRequestCounter' },
+      );
       return { s3, sdk };
     })();
     return this.client;
+  }
+
+  /**
+   * Litestream's rule: a configured region; else, with an endpoint, us-east-1; else ask AWS where the
+   * bucket lives (GetBucketLocation against us-east-1; an empty answer means us-east-1).
+   */
+  private async lookUpRegion(sdk: typeof import('@aws-sdk/client-s3')): Promise<string> {
+    const o = this.opts;
+    const probe = new sdk.S3Client({
+      region: 'us-east-1',
+      ...(o.accessKeyId || o.secretAccessKey ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } } : {}),
+    });
+    try {
+      const out = await probe.send(new sdk.GetBucketLocationCommand({ Bucket: o.bucket }));
+      this.counts.GET++;
+      const c = out.LocationConstraint as string | undefined;
+      return !c ? 'us-east-1' : c === 'EU' ? 'eu-west-1' : c;
+    } catch (err) {
+      throw new ReplicateError('IO', `[s3] looking up the region of bucket ${o.bucket}: ${describeError(err)} (set region: in the config)`, {
+        cause: err,
+        details: { bucket: o.bucket },
+      });
+    } finally {
+      probe.destroy();
+    }
   }
 
   private fail(doing: string, key: string, err: unknown): ReplicateError {
@@ -211,4 +256,13 @@ export class S3ReplicaClient implements ReplicaClient {
   walSegmentLocation(pos: Pos): string {
     return `s3://${this.opts.bucket}/${this.layout.walSegmentPath(pos.generation, pos.index, pos.offset)}`;
   }
+}
+
+function operationOf(command: string | undefined): S3Operation | undefined {
+  if (!command) return undefined;
+  if (command.startsWith('List')) return 'LIST';
+  if (command.startsWith('Get') || command.startsWith('Head')) return 'GET';
+  if (command.startsWith('Delete')) return 'DELETE';
+  if (command.startsWith('Put') || command.includes('Multipart') || command.startsWith('UploadPart')) return 'PUT';
+  return undefined;
 }

@@ -38,7 +38,7 @@ const LOGGING_KEYS = ['level', 'type', 'stderr'] as const;
 const DB_KEYS = ['path', 'meta-path', 'monitor-interval', 'checkpoint-interval', 'min-checkpoint-page-count', 'max-checkpoint-page-count', 'replicas'] as const;
 const REPLICA_KEYS = [
   'type', 'name', 'url', 'path', 'sync-interval', 'snapshot-interval', 'retention', 'retention-check-interval',
-  'validation-interval', 'bucket', 'region', 'endpoint', 'force-path-style', 'skip-verify', 'access-key-id',
+  'validation-interval', 'bucket', 'region', 'endpoint', 'force-path-style', 'skip-verify', 'checksums', 'access-key-id',
   'secret-access-key', 'account-name', 'account-key', 'host', 'user', 'password', 'key-path', 'age',
 ] as const;
 const AGE_KEYS = ['identities', 'recipients'] as const;
@@ -188,6 +188,7 @@ function parseReplica(raw: unknown, where: string, ctx: Ctx): ReplicaConfig {
     endpoint: f.str('endpoint'),
     forcePathStyle: f.bool('force-path-style'),
     skipVerify: f.bool('skip-verify'),
+    checksums: checksumsOf(f),
     accessKeyId: f.str('access-key-id') ?? ctx.creds.accessKeyId,
     secretAccessKey: f.str('secret-access-key') ?? ctx.creds.secretAccessKey,
     accountName: f.str('account-name'),
@@ -233,4 +234,12 @@ export function findDb(config: Config, dbPath: string, cwd: string, homeDir: str
 /** A replica's name: `name:`, else its type. */
 export function replicaName(r: Pick<ReplicaConfig, 'name' | 'type'>): string {
   return r.name ?? r.type;
+}
+
+/** stn-replicate's own key (not Litestream's): `checksums: when-required` for stores that reject trailing checksums. */
+function checksumsOf(f: { str(key: string): string | undefined; fail(key: string, detail: string): Error }): 'when-supported' | 'when-required' | undefined {
+  const v = f.str('checksums')?.toLowerCase();
+  if (v === undefined) return undefined;
+  if (v !== 'when-supported' && v !== 'when-required') throw f.fail('checksums', `want "when-supported" or "when-required", got ${JSON.stringify(v)}`);
+  return v;
 }

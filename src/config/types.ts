@@ -50,6 +50,8 @@ export interface ReplicaConfig {
    */
   forcePathStyle?: boolean;
   skipVerify?: boolean;
+  /** s3: send request checksums only when S3 requires them (R2, B2, Hetzner reject the SDK's default). */
+  checksums?: 'when-supported' | 'when-required';
   /** Falls back to the top-level `access-key-id`. */
   accessKeyId?: string;
   /** Falls back to the top-level `secret-access-key`. */

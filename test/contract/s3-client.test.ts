@@ -12,3 +12,11 @@ describeReplicaClientContract('s3 (fauxqs)', async () => {
   // S3 LastModified has one-second resolution.
   return { client, cleanup: async () => undefined, clockSlackMs: 1500 };
 });
+
+describeReplicaClientContract('s3 (fauxqs), checksums only when required', async () => {
+  const endpoint = inject('s3Endpoint');
+  const bucket = `contract-wr-${randomBytes(4).toString('hex')}`;
+  await createBucket(endpoint, bucket);
+  const client = new S3ReplicaClient({ bucket, path: '', endpoint, accessKeyId: 'test', secretAccessKey: 'test', checksums: 'when_required' });
+  return { client, cleanup: async () => undefined, clockSlackMs: 1500 };
+});

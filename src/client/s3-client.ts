@@ -25,6 +25,8 @@ export interface S3ReplicaClientOptions {
    * R2, Backblaze B2, Hetzner) reject or mangle the SDK's default trailing checksums.
    */
   checksums?: 'when_supported' | 'when_required';
+  /** A request with no progress for this long fails and is retried (default 30 s). */
+  requestTimeoutMs?: number;
 }
 
 const DELETE_BATCH = 1000;
@@ -63,6 +65,8 @@ export class S3ReplicaClient implements ReplicaClient {
         ...(o.accessKeyId || o.secretAccessKey ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } } : {}),
         ...(o.checksums === 'when_required' ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
         maxAttempts: 5, // the SDK's own retries with backoff for 5xx, throttling and resets
+        // Without these a stalled connection would hang an upload forever.
+        requestHandler: { connectionTimeout: 5_000, socketTimeout: o.requestTimeoutMs ?? 30_000 },
       });
       // Count every operation as it is sent (multipart parts included).
       s3.middlewareStack.add(

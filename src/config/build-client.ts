@@ -5,6 +5,7 @@
 import { ReplicateError } from '../errors.js';
 import { FileReplicaClient } from '../client/file-client.js';
 import { S3ReplicaClient } from '../client/s3-client.js';
+import { AbsReplicaClient } from '../client/abs-client.js';
 import type { ReplicaClient } from '../client/replica-client.js';
 import type { Env } from './env-expand.js';
 import { resolveReplicaLocation } from './replica-resolve.js';
@@ -39,10 +40,18 @@ export function buildReplicaClient(r: ResolvedReplica, env: Env = {}): ReplicaCl
         accessKeyId: r.accessKeyId ?? env.LITESTREAM_ACCESS_KEY_ID,
         secretAccessKey: r.secretAccessKey ?? env.LITESTREAM_SECRET_ACCESS_KEY,
       });
+    case 'abs': {
+      if (r.bucket === undefined || r.bucket === '') throw new ReplicateError('CONFIG', 'bucket required for abs replica');
+      if (r.accountName === undefined) throw new ReplicateError('CONFIG', 'account name required for abs replica (account-name, or abs://ACCOUNT@container/path)');
+      const accountKey = r.accountKey ?? env.LITESTREAM_AZURE_ACCOUNT_KEY;
+      if (accountKey === undefined || accountKey === '') {
+        throw new ReplicateError('CONFIG', 'account key required for abs replica (account-key, or LITESTREAM_AZURE_ACCOUNT_KEY)');
+      }
+      return new AbsReplicaClient({ accountName: r.accountName, accountKey, bucket: r.bucket, path: r.path, endpoint: r.endpoint });
+    }
     case 'gcs':
-    case 'abs':
     case 'sftp':
-      throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `replica type "${r.type}" is not supported yet by stn-replicate (file and s3 only in this version)`, {
+      throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `replica type "${r.type}" is not supported yet by stn-replicate (file, s3 and abs only in this version)`, {
         details: { type: r.type },
       });
     default:

@@ -89,8 +89,9 @@ export class ShipperDb {
    * Litestream checkpoints without the write lock, so a transaction committed between its copy and its
    * checkpoint can be backfilled and then overwritten by the restarted WAL without ever being copied.
    * Returns undefined when the write lock could not be had quickly (an application write is in progress).
+   * Synchronous throughout, callbacks included: no lock is ever held across an await.
    */
-  async checkpoint(beforeCheckpoint: () => Promise<void>, afterRestart: () => Promise<void>, lockWaitMs: number): Promise<CheckpointResult | undefined> {
+  checkpoint(beforeCheckpoint: () => void, afterRestart: () => void, lockWaitMs: number): CheckpointResult | undefined {
     const previous = Number(this.rw.pragma('busy_timeout', { simple: true }));
     this.rw.pragma(`busy_timeout = ${lockWaitMs}`);
     try {
@@ -104,7 +105,7 @@ export class ShipperDb {
     let result: CheckpointResult;
     try {
       try {
-        await beforeCheckpoint();
+        beforeCheckpoint();
         this.releaseReadLock();
         [result] = this.ckpt.pragma('wal_checkpoint(PASSIVE)') as CheckpointResult[] as [CheckpointResult];
       } finally {
@@ -113,7 +114,7 @@ export class ShipperDb {
       this.bumpSeq();
       this.rw.exec('BEGIN IMMEDIATE');
       try {
-        await afterRestart();
+        afterRestart();
       } finally {
         this.rw.exec('ROLLBACK');
       }
@@ -125,11 +126,14 @@ export class ShipperDb {
     return result;
   }
 
-  /** Runs `fn` holding the write lock (application writes wait); used to start a new shadow index. */
-  async withWriteLock<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` holding the write lock (application writes wait); used to start a new shadow index.
+   * `fn` is synchronous: the lock is never held across an await (see copyToShadow).
+   */
+  withWriteLock<T>(fn: () => T): T {
     this.rw.exec('BEGIN IMMEDIATE');
     try {
-      return await fn();
+      return fn();
     } finally {
       this.rw.exec('ROLLBACK');
     }

@@ -4,9 +4,10 @@
  * recovery makes, and only up to the last commit frame; a transaction still being written is left for
  * the next copy.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { errnoCode, ReplicateError } from '../errors.js';
-import { writeFileAtomic } from '../internal/atomic-file.js';
+import { tempPathFor } from '../internal/atomic-file.js';
 import {
   WAL_FRAME_HEADER_SIZE,
   WAL_HEADER_SIZE,
@@ -21,44 +22,50 @@ import {
 
 const COPY_CHUNK_FRAMES = 256;
 
-/** Reads `length` bytes at `position` (into `into` when given); fewer at end of file. */
-export async function readAt(handle: FileHandle, length: number, position: number, into?: Buffer): Promise<Buffer> {
-  const buf = into && into.length >= length ? into : Buffer.allocUnsafe(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(buf, done, length - done, position + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return buf.subarray(0, done);
-}
-
 /** The first 32 bytes of a file, or undefined when it is missing or shorter. */
 export async function readWalHeaderBytes(path: string): Promise<Buffer | undefined> {
-  let handle: FileHandle;
+  return readWalHeaderBytesSync(path);
+}
+
+export function readWalHeaderBytesSync(path: string): Buffer | undefined {
+  let fd: number;
   try {
-    handle = await open(path, 'r');
+    fd = openSync(path, 'r');
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
     throw err;
   }
   try {
-    const b = await readAt(handle, WAL_HEADER_SIZE, 0);
+    const b = readAtSync(fd, Buffer.allocUnsafe(WAL_HEADER_SIZE), 0);
     return b.length === WAL_HEADER_SIZE ? b : undefined;
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 
+/** Fills `buf` from `position`; returns the part read (shorter at end of file). */
+function readAtSync(fd: number, buf: Buffer, position: number): Buffer {
+  let done = 0;
+  while (done < buf.length) {
+    const n = readSync(fd, buf, done, buf.length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return buf.subarray(0, done);
+}
+
+function writeAtSync(fd: number, data: Buffer, position: number): void {
+  let off = 0;
+  while (off < data.length) off += writeSync(fd, data, off, data.length - off, position + off);
+}
+
 /** Where the checksum chain of a shadow file stands: its header and the checksum of its last frame. */
-async function shadowState(shadow: FileHandle, path: string): Promise<{ header: WalHeader; size: number; checksum: Checksum }> {
-  const headerBytes = await readAt(shadow, WAL_HEADER_SIZE, 0);
-  const header = parseWalHeader(headerBytes, `shadow wal ${path}`);
-  const { size: rawSize } = await shadow.stat();
-  const size = frameAlign(rawSize, header.pageSize);
+function shadowState(fd: number, path: string): { header: WalHeader; size: number; checksum: Checksum } {
+  const header = parseWalHeader(readAtSync(fd, Buffer.allocUnsafe(WAL_HEADER_SIZE), 0), `shadow wal ${path}`);
+  const size = frameAlign(fstatSync(fd).size, header.pageSize);
   let checksum: Checksum = [header.checksum1, header.checksum2];
   if (size > WAL_HEADER_SIZE) {
-    const last = parseWalFrameHeader(await readAt(shadow, WAL_FRAME_HEADER_SIZE, size - frameSize(header.pageSize)));
+    const last = parseWalFrameHeader(readAtSync(fd, Buffer.allocUnsafe(WAL_FRAME_HEADER_SIZE), size - frameSize(header.pageSize)));
     checksum = [last.checksum1, last.checksum2];
   }
   return { header, size, checksum };
@@ -79,32 +86,35 @@ export interface CopyResult {
  * whatever the transaction size. `fsync: false` skips the fsync: fine while the frames are still in the
  * real WAL (a power cut then only shortens or damages the shadow's tail, which the next start detects),
  * not before a checkpoint lets SQLite overwrite them.
+ *
+ * Synchronous on purpose: it runs while the shipper holds SQLite's write lock, and an application
+ * writing on the same thread (embedded use) must never find the lock held across an await — its busy
+ * wait would block the very event loop that is to release the lock. The work is a few page-cache reads
+ * and writes.
  */
-export async function copyToShadow(walPath: string, shadowPath: string, opts: { fsync?: boolean } = {}): Promise<CopyResult> {
-  const shadow = await open(shadowPath, 'r+');
-  let wal: FileHandle | undefined;
+export function copyToShadow(walPath: string, shadowPath: string, opts: { fsync?: boolean } = {}): CopyResult {
+  const shadow = openSync(shadowPath, 'r+');
+  let wal: number | undefined;
   try {
-    const state = await shadowState(shadow, shadowPath);
+    const state = shadowState(shadow, shadowPath);
     const { header } = state;
     const fsize = frameSize(header.pageSize);
     try {
-      wal = await open(walPath, 'r');
+      wal = openSync(walPath, 'r');
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return { shadowSize: state.size, appended: 0, stoppedBy: 'wal missing' };
       throw err;
     }
     let checksum = state.checksum;
     let pos = state.size;
-    const walSizeHint = (await wal.stat()).size;
     let committed = state.size;
     let stoppedBy: string | undefined;
-    // One read buffer per copy, reused chunk after chunk (a busy database is copied hundreds of times
-    // a second; fresh buffers each time only feed the garbage collector).
-    // Sized to what is there (usually a few frames), at most COPY_CHUNK_FRAMES frames.
-    const chunkFrames = Math.max(1, Math.min(COPY_CHUNK_FRAMES, Math.ceil((walSizeHint - pos) / fsize)));
+    // One read buffer per copy, sized to what is there (usually a few frames), at most
+    // COPY_CHUNK_FRAMES frames, and reused chunk after chunk.
+    const chunkFrames = Math.max(1, Math.min(COPY_CHUNK_FRAMES, Math.ceil((fstatSync(wal).size - pos) / fsize)));
     const readBuf = Buffer.allocUnsafe(chunkFrames * fsize);
-    outer: for (;;) {
-      const chunk = await readAt(wal, readBuf.length, pos, readBuf);
+    for (;;) {
+      const chunk = readAtSync(wal, readBuf, pos);
       const frames = Math.floor(chunk.length / fsize);
       let valid = 0;
       for (let i = 0; i < frames; i++) {
@@ -124,33 +134,43 @@ export async function copyToShadow(walPath: string, shadowPath: string, opts: { 
         valid++;
         if (fh.commit !== 0) committed = pos + valid * fsize;
       }
-      if (valid > 0) await writeAllAt(shadow, chunk.subarray(0, valid * fsize), pos);
+      if (valid > 0) writeAtSync(shadow, chunk.subarray(0, valid * fsize), pos);
       pos += valid * fsize;
-      if (stoppedBy !== undefined || frames < chunkFrames) break outer;
+      if (stoppedBy !== undefined || frames < chunkFrames) break;
     }
-    if (pos > committed) await shadow.truncate(committed); // an open transaction's frames wait for its commit
-    if (opts.fsync !== false) await shadow.sync(); // also makes earlier unsynced copies durable
+    if (pos > committed) ftruncateSync(shadow, committed); // an open transaction's frames wait for its commit
+    if (opts.fsync !== false) fsyncSync(shadow); // also makes earlier unsynced copies durable
     return { shadowSize: committed, appended: committed - state.size, stoppedBy };
   } finally {
-    await wal?.close();
-    await shadow.close();
+    if (wal !== undefined) closeSync(wal);
+    closeSync(shadow);
   }
 }
 
-/** Starts shadow file `path` with the real WAL's header (checked) and copies its committed frames. */
-export async function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer): Promise<CopyResult> {
+/**
+ * Starts shadow file `path` with the real WAL's header (checked) and copies its committed frames.
+ * Synchronous for the same reason as copyToShadow; the header is written atomically (temp file,
+ * fsync, rename, directory fsync) so a crash never leaves a shadow file without its header.
+ */
+export function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer): CopyResult {
   parseWalHeader(headerBytes, `wal ${walPath}`); // throws INVALID_WAL on a bad header checksum
-  // Atomically: a crash never leaves a shadow file without its header (which would end the generation).
-  await writeFileAtomic(shadowPath, [headerBytes], { fileMode: 0o644, dirMode: 0o755 });
-  return copyToShadow(walPath, shadowPath);
-}
-
-async function writeAllAt(handle: FileHandle, data: Buffer, position: number): Promise<void> {
-  let off = 0;
-  while (off < data.length) {
-    const { bytesWritten } = await handle.write(data, off, data.length - off, position + off);
-    off += bytesWritten;
+  mkdirSync(dirname(shadowPath), { recursive: true, mode: 0o755 });
+  const tmp = tempPathFor(shadowPath);
+  const fd = openSync(tmp, 'wx', 0o644);
+  try {
+    writeAtSync(fd, headerBytes, 0);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
+  renameSync(tmp, shadowPath);
+  const dir = openSync(dirname(shadowPath), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+  return copyToShadow(walPath, shadowPath);
 }
 
 /**
@@ -167,11 +187,11 @@ export async function lastFrameMatches(walPath: string, shadowPath: string, shad
 
 async function readFileRange(path: string, length: number, position: number): Promise<Buffer | undefined> {
   try {
-    const h = await open(path, 'r');
+    const fd = openSync(path, 'r');
     try {
-      return await readAt(h, length, position);
+      return readAtSync(fd, Buffer.allocUnsafe(length), position);
     } finally {
-      await h.close();
+      closeSync(fd);
     }
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;

@@ -17,7 +17,7 @@ import { WAL_HEADER_SIZE, WalScanner, frameAlign, frameSize, parseWalFrameHeader
 import { DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointMode, type CheckpointPolicy } from './checkpoint-policy.js';
 import { ShipperDb } from './db-connection.js';
 import { MetaDir, defaultMetaPath, newGenerationName } from './meta.js';
-import { copyToShadow, initShadow, lastFrameMatches, readWalHeaderBytes } from './shadow-wal.js';
+import { copyToShadow, initShadow, lastFrameMatches, readWalHeaderBytes, readWalHeaderBytesSync } from './shadow-wal.js';
 
 export interface ShipperOptions {
   dbPath: string;
@@ -227,10 +227,10 @@ export class WalShipper extends EventEmitter {
       ({ generation, index } = v);
       // No fsync per copy (a busy database syncs hundreds of times a second and would pay an fsync each
       // time): the frames are still in the WAL; the copy before a checkpoint and the periodic poll fsync.
-      shadowSize = (await copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index), { fsync: durable })).shadowSize;
+      shadowSize = copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index), { fsync: durable }).shadowSize;
       if (v.restart) {
         // Restarted by someone else: the rest of the old cycle is gone or copied; follow the new one.
-        ({ index, shadowSize } = await this.startNextIndex(generation, index));
+        ({ index, shadowSize } = this.startNextIndex(generation, index));
       }
     }
     this.setPosition({ generation, index, offset: shadowSize });
@@ -273,7 +273,7 @@ export class WalShipper extends EventEmitter {
     await this.meta.createGenerationDir(generation);
     const header = await readWalHeaderBytes(this.walPath);
     if (!header) throw new Error(`cannot start a generation: ${this.walPath} has no WAL header`);
-    const { shadowSize } = await initShadow(this.walPath, this.meta.shadowWalPath(generation, 0), header);
+    const { shadowSize } = initShadow(this.walPath, this.meta.shadowWalPath(generation, 0), header);
     await this.meta.writeGeneration(generation);
     await this.meta.removeOtherGenerations(generation);
     this.log.info('new generation', { db: this.dbPath, generation, reason });
@@ -282,17 +282,17 @@ export class WalShipper extends EventEmitter {
   }
 
   /** Under the write lock: copies the old cycle's tail, then starts shadow index+1 from the new WAL header. */
-  private startNextIndex(generation: string, index: number): Promise<{ index: number; shadowSize: number }> {
+  private startNextIndex(generation: string, index: number): { index: number; shadowSize: number } {
     return this.db!.withWriteLock(() => this.startNextIndexLocked(generation, index));
   }
 
-  /** The same, for a caller that holds the write lock already. */
-  private async startNextIndexLocked(generation: string, index: number): Promise<{ index: number; shadowSize: number }> {
-    await copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index));
-    const header = await readWalHeaderBytes(this.walPath);
+  /** The same, for a caller that holds the write lock already (synchronous: see copyToShadow). */
+  private startNextIndexLocked(generation: string, index: number): { index: number; shadowSize: number } {
+    copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index));
+    const header = readWalHeaderBytesSync(this.walPath);
     if (!header) throw new Error(`${this.walPath} lost its WAL header`);
     const next = index + 1;
-    const { shadowSize } = await initShadow(this.walPath, this.meta.shadowWalPath(generation, next), header);
+    const { shadowSize } = initShadow(this.walPath, this.meta.shadowWalPath(generation, next), header);
     this.log.debug('new shadow wal index', { db: this.dbPath, generation, index: formatHex8(next) });
     return { index: next, shadowSize };
   }
@@ -303,19 +303,19 @@ export class WalShipper extends EventEmitter {
     const shadowPath = this.meta.shadowWalPath(generation, index);
     let pos: Pos = { generation, index, offset: 0 };
     let newIndex: number | undefined;
-    const result = await db.checkpoint(
-      async () => {
-        await copyToShadow(this.walPath, shadowPath);
+    const result = db.checkpoint(
+      () => {
+        copyToShadow(this.walPath, shadowPath);
       },
-      async () => {
-        const after = await readWalHeaderBytes(this.walPath);
+      () => {
+        const after = readWalHeaderBytesSync(this.walPath);
         if (before && after && !before.equals(after)) {
-          const next = await this.startNextIndexLocked(generation, index);
+          const next = this.startNextIndexLocked(generation, index);
           newIndex = next.index;
           pos = { generation, index: next.index, offset: next.shadowSize };
         } else {
           // Not restarted (readers hold older snapshots): still copy our own seq frame.
-          pos = { generation, index, offset: (await copyToShadow(this.walPath, shadowPath)).shadowSize };
+          pos = { generation, index, offset: copyToShadow(this.walPath, shadowPath).shadowSize };
         }
       },
       100,

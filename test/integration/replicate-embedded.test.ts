@@ -91,4 +91,28 @@ describe('embedded replication', () => {
     await r.close();
     app.close();
   });
+
+  it('never makes the app on the same thread wait on a lock held across an await (many checkpoints)', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'busy.db');
+    const replicaDir = join(dir, 'replica');
+    const app = openSourceDb(dbPath);
+    app.pragma('busy_timeout = 200'); // a lock held across an await would surface as SQLITE_BUSY
+    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 1 }], minCheckpointPageCount: 4 });
+    open.push(r);
+    let checkpoints = 0;
+    r.on('checkpoint', () => checkpoints++);
+    const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    for (let i = 0; i < 400; i++) {
+      insert.run(textOf(i, 3000), i); // ~1 page each: a checkpoint every few writes
+      await new Promise((res) => setImmediate(res)); // let the shipper run between the app's writes
+    }
+    await r.sync();
+    expect(checkpoints).toBeGreaterThan(3); // several checkpoints ran between the app's writes
+    const [ours, theirs] = await restoreBoth(replicaDir, dir, 'busy');
+    expect(ours).toBe(contentDigest(app));
+    expect(theirs).toBe(contentDigest(app));
+    await r.close();
+    app.close();
+  });
 });

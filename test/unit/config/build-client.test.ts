@@ -33,10 +33,16 @@ describe('buildReplicaClient', () => {
     expect(errorOf(() => buildReplicaClient({ type: 's3' })).message).toBe('bucket required for s3 replica');
   });
 
-  it.each(['gcs', 'abs', 'sftp'] as const)('says %s is not supported yet', (type) => {
+  it('builds an abs client, with the key from the config or LITESTREAM_AZURE_ACCOUNT_KEY', () => {
+    const c = buildReplicaClient({ type: 'abs', bucket: 'cont', path: 'db', accountName: 'acct' }, { LITESTREAM_AZURE_ACCOUNT_KEY: 'a2V5' });
+    expect(c.location).toBe('abs://acct@cont/db');
+    expect(errorOf(() => buildReplicaClient({ type: 'abs', bucket: 'cont', accountName: 'acct' })).message).toMatch(/account key required for abs replica/);
+  });
+
+  it.each(['gcs', 'sftp'] as const)('says %s is not supported yet', (type) => {
     const e = errorOf(() => buildReplicaClient({ type, bucket: 'b', host: 'h', user: 'u' }));
     expect(e.code).toBe('UNKNOWN_REPLICA_TYPE');
-    expect(e.message).toBe(`replica type "${type}" is not supported yet by stn-replicate (file and s3 only in this version)`);
+    expect(e.message).toBe(`replica type "${type}" is not supported yet by stn-replicate (file, s3 and abs only in this version)`);
   });
 });
 

@@ -3,12 +3,12 @@
  * only, as Litestream v0.3.13; createdAt is the blob's creation time (as Litestream uses it).
  */
 import { posix } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { describeError, NotFoundError, ReplicateError } from '../errors.js';
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
-import type { ObjectBody, OpOptions, ReplicaClient, SnapshotInfo, WalSegmentInfo } from './replica-client.js';
+import { countingStream, type ObjectBody, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface AbsReplicaClientOptions {
   accountName: string;
@@ -104,15 +104,7 @@ export class AbsReplicaClient implements ReplicaClient {
 
   private async put(key: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
     const c = await this.client();
-    let size = 0;
-    const counted = Readable.from(
-      (async function* () {
-        for await (const chunk of body) {
-          size += chunk.length;
-          yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-        }
-      })(),
-    );
+    const { stream: counted, bytes } = countingStream(body);
     try {
       await c.getBlockBlobClient(key).uploadStream(counted, UPLOAD_BUFFER, 2, {
         blobHTTPHeaders: { blobContentType: 'application/octet-stream' },
@@ -121,7 +113,7 @@ export class AbsReplicaClient implements ReplicaClient {
     } catch (err) {
       throw this.fail('writing', key, err);
     }
-    return size;
+    return bytes();
   }
 
   async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {

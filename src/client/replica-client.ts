@@ -10,7 +10,7 @@
  * - deletes are idempotent (deleting what is not there succeeds);
  * - `createdAt` is the object timestamp Litestream uses for that backend (file: mtime).
  */
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Pos } from '../pos.js';
 
 export interface OpOptions {
@@ -70,4 +70,18 @@ export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of items) out.push(item);
   return out;
+}
+
+/** An upload body as a Readable of Buffers that counts what passed through (for the returned size). */
+export function countingStream(body: ObjectBody): { stream: Readable; bytes: () => number } {
+  let n = 0;
+  const stream = Readable.from(
+    (async function* () {
+      for await (const chunk of body) {
+        n += chunk.length;
+        yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      }
+    })(),
+  );
+  return { stream, bytes: () => n };
 }

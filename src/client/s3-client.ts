@@ -4,12 +4,12 @@
  * (as Litestream uses it); uploads stream through @aws-sdk/lib-storage (multipart above 5 MiB).
  */
 import { posix } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { describeError, NotFoundError, ReplicateError } from '../errors.js';
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
-import type { ObjectBody, OpOptions, ReplicaClient, SnapshotInfo, WalSegmentInfo } from './replica-client.js';
+import { countingStream, type ObjectBody, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface S3ReplicaClientOptions {
   bucket: string;
@@ -164,15 +164,7 @@ export class S3ReplicaClient implements ReplicaClient {
   private async put(key: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
     const { s3 } = await this.sdk();
     const { Upload } = await import('@aws-sdk/lib-storage');
-    let size = 0;
-    const counted = Readable.from(
-      (async function* () {
-        for await (const chunk of body) {
-          size += chunk.length;
-          yield chunk;
-        }
-      })(),
-    );
+    const { stream: counted, bytes } = countingStream(body);
     try {
       const upload = new Upload({ client: s3, params: { Bucket: this.opts.bucket, Key: key, Body: counted }, queueSize: 4, partSize: 5 * 1024 * 1024 });
       opts?.signal?.addEventListener('abort', () => void upload.abort(), { once: true });
@@ -180,7 +172,7 @@ export class S3ReplicaClient implements ReplicaClient {
     } catch (err) {
       throw this.fail('writing', key, err);
     }
-    return size;
+    return bytes();
   }
 
   async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {

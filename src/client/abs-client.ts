@@ -18,6 +18,8 @@ export interface AbsReplicaClientOptions {
   path?: string;
   /** Default `https://<account>.blob.core.windows.net`; for Azurite include the account segment. */
   endpoint?: string;
+  /** One try of a request may take this long before it is abandoned and retried (default 60 s). */
+  tryTimeoutMs?: number;
 }
 
 const UPLOAD_BUFFER = 4 * 1024 * 1024;
@@ -40,7 +42,8 @@ export class AbsReplicaClient implements ReplicaClient {
       const o = this.opts;
       const credential = new sdk.StorageSharedKeyCredential(o.accountName, o.accountKey);
       const service = new sdk.BlobServiceClient(o.endpoint ?? `https://${o.accountName}.blob.core.windows.net`, credential, {
-        retryOptions: { maxTries: 5, tryTimeoutInMs: 60_000 },
+        // Retries with backoff for 5xx, throttling and resets; a stalled try is abandoned and retried.
+        retryOptions: { maxTries: 5, tryTimeoutInMs: o.tryTimeoutMs ?? 60_000, retryDelayInMs: 200, maxRetryDelayInMs: 5_000 },
       });
       return service.getContainerClient(o.bucket);
     })();

@@ -47,3 +47,23 @@ export async function expectSameListings(config: string, dbPath: string): Promis
     expect(ours.length).toBeGreaterThan(0);
   }
 }
+
+/** Restores `dbPath` through `config` with `tool` into `out`; the result must have `digest`. */
+export async function expectRestoresTo(tool: Tool, config: string, dbPath: string, out: string, digest: string): Promise<void> {
+  const args = ['restore', '-config', config, '-o', out, dbPath];
+  const r = tool === 'ours' ? await runCli(args) : await runLitestream(args);
+  expect(r.code, r.stderr).toBe(0);
+  expect(contentDigest(out)).toBe(digest);
+}
+
+/** Calls sync() until it succeeds (the store answers again) or `attempts` run out, 250 ms apart. */
+export async function syncUntilCaughtUp(r: { sync(): Promise<void> }, attempts: number): Promise<boolean> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const ok = await r.sync().then(
+      () => true,
+      () => new Promise<boolean>((res) => setTimeout(() => res(false), 250)),
+    );
+    if (ok) return true;
+  }
+  return false;
+}

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { AbsReplicaClient } from '../../src/client/abs-client.js';
 import { startReplication } from '../../src/replication.js';
-import { runLitestream } from '../helpers/oracle.js';
+import { expectRestoresTo, syncUntilCaughtUp } from '../helpers/cloud-oracle.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
 import { startFaultProxy, type FaultMode } from '../servers/fault-proxy.js';
@@ -55,14 +55,7 @@ describe('abs outages', () => {
       await expect(r.sync()).rejects.toThrow(/not uploaded to: abs/);
       proxy.mode = 'pass';
       write(21);
-      let caughtUp = false;
-      for (let attempt = 0; attempt < 60 && !caughtUp; attempt++) {
-        caughtUp = await r.sync().then(
-          () => true,
-          () => new Promise<boolean>((res) => setTimeout(() => res(false), 250)),
-        );
-      }
-      expect(caughtUp).toBe(true);
+      expect(await syncUntilCaughtUp(r, 60)).toBe(true);
       expect(proxy.faults).toBeGreaterThan(0);
       expect(await client.generations()).toHaveLength(1);
     } finally {
@@ -74,10 +67,7 @@ describe('abs outages', () => {
       config,
       `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: abs\n        account-name: ${AZURITE_ACCOUNT}\n        account-key: ${AZURITE_KEY}\n        endpoint: ${endpoint}\n        bucket: ${container}\n        path: db\n`,
     );
-    const out = join(dir, `${mode}-restored.db`);
-    const res = await runLitestream(['restore', '-config', config, '-o', out, dbPath]);
-    expect(res.code, res.stderr).toBe(0);
-    expect(contentDigest(out)).toBe(contentDigest(app));
+    await expectRestoresTo('litestream', config, dbPath, join(dir, `${mode}-restored.db`), contentDigest(app));
     app.close();
   }, 120_000);
 });

@@ -6,11 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
-import { expectSameListings, replicateSome } from '../helpers/cloud-oracle.js';
-import { runLitestream } from '../helpers/oracle.js';
-import { contentDigest } from '../helpers/source-db.js';
+import { afterAll, describe, inject, it } from 'vitest';
+import { expectRestoresTo, expectSameListings, replicateSome } from '../helpers/cloud-oracle.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-abs-'));
@@ -41,7 +38,6 @@ function absConfig(dbPath: string, container: string, prefix: string): string {
   return path;
 }
 
-
 describe('abs replicas (azurite) with the real Litestream', () => {
   const container = `oracle-${randomBytes(4).toString('hex')}`;
 
@@ -50,20 +46,14 @@ describe('abs replicas (azurite) with the real Litestream', () => {
     const dbPath = join(dir, 'ours.db');
     const config = absConfig(dbPath, container, 'ours');
     const digest = await replicateSome('ours', dbPath, config, 8);
-    const out = join(dir, 'ours-by-litestream.db');
-    const r = await runLitestream(['restore', '-config', config, '-o', out, dbPath]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(contentDigest(out)).toBe(digest);
+    await expectRestoresTo('litestream', config, dbPath, join(dir, 'ours-by-litestream.db'), digest);
   });
 
   it('what Litestream replicates, we restore and list identically', async () => {
     const dbPath = join(dir, 'theirs.db');
     const config = absConfig(dbPath, container, 'theirs');
     const digest = await replicateSome('litestream', dbPath, config, 8);
-    const out = join(dir, 'theirs-by-ours.db');
-    const r = await runCli(['restore', '-config', config, '-o', out, dbPath]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(contentDigest(out)).toBe(digest);
+    await expectRestoresTo('ours', config, dbPath, join(dir, 'theirs-by-ours.db'), digest);
     await expectSameListings(config, dbPath);
   });
 });

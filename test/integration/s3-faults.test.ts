@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { S3ReplicaClient } from '../../src/client/s3-client.js';
 import { startReplication } from '../../src/replication.js';
-import { runLitestream } from '../helpers/oracle.js';
+import { expectRestoresTo, syncUntilCaughtUp } from '../helpers/cloud-oracle.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
 import { startFaultProxy, type FaultMode } from '../servers/fault-proxy.js';
 import { createBucket } from '../servers/s3-server.js';
@@ -46,14 +46,7 @@ describe('s3 outages', () => {
       proxy.mode = 'pass';
       for (let n = 31; n <= 35; n++) write(n);
       // Retries with backoff bring it back; sync() succeeds once the store answers again.
-      let caughtUp = false;
-      for (let attempt = 0; attempt < 40 && !caughtUp; attempt++) {
-        caughtUp = await r.sync().then(
-          () => true,
-          () => new Promise<boolean>((res) => setTimeout(() => res(false), 250)),
-        );
-      }
-      expect(caughtUp).toBe(true);
+      expect(await syncUntilCaughtUp(r, 40)).toBe(true);
       expect(proxy.faults).toBeGreaterThan(0);
       expect(errors.length).toBeGreaterThan(0);
       expect([...(await client.generations())]).toHaveLength(1);
@@ -63,10 +56,7 @@ describe('s3 outages', () => {
     }
     const config = join(dir, `${mode}.yml`);
     writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: db\n        endpoint: ${endpoint}\n        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n`);
-    const out = join(dir, `${mode}-restored.db`);
-    const res = await runLitestream(['restore', '-config', config, '-o', out, dbPath]);
-    expect(res.code, res.stderr).toBe(0);
-    expect(contentDigest(out)).toBe(contentDigest(app));
+    await expectRestoresTo('litestream', config, dbPath, join(dir, `${mode}-restored.db`), contentDigest(app));
     app.close();
   }, 120_000);
 });

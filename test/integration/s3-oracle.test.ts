@@ -9,8 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as Minio from 'minio';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
-import { expectSameListings, replicateSome } from '../helpers/cloud-oracle.js';
+import { expectRestoresTo, expectSameListings, replicateSome } from '../helpers/cloud-oracle.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb } from '../helpers/source-db.js';
 import { createBucket } from '../servers/s3-server.js';
@@ -48,8 +47,6 @@ function s3Config(dbPath: string, bucket: string, prefix: string): string {
   return path;
 }
 
-
-
 describe('s3 replicas (fauxqs) with the real Litestream', () => {
   const bucket = `oracle-${randomBytes(4).toString('hex')}`;
 
@@ -58,14 +55,8 @@ describe('s3 replicas (fauxqs) with the real Litestream', () => {
     const dbPath = join(dir, 'ours.db');
     const config = s3Config(dbPath, bucket, 'ours');
     const digest = await replicateSome('ours', dbPath, config, 10);
-    const a = join(dir, 'ours-by-litestream.db');
-    const r = await runLitestream(['restore', '-config', config, '-o', a, dbPath]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(contentDigest(a)).toBe(digest);
-    const b = join(dir, 'ours-by-ours.db');
-    const r2 = await runCli(['restore', '-config', config, '-o', b, dbPath]);
-    expect(r2.code, r2.stderr).toBe(0);
-    expect(contentDigest(b)).toBe(digest);
+    await expectRestoresTo('litestream', config, dbPath, join(dir, 'ours-by-litestream.db'), digest);
+    await expectRestoresTo('ours', config, dbPath, join(dir, 'ours-by-ours.db'), digest);
 
     // An independent S3 client sees Litestream's layout and LZ4 frames.
     const url = new URL(inject('s3Endpoint'));
@@ -87,10 +78,7 @@ describe('s3 replicas (fauxqs) with the real Litestream', () => {
     const dbPath = join(dir, 'theirs.db');
     const config = s3Config(dbPath, bucket, 'theirs');
     const digest = await replicateSome('litestream', dbPath, config, 10);
-    const a = join(dir, 'theirs-by-ours.db');
-    const r = await runCli(['restore', '-config', config, '-o', a, dbPath]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(contentDigest(a)).toBe(digest);
+    await expectRestoresTo('ours', config, dbPath, join(dir, 'theirs-by-ours.db'), digest);
     await expectSameListings(config, dbPath);
   });
 });

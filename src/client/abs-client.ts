@@ -1,14 +1,20 @@
 /**
  * The `abs` backend (Azure Blob Storage) with the official SDK, loaded only when used. Shared Key auth
  * only, as Litestream v0.3.13; createdAt is the blob's creation time (as Litestream uses it).
+ *
+ * The SDK retries 5xx, throttling and resets itself, but has no client-side timeout for a connection
+ * that accepts a request and never answers, so every request runs under a StallGuard: no progress for
+ * `tryTimeoutMs` abandons it (and reads, listings and deletes are tried again).
  */
 import { posix } from 'node:path';
-import type { Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { describeError, NotFoundError, ReplicateError } from '../errors.js';
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
-import { countingStream, type ObjectBody, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import { fixedChunks } from '../internal/fixed-chunks.js';
+import { retryStalled, StallGuard, StalledError } from './stall-guard.js';
+import { OperationCounter, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface AbsReplicaClientOptions {
   accountName: string;
@@ -18,22 +24,34 @@ export interface AbsReplicaClientOptions {
   path?: string;
   /** Default `https://<account>.blob.core.windows.net`; for Azurite include the account segment. */
   endpoint?: string;
-  /** One try of a request may take this long before it is abandoned and retried (default 60 s). */
+  /** A request with no progress for this long is abandoned (and retried, except uploads); default 60 s. */
   tryTimeoutMs?: number;
+  /** Objects per listing page (default: the store's maximum, 1000 or 5000); small values are for tests. */
+  listPageSize?: number;
 }
 
-const UPLOAD_BUFFER = 4 * 1024 * 1024;
+const BLOCK_SIZE = 4 * 1024 * 1024;
+const BLOCKS_IN_FLIGHT = 2;
+const STALL_TRIES = 3;
 
 export class AbsReplicaClient implements ReplicaClient {
   readonly type = 'abs';
   readonly location: string;
   private readonly layout: ReplicaLayout;
   private container: Promise<ContainerClient> | undefined;
+  private readonly counts = new OperationCounter();
+  private readonly idleMs: number;
 
   constructor(private readonly opts: AbsReplicaClientOptions) {
     const root = opts.path ?? '';
     this.layout = new ReplicaLayout(root, posix.join);
     this.location = `abs://${opts.accountName}@${opts.bucket}/${root === '.' ? '' : root}`;
+    this.idleMs = opts.tryTimeoutMs ?? 60_000;
+  }
+
+  /** Requests by kind: one LIST per listing page, one PUT per upload, one GET per read, one DELETE per blob. */
+  requestCounts(): Readonly<OperationCounts> {
+    return this.counts.read();
   }
 
   private client(): Promise<ContainerClient> {
@@ -43,7 +61,7 @@ export class AbsReplicaClient implements ReplicaClient {
       const credential = new sdk.StorageSharedKeyCredential(o.accountName, o.accountKey);
       const service = new sdk.BlobServiceClient(o.endpoint ?? `https://${o.accountName}.blob.core.windows.net`, credential, {
         // Retries with backoff for 5xx, throttling and resets; a stalled try is abandoned and retried.
-        retryOptions: { maxTries: 5, tryTimeoutInMs: o.tryTimeoutMs ?? 60_000, retryDelayInMs: 200, maxRetryDelayInMs: 5_000 },
+        retryOptions: { maxTries: 5, retryDelayInMs: 200, maxRetryDelayInMs: 5_000 },
       });
       return service.getContainerClient(o.bucket);
     })();
@@ -51,7 +69,8 @@ export class AbsReplicaClient implements ReplicaClient {
   }
 
   private fail(doing: string, key: string, err: unknown): ReplicateError {
-    return new ReplicateError('IO', `[abs] ${doing} ${this.opts.bucket}/${key}: ${describeError(err)}`, {
+    const why = err instanceof StalledError ? err.message : describeError(err);
+    return new ReplicateError('IO', `[abs] ${doing} ${this.opts.bucket}/${key}: ${why}`, {
       cause: err,
       details: { container: this.opts.bucket, key },
     });
@@ -60,31 +79,41 @@ export class AbsReplicaClient implements ReplicaClient {
   async generations(opts?: OpOptions): Promise<string[]> {
     const c = await this.client();
     const prefix = `${this.layout.generationsDir()}/`;
-    const out = new Set<string>();
     try {
-      for await (const item of c.listBlobsByHierarchy('/', { prefix, abortSignal: opts?.signal })) {
-        if (item.kind === 'prefix') {
-          const name = posix.basename(item.name);
-          if (isGenerationName(name)) out.add(name);
+      return await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, async (guard) => {
+        const out = new Set<string>();
+        for await (const page of c.listBlobsByHierarchy('/', { prefix, abortSignal: guard.signal }).byPage({ maxPageSize: this.opts.listPageSize })) {
+          this.counts.add('LIST');
+          guard.touch();
+          for (const p of page.segment.blobPrefixes ?? []) {
+            const name = posix.basename(p.name);
+            if (isGenerationName(name)) out.add(name);
+          }
         }
-      }
+        return [...out].sort();
+      });
     } catch (err) {
       throw this.fail('listing', prefix, err);
     }
-    return [...out].sort();
   }
 
   private async listFlat(prefix: string, opts?: OpOptions) {
     const c = await this.client();
-    const items: { name: string; size: number; createdAt: Date }[] = [];
     try {
-      for await (const b of c.listBlobsFlat({ prefix, abortSignal: opts?.signal })) {
-        items.push({ name: posix.basename(b.name), size: b.properties.contentLength ?? 0, createdAt: b.properties.createdOn ?? b.properties.lastModified });
-      }
+      return await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, async (guard) => {
+        const items: { key: string; name: string; size: number; createdAt: Date }[] = [];
+        for await (const page of c.listBlobsFlat({ prefix, abortSignal: guard.signal }).byPage({ maxPageSize: this.opts.listPageSize })) {
+          this.counts.add('LIST');
+          guard.touch();
+          for (const b of page.segment.blobItems) {
+            items.push({ key: b.name, name: posix.basename(b.name), size: b.properties.contentLength ?? 0, createdAt: b.properties.createdOn ?? b.properties.lastModified });
+          }
+        }
+        return items;
+      });
     } catch (err) {
       throw this.fail('listing', prefix, err);
     }
-    return items;
   }
 
   async *snapshots(generation: string, opts?: OpOptions): AsyncIterable<SnapshotInfo> {
@@ -105,18 +134,55 @@ export class AbsReplicaClient implements ReplicaClient {
     yield* out.sort((a, b) => a.index - b.index || a.offset - b.offset);
   }
 
+  /**
+   * Uploads a body of unknown length with bounded memory: a body that fits in one block is one Put Blob;
+   * a bigger one is staged as 4 MiB blocks (two in flight) and committed. Every request carries a
+   * stall guard, and a block that stalled is sent again (blocks are buffers, so that is safe); the
+   * body is never read twice.
+   */
   private async put(key: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
     const c = await this.client();
-    const { stream: counted, bytes } = countingStream(body);
-    try {
-      await c.getBlockBlobClient(key).uploadStream(counted, UPLOAD_BUFFER, 2, {
-        blobHTTPHeaders: { blobContentType: 'application/octet-stream' },
-        abortSignal: opts?.signal,
+    const blob = c.getBlockBlobClient(key);
+    const headers = { blobHTTPHeaders: { blobContentType: 'application/octet-stream' } };
+    const send = <T>(op: (signal: AbortSignal) => Promise<T>) =>
+      retryStalled(this.idleMs, STALL_TRIES, opts?.signal, (guard) => {
+        this.counts.add('PUT');
+        return op(guard.signal);
       });
+    let size = 0;
+    try {
+      const pieces = fixedChunks(body, BLOCK_SIZE);
+      const first = await pieces.next();
+      const head = first.done ? Buffer.alloc(0) : first.value;
+      size += head.length;
+      const second = await pieces.next();
+      if (second.done) {
+        await send((abortSignal) => blob.upload(head, head.length, { ...headers, abortSignal }));
+        return size;
+      }
+      const ids: string[] = [];
+      const inFlight: Promise<unknown>[] = [];
+      const stage = async (piece: Buffer) => {
+        const id = Buffer.from(`stn-block-${String(ids.length).padStart(8, '0')}`).toString('base64');
+        ids.push(id);
+        const p = send((abortSignal) => blob.stageBlock(id, piece, piece.length, { abortSignal }));
+        p.catch(() => undefined); // awaited below; this only keeps a failure from going unhandled first
+        inFlight.push(p);
+        if (inFlight.length >= BLOCKS_IN_FLIGHT) await inFlight.shift();
+      };
+      await stage(head);
+      size += second.value.length;
+      await stage(second.value);
+      for await (const piece of pieces) {
+        size += piece.length;
+        await stage(piece);
+      }
+      await Promise.all(inFlight);
+      await send((abortSignal) => blob.commitBlockList(ids, { ...headers, abortSignal }));
+      return size;
     } catch (err) {
       throw this.fail('writing', key, err);
     }
-    return bytes();
   }
 
   async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {
@@ -132,8 +198,27 @@ export class AbsReplicaClient implements ReplicaClient {
   private async get(key: string, opts?: OpOptions): Promise<Readable> {
     const c = await this.client();
     try {
-      const res = await c.getBlobClient(key).download(0, undefined, { abortSignal: opts?.signal });
-      return res.readableStreamBody as Readable;
+      return await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, async (first) => {
+        this.counts.add('GET');
+        const res = await c.getBlobClient(key).download(0, undefined, { abortSignal: first.signal });
+        // The body is read later, by the caller: a body that stops arriving is abandoned too, with a
+        // fresh guard that lives as long as the stream.
+        first.done();
+        const guard = new StallGuard(this.idleMs, opts?.signal);
+        const out = new Transform({
+          transform(chunk, _enc, cb) {
+            guard.touch();
+            cb(null, chunk);
+          },
+        });
+        pipeline(res.readableStreamBody as Readable, out, () => guard.done());
+        guard.signal.addEventListener(
+          'abort',
+          () => out.destroy(this.fail('reading', key, guard.stalled ? new StalledError(this.idleMs, 1, guard.signal.reason) : guard.signal.reason)),
+          { once: true },
+        );
+        return out;
+      });
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) {
         throw new NotFoundError(`[abs] blob not found: ${this.opts.bucket}/${key}`, { cause: err, details: { container: this.opts.bucket, key } });
@@ -152,24 +237,27 @@ export class AbsReplicaClient implements ReplicaClient {
 
   private async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
     const c = await this.client();
-    for (const key of keys) {
-      try {
-        await c.getBlobClient(key).deleteIfExists({ abortSignal: opts?.signal });
-      } catch (err) {
-        throw this.fail('deleting', key, err);
-      }
+    // One idempotent request per blob, a few at a time (the blob batch API is not used yet).
+    const CONCURRENCY = 8;
+    for (let i = 0; i < keys.length; i += CONCURRENCY) {
+      await Promise.all(
+        keys.slice(i, i + CONCURRENCY).map(async (key) => {
+          try {
+            await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, (guard) => {
+              this.counts.add('DELETE');
+              return c.getBlobClient(key).deleteIfExists({ abortSignal: guard.signal });
+            });
+          } catch (err) {
+            throw this.fail('deleting', key, err);
+          }
+        }),
+      );
     }
   }
 
   async deleteGeneration(generation: string, opts?: OpOptions): Promise<void> {
     const prefix = `${this.layout.generationDir(generation)}/`;
-    const c = await this.client();
-    const keys: string[] = [];
-    try {
-      for await (const b of c.listBlobsFlat({ prefix, abortSignal: opts?.signal })) keys.push(b.name);
-    } catch (err) {
-      throw this.fail('listing', prefix, err);
-    }
+    const keys = (await this.listFlat(prefix, opts)).map((b) => b.key);
     await this.deleteKeys(keys, opts);
   }
 

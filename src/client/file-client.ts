@@ -10,7 +10,7 @@ import { NotFoundError, ReplicateError, errnoCode, describeError } from '../erro
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { writeFileAtomic } from '../internal/atomic-file.js';
-import type { ObjectBody, OpOptions, ReplicaClient, SnapshotInfo, WalSegmentInfo } from './replica-client.js';
+import { OperationCounter, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface FileReplicaClientOptions {
   /** Absolute path of the replica root. */
@@ -27,6 +27,7 @@ export class FileReplicaClient implements ReplicaClient {
   readonly type = 'file';
   readonly location: string;
   private readonly layout: ReplicaLayout;
+  private readonly counts = new OperationCounter();
 
   constructor(private readonly options: FileReplicaClientOptions) {
     if (!isAbsolute(options.path)) throw new RangeError(`file replica path must be absolute: ${options.path}`);
@@ -35,7 +36,7 @@ export class FileReplicaClient implements ReplicaClient {
   }
 
   async generations(): Promise<string[]> {
-    const entries = await readDirOrEmpty(this.layout.generationsDir());
+    const entries = await this.list(this.layout.generationsDir());
     return entries
       .filter((e) => e.isDirectory() && isGenerationName(e.name))
       .map((e) => e.name)
@@ -44,7 +45,7 @@ export class FileReplicaClient implements ReplicaClient {
 
   async *snapshots(generation: string): AsyncIterable<SnapshotInfo> {
     const dir = this.layout.snapshotsDir(generation);
-    const parsed = (await readDirOrEmpty(dir))
+    const parsed = (await this.list(dir))
       .filter((e) => e.isFile())
       .flatMap((e) => {
         const p = parseSnapshotName(e.name);
@@ -59,7 +60,7 @@ export class FileReplicaClient implements ReplicaClient {
 
   async *walSegments(generation: string): AsyncIterable<WalSegmentInfo> {
     const dir = this.layout.walDir(generation);
-    const parsed = (await readDirOrEmpty(dir))
+    const parsed = (await this.list(dir))
       .filter((e) => e.isFile())
       .flatMap((e) => {
         const p = parseWalSegmentName(e.name);
@@ -113,6 +114,11 @@ export class FileReplicaClient implements ReplicaClient {
     }
   }
 
+  /** Directory listings, file writes, opens for reading and deletions. */
+  requestCounts(): Readonly<OperationCounts> {
+    return this.counts.read();
+  }
+
   snapshotLocation(generation: string, index: number): string {
     return this.layout.snapshotPath(generation, index);
   }
@@ -121,7 +127,13 @@ export class FileReplicaClient implements ReplicaClient {
     return this.layout.walSegmentPath(pos.generation, pos.index, pos.offset);
   }
 
+  private list(dir: string) {
+    this.counts.add('LIST');
+    return readDirOrEmpty(dir);
+  }
+
   private async write(path: string, body: ObjectBody, opts?: OpOptions) {
+    this.counts.add('PUT');
     try {
       await writeFileAtomic(path, body, { dirMode: this.options.dirMode, fileMode: this.options.fileMode, signal: opts?.signal });
       return await stat(path, { bigint: true });
@@ -132,6 +144,7 @@ export class FileReplicaClient implements ReplicaClient {
   }
 
   private async openReader(path: string): Promise<Readable> {
+    this.counts.add('GET');
     try {
       const handle = await open(path, 'r');
       // Read buffers no bigger than the file: a stream allocates highWaterMark bytes per read.
@@ -144,6 +157,7 @@ export class FileReplicaClient implements ReplicaClient {
   }
 
   private async remove(path: string, recursive: boolean): Promise<void> {
+    this.counts.add('DELETE');
     try {
       await rm(path, { recursive, force: true });
     } catch (err) {

@@ -37,6 +37,22 @@ export interface WalSegmentInfo {
 /** A byte stream to upload: a Readable or any async iterable of chunks. */
 export type ObjectBody = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
+/** Request kinds, counted per client (Litestream's `litestream_replica_operation_total` operations). */
+export const REPLICA_OPERATIONS = ['LIST', 'PUT', 'GET', 'DELETE'] as const;
+export type ReplicaOperation = (typeof REPLICA_OPERATIONS)[number];
+export type OperationCounts = Record<ReplicaOperation, number>;
+
+/** Counts requests by kind; every backend keeps one so an idle replica can be shown to make none. */
+export class OperationCounter {
+  private readonly counts: OperationCounts = { LIST: 0, PUT: 0, GET: 0, DELETE: 0 };
+  add(op: ReplicaOperation, n = 1): void {
+    this.counts[op] += n;
+  }
+  read(): Readonly<OperationCounts> {
+    return { ...this.counts };
+  }
+}
+
 export interface ReplicaClient {
   /** Backend type as it appears in config: "file", "s3", "gcs", "abs". */
   readonly type: string;
@@ -58,6 +74,9 @@ export interface ReplicaClient {
   deleteGeneration(generation: string, opts?: OpOptions): Promise<void>;
   deleteSnapshot(generation: string, index: number, opts?: OpOptions): Promise<void>;
   deleteWalSegments(positions: readonly Pos[], opts?: OpOptions): Promise<void>;
+
+  /** Requests sent so far, by kind (for a backend's own retries and multipart parts, see its module). */
+  requestCounts(): Readonly<OperationCounts>;
 
   /** A key for messages: where one snapshot lives (no I/O). */
   snapshotLocation(generation: string, index: number): string;

@@ -9,7 +9,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { describeError, NotFoundError, ReplicateError } from '../errors.js';
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
-import { countingStream, type ObjectBody, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import { countingStream, OperationCounter, type ObjectBody, type OperationCounts, type ReplicaOperation, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface S3ReplicaClientOptions {
   bucket: string;
@@ -27,24 +27,22 @@ export interface S3ReplicaClientOptions {
   checksums?: 'when_supported' | 'when_required';
   /** A request with no progress for this long fails and is retried (default 30 s). */
   requestTimeoutMs?: number;
+  /** Objects per listing page (default: the store's maximum, 1000 or 5000); small values are for tests. */
+  listPageSize?: number;
 }
 
 const DELETE_BATCH = 1000;
-
-/** Request kinds, counted per client (Litestream's `litestream_replica_operation_total` operations). */
-export const S3_OPERATIONS = ['LIST', 'PUT', 'GET', 'DELETE'] as const;
-export type S3Operation = (typeof S3_OPERATIONS)[number];
 
 export class S3ReplicaClient implements ReplicaClient {
   readonly type = 's3';
   readonly location: string;
   private readonly layout: ReplicaLayout;
   private client: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3') }> | undefined;
-  private readonly counts: Record<S3Operation, number> = { LIST: 0, PUT: 0, GET: 0, DELETE: 0 };
+  private readonly counts = new OperationCounter();
 
   /** Requests sent so far, by kind (multipart parts count as PUTs). */
-  requestCounts(): Readonly<Record<S3Operation, number>> {
-    return { ...this.counts };
+  requestCounts(): Readonly<OperationCounts> {
+    return this.counts.read();
   }
 
   constructor(private readonly opts: S3ReplicaClientOptions) {
@@ -72,7 +70,7 @@ export class S3ReplicaClient implements ReplicaClient {
       s3.middlewareStack.add(
         (next, context) => async (args) => {
           const op = operationOf(context.commandName);
-          if (op) this.counts[op]++;
+          if (op) this.counts.add(op);
           return next(args);
         },
         { step: 'finalizeRequest', name: 'stnRequestCounter' },
@@ -94,7 +92,7 @@ export class S3ReplicaClient implements ReplicaClient {
     });
     try {
       const out = await probe.send(new sdk.GetBucketLocationCommand({ Bucket: o.bucket }));
-      this.counts.GET++;
+      this.counts.add('GET');
       const c = out.LocationConstraint as string | undefined;
       return !c ? 'us-east-1' : c === 'EU' ? 'eu-west-1' : c;
     } catch (err) {
@@ -123,7 +121,7 @@ export class S3ReplicaClient implements ReplicaClient {
     try {
       do {
         const out = await s3.send(
-          new sdk.ListObjectsV2Command({ Bucket: this.opts.bucket, Prefix: prefix, ContinuationToken: token, ...(delimiter ? { Delimiter: '/' } : {}) }),
+          new sdk.ListObjectsV2Command({ Bucket: this.opts.bucket, Prefix: prefix, ContinuationToken: token, ...(this.opts.listPageSize ? { MaxKeys: this.opts.listPageSize } : {}), ...(delimiter ? { Delimiter: '/' } : {}) }),
           { abortSignal: opts?.signal },
         );
         for (const o of out.Contents ?? []) objects.push({ key: o.Key!, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) });
@@ -254,7 +252,7 @@ export class S3ReplicaClient implements ReplicaClient {
   }
 }
 
-function operationOf(command: string | undefined): S3Operation | undefined {
+function operationOf(command: string | undefined): ReplicaOperation | undefined {
   if (!command) return undefined;
   if (command.startsWith('List')) return 'LIST';
   if (command.startsWith('Get') || command.startsWith('Head')) return 'GET';

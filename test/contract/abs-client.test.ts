@@ -8,6 +8,6 @@ describeReplicaClientContract('abs (azurite)', async () => {
   const endpoint = inject('absEndpoint');
   const container = `contract-${randomBytes(4).toString('hex')}`;
   await createContainer(endpoint, container);
-  const client = new AbsReplicaClient({ accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, bucket: container, path: 'db/replica', endpoint });
+  const client = new AbsReplicaClient({ accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, bucket: container, path: 'db/replica', endpoint, listPageSize: 3 });
   return { client, cleanup: async () => undefined, clockSlackMs: 1500 };
 });

@@ -148,6 +148,37 @@ export function describeReplicaClientContract(name: string, factory: () => Promi
       for (let i = 0; i < 13; i++) expect(back.readUInt32LE(i << 20)).toBe(i);
     });
 
+    it('lists to the end across many pages (the cloud fixtures use tiny pages)', async () => {
+      const gens = ['0000000000000001', '0000000000000002', '0000000000000003', '0000000000000004', '0000000000000005'];
+      for (const g of gens) await c.writeSnapshot(g, 1, body('s'));
+      const positions = Array.from({ length: 11 }, (_, i) => ({ generation: GEN_A, index: Math.floor(i / 4), offset: (i % 4) * 4152 }));
+      await Promise.all(positions.map((p) => c.writeWalSegment(p, body('w'))));
+      expect(await c.generations()).toEqual([...gens, GEN_A].sort());
+      expect((await collect(c.walSegments(GEN_A))).map((w) => [w.index, w.offset])).toEqual(positions.map((p) => [p.index, p.offset]));
+      await c.deleteGeneration(GEN_A);
+      expect(await collect(c.walSegments(GEN_A))).toEqual([]);
+    });
+
+    it('counts its requests by kind, and sends none while nobody asks', async () => {
+      const at = (k: 'LIST' | 'PUT' | 'GET' | 'DELETE', before: Readonly<Record<string, number>>) => c.requestCounts()[k] - before[k]!;
+      let before = c.requestCounts();
+      await c.writeSnapshot(GEN_A, 1, body('snapshot'));
+      expect(at('PUT', before)).toBeGreaterThanOrEqual(1);
+      before = c.requestCounts();
+      await collect(c.snapshots(GEN_A));
+      expect(at('LIST', before)).toBeGreaterThanOrEqual(1);
+      expect(at('PUT', before)).toBe(0);
+      before = c.requestCounts();
+      await readAll(await c.snapshotReader(GEN_A, 1));
+      expect(at('GET', before)).toBeGreaterThanOrEqual(1);
+      before = c.requestCounts();
+      await c.deleteSnapshot(GEN_A, 1);
+      expect(at('DELETE', before)).toBeGreaterThanOrEqual(1);
+      before = c.requestCounts();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(c.requestCounts()).toEqual(before);
+    });
+
     it('leaves no object behind when the body fails mid-write', async () => {
       async function* failing() {
         yield Buffer.from('partial data');

@@ -8,7 +8,7 @@ describeReplicaClientContract('s3 (fauxqs)', async () => {
   const endpoint = inject('s3Endpoint');
   const bucket = `contract-${randomBytes(4).toString('hex')}`;
   await createBucket(endpoint, bucket);
-  const client = new S3ReplicaClient({ bucket, path: 'db/replica', endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test' });
+  const client = new S3ReplicaClient({ bucket, path: 'db/replica', endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test', listPageSize: 3 });
   // S3 LastModified has one-second resolution.
   return { client, cleanup: async () => undefined, clockSlackMs: 1500 };
 });
@@ -17,6 +17,6 @@ describeReplicaClientContract('s3 (fauxqs), checksums only when required', async
   const endpoint = inject('s3Endpoint');
   const bucket = `contract-wr-${randomBytes(4).toString('hex')}`;
   await createBucket(endpoint, bucket);
-  const client = new S3ReplicaClient({ bucket, path: '', endpoint, accessKeyId: 'test', secretAccessKey: 'test', checksums: 'when_required' });
+  const client = new S3ReplicaClient({ bucket, path: '', endpoint, accessKeyId: 'test', secretAccessKey: 'test', checksums: 'when_required', listPageSize: 2 });
   return { client, cleanup: async () => undefined, clockSlackMs: 1500 };
 });

@@ -1,11 +1,12 @@
 /**
  * Turns a resolved replica into a ReplicaClient, and a command-line replica URL into a replica.
- * Backends other than `file` are not written yet; their config is parsed and validated all the same.
+ * `sftp` is not written yet; its config is parsed and validated all the same.
  */
 import { ReplicateError } from '../errors.js';
 import { FileReplicaClient } from '../client/file-client.js';
 import { S3ReplicaClient } from '../client/s3-client.js';
 import { AbsReplicaClient } from '../client/abs-client.js';
+import { GcsReplicaClient } from '../client/gcs-client.js';
 import type { ReplicaClient } from '../client/replica-client.js';
 import type { Env } from './env-expand.js';
 import { resolveReplicaLocation } from './replica-resolve.js';
@@ -20,7 +21,7 @@ export type ResolvedReplica = Pick<ReplicaConfig, 'type'> & Partial<ReplicaConfi
 
 /**
  * Builds the client for one replica. `env` is for backends that read credentials from the environment
- * (LITESTREAM_AZURE_ACCOUNT_KEY, AWS_*); the file backend needs none.
+ * (LITESTREAM_AZURE_ACCOUNT_KEY, AWS_*) or their emulator (STORAGE_EMULATOR_HOST); file needs none.
  */
 export function buildReplicaClient(r: ResolvedReplica, env: Env = {}): ReplicaClient {
   switch (r.type) {
@@ -49,9 +50,16 @@ export function buildReplicaClient(r: ResolvedReplica, env: Env = {}): ReplicaCl
       }
       return new AbsReplicaClient({ accountName: r.accountName, accountKey, bucket: r.bucket, path: r.path, endpoint: r.endpoint });
     }
-    case 'gcs':
+    case 'gcs': {
+      if (r.bucket === undefined || r.bucket === '') throw new ReplicateError('CONFIG', 'bucket required for gcs replica');
+      // Credentials are Application Default Credentials (the SDK finds them). STORAGE_EMULATOR_HOST is
+      // honoured as Litestream's Go client does: "host:port" or a URL.
+      const emulator = env.STORAGE_EMULATOR_HOST;
+      const endpoint = emulator ? (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`) : undefined;
+      return new GcsReplicaClient({ bucket: r.bucket, path: r.path, ...(endpoint ? { endpoint } : {}) });
+    }
     case 'sftp':
-      throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `replica type "${r.type}" is not supported yet by stn-replicate (file, s3 and abs only in this version)`, {
+      throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `replica type "${r.type}" is not supported yet by stn-replicate (file, s3, gcs and abs only in this version)`, {
         details: { type: r.type },
       });
     default:

@@ -3,26 +3,33 @@
  * config file (the same file works for both), and compare both tools' listings of the result.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import type Database from 'better-sqlite3';
 import { expect } from 'vitest';
 import { runCli } from './cli.js';
 import { mixedWrite, waitForUpload } from './fixtures.js';
 import { LoggedProcess, litestreamBin, oracleEnv, parseTable, runLitestream } from './oracle.js';
 import { contentDigest, openSourceDb } from './source-db.js';
+import { collect, type ReplicaClient } from '../../src/client/replica-client.js';
+import { startReplication } from '../../src/replication.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
 
 export type Tool = 'ours' | 'litestream';
 
-export function startReplicator(tool: Tool, config: string): LoggedProcess {
+/** Extra environment for both tools (e.g. STORAGE_EMULATOR_HOST); never the host's own. */
+export type ToolEnv = Record<string, string>;
+
+export function startReplicator(tool: Tool, config: string, env: ToolEnv = {}): LoggedProcess {
   const [cmd, args] = tool === 'ours' ? [process.execPath, [bin, 'replicate', '-config', config]] : [litestreamBin(), ['replicate', '-config', config]];
-  return new LoggedProcess(config, spawn(cmd, args as string[], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] }));
+  return new LoggedProcess(config, spawn(cmd, args as string[], { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 /** Replicates `writes` varied transactions with `tool`, waiting for each upload; returns the source digest. */
-export async function replicateSome(tool: Tool, dbPath: string, config: string, writes: number): Promise<string> {
+export async function replicateSome(tool: Tool, dbPath: string, config: string, writes: number, env: ToolEnv = {}): Promise<string> {
   const db = openSourceDb(dbPath);
-  const p = startReplicator(tool, config);
+  const p = startReplicator(tool, config, env);
   try {
     await p.waitForLog(/snapshot written/);
     for (let step = 0; step < writes; step++) {
@@ -39,19 +46,19 @@ export async function replicateSome(tool: Tool, dbPath: string, config: string, 
 }
 
 /** Our `generations`, `snapshots` and `wal` rows equal Litestream's (lag aside) and are not empty. */
-export async function expectSameListings(config: string, dbPath: string): Promise<void> {
+export async function expectSameListings(config: string, dbPath: string, env: ToolEnv = {}): Promise<void> {
   for (const cmd of ['generations', 'snapshots', 'wal']) {
-    const ours = parseTable((await runCli([cmd, '-config', config, dbPath])).stdout).map(({ lag: _l, ...rest }) => rest);
-    const theirs = parseTable((await runLitestream([cmd, '-config', config, dbPath])).stdout).map(({ lag: _l, ...rest }) => rest);
+    const ours = parseTable((await runCli([cmd, '-config', config, dbPath], { env })).stdout).map(({ lag: _l, ...rest }) => rest);
+    const theirs = parseTable((await runLitestream([cmd, '-config', config, dbPath], env)).stdout).map(({ lag: _l, ...rest }) => rest);
     expect(ours).toEqual(theirs);
     expect(ours.length).toBeGreaterThan(0);
   }
 }
 
 /** Restores `dbPath` through `config` with `tool` into `out`; the result must have `digest`. */
-export async function expectRestoresTo(tool: Tool, config: string, dbPath: string, out: string, digest: string): Promise<void> {
+export async function expectRestoresTo(tool: Tool, config: string, dbPath: string, out: string, digest: string, env: ToolEnv = {}): Promise<void> {
   const args = ['restore', '-config', config, '-o', out, dbPath];
-  const r = tool === 'ours' ? await runCli(args) : await runLitestream(args);
+  const r = tool === 'ours' ? await runCli(args, { env }) : await runLitestream(args, env);
   expect(r.code, r.stderr).toBe(0);
   expect(contentDigest(out)).toBe(digest);
 }
@@ -66,4 +73,54 @@ export async function syncUntilCaughtUp(r: { sync(): Promise<void> }, attempts: 
     if (ok) return true;
   }
   return false;
+}
+
+/** Fills a new database with ~25 MB of barely compressible rows, so its snapshot exceeds 20 MB. */
+export function writeBigDatabase(dbPath: string): Database.Database {
+  const app = openSourceDb(dbPath);
+  const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+  app.transaction(() => {
+    for (let i = 0; i < 7500; i++) insert.run(randomBytes(2500).toString('base64'), i);
+  })();
+  return app;
+}
+
+/**
+ * Our replicator uploads a >20 MB snapshot through `client` (the store's multipart, block or chunked
+ * path), then sits idle for more than two poll periods without a single request; Litestream restores
+ * the result through `config` to the source's content.
+ */
+export async function expectBigSnapshotThenIdle(client: ReplicaClient, dbPath: string, config: string, out: string, env: ToolEnv = {}): Promise<void> {
+  const app = writeBigDatabase(dbPath);
+  const r = await startReplication({ dbPath, replicas: [{ client, syncIntervalMs: 10 }] });
+  try {
+    app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('after the snapshot', -1);
+    await r.sync();
+    const before = client.requestCounts();
+    expect(before.PUT).toBeGreaterThanOrEqual(2); // the snapshot and at least one segment
+    await new Promise((res) => setTimeout(res, 2500));
+    expect(client.requestCounts()).toEqual(before);
+  } finally {
+    await r.close();
+  }
+  const snapshots = await collect(client.snapshots(r.shipper.pos()!.generation));
+  expect(snapshots[0]!.size).toBeGreaterThan(20 * 1024 * 1024);
+  await expectRestoresTo('litestream', config, dbPath, out, contentDigest(app), env);
+  app.close();
+}
+
+/** Litestream uploads a >20 MB snapshot through `config`; ours restores it to the source's content. */
+export async function expectBigLitestreamSnapshotRestores(dbPath: string, config: string, out: string, env: ToolEnv = {}): Promise<void> {
+  const app = writeBigDatabase(dbPath);
+  const p = startReplicator('litestream', config, env);
+  try {
+    await p.waitForLog(/snapshot written/);
+  } finally {
+    await p.stop('SIGINT');
+  }
+  const r = await runCli(['snapshots', '-config', config, dbPath], { env });
+  const sizes = parseTable(r.stdout).map((row) => Number(row.size));
+  expect(Math.max(...sizes)).toBeGreaterThan(20 * 1024 * 1024);
+  await expectRestoresTo('ours', config, dbPath, out, contentDigest(app), env);
+  app.close();
 }

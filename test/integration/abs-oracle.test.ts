@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, inject, it } from 'vitest';
-import { expectRestoresTo, expectSameListings, replicateSome } from '../helpers/cloud-oracle.js';
+import { AbsReplicaClient } from '../../src/client/abs-client.js';
+import { expectBigLitestreamSnapshotRestores, expectBigSnapshotThenIdle, expectRestoresTo, expectSameListings, replicateSome } from '../helpers/cloud-oracle.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-abs-'));
@@ -56,4 +57,15 @@ describe('abs replicas (azurite) with the real Litestream', () => {
     await expectRestoresTo('ours', config, dbPath, join(dir, 'theirs-by-ours.db'), digest);
     await expectSameListings(config, dbPath);
   });
+
+  it('our >20 MB snapshot (staged blocks) restores with Litestream, and an idle replica sends nothing', async () => {
+    const dbPath = join(dir, 'big-ours.db');
+    const client = new AbsReplicaClient({ accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, bucket: container, path: 'big-ours', endpoint: inject('absEndpoint') });
+    await expectBigSnapshotThenIdle(client, dbPath, absConfig(dbPath, container, 'big-ours'), join(dir, 'big-ours-by-litestream.db'));
+  }, 120_000);
+
+  it("Litestream's >20 MB snapshot restores with ours", async () => {
+    const dbPath = join(dir, 'big-theirs.db');
+    await expectBigLitestreamSnapshotRestores(dbPath, absConfig(dbPath, container, 'big-theirs'), join(dir, 'big-theirs-by-ours.db'));
+  }, 120_000);
 });

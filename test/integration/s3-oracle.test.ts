@@ -9,12 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as Minio from 'minio';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { expectRestoresTo, expectSameListings, replicateSome } from '../helpers/cloud-oracle.js';
-import { runLitestream } from '../helpers/oracle.js';
-import { contentDigest, openSourceDb } from '../helpers/source-db.js';
+import { expectBigSnapshotThenIdle, expectRestoresTo, expectSameListings, replicateSome } from '../helpers/cloud-oracle.js';
 import { createBucket } from '../servers/s3-server.js';
 import { S3ReplicaClient } from '../../src/client/s3-client.js';
-import { startReplication } from '../../src/replication.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-s3-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -84,37 +81,17 @@ describe('s3 replicas (fauxqs) with the real Litestream', () => {
 });
 
 describe('s3 replication behaviour', () => {
+  // Only our direction: fauxqs 1.9.2 keeps just the first parts of Litestream's (Go SDK) multipart
+  // uploads over ~20 MB (see ../shared test-infra notes), so a big snapshot written by Litestream cannot
+  // be stored by this server. The other backends test both directions.
   it('sends no request at all while the database is idle, and a >20 MB snapshot (multipart) restores with Litestream', async () => {
     const endpoint = inject('s3Endpoint');
     const bucket = `idle-${randomBytes(4).toString('hex')}`;
     await createBucket(endpoint, bucket);
     const dbPath = join(dir, 'big.db');
-    const app = openSourceDb(dbPath);
-    const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
-    app.transaction(() => {
-      for (let i = 0; i < 7500; i++) insert.run(randomBytes(2500).toString('base64'), i); // ~20+ MB, barely compressible
-    })();
     const client = new S3ReplicaClient({ bucket, path: 'big', endpoint, accessKeyId: 'k', secretAccessKey: 's' });
-    const r = await startReplication({ dbPath, replicas: [{ client, syncIntervalMs: 10 }] });
-    try {
-      insert.run('after the snapshot', -1);
-      await r.sync();
-      const before = client.requestCounts();
-      expect(before.PUT).toBeGreaterThan(2); // multipart parts of the snapshot, plus segments
-      await new Promise((res) => setTimeout(res, 2500)); // idle: more than two poll periods
-      expect(client.requestCounts()).toEqual(before);
-    } finally {
-      await r.close();
-    }
-    const snapshots = [];
-    for await (const s of client.snapshots(r.shipper.pos()!.generation)) snapshots.push(s);
-    expect(snapshots[0]!.size).toBeGreaterThan(20 * 1024 * 1024);
     const config = join(dir, 'big.yml');
     writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: big\n        endpoint: ${endpoint}\n        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n`);
-    const out = join(dir, 'big-by-litestream.db');
-    const res = await runLitestream(['restore', '-config', config, '-o', out, dbPath]);
-    expect(res.code, res.stderr).toBe(0);
-    expect(contentDigest(out)).toBe(contentDigest(app));
-    app.close();
+    await expectBigSnapshotThenIdle(client, dbPath, config, join(dir, 'big-by-litestream.db'));
   }, 120_000);
 });

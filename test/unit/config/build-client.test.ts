@@ -39,10 +39,21 @@ describe('buildReplicaClient', () => {
     expect(errorOf(() => buildReplicaClient({ type: 'abs', bucket: 'cont', accountName: 'acct' })).message).toMatch(/account key required for abs replica/);
   });
 
-  it.each(['gcs', 'sftp'] as const)('says %s is not supported yet', (type) => {
-    const e = errorOf(() => buildReplicaClient({ type, bucket: 'b', host: 'h', user: 'u' }));
+  it('builds a gcs client; the bucket root and STORAGE_EMULATOR_HOST in either form', () => {
+    const c = buildReplicaClient({ type: 'gcs', bucket: 'bkt', path: '.' });
+    expect(c.location).toBe('gcs://bkt/');
+    expect(c.snapshotLocation('0123456789abcdef', 1)).toBe('gs://bkt/generations/0123456789abcdef/snapshots/00000001.snapshot.lz4');
+    for (const host of ['127.0.0.1:4443', 'http://127.0.0.1:4443']) {
+      const e = buildReplicaClient({ type: 'gcs', bucket: 'bkt', path: 'db' }, { STORAGE_EMULATOR_HOST: host });
+      expect((e as unknown as { opts: { endpoint?: string } }).opts.endpoint).toBe('http://127.0.0.1:4443');
+    }
+    expect(errorOf(() => buildReplicaClient({ type: 'gcs' })).message).toBe('bucket required for gcs replica');
+  });
+
+  it('says sftp is not supported yet', () => {
+    const e = errorOf(() => buildReplicaClient({ type: 'sftp', host: 'h', user: 'u' }));
     expect(e.code).toBe('UNKNOWN_REPLICA_TYPE');
-    expect(e.message).toBe(`replica type "${type}" is not supported yet by stn-replicate (file, s3 and abs only in this version)`);
+    expect(e.message).toBe('replica type "sftp" is not supported yet by stn-replicate (file, s3, gcs and abs only in this version)');
   });
 });
 

@@ -1,0 +1,283 @@
+/**
+ * The `gcs` backend (Google Cloud Storage) with the official SDK, loaded only when used. Credentials are
+ * Application Default Credentials, as Litestream v0.3.13 (no keys in the config); createdAt is the
+ * object's `timeCreated`, the `Created` attribute Litestream uses.
+ *
+ * Uploads: a body that fits in one chunk is a single-request upload of a buffer (one request, and the
+ * SDK can retry it); a bigger one is a resumable upload in 8 MiB chunks, each retried on its own, so a
+ * blip in the middle of a 1 GB snapshot resends one chunk, not the snapshot. Memory stays bounded by
+ * about two chunks either way.
+ */
+import { posix } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Bucket } from '@google-cloud/storage';
+import { describeError, NotFoundError, ReplicateError } from '../errors.js';
+import { fixedChunks } from '../internal/fixed-chunks.js';
+import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
+import type { Pos } from '../pos.js';
+import { OperationCounter, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+
+export interface GcsReplicaClientOptions {
+  bucket: string;
+  path?: string;
+  /**
+   * API endpoint, for an emulator (`http://127.0.0.1:PORT`). The config layer fills it from
+   * `STORAGE_EMULATOR_HOST`, the variable Litestream's Go client honours.
+   */
+  endpoint?: string;
+  /** Project for the emulator; real buckets need none. */
+  projectId?: string;
+  /** One HTTP request may take this long before it is abandoned and retried (default 60 s). */
+  requestTimeoutMs?: number;
+  /** Objects per listing page (default: the store's maximum, 1000 or 5000); small values are for tests. */
+  listPageSize?: number;
+}
+
+/** Resumable chunk size: a multiple of 256 KiB, as the API requires. */
+const CHUNK_SIZE = 8 * 1024 * 1024;
+const DELETE_CONCURRENCY = 16;
+
+interface Listed {
+  key: string;
+  name: string;
+  size: number;
+  createdAt: Date;
+}
+
+export class GcsReplicaClient implements ReplicaClient {
+  readonly type = 'gcs';
+  readonly location: string;
+  private readonly layout: ReplicaLayout;
+  private bucketHandle: Promise<Bucket> | undefined;
+  private readonly counts = new OperationCounter();
+
+  constructor(private readonly opts: GcsReplicaClientOptions) {
+    const root = opts.path ?? '';
+    this.layout = new ReplicaLayout(root, posix.join);
+    this.location = `gcs://${opts.bucket}/${root === '.' ? '' : root}`;
+  }
+
+  /** Requests by kind: one LIST per listing page, one PUT per upload, one GET per read, one DELETE per object. */
+  requestCounts(): Readonly<OperationCounts> {
+    return this.counts.read();
+  }
+
+  private bucket(): Promise<Bucket> {
+    this.bucketHandle ??= (async () => {
+      const sdk = await import('@google-cloud/storage');
+      const o = this.opts;
+      const storage = new sdk.Storage({
+        ...(o.endpoint !== undefined ? { apiEndpoint: o.endpoint, projectId: o.projectId ?? 'stn-replicate' } : {}),
+        ...(o.projectId !== undefined ? { projectId: o.projectId } : {}),
+        timeout: o.requestTimeoutMs ?? 60_000,
+        retryOptions: {
+          autoRetry: true,
+          maxRetries: 5,
+          maxRetryDelay: 5,
+          retryDelayMultiplier: 2,
+          totalTimeout: 300,
+          // Every write here is idempotent: an object at a position always holds the same bytes, so
+          // writing it twice is harmless, and deleting a deleted object succeeds.
+          idempotencyStrategy: sdk.IdempotencyStrategy.RetryAlways,
+        },
+      });
+      return storage.bucket(o.bucket);
+    })();
+    return this.bucketHandle;
+  }
+
+  private fail(doing: string, key: string, err: unknown): ReplicateError {
+    return new ReplicateError('IO', `[gcs] ${doing} gs://${this.opts.bucket}/${key}: ${describeError(err)}`, {
+      cause: err,
+      details: { bucket: this.opts.bucket, key },
+    });
+  }
+
+  async generations(opts?: OpOptions): Promise<string[]> {
+    const prefix = `${this.layout.generationsDir()}/`;
+    const out = new Set<string>(); // the emulator repeats prefixes on every page
+    for await (const page of this.pages(prefix, '/', opts)) {
+      for (const p of page.prefixes) {
+        const name = posix.basename(p);
+        if (isGenerationName(name)) out.add(name);
+      }
+    }
+    return [...out].sort();
+  }
+
+  /** Every page of a listing, to the end (a listing never stops at a partial result). */
+  private async *pages(prefix: string, delimiter: string | undefined, opts?: OpOptions): AsyncGenerator<{ items: Listed[]; prefixes: string[] }> {
+    const b = await this.bucket();
+    let pageToken: string | undefined;
+    do {
+      if (opts?.signal?.aborted) throw new ReplicateError('ABORTED', `[gcs] listing gs://${this.opts.bucket}/${prefix}: aborted`);
+      let files, next, raw;
+      try {
+        this.counts.add('LIST');
+        [files, next, raw] = await b.getFiles({ prefix, ...(delimiter ? { delimiter } : {}), autoPaginate: false, maxResults: this.opts.listPageSize ?? 1000, ...(pageToken ? { pageToken } : {}) });
+      } catch (err) {
+        throw this.fail('listing', prefix, err);
+      }
+      const items = files.map((f) => ({
+        key: f.name,
+        name: posix.basename(f.name),
+        size: Number(f.metadata.size ?? 0),
+        createdAt: new Date(String(f.metadata.timeCreated ?? f.metadata.updated)),
+      }));
+      yield { items, prefixes: ((raw as { prefixes?: string[] } | undefined)?.prefixes ?? []) };
+      pageToken = (next as { pageToken?: string } | null)?.pageToken;
+    } while (pageToken);
+  }
+
+  private async listFlat(prefix: string, opts?: OpOptions): Promise<Listed[]> {
+    const out: Listed[] = [];
+    for await (const page of this.pages(prefix, undefined, opts)) out.push(...page.items);
+    return out;
+  }
+
+  async *snapshots(generation: string, opts?: OpOptions): AsyncIterable<SnapshotInfo> {
+    const out: SnapshotInfo[] = [];
+    for (const o of await this.listFlat(`${this.layout.snapshotsDir(generation)}/`, opts)) {
+      const p = parseSnapshotName(o.name);
+      if (p) out.push({ generation, index: p.index, size: o.size, createdAt: o.createdAt });
+    }
+    yield* out.sort((a, b) => a.index - b.index);
+  }
+
+  async *walSegments(generation: string, opts?: OpOptions): AsyncIterable<WalSegmentInfo> {
+    const out: WalSegmentInfo[] = [];
+    for (const o of await this.listFlat(`${this.layout.walDir(generation)}/`, opts)) {
+      const p = parseWalSegmentName(o.name);
+      if (p) out.push({ generation, index: p.index, offset: p.offset, size: o.size, createdAt: o.createdAt });
+    }
+    yield* out.sort((a, b) => a.index - b.index || a.offset - b.offset);
+  }
+
+  private async put(key: string, body: ObjectBody, opts?: OpOptions): Promise<{ size: number; createdAt: Date }> {
+    const b = await this.bucket();
+    const file = b.file(key);
+    this.counts.add('PUT');
+    try {
+      const pieces = fixedChunks(body, CHUNK_SIZE);
+      const first = await pieces.next();
+      const head = first.done ? Buffer.alloc(0) : first.value;
+      const second = first.done ? first : await pieces.next();
+      if (second.done) {
+        await file.save(head, { resumable: false, contentType: 'application/octet-stream', ...(opts?.signal ? { signal: opts.signal } : {}) } as Parameters<typeof file.save>[1]);
+        return { size: head.length, createdAt: new Date() };
+      }
+      let size = 0;
+      const source = Readable.from(
+        (async function* () {
+          size += head.length;
+          yield head;
+          size += second.value.length;
+          yield second.value;
+          for await (const piece of pieces) {
+            size += piece.length;
+            yield piece;
+          }
+        })(),
+      );
+      await pipeline(source, file.createWriteStream({ resumable: true, chunkSize: CHUNK_SIZE, contentType: 'application/octet-stream' }), { signal: opts?.signal });
+      return { size, createdAt: new Date() };
+    } catch (err) {
+      throw this.fail('writing', key, err);
+    }
+  }
+
+  async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {
+    const { size, createdAt } = await this.put(this.layout.snapshotPath(generation, index), body, opts);
+    return { generation, index, size, createdAt };
+  }
+
+  async writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo> {
+    const { size, createdAt } = await this.put(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), body, opts);
+    return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt };
+  }
+
+  /**
+   * Opens an object for reading. The SDK reports a missing object only as a stream error, so this waits
+   * for the response (or that error) before returning, to raise NotFoundError from here.
+   */
+  private async get(key: string, opts?: OpOptions): Promise<Readable> {
+    const b = await this.bucket();
+    this.counts.add('GET');
+    const stream = b.file(key).createReadStream({ validation: false });
+    const onAbort = () => stream.destroy(new ReplicateError('ABORTED', `[gcs] reading gs://${this.opts.bucket}/${key}: aborted`));
+    opts?.signal?.addEventListener('abort', onAbort, { once: true });
+    stream.once('close', () => opts?.signal?.removeEventListener('abort', onAbort));
+    // The SDK sends the request only once somebody reads: a 'readable' listener makes it start (and
+    // buffers at most one chunk) without consuming anything the caller will read.
+    const kick = () => undefined;
+    stream.on('readable', kick);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        // A failed request is reported as a 'response' too, then as an 'error' that carries the code.
+        stream.once('response', (res: { statusCode?: number; status?: number }) => {
+          if ((res.statusCode ?? res.status ?? 200) < 400) resolve();
+        });
+        stream.once('error', reject);
+      });
+      stream.off('readable', kick);
+    } catch (err) {
+      stream.destroy();
+      if ((err as { code?: number }).code === 404) {
+        throw new NotFoundError(`[gcs] object not found: gs://${this.opts.bucket}/${key}`, { cause: err, details: { bucket: this.opts.bucket, key } });
+      }
+      throw this.fail('reading', key, err);
+    }
+    return stream;
+  }
+
+  snapshotReader(generation: string, index: number, opts?: OpOptions): Promise<Readable> {
+    return this.get(this.layout.snapshotPath(generation, index), opts);
+  }
+
+  walSegmentReader(pos: Pos, opts?: OpOptions): Promise<Readable> {
+    return this.get(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), opts);
+  }
+
+  /** The JSON API's batch endpoint is not in the Node SDK: deletes go a few at a time, 404 ignored. */
+  private async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
+    const b = await this.bucket();
+    for (let i = 0; i < keys.length; i += DELETE_CONCURRENCY) {
+      if (opts?.signal?.aborted) throw new ReplicateError('ABORTED', `[gcs] deleting in gs://${this.opts.bucket}: aborted`);
+      await Promise.all(
+        keys.slice(i, i + DELETE_CONCURRENCY).map(async (key) => {
+          this.counts.add('DELETE');
+          try {
+            await b.file(key).delete({ ignoreNotFound: true });
+          } catch (err) {
+            throw this.fail('deleting', key, err);
+          }
+        }),
+      );
+    }
+  }
+
+  async deleteGeneration(generation: string, opts?: OpOptions): Promise<void> {
+    const keys = (await this.listFlat(`${this.layout.generationDir(generation)}/`, opts)).map((o) => o.key);
+    await this.deleteKeys(keys, opts);
+  }
+
+  async deleteSnapshot(generation: string, index: number, opts?: OpOptions): Promise<void> {
+    await this.deleteKeys([this.layout.snapshotPath(generation, index)], opts);
+  }
+
+  async deleteWalSegments(positions: readonly Pos[], opts?: OpOptions): Promise<void> {
+    await this.deleteKeys(
+      positions.map((p) => this.layout.walSegmentPath(p.generation, p.index, p.offset)),
+      opts,
+    );
+  }
+
+  snapshotLocation(generation: string, index: number): string {
+    return `gs://${this.opts.bucket}/${this.layout.snapshotPath(generation, index)}`;
+  }
+
+  walSegmentLocation(pos: Pos): string {
+    return `gs://${this.opts.bucket}/${this.layout.walSegmentPath(pos.generation, pos.index, pos.offset)}`;
+  }
+}

@@ -2,9 +2,13 @@
  * `npm run bench:restore`: restore time and peak memory of stn-replicate against the real Litestream
  * v0.3.13 on the same ~200 MB replica (written by Litestream itself), in one run, alternating.
  *
- *   npm run bench:restore -- [--runs N] [--rebuild] [--timer auto|gnu-time|python] [--only-litestream]
+ *   npm run bench:restore -- [--runs N] [--backend file|s3] [--rebuild] [--timer auto|gnu-time|python]
+ *                            [--only-litestream]
  *
  *   --runs N             timed runs per variant after one untimed warm-up (default 3)
+ *   --backend s3         restore from a local S3 server (fauxqs, in a child process on 127.0.0.1) instead
+ *                        of the file replica: the same objects are copied into a bucket (and read back
+ *                        to check them), and both tools read it through the same litestream.yml
  *   --rebuild            rebuild the cached fixture in bench/out/restore-fixture/
  *   --timer              how to measure the child: GNU time (default when present) or Python's resource
  *   --only-litestream    (or STN_BENCH_ONLY_LITESTREAM=1) stand Litestream in for our CLI, to check the
@@ -13,18 +17,24 @@
  * Variants: our CLI with its default post-restore PRAGMA quick_check, our CLI with
  * `-integrity-check none` (Litestream checks nothing, so this is the like-for-like one), Litestream,
  * and `cp` of the source database as the floor no restore can beat.
- * Prints the report and writes it, with every sample, to bench/out/restore-<timestamp>.json.
+ * With --backend s3 the server also counts the requests each restore made.
+ * Prints the report and writes it, with every sample, to bench/out/restore[-s3]-<timestamp>.json.
  */
 import { cpus } from 'node:os';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { contentDigest } from './lib/digest.js';
 import { buildFixture, fixturePaths, loadFixture, type Manifest } from './lib/fixture.js';
 import { cleanEnv, litestreamBin, litestreamVersion } from './lib/litestream.js';
 import { measure, pickTimer, run, type Command, type Sample } from './lib/measure.js';
-import { formatReport, ratios, stats, type Report, type Role, type VariantResult } from './lib/report.js';
+import { findRoot } from './lib/root.js';
+import { formatReport, ratios, stats, type Report, type Role, type S3Info, type VariantResult } from './lib/report.js';
+import { S3ServerChild } from './lib/s3-child.js';
+import { createBucket } from './lib/s3-server.js';
+import { s3Config, uploadReplica, verifyReplica, type S3Target } from './lib/s3-replica.js';
+import { totalOf, type KindCounts } from './lib/s3-requests.js';
 
 interface Variant {
   name: string;
@@ -33,27 +43,20 @@ interface Variant {
   command(out: string): Command;
 }
 
-/** The repository root: the nearest directory above this file that has the project's package.json. */
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) || !existsSync(join(dir, 'bin', 'stn-replicate.js'))) {
-    if (dirname(dir) === dir) throw new Error('cannot find the stn-replicate repository root');
-    dir = dirname(dir);
-  }
-  return dir;
-}
-
 /** A fresh, empty directory: whatever a restore leaves (OUT-wal, OUT-shm, OUT.tmp…) goes with it. */
 function resetDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
 }
 
-function variants(root: string, paths: ReturnType<typeof fixturePaths>, onlyLitestream: boolean): Variant[] {
-  const url = `file://${paths.replica}`;
-  const litestream = (out: string): Command => ({ cmd: litestreamBin(), args: ['restore', '-o', out, url] });
+/**
+ * `source`: the trailing restore arguments that name the replica, the same for both tools: a file URL,
+ * or `-config <yml> <db path>` for the S3 replica.
+ */
+function variants(root: string, paths: ReturnType<typeof fixturePaths>, source: string[], onlyLitestream: boolean): Variant[] {
+  const litestream = (out: string): Command => ({ cmd: litestreamBin(), args: ['restore', '-o', out, ...source] });
   const ours = (extra: string[]) => (out: string): Command =>
-    onlyLitestream ? litestream(out) : { cmd: process.execPath, args: [join(root, 'bin', 'stn-replicate.js'), 'restore', ...extra, '-o', out, url] };
+    onlyLitestream ? litestream(out) : { cmd: process.execPath, args: [join(root, 'bin', 'stn-replicate.js'), 'restore', ...extra, '-o', out, ...source] };
   return [
     { name: 'stn-replicate', role: 'ours', command: ours([]) },
     { name: 'litestream v0.3.13', role: 'litestream', command: litestream },
@@ -62,10 +65,42 @@ function variants(root: string, paths: ReturnType<typeof fixturePaths>, onlyLite
   ];
 }
 
+interface S3Source {
+  server: S3ServerChild;
+  /** Restore arguments naming the replica: `-config <yml> <db path>`. */
+  args: string[];
+  info: Omit<S3Info, 'requestsPerRestore'>;
+}
+
+/**
+ * Starts the local S3 server, copies the fixture's replica into a bucket and checks it, and writes the
+ * config both tools restore with. The db path only names the database in the config: nothing is there.
+ */
+async function setUpS3(dir: string, paths: ReturnType<typeof fixturePaths>, manifest: Manifest, env: Record<string, string>, log: (s: string) => void): Promise<S3Source> {
+  resetDir(dir);
+  const server = await S3ServerChild.start(env);
+  try {
+    const target: S3Target = { endpoint: server.endpoint, bucket: 'restore-bench', prefix: 'station-db' };
+    await createBucket(target.endpoint, target.bucket);
+    log(`s3: ${server.version} at ${target.endpoint}; copying the replica to s3://${target.bucket}/${target.prefix}`);
+    const upload = await uploadReplica(target, paths.replica, manifest.replica.files);
+    await verifyReplica(target, paths.replica, manifest.replica.files);
+    log(`s3: ${upload.objects} objects, ${(upload.bytes / 2 ** 20).toFixed(1)} MiB in ${upload.seconds.toFixed(1)} s; read back, same sha256`);
+    const dbPath = join(dir, 'station.db');
+    const config = join(dir, 'litestream.yml');
+    writeFileSync(config, s3Config(dbPath, target));
+    return { server, args: ['-config', config, dbPath], info: { server: server.version, bucket: target.bucket, prefix: target.prefix, upload, verified: true } };
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       runs: { type: 'string', default: '3' },
+      backend: { type: 'string', default: 'file' },
       rebuild: { type: 'boolean', default: false },
       timer: { type: 'string', default: 'auto' },
       'only-litestream': { type: 'boolean', default: false },
@@ -73,6 +108,8 @@ async function main(): Promise<void> {
   });
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, not ${values.runs}`);
+  const backend = values.backend;
+  if (backend !== 'file' && backend !== 's3') throw new Error(`--backend must be file or s3, not ${backend}`);
   const onlyLitestream = values['only-litestream'] || process.env.STN_BENCH_ONLY_LITESTREAM === '1';
   const timer = pickTimer(values.timer);
   const env = cleanEnv();
@@ -96,14 +133,67 @@ async function main(): Promise<void> {
     log(`fixture: reusing ${relative(root, paths.dir)} (built ${manifest.builtAt}; --rebuild to redo)`);
   }
 
-  // 2. Warm-ups, which double as the correctness check: every restore variant's output must have the
-  //    source's content (hence the same content as each other). The source is re-read rather than
-  //    trusted from the manifest, so a changed cache cannot pass.
-  const all = variants(root, paths, onlyLitestream);
+  // With --backend s3 the replica's objects go into a bucket of a local S3 server that lives until the end.
+  const s3 = backend === 's3' ? await setUpS3(join(outDir, 'restore-s3'), paths, manifest, env, log) : undefined;
+  try {
+    const all = variants(root, paths, s3?.args ?? [`file://${paths.replica}`], onlyLitestream);
+    const checks = warmUpAndCheck(all, paths, manifest, work, env, log);
+    const { samples, requests } = await timedRuns(all, runs, timer, work, env, s3?.server, log);
+    rmSync(work, { recursive: true, force: true });
+    // Peak RSS counts what the child held before exec (a fork of the timer process): tiny for GNU time,
+    // ~10 MiB for python3. Measuring `true` shows that floor.
+    const timerFloor = measure(timer, { cmd: 'true', args: [] }, env);
+
+    // 4. Report.
+    const results: VariantResult[] = all.map((v) => {
+      const ss = samples.get(v)!;
+      const c = v.command('OUT');
+      return {
+        name: v.name,
+        role: v.role,
+        command: [c.cmd, ...c.args].map((a) => (a.startsWith(root) ? relative(root, a) || '.' : a)).join(' '),
+        samples: ss,
+        seconds: stats(ss.map((s) => s.seconds)),
+        rssMiB: stats(ss.map((s) => s.rssMiB)),
+      };
+    });
+    const { files: _files, ...replica } = manifest.replica;
+    const report: Report = {
+      createdAt: new Date().toISOString(),
+      host: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? 'unknown', node: process.version },
+      litestream: litestreamVersion(),
+      timer,
+      timerFloorRssMiB: timerFloor.rssMiB,
+      runs,
+      onlyLitestream,
+      backend,
+      ...(s3 ? { s3: { ...s3.info, requestsPerRestore: Object.fromEntries(all.map((v) => [v.name, requests.get(v)!])) } } : {}),
+      fixture: { dir: relative(root, paths.dir), reused, builtAt: manifest.builtAt, buildSeconds: manifest.buildSeconds, db: manifest.db, replica },
+      correctness: checks,
+      variants: results,
+      ratios: ratios(results),
+    };
+    const jsonPath = join(outDir, `restore${s3 ? '-s3' : ''}-${report.createdAt.replace(/[:.]/g, '-')}.json`);
+    writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+    log(`\n${formatReport(report)}\n\nJSON: ${relative(root, jsonPath)}`);
+  } finally {
+    await s3?.server.stop();
+  }
+}
+
+/**
+ * 2. Warm-ups, which double as the correctness check: every restore variant's output must have the
+ *    source's content (hence the same content as each other). The source is re-read rather than
+ *    trusted from the manifest, so a changed cache cannot pass. Whether each output is also the same
+ *    file, byte for byte, as Litestream's is recorded too (the oracle tests require it; here it is
+ *    reported, and the content check is what fails the run).
+ */
+function warmUpAndCheck(all: Variant[], paths: ReturnType<typeof fixturePaths>, manifest: Manifest, work: string, env: Record<string, string>, log: (s: string) => void): Report['correctness'] {
   const source = contentDigest(paths.db);
   if (source.sha256 !== manifest.db.digest.sha256) throw new Error('the cached source database changed since the build: run with --rebuild');
   resetDir(work);
   const checked: string[] = [];
+  const fileSha256 = new Map<Variant, string>();
   for (const [i, v] of all.entries()) {
     const out = join(work, `warm-${i}`, 'db');
     mkdirSync(dirname(out), { recursive: true });
@@ -120,13 +210,46 @@ async function main(): Promise<void> {
       throw new Error(`${v.name} restored different content: sha256 ${got.sha256} (${got.rows} rows), source ${source.sha256} (${source.rows} rows)`);
     }
     checked.push(v.name);
+    fileSha256.set(v, fileDigest(out));
   }
+  const base = all.find((v) => v.role === 'litestream');
+  const baseSha = base && fileSha256.get(base);
+  const sameBytesAsLitestream = all.filter((v) => v.role === 'ours' && baseSha !== undefined && fileSha256.get(v) === baseSha).map((v) => v.name);
+  return { sourceSha256: source.sha256, rows: source.rows, checked, sameBytesAsLitestream };
+}
 
-  // 3. Timed runs. Adjacent variants share conditions, and reversing the order every other round
-  //    cancels "who runs right after whom" (e.g. the previous run's 200 MB still being written back).
-  //    `sync` before each run flushes that write-back outside the timed region.
+/** sha256 of a whole file, read in chunks (the restored databases are ~200 MB). */
+function fileDigest(path: string): string {
+  const h = createHash('sha256');
+  const buf = Buffer.alloc(1 << 20);
+  const fd = openSync(path, 'r');
+  try {
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/**
+ * 3. Timed runs. Adjacent variants share conditions, and reversing the order every other round
+ *    cancels "who runs right after whom" (e.g. the previous run's 200 MB still being written back).
+ *    `sync` before each run flushes that write-back outside the timed region. With an S3 server, the
+ *    requests each run made are read from it after the run (nothing else talks to it meanwhile).
+ */
+async function timedRuns(
+  all: Variant[],
+  runs: number,
+  timer: ReturnType<typeof pickTimer>,
+  work: string,
+  env: Record<string, string>,
+  server: S3ServerChild | undefined,
+  log: (s: string) => void,
+): Promise<{ samples: Map<Variant, Sample[]>; requests: Map<Variant, KindCounts[]> }> {
   const samples = new Map<Variant, Sample[]>(all.map((v) => [v, []]));
+  const requests = new Map<Variant, KindCounts[]>(all.map((v) => [v, []]));
   const out = join(work, 'db');
+  if (server) await server.counts(); // the warm-ups' requests are not a timed run's
   for (let round = 0; round < runs; round++) {
     for (const v of round % 2 ? [...all].reverse() : all) {
       resetDir(work);
@@ -134,44 +257,13 @@ async function main(): Promise<void> {
       const s = measure(timer, v.command(out), env);
       if (!existsSync(out)) throw new Error(`${v.name} exited 0 but wrote no ${out}`);
       samples.get(v)!.push(s);
-      log(`round ${round + 1}/${runs}  ${v.name.padEnd(36)} ${s.seconds.toFixed(2)} s  ${s.rssMiB.toFixed(0)} MiB`);
+      const req = server ? await server.counts() : undefined;
+      if (req) requests.get(v)!.push(req);
+      const reqText = req ? `  ${totalOf(req)} requests` : '';
+      log(`round ${round + 1}/${runs}  ${v.name.padEnd(36)} ${s.seconds.toFixed(2)} s  ${s.rssMiB.toFixed(0)} MiB${reqText}`);
     }
   }
-  rmSync(work, { recursive: true, force: true });
-  // Peak RSS counts what the child held before exec (a fork of the timer process): tiny for GNU time,
-  // ~10 MiB for python3. Measuring `true` shows that floor.
-  const timerFloor = measure(timer, { cmd: 'true', args: [] }, env);
-
-  // 4. Report.
-  const results: VariantResult[] = all.map((v) => {
-    const ss = samples.get(v)!;
-    const c = v.command('OUT');
-    return {
-      name: v.name,
-      role: v.role,
-      command: [c.cmd, ...c.args].map((a) => (a.startsWith(root) ? relative(root, a) || '.' : a)).join(' '),
-      samples: ss,
-      seconds: stats(ss.map((s) => s.seconds)),
-      rssMiB: stats(ss.map((s) => s.rssMiB)),
-    };
-  });
-  const { files: _files, ...replica } = manifest.replica;
-  const report: Report = {
-    createdAt: new Date().toISOString(),
-    host: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? 'unknown', node: process.version },
-    litestream: litestreamVersion(),
-    timer,
-    timerFloorRssMiB: timerFloor.rssMiB,
-    runs,
-    onlyLitestream,
-    fixture: { dir: relative(root, paths.dir), reused, builtAt: manifest.builtAt, buildSeconds: manifest.buildSeconds, db: manifest.db, replica },
-    correctness: { sourceSha256: source.sha256, rows: source.rows, checked },
-    variants: results,
-    ratios: ratios(results),
-  };
-  const jsonPath = join(outDir, `restore-${report.createdAt.replace(/[:.]/g, '-')}.json`);
-  writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
-  log(`\n${formatReport(report)}\n\nJSON: ${relative(root, jsonPath)}`);
+  return { samples, requests };
 }
 
 main().catch((e: unknown) => {

@@ -4,6 +4,8 @@
  */
 import type { Manifest } from './fixture.js';
 import type { Sample, Timer } from './measure.js';
+import { KINDS, totalOf, type KindCounts } from './s3-requests.js';
+import type { UploadResult } from './s3-replica.js';
 
 export type Role = 'ours' | 'litestream' | 'floor';
 
@@ -31,6 +33,21 @@ export interface Ratio {
   perRunSeconds: number[];
 }
 
+/** The S3 replica of `--backend s3`. */
+export interface S3Info {
+  server: string;
+  bucket: string;
+  prefix: string;
+  upload: UploadResult;
+  /** Every object was read back and had its file's sha256. */
+  verified: boolean;
+  /** Per variant, the requests of each timed run, as the server counted them. */
+  requestsPerRestore: Record<string, KindCounts[]>;
+}
+
+/** Issue 4's target for restoring from S3: our time / Litestream's time. */
+export const S3_RESTORE_TARGET = 0.5;
+
 export interface Report {
   createdAt: string;
   host: { cpus: number; cpuModel: string; node: string };
@@ -40,8 +57,11 @@ export interface Report {
   timerFloorRssMiB: number;
   runs: number;
   onlyLitestream: boolean;
+  backend: 'file' | 's3';
+  s3?: S3Info;
   fixture: { dir: string; reused: boolean; builtAt: string; buildSeconds: number; db: Manifest['db']; replica: Omit<Manifest['replica'], 'files'> };
-  correctness: { sourceSha256: string; rows: number; checked: string[] };
+  /** sameBytesAsLitestream: our variants whose output file is byte-identical to Litestream's. */
+  correctness: { sourceSha256: string; rows: number; checked: string[]; sameBytesAsLitestream: string[] };
   variants: VariantResult[];
   ratios: Ratio[];
 }
@@ -76,9 +96,15 @@ export function formatReport(r: Report): string {
   const f = r.fixture;
   const rep = f.replica;
   const lines = [
-    `restore benchmark: stn-replicate vs Litestream ${r.litestream}`,
+    `restore benchmark: stn-replicate vs Litestream ${r.litestream}, ${r.s3 ? 'from S3 (local server)' : 'from a file replica'}`,
     '',
     `fixture     ${f.dir} (${f.reused ? 'cached' : 'built now'}, ${f.builtAt}, build ${num(f.buildSeconds, 0)} s)`,
+    ...(r.s3
+      ? [
+          `s3          s3://${r.s3.bucket}/${r.s3.prefix} on ${r.s3.server} (a child process on 127.0.0.1, objects in its memory); ` +
+            `the file replica's ${r.s3.upload.objects} objects copied there in ${num(r.s3.upload.seconds, 1)} s${r.s3.verified ? ' and read back: same sha256' : ''}`,
+        ]
+      : []),
     `database    ${mib(f.db.bytes)} MiB, ${f.db.digest.rows.toLocaleString('en-US')} rows`,
     `replica     ${mib(rep.snapshots.bytes + rep.segments.bytes)} MiB in ${rep.generations.length} generation: ` +
       `${rep.snapshots.count} snapshot ${mib(rep.snapshots.bytes)} MiB (LZ4, ${pct(rep.snapshots.bytes, f.db.bytes)} of the db) + ` +
@@ -88,6 +114,7 @@ export function formatReport(r: Report): string {
     `            (RSS includes ${num(r.timerFloorRssMiB, 1)} MiB the timer's forked child held before exec, measured on \`true\`)`,
     `host        ${r.host.cpus} CPUs (${r.host.cpuModel}), node ${r.host.node}`,
     `correctness ${r.correctness.checked.join(', ')}: same content as the source (sha256 ${r.correctness.sourceSha256.slice(0, 16)}…, ${r.correctness.rows.toLocaleString('en-US')} rows)`,
+    `            byte-identical to Litestream's output: ${r.correctness.sameBytesAsLitestream.join(', ') || 'none'}`,
   ];
   if (r.onlyLitestream) lines.push('', '*** STN_BENCH_ONLY_LITESTREAM: the stn-replicate variants below ran `litestream restore` (harness check only) ***');
 
@@ -108,7 +135,28 @@ export function formatReport(r: Report): string {
   for (const q of r.ratios) {
     lines.push(`${q.variant.padEnd(w)}${num(q.medianSeconds).padStart(8)}${num(q.medianRss).padStart(6)}    ${q.perRunSeconds.map((x) => num(x)).join(' ')}`);
   }
+  const ours = r.ratios.find((q) => q.variant === 'stn-replicate');
+  if (r.s3 && ours) {
+    lines.push(`target      stn-replicate / litestream <= ${num(S3_RESTORE_TARGET)} from S3: ${num(ours.medianSeconds)} ${ours.medianSeconds <= S3_RESTORE_TARGET ? 'MET' : 'NOT MET'}`);
+  }
+  if (r.s3) lines.push('', ...formatRequests(r.s3.requestsPerRestore, w));
+
   lines.push('', 'commands (from the repository root; OUT is deleted before each run)');
   for (const v of r.variants) lines.push(`  ${v.command}`);
   return lines.join('\n');
+}
+
+/** Requests per restore, as the server counted them; "lo-hi" when the timed runs differed. */
+function formatRequests(perVariant: Record<string, KindCounts[]>, w: number): string[] {
+  const cell = (xs: number[]) => {
+    const lo = Math.min(...xs);
+    const hi = Math.max(...xs);
+    return lo === hi ? String(lo) : `${lo}-${hi}`;
+  };
+  const lines = ['S3 requests per restore (counted by the server)', `${'variant'.padEnd(w)}${[...KINDS, 'total'].map((k) => k.padStart(10)).join('')}`];
+  for (const [name, runs] of Object.entries(perVariant)) {
+    if (runs.length === 0) continue;
+    lines.push(`${name.padEnd(w)}${[...KINDS.map((k) => cell(runs.map((c) => c[k]))), cell(runs.map(totalOf))].map((x) => x.padStart(10)).join('')}`);
+  }
+  return lines;
 }

@@ -1,0 +1,85 @@
+/**
+ * A local S3 server for the benchmarks: fauxqs, in process, on 127.0.0.1 with an OS-assigned port.
+ *
+ * The same start-up as the tests' test/servers/s3-server.ts (test/ is not compiled into dist/, and a
+ * benchmark should not break when a test helper is refactored), plus hooks that report every request
+ * so a benchmark can count what each replicator asks of the store.
+ *
+ * Limits to know: fauxqs keeps objects in memory, and its Fastify body limit is 11 MiB per request, so
+ * anything larger must go multipart with parts of at most that (both tools use 5 MiB parts; the
+ * restore bench's uploader 8 MiB).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { buildApp } from 'fauxqs';
+import { findRoot } from './root.js';
+import { classify, type S3Request } from './s3-requests.js';
+
+export interface S3ServerOptions {
+  /** Each S3 request as it arrives (before its body is read). */
+  onRequest?(r: S3Request): void;
+  /** Each S3 request once answered. */
+  onResponse?(r: S3Request, status: number): void;
+}
+
+export interface S3Server {
+  endpoint: string;
+  /** "fauxqs <version>", for the reports. */
+  version: string;
+  stop(): Promise<void>;
+}
+
+/** Paths that are fauxqs's own (health, SQS inspection), not S3 requests. */
+const NOT_S3 = /^\/(health|_fauxqs)(\/|$|\?)/;
+
+export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Server> {
+  const app = buildApp({ logger: false, host: '127.0.0.1', defaultRegion: 'us-east-1' });
+  // Go's SDK (Litestream) escapes the ETag quotes in CompleteMultipartUpload bodies as `&#34;`, which
+  // fauxqs does not decode: rewritten to `&quot;` before its handler runs.
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    if (request.method !== 'POST' || !String(request.url).includes('uploadId=')) return payload;
+    return payload.pipe(
+      new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          cb(null, Buffer.from(chunk.toString('latin1').replaceAll('&#34;', '&quot;'), 'latin1'));
+        },
+      }),
+    );
+  });
+  if (opts.onRequest || opts.onResponse) {
+    // Classified once on arrival; the answer's hook sees the same object.
+    const seen = new WeakMap<object, S3Request>();
+    app.addHook('onRequest', async (request) => {
+      if (NOT_S3.test(request.url)) return;
+      const r = classify(request.method, request.url);
+      seen.set(request, r);
+      opts.onRequest?.(r);
+    });
+    app.addHook('onResponse', async (request, reply) => {
+      const r = seen.get(request);
+      if (r) opts.onResponse?.(r, reply.statusCode);
+    });
+  }
+  // buildApp() listens wherever it is told; fauxqs's startFauxqs() would bind 0.0.0.0, so it is not used.
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const address = app.server.address();
+  if (!address || typeof address === 'string') throw new Error('fauxqs did not report a port');
+  return { endpoint: `http://127.0.0.1:${address.port}`, version: `fauxqs ${fauxqsVersion()}`, stop: () => app.close() };
+}
+
+/** Creates a bucket (fauxqs accepts a plain PUT /<bucket>). */
+export async function createBucket(endpoint: string, bucket: string): Promise<void> {
+  const res = await fetch(`${endpoint}/${bucket}`, { method: 'PUT' });
+  if (!res.ok && res.status !== 409) throw new Error(`creating bucket ${bucket}: HTTP ${res.status} ${await res.text()}`);
+}
+
+/** The installed fauxqs version, from its package.json under the repository's node_modules. */
+function fauxqsVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(join(findRoot(), 'node_modules', 'fauxqs', 'package.json'), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}

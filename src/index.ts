@@ -10,10 +10,17 @@ export type { Pos } from './pos.js';
 export { formatPos, comparePos } from './pos.js';
 export { ReplicaLayout, MAX_INDEX, isGenerationName, snapshotName, walSegmentName, parseSnapshotName, parseWalSegmentName } from './layout.js';
 
-export type { ReplicaClient, SnapshotInfo, WalSegmentInfo, ObjectBody, OpOptions } from './client/replica-client.js';
+export type { ReplicaClient, SnapshotInfo, WalSegmentInfo, ObjectBody, OpOptions, OperationCounts, ReplicaOperation } from './client/replica-client.js';
 export { collect } from './client/replica-client.js';
 export { FileReplicaClient } from './client/file-client.js';
 export type { FileReplicaClientOptions } from './client/file-client.js';
+// The cloud SDKs are loaded only when a client of that kind first talks to its store.
+export { S3ReplicaClient } from './client/s3-client.js';
+export type { S3ReplicaClientOptions } from './client/s3-client.js';
+export { GcsReplicaClient } from './client/gcs-client.js';
+export type { GcsReplicaClientOptions } from './client/gcs-client.js';
+export { AbsReplicaClient } from './client/abs-client.js';
+export type { AbsReplicaClientOptions } from './client/abs-client.js';
 
 export { encodeLz4Frame, decodeLz4Frame } from './internal/lz4-frame.js';
 export { parseWalHeader, WalScanner, walChecksum } from './sqlite/wal-format.js';

@@ -9,7 +9,8 @@
 import { posix } from 'node:path';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
-import { describeError, NotFoundError, ReplicateError } from '../errors.js';
+import { NotFoundError, ReplicateError } from '../errors.js';
+import { describeCloudError } from './cloud-error.js';
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
@@ -69,7 +70,7 @@ export class AbsReplicaClient implements ReplicaClient {
   }
 
   private fail(doing: string, key: string, err: unknown): ReplicateError {
-    const why = err instanceof StalledError ? err.message : describeError(err);
+    const why = err instanceof StalledError ? err.message : describeCloudError(err);
     return new ReplicateError('IO', `[abs] ${doing} ${this.opts.bucket}/${key}: ${why}`, {
       cause: err,
       details: { container: this.opts.bucket, key },

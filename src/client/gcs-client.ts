@@ -12,7 +12,8 @@ import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Bucket } from '@google-cloud/storage';
-import { describeError, NotFoundError, ReplicateError } from '../errors.js';
+import { NotFoundError, ReplicateError } from '../errors.js';
+import { describeCloudError } from './cloud-error.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
@@ -88,7 +89,7 @@ export class GcsReplicaClient implements ReplicaClient {
   }
 
   private fail(doing: string, key: string, err: unknown): ReplicateError {
-    return new ReplicateError('IO', `[gcs] ${doing} gs://${this.opts.bucket}/${key}: ${describeError(err)}`, {
+    return new ReplicateError('IO', `[gcs] ${doing} gs://${this.opts.bucket}/${key}: ${describeCloudError(err)}`, {
       cause: err,
       details: { bucket: this.opts.bucket, key },
     });

@@ -6,7 +6,8 @@
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { describeError, NotFoundError, ReplicateError } from '../errors.js';
+import { NotFoundError, ReplicateError } from '../errors.js';
+import { describeCloudError } from './cloud-error.js';
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { countingStream, OperationCounter, type ObjectBody, type OperationCounts, type ReplicaOperation, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
@@ -96,7 +97,7 @@ export class S3ReplicaClient implements ReplicaClient {
       const c = out.LocationConstraint as string | undefined;
       return !c ? 'us-east-1' : c === 'EU' ? 'eu-west-1' : c;
     } catch (err) {
-      throw new ReplicateError('IO', `[s3] looking up the region of bucket ${o.bucket}: ${describeError(err)} (set region: in the config)`, {
+      throw new ReplicateError('IO', `[s3] looking up the region of bucket ${o.bucket}: ${describeCloudError(err)} (set region: in the config)`, {
         cause: err,
         details: { bucket: o.bucket },
       });
@@ -106,7 +107,7 @@ export class S3ReplicaClient implements ReplicaClient {
   }
 
   private fail(doing: string, key: string, err: unknown): ReplicateError {
-    return new ReplicateError('IO', `[s3] ${doing} s3://${this.opts.bucket}/${key}: ${describeError(err)}`, {
+    return new ReplicateError('IO', `[s3] ${doing} s3://${this.opts.bucket}/${key}: ${describeCloudError(err)}`, {
       cause: err,
       details: { bucket: this.opts.bucket, key },
     });

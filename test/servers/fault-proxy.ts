@@ -1,12 +1,12 @@
 /**
- * An HTTP proxy on 127.0.0.1 in front of a test server that can misbehave on demand: answer 500 or 503,
+ * An HTTP proxy on 127.0.0.1 in front of a test server that can misbehave on demand: answer 403, 500 or 503,
  * drop the connection, or stall (accept and never answer). Counts what it did, so tests can prove the
  * fault was really hit.
  */
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type FaultMode = 'pass' | 'error500' | 'error503' | 'drop' | 'stall';
+export type FaultMode = 'pass' | 'error403' | 'error500' | 'error503' | 'drop' | 'stall';
 
 export interface FaultProxy {
   endpoint: string;
@@ -24,9 +24,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     if (mode !== 'pass') {
       proxy.faults++;
       req.resume(); // drain the body
-      if (mode === 'error500' || mode === 'error503') {
-        res.writeHead(mode === 'error500' ? 500 : 503, { 'content-type': 'application/xml' });
-        res.end(`<?xml version="1.0"?><Error><Code>${mode === 'error500' ? 'InternalError' : 'SlowDown'}</Code><Message>injected</Message></Error>`);
+      if (mode === 'error403' || mode === 'error500' || mode === 'error503') {
+        const [status, code] = mode === 'error403' ? [403, 'AccessDenied'] : mode === 'error500' ? [500, 'InternalError'] : [503, 'SlowDown'];
+        res.writeHead(status, { 'content-type': 'application/xml' });
+        res.end(`<?xml version="1.0"?><Error><Code>${code}</Code><Message>injected</Message></Error>`);
       } else if (mode === 'drop') {
         req.socket.destroy();
       } else {

@@ -1,0 +1,26 @@
+/**
+ * One line that says why a cloud request failed, from whatever shape the SDK's error has: the store's
+ * error code and HTTP status when there are any, then the message. SDK messages can be multi-line or
+ * carry a whole response body (the GCS SDK's "Multiple errors occurred…"); only the useful part stays.
+ * Never includes request headers or credentials: only the error's own code, status and message.
+ */
+export function describeCloudError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const e = err as Error & {
+    code?: unknown;
+    statusCode?: unknown;
+    $metadata?: { httpStatusCode?: number };
+    errors?: { message?: string; reason?: string }[];
+  };
+  const status = e.$metadata?.httpStatusCode ?? (typeof e.statusCode === 'number' ? e.statusCode : undefined) ?? (typeof e.code === 'number' ? e.code : undefined);
+  const code = typeof e.code === 'string' ? e.code : e.name !== 'Error' && !/Error$/.test(e.name) ? e.name : undefined;
+  const inner = (e.errors ?? []).map((x) => x.message ?? x.reason ?? '').filter(Boolean);
+  const text = (inner.length > 0 ? inner.join('; ') : e.message)
+    .replace(/^Multiple errors occurred during the request\. Please see the `errors` array for complete details\.\s*/, '')
+    .replace(/<\?xml[^>]*>/g, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+  const head = [code, status !== undefined ? `HTTP ${status}` : undefined].filter(Boolean).join(', ');
+  const clipped = text.length > 300 ? `${text.slice(0, 297)}...` : text;
+  return head ? `${clipped} (${head})` : clipped;
+}

@@ -7,14 +7,14 @@
  * `tryTimeoutMs` abandons it (and reads, listings and deletes are tried again).
  */
 import { posix } from 'node:path';
-import { pipeline, Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError } from './cloud-error.js';
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
-import { retryStalled, StallGuard, StalledError } from './stall-guard.js';
+import { guardBody, retryStalled, StalledError } from './stall-guard.js';
 import { OperationCounter, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface AbsReplicaClientOptions {
@@ -202,23 +202,8 @@ export class AbsReplicaClient implements ReplicaClient {
       return await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, async (first) => {
         this.counts.add('GET');
         const res = await c.getBlobClient(key).download(0, undefined, { abortSignal: first.signal });
-        // The body is read later, by the caller: a body that stops arriving is abandoned too, with a
-        // fresh guard that lives as long as the stream.
         first.done();
-        const guard = new StallGuard(this.idleMs, opts?.signal);
-        const out = new Transform({
-          transform(chunk, _enc, cb) {
-            guard.touch();
-            cb(null, chunk);
-          },
-        });
-        pipeline(res.readableStreamBody as Readable, out, () => guard.done());
-        guard.signal.addEventListener(
-          'abort',
-          () => out.destroy(this.fail('reading', key, guard.stalled ? new StalledError(this.idleMs, 1, guard.signal.reason) : guard.signal.reason)),
-          { once: true },
-        );
-        return out;
+        return guardBody(res.readableStreamBody as Readable, this.idleMs, opts?.signal, (err) => this.fail('reading', key, err));
       });
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) {

@@ -1,3 +1,6 @@
+/** Making cloud SDK failures readable: one line per error, and the object named in stream failures. */
+import { PassThrough, type Readable } from 'node:stream';
+
 /**
  * One line that says why a cloud request failed, from whatever shape the SDK's error has: the store's
  * error code and HTTP status when there are any, then the message. SDK messages can be multi-line or
@@ -23,4 +26,18 @@ export function describeCloudError(err: unknown): string {
   const head = [code, status !== undefined ? `HTTP ${status}` : undefined].filter(Boolean).join(', ');
   const clipped = text.length > 300 ? `${text.slice(0, 297)}...` : text;
   return head ? `${clipped} (${head})` : clipped;
+}
+
+/**
+ * Passes a response body through, replacing a failure while it streams (a reset, an SDK timeout) with
+ * `wrap(err)`, so a restore that fails mid-object still says which object.
+ */
+export function withErrorContext(body: Readable, wrap: (err: unknown) => Error): Readable {
+  const out = new PassThrough();
+  body.once('error', (err) => out.destroy(wrap(err)));
+  out.once('close', () => {
+    if (!body.destroyed) body.destroy();
+  });
+  body.pipe(out);
+  return out;
 }

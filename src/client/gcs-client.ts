@@ -17,6 +17,7 @@ import { describeCloudError } from './cloud-error.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
+import { guardBody } from './stall-guard.js';
 import { OperationCounter, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface GcsReplicaClientOptions {
@@ -229,7 +230,8 @@ export class GcsReplicaClient implements ReplicaClient {
       }
       throw this.fail('reading', key, err);
     }
-    return stream;
+    // The SDK's timeout covers the wait for the response, not a body that stops arriving.
+    return guardBody(stream, this.opts.requestTimeoutMs ?? 60_000, opts?.signal, (err) => this.fail('reading', key, err));
   }
 
   snapshotReader(generation: string, index: number, opts?: OpOptions): Promise<Readable> {

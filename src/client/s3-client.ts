@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { NotFoundError, ReplicateError } from '../errors.js';
-import { describeCloudError } from './cloud-error.js';
+import { describeCloudError, withErrorContext } from './cloud-error.js';
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { countingStream, OperationCounter, type ObjectBody, type OperationCounts, type ReplicaOperation, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
@@ -188,7 +188,7 @@ export class S3ReplicaClient implements ReplicaClient {
     const { s3, sdk } = await this.sdk();
     try {
       const out = await s3.send(new sdk.GetObjectCommand({ Bucket: this.opts.bucket, Key: key }), { abortSignal: opts?.signal });
-      return out.Body as Readable;
+      return withErrorContext(out.Body as Readable, (e) => this.fail('reading', key, e));
     } catch (err) {
       const name = (err as { name?: string }).name;
       if (name === 'NoSuchKey' || name === 'NotFound' || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) {

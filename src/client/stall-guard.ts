@@ -7,6 +7,8 @@
  * fine as long as bytes keep moving. Callers call `touch()` whenever something moves (a page listed, a
  * block uploaded, a chunk read).
  */
+import { pipeline, Transform, type Readable } from 'node:stream';
+
 export class StallGuard {
   private readonly controller = new AbortController();
   private timer: NodeJS.Timeout | undefined;
@@ -76,4 +78,22 @@ export class StalledError extends Error {
     super(`no progress for ${idleMs} ms (${tries} ${tries === 1 ? 'try' : 'tries'}); the store accepted the connection but stopped answering`, { cause });
     this.name = 'StalledError';
   }
+}
+
+/**
+ * Passes a response body through, failing it with `onStall(err)` when no bytes arrive for `idleMs` (or
+ * with the caller's reason when `outer` aborts). The body is read later by the caller, so the guard
+ * lives as long as the stream, not the request.
+ */
+export function guardBody(body: Readable, idleMs: number, outer: AbortSignal | undefined, onStall: (err: unknown) => Error): Readable {
+  const guard = new StallGuard(idleMs, outer);
+  const out = new Transform({
+    transform(chunk, _enc, cb) {
+      guard.touch();
+      cb(null, chunk);
+    },
+  });
+  pipeline(body, out, () => guard.done());
+  guard.signal.addEventListener('abort', () => out.destroy(onStall(guard.stalled ? new StalledError(idleMs, 1, guard.signal.reason) : guard.signal.reason)), { once: true });
+  return out;
 }

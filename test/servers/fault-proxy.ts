@@ -6,7 +6,8 @@
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type FaultMode = 'pass' | 'error403' | 'error500' | 'error503' | 'drop' | 'stall';
+/** `stallBody`: forwards the request and the response headers, then never sends the body. */
+export type FaultMode = 'pass' | 'error403' | 'error500' | 'error503' | 'drop' | 'stall' | 'stallBody';
 
 export interface FaultProxy {
   endpoint: string;
@@ -21,7 +22,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const proxy: FaultProxy = { endpoint: '', mode: 'pass', faults: 0, close: async () => undefined };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const mode = proxy.mode;
-    if (mode !== 'pass') {
+    if (mode !== 'pass' && mode !== 'stallBody') {
       proxy.faults++;
       req.resume(); // drain the body
       if (mode === 'error403' || mode === 'error500' || mode === 'error503') {
@@ -39,6 +40,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers);
+        if (mode === 'stallBody') {
+          proxy.faults++;
+          res.flushHeaders();
+          up.resume(); // the body is read from upstream and dropped
+          stalled.add(res);
+          return;
+        }
         up.pipe(res);
       },
     );

@@ -11,7 +11,9 @@ import type { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError } from './cloud-error.js';
-import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
+import { ReplicaLayout, isGenerationName } from '../layout.js';
+import { ObjectStoreClient, type StoredObject } from './object-store.js';
+
 import type { Pos } from '../pos.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
 import { guardBody, retryStalled, StalledError } from './stall-guard.js';
@@ -35,17 +37,21 @@ const BLOCK_SIZE = 4 * 1024 * 1024;
 const BLOCKS_IN_FLIGHT = 2;
 const STALL_TRIES = 3;
 
-export class AbsReplicaClient implements ReplicaClient {
+export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient {
   readonly type = 'abs';
   readonly location: string;
-  private readonly layout: ReplicaLayout;
+  protected readonly layout: ReplicaLayout;
+  protected readonly scheme = 'abs';
+  protected readonly bucketName: string;
   private container: Promise<ContainerClient> | undefined;
   private readonly counts = new OperationCounter();
   private readonly idleMs: number;
 
   constructor(private readonly opts: AbsReplicaClientOptions) {
+    super();
     const root = opts.path ?? '';
     this.layout = new ReplicaLayout(root, posix.join);
+    this.bucketName = opts.bucket;
     this.location = `abs://${opts.accountName}@${opts.bucket}/${root === '.' ? '' : root}`;
     this.idleMs = opts.tryTimeoutMs ?? 60_000;
   }
@@ -98,16 +104,16 @@ export class AbsReplicaClient implements ReplicaClient {
     }
   }
 
-  private async listFlat(prefix: string, opts?: OpOptions) {
+  protected async listObjects(prefix: string, opts?: OpOptions): Promise<StoredObject[]> {
     const c = await this.client();
     try {
       return await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, async (guard) => {
-        const items: { key: string; name: string; size: number; createdAt: Date }[] = [];
+        const items: StoredObject[] = [];
         for await (const page of c.listBlobsFlat({ prefix, abortSignal: guard.signal }).byPage({ maxPageSize: this.opts.listPageSize })) {
           this.counts.add('LIST');
           guard.touch();
           for (const b of page.segment.blobItems) {
-            items.push({ key: b.name, name: posix.basename(b.name), size: b.properties.contentLength ?? 0, createdAt: b.properties.createdOn ?? b.properties.lastModified });
+            items.push({ key: b.name, size: b.properties.contentLength ?? 0, createdAt: b.properties.createdOn ?? b.properties.lastModified });
           }
         }
         return items;
@@ -115,24 +121,6 @@ export class AbsReplicaClient implements ReplicaClient {
     } catch (err) {
       throw this.fail('listing', prefix, err);
     }
-  }
-
-  async *snapshots(generation: string, opts?: OpOptions): AsyncIterable<SnapshotInfo> {
-    const out: SnapshotInfo[] = [];
-    for (const b of await this.listFlat(`${this.layout.snapshotsDir(generation)}/`, opts)) {
-      const p = parseSnapshotName(b.name);
-      if (p) out.push({ generation, index: p.index, size: b.size, createdAt: b.createdAt });
-    }
-    yield* out.sort((a, b) => a.index - b.index);
-  }
-
-  async *walSegments(generation: string, opts?: OpOptions): AsyncIterable<WalSegmentInfo> {
-    const out: WalSegmentInfo[] = [];
-    for (const b of await this.listFlat(`${this.layout.walDir(generation)}/`, opts)) {
-      const p = parseWalSegmentName(b.name);
-      if (p) out.push({ generation, index: p.index, offset: p.offset, size: b.size, createdAt: b.createdAt });
-    }
-    yield* out.sort((a, b) => a.index - b.index || a.offset - b.offset);
   }
 
   /**
@@ -221,7 +209,7 @@ export class AbsReplicaClient implements ReplicaClient {
     return this.get(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), opts);
   }
 
-  private async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
+  protected async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
     const c = await this.client();
     // One idempotent request per blob, a few at a time (the blob batch API is not used yet).
     const CONCURRENCY = 8;
@@ -243,26 +231,7 @@ export class AbsReplicaClient implements ReplicaClient {
 
   async deleteGeneration(generation: string, opts?: OpOptions): Promise<void> {
     const prefix = `${this.layout.generationDir(generation)}/`;
-    const keys = (await this.listFlat(prefix, opts)).map((b) => b.key);
+    const keys = (await this.listObjects(prefix, opts)).map((b) => b.key);
     await this.deleteKeys(keys, opts);
-  }
-
-  async deleteSnapshot(generation: string, index: number, opts?: OpOptions): Promise<void> {
-    await this.deleteKeys([this.layout.snapshotPath(generation, index)], opts);
-  }
-
-  async deleteWalSegments(positions: readonly Pos[], opts?: OpOptions): Promise<void> {
-    await this.deleteKeys(
-      positions.map((p) => this.layout.walSegmentPath(p.generation, p.index, p.offset)),
-      opts,
-    );
-  }
-
-  snapshotLocation(generation: string, index: number): string {
-    return `abs://${this.opts.bucket}/${this.layout.snapshotPath(generation, index)}`;
-  }
-
-  walSegmentLocation(pos: Pos): string {
-    return `abs://${this.opts.bucket}/${this.layout.walSegmentPath(pos.generation, pos.index, pos.offset)}`;
   }
 }

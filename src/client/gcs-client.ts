@@ -15,7 +15,9 @@ import type { Bucket } from '@google-cloud/storage';
 import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError } from './cloud-error.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
-import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
+import { ReplicaLayout, isGenerationName } from '../layout.js';
+import { ObjectStoreClient, type StoredObject } from './object-store.js';
+
 import type { Pos } from '../pos.js';
 import { guardBody } from './stall-guard.js';
 import { OperationCounter, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
@@ -40,23 +42,20 @@ export interface GcsReplicaClientOptions {
 const CHUNK_SIZE = 8 * 1024 * 1024;
 const DELETE_CONCURRENCY = 16;
 
-interface Listed {
-  key: string;
-  name: string;
-  size: number;
-  createdAt: Date;
-}
-
-export class GcsReplicaClient implements ReplicaClient {
+export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient {
   readonly type = 'gcs';
   readonly location: string;
-  private readonly layout: ReplicaLayout;
+  protected readonly layout: ReplicaLayout;
+  protected readonly scheme = 'gs';
+  protected readonly bucketName: string;
   private bucketHandle: Promise<Bucket> | undefined;
   private readonly counts = new OperationCounter();
 
   constructor(private readonly opts: GcsReplicaClientOptions) {
+    super();
     const root = opts.path ?? '';
     this.layout = new ReplicaLayout(root, posix.join);
+    this.bucketName = opts.bucket;
     this.location = `gcs://${opts.bucket}/${root === '.' ? '' : root}`;
   }
 
@@ -109,7 +108,7 @@ export class GcsReplicaClient implements ReplicaClient {
   }
 
   /** Every page of a listing, to the end (a listing never stops at a partial result). */
-  private async *pages(prefix: string, delimiter: string | undefined, opts?: OpOptions): AsyncGenerator<{ items: Listed[]; prefixes: string[] }> {
+  private async *pages(prefix: string, delimiter: string | undefined, opts?: OpOptions): AsyncGenerator<{ items: StoredObject[]; prefixes: string[] }> {
     const b = await this.bucket();
     let pageToken: string | undefined;
     do {
@@ -123,7 +122,6 @@ export class GcsReplicaClient implements ReplicaClient {
       }
       const items = files.map((f) => ({
         key: f.name,
-        name: posix.basename(f.name),
         size: Number(f.metadata.size ?? 0),
         createdAt: new Date(String(f.metadata.timeCreated ?? f.metadata.updated)),
       }));
@@ -132,28 +130,10 @@ export class GcsReplicaClient implements ReplicaClient {
     } while (pageToken);
   }
 
-  private async listFlat(prefix: string, opts?: OpOptions): Promise<Listed[]> {
-    const out: Listed[] = [];
+  protected async listObjects(prefix: string, opts?: OpOptions): Promise<StoredObject[]> {
+    const out: StoredObject[] = [];
     for await (const page of this.pages(prefix, undefined, opts)) out.push(...page.items);
     return out;
-  }
-
-  async *snapshots(generation: string, opts?: OpOptions): AsyncIterable<SnapshotInfo> {
-    const out: SnapshotInfo[] = [];
-    for (const o of await this.listFlat(`${this.layout.snapshotsDir(generation)}/`, opts)) {
-      const p = parseSnapshotName(o.name);
-      if (p) out.push({ generation, index: p.index, size: o.size, createdAt: o.createdAt });
-    }
-    yield* out.sort((a, b) => a.index - b.index);
-  }
-
-  async *walSegments(generation: string, opts?: OpOptions): AsyncIterable<WalSegmentInfo> {
-    const out: WalSegmentInfo[] = [];
-    for (const o of await this.listFlat(`${this.layout.walDir(generation)}/`, opts)) {
-      const p = parseWalSegmentName(o.name);
-      if (p) out.push({ generation, index: p.index, offset: p.offset, size: o.size, createdAt: o.createdAt });
-    }
-    yield* out.sort((a, b) => a.index - b.index || a.offset - b.offset);
   }
 
   private async put(key: string, body: ObjectBody, opts?: OpOptions): Promise<{ size: number; createdAt: Date }> {
@@ -243,7 +223,7 @@ export class GcsReplicaClient implements ReplicaClient {
   }
 
   /** The JSON API's batch endpoint is not in the Node SDK: deletes go a few at a time, 404 ignored. */
-  private async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
+  protected async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
     const b = await this.bucket();
     for (let i = 0; i < keys.length; i += DELETE_CONCURRENCY) {
       if (opts?.signal?.aborted) throw new ReplicateError('ABORTED', `[gcs] deleting in gs://${this.opts.bucket}: aborted`);
@@ -261,26 +241,7 @@ export class GcsReplicaClient implements ReplicaClient {
   }
 
   async deleteGeneration(generation: string, opts?: OpOptions): Promise<void> {
-    const keys = (await this.listFlat(`${this.layout.generationDir(generation)}/`, opts)).map((o) => o.key);
+    const keys = (await this.listObjects(`${this.layout.generationDir(generation)}/`, opts)).map((o) => o.key);
     await this.deleteKeys(keys, opts);
-  }
-
-  async deleteSnapshot(generation: string, index: number, opts?: OpOptions): Promise<void> {
-    await this.deleteKeys([this.layout.snapshotPath(generation, index)], opts);
-  }
-
-  async deleteWalSegments(positions: readonly Pos[], opts?: OpOptions): Promise<void> {
-    await this.deleteKeys(
-      positions.map((p) => this.layout.walSegmentPath(p.generation, p.index, p.offset)),
-      opts,
-    );
-  }
-
-  snapshotLocation(generation: string, index: number): string {
-    return `gs://${this.opts.bucket}/${this.layout.snapshotPath(generation, index)}`;
-  }
-
-  walSegmentLocation(pos: Pos): string {
-    return `gs://${this.opts.bucket}/${this.layout.walSegmentPath(pos.generation, pos.index, pos.offset)}`;
   }
 }

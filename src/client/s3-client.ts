@@ -8,7 +8,9 @@ import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError, withErrorContext } from './cloud-error.js';
-import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
+import { ReplicaLayout, isGenerationName } from '../layout.js';
+import { ObjectStoreClient, type StoredObject } from './object-store.js';
+
 import type { Pos } from '../pos.js';
 import { countingStream, OperationCounter, type ObjectBody, type OperationCounts, type ReplicaOperation, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
@@ -34,10 +36,12 @@ export interface S3ReplicaClientOptions {
 
 const DELETE_BATCH = 1000;
 
-export class S3ReplicaClient implements ReplicaClient {
+export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient {
   readonly type = 's3';
   readonly location: string;
-  private readonly layout: ReplicaLayout;
+  protected readonly layout: ReplicaLayout;
+  protected readonly scheme = 's3';
+  protected readonly bucketName: string;
   private client: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3') }> | undefined;
   private readonly counts = new OperationCounter();
 
@@ -47,8 +51,10 @@ export class S3ReplicaClient implements ReplicaClient {
   }
 
   constructor(private readonly opts: S3ReplicaClientOptions) {
+    super();
     const root = opts.path ?? '';
     this.layout = new ReplicaLayout(root, posix.join);
+    this.bucketName = opts.bucket;
     this.location = `s3://${opts.bucket}/${root === '.' ? '' : root}`;
   }
 
@@ -140,24 +146,10 @@ export class S3ReplicaClient implements ReplicaClient {
     return [...new Set(prefixes.map((p) => posix.basename(p)).filter(isGenerationName))].sort();
   }
 
-  async *snapshots(generation: string, opts?: OpOptions): AsyncIterable<SnapshotInfo> {
-    const { objects } = await this.list(`${this.layout.snapshotsDir(generation)}/`, true, opts);
-    const out: SnapshotInfo[] = [];
-    for (const o of objects) {
-      const p = parseSnapshotName(posix.basename(o.key));
-      if (p) out.push({ generation, index: p.index, size: o.size, createdAt: o.lastModified });
-    }
-    yield* out.sort((a, b) => a.index - b.index);
-  }
-
-  async *walSegments(generation: string, opts?: OpOptions): AsyncIterable<WalSegmentInfo> {
-    const { objects } = await this.list(`${this.layout.walDir(generation)}/`, true, opts);
-    const out: WalSegmentInfo[] = [];
-    for (const o of objects) {
-      const p = parseWalSegmentName(posix.basename(o.key));
-      if (p) out.push({ generation, index: p.index, offset: p.offset, size: o.size, createdAt: o.lastModified });
-    }
-    yield* out.sort((a, b) => a.index - b.index || a.offset - b.offset);
+  /** Snapshot and WAL directories are listed with the delimiter, as Litestream does. */
+  protected async listObjects(prefix: string, opts?: OpOptions): Promise<StoredObject[]> {
+    const { objects } = await this.list(prefix, true, opts);
+    return objects.map((o) => ({ key: o.key, size: o.size, createdAt: o.lastModified }));
   }
 
   private async put(key: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
@@ -207,7 +199,7 @@ export class S3ReplicaClient implements ReplicaClient {
   }
 
   /** Batched, idempotent (deleting a missing key succeeds in S3). */
-  private async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
+  protected async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
     const { s3, sdk } = await this.sdk();
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
@@ -231,25 +223,6 @@ export class S3ReplicaClient implements ReplicaClient {
       objects.map((o) => o.key),
       opts,
     );
-  }
-
-  async deleteSnapshot(generation: string, index: number, opts?: OpOptions): Promise<void> {
-    await this.deleteKeys([this.layout.snapshotPath(generation, index)], opts);
-  }
-
-  async deleteWalSegments(positions: readonly Pos[], opts?: OpOptions): Promise<void> {
-    await this.deleteKeys(
-      positions.map((p) => this.layout.walSegmentPath(p.generation, p.index, p.offset)),
-      opts,
-    );
-  }
-
-  snapshotLocation(generation: string, index: number): string {
-    return `s3://${this.opts.bucket}/${this.layout.snapshotPath(generation, index)}`;
-  }
-
-  walSegmentLocation(pos: Pos): string {
-    return `s3://${this.opts.bucket}/${this.layout.walSegmentPath(pos.generation, pos.index, pos.offset)}`;
   }
 }
 

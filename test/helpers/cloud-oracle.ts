@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { expect } from 'vitest';
@@ -123,4 +124,27 @@ export async function expectBigLitestreamSnapshotRestores(dbPath: string, config
   expect(Math.max(...sizes)).toBeGreaterThan(20 * 1024 * 1024);
   await expectRestoresTo('ours', config, dbPath, out, contentDigest(app), env);
   app.close();
+}
+
+/**
+ * Writes the config both tools replicate with in the oracle tests: one database, fast checkpoints and
+ * syncs, and one replica given by its own YAML keys (`key: value` lines, the first one starting the item).
+ */
+export function writeOracleConfig(path: string, dbPath: string, replica: string[]): string {
+  writeFileSync(
+    path,
+    [
+      'logging:',
+      '  level: debug',
+      'dbs:',
+      `  - path: ${dbPath}`,
+      '    min-checkpoint-page-count: 5',
+      '    monitor-interval: 50ms',
+      '    replicas:',
+      ...replica.map((line, i) => `${i === 0 ? '      - ' : '        '}${line}`),
+      '        sync-interval: 10ms',
+      '',
+    ].join('\n'),
+  );
+  return path;
 }

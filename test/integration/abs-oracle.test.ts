@@ -3,40 +3,26 @@
  * Litestream restores; what Litestream replicates, we restore and list identically.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, inject, it } from 'vitest';
 import { AbsReplicaClient } from '../../src/client/abs-client.js';
-import { expectBigLitestreamSnapshotRestores, expectBigSnapshotThenIdle, expectRestoresTo, expectSameListings, replicateSome } from '../helpers/cloud-oracle.js';
+import { expectBigLitestreamSnapshotRestores, expectBigSnapshotThenIdle, expectRestoresTo, expectSameListings, replicateSome, writeOracleConfig } from '../helpers/cloud-oracle.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-abs-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function absConfig(dbPath: string, container: string, prefix: string): string {
-  const path = join(dir, `${prefix}.yml`);
-  writeFileSync(
-    path,
-    [
-      'logging:',
-      '  level: debug',
-      'dbs:',
-      `  - path: ${dbPath}`,
-      '    min-checkpoint-page-count: 5',
-      '    monitor-interval: 50ms',
-      '    replicas:',
-      '      - type: abs',
-      `        account-name: ${AZURITE_ACCOUNT}`,
-      `        account-key: ${AZURITE_KEY}`,
-      `        endpoint: ${inject('absEndpoint')}`,
-      `        bucket: ${container}`,
-      `        path: ${prefix}`,
-      '        sync-interval: 10ms',
-      '',
-    ].join('\n'),
-  );
-  return path;
+  return writeOracleConfig(join(dir, `${prefix}.yml`), dbPath, [
+    'type: abs',
+    `account-name: ${AZURITE_ACCOUNT}`,
+    `account-key: ${AZURITE_KEY}`,
+    `endpoint: ${inject('absEndpoint')}`,
+    `bucket: ${container}`,
+    `path: ${prefix}`,
+  ]);
 }
 
 describe('abs replicas (azurite) with the real Litestream', () => {

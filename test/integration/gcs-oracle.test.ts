@@ -5,7 +5,7 @@
  * while idle. Both tools find the emulator through STORAGE_EMULATOR_HOST, as a user would point them.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, inject, it } from 'vitest';
@@ -15,7 +15,7 @@ import {
   expectBigSnapshotThenIdle,
   expectRestoresTo,
   expectSameListings,
-  replicateSome,
+  replicateSome, writeOracleConfig
 } from '../helpers/cloud-oracle.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-gcs-'));
@@ -24,23 +24,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const env = () => ({ STORAGE_EMULATOR_HOST: inject('gcsEndpoint') });
 
 function gcsConfig(dbPath: string, bucket: string, prefix: string): string {
-  const path = join(dir, `${prefix}.yml`);
-  writeFileSync(
-    path,
-    [
-      'logging:',
-      '  level: debug',
-      'dbs:',
-      `  - path: ${dbPath}`,
-      '    min-checkpoint-page-count: 5',
-      '    monitor-interval: 50ms',
-      '    replicas:',
-      `      - url: gcs://${bucket}/${prefix}`,
-      '        sync-interval: 10ms',
-      '',
-    ].join('\n'),
-  );
-  return path;
+  return writeOracleConfig(join(dir, `${prefix}.yml`), dbPath, [`url: gcs://${bucket}/${prefix}`]);
 }
 
 describe('gcs replicas (storage emulator) with the real Litestream', () => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as Minio from 'minio';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { expectBigSnapshotThenIdle, expectRestoresTo, expectSameListings, replicateSome } from '../helpers/cloud-oracle.js';
+import { expectBigSnapshotThenIdle, expectRestoresTo, expectSameListings, replicateSome, writeOracleConfig } from '../helpers/cloud-oracle.js';
 import { createBucket } from '../servers/s3-server.js';
 import { S3ReplicaClient } from '../../src/client/s3-client.js';
 
@@ -17,31 +17,16 @@ const dir = mkdtempSync(join(tmpdir(), 'stn-s3-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function s3Config(dbPath: string, bucket: string, prefix: string): string {
-  const endpoint = inject('s3Endpoint');
-  const path = join(dir, `${prefix}.yml`);
-  writeFileSync(
-    path,
-    [
-      'logging:',
-      '  level: debug',
-      'dbs:',
-      `  - path: ${dbPath}`,
-      '    min-checkpoint-page-count: 5',
-      '    monitor-interval: 50ms',
-      '    replicas:',
-      '      - type: s3',
-      `        bucket: ${bucket}`,
-      `        path: ${prefix}`,
-      `        endpoint: ${endpoint}`,
-      '        region: us-east-1',
-      '        force-path-style: true',
-      '        access-key-id: test-key',
-      '        secret-access-key: test-secret',
-      '        sync-interval: 10ms',
-      '',
-    ].join('\n'),
-  );
-  return path;
+  return writeOracleConfig(join(dir, `${prefix}.yml`), dbPath, [
+    'type: s3',
+    `bucket: ${bucket}`,
+    `path: ${prefix}`,
+    `endpoint: ${inject('s3Endpoint')}`,
+    'region: us-east-1',
+    'force-path-style: true',
+    'access-key-id: test-key',
+    'secret-access-key: test-secret',
+  ]);
 }
 
 describe('s3 replicas (fauxqs) with the real Litestream', () => {

@@ -11,7 +11,8 @@ import { expect } from 'vitest';
 import { runCli } from './cli.js';
 import { mixedWrite, waitForUpload } from './fixtures.js';
 import { LoggedProcess, litestreamBin, oracleEnv, parseTable, runLitestream } from './oracle.js';
-import { contentDigest, openSourceDb } from './source-db.js';
+import { contentDigest, openSourceDb, textOf } from './source-db.js';
+import type { FaultMode, FaultProxy } from '../servers/fault-proxy.js';
 import { collect, type ReplicaClient } from '../../src/client/replica-client.js';
 import { startReplication } from '../../src/replication.js';
 
@@ -147,4 +148,56 @@ export function writeOracleConfig(path: string, dbPath: string, replica: string[
     ].join('\n'),
   );
   return path;
+}
+
+export interface OutageRun {
+  client: ReplicaClient;
+  dbPath: string;
+  proxy: FaultProxy;
+  mode: FaultMode;
+  /** Transactions committed while the store fails, 40 ms apart. */
+  outageWrites: number;
+  /** Transactions committed once it answers again. */
+  afterWrites: number;
+  /** sync() tries (250 ms apart) allowed for catching up. */
+  attempts: number;
+  /** When set, a sync() during the outage must fail with this message. */
+  failingSync?: RegExp;
+}
+
+/**
+ * The app writes through a store outage: the writes go through, the replica falls behind, and once the
+ * store answers again it catches up in the same generation. Returns the app's database (open, for the
+ * caller's restore check) and the replication errors reported on the way.
+ */
+export async function replicateThroughOutage(o: OutageRun): Promise<{ app: Database.Database; errors: unknown[] }> {
+  const app = openSourceDb(o.dbPath);
+  const errors: unknown[] = [];
+  const r = await startReplication({ dbPath: o.dbPath, replicas: [{ client: o.client, syncIntervalMs: 10 }], minCheckpointPageCount: 20 });
+  r.on('error', (e) => errors.push(e.error));
+  try {
+    const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    const write = (n: number) =>
+      app.transaction(() => {
+        for (let i = 0; i < 10; i++) insert.run(textOf(n * 100 + i, 1200), n);
+      })();
+    write(0);
+    await r.sync();
+    o.proxy.mode = o.mode;
+    for (let n = 1; n <= o.outageWrites; n++) {
+      write(n); // the app keeps committing while the store is down
+      await new Promise((res) => setTimeout(res, 40));
+    }
+    if (o.failingSync) await expect(r.sync()).rejects.toThrow(o.failingSync);
+    o.proxy.mode = 'pass';
+    for (let n = o.outageWrites + 1; n <= o.outageWrites + o.afterWrites; n++) write(n);
+    // Retries with backoff bring it back; sync() succeeds once the store answers again.
+    expect(await syncUntilCaughtUp(r, o.attempts)).toBe(true);
+    expect(o.proxy.faults).toBeGreaterThan(0);
+    expect(await o.client.generations()).toHaveLength(1);
+  } finally {
+    await r.close().catch(() => undefined);
+    await o.proxy.close();
+  }
+  return { app, errors };
 }

@@ -7,11 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, inject, it } from 'vitest';
 import { AbsReplicaClient } from '../../src/client/abs-client.js';
-import { startReplication } from '../../src/replication.js';
-import { expectRestoresTo, syncUntilCaughtUp } from '../helpers/cloud-oracle.js';
-import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { expectRestoresTo, replicateThroughOutage } from '../helpers/cloud-oracle.js';
+import { contentDigest } from '../helpers/source-db.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
 import { startFaultProxy, type FaultMode } from '../servers/fault-proxy.js';
 
@@ -34,32 +33,7 @@ describe('abs outages', () => {
       tryTimeoutMs: 500,
     });
     const dbPath = join(dir, `${mode}.db`);
-    const app = openSourceDb(dbPath);
-    const r = await startReplication({ dbPath, replicas: [{ client, syncIntervalMs: 10 }], minCheckpointPageCount: 20 });
-    r.on('error', () => undefined);
-    try {
-      const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
-      const write = (n: number) =>
-        app.transaction(() => {
-          for (let i = 0; i < 10; i++) insert.run(textOf(n * 100 + i, 1200), n);
-        })();
-      write(0);
-      await r.sync();
-      proxy.mode = mode;
-      for (let n = 1; n <= 20; n++) {
-        write(n);
-        await new Promise((res) => setTimeout(res, 40));
-      }
-      await expect(r.sync()).rejects.toThrow(/not uploaded to: abs/);
-      proxy.mode = 'pass';
-      write(21);
-      expect(await syncUntilCaughtUp(r, 60)).toBe(true);
-      expect(proxy.faults).toBeGreaterThan(0);
-      expect(await client.generations()).toHaveLength(1);
-    } finally {
-      await r.close().catch(() => undefined);
-      await proxy.close();
-    }
+    const { app } = await replicateThroughOutage({ client, dbPath, proxy, mode, outageWrites: 20, afterWrites: 1, attempts: 60, failingSync: /not uploaded to: abs/ });
     const config = join(dir, `${mode}.yml`);
     writeFileSync(
       config,

@@ -7,11 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, inject, it } from 'vitest';
 import { GcsReplicaClient } from '../../src/client/gcs-client.js';
-import { startReplication } from '../../src/replication.js';
-import { expectRestoresTo, syncUntilCaughtUp } from '../helpers/cloud-oracle.js';
-import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { expectRestoresTo, replicateThroughOutage } from '../helpers/cloud-oracle.js';
+import { contentDigest } from '../helpers/source-db.js';
 import { startFaultProxy, type FaultMode } from '../servers/fault-proxy.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-gcs-faults-'));
@@ -24,31 +23,7 @@ describe('gcs outages', () => {
     const proxy = await startFaultProxy(endpoint);
     const client = new GcsReplicaClient({ bucket, path: 'db', endpoint: proxy.endpoint, requestTimeoutMs: 500 });
     const dbPath = join(dir, `${mode}.db`);
-    const app = openSourceDb(dbPath);
-    const r = await startReplication({ dbPath, replicas: [{ client, syncIntervalMs: 10 }], minCheckpointPageCount: 20 });
-    r.on('error', () => undefined);
-    try {
-      const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
-      const write = (n: number) =>
-        app.transaction(() => {
-          for (let i = 0; i < 10; i++) insert.run(textOf(n * 100 + i, 1200), n);
-        })();
-      write(0);
-      await r.sync();
-      proxy.mode = mode;
-      for (let n = 1; n <= 20; n++) {
-        write(n); // the app's writes go through while the store fails
-        await new Promise((res) => setTimeout(res, 40));
-      }
-      proxy.mode = 'pass';
-      write(21);
-      expect(await syncUntilCaughtUp(r, 120)).toBe(true);
-      expect(proxy.faults).toBeGreaterThan(0);
-      expect(await client.generations()).toHaveLength(1);
-    } finally {
-      await r.close().catch(() => undefined);
-      await proxy.close();
-    }
+    const { app } = await replicateThroughOutage({ client, dbPath, proxy, mode, outageWrites: 20, afterWrites: 1, attempts: 120 });
     const config = join(dir, `${mode}.yml`);
     writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - url: gcs://${bucket}/db\n`);
     await expectRestoresTo('litestream', config, dbPath, join(dir, `${mode}-restored.db`), contentDigest(app), { STORAGE_EMULATOR_HOST: endpoint });

@@ -15,7 +15,8 @@ import {
   expectBigSnapshotThenIdle,
   expectRestoresTo,
   expectSameListings,
-  replicateSome, writeOracleConfig
+  replicateSome,
+  writeOracleConfig,
 } from '../helpers/cloud-oracle.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-gcs-'));

@@ -9,9 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { S3ReplicaClient } from '../../src/client/s3-client.js';
-import { startReplication } from '../../src/replication.js';
-import { expectRestoresTo, syncUntilCaughtUp } from '../helpers/cloud-oracle.js';
-import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { expectRestoresTo, replicateThroughOutage } from '../helpers/cloud-oracle.js';
+import { contentDigest } from '../helpers/source-db.js';
 import { startFaultProxy, type FaultMode } from '../servers/fault-proxy.js';
 import { createBucket } from '../servers/s3-server.js';
 
@@ -25,35 +24,9 @@ describe('s3 outages', () => {
     await createBucket(endpoint, bucket);
     const proxy = await startFaultProxy(endpoint);
     const dbPath = join(dir, `${mode}.db`);
-    const app = openSourceDb(dbPath);
     const client = new S3ReplicaClient({ bucket, path: 'db', endpoint: proxy.endpoint, accessKeyId: 'k', secretAccessKey: 's', requestTimeoutMs: 500 });
-    const errors: unknown[] = [];
-    const r = await startReplication({ dbPath, replicas: [{ client, syncIntervalMs: 10 }], minCheckpointPageCount: 20 });
-    r.on('error', (e) => errors.push(e.error));
-    try {
-      const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
-      const write = (n: number) => app.transaction(() => {
-        for (let i = 0; i < 10; i++) insert.run(textOf(n * 100 + i, 1200), n);
-      })();
-      write(0);
-      await r.sync();
-      proxy.mode = mode;
-      for (let n = 1; n <= 30; n++) {
-        write(n); // the app keeps committing while the store is down
-        await new Promise((res) => setTimeout(res, 40));
-      }
-      await expect(r.sync()).rejects.toThrow(/not uploaded to: s3/);
-      proxy.mode = 'pass';
-      for (let n = 31; n <= 35; n++) write(n);
-      // Retries with backoff bring it back; sync() succeeds once the store answers again.
-      expect(await syncUntilCaughtUp(r, 40)).toBe(true);
-      expect(proxy.faults).toBeGreaterThan(0);
-      expect(errors.length).toBeGreaterThan(0);
-      expect([...(await client.generations())]).toHaveLength(1);
-    } finally {
-      await r.close().catch(() => undefined);
-      await proxy.close();
-    }
+    const { app, errors } = await replicateThroughOutage({ client, dbPath, proxy, mode, outageWrites: 30, afterWrites: 5, attempts: 40, failingSync: /not uploaded to: s3/ });
+    expect(errors.length).toBeGreaterThan(0);
     const config = join(dir, `${mode}.yml`);
     writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: db\n        endpoint: ${endpoint}\n        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n`);
     await expectRestoresTo('litestream', config, dbPath, join(dir, `${mode}-restored.db`), contentDigest(app));

@@ -3,9 +3,9 @@
  * an OS-assigned port, in memory. Its output is drained for as long as it runs (it writes at shutdown,
  * and a closed pipe would crash it).
  */
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { startChildServer } from './child-server.js';
 
 /** Azurite's publicly documented development account. */
 export const AZURITE_ACCOUNT = 'devstoreaccount1';
@@ -20,36 +20,12 @@ export interface AbsServer {
 export async function startAbsServer(): Promise<AbsServer> {
   const pkg = createRequire(import.meta.url).resolve('azurite/package.json');
   const bin = join(dirname(pkg), 'dist', 'src', 'blob', 'main.js');
-  const child = spawn(
-    process.execPath,
+  const server = await startChildServer(
+    'azurite',
     [bin, '--blobHost', '127.0.0.1', '--blobPort', '0', '--inMemoryPersistence', '--skipApiVersionCheck', '--disableTelemetry', '--loose'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    /listens on http:\/\/127\.0\.0\.1:(\d+)/,
   );
-  let output = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`azurite did not start:\n${output}`)), 30_000);
-    const onData = (d: Buffer) => {
-      output += d.toString();
-      const m = /listens on http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`azurite exited (${code}):\n${output}`)));
-  });
-  return {
-    endpoint: `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`,
-    stop: async () => {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(killer);
-    },
-  };
+  return { endpoint: `http://127.0.0.1:${server.port}/${AZURITE_ACCOUNT}`, stop: server.stop };
 }
 
 /** Creates a container (Litestream does not create it either). */

@@ -2,10 +2,10 @@
  * Google's Cloud Storage emulator (firebase-tools) as a child process on 127.0.0.1 with an OS-assigned
  * port and its own TMPDIR for blobs; see gcs-emulator.cjs for what it adds in front of the emulator.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startChildServer } from './child-server.js';
 
 export interface GcsServer {
   /** `http://127.0.0.1:PORT`: the SDK's apiEndpoint, and (with the scheme) STORAGE_EMULATOR_HOST. */
@@ -15,33 +15,14 @@ export interface GcsServer {
 
 export async function startGcsServer(): Promise<GcsServer> {
   const blobs = mkdtempSync(join(tmpdir(), 'stn-gcs-'));
-  const child = spawn(process.execPath, [join(import.meta.dirname, 'gcs-emulator.cjs')], {
-    env: { PATH: process.env.PATH ?? '', TMPDIR: blobs },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gcs emulator did not start:\n${output}`)), 30_000);
-    const onData = (d: Buffer) => {
-      output += d.toString();
-      const m = /listening on (\d+)/.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`gcs emulator exited (${code}):\n${output}`)));
+  const server = await startChildServer('gcs emulator', [join(import.meta.dirname, 'gcs-emulator.cjs')], /listening on (\d+)/, {
+    PATH: process.env.PATH ?? '',
+    TMPDIR: blobs,
   });
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: `http://127.0.0.1:${server.port}`,
     stop: async () => {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(killer);
+      await server.stop();
       rmSync(blobs, { recursive: true, force: true });
     },
   };

@@ -14,6 +14,11 @@ export const ERROR_CODES = [
   'UNKNOWN_REPLICA_TYPE',
   /** The replica holds no backup that matches the request. */
   'NO_BACKUPS',
+  /**
+   * A restore timestamp before the earliest restorable point (the oldest snapshot) of every generation
+   * considered; `details.ranges` holds what can be restored. A later timestamp is not an error.
+   */
+  'TIMESTAMP_OUT_OF_RANGE',
   /** An object's bytes are not what they should be: LZ4 framing, content checksum, truncation. */
   'CORRUPT_OBJECT',
   /** A WAL file (or WAL segment) breaks the SQLite WAL format: header, salts, checksums. */

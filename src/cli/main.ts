@@ -24,6 +24,7 @@ const LONG_FLAGS = new Set([
   'if-replica-exists',
   'integrity-check',
   'stop-at-gap',
+  'dry-run',
   'exec',
   'help',
 ]);
@@ -104,6 +105,8 @@ function hintFor(err: unknown): string | undefined {
     case 'MISSING_INITIAL_SEGMENT':
     case 'WAL_SEGMENT_GAP':
       return 'the replica is missing WAL data; -stop-at-gap restores up to the last consistent point before it';
+    case 'TIMESTAMP_OUT_OF_RANGE':
+      return 'pick a -timestamp inside one of the ranges above, or list them with `stn-replicate restore -dry-run`';
     case 'CORRUPT_OBJECT':
       return 'the named object is damaged; restore an earlier point with -timestamp or -index, or another replica with -replica';
     default:

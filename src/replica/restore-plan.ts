@@ -9,6 +9,10 @@
  * - snapshot: the latest createdAt <= T (or the highest index <= the requested index);
  * - segments: in (index, offset) order up to the first one created after T (or above the index);
  * - every index from the snapshot's to the last one must have segments starting at offset 0.
+ *
+ * A generation restores any time from its oldest snapshot on (`restorableRange`); a timestamp before that
+ * in every generation is TIMESTAMP_OUT_OF_RANGE, with the ranges in the message. `summarizePlan` turns a
+ * plan into the plain data a dry run prints.
  */
 import { ReplicateError } from '../errors.js';
 import { formatHex8 } from '../layout.js';
@@ -107,7 +111,7 @@ export function planRestore(g: GenerationListing, opts: PlanOptions = {}): Resto
   const snapshot = chooseSnapshot(g, opts);
 
   if (opts.index !== undefined) {
-    const last = Math.max(snapshot.index, ...g.segments.map((s) => s.index));
+    const last = g.segments.reduce((n, s) => Math.max(n, s.index), snapshot.index);
     if (opts.index > last) {
       throw new ReplicateError(
         'INVALID_ARGUMENT',
@@ -180,11 +184,13 @@ function chooseSnapshot(g: GenerationListing, opts: PlanOptions): SnapshotInfo {
     if (!chosen || s.createdAt.getTime() > chosen.createdAt.getTime()) chosen = s;
   }
   if (!chosen) {
+    const range = restorableRange(g);
+    const outOfRange = opts.timestamp !== undefined && range.first !== undefined;
     throw new ReplicateError(
-      'NO_BACKUPS',
+      outOfRange ? 'TIMESTAMP_OUT_OF_RANGE' : 'NO_BACKUPS',
       `no snapshot at or before ${opts.timestamp?.toISOString() ?? 'now'} in generation ${g.generation}` +
-        describeSnapshots(g.snapshots, (s) => s.createdAt.toISOString()),
-      { details: { generation: g.generation } },
+        (outOfRange ? `; restorable: ${formatRestorableRanges([range])}` : describeSnapshots(g.snapshots, (s) => s.createdAt.toISOString())),
+      { details: { generation: g.generation, ...(outOfRange ? { timestamp: opts.timestamp, ranges: [range] } : {}) } },
     );
   }
   return chosen;
@@ -193,4 +199,130 @@ function chooseSnapshot(g: GenerationListing, opts: PlanOptions): SnapshotInfo {
 function describeSnapshots(snapshots: readonly SnapshotInfo[], fmt: (s: SnapshotInfo) => string): string {
   if (snapshots.length === 0) return ' (it has no snapshots)';
   return ` (its first snapshot is at ${fmt(snapshots[0]!)})`;
+}
+
+/**
+ * What one generation can restore: any time from its earliest snapshot on. Its last restorable time is
+ * its newest object; a later timestamp restores that same last state.
+ */
+export interface RestorableRange {
+  readonly replica: string;
+  readonly generation: string;
+  /** createdAt of the earliest snapshot; undefined when the generation has no snapshot (nothing restorable). */
+  readonly first?: Date;
+  /** createdAt of the newest snapshot or WAL segment; undefined when the generation has no snapshot. */
+  readonly last?: Date;
+  readonly snapshots: number;
+  readonly segments: number;
+  /** Stored (compressed) bytes of all its snapshots and segments. */
+  readonly bytes: number;
+}
+
+export function restorableRange(g: GenerationListing): RestorableRange {
+  const bytes = [...g.snapshots, ...g.segments].reduce((n, o) => n + o.size, 0);
+  const base = { replica: g.replica, generation: g.generation, snapshots: g.snapshots.length, segments: g.segments.length, bytes };
+  if (g.snapshots.length === 0) return base;
+  const first = Math.min(...g.snapshots.map((s) => s.createdAt.getTime()));
+  const last = generationBounds(g)!.updatedAt;
+  return { ...base, first: new Date(first), last };
+}
+
+/** One range per generation, in listing order. */
+export function restorableRanges(listings: readonly GenerationListing[]): RestorableRange[] {
+  return listings.map(restorableRange);
+}
+
+/**
+ * `<generation> <first> .. <last>` per generation (RFC 3339 UTC with milliseconds, exact enough to be
+ * passed back as a timestamp), joined by "; ". The replica is named when the ranges span several.
+ */
+export function formatRestorableRanges(ranges: readonly RestorableRange[]): string {
+  const several = new Set(ranges.map((r) => r.replica)).size > 1;
+  const parts = ranges.map((r) => {
+    const on = several ? ` on replica ${r.replica}` : '';
+    if (r.first === undefined || r.last === undefined) return `${r.generation}${on} (no snapshot)`;
+    return `${r.generation}${on} ${r.first.toISOString()} .. ${r.last.toISOString()}`;
+  });
+  return parts.join('; ') || 'nothing';
+}
+
+/**
+ * The error for a timestamp before the earliest restorable point of every generation in `listings`, or
+ * undefined when that is not the case (some generation restores it, or none has a snapshot at all).
+ */
+export function timestampOutOfRange(listings: readonly GenerationListing[], timestamp: Date, where: string): ReplicateError | undefined {
+  const ranges = restorableRanges(listings);
+  const firsts = ranges.flatMap((r) => (r.first ? [r.first.getTime()] : []));
+  if (firsts.length === 0) return undefined;
+  const earliest = Math.min(...firsts);
+  if (timestamp.getTime() >= earliest) return undefined;
+  return new ReplicateError(
+    'TIMESTAMP_OUT_OF_RANGE',
+    `no matching backups found at or before ${timestamp.toISOString()} in ${where}: the timestamp is before the earliest ` +
+      `restorable point ${new Date(earliest).toISOString()}; restorable: ${formatRestorableRanges(ranges)}`,
+    { details: { timestamp, earliest: new Date(earliest), ranges } },
+  );
+}
+
+/** What a restore is asked for. */
+export type RestoreTarget =
+  | { readonly kind: 'latest' }
+  | { readonly kind: 'timestamp'; readonly timestamp: Date }
+  | { readonly kind: 'index'; readonly index: number };
+
+export function restoreTarget(opts: Pick<PlanOptions, 'index' | 'timestamp'>): RestoreTarget {
+  if (opts.timestamp !== undefined) return { kind: 'timestamp', timestamp: opts.timestamp };
+  if (opts.index !== undefined) return { kind: 'index', index: opts.index };
+  return { kind: 'latest' };
+}
+
+/** A restore plan as plain data: what a dry run prints. */
+export interface RestorePlanSummary {
+  readonly replica: string;
+  readonly generation: string;
+  readonly target: RestoreTarget;
+  readonly snapshot: { readonly index: number; readonly size: number; readonly createdAt: Date };
+  readonly wal: {
+    /** Segments to download and apply. */
+    readonly segments: number;
+    /** WAL indexes they belong to (consecutive, from the snapshot's index). */
+    readonly indexes: number;
+    readonly firstIndex?: number;
+    readonly lastIndex?: number;
+    /** Stored bytes of the segments. */
+    readonly bytes: number;
+  };
+  /** Stored (compressed) bytes to download: snapshot + segments. */
+  readonly bytesTotal: number;
+  /** The newest createdAt among the planned objects: the restored state is the one replicated by then. */
+  readonly stateAt: Date;
+  /** Why the plan stops early (only with stopAtGap). */
+  readonly truncatedReason?: string;
+  /** Every generation of the chosen replica, in listing order. */
+  readonly generations: readonly RestorableRange[];
+}
+
+/** Describes a plan made from `listings` (the replicas' generations) as plain data. */
+export function summarizePlan(plan: RestorePlan, listings: readonly GenerationListing[], target: RestoreTarget): RestorePlanSummary {
+  const segments = plan.indexes.flatMap((i) => i.segments);
+  const walBytes = segments.reduce((n, s) => n + s.size, 0);
+  // A loop, not Math.max(...): a long-lived generation can have more segments than a call has arguments.
+  const stateAt = segments.reduce((t, s) => Math.max(t, s.createdAt.getTime()), plan.snapshot.createdAt.getTime());
+  return {
+    replica: plan.replica,
+    generation: plan.generation,
+    target,
+    snapshot: { index: plan.snapshot.index, size: plan.snapshot.size, createdAt: plan.snapshot.createdAt },
+    wal: {
+      segments: segments.length,
+      indexes: plan.indexes.length,
+      firstIndex: plan.indexes[0]?.index,
+      lastIndex: plan.indexes.at(-1)?.index,
+      bytes: walBytes,
+    },
+    bytesTotal: plan.bytesTotal,
+    stateAt: new Date(stateAt),
+    truncatedReason: plan.truncatedReason,
+    generations: restorableRanges(listings.filter((g) => g.replica === plan.replica)),
+  };
 }

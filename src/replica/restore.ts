@@ -5,13 +5,14 @@
  * index is decoded into its own temp WAL file (checked for contiguity and for SQLite's salt/checksum
  * chain while it streams), and applied in index order by SQLite's own checkpoint. The result is checked
  * with `PRAGMA quick_check` (by default) and only then linked into place. On any failure every temp file
- * (and every directory the restore created) is removed.
+ * (and every directory the restore created) is removed. `previewRestore` is the dry run: the same
+ * listing and planning, no download, no write.
  */
 import { randomBytes } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
 import type { WalSegmentInfo } from '../client/replica-client.js';
-import { describeError, errnoCode, ReplicateError, throwIfAborted } from '../errors.js';
+import { describeError, errnoCode, ReplicateError, throwIfAborted, type ErrorCode } from '../errors.js';
 import { decodeLz4Frame } from '../internal/lz4-frame.js';
 import { PipelinedWriter } from '../internal/pipelined-writer.js';
 import { formatHex8 } from '../layout.js';
@@ -20,7 +21,19 @@ import { applyWalFiles, checkIntegrity } from '../sqlite/restore-db.js';
 import { WalScanner, type WalScanResult } from '../sqlite/wal-format.js';
 import { listReplica, type NamedReplica } from './listing.js';
 import { assertOutputFree, moveIntoPlace, prepareOutputDir, removeDirs } from './restore-output.js';
-import { chooseGeneration, planRestore, type IndexPlan, type RestorePlan } from './restore-plan.js';
+import {
+  chooseGeneration,
+  formatRestorableRanges,
+  planRestore,
+  restorableRanges,
+  restoreTarget,
+  summarizePlan,
+  timestampOutOfRange,
+  type GenerationListing,
+  type IndexPlan,
+  type RestorePlan,
+  type RestorePlanSummary,
+} from './restore-plan.js';
 
 export const INTEGRITY_CHECKS = ['none', 'quick', 'full'] as const;
 export type IntegrityCheck = (typeof INTEGRITY_CHECKS)[number];
@@ -59,15 +72,26 @@ export interface RestoreResult {
   stoppedAt?: string;
 }
 
-/** Lists the replicas and plans a restore; throws NO_BACKUPS when nothing matches. */
+/**
+ * Lists the replicas and plans a restore. Throws NO_BACKUPS when nothing matches, and
+ * TIMESTAMP_OUT_OF_RANGE when the timestamp is before the earliest restorable point of every generation.
+ */
 export async function planReplicaRestore(
   replicas: readonly NamedReplica[],
   opts: Pick<RestoreOptions, 'generation' | 'index' | 'timestamp' | 'stopAtGap' | 'signal'>,
 ): Promise<{ replica: NamedReplica; plan: RestorePlan }> {
+  const { replica, plan } = await planWithListings(replicas, opts);
+  return { replica, plan };
+}
+
+async function planWithListings(
+  replicas: readonly NamedReplica[],
+  opts: Pick<RestoreOptions, 'generation' | 'index' | 'timestamp' | 'stopAtGap' | 'signal'>,
+): Promise<{ replica: NamedReplica; plan: RestorePlan; listings: GenerationListing[] }> {
   if (opts.index !== undefined && opts.timestamp !== undefined) {
     throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify index & timestamp to restore');
   }
-  const listings = [];
+  const listings: GenerationListing[] = [];
   for (const r of replicas) listings.push(...(await listReplica(r, { generation: opts.generation, signal: opts.signal })));
   const chosen = chooseGeneration(listings, { generation: opts.generation, timestamp: opts.timestamp });
   if (!chosen) {
@@ -76,24 +100,53 @@ export async function planReplicaRestore(
       const what = opts.generation !== undefined ? `generation ${opts.generation} not found` : 'replica is empty (no generations)';
       throw new ReplicateError('NO_BACKUPS', `no matching backups found: ${what} in ${where}`, { details: { empty: true } });
     }
-    const range = describeRanges(listings);
+    if (opts.timestamp !== undefined) {
+      const tooEarly = timestampOutOfRange(listings, opts.timestamp, where);
+      if (tooEarly) throw tooEarly;
+    }
     const why = opts.timestamp !== undefined ? ` at or before ${opts.timestamp.toISOString()}` : '';
-    throw new ReplicateError('NO_BACKUPS', `no matching backups found${why} in ${where}; restorable: ${range}`, {
+    throw new ReplicateError('NO_BACKUPS', `no matching backups found${why} in ${where}; restorable: ${formatRestorableRanges(restorableRanges(listings))}`, {
       details: { empty: false },
     });
   }
   const replica = replicas.find((r) => r.name === chosen.replica)!;
-  return { replica, plan: planRestore(chosen, opts) };
+  return { replica, plan: planRestore(chosen, opts), listings };
 }
 
-function describeRanges(listings: Parameters<typeof chooseGeneration>[0]): string {
-  const parts = listings.map((g) => {
-    const times = [...g.snapshots, ...g.segments].map((o) => o.createdAt.getTime());
-    if (g.snapshots.length === 0) return `${g.generation} (no snapshot)`;
-    const first = Math.min(...g.snapshots.map((s) => s.createdAt.getTime()));
-    return `${g.generation} ${new Date(first).toISOString()} .. ${new Date(Math.max(...times)).toISOString()}`;
-  });
-  return parts.join('; ') || 'nothing';
+export interface PreviewRestoreOptions extends Pick<RestoreOptions, 'generation' | 'index' | 'timestamp' | 'stopAtGap' | 'signal'> {
+  /** When given, the preview says whether a restore could write there (read-only check). */
+  outputPath?: string;
+}
+
+/** A dry run: what `restore` would download and apply, as plain data. */
+export interface RestorePreview extends RestorePlanSummary {
+  /** The chosen replica's backend type ("file", "s3", …) and location (never with secrets). */
+  readonly replicaType: string;
+  readonly replicaLocation: string;
+  /** Set when `outputPath` was given; `error` is what a restore would fail with (OUTPUT_EXISTS, OUTPUT_NOT_WRITABLE). */
+  readonly output?: { readonly path: string; readonly error?: { readonly code: ErrorCode; readonly message: string } };
+}
+
+/**
+ * Plans a restore exactly as `restore` does (same replica, generation, snapshot and WAL segments, same
+ * errors) but downloads no object and writes nothing.
+ */
+export async function previewRestore(replicas: readonly NamedReplica[], opts: PreviewRestoreOptions = {}): Promise<RestorePreview> {
+  const { replica, plan, listings } = await planWithListings(replicas, opts);
+  const summary = summarizePlan(plan, listings, restoreTarget(opts));
+  let output: RestorePreview['output'];
+  if (opts.outputPath !== undefined) {
+    const path = resolve(opts.outputPath);
+    const error = await assertOutputFree(path).then(
+      () => undefined,
+      (err: unknown) => {
+        if (err instanceof ReplicateError) return { code: err.code, message: err.message };
+        throw err;
+      },
+    );
+    output = error ? { path, error } : { path };
+  }
+  return { ...summary, replicaType: replica.client.type, replicaLocation: replica.client.location, output };
 }
 
 /** Restores the newest matching state from the replicas to `opts.outputPath`. */

@@ -3,8 +3,10 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ReplicateError, isReplicateError } from '../../errors.js';
 import { expandHome } from '../../config/replica-url.js';
-import type { IntegrityCheck } from '../../replica/restore.js';
+import type { IntegrityCheck, RestorePreview } from '../../replica/restore.js';
+import type { RestoreTarget } from '../../replica/restore-plan.js';
 import { MAX_INDEX, formatHex8 } from '../../layout.js';
+import { formatTable } from '../format.js';
 import type { CliIo } from '../io.js';
 
 // Kept here (not imported from restore.ts) so that `--help` does not load SQLite and LZ4.
@@ -23,6 +25,7 @@ interface RestoreFlags {
   ifReplicaExists?: boolean;
   integrityCheck?: string;
   stopAtGap?: boolean;
+  dryRun?: boolean;
 }
 
 export function registerRestore(program: Command, io: CliIo): void {
@@ -42,6 +45,7 @@ export function registerRestore(program: Command, io: CliIo): void {
     .option('--if-replica-exists', 'exit 0 without restoring when the replica holds no backup')
     .option('--integrity-check <mode>', `check the restored database: ${INTEGRITY_CHECKS.join('|')}`, 'quick')
     .option('--stop-at-gap', 'on a missing WAL index or segment, restore up to the last consistent point instead of failing')
+    .option('--dry-run', 'print what would be restored (replica, generation, snapshot, WAL segments, bytes) without downloading or writing')
     .action(async (target: string | undefined, flags: RestoreFlags) => {
       const index = flags.index === undefined ? undefined : parseHexIndex(flags.index);
       const timestamp = flags.timestamp === undefined ? undefined : parseTimestamp(flags.timestamp);
@@ -51,15 +55,40 @@ export function registerRestore(program: Command, io: CliIo): void {
       const parallelism = parsePositiveInt(flags.parallelism ?? '8', '-parallelism');
       const integrityCheck = parseIntegrityCheck(flags.integrityCheck ?? 'quick');
 
-      const [{ resolveTarget }, { restore }, { createProgress }] = await Promise.all([
+      const [{ resolveTarget }, { restore, previewRestore }, { createProgress }] = await Promise.all([
         import('../target.js'),
         import('../../replica/restore.js'),
         import('../progress.js'),
       ]);
       const t = await resolveTarget(target, flags, io);
       let output = flags.o !== undefined ? resolve(io.cwd, expandHome(flags.o, io.homeDir)) : t.db?.path;
+      if (output !== undefined) output = resolve(output);
+
+      if (flags.dryRun) {
+        // A dry run plans (and fails) exactly like a restore, but needs no output path.
+        try {
+          const preview = await previewRestore(t.replicas, {
+            outputPath: output,
+            generation: flags.generation,
+            index,
+            timestamp,
+            stopAtGap: flags.stopAtGap === true,
+            signal: io.signal,
+          });
+          const skip = flags.ifDbNotExists === true && output !== undefined && (await exists(output));
+          io.stdout.write(formatRestorePreview(preview, { ifDbNotExists: skip }));
+          io.stderr.write('dry run: nothing was downloaded or written\n');
+        } catch (err) {
+          if (flags.ifReplicaExists && isReplicateError(err, 'NO_BACKUPS')) {
+            io.stderr.write(`no matching backups found, a restore would skip: ${err.message}\n`);
+            return;
+          }
+          throw err;
+        }
+        return;
+      }
+
       if (output === undefined) throw new ReplicateError('INVALID_ARGUMENT', 'output path required (use -o PATH with a replica URL)');
-      output = resolve(output);
 
       if (flags.ifDbNotExists && (await exists(output))) {
         io.stderr.write(`database already exists, skipping: ${output}\n`);
@@ -95,6 +124,65 @@ export function registerRestore(program: Command, io: CliIo): void {
         throw err;
       }
     });
+}
+
+/** Decimal (as the listings print indexes) with the hexadecimal form `-index` takes. */
+function formatIndex(index: number): string {
+  return `${index} (hex ${formatHex8(index)})`;
+}
+
+function formatTarget(target: RestoreTarget): string {
+  switch (target.kind) {
+    case 'latest':
+      return 'latest';
+    case 'timestamp':
+      return `-timestamp ${target.timestamp.toISOString()}`;
+    case 'index':
+      return `-index ${formatHex8(target.index)} (index ${target.index})`;
+  }
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/**
+ * The dry-run report: the plan as `key  value` lines, then the restorable time range of every generation
+ * of the chosen replica as a table. Times are RFC 3339 UTC with milliseconds (exact enough to pass back
+ * as -timestamp).
+ */
+export function formatRestorePreview(p: RestorePreview, opts: { ifDbNotExists?: boolean } = {}): string {
+  const wal =
+    p.wal.segments === 0 || p.wal.firstIndex === undefined || p.wal.lastIndex === undefined
+      ? 'none (the snapshot alone)'
+      : `${plural(p.wal.segments, 'segment', 'segments')} in ${plural(p.wal.indexes, 'index', 'indexes')}, ` +
+        `${formatIndex(p.wal.firstIndex)} .. ${formatIndex(p.wal.lastIndex)}, ${plural(p.wal.bytes, 'byte', 'bytes')}`;
+  const lines: [string, string][] = [
+    ['replica', `${p.replica} (${p.replicaType}, ${p.replicaLocation})`],
+    ['generation', p.generation],
+    ['target', formatTarget(p.target)],
+    ['snapshot', `index ${formatIndex(p.snapshot.index)}, ${plural(p.snapshot.size, 'byte', 'bytes')}, created ${p.snapshot.createdAt.toISOString()}`],
+    ['wal', wal],
+    ['download', `${plural(p.bytesTotal, 'byte', 'bytes')} (stored size of the snapshot and WAL segments)`],
+    ['state at', p.stateAt.toISOString()],
+  ];
+  if (p.truncatedReason !== undefined) lines.push(['stops early', p.truncatedReason]);
+  if (p.output !== undefined) {
+    let note = '';
+    if (opts.ifDbNotExists) note = ' (exists: -if-db-not-exists would skip the restore)';
+    else if (p.output.error) note = ` (a restore would fail: ${p.output.error.message})`;
+    lines.push(['output', `${p.output.path}${note}`]);
+  }
+  const width = Math.max(...lines.map(([k]) => k.length)) + 2;
+  const head = lines.map(([k, v]) => `${k.padEnd(width)}${v}\n`).join('');
+  const rows = p.generations.map((g) => [
+    g.generation,
+    g.first?.toISOString() ?? '-',
+    g.last?.toISOString() ?? '-',
+    String(g.snapshots),
+    String(g.segments),
+  ]);
+  return `${head}\n${formatTable(['generation', 'first restorable', 'last restorable', 'snapshots', 'segments'], rows)}`;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -121,7 +121,7 @@ describe('planRestore', () => {
   });
 
   it('says when no snapshot is old enough', () => {
-    expectCode(() => planRestore(g, { timestamp: at(-5) }), 'NO_BACKUPS', /no snapshot at or before/);
+    expectCode(() => planRestore(g, { timestamp: at(-5) }), 'TIMESTAMP_OUT_OF_RANGE', /no snapshot at or before.*restorable:/);
     const late = gen(A, [[4, 0]], [[4, 0, 1]]);
     expectCode(() => planRestore(late, { index: 2 }), 'NO_BACKUPS', /no snapshot at or before index 00000002/);
   });

@@ -28,10 +28,10 @@ export type { WalHeader, WalScanResult } from './sqlite/wal-format.js';
 
 export { listReplica, listGeneration, generationRows } from './replica/listing.js';
 export type { NamedReplica, GenerationRow } from './replica/listing.js';
-export { chooseGeneration, planRestore, generationBounds } from './replica/restore-plan.js';
-export type { GenerationListing, RestorePlan, IndexPlan, PlanOptions } from './replica/restore-plan.js';
-export { restore, executeRestore, planReplicaRestore, INTEGRITY_CHECKS } from './replica/restore.js';
-export type { RestoreOptions, RestoreResult, RestoreProgress, IntegrityCheck } from './replica/restore.js';
+export { chooseGeneration, planRestore, generationBounds, restorableRange, restorableRanges, formatRestorableRanges, summarizePlan } from './replica/restore-plan.js';
+export type { GenerationListing, RestorePlan, IndexPlan, PlanOptions, RestorableRange, RestoreTarget, RestorePlanSummary } from './replica/restore-plan.js';
+export { restore, executeRestore, planReplicaRestore, previewRestore, INTEGRITY_CHECKS } from './replica/restore.js';
+export type { RestoreOptions, RestoreResult, RestoreProgress, IntegrityCheck, RestorePreview, PreviewRestoreOptions } from './replica/restore.js';
 
 export * from './config/index.js';
 export { VERSION, LITESTREAM_COMPAT_VERSION } from './version.js';
@@ -41,4 +41,6 @@ export type { ReplicationOptions, ReplicaSpec, ReplicationEvents } from './repli
 export { WalShipper } from './shipper/wal-shipper.js';
 export type { ShipperOptions, GenerationEvent, CheckpointEvent } from './shipper/wal-shipper.js';
 export { Replica } from './replica/replica.js';
-export type { ReplicaOptions } from './replica/replica.js';
+export type { ReplicaOptions, RetentionResult } from './replica/replica.js';
+export { planRetention, firstSnapshotDelay, retentionCheckPeriod } from './replica/retention.js';
+export type { RetentionPlan, RetentionInput, GenerationObjects } from './replica/retention.js';

@@ -12,7 +12,7 @@ import type { ReplicaClient } from './client/replica-client.js';
 import { describeError, ReplicateError } from './errors.js';
 import { nullLogger, type Logger } from './logger.js';
 import { comparePos, formatPos } from './pos.js';
-import { Replica } from './replica/replica.js';
+import { Replica, type RetentionResult } from './replica/replica.js';
 import type { CheckpointPolicy } from './shipper/checkpoint-policy.js';
 import { WalShipper } from './shipper/wal-shipper.js';
 
@@ -21,6 +21,12 @@ export interface ReplicaSpec {
   name?: string;
   client: ReplicaClient;
   syncIntervalMs?: number;
+  /** Litestream's `snapshot-interval` (default 0: no scheduled snapshots). */
+  snapshotIntervalMs?: number;
+  /** Litestream's `retention` (default 24 h; 0 keeps everything). */
+  retentionMs?: number;
+  /** Litestream's `retention-check-interval` (default 1 h). */
+  retentionCheckIntervalMs?: number;
 }
 
 export interface ReplicationOptions {
@@ -31,6 +37,8 @@ export interface ReplicationOptions {
   minCheckpointPageCount?: number;
   maxCheckpointPageCount?: number;
   replicas: ReplicaSpec[];
+  /** The clock object ages are judged by (retention window, snapshot schedule); default Date.now. For tests. */
+  now?: () => number;
   logger?: Logger;
   signal?: AbortSignal;
 }
@@ -40,6 +48,7 @@ export interface ReplicationEvents {
   snapshot: [{ replica: string; generation: string; index: number; size: number }];
   segment: [{ replica: string; generation: string; index: number; offset: number; size: number }];
   checkpoint: [{ mode: string; newIndex?: number }];
+  retention: [{ replica: string } & RetentionResult];
   error: [{ replica?: string; error: unknown }];
 }
 
@@ -62,7 +71,17 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     if (opts.maxCheckpointPageCount !== undefined) checkpoint.maxCheckpointPageCount = opts.maxCheckpointPageCount;
     this.shipper = new WalShipper({ dbPath: opts.dbPath, metaPath: opts.metaPath, monitorIntervalMs: opts.monitorIntervalMs, checkpoint, logger: this.log });
     this.replicas = opts.replicas.map(
-      (r, i) => new Replica(this.shipper, { name: names[i]!, client: r.client, syncIntervalMs: r.syncIntervalMs, logger: this.log }),
+      (r, i) =>
+        new Replica(this.shipper, {
+          name: names[i]!,
+          client: r.client,
+          syncIntervalMs: r.syncIntervalMs,
+          snapshotIntervalMs: r.snapshotIntervalMs,
+          retentionMs: r.retentionMs,
+          retentionCheckIntervalMs: r.retentionCheckIntervalMs,
+          now: opts.now,
+          logger: this.log,
+        }),
     );
     // Shadow WAL files are kept until every replica is past them.
     this.shipper.setRetention(() => {
@@ -85,6 +104,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     for (const r of this.replicas) {
       r.on('snapshot', (s) => this.emit('snapshot', { replica: r.name, ...s }));
       r.on('segment', (s) => this.emit('segment', { replica: r.name, ...s }));
+      r.on('retention', (e: RetentionResult) => this.emit('retention', { replica: r.name, ...e }));
       r.on('error', (error) => forward({ replica: r.name, error }));
     }
   }

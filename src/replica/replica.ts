@@ -16,14 +16,41 @@ import { nullLogger, type Logger } from '../logger.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
 import type { WalShipper } from '../shipper/wal-shipper.js';
 import { WAL_HEADER_SIZE, frameAlign, frameSize, parseWalHeader } from '../sqlite/wal-format.js';
+import { firstSnapshotDelay, planRetention, retentionCheckPeriod, type GenerationObjects } from './retention.js';
 
 export interface ReplicaOptions {
   name: string;
   client: ReplicaClient;
   /** Least time between two uploads under load (default 1 s); an upload after a quiet period starts at once. */
   syncIntervalMs?: number;
+  /** Take a snapshot this often (Litestream's `snapshot-interval`); 0 or unset: only when a generation starts or retention needs one. */
+  snapshotIntervalMs?: number;
+  /** Keep snapshots created within this window (default 24 h, Litestream's); 0 disables retention. */
+  retentionMs?: number;
+  /** How often retention is enforced (default 1 h; never less often than `retentionMs`). */
+  retentionCheckIntervalMs?: number;
+  /**
+   * The clock that object ages are judged by (ms since the epoch; default Date.now). Only ages use it —
+   * timers still wait in real time — so tests can replay a long history without waiting for it.
+   */
+  now?: () => number;
   logger?: Logger;
 }
+
+/** What one retention run removed (and the snapshot it took first, if none was inside the window). */
+export interface RetentionResult {
+  snapshotTaken?: SnapshotInfo;
+  /** Per surviving generation, the lowest snapshot index kept. */
+  kept: { generation: string; minIndex: number }[];
+  deletedSegments: Pos[];
+  deletedSnapshots: { generation: string; index: number }[];
+  deletedGenerations: string[];
+}
+
+export const DEFAULT_RETENTION_MS = 24 * 3600_000;
+export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
+/** setTimeout's limit; longer waits are taken in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const READ_CHUNK = 1024 * 1024;
 const MAX_BACKOFF_MS = 30_000;
@@ -32,7 +59,14 @@ export class Replica extends EventEmitter {
   readonly name: string;
   readonly client: ReplicaClient;
   private readonly syncIntervalMs: number;
+  readonly snapshotIntervalMs: number;
+  readonly retentionMs: number;
+  readonly retentionCheckIntervalMs: number;
+  private readonly now: () => number;
   private readonly log: Logger;
+  private background: Promise<void>[] = [];
+  private retentionRun: Promise<unknown> = Promise.resolve();
+  private firstSync: { promise: Promise<void>; resolve: () => void };
   private position: Pos | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -49,6 +83,20 @@ export class Replica extends EventEmitter {
     this.name = opts.name;
     this.client = opts.client;
     this.syncIntervalMs = opts.syncIntervalMs ?? 1000;
+    this.snapshotIntervalMs = opts.snapshotIntervalMs ?? 0;
+    this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
+    this.retentionCheckIntervalMs = opts.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS;
+    // As in Litestream, a snapshot interval or retention ≤ 0 switches the feature off (config allows "-1s").
+    for (const [k, v] of [['snapshotIntervalMs', this.snapshotIntervalMs], ['retentionMs', this.retentionMs], ['retentionCheckIntervalMs', this.retentionCheckIntervalMs]] as const) {
+      if (Number.isNaN(v)) throw new ReplicateError('INVALID_ARGUMENT', `replica ${opts.name}: ${k} is not a number`);
+    }
+    if (this.retentionMs > 0 && this.retentionCheckIntervalMs <= 0) {
+      // Litestream's ticker panics on this; a check that never runs would silently keep everything.
+      throw new ReplicateError('INVALID_ARGUMENT', `replica ${opts.name}: retention-check-interval must be > 0 when retention is enabled`);
+    }
+    this.now = opts.now ?? Date.now;
+    let resolveFirst!: () => void;
+    this.firstSync = { promise: new Promise<void>((r) => (resolveFirst = r)), resolve: () => resolveFirst() };
     this.log = opts.logger ?? nullLogger;
     shipper.on('position', () => this.wake?.());
   }
@@ -64,7 +112,133 @@ export class Replica extends EventEmitter {
   }
 
   start(): void {
-    this.running ??= this.loop();
+    if (this.running) return;
+    this.running = this.loop();
+    if (this.snapshotIntervalMs > 0) this.background.push(this.snapshotLoop());
+    if (this.retentionMs > 0) this.background.push(this.retentionLoop());
+  }
+
+  /** Spec §6.4: snapshots on a fixed rhythm, the first one timed by the age of the latest snapshot. */
+  private async snapshotLoop(): Promise<void> {
+    // The generation (and so which snapshots count) is known only after the first sync.
+    await Promise.race([this.firstSync.promise, this.stoppedPromise]);
+    if (this.stopped) return;
+    let delay = this.snapshotIntervalMs;
+    try {
+      const generation = this.position?.generation ?? this.shipper.pos()?.generation;
+      if (generation !== undefined) {
+        const snapshots = await collect(this.client.snapshots(generation));
+        const latest = snapshots.length > 0 ? Math.max(...snapshots.map((s) => s.createdAt.getTime())) : undefined;
+        delay = firstSnapshotDelay(this.snapshotIntervalMs, this.now(), latest);
+        if (delay < this.snapshotIntervalMs) this.log.info('snapshot interval adjusted', { replica: this.name, previous: latest === undefined ? '' : new Date(latest).toISOString(), delay: `${delay}ms` });
+      }
+    } catch (err) {
+      this.log.warn('cannot list snapshots to schedule the next one; waiting a full interval', { replica: this.name, error: describeError(err) });
+    }
+    while (!this.stopped) {
+      await this.sleep(delay, true);
+      if (this.stopped) break;
+      delay = this.snapshotIntervalMs;
+      try {
+        await this.serialized(() => this.snapshot());
+      } catch (err) {
+        this.reportBackgroundError('scheduled snapshot failed', err);
+      }
+    }
+  }
+
+  /** Spec §6.5: enforce retention every min(check interval, retention); a failed run is retried next time. */
+  private async retentionLoop(): Promise<void> {
+    const period = retentionCheckPeriod(this.retentionMs, this.retentionCheckIntervalMs);
+    while (!this.stopped) {
+      await this.sleep(period, true);
+      if (this.stopped) break;
+      try {
+        await this.enforceRetention();
+      } catch (err) {
+        this.reportBackgroundError('retention failed; retrying at the next check', err);
+      }
+    }
+  }
+
+  private reportBackgroundError(what: string, err: unknown): void {
+    this.log.error(what, { replica: this.name, error: describeError(err) });
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /**
+   * Deletes what falls out of the retention window (see retention.ts for the rule), taking a snapshot
+   * first when none is inside the window. Deletions go from what no kept restore needs upwards —
+   * segments (later offsets before offset 0), then snapshots, then whole generations — so a run that
+   * fails part-way leaves extra objects, never a hole in what is kept. Returns undefined while the
+   * database has no generation yet (there would be no "current generation" to protect).
+   */
+  enforceRetention(): Promise<RetentionResult | undefined> {
+    const run = this.retentionRun.then(() => this.enforceRetentionOnce());
+    this.retentionRun = run.catch(() => undefined);
+    return run;
+  }
+
+  private async enforceRetentionOnce(): Promise<RetentionResult | undefined> {
+    if (this.retentionMs <= 0) return undefined;
+    const current = this.shipper.pos()?.generation;
+    if (current === undefined) return undefined;
+    const now = this.now();
+    let plan = planRetention({ now, retentionMs: this.retentionMs, currentGeneration: current, generations: await this.listAll() });
+    let snapshotTaken: SnapshotInfo | undefined;
+    if (plan.needsSnapshot) {
+      this.log.info('no snapshot inside the retention window; taking one before deleting', { replica: this.name });
+      snapshotTaken = await this.serialized(() => this.snapshot());
+      plan = planRetention({
+        now,
+        retentionMs: this.retentionMs,
+        currentGeneration: current,
+        generations: await this.listAll(),
+        forceRetain: { generation: snapshotTaken.generation, index: snapshotTaken.index },
+      });
+    }
+    const result: RetentionResult = { snapshotTaken, kept: plan.kept, deletedSegments: [], deletedSnapshots: [], deletedGenerations: [] };
+    try {
+      // Two batches, so that even a backend deleting a batch in parallel never removes an index's
+      // offset 0 while a later offset of it survives.
+      const later = plan.deleteSegments.filter((p) => p.offset > 0);
+      const initial = plan.deleteSegments.filter((p) => p.offset === 0);
+      for (const batch of [later, initial]) {
+        if (batch.length === 0) continue;
+        await this.client.deleteWalSegments(batch);
+        result.deletedSegments.push(...batch);
+      }
+      for (const s of plan.deleteSnapshots) {
+        await this.client.deleteSnapshot(s.generation, s.index);
+        result.deletedSnapshots.push(s);
+      }
+      for (const g of plan.deleteGenerations) {
+        if (g === current) continue; // the plan never lists it; this guards the one thing that must not happen
+        await this.client.deleteGeneration(g);
+        result.deletedGenerations.push(g);
+      }
+    } catch (err) {
+      throw new ReplicateError('IO', `replica ${this.name}: retention stopped part-way: ${describeError(err)}`, {
+        cause: err,
+        details: { deletedSegments: result.deletedSegments.length, deletedSnapshots: result.deletedSnapshots.length, deletedGenerations: result.deletedGenerations },
+      });
+    }
+    for (const k of plan.kept) {
+      const segs = result.deletedSegments.filter((p) => p.generation === k.generation).length;
+      const snaps = result.deletedSnapshots.filter((s) => s.generation === k.generation).length;
+      if (segs + snaps > 0) this.log.info('retention: deleted below index', { replica: this.name, generation: k.generation, index: formatHex8(k.minIndex), snapshots: snaps, segments: segs });
+    }
+    for (const g of result.deletedGenerations) this.log.info('retention: generation deleted', { replica: this.name, generation: g });
+    this.emit('retention', result);
+    return result;
+  }
+
+  private async listAll(): Promise<GenerationObjects[]> {
+    const out: GenerationObjects[] = [];
+    for (const generation of await this.client.generations()) {
+      out.push({ generation, snapshots: await collect(this.client.snapshots(generation)), segments: await collect(this.client.walSegments(generation)) });
+    }
+    return out;
   }
 
   private async loop(): Promise<void> {
@@ -100,26 +274,40 @@ export class Replica extends EventEmitter {
     });
   }
 
-  /** Sleeps, unless stopped; position changes do not shorten the sync interval. */
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        this.stopWake = undefined;
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      this.stopWake = done;
-    });
+  /**
+   * Sleeps, unless stopped; position changes do not shorten the sync interval. Schedule timers (hours
+   * long) are unref'd: like the shipper's, they must not keep an embedding process alive.
+   */
+  private async sleep(ms: number, unref = false): Promise<void> {
+    const until = Date.now() + ms;
+    for (let left = ms; left > 0 && !this.stopped; left = until - Date.now()) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(t);
+          this.stopWakes.delete(done);
+          resolve();
+        };
+        const t = setTimeout(done, Math.min(left, MAX_TIMER_MS));
+        if (unref) t.unref();
+        this.stopWakes.add(done);
+      });
+    }
   }
 
-  private stopWake: (() => void) | undefined;
+  private readonly stopWakes = new Set<() => void>();
+  private stopSignal!: () => void;
+  private readonly stoppedPromise = new Promise<void>((r) => (this.stopSignal = r));
+
+  /** Runs uploads and snapshots one at a time, so a snapshot never races the position recovery of a sync. */
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
 
   /** Uploads everything the shipper has that this replica lacks. Serialized; throws on failure. */
   sync(): Promise<void> {
-    const run = this.queue.then(() => this.syncOnce());
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.serialized(() => this.syncOnce());
   }
 
   private async syncOnce(): Promise<void> {
@@ -136,6 +324,7 @@ export class Replica extends EventEmitter {
       this.lastSyncAt = Date.now();
       if (this.lastError !== undefined) this.log.info('replica recovered', { replica: this.name, position: formatPos(this.position) });
       this.lastError = undefined;
+      this.firstSync.resolve();
     } catch (err) {
       this.position = undefined; // recompute from the remote next time
       this.lastError = err;
@@ -258,7 +447,10 @@ export class Replica extends EventEmitter {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
-    this.stopWake?.();
+    for (const w of [...this.stopWakes]) w();
+    this.stopSignal();
     await this.running;
+    await Promise.all(this.background);
+    await this.retentionRun;
   }
 }

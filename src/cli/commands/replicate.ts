@@ -59,13 +59,8 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     if (cfg.addr !== undefined) log.warn('addr (metrics endpoint) is not implemented yet; ignored', { addr: cfg.addr });
     for (const d of cfg.dbs) {
       for (const r of d.replicas) {
-        const later = (['snapshotIntervalMs', 'retentionMs', 'validationIntervalMs'] as const).filter((k) => r[k] !== undefined);
-        if (later.length > 0) {
-          log.warn('snapshot-interval, retention and validation-interval are not implemented yet: no snapshots are taken on a schedule and nothing is deleted', {
-            db: d.path,
-            replica: replicaName(r),
-            keys: later.join(','),
-          });
+        if (r.validationIntervalMs !== undefined && r.validationIntervalMs > 0) {
+          log.warn('validation-interval is not implemented yet: replicas are not validated on a schedule', { db: d.path, replica: replicaName(r) });
         }
       }
     }
@@ -80,7 +75,15 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
         checkpointIntervalMs: d.checkpointIntervalMs,
         minCheckpointPageCount: d.minCheckpointPageCount,
         maxCheckpointPageCount: d.maxCheckpointPageCount,
-        replicas: d.replicas.map((r) => ({ name: replicaName(r), client: buildReplicaClient(r, io.env), syncIntervalMs: r.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS })),
+        replicas: d.replicas.map((r) => ({
+          name: replicaName(r),
+          client: buildReplicaClient(r, io.env),
+          syncIntervalMs: r.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS,
+          // Unset keys take Litestream's defaults in the library (no scheduled snapshots, 24 h retention checked hourly).
+          snapshotIntervalMs: r.snapshotIntervalMs,
+          retentionMs: r.retentionMs,
+          retentionCheckIntervalMs: r.retentionCheckIntervalMs,
+        })),
       },
     }));
   }

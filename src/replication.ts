@@ -12,7 +12,7 @@ import type { ReplicaClient } from './client/replica-client.js';
 import { describeError, ReplicateError } from './errors.js';
 import { nullLogger, type Logger } from './logger.js';
 import { comparePos, formatPos } from './pos.js';
-import { Replica, type RetentionResult } from './replica/replica.js';
+import { Replica, type RetentionResult, type ValidationResult } from './replica/replica.js';
 import type { CheckpointPolicy } from './shipper/checkpoint-policy.js';
 import { WalShipper } from './shipper/wal-shipper.js';
 
@@ -27,6 +27,8 @@ export interface ReplicaSpec {
   retentionMs?: number;
   /** Litestream's `retention-check-interval` (default 1 h). */
   retentionCheckIntervalMs?: number;
+  /** Litestream's `validation-interval` (default 0: never). */
+  validationIntervalMs?: number;
 }
 
 export interface ReplicationOptions {
@@ -49,6 +51,7 @@ export interface ReplicationEvents {
   segment: [{ replica: string; generation: string; index: number; offset: number; size: number }];
   checkpoint: [{ mode: string; newIndex?: number }];
   retention: [{ replica: string } & RetentionResult];
+  validation: [{ replica: string } & ValidationResult];
   error: [{ replica?: string; error: unknown }];
 }
 
@@ -79,6 +82,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
           snapshotIntervalMs: r.snapshotIntervalMs,
           retentionMs: r.retentionMs,
           retentionCheckIntervalMs: r.retentionCheckIntervalMs,
+          validationIntervalMs: r.validationIntervalMs,
           now: opts.now,
           logger: this.log,
         }),
@@ -105,6 +109,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       r.on('snapshot', (s) => this.emit('snapshot', { replica: r.name, ...s }));
       r.on('segment', (s) => this.emit('segment', { replica: r.name, ...s }));
       r.on('retention', (e: RetentionResult) => this.emit('retention', { replica: r.name, ...e }));
+      r.on('validation', (e: ValidationResult) => this.emit('validation', { replica: r.name, ...e }));
       r.on('error', (error) => forward({ replica: r.name, error }));
     }
   }

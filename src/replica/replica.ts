@@ -7,7 +7,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { collect, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from '../client/replica-client.js';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
 import { decodeLz4Frame, encodeLz4Frame } from '../internal/lz4-frame.js';
@@ -15,7 +16,11 @@ import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
 import type { WalShipper } from '../shipper/wal-shipper.js';
+import { digestDatabaseFile, type DatabaseDigest } from '../shipper/database-digest.js';
 import { WAL_HEADER_SIZE, frameAlign, frameSize, parseWalHeader } from '../sqlite/wal-format.js';
+import { listGeneration } from './listing.js';
+import { executeRestore } from './restore.js';
+import { planRestore } from './restore-plan.js';
 import { firstSnapshotDelay, planRetention, retentionCheckPeriod, type GenerationObjects } from './retention.js';
 
 export interface ReplicaOptions {
@@ -29,6 +34,8 @@ export interface ReplicaOptions {
   retentionMs?: number;
   /** How often retention is enforced (default 1 h; never less often than `retentionMs`). */
   retentionCheckIntervalMs?: number;
+  /** Restore the replica and compare it with the live database this often (Litestream's `validation-interval`); 0 or unset: never. */
+  validationIntervalMs?: number;
   /**
    * The clock that object ages are judged by (ms since the epoch; default Date.now). Only ages use it —
    * timers still wait in real time — so tests can replay a long history without waiting for it.
@@ -47,6 +54,24 @@ export interface RetentionResult {
   deletedGenerations: string[];
 }
 
+/** One validation: the replica restored at `position` against the live database there. */
+export interface ValidationResult {
+  status: 'ok' | 'mismatch';
+  position: Pos;
+  /** Digest of the live database at `position`. */
+  expected: DatabaseDigest;
+  /** Digest of the replica restored to `position`. */
+  actual: DatabaseDigest;
+  elapsedMs: number;
+}
+
+/** Validations so far, by outcome (`error`: the replica could not be restored or reached). */
+export interface ValidationCounts {
+  ok: number;
+  mismatch: number;
+  error: number;
+}
+
 export const DEFAULT_RETENTION_MS = 24 * 3600_000;
 export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
 /** setTimeout's limit; longer waits are taken in steps. */
@@ -62,6 +87,9 @@ export class Replica extends EventEmitter {
   readonly snapshotIntervalMs: number;
   readonly retentionMs: number;
   readonly retentionCheckIntervalMs: number;
+  readonly validationIntervalMs: number;
+  /** Outcomes of validate() so far; a counter to export as a metric. */
+  readonly validations: ValidationCounts = { ok: 0, mismatch: 0, error: 0 };
   private readonly now: () => number;
   private readonly log: Logger;
   private background: Promise<void>[] = [];
@@ -86,8 +114,9 @@ export class Replica extends EventEmitter {
     this.snapshotIntervalMs = opts.snapshotIntervalMs ?? 0;
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
     this.retentionCheckIntervalMs = opts.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS;
+    this.validationIntervalMs = opts.validationIntervalMs ?? 0;
     // As in Litestream, a snapshot interval or retention ≤ 0 switches the feature off (config allows "-1s").
-    for (const [k, v] of [['snapshotIntervalMs', this.snapshotIntervalMs], ['retentionMs', this.retentionMs], ['retentionCheckIntervalMs', this.retentionCheckIntervalMs]] as const) {
+    for (const [k, v] of [['snapshotIntervalMs', this.snapshotIntervalMs], ['retentionMs', this.retentionMs], ['retentionCheckIntervalMs', this.retentionCheckIntervalMs], ['validationIntervalMs', this.validationIntervalMs]] as const) {
       if (Number.isNaN(v)) throw new ReplicateError('INVALID_ARGUMENT', `replica ${opts.name}: ${k} is not a number`);
     }
     if (this.retentionMs > 0 && this.retentionCheckIntervalMs <= 0) {
@@ -116,6 +145,59 @@ export class Replica extends EventEmitter {
     this.running = this.loop();
     if (this.snapshotIntervalMs > 0) this.background.push(this.snapshotLoop());
     if (this.retentionMs > 0) this.background.push(this.retentionLoop());
+    if (this.validationIntervalMs > 0) this.background.push(this.validationLoop());
+  }
+
+  /** Spec §6.6: validate on a fixed rhythm; the outcome is logged and counted in `validations`. */
+  private async validationLoop(): Promise<void> {
+    while (!this.stopped) {
+      await this.sleep(this.validationIntervalMs, true);
+      if (this.stopped) break;
+      try {
+        await this.validate();
+      } catch (err) {
+        this.reportBackgroundError('validation failed', err);
+      }
+    }
+  }
+
+  /**
+   * Restores this replica at the live database's current position into the meta directory and compares
+   * the two page images (see database-digest.ts). A mismatch is a result (logged as an error, counted,
+   * emitted as 'validation'), not an exception; failing to pin, reach or restore the position throws and
+   * counts as `error`.
+   */
+  async validate(): Promise<ValidationResult> {
+    const started = Date.now();
+    const dir = join(this.shipper.meta.path, 'validation', this.name.replace(/[^A-Za-z0-9_.-]/g, '_'));
+    try {
+      const { pos, digest: expected } = await this.shipper.digestAtPosition();
+      // The pinned position is in the shadow WAL: a sync uploads at least up to it.
+      await this.sync();
+      const have = this.position;
+      if (!have || have.generation !== pos.generation || comparePos(have, pos) < 0) {
+        throw new ReplicateError('IO', `replica ${this.name}: at ${formatPos(have)} after a sync, wanted ${formatPos(pos)}`);
+      }
+      await rm(dir, { recursive: true, force: true });
+      const named = { name: this.name, client: this.client };
+      const plan = planRestore(await listGeneration(named, pos.generation), { index: pos.index, offset: pos.offset });
+      const output = join(dir, 'restored.db');
+      await executeRestore(named, plan, { outputPath: output, integrityCheck: 'none', parallelism: 4 });
+      const actual = await digestDatabaseFile(output);
+      const ok = actual.sha256 === expected.sha256 && actual.pageCount === expected.pageCount && actual.pageSize === expected.pageSize;
+      const result: ValidationResult = { status: ok ? 'ok' : 'mismatch', position: pos, expected, actual, elapsedMs: Date.now() - started };
+      this.validations[result.status]++;
+      const fields = { replica: this.name, position: formatPos(pos), expected: expected.sha256.slice(0, 16), actual: actual.sha256.slice(0, 16), elapsed: `${result.elapsedMs}ms` };
+      if (ok) this.log.info('validation ok', fields);
+      else this.log.error('validation mismatch: the replica does not restore to the live database', { ...fields, expectedPages: expected.pageCount, actualPages: actual.pageCount });
+      this.emit('validation', result);
+      return result;
+    } catch (err) {
+      this.validations.error++;
+      throw err instanceof ReplicateError ? err : new ReplicateError('IO', `replica ${this.name}: validation failed: ${describeError(err)}`, { cause: err });
+    } finally {
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    }
   }
 
   /** Spec §6.4: snapshots on a fixed rhythm, the first one timed by the age of the latest snapshot. */

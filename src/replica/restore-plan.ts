@@ -83,12 +83,19 @@ export interface PlanOptions {
   timestamp?: Date;
   /** On a missing index or segment, restore up to the last consistent point instead of failing. */
   stopAtGap?: boolean;
+  /**
+   * With `index`: stop that index's WAL at this byte offset, so the result is the database at exactly
+   * the position (index, offset) — what validation compares with the live database. Not a CLI flag.
+   */
+  offset?: number;
 }
 
 export interface IndexPlan {
   readonly index: number;
   /** Segments of this index in offset order; the first is at offset 0. */
   readonly segments: readonly WalSegmentInfo[];
+  /** Where to stop reading this index's WAL (PlanOptions.offset); the segments must reach it. */
+  readonly endOffset?: number;
 }
 
 export interface RestorePlan {
@@ -106,6 +113,9 @@ export interface RestorePlan {
 export function planRestore(g: GenerationListing, opts: PlanOptions = {}): RestorePlan {
   if (opts.index !== undefined && opts.timestamp !== undefined) {
     throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify index & timestamp to restore');
+  }
+  if (opts.offset !== undefined && opts.index === undefined) {
+    throw new ReplicateError('INVALID_ARGUMENT', 'a restore offset needs an index');
   }
   const t = opts.timestamp?.getTime();
   const snapshot = chooseSnapshot(g, opts);
@@ -155,7 +165,11 @@ export function planRestore(g: GenerationListing, opts: PlanOptions = {}): Resto
       truncatedReason = problem.message;
       break;
     }
-    indexes.push({ index, segments: segments! });
+    if (opts.offset !== undefined && index === opts.index) {
+      indexes.push({ index, segments: segments!.filter((s) => s.offset < opts.offset!), endOffset: opts.offset });
+    } else {
+      indexes.push({ index, segments: segments! });
+    }
   }
 
   const bytesTotal = snapshot.size + indexes.reduce((n, i) => n + i.segments.reduce((m, s) => m + s.size, 0), 0);

@@ -344,7 +344,12 @@ async function downloadIndex(
         stoppedAt = msg;
         break;
       }
-      written += await copySegment(replica, seg, writer, scanner, counted, opts.signal);
+      written += await copySegment(replica, seg, writer, scanner, counted, opts.signal, ix.endOffset === undefined ? Infinity : ix.endOffset - written);
+    }
+    if (ix.endOffset !== undefined && written < ix.endOffset) {
+      throw new ReplicateError('WAL_SEGMENT_GAP', `wal index ${name} ends at offset ${written}, before the requested offset ${ix.endOffset}`, {
+        details: { generation, index: ix.index, offset: written, expected: ix.endOffset },
+      });
     }
     await writer.finish();
   } catch (err) {
@@ -374,12 +379,17 @@ async function copySegment(
   scanner: WalScanner,
   counted: Counter,
   signal?: AbortSignal,
+  limit = Infinity,
 ): Promise<number> {
   const where = replica.client.walSegmentLocation(seg);
   const reader = await openObject(() => replica.client.walSegmentReader(seg, { signal }), 'wal segment', where);
   let n = 0;
   try {
-    for await (const chunk of decodeLz4Frame({ label: where, reuseOutput: 2 })(counted(reader))) {
+    for await (let chunk of decodeLz4Frame({ label: where, reuseOutput: 2 })(counted(reader))) {
+      // A segment can run past a requested end position (it was uploaded later, with more frames): the
+      // rest is decoded (so the frame's checksums are still checked) but not used.
+      if (n + chunk.length > limit) chunk = chunk.subarray(0, limit - n);
+      if (chunk.length === 0) continue;
       scanner.update(chunk);
       await writer.write(chunk);
       n += chunk.length;

@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import { createReadStream, watch, type FSWatcher } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import Database from 'better-sqlite3';
 import { describeError, errnoCode } from '../errors.js';
 import { MAX_INDEX, formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
@@ -18,6 +19,7 @@ import { DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointMode, type Ch
 import { ShipperDb } from './db-connection.js';
 import { MetaDir, defaultMetaPath, newGenerationName } from './meta.js';
 import { copyToShadow, initShadow, lastFrameMatches, readWalHeaderBytes, readWalHeaderBytesSync } from './shadow-wal.js';
+import { digestLiveDatabase, type DatabaseDigest } from './database-digest.js';
 
 export interface ShipperOptions {
   dbPath: string;
@@ -353,6 +355,60 @@ export class WalShipper extends EventEmitter {
       return await fn(pos);
     } finally {
       this.snapshotsRunning--;
+    }
+  }
+
+  /**
+   * The live database's page digest at a position the replicas will reach, for validation.
+   *
+   * Only the pin holds the application up: under the write lock the new frames are copied to the shadow
+   * WAL (so the position is one the replicas upload to) and a read transaction is begun on a connection
+   * of its own, fixing what it sees at exactly that position. The digest is then read with no lock that
+   * writers wait on — the read transaction only keeps checkpoints from going past it — so the stall is
+   * one incremental copy, where Litestream forces a RESTART checkpoint (waiting for every reader and
+   * copying the whole WAL into the database) and reads the file while checkpoints are held off.
+   */
+  async digestAtPosition(): Promise<{ pos: Pos; digest: DatabaseDigest }> {
+    for (let attempt = 0; ; attempt++) {
+      const pinned = await this.serial(async () => {
+        if (this.closed || !this.db || !this.position) throw new Error('the database is not open');
+        const db = this.db;
+        const { generation, index } = this.position;
+        const shadowPath = this.meta.shadowWalPath(generation, index);
+        const reader = new Database(this.dbPath, { readonly: true, fileMustExist: true, timeout: this.busyTimeoutMs });
+        try {
+          const end = db.withWriteLock(() => {
+            const real = readWalHeaderBytesSync(this.walPath);
+            const shadow = readWalHeaderBytesSync(shadowPath);
+            // Restarted since the last sync: let a sync start the next index first, then pin again.
+            if (!real || !shadow || !real.equals(shadow)) return undefined;
+            const { shadowSize } = copyToShadow(this.walPath, shadowPath);
+            reader.exec('BEGIN');
+            reader.prepare('SELECT COUNT(1) FROM sqlite_master').pluck().get();
+            return shadowSize;
+          });
+          if (end === undefined) {
+            reader.close();
+            return undefined;
+          }
+          const pos: Pos = { generation, index, offset: end };
+          this.setPosition(pos);
+          return { pos, reader };
+        } catch (err) {
+          reader.close();
+          throw err;
+        }
+      });
+      if (!pinned) {
+        if (attempt >= 3) throw new Error('the WAL keeps restarting; cannot pin a position to validate');
+        await this.sync();
+        continue;
+      }
+      try {
+        return { pos: pinned.pos, digest: await digestLiveDatabase(this.dbPath, this.walPath, pinned.pos.offset) };
+      } finally {
+        pinned.reader.close(); // read-only: closing never checkpoints or deletes the WAL
+      }
     }
   }
 

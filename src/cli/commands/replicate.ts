@@ -57,13 +57,6 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     log = createCliLogger({ level: cfg.logging.level, type: cfg.logging.type, stream: cfg.logging.stderr ? io.stderr : io.stdout });
     for (const w of cfg.warnings) log.warn(w);
     if (cfg.addr !== undefined) log.warn('addr (metrics endpoint) is not implemented yet; ignored', { addr: cfg.addr });
-    for (const d of cfg.dbs) {
-      for (const r of d.replicas) {
-        if (r.validationIntervalMs !== undefined && r.validationIntervalMs > 0) {
-          log.warn('validation-interval is not implemented yet: replicas are not validated on a schedule', { db: d.path, replica: replicaName(r) });
-        }
-      }
-    }
     exec ??= cfg.exec;
     if (cfg.dbs.length === 0) log.warn('no databases specified in configuration');
     specs = cfg.dbs.map((d) => ({
@@ -83,6 +76,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
           snapshotIntervalMs: r.snapshotIntervalMs,
           retentionMs: r.retentionMs,
           retentionCheckIntervalMs: r.retentionCheckIntervalMs,
+          validationIntervalMs: r.validationIntervalMs,
         })),
       },
     }));

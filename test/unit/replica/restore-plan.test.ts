@@ -126,3 +126,19 @@ describe('planRestore', () => {
     expectCode(() => planRestore(late, { index: 2 }), 'NO_BACKUPS', /no snapshot at or before index 00000002/);
   });
 });
+
+describe('planRestore to an exact position (index and offset)', () => {
+  const g = gen(A, [[0, 0]], [[0, 0, 1], [0, 4152, 2], [1, 0, 3], [1, 8272, 4], [1, 16512, 5], [2, 0, 6]]);
+
+  it('keeps the segments that start before the offset and marks where to stop', () => {
+    const p = planRestore(g, { index: 1, offset: 12000 });
+    expect(p.indexes.map((i) => i.index)).toEqual([0, 1]);
+    expect(p.indexes[0]!.endOffset).toBeUndefined();
+    expect(p.indexes[1]!.segments.map((s) => s.offset)).toEqual([0, 8272]);
+    expect(p.indexes[1]!.endOffset).toBe(12000);
+  });
+
+  it('an offset without an index is refused', () => {
+    expectCode(() => planRestore(g, { offset: 10 }), 'INVALID_ARGUMENT', /needs an index/);
+  });
+});

@@ -1,0 +1,152 @@
+/**
+ * validation-interval: the replica restored at the live database's position must be the live database
+ * page for page. A healthy replica passes while the application keeps writing (through checkpoints and
+ * new WAL indexes); a snapshot whose bytes were changed (re-encoded, so LZ4 finds nothing wrong) is a
+ * mismatch; an object that is damaged is an error. Every outcome is counted.
+ */
+import { mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FileReplicaClient } from '../../src/client/file-client.js';
+import { collect } from '../../src/client/replica-client.js';
+import { decodeLz4Frame, encodeLz4Frame } from '../../src/internal/lz4-frame.js';
+import type { LogFields, Logger } from '../../src/logger.js';
+import type { ValidationResult } from '../../src/replica/replica.js';
+import { startReplication, type Replication } from '../../src/replication.js';
+import { openSourceDb, textOf } from '../helpers/source-db.js';
+
+const dirs: string[] = [];
+const open: Replication[] = [];
+afterEach(async () => {
+  for (const r of open.splice(0)) await r.close().catch(() => undefined);
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'stn-validate-'));
+  dirs.push(d);
+  return d;
+}
+
+function recordingLogger(): Logger & { lines: { level: string; msg: string; fields?: LogFields }[] } {
+  const lines: { level: string; msg: string; fields?: LogFields }[] = [];
+  const at = (level: string) => (msg: string, fields?: LogFields) => void lines.push({ level, msg, fields });
+  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+async function setup(opts: { validationIntervalMs?: number; prefillRows?: number } = {}) {
+  const dir = tmp();
+  const dbPath = join(dir, 'app.db');
+  const replicaDir = join(dir, 'replica');
+  const app = openSourceDb(dbPath);
+  if (opts.prefillRows) {
+    // Rows already in the database file (WAL checkpointed away) when replication starts.
+    const fill = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    app.transaction(() => {
+      for (let i = 0; i < opts.prefillRows!; i++) fill.run(textOf(1e6 + i, 1500), i % 7);
+    })();
+    app.pragma('wal_checkpoint(TRUNCATE)');
+  }
+  const log = recordingLogger();
+  const r = await startReplication({
+    dbPath,
+    replicas: [{ name: 'backup', client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10, retentionMs: 0, validationIntervalMs: opts.validationIntervalMs }],
+    minCheckpointPageCount: 20,
+    logger: log,
+  });
+  open.push(r);
+  const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+  let seq = 0;
+  const write = (rows: number) =>
+    app.transaction(() => {
+      for (let i = 0; i < rows; i++) insert.run(textOf(seq++, 1500), seq % 7);
+    })();
+  return { dir, dbPath, replicaDir, app, log, r, replica: r.replicas[0]!, write };
+}
+
+async function rewriteObject(path: string, change: (plain: Buffer) => void): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const c of decodeLz4Frame({ label: path })((async function* () { yield await readFile(path); })())) chunks.push(Buffer.from(c));
+  const plain = Buffer.concat(chunks);
+  change(plain);
+  const out: Buffer[] = [];
+  for await (const c of encodeLz4Frame((async function* () { yield plain; })())) out.push(Buffer.from(c));
+  writeFileSync(path, Buffer.concat(out));
+}
+
+describe('validation', () => {
+  it('passes on a healthy replica while the application writes, across checkpoints and WAL indexes', async () => {
+    const s = await setup();
+    const results: ValidationResult[] = [];
+    // Writes keep landing between the pin and the restore: the restore must stop at the pinned offset.
+    const writer = setInterval(() => s.write(3), 2);
+    try {
+      for (let round = 0; round < 6; round++) {
+        s.write(40); // past minCheckpointPageCount: checkpoints and new indexes happen along the way
+        results.push(await s.replica.validate());
+      }
+    } finally {
+      clearInterval(writer);
+    }
+    expect(results.map((x) => x.status)).toEqual(Array(6).fill('ok'));
+    for (const x of results) expect(x.actual).toEqual(x.expected);
+    // The positions moved through more than one WAL index, so restores cut at an offset were checked.
+    expect(new Set(results.map((x) => x.position.index)).size).toBeGreaterThan(1);
+    expect(s.replica.validations).toEqual({ ok: 6, mismatch: 0, error: 0 });
+    expect(s.log.lines.filter((l) => l.msg === 'validation ok')).toHaveLength(6);
+    // Nothing is left behind in the meta directory.
+    expect(existsSync(join(s.dir, '.app.db-litestream', 'validation', 'backup'))).toBe(false);
+  });
+
+  it('reports a mismatch when a replica object holds other (well-formed) bytes', async () => {
+    const s = await setup({ prefillRows: 60 });
+    s.write(5);
+    await s.r.sync();
+    const [snap] = await collect(s.replica.client.snapshots(s.replica.pos()!.generation));
+    // The generation's snapshot holds the prefilled rows. Flip a byte inside a few of their leaf pages
+    // (rows are only appended, so no WAL frame replaces those pages on restore). The LZ4 frame is
+    // re-encoded, so its checksums match and the database still opens: only those pages differ.
+    await rewriteObject(s.replica.client.snapshotLocation(snap!.generation, snap!.index), (plain) => {
+      expect(plain.length).toBeGreaterThan(12 * 4096);
+      for (let page = 6; page < 12; page++) plain[page * 4096 + 2000] = plain[page * 4096 + 2000]! ^ 0xff;
+    });
+    const result = await s.replica.validate();
+    expect(result.status).toBe('mismatch');
+    expect(result.actual.sha256).not.toBe(result.expected.sha256);
+    expect(s.replica.validations).toEqual({ ok: 0, mismatch: 1, error: 0 });
+    const line = s.log.lines.find((l) => l.msg.startsWith('validation mismatch'));
+    expect(line?.level).toBe('error');
+    expect(line?.fields?.replica).toBe('backup');
+  });
+
+  it('counts a damaged object as an error that names it', async () => {
+    const s = await setup();
+    s.write(30);
+    await s.r.sync();
+    const gen = s.replica.pos()!.generation;
+    const walDir = join(s.replicaDir, 'generations', gen, 'wal');
+    const seg = readdirSync(walDir).sort()[0]!;
+    const bytes = await readFile(join(walDir, seg));
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0xff; // breaks the LZ4 content checksum
+    writeFileSync(join(walDir, seg), bytes);
+    await expect(s.replica.validate()).rejects.toThrow(seg.replace(/\.lz4$/, ''));
+    expect(s.replica.validations).toEqual({ ok: 0, mismatch: 0, error: 1 });
+  });
+
+  it('runs on the validation-interval schedule and emits each result', async () => {
+    const s = await setup({ validationIntervalMs: 150 });
+    const seen: string[] = [];
+    s.r.on('validation', (e) => seen.push(`${e.replica}:${e.status}`));
+    s.write(10);
+    await s.r.sync();
+    for (let i = 0; i < 100 && seen.length < 2; i++) {
+      s.write(2);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(seen.slice(0, 2)).toEqual(['backup:ok', 'backup:ok']);
+    expect(s.replica.validations.ok).toBeGreaterThanOrEqual(2);
+    expect(s.replica.validations.mismatch + s.replica.validations.error).toBe(0);
+  });
+});

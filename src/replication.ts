@@ -38,6 +38,8 @@ export interface ReplicationOptions {
   checkpointIntervalMs?: number;
   minCheckpointPageCount?: number;
   maxCheckpointPageCount?: number;
+  /** Most bytes of shadow WAL kept for replicas that are behind (default 1 GiB; 0: no limit); see WalShipper. */
+  maxShadowWalBytes?: number;
   replicas: ReplicaSpec[];
   /** The clock object ages are judged by (retention window, snapshot schedule); default Date.now. For tests. */
   now?: () => number;
@@ -72,7 +74,14 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     if (opts.checkpointIntervalMs !== undefined) checkpoint.checkpointIntervalMs = opts.checkpointIntervalMs;
     if (opts.minCheckpointPageCount !== undefined) checkpoint.minCheckpointPageCount = opts.minCheckpointPageCount;
     if (opts.maxCheckpointPageCount !== undefined) checkpoint.maxCheckpointPageCount = opts.maxCheckpointPageCount;
-    this.shipper = new WalShipper({ dbPath: opts.dbPath, metaPath: opts.metaPath, monitorIntervalMs: opts.monitorIntervalMs, checkpoint, logger: this.log });
+    this.shipper = new WalShipper({
+      dbPath: opts.dbPath,
+      metaPath: opts.metaPath,
+      monitorIntervalMs: opts.monitorIntervalMs,
+      checkpoint,
+      maxShadowWalBytes: opts.maxShadowWalBytes,
+      logger: this.log,
+    });
     this.replicas = opts.replicas.map(
       (r, i) =>
         new Replica(this.shipper, {
@@ -97,7 +106,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
         min = min === undefined ? p.index : Math.min(min, p.index);
       }
       return min;
-    });
+    }, () => this.behindReplicas());
     this.shipper.on('generation', (e) => this.emit('generation', e));
     this.shipper.on('checkpoint', (e) => this.emit('checkpoint', e));
     // Forwarded only when someone listens: an unheard 'error' event would throw inside the sync loop.
@@ -112,6 +121,16 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       r.on('validation', (e: ValidationResult) => this.emit('validation', { replica: r.name, ...e }));
       r.on('error', (error) => forward({ replica: r.name, error }));
     }
+  }
+
+  /** Replicas short of the shipper's current index, named with their location and last error. */
+  private behindReplicas(): string[] {
+    const db = this.shipper.pos();
+    const behind = this.replicas.filter((r) => {
+      const p = r.pos();
+      return !db || !p || p.generation !== db.generation || p.index < db.index;
+    });
+    return behind.map((r) => `${r.name} (${r.client.location}${r.error !== undefined ? `: ${describeError(r.error)}` : ''})`);
   }
 
   /** Opens the database (waiting while it does not exist) and starts replicating in the background. */

@@ -76,6 +76,8 @@ export interface DbConfig {
   /** > 0 when set. */
   minCheckpointPageCount?: number;
   maxCheckpointPageCount?: number;
+  /** stn-replicate's `max-shadow-wal-size` (Litestream has no such limit). */
+  maxShadowWalBytes?: number;
   replicas: ReplicaConfig[];
 }
 

@@ -157,6 +157,18 @@ export class Fields {
     return n;
   }
 
+  /** Bytes: a whole number, or one with a unit (`512MB`, `1GiB`; KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024). */
+  size(key: string): number | undefined {
+    const v = this.obj[key];
+    if (isNull(v)) return undefined;
+    const text = v instanceof PlainScalar ? v.text : typeof v === 'string' || typeof v === 'number' ? String(v) : undefined;
+    const m = text === undefined ? null : /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$/i.exec(text);
+    if (!m) throw this.fail(key, `want a size such as 1GiB, 500MB or 1048576 (bytes), got ${text !== undefined ? JSON.stringify(text) : describe(v)}`);
+    const unit = (m[2] ?? 'B').toLowerCase();
+    const scale: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4 };
+    return Math.round(Number(m[1]) * scale[unit]!);
+  }
+
   /** Milliseconds; see durationFromYaml (a bare number other than 0 is rejected). */
   duration(key: string): number | undefined {
     const v = this.obj[key];

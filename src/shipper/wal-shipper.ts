@@ -29,6 +29,11 @@ export interface ShipperOptions {
   checkpoint?: Partial<CheckpointPolicy>;
   /** SQLite busy timeout of the shipper's connections (default 1 s). */
   busyTimeoutMs?: number;
+  /**
+   * Most bytes of shadow WAL kept for replicas that are behind (default 1 GiB; 0: no limit). Reaching it
+   * is logged as an error and starts a new generation, so the old generation's shadow files can go.
+   */
+  maxShadowWalBytes?: number;
   logger?: Logger;
 }
 
@@ -46,6 +51,17 @@ export interface CheckpointEvent {
 }
 
 const MIN_SYNC_GAP_MS = 15;
+export const DEFAULT_MAX_SHADOW_WAL_BYTES = 1024 ** 3;
+
+/** The local shadow WAL's footprint, for monitoring (a gauge and a counter). */
+export interface ShadowWalUsage {
+  /** Bytes of shadow WAL of the current generation, as of the last sync that measured them. */
+  bytes: number;
+  /** `maxShadowWalBytes` (0: no limit). */
+  limit: number;
+  /** How many times the limit was reached (each started a new generation). */
+  limitReached: number;
+}
 
 type Verified = { reason: string } | { generation: string; index: number; shadowSize: number; restart: boolean; walSize: number };
 
@@ -67,6 +83,10 @@ export class WalShipper extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private snapshotsRunning = 0;
   private retainFrom: () => number | undefined = () => undefined;
+  private describeBehind: () => string[] = () => [];
+  private readonly maxShadowWalBytes: number;
+  private readonly usage: ShadowWalUsage;
+  private halfWarned = false;
 
   constructor(opts: ShipperOptions) {
     super();
@@ -77,6 +97,13 @@ export class WalShipper extends EventEmitter {
     this.policy = { ...DEFAULT_CHECKPOINT_POLICY, ...opts.checkpoint };
     this.monitorIntervalMs = opts.monitorIntervalMs ?? 1000;
     this.busyTimeoutMs = opts.busyTimeoutMs ?? 1000;
+    this.maxShadowWalBytes = opts.maxShadowWalBytes ?? DEFAULT_MAX_SHADOW_WAL_BYTES;
+    this.usage = { bytes: 0, limit: this.maxShadowWalBytes, limitReached: 0 };
+  }
+
+  /** The shadow WAL's size and limit, and how often the limit was reached. */
+  shadowWalUsage(): Readonly<ShadowWalUsage> {
+    return { ...this.usage };
   }
 
   /** The shipper's position: generation, current shadow index, and its committed size. */
@@ -88,9 +115,13 @@ export class WalShipper extends EventEmitter {
     return this.db?.pageSize;
   }
 
-  /** Replicas tell the shipper the lowest shadow index they still need. */
-  setRetention(fn: () => number | undefined): void {
+  /**
+   * Replicas tell the shipper the lowest shadow index they still need, and (for the error when the
+   * shadow WAL limit is reached) which of them are behind.
+   */
+  setRetention(fn: () => number | undefined, behind?: () => string[]): void {
     this.retainFrom = fn;
+    if (behind) this.describeBehind = behind;
   }
 
   /** Opens the database (waiting while it does not exist), syncs once, and starts following it. */
@@ -337,9 +368,51 @@ export class WalShipper extends EventEmitter {
 
   private async cleanShadows(generation: string): Promise<void> {
     const needed = this.retainFrom();
-    if (needed === undefined) return;
     // One older file is kept, as Litestream does.
-    await this.meta.removeShadowsBelow(generation, needed - 1);
+    if (needed !== undefined) await this.meta.removeShadowsBelow(generation, needed - 1);
+    await this.enforceShadowLimit(generation);
+  }
+
+  /**
+   * A replica that stays down keeps every shadow index since its last upload (Litestream's too), which
+   * would fill the disk without a word. At half the limit this warns; at the limit it is an error and a
+   * new generation starts: the old generation's shadow files are removed, and a replica that comes back
+   * starts the new generation with a snapshot. Its point-in-time history has a break there; nothing
+   * committed is lost (the new generation's snapshot holds it).
+   */
+  private async enforceShadowLimit(generation: string): Promise<void> {
+    const indexes = await this.meta.shadowIndexes(generation);
+    // While every replica keeps up there are at most three files (see cleanShadows); only measure more.
+    if (indexes.length <= 3) {
+      this.usage.bytes = 0;
+      for (const i of indexes) this.usage.bytes += (await this.meta.shadowSize(generation, i)) ?? 0;
+      this.halfWarned = false;
+      return;
+    }
+    let bytes = 0;
+    for (const i of indexes) bytes += (await this.meta.shadowSize(generation, i)) ?? 0;
+    this.usage.bytes = bytes;
+    const limit = this.maxShadowWalBytes;
+    if (limit <= 0) return;
+    const behind = this.describeBehind().join(', ') || 'unknown';
+    if (bytes >= limit) {
+      this.usage.limitReached++;
+      this.log.error('shadow wal limit reached: replicas are too far behind; starting a new generation so the disk does not fill', {
+        db: this.dbPath,
+        generation,
+        bytes,
+        limit,
+        indexes: indexes.length,
+        behind,
+      });
+      this.halfWarned = false;
+      const next = await this.newGeneration(`shadow wal limit reached (${bytes} bytes >= ${limit}) while replicas were behind: ${behind}`);
+      this.setPosition({ generation: next.generation, index: next.index, offset: next.shadowSize });
+      this.usage.bytes = next.shadowSize;
+    } else if (bytes >= limit / 2 && !this.halfWarned) {
+      this.halfWarned = true;
+      this.log.warn('shadow wal is growing: replicas are behind', { db: this.dbPath, generation, bytes, limit, behind });
+    }
   }
 
   /**

@@ -4,11 +4,12 @@
  * where continuity is really lost, and every restore (ours and Litestream's) equal to the source.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
+import type { LogFields, Logger } from '../../src/logger.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { runCli } from '../helpers/cli.js';
 import { runLitestream } from '../helpers/oracle.js';
@@ -23,7 +24,7 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function setup(opts: { minCheckpointPageCount?: number } = {}) {
+function setup(opts: { minCheckpointPageCount?: number; maxShadowWalBytes?: number; logger?: Logger } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'stn-faults-'));
   dirs.push(dir);
   const dbPath = join(dir, 'app.db');
@@ -81,6 +82,50 @@ describe('replication faults', () => {
     await r.sync();
     await s.restoresEqualSource();
     expect(readdirSync(join(s.replicaDir, 'generations'))).toEqual([gen]);
+  });
+
+  it('a replica that stays down cannot fill the disk: at the shadow WAL limit, a loud error and a new generation; it catches up after', async () => {
+    const lines: { level: string; msg: string; fields?: LogFields }[] = [];
+    const at = (level: string) => (msg: string, fields?: LogFields) => void lines.push({ level, msg, fields });
+    const limit = 400_000;
+    const s = setup({ minCheckpointPageCount: 20, maxShadowWalBytes: limit, logger: { debug: () => undefined, info: at('info'), warn: at('warn'), error: at('error') } });
+    const r = await s.start();
+    const reasons: string[] = [];
+    r.on('generation', (e) => reasons.push(e.reason));
+    s.insert(10, 1);
+    await r.sync();
+    const first = r.shipper.pos()!.generation;
+    const shadowDir = join(s.dir, '.app.db-litestream', 'generations');
+    const shadowBytes = () => {
+      let n = 0;
+      for (const g of readdirSync(shadowDir)) for (const f of readdirSync(join(shadowDir, g, 'wal'))) n += statSync(join(shadowDir, g, 'wal', f)).size;
+      return n;
+    };
+    // Nothing can be uploaded: no new segment in this generation, no new generation directory.
+    unlock.push(lockDir(join(s.replicaDir, 'generations', first, 'wal')));
+    unlock.push(lockDir(join(s.replicaDir, 'generations')));
+    let peak = 0;
+    for (let i = 0; i < 60 && r.shipper.shadowWalUsage().limitReached === 0; i++) {
+      s.insert(10, 100 + i); // about 40 KB a batch
+      await r.shipper.sync();
+      peak = Math.max(peak, shadowBytes());
+    }
+    const usage = r.shipper.shadowWalUsage();
+    expect(usage.limitReached).toBe(1);
+    // Bounded: never more than the limit plus the batch that crossed it (and one index being started).
+    expect(peak).toBeLessThan(limit + 200_000);
+    expect(shadowBytes()).toBeLessThan(limit / 2);
+    const error = lines.find((l) => l.level === 'error' && l.msg.startsWith('shadow wal limit reached'));
+    expect(error?.fields?.behind).toMatch(/file \(.*replica.*(EPERM|EACCES)/);
+    expect(reasons.at(-1)).toMatch(/shadow wal limit reached .* while replicas were behind: file/);
+    expect(r.shipper.pos()!.generation).not.toBe(first);
+
+    // The application was never blocked, and once the replica is writable it catches up in the new generation.
+    s.insert(10, 999);
+    for (const u of unlock.splice(0)) u();
+    await r.sync();
+    await s.restoresEqualSource();
+    expect(readdirSync(join(s.replicaDir, 'generations')).sort()).toEqual([first, r.shipper.pos()!.generation].sort());
   });
 
   it('checkpoints by the application (PASSIVE and TRUNCATE) lose nothing and keep the generation', async () => {

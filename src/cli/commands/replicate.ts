@@ -68,6 +68,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
         checkpointIntervalMs: d.checkpointIntervalMs,
         minCheckpointPageCount: d.minCheckpointPageCount,
         maxCheckpointPageCount: d.maxCheckpointPageCount,
+        maxShadowWalBytes: d.maxShadowWalBytes,
         replicas: d.replicas.map((r) => ({
           name: replicaName(r),
           client: buildReplicaClient(r, io.env),

@@ -165,6 +165,15 @@ describe('parseConfig: details', () => {
     expect(parseConfig(one('path: "0777"'), base).dbs[0]!.replicas[0]!.path).toBe('/work/app/0777');
   });
 
+  it('reads max-shadow-wal-size as bytes, with decimal and binary units', () => {
+    const size = (v: string) => parseConfig(`dbs:\n  - path: /db\n    max-shadow-wal-size: ${v}\n`, base).dbs[0]!.maxShadowWalBytes;
+    expect(size('1048576')).toBe(1048576);
+    expect(size('0')).toBe(0);
+    expect(size('500MB')).toBe(500_000_000);
+    expect(size('2GiB')).toBe(2 * 1024 ** 3);
+    expect(size('1.5 kib')).toBe(1536);
+  });
+
   it('supports anchors and merge keys', () => {
     const text = `common: &common\n  sync-interval: 10s\n  retention: 1h\ndbs:\n  - path: /db\n    replicas:\n      - <<: *common\n        path: /r\n`;
     const c = parseConfig(text, base);
@@ -256,6 +265,7 @@ describe('parseConfig: errors name the file and the place', () => {
     ['logging:\n  type: xml\n', 'CONFIG', `config ${SRC}: logging: type: want "text" or "json", got "xml"`],
     ['dbs:\n  - path: /db\n    min-checkpoint-page-count: 0\n', 'CONFIG', `config ${SRC}: dbs[0]: min-checkpoint-page-count: must be greater than 0 (minimum checkpoint page count required)`],
     ['dbs:\n  - path: /db\n    max-checkpoint-page-count: 1.5\n', 'CONFIG', `config ${SRC}: dbs[0]: max-checkpoint-page-count: want a whole number, got "1.5"`],
+    ['dbs:\n  - path: /db\n    max-shadow-wal-size: lots\n', 'CONFIG', `config ${SRC}: dbs[0]: max-shadow-wal-size: want a size such as 1GiB, 500MB or 1048576 (bytes), got "lots"`],
     ['dbs:\n  - path: /db\n    monitor-interval: 1\n', 'CONFIG', `config ${SRC}: dbs[0]: monitor-interval: a bare number is ambiguous; write a duration with a unit such as "5s"`],
     ['dbs:\n  - replicas: []\n', 'CONFIG', `config ${SRC}: dbs[0]: path: database path required`],
     ['dbs:\n  path: /db\n', 'CONFIG', `config ${SRC}: dbs: want a list, got a mapping`],

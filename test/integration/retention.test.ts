@@ -6,7 +6,7 @@
  * simulated time of the step that wrote it. After each retention run, every recorded state that the
  * retained objects cover must restore to exactly its content, by timestamp.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
@@ -18,6 +18,7 @@ import type { RetentionResult } from '../../src/replica/replica.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { defaultMetaPath } from '../../src/shipper/meta.js';
 import { runLitestream } from '../helpers/oracle.js';
+import { HOUR, SIM_START, Stamper, verifyRetainedStates, type RecordedState } from '../helpers/simulated-history.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
 
 const dirs: string[] = [];
@@ -44,33 +45,6 @@ function mulberry32(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-const MIN = 60_000;
-const HOUR = 60 * MIN;
-const SIM_START = Date.parse('2020-03-01T00:00:00Z');
-
-/** Gives every replica object written since the last call the simulated time `t` as its mtime. */
-class Stamper {
-  private readonly stamped = new Map<string, number>();
-  constructor(private readonly root: string) {}
-  stamp(t: number): void {
-    if (!existsSync(this.root)) return;
-    for (const rel of readdirSync(this.root, { recursive: true }) as string[]) {
-      if (!rel.endsWith('.lz4')) continue;
-      const path = join(this.root, rel);
-      const m = statSync(path).mtimeMs;
-      if (this.stamped.get(path) === m) continue; // already stamped, not rewritten since
-      utimesSync(path, t / 1000, t / 1000);
-      this.stamped.set(path, statSync(path).mtimeMs);
-    }
-  }
-}
-
-interface State {
-  t: number;
-  generation: string;
-  digest: string;
 }
 
 describe('retention on a file replica', () => {
@@ -103,7 +77,7 @@ describe('retention on a file replica', () => {
         return r;
       };
       let r = await start();
-      const states: State[] = [];
+      const states: RecordedState[] = [];
       let nextId = 1;
       const record = async () => {
         await r.sync();
@@ -141,14 +115,14 @@ describe('retention on a file replica', () => {
           deletedGenerations += result.deletedGenerations.length;
           deletedSnapshots += result.deletedSnapshots.length;
           if (result.snapshotTaken) forcedSnapshots++;
-          checkedStates += (await verify(client, dir, sim, RETENTION, r.shipper.pos()!.generation, states, result, `seed ${seed} step ${step}`)).length;
+          checkedStates += (await verifyRetainedStates(client, dir, sim, RETENTION, r.shipper.pos()!.generation, states, result, `seed ${seed} step ${step}`)).length;
         }
       }
       // Always end with a retention run, so every history is checked at least once.
       sim += 3 * HOUR;
       const result = (await r.replicas[0]!.enforceRetention())!;
       stamper.stamp(sim);
-      const covered = await verify(client, dir, sim, RETENTION, r.shipper.pos()!.generation, states, result, `seed ${seed} end`);
+      const covered = await verifyRetainedStates(client, dir, sim, RETENTION, r.shipper.pos()!.generation, states, result, `seed ${seed} end`);
       checkedStates += covered.length;
       await r.close();
       open.splice(open.indexOf(r), 1);
@@ -329,57 +303,3 @@ describe('retention on a file replica', () => {
     await r.close();
   }, 60_000);
 });
-
-/**
- * Checks the replica after a retention run at simulated time `now` and restores every recorded state
- * that the retained objects cover; returns how many were restored.
- *
- * Which states are covered, under Litestream's rule: those of a surviving generation at or after the
- * oldest snapshot kept in it. (States in the window but before that snapshot needed an older snapshot,
- * which the rule deletes — also when retention had to take a snapshot because none was in the window.)
- * The latest state restores without a timestamp whatever its age.
- */
-async function verify(
-  client: FileReplicaClient,
-  dir: string,
-  now: number,
-  retentionMs: number,
-  current: string,
-  states: State[],
-  result: RetentionResult,
-  label: string,
-): Promise<State[]> {
-  const generations = await client.generations();
-  expect(generations, label).toContain(current);
-  const oldestSnapshot = new Map<string, number>();
-  for (const g of generations) {
-    const snaps = await collect(client.snapshots(g));
-    expect(snaps.length, `${label}: ${g} has a snapshot`).toBeGreaterThan(0);
-    const inWindow = snaps.filter((s) => s.createdAt.getTime() >= now - retentionMs || (result.snapshotTaken?.generation === g && result.snapshotTaken.index === s.index));
-    if (g !== current) expect(inWindow.length, `${label}: old generation ${g} survives only with a snapshot in the window`).toBeGreaterThan(0);
-    const minIndex = Math.min(...snaps.map((s) => s.index));
-    // Nothing below the oldest kept snapshot survives.
-    for (const s of await collect(client.walSegments(g))) expect(s.index, `${label}: segment ${g}/${s.index}/${s.offset}`).toBeGreaterThanOrEqual(minIndex);
-    if (inWindow.length > 0) expect(minIndex, label).toBe(Math.min(...inWindow.map((s) => s.index)));
-    oldestSnapshot.set(g, Math.min(...snaps.map((s) => s.createdAt.getTime())));
-  }
-  const latest = states[states.length - 1]!;
-  const covered: State[] = [];
-  // Every in-window state from the oldest kept snapshot of its generation on; the snapshots themselves
-  // are the checked structure above.
-  for (const s of states) {
-    const from = oldestSnapshot.get(s.generation);
-    if (from === undefined || s.t < from || s.t < now - retentionMs) continue;
-    const out = join(dir, `restore-${now}-${covered.length}.db`);
-    await restore([{ name: 'file', client }], { outputPath: out, timestamp: new Date(s.t) });
-    expect(contentDigest(out), `${label}: state at ${new Date(s.t).toISOString()}`).toBe(s.digest);
-    rmSync(out);
-    covered.push(s);
-  }
-  // Whatever the window, the current content restores (from the snapshot retention took if it had to).
-  const out = join(dir, `restore-${now}-latest.db`);
-  await restore([{ name: 'file', client }], { outputPath: out });
-  expect(contentDigest(out), `${label}: latest`).toBe(latest.digest);
-  rmSync(out);
-  return covered;
-}

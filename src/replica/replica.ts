@@ -15,6 +15,7 @@ import { decodeLz4Frame, encodeLz4Frame } from '../internal/lz4-frame.js';
 import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
+import { markerPos, type RestoreMarker } from '../shipper/restore-marker.js';
 import type { WalShipper } from '../shipper/wal-shipper.js';
 import { digestDatabaseFile, type DatabaseDigest } from '../shipper/database-digest.js';
 import { WAL_HEADER_SIZE, frameAlign, frameSize, parseWalHeader } from '../sqlite/wal-format.js';
@@ -128,6 +129,23 @@ export class Replica extends EventEmitter {
     this.firstSync = { promise: new Promise<void>((r) => (resolveFirst = r)), resolve: () => resolveFirst() };
     this.log = opts.logger ?? nullLogger;
     shipper.on('position', () => this.wake?.());
+    shipper.addRestoreCheck(this.name, (marker) => this.checkRestoredPosition(marker));
+  }
+
+  /**
+   * Whether the shipper may continue a restored generation: only if this replica ends exactly where the
+   * restore ended. Past it, someone else wrote to the generation since, and uploading our writes after
+   * theirs would interleave two histories. Returns why not, or undefined.
+   */
+  private async checkRestoredPosition(marker: RestoreMarker): Promise<string | undefined> {
+    const snapshots = await collect(this.client.snapshots(marker.generation));
+    if (snapshots.length === 0) return `replica ${this.name} holds no snapshot of generation ${marker.generation}`;
+    const end = await this.calcPos(marker.generation);
+    const restored = markerPos(marker);
+    if (comparePos(end, restored) !== 0) {
+      return `replica ${this.name} moved on since the restore (it ends at ${formatPos(end)}, the restore at ${formatPos(restored)})`;
+    }
+    return undefined;
   }
 
   /** What this replica holds, as far as it knows (undefined until the first sync). */
@@ -182,7 +200,7 @@ export class Replica extends EventEmitter {
       const named = { name: this.name, client: this.client };
       const plan = planRestore(await listGeneration(named, pos.generation), { index: pos.index, offset: pos.offset });
       const output = join(dir, 'restored.db');
-      await executeRestore(named, plan, { outputPath: output, integrityCheck: 'none', parallelism: 4 });
+      await executeRestore(named, plan, { outputPath: output, integrityCheck: 'none', parallelism: 4, restoreMarker: false });
       const actual = await digestDatabaseFile(output);
       const ok = actual.sha256 === expected.sha256 && actual.pageCount === expected.pageCount && actual.pageSize === expected.pageSize;
       const result: ValidationResult = { status: ok ? 'ok' : 'mismatch', position: pos, expected, actual, elapsedMs: Date.now() - started };
@@ -465,6 +483,13 @@ export class Replica extends EventEmitter {
       }));
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') {
+        // The restored index of a generation continued after a restore: this replica holds all of it (the
+        // shipper checked that it ends exactly here), and the shipper's WAL goes on at the next index.
+        const from = this.shipper.restoredFrom();
+        if (from && comparePos(from, pos) === 0 && db.index > pos.index) {
+          this.position = { generation: pos.generation, index: pos.index + 1, offset: 0 };
+          return true;
+        }
         throw new ReplicateError('IO', `replica ${this.name}: shadow wal ${formatHex8(pos.index)} of generation ${pos.generation} is gone; resynchronising`);
       }
       throw err;

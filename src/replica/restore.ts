@@ -17,6 +17,8 @@ import { decodeLz4Frame } from '../internal/lz4-frame.js';
 import { PipelinedWriter } from '../internal/pipelined-writer.js';
 import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
+import { MetaDir, defaultMetaPath } from '../shipper/meta.js';
+import { fileDigest, removeRestoreMarker, writeRestoreMarker, RESTORE_MARKER_VERSION } from '../shipper/restore-marker.js';
 import { applyWalFiles, checkIntegrity } from '../sqlite/restore-db.js';
 import { WalScanner, type WalScanResult } from '../sqlite/wal-format.js';
 import { listReplica, type NamedReplica } from './listing.js';
@@ -58,6 +60,14 @@ export interface RestoreOptions {
   integrityCheck?: IntegrityCheck;
   /** On a gap, restore up to the last consistent point instead of failing. */
   stopAtGap?: boolean;
+  /**
+   * The output's meta directory (default `.<db>-litestream` beside it, as replication uses). A restore of
+   * a generation's latest state leaves a restore marker there so that replication can continue the
+   * generation (see restore-marker.ts).
+   */
+  metaPath?: string;
+  /** Leave the restore marker (default true); false for a scratch restore, such as validation's. */
+  restoreMarker?: boolean;
   logger?: Logger;
   onProgress?: (p: RestoreProgress) => void;
   signal?: AbortSignal;
@@ -70,6 +80,8 @@ export interface RestoreResult {
   indexesApplied: number;
   /** Set when stopAtGap cut the restore short. */
   stoppedAt?: string;
+  /** Set when a restore marker was written: the replica position the restored database corresponds to. */
+  markerWritten?: { generation: string; index: number; offset: number };
 }
 
 /**
@@ -249,16 +261,77 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
       report('check');
       checkIntegrity(tmpPath, integrity);
     }
+    // Only the latest state of the generation is the replica's end: after a point-in-time restore, new
+    // writes would fork the history, which needs a new generation. The file is digested before it gets
+    // its name (same inode, same bytes), so an application that opens it at once cannot slip a
+    // checkpoint in between and have its changes taken for the restored state.
+    const cut = plan.indexes.some((i) => i.endOffset !== undefined);
+    const latest = opts.timestamp === undefined && opts.index === undefined && stoppedAt === undefined && !cut;
+    const endPos = { generation: plan.generation, ...restoredEnd(plan, ready) };
+    const digest = latest ? await fileDigest(tmpPath).catch((err: unknown) => describeError(err)) : undefined;
     await moveIntoPlace(tmpPath, outputPath);
     succeeded = true;
+    const markerWritten = opts.restoreMarker === false ? false : await recordRestore(replica, outputPath, digest === undefined ? undefined : { ...endPos, digest }, opts, log);
     report('done');
     log.info('restore complete', { output: outputPath, indexes: applied });
-    return { outputPath, plan, indexesApplied: applied, stoppedAt };
+    return { outputPath, plan, indexesApplied: applied, stoppedAt, ...(markerWritten ? { markerWritten: endPos } : {}) };
   } finally {
     // Let in-flight downloads settle before deleting their files.
     await Promise.allSettled(downloads.values());
     for (const f of tmpFiles) await rm(f, { force: true }).catch(() => undefined);
     if (!succeeded) await removeDirs(createdDirs);
+  }
+}
+
+/**
+ * The replica position the restored database corresponds to, as the replica's own position recovery
+ * computes it: the end of the last index applied (its segments meet from offset 0, so its byte length),
+ * or the snapshot's index at offset 0 when no WAL was applied.
+ */
+function restoredEnd(plan: RestorePlan, applied: readonly DownloadedIndex[]): { index: number; offset: number } {
+  const last = applied.at(-1);
+  if (!last) return { index: plan.snapshot.index, offset: 0 };
+  return { index: plan.indexes[applied.length - 1]!.index, offset: last.scan.size };
+}
+
+/** The restored file's digest, or why it could not be taken (a marker is then not written). */
+type FileDigestOrFailure = { size: number; sha256: string } | string;
+
+/**
+ * Writes the restore marker (when `end` is given) or removes a stale one. Best effort: the database is
+ * already in place, and without a marker replication merely starts a new generation.
+ */
+async function recordRestore(
+  replica: NamedReplica,
+  outputPath: string,
+  end: { generation: string; index: number; offset: number; digest: FileDigestOrFailure } | undefined,
+  opts: RestoreOptions,
+  log: Logger,
+): Promise<boolean> {
+  const meta = new MetaDir(opts.metaPath ?? defaultMetaPath(outputPath));
+  try {
+    if (!end) {
+      await removeRestoreMarker(meta);
+      return false;
+    }
+    if (typeof end.digest === 'string') throw new Error(`digesting the restored database: ${end.digest}`);
+    const { size, sha256 } = end.digest;
+    await writeRestoreMarker(meta, {
+      version: RESTORE_MARKER_VERSION,
+      generation: end.generation,
+      index: end.index,
+      offset: end.offset,
+      replica: replica.name,
+      location: replica.client.location,
+      size,
+      sha256,
+      restoredAt: new Date().toISOString(),
+    });
+    log.debug('restore marker written', { path: meta.restoreMarkerPath(), generation: end.generation, index: formatHex8(end.index), offset: end.offset });
+    return true;
+  } catch (err) {
+    log.warn('cannot write the restore marker; replication will start a new generation', { path: meta.restoreMarkerPath(), error: describeError(err) });
+    return false;
   }
 }
 

@@ -4,6 +4,7 @@
  *
  *   .<db>-litestream/generation                                   current generation + "\n"
  *   .<db>-litestream/generations/<generation>/wal/<index>.wal     shadow WAL files
+ *   .<db>-litestream/restored-from.json                           ours only: left by a restore (restore-marker.ts)
  *
  * The only module that joins paths inside the meta directory.
  */
@@ -30,8 +31,21 @@ export class MetaDir {
     return join(this.path, 'generation');
   }
 
+  /** Litestream ignores unknown files here, so the marker does not disturb a takeover. */
+  restoreMarkerPath(): string {
+    return join(this.path, 'restored-from.json');
+  }
+
   generationsDir(): string {
     return join(this.path, 'generations');
+  }
+
+  /**
+   * In a generation continued after a restore: the replica position the generation resumed from (the
+   * restored state), whose index has no shadow file here. Outside `wal/`, where Litestream looks.
+   */
+  continuedFromPath(generation: string): string {
+    return join(this.generationsDir(), generation, 'restored-from.json');
   }
 
   shadowWalDir(generation: string): string {
@@ -63,6 +77,11 @@ export class MetaDir {
 
   async ensure(): Promise<void> {
     await mkdir(this.path, { recursive: true, mode: 0o755 });
+  }
+
+  /** Removes whatever an earlier life of `generation` left here (shadow files of another database). */
+  async removeGenerationDir(generation: string): Promise<void> {
+    await rm(join(this.generationsDir(), generation), { recursive: true, force: true });
   }
 
   async createGenerationDir(generation: string): Promise<void> {

@@ -18,6 +18,15 @@ import { WAL_HEADER_SIZE, WalScanner, frameAlign, frameSize, parseWalFrameHeader
 import { DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointMode, type CheckpointPolicy } from './checkpoint-policy.js';
 import { ShipperDb } from './db-connection.js';
 import { MetaDir, defaultMetaPath, newGenerationName } from './meta.js';
+import {
+  fileDigest,
+  markerPos,
+  readContinuedFrom,
+  readRestoreMarker,
+  removeRestoreMarker,
+  writeContinuedFrom,
+  type RestoreMarker,
+} from './restore-marker.js';
 import { copyToShadow, initShadow, lastFrameMatches, readWalHeaderBytes, readWalHeaderBytesSync } from './shadow-wal.js';
 import { digestLiveDatabase, type DatabaseDigest } from './database-digest.js';
 
@@ -65,6 +74,14 @@ export interface ShadowWalUsage {
 
 type Verified = { reason: string } | { generation: string; index: number; shadowSize: number; restart: boolean; walSize: number };
 
+/**
+ * Asked before a generation is continued after a restore: undefined when this replica ends exactly at the
+ * restored position (nobody wrote to the generation since), else why continuity does not hold.
+ */
+export type RestoreCheck = (marker: RestoreMarker) => Promise<string | undefined>;
+
+type Started = { generation: string; index: number; shadowSize: number };
+
 export class WalShipper extends EventEmitter {
   readonly dbPath: string;
   readonly walPath: string;
@@ -87,6 +104,10 @@ export class WalShipper extends EventEmitter {
   private readonly maxShadowWalBytes: number;
   private readonly usage: ShadowWalUsage;
   private halfWarned = false;
+  private readonly restoreChecks = new Map<string, RestoreCheck>();
+  /** What init() found about a restore, for the first tick that has no generation. */
+  private restorePending: { marker: RestoreMarker } | { reason: string } | undefined;
+  private continuedFrom: Pos | undefined;
 
   constructor(opts: ShipperOptions) {
     super();
@@ -113,6 +134,22 @@ export class WalShipper extends EventEmitter {
 
   get pageSize(): number | undefined {
     return this.db?.pageSize;
+  }
+
+  /**
+   * Each replica registers a check that must pass before a generation is continued after a restore: the
+   * shipper cannot know by itself whether someone else wrote to that generation since.
+   */
+  addRestoreCheck(name: string, check: RestoreCheck): void {
+    this.restoreChecks.set(name, check);
+  }
+
+  /**
+   * When the current generation was continued after a restore: the replica position it resumed from.
+   * Its index has no shadow file here; a replica that ends exactly there moves on to the next index.
+   */
+  restoredFrom(): Pos | undefined {
+    return this.position && this.continuedFrom?.generation === this.position.generation ? this.continuedFrom : undefined;
   }
 
   /**
@@ -220,6 +257,31 @@ export class WalShipper extends EventEmitter {
         await this.meta.removeOtherGenerations(generation);
       }
     }
+    await this.loadRestoreMarker();
+  }
+
+  /**
+   * Spec §5.4 starts a new generation whenever none exists, so Litestream always does after a restore.
+   * A restore of a generation's latest state leaves a marker (restore-marker.ts); with it the first tick
+   * can continue that generation when continuity provably holds. A marker found while a generation
+   * continues anyway is stale and removed.
+   */
+  private async loadRestoreMarker(): Promise<void> {
+    const generation = await this.meta.readGeneration();
+    if (generation !== undefined) {
+      this.continuedFrom = await readContinuedFrom(this.meta, generation);
+      if (await readRestoreMarker(this.meta).catch(() => true)) {
+        this.log.info('restore marker ignored: the current generation continues', { db: this.dbPath, generation });
+        await this.dropRestoreMarker();
+      }
+      return;
+    }
+    try {
+      const marker = await readRestoreMarker(this.meta);
+      this.restorePending = marker ? { marker } : { reason: 'no restore marker' };
+    } catch (err) {
+      this.restorePending = { reason: describeError(err) };
+    }
   }
 
   private async walInode(): Promise<bigint | undefined> {
@@ -255,7 +317,9 @@ export class WalShipper extends EventEmitter {
     let index: number;
     let shadowSize: number;
     if ('reason' in v) {
-      ({ generation, index, shadowSize } = await this.newGeneration(v.reason));
+      const pending = v.reason === 'no generation exists' ? this.restorePending : undefined;
+      this.restorePending = undefined;
+      ({ generation, index, shadowSize } = pending ? await this.afterRestore(v.reason, pending) : await this.newGeneration(v.reason));
     } else {
       ({ generation, index } = v);
       // No fsync per copy (a busy database syncs hundreds of times a second and would pay an fsync each
@@ -301,7 +365,77 @@ export class WalShipper extends EventEmitter {
     return { generation, index, shadowSize, restart, walSize };
   }
 
-  private async newGeneration(reason: string): Promise<{ generation: string; index: number; shadowSize: number }> {
+  /** The first generation of this run when there was none: the restored one if provably safe, else a new one. */
+  private async afterRestore(why: string, pending: { marker: RestoreMarker } | { reason: string }): Promise<Started> {
+    if ('reason' in pending) return this.newGeneration(`${why}; ${pending.reason}`);
+    const { marker } = pending;
+    // Any failure on the way (a database locked too long, an unreadable file) only costs the continuity.
+    const result = await this.continueAfterRestore(marker).catch((err: unknown) => ({ reason: describeError(err) }));
+    const started = 'reason' in result ? await this.newGeneration(`${why}; restore of generation ${marker.generation} not continued: ${result.reason}`) : result;
+    // Consumed either way; a crash before this leaves it to the next start, which finds a generation and drops it.
+    await this.dropRestoreMarker();
+    return started;
+  }
+
+  /** Best effort: a marker left behind is dropped at the next start, which finds a generation. */
+  private async dropRestoreMarker(): Promise<void> {
+    await removeRestoreMarker(this.meta).catch((err: unknown) =>
+      this.log.warn('cannot remove the restore marker', { path: this.meta.restoreMarkerPath(), error: describeError(err) }),
+    );
+  }
+
+  /**
+   * Continues the restored generation at shadow index marker.index + 1, from the current WAL header, if:
+   * - every replica ends exactly at the restored position (nobody wrote to the generation since);
+   * - the database file is byte-identical to the restored one. Then the replica's state at that position
+   *   is the database file, and the WAL's current cycle holds everything written since (a checkpoint
+   *   that changed the file, including the one SQLite runs when the last connection closes, may have
+   *   moved writes out of the WAL, so it breaks continuity);
+   * - the WAL did not restart between reading its header and hashing the database: the header is read
+   *   before the hash and again under the write lock (so no restart can follow) when the shadow starts.
+   * Frames the current cycle backfills meanwhile are harmless: they are also in the WAL we copy from.
+   */
+  private async continueAfterRestore(marker: RestoreMarker): Promise<Started | { reason: string }> {
+    const generation = marker.generation;
+    const index = marker.index + 1;
+    if (index > MAX_INDEX) return { reason: 'max index exceeded' };
+    if (this.restoreChecks.size === 0) return { reason: 'no replica to confirm the restored position' };
+    for (const [name, check] of this.restoreChecks) {
+      const refused = await check(marker).catch((err: unknown) => `replica ${name} could not be checked: ${describeError(err)}`);
+      if (refused !== undefined) return { reason: refused };
+    }
+    const before = await readWalHeaderBytes(this.walPath);
+    if (!before) return { reason: 'no wal header' };
+    const { size, sha256 } = await fileDigest(this.dbPath);
+    if (size !== marker.size || sha256 !== marker.sha256) return { reason: 'database changed since the restore' };
+
+    await this.meta.removeGenerationDir(generation);
+    await this.meta.createGenerationDir(generation);
+    const shadowPath = this.meta.shadowWalPath(generation, index);
+    const copied = this.db!.withWriteLock(() => {
+      const now = readWalHeaderBytesSync(this.walPath);
+      return now && now.equals(before) ? initShadow(this.walPath, shadowPath, now) : undefined;
+    });
+    if (!copied) {
+      await this.meta.removeGenerationDir(generation);
+      return { reason: 'wal restarted while checking the restore' };
+    }
+    const from = markerPos(marker);
+    await writeContinuedFrom(this.meta, from);
+    await this.meta.writeGeneration(generation);
+    await this.meta.removeOtherGenerations(generation);
+    this.continuedFrom = from;
+    this.log.info(`continuing generation ${generation} after restore`, {
+      db: this.dbPath,
+      generation,
+      index: formatHex8(index),
+      restored: `${formatHex8(marker.index)}:${marker.offset}`,
+      replica: marker.location,
+    });
+    return { generation, index, shadowSize: copied.shadowSize };
+  }
+
+  private async newGeneration(reason: string): Promise<Started> {
     const generation = newGenerationName();
     await this.meta.createGenerationDir(generation);
     const header = await readWalHeaderBytes(this.walPath);

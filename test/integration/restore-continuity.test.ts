@@ -1,0 +1,282 @@
+/**
+ * Restore → replicate continuity: after `restore` of a generation's latest state, `replicate` on the
+ * restored database continues that generation (no new snapshot) when that is provably safe, and starts a
+ * new generation, saying why, when it is not. Litestream's own restore of the replica is the oracle.
+ */
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FileReplicaClient } from '../../src/client/file-client.js';
+import type { Logger } from '../../src/logger.js';
+import { restore } from '../../src/replica/restore.js';
+import { startReplication } from '../../src/replication.js';
+import { runCli } from '../helpers/cli.js';
+import { mixedWrite, waitForUpload } from '../helpers/fixtures.js';
+import { LitestreamReplicator, runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
+import { contentDigest, openSourceDb } from '../helpers/source-db.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+const replicatorOpts = (dbPath: string, replicaDir: string) => ({ dbPath, replicaDir, syncInterval: '10ms', minCheckpointPageCount: 5, monitorInterval: '50ms' });
+
+const markerPath = (dbPath: string) => join(dirname(dbPath), `.${basename(dbPath)}-litestream`, 'restored-from.json');
+
+async function writeSome(p: LoggedProcess, db: Database.Database, dbPath: string, from: number, n: number): Promise<void> {
+  for (let step = from; step < from + n; step++) {
+    const after = p.lines.length;
+    db.transaction(mixedWrite(db, step))();
+    await waitForUpload(p, dbPath, after);
+  }
+}
+
+/** Replicates a fresh source database with ours for a while; returns it (still open) and its path. */
+async function replicatedSource(dir: string, replicaDir: string): Promise<{ db: Database.Database; path: string }> {
+  const path = join(dir, 'source.db');
+  const db = openSourceDb(path);
+  const p = startStnReplicator(replicatorOpts(path, replicaDir));
+  try {
+    await p.waitForLog(/msg="snapshot written"/);
+    await writeSome(p, db, path, 0, 10);
+  } finally {
+    expect(await p.stop('SIGTERM')).toBe(0);
+  }
+  return { db, path };
+}
+
+async function restoreWithOurs(replicaDir: string, out: string, extra: string[] = []): Promise<void> {
+  const r = await runCli(['restore', ...extra, '-o', out, `file://${replicaDir}`]);
+  expect(r.code, r.stderr).toBe(0);
+}
+
+/** Our restore and Litestream's of the replica (latest state, or one generation) both give `expected`. */
+async function bothRestore(dir: string, replicaDir: string, expected: string, generation?: string): Promise<void> {
+  const g = generation ? ['-generation', generation] : [];
+  const a = join(dir, `check-ours-${Date.now()}.db`);
+  const b = join(dir, `check-theirs-${Date.now()}.db`);
+  await restoreWithOurs(replicaDir, a, g);
+  const r2 = await runLitestream(['restore', ...g, '-o', b, `file://${replicaDir}`]);
+  expect(r2.code, r2.stderr).toBe(0);
+  expect(contentDigest(a)).toBe(expected);
+  expect(contentDigest(b)).toBe(expected);
+}
+
+const generations = (replicaDir: string) => readdirSync(join(replicaDir, 'generations')).sort();
+const snapshots = (replicaDir: string, g: string) => readdirSync(join(replicaDir, 'generations', g, 'snapshots'));
+
+describe('restore → replicate continuity', () => {
+  it('continues the restored generation: one generation, one snapshot, both restores give the final rows', async () => {
+    const dir = tempDir('stn-rc-a-');
+    const replicaDir = join(dir, 'replica');
+    const source = await replicatedSource(dir, replicaDir);
+    const [gen] = generations(replicaDir);
+    source.db.close();
+
+    const restored = join(dir, 'restored.db');
+    await restoreWithOurs(replicaDir, restored);
+    // The marker records the replica's end: a WAL index that was applied, not just the snapshot.
+    const marker = JSON.parse(readFileSync(markerPath(restored), 'utf8')) as { generation: string; index: number; offset: number };
+    expect(marker.generation).toBe(gen);
+    expect(marker.offset).toBeGreaterThan(0);
+
+    // The application writes before replication starts (kept open: closing would checkpoint), and after.
+    const app = openSourceDb(restored);
+    app.transaction(mixedWrite(app, 100))();
+    const p = startStnReplicator(replicatorOpts(restored, replicaDir));
+    try {
+      await p.waitForLog(new RegExp(`continuing generation ${gen} after restore`));
+      await writeSome(p, app, restored, 101, 8);
+      expect(p.lines.join('\n')).not.toMatch(/new generation/);
+    } finally {
+      expect(await p.stop('SIGTERM')).toBe(0);
+    }
+    expect(existsSync(markerPath(restored))).toBe(false);
+    expect(generations(replicaDir)).toEqual([gen]);
+    expect(snapshots(replicaDir, gen!)).toHaveLength(1);
+    await bothRestore(dir, replicaDir, contentDigest(app));
+
+    // A restart goes on in the same generation too (the restored index still has no shadow file).
+    const again = startStnReplicator(replicatorOpts(restored, replicaDir));
+    try {
+      await again.waitForLog(/msg=replicating/);
+      await writeSome(again, app, restored, 200, 3);
+      expect(again.lines.join('\n')).not.toMatch(/new generation/);
+    } finally {
+      expect(await again.stop('SIGTERM')).toBe(0);
+    }
+    expect(generations(replicaDir)).toEqual([gen]);
+    await bothRestore(dir, replicaDir, contentDigest(app));
+
+    // Litestream takes over the continued generation as any other (our extra file there is ignored).
+    const ls = LitestreamReplicator.start(replicatorOpts(restored, replicaDir));
+    try {
+      await ls.waitForLog(/level=INFO/);
+      await writeSome(ls, app, restored, 300, 3);
+      expect(ls.lines.join('\n')).not.toMatch(/new generation/);
+    } finally {
+      await ls.stop('SIGINT');
+    }
+    expect(generations(replicaDir)).toEqual([gen]);
+    await bothRestore(dir, replicaDir, contentDigest(app));
+    app.close();
+  });
+
+  it('starts a new generation when a checkpoint changed the restored database, and says why', async () => {
+    const dir = tempDir('stn-rc-b-');
+    const replicaDir = join(dir, 'replica');
+    const source = await replicatedSource(dir, replicaDir);
+    const [gen] = generations(replicaDir);
+    const sourceDigest = contentDigest(source.db);
+    source.db.close();
+
+    const restored = join(dir, 'restored.db');
+    await restoreWithOurs(replicaDir, restored);
+    const app = openSourceDb(restored);
+    app.transaction(mixedWrite(app, 100))();
+    app.pragma('wal_checkpoint(TRUNCATE)'); // the restored file itself changes: its writes leave the WAL
+
+    const p = startStnReplicator(replicatorOpts(restored, replicaDir));
+    try {
+      await p.waitForLog(/msg="new generation".*database changed since the restore/);
+      await writeSome(p, app, restored, 101, 4);
+      expect(p.lines.join('\n')).not.toMatch(/continuing generation/);
+    } finally {
+      expect(await p.stop('SIGTERM')).toBe(0);
+    }
+    expect(existsSync(markerPath(restored))).toBe(false);
+    const gens = generations(replicaDir);
+    expect(gens).toHaveLength(2);
+    expect(gens).toContain(gen);
+    await bothRestore(dir, replicaDir, contentDigest(app));
+    await bothRestore(dir, replicaDir, sourceDigest, gen); // the old generation is intact
+    app.close();
+  });
+
+  it('starts a new generation when the replica moved on after the restore; nothing is lost', async () => {
+    const dir = tempDir('stn-rc-c-');
+    const replicaDir = join(dir, 'replica');
+    const source = await replicatedSource(dir, replicaDir);
+    const [gen] = generations(replicaDir);
+
+    const restored = join(dir, 'restored.db');
+    await restoreWithOurs(replicaDir, restored);
+
+    // Meanwhile the original database goes on replicating into the same generation.
+    const other = startStnReplicator(replicatorOpts(source.path, replicaDir));
+    try {
+      await other.waitForLog(/msg=replicating/);
+      await writeSome(other, source.db, source.path, 50, 4);
+      expect(other.lines.join('\n')).not.toMatch(/new generation/);
+    } finally {
+      expect(await other.stop('SIGTERM')).toBe(0);
+    }
+    const sourceDigest = contentDigest(source.db);
+    source.db.close();
+
+    const app = openSourceDb(restored);
+    app.transaction(mixedWrite(app, 100))();
+    const p = startStnReplicator(replicatorOpts(restored, replicaDir));
+    try {
+      await p.waitForLog(/msg="new generation".*moved on since the restore/);
+      await writeSome(p, app, restored, 101, 4);
+      expect(p.lines.join('\n')).not.toMatch(/continuing generation/);
+    } finally {
+      expect(await p.stop('SIGTERM')).toBe(0);
+    }
+    expect(existsSync(markerPath(restored))).toBe(false);
+    const gens = generations(replicaDir);
+    expect(gens).toHaveLength(2);
+    await bothRestore(dir, replicaDir, contentDigest(app));
+    await bothRestore(dir, replicaDir, sourceDigest, gen); // the other writer's history is all there
+    app.close();
+  });
+
+  it('writes no marker for a restore to a point in time (-index, -timestamp)', async () => {
+    const dir = tempDir('stn-rc-d-');
+    const replicaDir = join(dir, 'replica');
+    const source = await replicatedSource(dir, replicaDir);
+    const sourceDigest = contentDigest(source.db);
+    source.db.close();
+
+    const [gen] = generations(replicaDir);
+    const snapshotIndex = snapshots(replicaDir, gen!)[0]!.slice(0, 8);
+    const byIndex = join(dir, 'by-index.db');
+    await restoreWithOurs(replicaDir, byIndex, ['-index', snapshotIndex]);
+    expect(existsSync(byIndex)).toBe(true);
+    expect(existsSync(markerPath(byIndex))).toBe(false);
+
+    const byTime = join(dir, 'by-time.db');
+    await restoreWithOurs(replicaDir, byTime, ['-timestamp', new Date().toISOString()]);
+    expect(existsSync(byTime)).toBe(true);
+    expect(existsSync(markerPath(byTime))).toBe(false);
+
+    // A marker that cannot be written costs the continuity, never the restore.
+    const warnings: string[] = [];
+    const blocker = join(dir, 'a-file');
+    writeFileSync(blocker, '');
+    const unmarked = join(dir, 'unmarked.db');
+    const result = await restore([{ name: 'file', client: new FileReplicaClient({ path: replicaDir }) }], {
+      outputPath: unmarked,
+      metaPath: join(blocker, 'meta'),
+      logger: { debug: () => undefined, info: () => undefined, warn: (m) => warnings.push(m), error: () => undefined },
+    });
+    expect(result.markerWritten).toBeUndefined();
+    expect(contentDigest(unmarked)).toBe(sourceDigest);
+    expect(warnings.join('\n')).toMatch(/cannot write the restore marker/);
+
+    // And replicating such a database starts a new generation, saying why.
+    const p = startStnReplicator(replicatorOpts(byTime, replicaDir));
+    try {
+      await p.waitForLog(/msg="new generation".*no restore marker/);
+    } finally {
+      expect(await p.stop('SIGTERM')).toBe(0);
+    }
+  });
+
+  it('works embedded too: the library restore leaves the marker and Replication continues', async () => {
+    const dir = tempDir('stn-rc-e-');
+    const replicaDir = join(dir, 'replica');
+    const source = await replicatedSource(dir, replicaDir);
+    const [gen] = generations(replicaDir);
+    source.db.close();
+
+    const client = new FileReplicaClient({ path: replicaDir });
+    const restored = join(dir, 'restored.db');
+    const result = await restore([{ name: 'file', client }], { outputPath: restored });
+    expect(result.markerWritten?.generation).toBe(gen);
+
+    const lines: string[] = [];
+    const logger: Logger = {
+      debug: () => undefined,
+      info: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
+      warn: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
+      error: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
+    };
+    const app = openSourceDb(restored);
+    const r = await startReplication({ dbPath: restored, replicas: [{ client, syncIntervalMs: 10 }], monitorIntervalMs: 0, logger });
+    try {
+      for (let step = 100; step < 106; step++) {
+        app.transaction(mixedWrite(app, step))();
+        await r.sync();
+      }
+      expect(r.shipper.pos()?.generation).toBe(gen);
+    } finally {
+      await r.close();
+    }
+    expect(lines.join('\n')).toMatch(new RegExp(`continuing generation ${gen} after restore`));
+    expect(lines.join('\n')).not.toMatch(/new generation/);
+    expect(generations(replicaDir)).toEqual([gen]);
+    await bothRestore(dir, replicaDir, contentDigest(app));
+    app.close();
+  });
+});

@@ -40,6 +40,8 @@ export interface ReplicationOptions {
   maxCheckpointPageCount?: number;
   /** Most bytes of shadow WAL kept for replicas that are behind (default 1 GiB; 0: no limit); see WalShipper. */
   maxShadowWalBytes?: number;
+  /** Continue a restored generation when provably safe (default false); see WalShipper. */
+  continueAfterRestore?: boolean;
   replicas: ReplicaSpec[];
   /** The clock object ages are judged by (retention window, snapshot schedule); default Date.now. For tests. */
   now?: () => number;
@@ -80,6 +82,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       monitorIntervalMs: opts.monitorIntervalMs,
       checkpoint,
       maxShadowWalBytes: opts.maxShadowWalBytes,
+      continueAfterRestore: opts.continueAfterRestore,
       logger: this.log,
     });
     this.replicas = opts.replicas.map(

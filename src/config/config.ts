@@ -35,7 +35,7 @@ export const DEFAULT_CONFIG_PATH = '/etc/litestream.yml';
 
 const TOP_KEYS = ['dbs', 'exec', 'addr', 'access-key-id', 'secret-access-key', 'logging'] as const;
 const LOGGING_KEYS = ['level', 'type', 'stderr'] as const;
-const DB_KEYS = ['path', 'meta-path', 'monitor-interval', 'checkpoint-interval', 'min-checkpoint-page-count', 'max-checkpoint-page-count', 'max-shadow-wal-size', 'replicas'] as const;
+const DB_KEYS = ['path', 'meta-path', 'monitor-interval', 'checkpoint-interval', 'min-checkpoint-page-count', 'max-checkpoint-page-count', 'max-shadow-wal-size', 'continue-after-restore', 'replicas'] as const;
 const REPLICA_KEYS = [
   'type', 'name', 'url', 'path', 'sync-interval', 'snapshot-interval', 'retention', 'retention-check-interval',
   'validation-interval', 'bucket', 'region', 'endpoint', 'force-path-style', 'skip-verify', 'checksums', 'access-key-id',
@@ -135,6 +135,7 @@ function parseDb(raw: unknown, where: string, ctx: Ctx): DbConfig {
     minCheckpointPageCount,
     maxCheckpointPageCount: f.int('max-checkpoint-page-count'),
     maxShadowWalBytes: f.size('max-shadow-wal-size'),
+    continueAfterRestore: f.bool('continue-after-restore'),
     replicas: f.list('replicas').map((r, i) => parseReplica(r, `${where}.replicas[${i}]`, ctx)),
   });
 

@@ -78,6 +78,8 @@ export interface DbConfig {
   maxCheckpointPageCount?: number;
   /** stn-replicate's `max-shadow-wal-size` (Litestream has no such limit). */
   maxShadowWalBytes?: number;
+  /** stn-replicate's `continue-after-restore` (default false). */
+  continueAfterRestore?: boolean;
   replicas: ReplicaConfig[];
 }
 

@@ -43,6 +43,13 @@ export interface ShipperOptions {
    * is logged as an error and starts a new generation, so the old generation's shadow files can go.
    */
   maxShadowWalBytes?: number;
+  /**
+   * Continue the generation a restore left a marker for (default false, as Litestream: a new generation).
+   * Only safe when the database's previous replicator has stopped for good: if it is still running (a
+   * rolling deployment keeps the old instance up while the new one restores), both would write into one
+   * generation and interleave two histories.
+   */
+  continueAfterRestore?: boolean;
   logger?: Logger;
 }
 
@@ -108,6 +115,7 @@ export class WalShipper extends EventEmitter {
   /** What init() found about a restore, for the first tick that has no generation. */
   private restorePending: { marker: RestoreMarker } | { reason: string } | undefined;
   private continuedFrom: Pos | undefined;
+  private readonly continueAfterRestoreEnabled: boolean;
 
   constructor(opts: ShipperOptions) {
     super();
@@ -119,6 +127,7 @@ export class WalShipper extends EventEmitter {
     this.monitorIntervalMs = opts.monitorIntervalMs ?? 1000;
     this.busyTimeoutMs = opts.busyTimeoutMs ?? 1000;
     this.maxShadowWalBytes = opts.maxShadowWalBytes ?? DEFAULT_MAX_SHADOW_WAL_BYTES;
+    this.continueAfterRestoreEnabled = opts.continueAfterRestore ?? false;
     this.usage = { bytes: 0, limit: this.maxShadowWalBytes, limitReached: 0 };
   }
 
@@ -278,7 +287,12 @@ export class WalShipper extends EventEmitter {
     }
     try {
       const marker = await readRestoreMarker(this.meta);
-      this.restorePending = marker ? { marker } : { reason: 'no restore marker' };
+      if (marker && !this.continueAfterRestoreEnabled) {
+        this.restorePending = { reason: `restore of generation ${marker.generation} not continued: continue-after-restore is off` };
+        await this.dropRestoreMarker();
+      } else {
+        this.restorePending = marker ? { marker } : { reason: 'no restore marker' };
+      }
     } catch (err) {
       this.restorePending = { reason: describeError(err) };
     }

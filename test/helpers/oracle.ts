@@ -29,6 +29,8 @@ export interface ReplicatorOptions {
   monitorInterval?: string;
   snapshotInterval?: string;
   retention?: string;
+  /** stn-replicate's `continue-after-restore` (Litestream ignores the key). */
+  continueAfterRestore?: boolean;
 }
 
 export function writeLitestreamConfig(o: ReplicatorOptions, dir = mkdtempSync(join(tmpdir(), 'stn-lscfg-'))): string {
@@ -39,6 +41,7 @@ export function writeLitestreamConfig(o: ReplicatorOptions, dir = mkdtempSync(jo
     `  - path: ${o.dbPath}`,
     ...(o.minCheckpointPageCount !== undefined ? [`    min-checkpoint-page-count: ${o.minCheckpointPageCount}`] : []),
     ...(o.monitorInterval !== undefined ? [`    monitor-interval: ${o.monitorInterval}`] : []),
+    ...(o.continueAfterRestore !== undefined ? [`    continue-after-restore: ${o.continueAfterRestore}`] : []),
     '    replicas:',
     '      - type: file',
     `        path: ${o.replicaDir}`,

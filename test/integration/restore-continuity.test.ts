@@ -28,7 +28,7 @@ function tempDir(prefix: string): string {
   return d;
 }
 
-const replicatorOpts = (dbPath: string, replicaDir: string) => ({ dbPath, replicaDir, syncInterval: '10ms', minCheckpointPageCount: 5, monitorInterval: '50ms' });
+const replicatorOpts = (dbPath: string, replicaDir: string) => ({ dbPath, replicaDir, syncInterval: '10ms', minCheckpointPageCount: 5, monitorInterval: '50ms', continueAfterRestore: true });
 
 const markerPath = (dbPath: string) => join(dirname(dbPath), `.${basename(dbPath)}-litestream`, 'restored-from.json');
 
@@ -243,6 +243,30 @@ describe('restore → replicate continuity', () => {
     }
   });
 
+  it('by default (continue-after-restore off, as Litestream) starts a new generation and says why', async () => {
+    const dir = tempDir('stn-rc-off-');
+    const replicaDir = join(dir, 'replica');
+    const source = await replicatedSource(dir, replicaDir);
+    const [gen] = generations(replicaDir);
+    source.db.close();
+    const restored = join(dir, 'restored.db');
+    await restoreWithOurs(replicaDir, restored);
+    expect(existsSync(markerPath(restored))).toBe(true);
+    const app = openSourceDb(restored);
+    app.transaction(mixedWrite(app, 100))();
+    const p = startStnReplicator({ ...replicatorOpts(restored, replicaDir), continueAfterRestore: undefined });
+    try {
+      await p.waitForLog(new RegExp(`msg="new generation".*restore of generation ${gen} not continued: continue-after-restore is off`));
+      await p.waitForLog(/msg="snapshot written"/);
+    } finally {
+      expect(await p.stop('SIGTERM')).toBe(0);
+    }
+    expect(existsSync(markerPath(restored))).toBe(false);
+    expect(generations(replicaDir)).toHaveLength(2);
+    await bothRestore(dir, replicaDir, contentDigest(app));
+    app.close();
+  });
+
   it('works embedded too: the library restore leaves the marker and Replication continues', async () => {
     const dir = tempDir('stn-rc-e-');
     const replicaDir = join(dir, 'replica');
@@ -263,7 +287,7 @@ describe('restore → replicate continuity', () => {
       error: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
     };
     const app = openSourceDb(restored);
-    const r = await startReplication({ dbPath: restored, replicas: [{ client, syncIntervalMs: 10 }], monitorIntervalMs: 0, logger });
+    const r = await startReplication({ dbPath: restored, replicas: [{ client, syncIntervalMs: 10 }], monitorIntervalMs: 0, continueAfterRestore: true, logger });
     try {
       for (let step = 100; step < 106; step++) {
         app.transaction(mixedWrite(app, step))();

@@ -69,6 +69,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
         minCheckpointPageCount: d.minCheckpointPageCount,
         maxCheckpointPageCount: d.maxCheckpointPageCount,
         maxShadowWalBytes: d.maxShadowWalBytes,
+        continueAfterRestore: d.continueAfterRestore,
         replicas: d.replicas.map((r) => ({
           name: replicaName(r),
           client: buildReplicaClient(r, io.env),

@@ -179,8 +179,11 @@ export function planRestore(g: GenerationListing, opts: PlanOptions = {}): Resto
 function chooseSnapshot(g: GenerationListing, opts: PlanOptions): SnapshotInfo {
   let chosen: SnapshotInfo | undefined;
   if (opts.index !== undefined) {
+    // To an exact offset, a snapshot of the same index could already hold pages of frames past that
+    // offset (checkpointed into the file before it was taken): prefer an earlier index when there is one.
+    const below = opts.offset !== undefined && g.snapshots.some((s) => s.index < opts.index!) ? opts.index - 1 : opts.index;
     for (const s of g.snapshots) {
-      if (s.index <= opts.index && (!chosen || s.index > chosen.index)) chosen = s;
+      if (s.index <= below && (!chosen || s.index > chosen.index)) chosen = s;
     }
     if (!chosen) {
       throw new ReplicateError(

@@ -51,7 +51,7 @@ export async function digestLiveDatabase(dbPath: string, walPath: string, walEnd
   try {
     const header = Buffer.alloc(WAL_HEADER_SIZE);
     await readAt(wal, header, 0);
-    const { pageSize } = parseWalHeader(header, walPath);
+    const { pageSize, salt1, salt2 } = parseWalHeader(header, walPath);
     // pgno -> offset of the frame holding its newest version (one entry per page the WAL changed).
     const overlay = new Map<number, number>();
     const fsize = frameSize(pageSize);
@@ -60,9 +60,18 @@ export async function digestLiveDatabase(dbPath: string, walPath: string, walEnd
       const len = Math.min(buf.length, walEnd - at);
       const got = await readAt(wal, buf.subarray(0, len), at);
       if (got < len) throw new ReplicateError('IO', `${walPath} is shorter (${at + got} bytes) than the pinned position ${walEnd}`);
-      for (let f = 0; f + fsize <= len; f += fsize) overlay.set(buf.readUInt32BE(f), at + f);
+      for (let f = 0; f + fsize <= len; f += fsize) {
+        // A frame of another cycle means the WAL restarted under us (a reader in read slot 0 does not
+        // prevent that): the image would be of a state that never existed, so fail instead of mismatching.
+        if (buf.readUInt32BE(f + 8) !== salt1 || buf.readUInt32BE(f + 12) !== salt2) throw restarted(walPath);
+        overlay.set(buf.readUInt32BE(f), at + f);
+      }
     }
-    return await digestPages(db, pageSize, overlay, wal);
+    const digest = await digestPages(db, pageSize, overlay, wal);
+    const after = Buffer.alloc(WAL_HEADER_SIZE);
+    await readAt(wal, after, 0);
+    if (!after.equals(header)) throw restarted(walPath);
+    return digest;
   } finally {
     await Promise.all([wal.close(), db.close()]);
   }
@@ -90,6 +99,10 @@ async function digestPages(db: FileHandle, pageSize: number, overlay: Map<number
     }
   }
   return { sha256: hash.digest('hex'), pageSize, pageCount };
+}
+
+function restarted(walPath: string): ReplicateError {
+  return new ReplicateError('IO', `${walPath} restarted while the live database was being read; the validation is retried at the next interval`);
 }
 
 function pageSizeOf(header: Buffer, path: string): number {

@@ -142,3 +142,13 @@ describe('planRestore to an exact position (index and offset)', () => {
     expectCode(() => planRestore(g, { offset: 10 }), 'INVALID_ARGUMENT', /needs an index/);
   });
 });
+
+describe('planRestore to an exact position: snapshot choice', () => {
+  it('prefers a snapshot below the index (one of the same index may hold pages past the offset)', () => {
+    const g = gen(A, [[0, 0], [1, 3]], [[0, 0, 1], [1, 0, 2], [1, 8272, 4]]);
+    expect(planRestore(g, { index: 1, offset: 8272 }).snapshot.index).toBe(0);
+    expect(planRestore(g, { index: 1 }).snapshot.index).toBe(1);
+    const only = gen(A, [[1, 3]], [[1, 0, 2]]);
+    expect(planRestore(only, { index: 1, offset: 100 }).snapshot.index).toBe(1);
+  });
+});

@@ -119,11 +119,14 @@ export class MetaDir {
     for (const n of names) if (n !== keep) await rm(join(this.generationsDir(), n), { recursive: true, force: true });
   }
 
-  /** Deletes shadow WAL files below `index` (they are in every replica). */
-  async removeShadowsBelow(generation: string, index: number): Promise<void> {
+  /** Deletes shadow WAL files below `index` (they are in every replica); returns the indexes left, ascending. */
+  async removeShadowsBelow(generation: string, index: number): Promise<number[]> {
+    const left: number[] = [];
     for (const i of await this.shadowIndexes(generation)) {
       if (i < index) await rm(this.shadowWalPath(generation, i), { force: true });
+      else left.push(i);
     }
+    return left;
   }
 
   async removeTempFiles(): Promise<void> {

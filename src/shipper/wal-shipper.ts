@@ -516,9 +516,9 @@ export class WalShipper extends EventEmitter {
 
   private async cleanShadows(generation: string): Promise<void> {
     const needed = this.retainFrom();
-    // One older file is kept, as Litestream does.
-    if (needed !== undefined) await this.meta.removeShadowsBelow(generation, needed - 1);
-    await this.enforceShadowLimit(generation);
+    // One older file is kept, as Litestream does. One directory listing per sync serves both steps.
+    const left = needed !== undefined ? await this.meta.removeShadowsBelow(generation, needed - 1) : await this.meta.shadowIndexes(generation);
+    await this.enforceShadowLimit(generation, left);
   }
 
   /**
@@ -528,18 +528,15 @@ export class WalShipper extends EventEmitter {
    * starts the new generation with a snapshot. Its point-in-time history has a break there; nothing
    * committed is lost (the new generation's snapshot holds it).
    */
-  private async enforceShadowLimit(generation: string): Promise<void> {
-    const indexes = await this.meta.shadowIndexes(generation);
-    // While every replica keeps up there are at most three files (see cleanShadows); only measure more.
-    if (indexes.length <= 3) {
-      this.usage.bytes = 0;
-      for (const i of indexes) this.usage.bytes += (await this.meta.shadowSize(generation, i)) ?? 0;
-      this.halfWarned = false;
-      return;
-    }
+  private async enforceShadowLimit(generation: string, indexes: readonly number[]): Promise<void> {
     let bytes = 0;
     for (const i of indexes) bytes += (await this.meta.shadowSize(generation, i)) ?? 0;
     this.usage.bytes = bytes;
+    // While every replica keeps up there are at most three files (see cleanShadows): nothing to bound.
+    if (indexes.length <= 3) {
+      this.halfWarned = false;
+      return;
+    }
     const limit = this.maxShadowWalBytes;
     if (limit <= 0) return;
     const behind = this.describeBehind().join(', ') || 'unknown';

@@ -63,18 +63,13 @@ export function registerRestore(program: Command, io: CliIo): void {
       const t = await resolveTarget(target, flags, io);
       let output = flags.o !== undefined ? resolve(io.cwd, expandHome(flags.o, io.homeDir)) : t.db?.path;
       if (output !== undefined) output = resolve(output);
+      // What to restore: the same for a dry run and a restore, so the dry run plans exactly what would run.
+      const what = { generation: flags.generation, index, timestamp, stopAtGap: flags.stopAtGap === true, signal: io.signal };
 
       if (flags.dryRun) {
         // A dry run plans (and fails) exactly like a restore, but needs no output path.
         try {
-          const preview = await previewRestore(t.replicas, {
-            outputPath: output,
-            generation: flags.generation,
-            index,
-            timestamp,
-            stopAtGap: flags.stopAtGap === true,
-            signal: io.signal,
-          });
+          const preview = await previewRestore(t.replicas, { ...what, outputPath: output });
           const skip = flags.ifDbNotExists === true && output !== undefined && (await exists(output));
           io.stdout.write(formatRestorePreview(preview, { ifDbNotExists: skip }));
           io.stderr.write('dry run: nothing was downloaded or written\n');
@@ -97,17 +92,7 @@ export function registerRestore(program: Command, io: CliIo): void {
 
       const progress = createProgress(io, 'restoring');
       try {
-        const result = await restore(t.replicas, {
-          outputPath: output,
-          generation: flags.generation,
-          index,
-          timestamp,
-          parallelism,
-          integrityCheck,
-          stopAtGap: flags.stopAtGap === true,
-          onProgress: progress?.update,
-          signal: io.signal,
-        });
+        const result = await restore(t.replicas, { ...what, outputPath: output, parallelism, integrityCheck, onProgress: progress?.update });
         progress?.stop();
         const p = result.plan;
         io.stderr.write(

@@ -9,10 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
-import type { LogFields, Logger } from '../../src/logger.js';
+import type { Logger } from '../../src/logger.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { runCli } from '../helpers/cli.js';
 import { runLitestream } from '../helpers/oracle.js';
+import { recordingLogger } from '../helpers/recording-logger.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
 
 const dirs: string[] = [];
@@ -85,10 +86,9 @@ describe('replication faults', () => {
   });
 
   it('a replica that stays down cannot fill the disk: at the shadow WAL limit, a loud error and a new generation; it catches up after', async () => {
-    const lines: { level: string; msg: string; fields?: LogFields }[] = [];
-    const at = (level: string) => (msg: string, fields?: LogFields) => void lines.push({ level, msg, fields });
+    const logger = recordingLogger();
     const limit = 400_000;
-    const s = setup({ minCheckpointPageCount: 20, maxShadowWalBytes: limit, logger: { debug: () => undefined, info: at('info'), warn: at('warn'), error: at('error') } });
+    const s = setup({ minCheckpointPageCount: 20, maxShadowWalBytes: limit, logger });
     const r = await s.start();
     const reasons: string[] = [];
     r.on('generation', (e) => reasons.push(e.reason));
@@ -115,7 +115,7 @@ describe('replication faults', () => {
     // Bounded: never more than the limit plus the batch that crossed it (and one index being started).
     expect(peak).toBeLessThan(limit + 200_000);
     expect(shadowBytes()).toBeLessThan(limit / 2);
-    const error = lines.find((l) => l.level === 'error' && l.msg.startsWith('shadow wal limit reached'));
+    const error = logger.lines.find((l) => l.level === 'error' && l.msg.startsWith('shadow wal limit reached'));
     expect(error?.fields?.behind).toMatch(/file \(.*replica.*(EPERM|EACCES)/);
     expect(reasons.at(-1)).toMatch(/shadow wal limit reached .* while replicas were behind: file/);
     expect(r.shipper.pos()!.generation).not.toBe(first);

@@ -71,6 +71,29 @@ async function bothRestore(dir: string, replicaDir: string, expected: string, ge
   expect(contentDigest(b)).toBe(expected);
 }
 
+/**
+ * Replicates the restored database while the app writes, expecting a new generation for `reason` (and
+ * no continuation); afterwards the marker is gone. Returns the replica's generations.
+ */
+async function replicateIntoNewGeneration(
+  restored: string,
+  replicaDir: string,
+  app: Database.Database,
+  reason: RegExp,
+  opts: Partial<ReturnType<typeof replicatorOpts>> = {},
+): Promise<string[]> {
+  const p = startStnReplicator({ ...replicatorOpts(restored, replicaDir), ...opts });
+  try {
+    await p.waitForLog(new RegExp(`msg="new generation".*${reason.source}`));
+    await writeSome(p, app, restored, 101, 4);
+    expect(p.lines.join('\n')).not.toMatch(/continuing generation/);
+  } finally {
+    expect(await p.stop('SIGTERM')).toBe(0);
+  }
+  expect(existsSync(markerPath(restored))).toBe(false);
+  return generations(replicaDir);
+}
+
 const generations = (replicaDir: string) => readdirSync(join(replicaDir, 'generations')).sort();
 const snapshots = (replicaDir: string, g: string) => readdirSync(join(replicaDir, 'generations', g, 'snapshots'));
 
@@ -145,16 +168,7 @@ describe('restore → replicate continuity', () => {
     app.transaction(mixedWrite(app, 100))();
     app.pragma('wal_checkpoint(TRUNCATE)'); // the restored file itself changes: its writes leave the WAL
 
-    const p = startStnReplicator(replicatorOpts(restored, replicaDir));
-    try {
-      await p.waitForLog(/msg="new generation".*database changed since the restore/);
-      await writeSome(p, app, restored, 101, 4);
-      expect(p.lines.join('\n')).not.toMatch(/continuing generation/);
-    } finally {
-      expect(await p.stop('SIGTERM')).toBe(0);
-    }
-    expect(existsSync(markerPath(restored))).toBe(false);
-    const gens = generations(replicaDir);
+    const gens = await replicateIntoNewGeneration(restored, replicaDir, app, /database changed since the restore/);
     expect(gens).toHaveLength(2);
     expect(gens).toContain(gen);
     await bothRestore(dir, replicaDir, contentDigest(app));
@@ -185,16 +199,7 @@ describe('restore → replicate continuity', () => {
 
     const app = openSourceDb(restored);
     app.transaction(mixedWrite(app, 100))();
-    const p = startStnReplicator(replicatorOpts(restored, replicaDir));
-    try {
-      await p.waitForLog(/msg="new generation".*moved on since the restore/);
-      await writeSome(p, app, restored, 101, 4);
-      expect(p.lines.join('\n')).not.toMatch(/continuing generation/);
-    } finally {
-      expect(await p.stop('SIGTERM')).toBe(0);
-    }
-    expect(existsSync(markerPath(restored))).toBe(false);
-    const gens = generations(replicaDir);
+    const gens = await replicateIntoNewGeneration(restored, replicaDir, app, /moved on since the restore/);
     expect(gens).toHaveLength(2);
     await bothRestore(dir, replicaDir, contentDigest(app));
     await bothRestore(dir, replicaDir, sourceDigest, gen); // the other writer's history is all there
@@ -254,15 +259,10 @@ describe('restore → replicate continuity', () => {
     expect(existsSync(markerPath(restored))).toBe(true);
     const app = openSourceDb(restored);
     app.transaction(mixedWrite(app, 100))();
-    const p = startStnReplicator({ ...replicatorOpts(restored, replicaDir), continueAfterRestore: undefined });
-    try {
-      await p.waitForLog(new RegExp(`msg="new generation".*restore of generation ${gen} not continued: continue-after-restore is off`));
-      await p.waitForLog(/msg="snapshot written"/);
-    } finally {
-      expect(await p.stop('SIGTERM')).toBe(0);
-    }
-    expect(existsSync(markerPath(restored))).toBe(false);
-    expect(generations(replicaDir)).toHaveLength(2);
+    const gens = await replicateIntoNewGeneration(restored, replicaDir, app, new RegExp(`restore of generation ${gen} not continued: continue-after-restore is off`), {
+      continueAfterRestore: undefined,
+    });
+    expect(gens).toHaveLength(2);
     await bothRestore(dir, replicaDir, contentDigest(app));
     app.close();
   });

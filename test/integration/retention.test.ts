@@ -36,6 +36,17 @@ function tmp(): string {
   return d;
 }
 
+/** A fresh app database (closed after the test) and a file replica beside it, by default a plain one. */
+function appAndReplica<C = FileReplicaClient>(makeClient: (path: string) => C = (path) => new FileReplicaClient({ path }) as C) {
+  const dir = tmp();
+  const dbPath = join(dir, 'app.db');
+  const replicaDir = join(dir, 'replica');
+  const client = makeClient(replicaDir);
+  const app = openSourceDb(dbPath);
+  apps.push(app);
+  return { dir, dbPath, replicaDir, client, app };
+}
+
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
@@ -57,12 +68,7 @@ describe('retention on a file replica', () => {
     let litestreamTimestampRestores = 0;
     for (let seed = 1; seed <= 30; seed++) {
       const rand = mulberry32(seed * 7919);
-      const dir = tmp();
-      const dbPath = join(dir, 'app.db');
-      const replicaDir = join(dir, 'replica');
-      const client = new FileReplicaClient({ path: replicaDir });
-      const app = openSourceDb(dbPath);
-      apps.push(app);
+      const { dir, dbPath, replicaDir, client, app } = appAndReplica();
       let sim = SIM_START;
       const stamper = new Stamper(replicaDir);
       const start = async () => {
@@ -150,12 +156,7 @@ describe('retention on a file replica', () => {
   }, 300_000);
 
   it('scheduled snapshots and background retention (real short intervals); Litestream restores the pruned replica', async () => {
-    const dir = tmp();
-    const dbPath = join(dir, 'app.db');
-    const replicaDir = join(dir, 'replica');
-    const client = new FileReplicaClient({ path: replicaDir });
-    const app = openSourceDb(dbPath);
-    apps.push(app);
+    const { dir, dbPath, replicaDir, client, app } = appAndReplica();
     const options = {
       dbPath,
       replicas: [{ client, syncIntervalMs: 10, snapshotIntervalMs: 200, retentionMs: 1000, retentionCheckIntervalMs: 100 }],
@@ -220,12 +221,7 @@ describe('retention on a file replica', () => {
         return super.deleteSnapshot(generation, index);
       }
     }
-    const dir = tmp();
-    const dbPath = join(dir, 'app.db');
-    const replicaDir = join(dir, 'replica');
-    const client = new FlakyClient({ path: replicaDir });
-    const app = openSourceDb(dbPath);
-    apps.push(app);
+    const { dir, dbPath, replicaDir, client, app } = appAndReplica((path) => new FlakyClient({ path }));
     let sim = SIM_START;
     const stamper = new Stamper(replicaDir);
     const r = await startReplication({ dbPath, replicas: [{ client, retentionMs: HOUR }], minCheckpointPageCount: 6, now: () => sim });
@@ -272,12 +268,7 @@ describe('retention on a file replica', () => {
   }, 60_000);
 
   it('at start, the first scheduled snapshot is due at the latest snapshot + interval: at once when overdue', async () => {
-    const dir = tmp();
-    const dbPath = join(dir, 'app.db');
-    const replicaDir = join(dir, 'replica');
-    const client = new FileReplicaClient({ path: replicaDir });
-    const app = openSourceDb(dbPath);
-    apps.push(app);
+    const { dbPath, client, app } = appAndReplica();
     app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('x', 1);
     let offset = 0;
     const now = () => Date.now() + offset;

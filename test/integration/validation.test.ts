@@ -12,9 +12,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { collect } from '../../src/client/replica-client.js';
 import { decodeLz4Frame, encodeLz4Frame } from '../../src/internal/lz4-frame.js';
-import type { LogFields, Logger } from '../../src/logger.js';
 import type { ValidationResult } from '../../src/replica/replica.js';
 import { startReplication, type Replication } from '../../src/replication.js';
+import { recordingLogger } from '../helpers/recording-logger.js';
 import { openSourceDb, textOf } from '../helpers/source-db.js';
 
 const dirs: string[] = [];
@@ -28,12 +28,6 @@ function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'stn-validate-'));
   dirs.push(d);
   return d;
-}
-
-function recordingLogger(): Logger & { lines: { level: string; msg: string; fields?: LogFields }[] } {
-  const lines: { level: string; msg: string; fields?: LogFields }[] = [];
-  const at = (level: string) => (msg: string, fields?: LogFields) => void lines.push({ level, msg, fields });
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
 
 async function setup(opts: { validationIntervalMs?: number; prefillRows?: number } = {}) {

@@ -15,6 +15,7 @@ import { comparePos, formatPos } from './pos.js';
 import { Replica, type RetentionResult, type ValidationResult } from './replica/replica.js';
 import type { CheckpointPolicy } from './shipper/checkpoint-policy.js';
 import { WalShipper } from './shipper/wal-shipper.js';
+import type { CheckpointStepHook } from './shipper/db-connection.js';
 
 export interface ReplicaSpec {
   /** Defaults to the client's type; must be unique per database. */
@@ -47,6 +48,8 @@ export interface ReplicationOptions {
   now?: () => number;
   logger?: Logger;
   signal?: AbortSignal;
+  /** Fault injection for tests only (see CheckpointStepHook in src/shipper/db-connection.ts). */
+  checkpointStepHook?: CheckpointStepHook;
 }
 
 export interface ReplicationEvents {
@@ -84,6 +87,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       maxShadowWalBytes: opts.maxShadowWalBytes,
       continueAfterRestore: opts.continueAfterRestore,
       logger: this.log,
+      checkpointStepHook: opts.checkpointStepHook,
     });
     this.replicas = opts.replicas.map(
       (r, i) =>

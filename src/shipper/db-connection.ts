@@ -22,7 +22,16 @@ export interface CheckpointResult {
 
 const SEQ_UPSERT = 'INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1';
 
+/**
+ * Fault injection for tests: called at each step of the checkpoint sequence (synchronously, inside it),
+ * so a test can commit and checkpoint from another connection exactly there.
+ */
+export type CheckpointStepHook = (step: string) => void;
+
 export class ShipperDb {
+  /** See CheckpointStepHook; undefined outside tests. */
+  stepHook: CheckpointStepHook | undefined;
+
   private constructor(
     readonly path: string,
     private readonly rw: Database.Database,
@@ -111,6 +120,7 @@ export class ShipperDb {
       } finally {
         this.rw.exec('COMMIT');
       }
+      this.stepHook?.('committed');
       this.bumpSeq();
       this.rw.exec('BEGIN IMMEDIATE');
       try {

@@ -16,7 +16,7 @@ import { nullLogger, type Logger } from '../logger.js';
 import type { Pos } from '../pos.js';
 import { WAL_HEADER_SIZE, WalScanner, frameAlign, frameSize, parseWalFrameHeader, parseWalHeader } from '../sqlite/wal-format.js';
 import { DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointMode, type CheckpointPolicy } from './checkpoint-policy.js';
-import { ShipperDb } from './db-connection.js';
+import { ShipperDb, type CheckpointStepHook } from './db-connection.js';
 import { MetaDir, defaultMetaPath, newGenerationName } from './meta.js';
 import {
   fileDigest,
@@ -51,6 +51,8 @@ export interface ShipperOptions {
    */
   continueAfterRestore?: boolean;
   logger?: Logger;
+  /** Fault injection for tests (see CheckpointStepHook). */
+  checkpointStepHook?: CheckpointStepHook;
 }
 
 export interface GenerationEvent {
@@ -116,6 +118,7 @@ export class WalShipper extends EventEmitter {
   private restorePending: { marker: RestoreMarker } | { reason: string } | undefined;
   private continuedFrom: Pos | undefined;
   private readonly continueAfterRestoreEnabled: boolean;
+  private readonly stepHook: CheckpointStepHook | undefined;
 
   constructor(opts: ShipperOptions) {
     super();
@@ -128,6 +131,7 @@ export class WalShipper extends EventEmitter {
     this.busyTimeoutMs = opts.busyTimeoutMs ?? 1000;
     this.maxShadowWalBytes = opts.maxShadowWalBytes ?? DEFAULT_MAX_SHADOW_WAL_BYTES;
     this.continueAfterRestoreEnabled = opts.continueAfterRestore ?? false;
+    this.stepHook = opts.checkpointStepHook;
     this.usage = { bytes: 0, limit: this.maxShadowWalBytes, limitReached: 0 };
   }
 
@@ -241,6 +245,7 @@ export class WalShipper extends EventEmitter {
 
   private async init(): Promise<void> {
     this.db = ShipperDb.open(this.dbPath, { busyTimeoutMs: this.busyTimeoutMs });
+    this.db.stepHook = this.stepHook;
     this.walIno = await this.walInode();
     await this.meta.ensure();
     await this.meta.removeTempFiles();

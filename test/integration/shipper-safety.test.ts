@@ -1,0 +1,178 @@
+/**
+ * Targeted, timed reproductions of the ways a shipper can lose a committed transaction without anyone
+ * noticing (integrity_check says ok, the restore simply lacks rows). Each builds the exact state or
+ * timing that random torture rounds rarely hit, and checks that both tools restore every committed row.
+ */
+import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FileReplicaClient } from '../../src/client/file-client.js';
+import { startReplication, type Replication } from '../../src/replication.js';
+import { WalScanner } from '../../src/sqlite/wal-format.js';
+import { runCli } from '../helpers/cli.js';
+import { sqliteCli } from '../helpers/app-process.js';
+import { runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
+
+const dirs: string[] = [];
+const open: Replication[] = [];
+const procs: LoggedProcess[] = [];
+afterEach(async () => {
+  for (const r of open.splice(0)) await r.close().catch(() => undefined);
+  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'stn-safety-'));
+  dirs.push(dir);
+  const dbPath = join(dir, 'app.db');
+  await sqliteCli(dbPath, 'PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER);');
+  return { dir, dbPath, replicaDir: join(dir, 'replica') };
+}
+
+/** The ids in `t` of a database restored by each tool (each restore also passes integrity_check). */
+async function restoredIds(replicaDir: string, dir: string): Promise<Record<'ours' | 'litestream', number[]>> {
+  const result = {} as Record<'ours' | 'litestream', number[]>;
+  for (const tool of ['ours', 'litestream'] as const) {
+    const out = join(dir, `${tool}-${Math.random().toString(36).slice(2)}.db`);
+    const r = tool === 'ours' ? await runCli(['restore', '-o', out, `file://${replicaDir}`]) : await runLitestream(['restore', '-o', out, `file://${replicaDir}`]);
+    expect(r.code, `${tool}: ${r.stderr}`).toBe(0);
+    const db = new Database(out, { readonly: true });
+    try {
+      expect(db.pragma('integrity_check', { simple: true }), tool).toBe('ok');
+      result[tool] = (db.prepare('SELECT id FROM t ORDER BY id').pluck().all() as number[]);
+    } finally {
+      db.close();
+    }
+  }
+  return result;
+}
+
+function liveIds(dbPath: string): number[] {
+  const db = new Database(dbPath, { readonly: true });
+  try {
+    return db.prepare('SELECT id FROM t ORDER BY id').pluck().all() as number[];
+  } finally {
+    db.close();
+  }
+}
+
+describe('shipper safety', () => {
+  it('no WAL cycle is skipped when another connection commits and checkpoints inside the checkpoint sequence', async () => {
+    const s = await setup();
+    // The "other process": commits (restarting a fully backfilled WAL), checkpoints, commits again —
+    // at every step of our checkpoint sequence, with no busy wait (where we hold a lock, it gets BUSY).
+    const other = new Database(s.dbPath, { timeout: 0 });
+    let nextId = 1_000_000;
+    const steps: string[] = [];
+    const inject = (step: string) => {
+      steps.push(step);
+      if (steps.length > 60) return; // enough: each injection's commits cause more checkpoints
+      for (const action of ['insert', 'checkpoint', 'insert'] as const) {
+        try {
+          if (action === 'insert') other.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, 0)').run(nextId, 'injected'), nextId++;
+          else other.pragma('wal_checkpoint(PASSIVE)');
+        } catch (err) {
+          if (!/locked|busy/i.test(String(err))) throw err;
+        }
+      }
+    };
+    const r = await startReplication({
+      dbPath: s.dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }],
+      minCheckpointPageCount: 1,
+      monitorIntervalMs: 0,
+      checkpointStepHook: inject,
+    });
+    open.push(r);
+    // The application's commits go through a connection of this process on purpose: this test is about
+    // the checkpoint sequence alone (app-processes.test.ts covers applications in other processes).
+    const app = new Database(s.dbPath, { timeout: 5000 });
+    for (let i = 1; i <= 20; i++) {
+      app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(i, 'y'.repeat(2000), i);
+      await r.sync();
+    }
+    await r.close();
+    app.close();
+    other.close();
+    expect(steps.length, 'the checkpoint sequence ran (and the injection with it)').toBeGreaterThan(0);
+    expect(nextId, 'some injected commits succeeded').toBeGreaterThan(1_000_000);
+    const live = liveIds(s.dbPath);
+    const restored = await restoredIds(s.replicaDir, s.dir);
+    expect(restored.ours).toEqual(live);
+    expect(restored.litestream).toEqual(live);
+  });
+
+  it('a shadow WAL left with uncommitted frames by a SIGKILL mid-copy does not hide later commits', async () => {
+    const s = await setup();
+    const o = { dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '50ms', monitorInterval: '100ms', minCheckpointPageCount: 100_000 };
+    let p = startStnReplicator(o);
+    procs.push(p);
+    await p.waitForLog(/msg="snapshot written"/);
+    for (let i = 1; i <= 5; i++) await sqliteCli(s.dbPath, `INSERT INTO t (id, v, n) VALUES (${i}, 'committed before', ${i});`);
+
+    // An application transaction big enough to spill uncommitted frames into the WAL, left open.
+    const app = new Database(s.dbPath, { timeout: 10_000 });
+    app.pragma('cache_size = 10');
+    app.exec('BEGIN');
+    const big = app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, -1)');
+    for (let i = 0; i < 200; i++) big.run(500_000 + i, 'u'.repeat(3000));
+    const walPath = `${s.dbPath}-wal`;
+    const wal = new WalScanner();
+    const walFd = openSync(walPath, 'r');
+    const walBytes = Buffer.alloc(statSync(walPath).size);
+    readSync(walFd, walBytes, 0, walBytes.length, 0);
+    closeSync(walFd);
+    wal.update(walBytes);
+    const committedEnd = wal.result().committedSize;
+    expect(walBytes.length, 'the open transaction spilled frames into the WAL').toBeGreaterThan(committedEnd + 10 * 4120);
+
+    // The replicator has copied everything committed; kill it and leave the state a kill between
+    // "write frames" and "cut back to the last commit" would leave: the uncommitted tail appended.
+    const meta = join(s.dir, '.app.db-litestream');
+    await waitUntil(() => shadowSize(meta) === committedEnd);
+    await p.stop('SIGKILL');
+    const shadowPath = currentShadow(meta);
+    const fd = openSync(shadowPath, 'r+');
+    writeSync(fd, walBytes.subarray(committedEnd), 0, walBytes.length - committedEnd, committedEnd);
+    closeSync(fd);
+
+    // The app rolls back and commits new rows at the real commit point, below the shadow's end.
+    // The app's connection stays open throughout, so the WAL is not deleted meanwhile.
+    app.exec('ROLLBACK');
+    app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(6, 'after the rollback', 6);
+    p = startStnReplicator(o);
+    procs.push(p);
+    await p.waitForLog(/msg=replicating/);
+    for (let i = 7; i <= 10; i++) await sqliteCli(s.dbPath, `INSERT INTO t (id, v, n) VALUES (${i}, 'after the restart', ${i});`);
+    expect(await p.stop('SIGTERM')).toBe(0);
+    app.close();
+
+    const live = liveIds(s.dbPath);
+    expect(live).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const restored = await restoredIds(s.replicaDir, s.dir);
+    expect(restored.ours).toEqual(live);
+    expect(restored.litestream).toEqual(live);
+  });
+});
+
+function shadowDir(meta: string): string {
+  const gen = readdirSync(join(meta, 'generations'))[0]!;
+  return join(meta, 'generations', gen, 'wal');
+}
+function currentShadow(meta: string): string {
+  const dir = shadowDir(meta);
+  return join(dir, readdirSync(dir).filter((f) => f.endsWith('.wal')).sort().at(-1)!);
+}
+function shadowSize(meta: string): number {
+  return statSync(currentShadow(meta)).size;
+}
+async function waitUntil(cond: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > until) throw new Error('timed out waiting for a condition');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -48,6 +48,12 @@ export interface ReplicationOptions {
   now?: () => number;
   logger?: Logger;
   signal?: AbortSignal;
+  /**
+   * Wait in `startReplication` while the database does not exist yet or is locked (default true). With
+   * false, `startReplication` returns at once and the database is opened in the background when it
+   * appears (`replicate -exec` starts the application that creates it).
+   */
+  waitForDatabase?: boolean;
   /** Fault injection for tests only (see CheckpointStepHook in src/shipper/db-connection.ts). */
   checkpointStepHook?: CheckpointStepHook;
 }
@@ -143,7 +149,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   /** Opens the database (waiting while it does not exist) and starts replicating in the background. */
   static async start(opts: ReplicationOptions): Promise<Replication> {
     const r = new Replication(opts);
-    await r.shipper.start(opts.signal);
+    await r.shipper.start(opts.signal, { waitForDatabase: opts.waitForDatabase });
     for (const replica of r.replicas) replica.start();
     return r;
   }

@@ -3,12 +3,16 @@
  * then fsync the directory so the rename itself survives a power cut (Litestream skips that last step).
  */
 import { randomBytes } from 'node:crypto';
+import { chownSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { open, rename, unlink, mkdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 
 export interface AtomicWriteOptions {
   fileMode?: number;
   dirMode?: number;
+  /** Owner of the file (both or neither). */
+  uid?: number;
+  gid?: number;
   signal?: AbortSignal;
 }
 
@@ -53,6 +57,45 @@ export async function writeFileAtomic(path: string, body: AsyncIterable<Uint8Arr
     if (!renamed) {
       await handle.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * The same for a small buffer, synchronously: for state written while SQLite's write lock is held, which
+ * must never wait on an await (see ShipperDb.tryWithWriteLock).
+ */
+export function writeFileAtomicSync(path: string, data: Buffer, opts: Omit<AtomicWriteOptions, 'signal'> = {}): void {
+  mkdirSync(dirname(path), { recursive: true, mode: opts.dirMode ?? 0o700 });
+  const tmp = tempPathFor(path);
+  const fd = openSync(tmp, 'wx', opts.fileMode ?? 0o600);
+  let renamed = false;
+  try {
+    if (opts.uid !== undefined && opts.gid !== undefined) chownSync(tmp, opts.uid, opts.gid);
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, path);
+    renamed = true;
+    const dir = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  } finally {
+    if (!renamed) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // never created or already gone
+      }
     }
   }
 }

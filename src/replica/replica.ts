@@ -6,7 +6,6 @@
  * generation started by Litestream is resumed.
  */
 import { EventEmitter } from 'node:events';
-import { createReadStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { collect, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from '../client/replica-client.js';
@@ -361,7 +360,8 @@ export class Replica extends EventEmitter {
 
   private behind(): boolean {
     const db = this.shipper.pos();
-    return db !== undefined && (this.position === undefined || comparePos(this.position, db) < 0);
+    // Positions of two generations do not compare: another generation is always behind.
+    return db !== undefined && (this.position === undefined || this.position.generation !== db.generation || comparePos(this.position, db) < 0);
   }
 
   private waitForWork(): Promise<void> {
@@ -438,15 +438,21 @@ export class Replica extends EventEmitter {
   /** Writes a snapshot of the database at the shipper's current index. */
   async snapshot(): Promise<SnapshotInfo> {
     return this.shipper.withSnapshotLock(async (pos) => {
+      // Segments first: the database file may hold frames the replica's segments do not have yet (a
+      // checkpoint backfills up to our read mark, ahead of the uploads), and a point-in-time restore that
+      // picks this snapshot replays only the segments uploaded by then: mixing a newer page image with
+      // older segments would give a state that never existed.
+      if (this.position?.generation === pos.generation) while (await this.uploadNext());
       const started = Date.now();
-      const source = createReadStream(this.shipper.dbPath, { highWaterMark: READ_CHUNK });
+      // Through the shipper's one descriptor: opening and closing another would drop SQLite's locks.
+      const source = this.shipper.readDatabase(READ_CHUNK);
       try {
         const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeLz4Frame(source));
         this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Date.now() - started}ms`, sz: info.size });
         this.emit('snapshot', info);
         return info;
       } finally {
-        source.destroy();
+        await source.return(undefined);
       }
     });
   }
@@ -469,7 +475,8 @@ export class Replica extends EventEmitter {
   /** Uploads the next segment, or moves to the next index; false when there is nothing to do. */
   private async uploadNext(): Promise<boolean> {
     const pos = this.position!;
-    const db = this.shipper.pos();
+    // Only what is durable locally: a power cut must never leave the replica ahead of the shadow WAL.
+    const db = await this.shipper.durablePos();
     if (!db || db.generation !== pos.generation) return false;
     const path = this.shipper.meta.shadowWalPath(pos.generation, pos.index);
     let size: number;

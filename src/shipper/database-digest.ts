@@ -14,6 +14,10 @@ import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ReplicateError } from '../errors.js';
 import { WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, frameSize, parseWalHeader } from '../sqlite/wal-format.js';
+import type { DatabaseFile } from './database-file.js';
+
+/** Reads into `buf` at `position`; returns the bytes read (fewer only at the end of the file). */
+type ReadAt = (buf: Buffer, position: number) => Promise<number>;
 
 export interface DatabaseDigest {
   /** Hex SHA-256 of pages 1..pageCount. */
@@ -31,7 +35,7 @@ export async function digestDatabaseFile(path: string): Promise<DatabaseDigest> 
     const head = Buffer.alloc(100);
     await readAt(db, head, 0);
     const pageSize = pageSizeOf(head, path);
-    return await digestPages(db, pageSize, new Map(), undefined);
+    return await digestPages((b, p) => readAt(db, b, p), pageSize, new Map(), undefined);
   } finally {
     await db.close();
   }
@@ -39,15 +43,16 @@ export async function digestDatabaseFile(path: string): Promise<DatabaseDigest> 
 
 /**
  * The digest of the live database as of `walEnd`: the committed frames of the WAL's current cycle in
- * [32, walEnd) overlay the database file (the last frame of a page wins).
+ * [32, walEnd) overlay the database file (the last frame of a page wins). The database file is read
+ * through the shipper's own descriptor (see database-file.ts: opening and closing another one would
+ * drop the process's SQLite locks).
  *
  * The caller must hold a read transaction begun at exactly that point for as long as this runs: then
  * SQLite can neither restart the WAL (overwriting those frames) nor backfill a later frame into the
  * database file, and every page a concurrent checkpoint does write has its frame in the overlay.
  */
-export async function digestLiveDatabase(dbPath: string, walPath: string, walEnd: number): Promise<DatabaseDigest> {
+export async function digestLiveDatabase(db: DatabaseFile, walPath: string, walEnd: number): Promise<DatabaseDigest> {
   const wal = await open(walPath, 'r');
-  const db = await open(dbPath, 'r');
   try {
     const header = Buffer.alloc(WAL_HEADER_SIZE);
     await readAt(wal, header, 0);
@@ -67,24 +72,24 @@ export async function digestLiveDatabase(dbPath: string, walPath: string, walEnd
         overlay.set(buf.readUInt32BE(f), at + f);
       }
     }
-    const digest = await digestPages(db, pageSize, overlay, wal);
+    const digest = await digestPages((b, p) => db.read(b, p), pageSize, overlay, wal);
     const after = Buffer.alloc(WAL_HEADER_SIZE);
     await readAt(wal, after, 0);
     if (!after.equals(header)) throw restarted(walPath);
     return digest;
   } finally {
-    await Promise.all([wal.close(), db.close()]);
+    await wal.close();
   }
 }
 
-async function digestPages(db: FileHandle, pageSize: number, overlay: Map<number, number>, wal: FileHandle | undefined): Promise<DatabaseDigest> {
+async function digestPages(readDb: ReadAt, pageSize: number, overlay: Map<number, number>, wal: FileHandle | undefined): Promise<DatabaseDigest> {
   const hash = createHash('sha256');
   const chunk = Buffer.allocUnsafe(CHUNK_PAGES * pageSize);
   let pageCount = Infinity; // known once page 1 (from the file or the WAL) has been read
   for (let first = 1; first <= pageCount; first += CHUNK_PAGES) {
     const count = Math.min(CHUNK_PAGES, pageCount - first + 1);
     const view = chunk.subarray(0, count * pageSize);
-    const got = await readAt(db, view, (first - 1) * pageSize);
+    const got = await readDb(view, (first - 1) * pageSize);
     view.fill(0, got);
     for (let i = 0; i < count; i++) {
       const at = overlay.get(first + i);

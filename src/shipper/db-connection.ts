@@ -1,18 +1,30 @@
 /**
- * The shipper's SQLite connections to the live database.
+ * The shipper's hold on the live database: one descriptor of the file (database-file.ts) and three SQLite
+ * connections.
  *
- * - `rw` writes Litestream's `_litestream_seq` row (to force WAL frames) and takes the write lock around
- *   checkpoints;
+ * - `rw` writes Litestream's `_litestream_seq` row (to give the WAL a header, or to restart it right
+ *   after our checkpoint) and takes SQLite's write lock whenever the shipper must act on a WAL that
+ *   cannot change under it;
  * - `ckpt` runs checkpoints (a connection inside a transaction cannot checkpoint);
- * - `lock` is read-only and holds a long read transaction, which keeps SQLite from restarting the WAL
- *   (and so overwriting frames we have not copied) behind our back — Litestream's technique. Because it
- *   is read-only and closed last, closing never checkpoints and deletes the WAL (SQLite does that when
- *   the last connection closes), so a clean restart finds the WAL and keeps its generation.
+ * - `lock` is read-only and holds the long read transaction.
+ *
+ * The read transaction is what keeps SQLite from restarting the WAL over frames we have not copied: a
+ * reader that began while the WAL held unbackfilled frames sits in a read slot ≥ 1, and no connection
+ * can restart the WAL (or RESTART/TRUNCATE-checkpoint it) while any such slot is taken. A reader that
+ * began on a fully backfilled WAL sits in slot 0 instead, which does not prevent one restart; but it
+ * prevents every later backfill, so at most one restart can follow, and only of a WAL whose frames were
+ * all backfilled. Hence the rule this class enforces: the read transaction is only ever (re)taken under
+ * the write lock, right after every committed frame has been copied (`relockRead`). Then any restart we
+ * later observe is of a cycle that ended exactly where our shadow WAL ends.
+ *
+ * Closing: the read-only connection closes last, so closing can never checkpoint and delete the WAL
+ * (SQLite does that when the last connection closes), and a clean restart keeps its generation.
  */
 import { accessSync, constants } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { describeError, ReplicateError } from '../errors.js';
+import { DatabaseFile } from './database-file.js';
 
 export interface CheckpointResult {
   busy: number;
@@ -20,50 +32,74 @@ export interface CheckpointResult {
   checkpointed: number;
 }
 
-const SEQ_UPSERT = 'INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1';
-
 /**
  * Fault injection for tests: called at each step of the checkpoint sequence (synchronously, inside it),
  * so a test can commit and checkpoint from another connection exactly there.
  */
 export type CheckpointStepHook = (step: string) => void;
 
+const SEQ_UPSERT = 'INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1';
+
+/** An SQLite error that only means "someone else holds the lock right now". */
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || (typeof code === 'string' && code.startsWith('SQLITE_BUSY_')) || /database is locked/i.test(describeError(err));
+}
+
+export interface ShipperDbOptions {
+  busyTimeoutMs: number;
+  /**
+   * `journal_size_limit` of the connection whose write restarts the WAL after our checkpoints: SQLite
+   * then cuts the WAL file back to this size, so a WAL that grew while readers held it does not stay big.
+   */
+  journalSizeLimitBytes?: number;
+}
+
 export class ShipperDb {
   /** See CheckpointStepHook; undefined outside tests. */
   stepHook: CheckpointStepHook | undefined;
+  private writeLocked = false;
+  private trusted = false;
 
   private constructor(
     readonly path: string,
+    readonly file: DatabaseFile,
     private readonly rw: Database.Database,
     private readonly ckpt: Database.Database,
     private readonly lock: Database.Database,
     readonly pageSize: number,
   ) {}
 
-  /** Opens the database, converts it to WAL mode, creates Litestream's tables, takes the read lock. */
-  static open(path: string, opts: { busyTimeoutMs: number }): ShipperDb {
+  /**
+   * Opens the file's descriptor, then the connections; converts the database to WAL mode and creates
+   * Litestream's tables. Takes no read transaction: the shipper takes it under the write lock after its
+   * first copy. Throws a busy SqliteError (see isBusy) while another connection holds a lock too long.
+   */
+  static open(path: string, opts: ShipperDbOptions): ShipperDb {
+    let file: DatabaseFile | undefined;
     let rw: Database.Database | undefined;
     let ckpt: Database.Database | undefined;
     let lock: Database.Database | undefined;
     try {
+      file = DatabaseFile.open(path);
       rw = new Database(path, { fileMustExist: true, timeout: opts.busyTimeoutMs });
       const mode = rw.pragma('journal_mode = wal', { simple: true });
       if (String(mode).toLowerCase() !== 'wal') {
         throw new ReplicateError('IO', `opening ${path}: cannot switch the database to WAL mode (journal_mode is ${mode})`);
       }
       rw.pragma('wal_autocheckpoint = 0');
+      if (opts.journalSizeLimitBytes !== undefined) rw.pragma(`journal_size_limit = ${Math.max(0, Math.floor(opts.journalSizeLimitBytes))}`);
       rw.exec('CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)');
       rw.exec('CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)');
       const pageSize = Number(rw.pragma('page_size', { simple: true }));
       ckpt = new Database(path, { fileMustExist: true, timeout: opts.busyTimeoutMs });
       ckpt.pragma('wal_autocheckpoint = 0');
       lock = new Database(path, { fileMustExist: true, readonly: true, timeout: opts.busyTimeoutMs });
-      const db = new ShipperDb(path, rw, ckpt, lock, pageSize);
-      db.acquireReadLock();
-      return db;
+      return new ShipperDb(path, file, rw, ckpt, lock, pageSize);
     } catch (err) {
       for (const c of [rw, ckpt, lock]) c?.close();
-      if (err instanceof ReplicateError) throw err;
+      file?.release();
+      if (err instanceof ReplicateError || isBusy(err)) throw err;
       const msg = describeError(err);
       let hint = /not a database|file is not a database/i.test(msg) ? ' (is it a SQLite database?)' : '';
       if (/unable to open/i.test(msg) && !dirWritable(dirname(path))) {
@@ -73,88 +109,115 @@ export class ShipperDb {
     }
   }
 
-  /** Idempotent; asks SQLite (not a flag) whether the read transaction is still open. */
-  acquireReadLock(): void {
-    if (this.lock.inTransaction) return;
-    this.lock.exec('BEGIN');
-    this.lock.prepare('SELECT COUNT(1) FROM _litestream_seq').pluck().get();
-  }
-
-  releaseReadLock(): void {
-    if (this.lock.inTransaction) this.lock.exec('ROLLBACK');
-  }
-
-  /** Writes one row so that the WAL gets a frame (and, after a full checkpoint, restarts). */
-  bumpSeq(): void {
-    this.rw.prepare(SEQ_UPSERT).run();
+  /** Whether the read transaction is open (asked of SQLite, not of a flag). */
+  get hasReadLock(): boolean {
+    return this.lock.inTransaction;
   }
 
   /**
-   * A checkpoint that loses nothing: under the write lock (so no transaction can commit meanwhile),
-   * `beforeCheckpoint` copies every committed frame to the shadow WAL and a PASSIVE checkpoint backfills
-   * the WAL into the database. Then our own write restarts the WAL if it was fully backfilled, and at once
-   * (synchronously, before a waiting writer can get in) the write lock is taken again for
-   * `afterRestart`, which starts the next shadow index before the new WAL cycle can grow.
-   * Litestream checkpoints without the write lock, so a transaction committed between its copy and its
-   * checkpoint can be backfilled and then overwritten by the restarted WAL without ever being copied.
-   * Returns undefined when the write lock could not be had quickly (an application write is in progress).
-   * Synchronous throughout, callbacks included: no lock is ever held across an await.
+   * Whether the read transaction was taken by the rule above (under the write lock, after a full copy).
+   * False before the first relock and after an error interrupted the checkpoint sequence: then a WAL
+   * restart proves nothing about where the old cycle ended.
    */
-  checkpoint(beforeCheckpoint: () => void, afterRestart: () => void, lockWaitMs: number): CheckpointResult | undefined {
+  get readLockTrusted(): boolean {
+    return this.trusted && this.lock.inTransaction;
+  }
+
+  /**
+   * Runs `fn` holding SQLite's write lock (no transaction can commit, the WAL cannot restart, and no
+   * RESTART/TRUNCATE checkpoint can run meanwhile), waiting at most `waitMs` for it. Returns undefined
+   * when the lock could not be had (an application transaction is in progress). With `commit`, what `fn`
+   * wrote (writeSeq) is committed, else rolled back.
+   *
+   * `fn` is synchronous: the lock is never held across an await. Embedded, the application writes on the
+   * same thread, and its busy wait would block the very event loop that is to release the lock.
+   */
+  tryWithWriteLock<T>(waitMs: number, fn: () => T, opts: { commit?: boolean } = {}): { value: T } | undefined {
+    if (this.writeLocked) throw new Error('write lock taken twice');
     const previous = Number(this.rw.pragma('busy_timeout', { simple: true }));
-    this.rw.pragma(`busy_timeout = ${lockWaitMs}`);
+    this.rw.pragma(`busy_timeout = ${Math.max(0, Math.floor(waitMs))}`);
     try {
       this.rw.exec('BEGIN IMMEDIATE');
     } catch (err) {
-      if (/SQLITE_BUSY|database is locked/i.test(describeError(err)) || (err as { code?: string }).code === 'SQLITE_BUSY') return undefined;
+      if (isBusy(err)) return undefined;
       throw err;
     } finally {
       this.rw.pragma(`busy_timeout = ${previous}`);
     }
-    let result: CheckpointResult;
+    this.writeLocked = true;
+    let ok = false;
     try {
-      try {
-        beforeCheckpoint();
-        this.releaseReadLock();
-        [result] = this.ckpt.pragma('wal_checkpoint(PASSIVE)') as CheckpointResult[] as [CheckpointResult];
-      } finally {
-        this.rw.exec('COMMIT');
-      }
-      this.stepHook?.('committed');
-      this.bumpSeq();
-      this.rw.exec('BEGIN IMMEDIATE');
-      try {
-        afterRestart();
-      } finally {
-        this.rw.exec('ROLLBACK');
-      }
+      const value = fn();
+      ok = true;
+      return { value };
     } finally {
-      // Whatever failed above, never go on without the read lock: without it the application's own
-      // checkpoints could restart the WAL over frames we have not copied.
-      this.acquireReadLock();
+      this.writeLocked = false;
+      try {
+        try {
+          if (ok && opts.commit) this.rw.exec('COMMIT');
+        } finally {
+          if (this.rw.inTransaction) this.rw.exec('ROLLBACK');
+        }
+      } finally {
+        if (!this.lock.inTransaction) {
+          // Only after an error inside fn: never go on without a read transaction, but it proves nothing.
+          this.beginRead();
+          this.trusted = false;
+        }
+      }
     }
-    return result;
   }
 
   /**
-   * Runs `fn` holding the write lock (application writes wait); used to start a new shadow index.
-   * `fn` is synchronous: the lock is never held across an await (see copyToShadow).
+   * Moves the read transaction to the WAL's current end. Only under the write lock and right after every
+   * committed frame was copied (see the class comment); the caller vouches for the copy.
    */
-  withWriteLock<T>(fn: () => T): T {
-    this.rw.exec('BEGIN IMMEDIATE');
-    try {
-      return fn();
-    } finally {
-      this.rw.exec('ROLLBACK');
-    }
+  relockRead(): void {
+    this.assertWriteLocked('relockRead');
+    this.releaseRead();
+    this.beginRead();
+    this.trusted = true;
+  }
+
+  /** Lets go of the read transaction (for our own checkpoint); only under the write lock. */
+  releaseRead(): void {
+    this.assertWriteLocked('releaseRead');
+    if (this.lock.inTransaction) this.lock.exec('ROLLBACK');
+  }
+
+  /** A PASSIVE checkpoint (never waits, never restarts the WAL by itself). */
+  passiveCheckpoint(): CheckpointResult {
+    const [result] = this.ckpt.pragma('wal_checkpoint(PASSIVE)') as CheckpointResult[];
+    return result ?? { busy: 1, log: -1, checkpointed: -1 };
+  }
+
+  /** Writes Litestream's seq row inside the write-locked transaction (committed with `commit: true`). */
+  writeSeq(): void {
+    this.assertWriteLocked('writeSeq');
+    this.rw.prepare(SEQ_UPSERT).run();
+  }
+
+  step(name: string): void {
+    this.stepHook?.(name);
   }
 
   close(): void {
-    this.releaseReadLock();
-    // rw and ckpt first: the read-only connection closes last and cannot delete the WAL.
+    if (this.lock.inTransaction) this.lock.exec('ROLLBACK');
+    // rw and ckpt first: the read-only connection closes last and cannot delete the WAL. The file's
+    // descriptor goes last of all (closing it earlier would drop the locks of the connections).
     this.rw.close();
     this.ckpt.close();
     this.lock.close();
+    this.file.release();
+  }
+
+  private beginRead(): void {
+    this.lock.exec('BEGIN');
+    this.lock.prepare('SELECT COUNT(1) FROM _litestream_seq').pluck().get();
+  }
+
+  private assertWriteLocked(what: string): void {
+    if (!this.writeLocked) throw new Error(`${what} outside the write lock`);
   }
 }
 

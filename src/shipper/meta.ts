@@ -9,10 +9,12 @@
  * The only module that joins paths inside the meta directory.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rm, mkdir, stat } from 'node:fs/promises';
+import { chownSync, closeSync, mkdirSync, openSync, readSync, rmSync, statSync } from 'node:fs';
+import { chown, open, readdir, readFile, rm, mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errnoCode } from '../errors.js';
-import { writeFileAtomic } from '../internal/atomic-file.js';
+import { writeFileAtomic, writeFileAtomicSync } from '../internal/atomic-file.js';
+import type { LocalFileAccess } from './shadow-wal.js';
 import { isGenerationName, parseShadowWalName, shadowWalName } from '../layout.js';
 
 export function defaultMetaPath(dbPath: string): string {
@@ -71,12 +73,64 @@ export class MetaDir {
     await writeFileAtomic(this.generationFile(), [Buffer.from(`${generation}\n`)], { dirMode: 0o755, fileMode: 0o644 });
   }
 
+  /** The same, synchronously (while SQLite's write lock is held). */
+  writeGenerationSync(generation: string, access: LocalFileAccess = {}): void {
+    writeFileAtomicSync(this.generationFile(), Buffer.from(`${generation}\n`), {
+      dirMode: access.dirMode ?? 0o755,
+      fileMode: access.fileMode ?? 0o644,
+      uid: access.uid,
+      gid: access.gid,
+    });
+  }
+
   async clearGeneration(): Promise<void> {
     await rm(this.generationFile(), { force: true });
   }
 
-  async ensure(): Promise<void> {
-    await mkdir(this.path, { recursive: true, mode: 0o755 });
+  async ensure(access: LocalFileAccess = {}): Promise<void> {
+    await mkdir(this.path, { recursive: true, mode: access.dirMode ?? 0o755 });
+    if (access.uid !== undefined && access.gid !== undefined) await chown(this.path, access.uid, access.gid);
+  }
+
+  /** fsyncs a shadow WAL file (replicas upload only what is durable). */
+  async fsyncShadow(generation: string, index: number): Promise<void> {
+    const h = await open(this.shadowWalPath(generation, index), 'r');
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  }
+
+  /** The first 32 bytes of a shadow WAL file, or undefined when it is missing or shorter. */
+  shadowHeaderSync(generation: string, index: number): Buffer | undefined {
+    let fd: number;
+    try {
+      fd = openSync(this.shadowWalPath(generation, index), 'r');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      const b = Buffer.alloc(32);
+      return readSync(fd, b, 0, 32, 0) === 32 ? b : undefined;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Size of a file (0 when missing). */
+  fileSizeSync(path: string): number {
+    try {
+      return statSync(path).size;
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return 0;
+      throw err;
+    }
+  }
+
+  removeGenerationDirSync(generation: string): void {
+    rmSync(join(this.generationsDir(), generation), { recursive: true, force: true });
   }
 
   /** Removes whatever an earlier life of `generation` left here (shadow files of another database). */
@@ -86,6 +140,13 @@ export class MetaDir {
 
   async createGenerationDir(generation: string): Promise<void> {
     await mkdir(this.shadowWalDir(generation), { recursive: true, mode: 0o755 });
+  }
+
+  createGenerationDirSync(generation: string, access: LocalFileAccess = {}): void {
+    mkdirSync(this.shadowWalDir(generation), { recursive: true, mode: access.dirMode ?? 0o755 });
+    if (access.uid !== undefined && access.gid !== undefined) {
+      for (const d of [this.generationsDir(), join(this.generationsDir(), generation), this.shadowWalDir(generation)]) chownSync(d, access.uid, access.gid);
+    }
   }
 
   /** Shadow WAL indexes of a generation, ascending. */

@@ -13,10 +13,11 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { errnoCode, ReplicateError } from '../errors.js';
-import { writeFileAtomic } from '../internal/atomic-file.js';
+import { writeFileAtomic, writeFileAtomicSync } from '../internal/atomic-file.js';
 import { isGenerationName } from '../layout.js';
 import type { Pos } from '../pos.js';
 import type { MetaDir } from './meta.js';
+import type { LocalFileAccess } from './shadow-wal.js';
 
 export const RESTORE_MARKER_VERSION = 1;
 
@@ -100,6 +101,17 @@ export async function removeRestoreMarker(meta: MetaDir): Promise<void> {
 export async function writeContinuedFrom(meta: MetaDir, pos: Pos): Promise<void> {
   const body = { generation: pos.generation, index: pos.index, offset: pos.offset };
   await writeFileAtomic(meta.continuedFromPath(pos.generation), [Buffer.from(`${JSON.stringify(body)}\n`)], { dirMode: 0o755, fileMode: 0o644 });
+}
+
+/** The same, synchronously (while SQLite's write lock is held). */
+export function writeContinuedFromSync(meta: MetaDir, pos: Pos, access: LocalFileAccess = {}): void {
+  const body = { generation: pos.generation, index: pos.index, offset: pos.offset };
+  writeFileAtomicSync(meta.continuedFromPath(pos.generation), Buffer.from(`${JSON.stringify(body)}\n`), {
+    dirMode: access.dirMode ?? 0o755,
+    fileMode: access.fileMode ?? 0o644,
+    uid: access.uid,
+    gid: access.gid,
+  });
 }
 
 /** The position a generation was continued from after a restore; undefined if it was not (or unreadable). */

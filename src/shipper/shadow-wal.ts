@@ -1,16 +1,21 @@
 /**
  * The shadow WAL: a copy of the committed frames of one SQLite WAL cycle (header + frames), from which
- * replicas upload WAL segments. Frames are copied only after the same salt and checksum checks SQLite's
- * recovery makes, and only up to the last commit frame; a transaction still being written is left for
- * the next copy.
+ * replicas upload WAL segments. Frames are accepted only after the same salt and checksum checks SQLite's
+ * recovery makes, and a shadow file only ever grows by whole committed transactions: an uncommitted
+ * frame is never written to it, so a SIGKILL at any instruction leaves a shadow that ends at a commit
+ * (and `repairShadow` cuts back anything else a crash or a power cut may have left).
+ *
+ * Synchronous on purpose: these run while the shipper holds SQLite's write lock, and an application
+ * writing on the same thread (embedded use) must never find the lock held across an await.
  */
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { chownSync, closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { errnoCode, ReplicateError } from '../errors.js';
+import { errnoCode } from '../errors.js';
 import { tempPathFor } from '../internal/atomic-file.js';
 import {
   WAL_FRAME_HEADER_SIZE,
   WAL_HEADER_SIZE,
+  WalScanner,
   frameAlign,
   frameSize,
   parseWalFrameHeader,
@@ -20,13 +25,9 @@ import {
   type WalHeader,
 } from '../sqlite/wal-format.js';
 
-const COPY_CHUNK_FRAMES = 256;
+const CHUNK_FRAMES = 256;
 
 /** The first 32 bytes of a file, or undefined when it is missing or shorter. */
-export async function readWalHeaderBytes(path: string): Promise<Buffer | undefined> {
-  return readWalHeaderBytesSync(path);
-}
-
 export function readWalHeaderBytesSync(path: string): Buffer | undefined {
   let fd: number;
   try {
@@ -71,6 +72,76 @@ function shadowState(fd: number, path: string): { header: WalHeader; size: numbe
   return { header, size, checksum };
 }
 
+/** A run of frames checked against a header, continuing a checksum chain. */
+class FrameChain {
+  end: number;
+  committed: number;
+  stoppedBy: string | undefined;
+  capped = false;
+  private sum: Checksum;
+
+  constructor(
+    private readonly header: WalHeader,
+    from: number,
+    checksum: Checksum,
+    private readonly maxSize: number,
+  ) {
+    this.end = from;
+    this.committed = from;
+    this.sum = checksum;
+  }
+
+  /** Checks the whole frames of `chunk` (which starts at `this.end`); false once the chain stops. */
+  accept(chunk: Buffer): boolean {
+    const fsize = frameSize(this.header.pageSize);
+    for (let f = 0; f + fsize <= chunk.length; f += fsize) {
+      const frame = chunk.subarray(f, f + fsize);
+      const fh = parseWalFrameHeader(frame);
+      if (fh.salt1 !== this.header.salt1 || fh.salt2 !== this.header.salt2) {
+        this.stoppedBy = 'salt mismatch';
+        return false;
+      }
+      let sum = walChecksum(this.header.bigEndianChecksum, frame.subarray(0, 8), this.sum);
+      sum = walChecksum(this.header.bigEndianChecksum, frame.subarray(WAL_FRAME_HEADER_SIZE), sum);
+      if (sum[0] !== fh.checksum1 || sum[1] !== fh.checksum2) {
+        this.stoppedBy = 'checksum mismatch';
+        return false;
+      }
+      if (fh.commit !== 0 && this.end + fsize > this.maxSize) {
+        // Past what a v0.3 segment name can address: stop before this transaction (see maxSize).
+        this.capped = true;
+        this.stoppedBy = 'offset limit';
+        return false;
+      }
+      this.sum = sum;
+      this.end += fsize;
+      if (fh.commit !== 0) this.committed = this.end;
+    }
+    return true;
+  }
+}
+
+/**
+ * Where the last frame with the header's salts and a commit flag ends, looking at frame headers only
+ * (no checksums), from `from` to the end of the file; `from` if there is none. Lets a copy skip the
+ * checksums of a big transaction that is still being written.
+ */
+function lastCommitCandidate(wal: number, header: WalHeader, from: number, buf: Buffer): number {
+  const fsize = frameSize(header.pageSize);
+  let candidate = from;
+  for (let at = from; ; ) {
+    const chunk = readAtSync(wal, buf, at);
+    const frames = Math.floor(chunk.length / fsize);
+    for (let i = 0; i < frames; i++) {
+      const o = i * fsize;
+      if (chunk.readUInt32BE(o + 8) !== header.salt1 || chunk.readUInt32BE(o + 12) !== header.salt2) return candidate;
+      if (chunk.readUInt32BE(o + 4) !== 0) candidate = at + o + fsize;
+    }
+    if (frames * fsize < buf.length) return candidate;
+    at += frames * fsize;
+  }
+}
+
 export interface CopyResult {
   /** Shadow size after the copy (frame-aligned, ends at a commit). */
   shadowSize: number;
@@ -78,86 +149,116 @@ export interface CopyResult {
   appended: number;
   /** Why copying stopped before the real WAL's end, if it did (a new cycle's salt, a torn frame). */
   stoppedBy?: string;
+  /** A committed transaction would have ended past `maxSize`: it was not copied. */
+  capped: boolean;
+}
+
+export interface CopyOptions {
+  /** fsync the shadow after appending (default true). */
+  fsync?: boolean;
+  /** The shadow never grows past this size (see WalShipper: v0.3 segment names hold 8 hex digits). */
+  maxSize?: number;
 }
 
 /**
  * Appends to the shadow file every valid committed frame of the real WAL past the shadow's end.
- * Frames are written in place and the file is cut back to the last commit, so memory stays at one chunk
- * whatever the transaction size. `fsync: false` skips the fsync: fine while the frames are still in the
- * real WAL (a power cut then only shortens or damages the shadow's tail, which the next start detects),
- * not before a checkpoint lets SQLite overwrite them.
  *
- * Synchronous on purpose: it runs while the shipper holds SQLite's write lock, and an application
- * writing on the same thread (embedded use) must never find the lock held across an await — its busy
- * wait would block the very event loop that is to release the lock. The work is a few page-cache reads
- * and writes.
+ * Two passes: the first finds the last commit (by frame headers, then by the checksum chain up to it);
+ * the second writes exactly the frames up to that commit, from the first pass's buffer when it held them
+ * all (the usual few frames), else re-read and re-checked. So no uncommitted frame is ever written, and
+ * memory stays at one chunk whatever the transaction size. `fsync: false` skips the fsync: replicas
+ * upload only what a later fsync made durable (WalShipper.durablePos).
  */
-export function copyToShadow(walPath: string, shadowPath: string, opts: { fsync?: boolean } = {}): CopyResult {
+export function copyToShadow(walPath: string, shadowPath: string, opts: CopyOptions = {}): CopyResult {
   const shadow = openSync(shadowPath, 'r+');
   let wal: number | undefined;
   try {
     const state = shadowState(shadow, shadowPath);
     const { header } = state;
     const fsize = frameSize(header.pageSize);
+    const maxSize = opts.maxSize ?? Infinity;
     try {
       wal = openSync(walPath, 'r');
     } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return { shadowSize: state.size, appended: 0, stoppedBy: 'wal missing' };
+      if (errnoCode(err) === 'ENOENT') return { shadowSize: state.size, appended: 0, stoppedBy: 'wal missing', capped: false };
       throw err;
     }
-    let checksum = state.checksum;
-    let pos = state.size;
-    let committed = state.size;
-    let stoppedBy: string | undefined;
-    // One read buffer per copy, sized to what is there (usually a few frames), at most
-    // COPY_CHUNK_FRAMES frames, and reused chunk after chunk.
-    const chunkFrames = Math.max(1, Math.min(COPY_CHUNK_FRAMES, Math.ceil((fstatSync(wal).size - pos) / fsize)));
-    const readBuf = Buffer.allocUnsafe(chunkFrames * fsize);
-    for (;;) {
-      const chunk = readAtSync(wal, readBuf, pos);
-      const frames = Math.floor(chunk.length / fsize);
-      let valid = 0;
-      for (let i = 0; i < frames; i++) {
-        const frame = chunk.subarray(i * fsize, (i + 1) * fsize);
-        const fh = parseWalFrameHeader(frame);
-        if (fh.salt1 !== header.salt1 || fh.salt2 !== header.salt2) {
-          stoppedBy = 'salt mismatch';
-          break;
-        }
-        let sum = walChecksum(header.bigEndianChecksum, frame.subarray(0, 8), checksum);
-        sum = walChecksum(header.bigEndianChecksum, frame.subarray(WAL_FRAME_HEADER_SIZE), sum);
-        if (sum[0] !== fh.checksum1 || sum[1] !== fh.checksum2) {
-          stoppedBy = 'checksum mismatch';
-          break;
-        }
-        checksum = sum;
-        valid++;
-        if (fh.commit !== 0) committed = pos + valid * fsize;
-      }
-      if (valid > 0) writeAtSync(shadow, chunk.subarray(0, valid * fsize), pos);
-      pos += valid * fsize;
-      if (stoppedBy !== undefined || frames < chunkFrames) break;
+    const available = fstatSync(wal).size - state.size;
+    if (available < fsize) return { shadowSize: state.size, appended: 0, capped: false };
+    const chunkFrames = Math.max(1, Math.min(CHUNK_FRAMES, Math.ceil(available / fsize)));
+    const buf = Buffer.allocUnsafe(chunkFrames * fsize);
+
+    // Pass 1: where does the last commit end?
+    let scanTo = Infinity;
+    if (available > buf.length) {
+      scanTo = lastCommitCandidate(wal, header, state.size, buf);
+      if (scanTo === state.size) return { shadowSize: state.size, appended: 0, capped: false };
     }
-    if (pos > committed) ftruncateSync(shadow, committed); // an open transaction's frames wait for its commit
-    if (opts.fsync !== false) fsyncSync(shadow); // also makes earlier unsynced copies durable
-    return { shadowSize: committed, appended: committed - state.size, stoppedBy };
+    const first = new FrameChain(header, state.size, state.checksum, maxSize);
+    let held: Buffer | undefined; // pass 1's only chunk, when it covered everything
+    for (let at = state.size; at < scanTo; ) {
+      const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, scanTo - at)), at);
+      const whole = chunk.subarray(0, Math.floor(chunk.length / fsize) * fsize);
+      const going = first.accept(whole);
+      if (at === state.size) held = whole;
+      else held = undefined;
+      at += whole.length;
+      if (!going || whole.length < buf.length) break;
+    }
+    const target = first.committed;
+    if (target === state.size) return { shadowSize: state.size, appended: 0, stoppedBy: first.stoppedBy, capped: first.capped };
+
+    // Pass 2: write [state.size, target).
+    let written = state.size;
+    if (held && held.length >= target - state.size) {
+      writeAtSync(shadow, held.subarray(0, target - state.size), state.size);
+      written = target;
+    } else {
+      const second = new FrameChain(header, state.size, state.checksum, maxSize);
+      for (let at = state.size; at < target; ) {
+        const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, target - at)), at);
+        const whole = chunk.subarray(0, Math.floor(chunk.length / fsize) * fsize);
+        const going = second.accept(whole);
+        const good = second.end - at;
+        if (good > 0) writeAtSync(shadow, whole.subarray(0, good), at);
+        at += good;
+        if (!going || good < whole.length || whole.length === 0) break;
+      }
+      written = second.committed;
+      // Only if the WAL changed between the passes (a restart by someone while we held no read lock):
+      // cut back to the last commit this pass saw. A kill right here leaves frames past the last commit,
+      // which repairShadow removes at the next start.
+      if (second.end > written) ftruncateSync(shadow, written);
+    }
+    if (opts.fsync !== false) fsyncSync(shadow);
+    return { shadowSize: written, appended: written - state.size, stoppedBy: first.stoppedBy, capped: first.capped };
   } finally {
     if (wal !== undefined) closeSync(wal);
     closeSync(shadow);
   }
 }
 
+/** Mode and owner for files and directories of the local state (the database file's). */
+export interface LocalFileAccess {
+  fileMode?: number;
+  dirMode?: number;
+  uid?: number;
+  gid?: number;
+}
+
 /**
- * Starts shadow file `path` with the real WAL's header (checked) and copies its committed frames.
- * Synchronous for the same reason as copyToShadow; the header is written atomically (temp file,
- * fsync, rename, directory fsync) so a crash never leaves a shadow file without its header.
+ * Starts shadow file `path` with the real WAL's header (checked) and copies its committed frames. The
+ * header is written atomically (temp file, fsync, rename, directory fsync) so a crash never leaves a
+ * shadow file without its header.
  */
-export function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer): CopyResult {
+export function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer, opts: CopyOptions & { access?: LocalFileAccess } = {}): CopyResult {
   parseWalHeader(headerBytes, `wal ${walPath}`); // throws INVALID_WAL on a bad header checksum
-  mkdirSync(dirname(shadowPath), { recursive: true, mode: 0o755 });
+  const access = opts.access ?? {};
+  mkdirSync(dirname(shadowPath), { recursive: true, mode: access.dirMode ?? 0o755 });
   const tmp = tempPathFor(shadowPath);
-  const fd = openSync(tmp, 'wx', 0o644);
+  const fd = openSync(tmp, 'wx', access.fileMode ?? 0o644);
   try {
+    if (access.uid !== undefined && access.gid !== undefined) chownSync(tmp, access.uid, access.gid);
     writeAtSync(fd, headerBytes, 0);
     fsyncSync(fd);
   } finally {
@@ -170,31 +271,144 @@ export function initShadow(walPath: string, shadowPath: string, headerBytes: Buf
   } finally {
     closeSync(dir);
   }
-  return copyToShadow(walPath, shadowPath);
+  return copyToShadow(walPath, shadowPath, { maxSize: opts.maxSize });
+}
+
+export interface ShadowRepair {
+  /** Size after the repair: the end of the last valid commit frame (32 for a header-only shadow). */
+  size: number;
+  /** Bytes cut from the end (frames past the last commit, a torn frame, a partial frame). */
+  cut: number;
+  header: WalHeader;
+}
+
+/**
+ * Checks a shadow file's whole checksum chain and cuts it back to its last valid commit, fsynced. A
+ * shadow can only end elsewhere after a crash (a SIGKILL of an older version mid-copy, a power cut before
+ * an fsync); frames past the last commit must never count as committed. Undefined when the file is
+ * missing or its header is unusable.
+ */
+export function repairShadow(shadowPath: string): ShadowRepair | undefined {
+  let fd: number;
+  try {
+    fd = openSync(shadowPath, 'r+');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const headBytes = readAtSync(fd, Buffer.allocUnsafe(WAL_HEADER_SIZE), 0);
+    let header: WalHeader;
+    try {
+      header = parseWalHeader(headBytes);
+    } catch {
+      return undefined;
+    }
+    const fileSize = fstatSync(fd).size;
+    const chain = new FrameChain(header, WAL_HEADER_SIZE, [header.checksum1, header.checksum2], Infinity);
+    const fsize = frameSize(header.pageSize);
+    const buf = Buffer.allocUnsafe(CHUNK_FRAMES * fsize);
+    for (let at = WAL_HEADER_SIZE; at < fileSize; ) {
+      const chunk = readAtSync(fd, buf, at);
+      const whole = chunk.subarray(0, Math.floor(chunk.length / fsize) * fsize);
+      if (!chain.accept(whole) || whole.length < buf.length) break;
+      at += whole.length;
+    }
+    const size = chain.committed;
+    if (fileSize > size) {
+      ftruncateSync(fd, size);
+      fsyncSync(fd);
+    }
+    return { size, cut: fileSize - size, header };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
  * Whether the shadow still mirrors the real WAL: the last frame it holds must be byte-identical at the
  * same offset of the real WAL (Litestream's "wal overwritten by another process" check).
  */
-export async function lastFrameMatches(walPath: string, shadowPath: string, shadowSize: number, pageSize: number): Promise<boolean> {
+export function lastFrameMatches(walPath: string, shadowPath: string, shadowSize: number, pageSize: number): boolean {
   const fsize = frameSize(pageSize);
   if (shadowSize <= WAL_HEADER_SIZE) return true;
   const at = shadowSize - fsize;
-  const [a, b] = await Promise.all([readFileRange(walPath, fsize, at), readFileRange(shadowPath, fsize, at)]);
+  const a = readRange(walPath, fsize, at);
+  const b = readRange(shadowPath, fsize, at);
   return a !== undefined && b !== undefined && a.length === fsize && a.equals(b);
 }
 
-async function readFileRange(path: string, length: number, position: number): Promise<Buffer | undefined> {
+function readRange(path: string, length: number, position: number): Buffer | undefined {
+  let fd: number;
   try {
-    const fd = openSync(path, 'r');
-    try {
-      return readAtSync(fd, Buffer.allocUnsafe(length), position);
-    } finally {
-      closeSync(fd);
-    }
+    fd = openSync(path, 'r');
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
-    throw new ReplicateError('IO', `reading ${path}: ${(err as Error).message}`, { cause: err });
+    throw err;
+  }
+  try {
+    return readAtSync(fd, Buffer.allocUnsafe(length), position);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * For a WAL that restarted while nobody held its read lock (the replicator was stopped): whether its
+ * current cycle is the immediate successor of the shadow's cycle (SQLite adds one to salt-1 on every
+ * restart) and the old cycle provably ended exactly where the shadow ends — the new cycle has not
+ * reached that offset, the file was not cut below it, and no old-cycle frame continues the shadow's
+ * chain there. Otherwise frames may have been committed and overwritten unseen.
+ */
+export function cycleFollowsShadow(walPath: string, shadowPath: string, realBytes: Buffer, shadowBytes: Buffer): boolean {
+  let real;
+  let old;
+  try {
+    real = parseWalHeader(realBytes);
+    old = parseWalHeader(shadowBytes);
+  } catch {
+    return false;
+  }
+  if (real.pageSize !== old.pageSize) return false;
+  // Not the checkpoint sequence: each connection counts its own, so it is not monotonic across them.
+  if (real.salt1 !== ((old.salt1 + 1) >>> 0)) return false;
+  let shadowFd: number;
+  let walFd: number;
+  try {
+    shadowFd = openSync(shadowPath, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    const shadowSize = frameAlign(fstatSync(shadowFd).size, old.pageSize);
+    try {
+      walFd = openSync(walPath, 'r');
+    } catch {
+      return false;
+    }
+    try {
+      if (fstatSync(walFd).size < shadowSize) return false;
+      const scanner = new WalScanner();
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (let at = 0; ; ) {
+        const chunk = readAtSync(walFd, buf, at);
+        scanner.update(chunk);
+        if (scanner.result().stopReason !== undefined || chunk.length < buf.length) break;
+        at += chunk.length;
+      }
+      const fsize = frameSize(old.pageSize);
+      if (scanner.result().validSize > shadowSize - (shadowSize > WAL_HEADER_SIZE ? fsize : 0)) return false;
+      // An old-cycle frame right after the shadow's end would mean frames were committed and never copied.
+      const next = readAtSync(walFd, Buffer.allocUnsafe(fsize), shadowSize);
+      if (next.length === fsize) {
+        const fh = parseWalFrameHeader(next);
+        if (fh.salt1 === old.salt1 && fh.salt2 === old.salt2) return false;
+      }
+      return true;
+    } finally {
+      closeSync(walFd);
+    }
+  } finally {
+    closeSync(shadowFd);
   }
 }

@@ -1,34 +1,36 @@
 /**
- * The WAL shipper: the only code that talks to the live database. It follows the `-wal` file (file
- * watching, with a poll as a safety net), copies committed frames into the shadow WAL in order,
- * decides checkpoints, and starts a new generation exactly when continuity with the real WAL is lost
- * (Litestream's triggers, spec §5.4). It knows nothing of uploads: replicas read its shadow WAL and
- * listen to its events.
+ * The WAL shipper: the only code that talks to the live database. It follows the `-wal` file, copies
+ * committed frames into the shadow WAL in order, decides checkpoints, and starts a new generation
+ * exactly when continuity with the real WAL is lost. It knows nothing of uploads: replicas read its
+ * shadow WAL (up to `durablePos()`) and listen to its events.
+ *
+ * Continuity rests on one rule (db-connection.ts): the read transaction is only (re)taken under the
+ * write lock right after every committed frame was copied. So the WAL can restart behind us at most
+ * once, only after its every frame is in the shadow, and a restart we observe is followed with the next
+ * shadow index when it is the very next cycle (salt-1 + 1) — else a new generation, with the reason.
  */
 import { EventEmitter } from 'node:events';
-import { createReadStream, watch, type FSWatcher } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
-import Database from 'better-sqlite3';
-import { describeError, errnoCode } from '../errors.js';
-import { MAX_INDEX, formatHex8 } from '../layout.js';
+import { stat } from 'node:fs/promises';
+import { describeError, errnoCode, ReplicateError } from '../errors.js';
+import { monotonicNow } from '../internal/clock.js';
+import { MAX_INDEX, MAX_NAMED_VALUE, formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
-import type { Pos } from '../pos.js';
-import { WAL_HEADER_SIZE, WalScanner, frameAlign, frameSize, parseWalFrameHeader, parseWalHeader } from '../sqlite/wal-format.js';
-import { DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointMode, type CheckpointPolicy } from './checkpoint-policy.js';
-import { ShipperDb, type CheckpointStepHook } from './db-connection.js';
+import { comparePos, type Pos } from '../pos.js';
+import { frameAlign, parseWalHeader } from '../sqlite/wal-format.js';
+import { CheckpointThrottle, DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointMode, type CheckpointPolicy } from './checkpoint-policy.js';
+import { ShipperDb, isBusy, type CheckpointStepHook } from './db-connection.js';
+import { databaseAccess } from './local-access.js';
 import { MetaDir, defaultMetaPath, newGenerationName } from './meta.js';
-import {
-  fileDigest,
-  markerPos,
-  readContinuedFrom,
-  readRestoreMarker,
-  removeRestoreMarker,
-  writeContinuedFrom,
-  type RestoreMarker,
-} from './restore-marker.js';
-import { copyToShadow, initShadow, lastFrameMatches, readWalHeaderBytes, readWalHeaderBytesSync } from './shadow-wal.js';
-import { digestLiveDatabase, type DatabaseDigest } from './database-digest.js';
+import { RestoreContinuation, type RestoreCandidate, type RestoreCheck } from './restore-continuation.js';
+import { writeContinuedFromSync } from './restore-marker.js';
+import { DEFAULT_MAX_SHADOW_WAL_BYTES, ShadowLimit, type ShadowWalUsage } from './shadow-limit.js';
+import { copyToShadow, cycleFollowsShadow, initShadow, lastFrameMatches, readWalHeaderBytesSync, repairShadow, type LocalFileAccess } from './shadow-wal.js';
+import { SyncScheduler } from './sync-scheduler.js';
+import { pinAndDigest, type PinnedDigest } from './validation-pin.js';
+
+export type { RestoreCheck } from './restore-continuation.js';
+export type { ShadowWalUsage } from './shadow-limit.js';
+export { DEFAULT_MAX_SHADOW_WAL_BYTES } from './shadow-limit.js';
 
 export interface ShipperOptions {
   dbPath: string;
@@ -50,6 +52,12 @@ export interface ShipperOptions {
    * generation and interleave two histories.
    */
   continueAfterRestore?: boolean;
+  /**
+   * Largest size of one shadow WAL file (default 4 GiB: v0.3 names a segment by its start offset in 8 hex
+   * digits). A WAL cycle that grows past it (a reader keeps the WAL from restarting) is not copied further
+   * (logged as an error), and the generation ends at the next restart. Lower only in tests.
+   */
+  maxShadowWalFileBytes?: number;
   logger?: Logger;
   /** Fault injection for tests (see CheckpointStepHook). */
   checkpointStepHook?: CheckpointStepHook;
@@ -68,30 +76,30 @@ export interface CheckpointEvent {
   newIndex?: number;
 }
 
-const MIN_SYNC_GAP_MS = 15;
-export const DEFAULT_MAX_SHADOW_WAL_BYTES = 1024 ** 3;
-
-/** The local shadow WAL's footprint, for monitoring (a gauge and a counter). */
-export interface ShadowWalUsage {
-  /** Bytes of shadow WAL of the current generation, as of the last sync that measured them. */
-  bytes: number;
-  /** `maxShadowWalBytes` (0: no limit). */
-  limit: number;
-  /** How many times the limit was reached (each started a new generation). */
-  limitReached: number;
+export interface ShipperEvents {
+  generation: [GenerationEvent];
+  checkpoint: [CheckpointEvent];
+  position: [Pos];
+  error: [unknown];
 }
 
-type Verified = { reason: string } | { generation: string; index: number; shadowSize: number; restart: boolean; walSize: number };
+/** Where the shipper stands: the current shadow file and the WAL cycle it follows. */
+interface Current {
+  generation: string;
+  index: number;
+  /** The WAL header this shadow index follows (its first 32 bytes). */
+  header: Buffer;
+  /** Committed size copied so far. */
+  size: number;
+  /** A commit past maxShadowWalFileBytes was not copied: the generation cannot continue past a restart. */
+  capped: boolean;
+}
 
-/**
- * Asked before a generation is continued after a restore: undefined when this replica ends exactly at the
- * restored position (nobody wrote to the generation since), else why continuity does not hold.
- */
-export type RestoreCheck = (marker: RestoreMarker) => Promise<string | undefined>;
+const MIN_SYNC_GAP_MS = 15;
+/** How long a checkpoint or a new index waits for an application's write transaction. */
+const LOCK_WAIT_MS = 100;
 
-type Started = { generation: string; index: number; shadowSize: number };
-
-export class WalShipper extends EventEmitter {
+export class WalShipper extends EventEmitter<ShipperEvents> {
   readonly dbPath: string;
   readonly walPath: string;
   readonly meta: MetaDir;
@@ -99,26 +107,27 @@ export class WalShipper extends EventEmitter {
   private readonly policy: CheckpointPolicy;
   private readonly monitorIntervalMs: number;
   private readonly busyTimeoutMs: number;
+  private readonly maxFileBytes: number;
+  private readonly stepHook: CheckpointStepHook | undefined;
+  private readonly throttle = new CheckpointThrottle();
+  private readonly limit: ShadowLimit;
+  private readonly restore: RestoreContinuation;
   private db: ShipperDb | undefined;
+  private cur: Current | undefined;
   private position: Pos | undefined;
+  private durable: Pos | undefined;
+  private access: LocalFileAccess = {};
   private walIno: bigint | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  private pending = false;
+  private scheduler: SyncScheduler | undefined;
   private closed = false;
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private opening: Promise<void> | undefined;
+  private reopening = false;
   private snapshotsRunning = 0;
+  private lastCheckpointAt = monotonicNow();
+  private cappedLogged = false;
   private retainFrom: () => number | undefined = () => undefined;
   private describeBehind: () => string[] = () => [];
-  private readonly maxShadowWalBytes: number;
-  private readonly usage: ShadowWalUsage;
-  private halfWarned = false;
-  private readonly restoreChecks = new Map<string, RestoreCheck>();
-  /** What init() found about a restore, for the first tick that has no generation. */
-  private restorePending: { marker: RestoreMarker } | { reason: string } | undefined;
-  private continuedFrom: Pos | undefined;
-  private readonly continueAfterRestoreEnabled: boolean;
-  private readonly stepHook: CheckpointStepHook | undefined;
 
   constructor(opts: ShipperOptions) {
     super();
@@ -129,15 +138,15 @@ export class WalShipper extends EventEmitter {
     this.policy = { ...DEFAULT_CHECKPOINT_POLICY, ...opts.checkpoint };
     this.monitorIntervalMs = opts.monitorIntervalMs ?? 1000;
     this.busyTimeoutMs = opts.busyTimeoutMs ?? 1000;
-    this.maxShadowWalBytes = opts.maxShadowWalBytes ?? DEFAULT_MAX_SHADOW_WAL_BYTES;
-    this.continueAfterRestoreEnabled = opts.continueAfterRestore ?? false;
+    this.maxFileBytes = opts.maxShadowWalFileBytes ?? MAX_NAMED_VALUE + 1;
     this.stepHook = opts.checkpointStepHook;
-    this.usage = { bytes: 0, limit: this.maxShadowWalBytes, limitReached: 0 };
+    this.limit = new ShadowLimit(opts.maxShadowWalBytes ?? DEFAULT_MAX_SHADOW_WAL_BYTES, this.log, this.dbPath);
+    this.restore = new RestoreContinuation(this.meta, this.log, this.dbPath, opts.continueAfterRestore ?? false);
   }
 
   /** The shadow WAL's size and limit, and how often the limit was reached. */
   shadowWalUsage(): Readonly<ShadowWalUsage> {
-    return { ...this.usage };
+    return this.limit.snapshot();
   }
 
   /** The shipper's position: generation, current shadow index, and its committed size. */
@@ -145,16 +154,32 @@ export class WalShipper extends EventEmitter {
     return this.position;
   }
 
+  /**
+   * The part of the position that is durable locally (fsynced), after making it so: replicas upload only
+   * this, so a power cut can never leave a replica holding bytes the local shadow WAL lost.
+   */
+  async durablePos(): Promise<Pos | undefined> {
+    const target = this.position;
+    if (!target || atOrPast(this.durable, target)) return this.durable;
+    await this.meta.fsyncShadow(target.generation, target.index).catch((err: unknown) => {
+      if (errnoCode(err) !== 'ENOENT') throw err; // a generation that ended meanwhile: nothing to make durable
+    });
+    if (!atOrPast(this.durable, target) && this.position?.generation === target.generation) this.durable = target;
+    return this.durable;
+  }
+
   get pageSize(): number | undefined {
     return this.db?.pageSize;
   }
 
-  /**
-   * Each replica registers a check that must pass before a generation is continued after a restore: the
-   * shipper cannot know by itself whether someone else wrote to that generation since.
-   */
+  /** Whether the database has been found and opened (it may not exist yet). */
+  get opened(): boolean {
+    return this.db !== undefined;
+  }
+
+  /** Each replica registers a check that must pass before a restored generation is continued. */
   addRestoreCheck(name: string, check: RestoreCheck): void {
-    this.restoreChecks.set(name, check);
+    this.restore.addCheck(name, check);
   }
 
   /**
@@ -162,38 +187,77 @@ export class WalShipper extends EventEmitter {
    * Its index has no shadow file here; a replica that ends exactly there moves on to the next index.
    */
   restoredFrom(): Pos | undefined {
-    return this.position && this.continuedFrom?.generation === this.position.generation ? this.continuedFrom : undefined;
+    const from = this.restore.continuedFrom;
+    return this.position && from?.generation === this.position.generation ? from : undefined;
   }
 
-  /**
-   * Replicas tell the shipper the lowest shadow index they still need, and (for the error when the
-   * shadow WAL limit is reached) which of them are behind.
-   */
+  /** Replicas tell the shipper the lowest shadow index they still need, and which of them are behind. */
   setRetention(fn: () => number | undefined, behind?: () => string[]): void {
     this.retainFrom = fn;
     if (behind) this.describeBehind = behind;
   }
 
-  /** Opens the database (waiting while it does not exist), syncs once, and starts following it. */
-  async start(signal?: AbortSignal): Promise<void> {
-    let warned = false;
+  /**
+   * Opens the database, syncs once and starts following it. A database that does not exist yet (the
+   * application creates it) or is locked for longer than the busy timeout is waited for, with a log line:
+   * here, unless `waitForDatabase` is false — then in the background, and `opened` tells when it is done.
+   */
+  async start(signal?: AbortSignal, opts: { waitForDatabase?: boolean } = {}): Promise<void> {
+    const background = opts.waitForDatabase === false;
+    let gaveUp = false;
+    const opening = this.openWhenReady(signal, () => {
+      // Only a database that is missing or locked goes to the background; any other error is the caller's.
+      if (background) gaveUp = true;
+      return !background;
+    }).then(async (opened) => {
+      if (!opened || this.closed || signal?.aborted) return;
+      await this.sync();
+      this.follow();
+    });
+    this.opening = opening;
+    await opening;
+    if (gaveUp) {
+      this.opening = this.openWhenReady(signal, () => true).then(async (opened) => {
+        if (!opened || this.closed || signal?.aborted) return;
+        await this.sync();
+        this.follow();
+      });
+      this.opening.catch((err: unknown) => this.log.error('cannot replicate the database', { db: this.dbPath, error: describeError(err) }));
+    }
+  }
+
+  /** Resolves true once opened; false when `keepWaiting` says not to wait (or on close/abort). */
+  private async openWhenReady(signal: AbortSignal | undefined, keepWaiting: () => boolean): Promise<boolean> {
+    let said: string | undefined;
+    let delay = 100;
     for (;;) {
-      if (this.closed || signal?.aborted) return;
+      if (this.closed || signal?.aborted) return false;
       const exists = await stat(this.dbPath).then(
         () => true,
         (err: unknown) => (errnoCode(err) === 'ENOENT' ? false : Promise.reject(err)),
       );
-      if (exists) break;
-      if (!warned) this.log.warn('database does not exist yet; waiting for it', { db: this.dbPath });
-      warned = true;
-      await new Promise((r) => setTimeout(r, Math.max(100, Math.min(this.monitorIntervalMs || 1000, 1000))));
+      let waiting: string | undefined;
+      if (!exists) {
+        waiting = 'database does not exist yet; waiting for it';
+      } else {
+        try {
+          await this.serial(() => this.init());
+          if (said) this.log.info('database opened', { db: this.dbPath });
+          return true;
+        } catch (err) {
+          if (!isBusy(err)) throw err;
+          waiting = 'database is locked by another connection; waiting';
+        }
+      }
+      if (waiting !== said) this.log.warn(waiting, { db: this.dbPath });
+      if (!keepWaiting()) return false;
+      said = waiting;
+      await abortableSleep(delay, signal);
+      delay = Math.min(delay * 2, Math.max(1000, this.monitorIntervalMs));
     }
-    await this.serial(() => this.init());
-    await this.sync();
-    this.follow();
   }
 
-  /** Runs one sync now (copy new frames, maybe checkpoint); concurrent calls are coalesced. */
+  /** Runs one sync now (copy new frames, maybe checkpoint). */
   sync(): Promise<void> {
     return this.serial(() => this.tick(true));
   }
@@ -206,101 +270,123 @@ export class WalShipper extends EventEmitter {
 
   private follow(): void {
     if (this.closed) return;
-    // A busy database fires a watch event per write: coalesce them into at most one sync every
-    // MIN_SYNC_GAP_MS, which bounds the shipper's CPU while keeping commit-to-copy latency in milliseconds.
-    let lastSyncAt = 0;
-    const wake = () => {
-      if (this.pending || this.closed) return;
-      this.pending = true;
-      const delay = Math.max(0, lastSyncAt + MIN_SYNC_GAP_MS - Date.now());
-      setTimeout(() => {
-        lastSyncAt = Date.now();
-        this.pending = false;
-        this.serial(() => this.tick(false)).catch((err: unknown) => {
-          this.log.error('sync failed', { db: this.dbPath, error: describeError(err) });
-          if (this.listenerCount('error') > 0) this.emit('error', err);
-        });
-      }, delay);
-    };
+    this.scheduler = new SyncScheduler({
+      dbPath: this.dbPath,
+      walPath: this.walPath,
+      monitorIntervalMs: this.monitorIntervalMs,
+      minGapMs: MIN_SYNC_GAP_MS,
+      log: this.log,
+      run: (durable) => this.serial(() => this.tick(durable)),
+      onError: (err) => {
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+      },
+    });
+    this.scheduler.start();
+  }
+
+  /**
+   * Opens the database and decides, under the write lock, whether the generation on disk continues: the
+   * shadow must still mirror the WAL (or the WAL must be its provably next cycle), else a new generation.
+   * Throws a busy error (retried by the caller) while another connection holds a lock too long.
+   */
+  private async init(): Promise<void> {
+    const db = ShipperDb.open(this.dbPath, { busyTimeoutMs: this.busyTimeoutMs, journalSizeLimitBytes: this.journalSizeLimit() });
     try {
-      const walName = basename(this.walPath);
-      const dbName = basename(this.dbPath);
-      this.watcher = watch(dirname(this.dbPath), { persistent: false }, (_event, name) => {
-        if (name === walName || name === dbName) wake();
-      });
-      this.watcher.on('error', () => undefined); // the poll below still runs
+      db.stepHook = this.stepHook;
+      this.access = databaseAccess(await stat(this.dbPath));
+      await this.meta.ensure(this.access);
+      await this.meta.removeTempFiles();
+      const generation = await this.meta.readGeneration();
+      await this.restore.load(generation);
+      this.ensureWalHeader(db);
+      this.walIno = await this.walInode();
+
+      // Unlocked preparation: repair the current shadow, copy the bulk of what was written meanwhile.
+      let candidate: RestoreCandidate | { reason: string } | undefined;
+      let index: number | undefined;
+      if (generation !== undefined) {
+        index = (await this.meta.shadowIndexes(generation)).at(-1);
+        const repaired = index === undefined ? undefined : repairShadow(this.meta.shadowWalPath(generation, index));
+        if (repaired && repaired.cut > 0) {
+          this.log.warn('shadow wal ended past its last commit (a crash); cut back', { db: this.dbPath, generation, index: formatHex8(index!), bytes: repaired.cut });
+        }
+        const real = readWalHeaderBytesSync(this.walPath);
+        if (repaired && real && real.equals(this.meta.shadowHeaderSync(generation, index!) ?? Buffer.alloc(0))) {
+          copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index!), { fsync: false, maxSize: this.maxFileBytes });
+        }
+      } else {
+        candidate = await this.restore.prepare(db.file, this.walPath);
+      }
+
+      const done = await this.lockedRetrying(db, () => this.initLocked(db, generation, index, candidate));
+      if (!done) throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      // Consumed either way; a crash before this leaves it to the next start, which finds a generation and drops it.
+      if (generation === undefined) await this.restore.dropMarker();
+      await this.meta.removeOtherGenerations(this.cur!.generation);
+      this.db = db;
     } catch (err) {
-      this.log.warn('file watching unavailable; polling only', { error: describeError(err) });
-    }
-    if (this.monitorIntervalMs > 0) {
-      this.timer = setInterval(() => {
-        this.sync().catch((err: unknown) => {
-          this.log.error('sync failed', { db: this.dbPath, error: describeError(err) });
-          if (this.listenerCount('error') > 0) this.emit('error', err);
-        });
-      }, this.monitorIntervalMs);
-      this.timer.unref();
+      if (this.db !== db) db.close();
+      throw err;
     }
   }
 
-  private async init(): Promise<void> {
-    this.db = ShipperDb.open(this.dbPath, { busyTimeoutMs: this.busyTimeoutMs });
-    this.db.stepHook = this.stepHook;
-    this.walIno = await this.walInode();
-    await this.meta.ensure();
-    await this.meta.removeTempFiles();
-    const generation = await this.meta.readGeneration();
-    if (generation !== undefined) {
-      // Continue the generation only if the real WAL is still the one the last shadow file follows.
-      const index = (await this.meta.shadowIndexes(generation)).at(-1);
-      const real = await readWalHeaderBytes(this.walPath);
-      const shadow = index === undefined ? undefined : await readWalHeaderBytes(this.meta.shadowWalPath(generation, index));
-      const shadowPath = index === undefined ? undefined : this.meta.shadowWalPath(generation, index);
-      if (real && shadow && !real.equals(shadow) && shadowPath && (await cycleFollowsShadow(this.walPath, shadowPath, real, shadow))) {
+  /** The decision of init(), under the write lock. */
+  private initLocked(db: ShipperDb, generation: string | undefined, index: number | undefined, candidate: RestoreCandidate | { reason: string } | undefined): void {
+    const real = readWalHeaderBytesSync(this.walPath);
+    if (!real) throw new ReplicateError('IO', `opening ${this.dbPath}: ${this.walPath} has no WAL header`);
+    let reason: string;
+    if (generation === undefined) {
+      reason = 'no generation exists';
+      if (candidate && !('reason' in candidate)) {
+        const refused = this.restore.lockedCheck(candidate, this.walPath);
+        if (refused === undefined) return this.continueRestoredLocked(db, candidate, real);
+        reason += `; ${refused}`;
+      } else if (candidate) {
+        reason += `; ${candidate.reason}`;
+      }
+    } else if (index === undefined) {
+      reason = 'no shadow wal';
+    } else {
+      const shadowPath = this.meta.shadowWalPath(generation, index);
+      const shadow = this.meta.shadowHeaderSync(generation, index);
+      if (!shadow) {
+        reason = 'short shadow wal';
+      } else if (index >= MAX_INDEX) {
+        reason = 'max index exceeded';
+      } else if (real.equals(shadow)) {
+        const copy = copyToShadow(this.walPath, shadowPath, { maxSize: this.maxFileBytes });
+        const pageSize = parseWalHeader(real).pageSize;
+        const walSize = frameAlign(this.fileSizeSync(this.walPath), pageSize);
+        if (copy.shadowSize > walSize) reason = 'wal truncated by another process';
+        else if (!lastFrameMatches(this.walPath, shadowPath, copy.shadowSize, pageSize)) reason = 'wal overwritten by another process';
+        else {
+          this.setCurrent({ generation, index, header: real, size: copy.shadowSize, capped: copy.capped }, true);
+          db.relockRead();
+          return;
+        }
+      } else if (cycleFollowsShadow(this.walPath, shadowPath, real, shadow)) {
         // Stopped right after a WAL restart, before the next shadow index was made (Litestream starts a
         // new generation here): the WAL is the very next cycle and the old one provably ended where the
         // shadow ends, so nothing was lost and the generation continues with a new index.
         this.log.info('init: wal restarted while stopped; continuing the generation', { db: this.dbPath, generation });
-      } else if (!real || !shadow || !real.equals(shadow)) {
-        this.log.warn('init: cannot determine last wal position, clearing generation', {
-          db: this.dbPath,
-          reason: !real ? 'no wal header' : !shadow ? 'no shadow wal' : 'wal header changed',
-        });
-        await this.meta.clearGeneration();
+        copyToShadow(this.walPath, shadowPath); // only makes the old index durable: the cycle has ended
+        this.startIndexLocked(db, generation, index + 1, real);
+        return;
       } else {
-        await this.meta.removeOtherGenerations(generation);
+        reason = 'wal header changed';
       }
+      if (reason !== 'no shadow wal') this.log.warn('init: cannot determine last wal position, clearing generation', { db: this.dbPath, reason });
     }
-    await this.loadRestoreMarker();
+    this.newGenerationLocked(db, reason);
   }
 
-  /**
-   * Spec §5.4 starts a new generation whenever none exists, so Litestream always does after a restore.
-   * A restore of a generation's latest state leaves a marker (restore-marker.ts); with it the first tick
-   * can continue that generation when continuity provably holds. A marker found while a generation
-   * continues anyway is stale and removed.
-   */
-  private async loadRestoreMarker(): Promise<void> {
-    const generation = await this.meta.readGeneration();
-    if (generation !== undefined) {
-      this.continuedFrom = await readContinuedFrom(this.meta, generation);
-      if (await readRestoreMarker(this.meta).catch(() => true)) {
-        this.log.info('restore marker ignored: the current generation continues', { db: this.dbPath, generation });
-        await this.dropRestoreMarker();
-      }
-      return;
-    }
-    try {
-      const marker = await readRestoreMarker(this.meta);
-      if (marker && !this.continueAfterRestoreEnabled) {
-        this.restorePending = { reason: `restore of generation ${marker.generation} not continued: continue-after-restore is off` };
-        await this.dropRestoreMarker();
-      } else {
-        this.restorePending = marker ? { marker } : { reason: 'no restore marker' };
-      }
-    } catch (err) {
-      this.restorePending = { reason: describeError(err) };
-    }
+  private continueRestoredLocked(db: ShipperDb, candidate: RestoreCandidate, real: Buffer): void {
+    const { marker } = candidate;
+    this.meta.removeGenerationDirSync(marker.generation);
+    writeContinuedFromSync(this.meta, { generation: marker.generation, index: marker.index, offset: marker.offset }, this.access);
+    this.startIndexLocked(db, marker.generation, marker.index + 1, real);
+    this.meta.writeGenerationSync(marker.generation, this.access);
+    this.restore.continued(candidate, marker.index + 1);
   }
 
   private async walInode(): Promise<bigint | undefined> {
@@ -310,264 +396,232 @@ export class WalShipper extends EventEmitter {
     );
   }
 
-  private async tick(durable: boolean): Promise<void> {
-    if (this.closed || !this.db) return;
-    const db = this.db;
-    // A WAL replaced or deleted underneath us: our connections still hold the old file; start afresh.
-    const ino = await this.walInode();
-    if (this.walIno !== undefined && ino !== this.walIno) {
-      this.log.warn('wal file was replaced or deleted by another process; reopening the database', { db: this.dbPath });
-      db.close();
-      this.db = ShipperDb.open(this.dbPath, { busyTimeoutMs: this.busyTimeoutMs });
-      this.walIno = await this.walInode();
-      return this.tick(durable);
-    }
-    this.walIno = ino;
-    db.acquireReadLock(); // normally held already; never follow the WAL without it
-
-    const walSizeBefore = await fileSize(this.walPath);
-    if (walSizeBefore < WAL_HEADER_SIZE) {
-      this.db.bumpSeq(); // the WAL needs a header before anything can be followed
-      this.walIno = await this.walInode();
-    }
-
-    const v = await this.verify();
-    let generation: string;
-    let index: number;
-    let shadowSize: number;
-    if ('reason' in v) {
-      const pending = v.reason === 'no generation exists' ? this.restorePending : undefined;
-      this.restorePending = undefined;
-      ({ generation, index, shadowSize } = pending ? await this.afterRestore(v.reason, pending) : await this.newGeneration(v.reason));
-    } else {
-      ({ generation, index } = v);
-      // No fsync per copy (a busy database syncs hundreds of times a second and would pay an fsync each
-      // time): the frames are still in the WAL; the copy before a checkpoint and the periodic poll fsync.
-      shadowSize = copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index), { fsync: durable }).shadowSize;
-      if (v.restart) {
-        // Restarted by someone else: the rest of the old cycle is gone or copied; follow the new one.
-        ({ index, shadowSize } = this.startNextIndex(generation, index));
-      }
-    }
-    this.setPosition({ generation, index, offset: shadowSize });
-
-    if (this.snapshotsRunning === 0) {
-      const dbIdleMs = Date.now() - (await stat(this.dbPath)).mtimeMs;
-      const mode = checkpointMode(this.policy, { pageSize: this.db.pageSize, walSize: walSizeBefore, shadowSize, dbIdleMs });
-      if (mode) await this.checkpoint(mode, generation, index);
-    }
-    await this.cleanShadows(generation);
+  private fileSizeSync(path: string): number {
+    return this.meta.fileSizeSync(path);
   }
 
-  private setPosition(p: Pos): void {
-    const old = this.position;
-    this.position = p;
-    if (!old || old.generation !== p.generation || old.index !== p.index || old.offset !== p.offset) this.emit('position', p);
-  }
-
-  private async verify(): Promise<Verified> {
-    const generation = await this.meta.readGeneration();
-    if (generation === undefined) return { reason: 'no generation exists' };
-    const index = (await this.meta.shadowIndexes(generation)).at(-1);
-    if (index === undefined) return { reason: 'no shadow wal' };
-    if (index >= MAX_INDEX) return { reason: 'max index exceeded' };
-    const shadowPath = this.meta.shadowWalPath(generation, index);
-    const pageSize = this.db!.pageSize;
-    const shadowSize = frameAlign((await this.meta.shadowSize(generation, index)) ?? 0, pageSize);
-    if (shadowSize < WAL_HEADER_SIZE) return { reason: 'short shadow wal' };
-    const walSize = frameAlign(await fileSize(this.walPath), pageSize);
-    if (shadowSize > walSize) return { reason: 'wal truncated by another process' };
-    const [real, shadow] = await Promise.all([readWalHeaderBytes(this.walPath), readWalHeaderBytes(shadowPath)]);
-    const restart = !real || !shadow || !real.equals(shadow);
-    if (shadowSize === WAL_HEADER_SIZE && restart) return { reason: 'wal header only, mismatched' };
-    if (!(await lastFrameMatches(this.walPath, shadowPath, shadowSize, pageSize))) return { reason: 'wal overwritten by another process' };
-    return { generation, index, shadowSize, restart, walSize };
-  }
-
-  /** The first generation of this run when there was none: the restored one if provably safe, else a new one. */
-  private async afterRestore(why: string, pending: { marker: RestoreMarker } | { reason: string }): Promise<Started> {
-    if ('reason' in pending) return this.newGeneration(`${why}; ${pending.reason}`);
-    const { marker } = pending;
-    // Any failure on the way (a database locked too long, an unreadable file) only costs the continuity.
-    const result = await this.continueAfterRestore(marker).catch((err: unknown) => ({ reason: describeError(err) }));
-    const started = 'reason' in result ? await this.newGeneration(`${why}; restore of generation ${marker.generation} not continued: ${result.reason}`) : result;
-    // Consumed either way; a crash before this leaves it to the next start, which finds a generation and drops it.
-    await this.dropRestoreMarker();
-    return started;
-  }
-
-  /** Best effort: a marker left behind is dropped at the next start, which finds a generation. */
-  private async dropRestoreMarker(): Promise<void> {
-    await removeRestoreMarker(this.meta).catch((err: unknown) =>
-      this.log.warn('cannot remove the restore marker', { path: this.meta.restoreMarkerPath(), error: describeError(err) }),
-    );
+  /** Cut the WAL file back to a few checkpoints' worth when our write restarts it. */
+  private journalSizeLimit(): number {
+    return Math.max(4 << 20, 4096 * Math.max(this.policy.minCheckpointPageCount, 1) * 2);
   }
 
   /**
-   * Continues the restored generation at shadow index marker.index + 1, from the current WAL header, if:
-   * - every replica ends exactly at the restored position (nobody wrote to the generation since);
-   * - the database file is byte-identical to the restored one. Then the replica's state at that position
-   *   is the database file, and the WAL's current cycle holds everything written since (a checkpoint
-   *   that changed the file, including the one SQLite runs when the last connection closes, may have
-   *   moved writes out of the WAL, so it breaks continuity);
-   * - the WAL did not restart between reading its header and hashing the database: the header is read
-   *   before the hash and again under the write lock (so no restart can follow) when the shadow starts.
-   * Frames the current cycle backfills meanwhile are harmless: they are also in the WAL we copy from.
+   * A WAL shorter than its header (a new database, or one an application TRUNCATE-checkpointed while our
+   * read transaction sat in slot 0, i.e. with everything copied): our write gives it a header.
    */
-  private async continueAfterRestore(marker: RestoreMarker): Promise<Started | { reason: string }> {
-    const generation = marker.generation;
-    const index = marker.index + 1;
-    if (index > MAX_INDEX) return { reason: 'max index exceeded' };
-    if (this.restoreChecks.size === 0) return { reason: 'no replica to confirm the restored position' };
-    for (const [name, check] of this.restoreChecks) {
-      const refused = await check(marker).catch((err: unknown) => `replica ${name} could not be checked: ${describeError(err)}`);
-      if (refused !== undefined) return { reason: refused };
-    }
-    const before = await readWalHeaderBytes(this.walPath);
-    if (!before) return { reason: 'no wal header' };
-    const { size, sha256 } = await fileDigest(this.dbPath);
-    if (size !== marker.size || sha256 !== marker.sha256) return { reason: 'database changed since the restore' };
-
-    await this.meta.removeGenerationDir(generation);
-    await this.meta.createGenerationDir(generation);
-    const shadowPath = this.meta.shadowWalPath(generation, index);
-    const copied = this.db!.withWriteLock(() => {
-      const now = readWalHeaderBytesSync(this.walPath);
-      return now && now.equals(before) ? initShadow(this.walPath, shadowPath, now) : undefined;
-    });
-    if (!copied) {
-      await this.meta.removeGenerationDir(generation);
-      return { reason: 'wal restarted while checking the restore' };
-    }
-    const from = markerPos(marker);
-    await writeContinuedFrom(this.meta, from);
-    await this.meta.writeGeneration(generation);
-    await this.meta.removeOtherGenerations(generation);
-    this.continuedFrom = from;
-    this.log.info(`continuing generation ${generation} after restore`, {
-      db: this.dbPath,
-      generation,
-      index: formatHex8(index),
-      restored: `${formatHex8(marker.index)}:${marker.offset}`,
-      replica: marker.location,
-    });
-    return { generation, index, shadowSize: copied.shadowSize };
+  private ensureWalHeader(db: ShipperDb): void {
+    if (readWalHeaderBytesSync(this.walPath)) return;
+    const done = db.tryWithWriteLock(this.busyTimeoutMs, () => db.writeSeq(), { commit: true });
+    if (!done) throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
   }
 
-  private async newGeneration(reason: string): Promise<Started> {
+  /** tryWithWriteLock, retried with backoff for up to the busy timeout × 10 (an application's long write). */
+  private async lockedRetrying(db: ShipperDb, fn: () => void): Promise<boolean> {
+    const until = monotonicNow() + this.busyTimeoutMs * 10;
+    for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
+      if (db.tryWithWriteLock(LOCK_WAIT_MS, fn)) return true;
+      if (monotonicNow() > until || this.closed) return false;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  private async tick(durable: boolean): Promise<void> {
+    if (this.closed) return;
+    if (!this.db || !this.cur) {
+      // Not opened yet (start() does that), or a reopen that failed (locked): retried here.
+      if (this.reopening) {
+        await this.init();
+        this.reopening = false;
+      }
+      return;
+    }
+    // A WAL replaced or deleted underneath us: our connections still hold the old file; start afresh.
+    const ino = await this.walInode();
+    if (ino !== this.walIno) {
+      this.log.warn('wal file was replaced or deleted by another process; reopening the database', { db: this.dbPath });
+      this.db.close();
+      this.db = undefined;
+      this.cur = undefined;
+      this.reopening = true;
+      await this.init();
+      this.reopening = false;
+      return;
+    }
+    const db = this.db;
+    this.ensureWalHeader(db);
+    const real = readWalHeaderBytesSync(this.walPath)!;
+    const cur = this.cur;
+    if (real.equals(cur.header)) {
+      let copy;
+      try {
+        copy = copyToShadow(this.walPath, this.meta.shadowWalPath(cur.generation, cur.index), { fsync: durable, maxSize: this.maxFileBytes });
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+        this.startNewGeneration('no shadow wal (the shadow file was removed)');
+        return;
+      }
+      this.setCurrent({ ...cur, size: copy.shadowSize, capped: cur.capped || copy.capped }, durable);
+    } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => this.followRestartLocked(db, real))) {
+      this.log.debug('wal restarted; the next index waits for the application\'s write', { db: this.dbPath });
+    }
+    await this.maybeCheckpoint();
+    await this.cleanShadows();
+  }
+
+  private setCurrent(cur: Current, durable: boolean): void {
+    this.cur = cur;
+    if (cur.capped && !this.cappedLogged) {
+      this.cappedLogged = true;
+      this.log.error('wal cycle reached the largest offset a v0.3 segment name can hold; not copied further until the wal restarts (a long reader may keep it from restarting); the generation then ends', {
+        db: this.dbPath,
+        generation: cur.generation,
+        index: formatHex8(cur.index),
+        limit: this.maxFileBytes,
+      });
+    }
+    const pos: Pos = { generation: cur.generation, index: cur.index, offset: cur.size };
+    const old = this.position;
+    this.position = pos;
+    if (durable) this.durable = pos;
+    if (!old || comparePos(old, pos) !== 0 || old.generation !== pos.generation) this.emit('position', pos);
+  }
+
+  /**
+   * Under the write lock, the WAL having restarted (`real` is its new header): the old index gets its
+   * last frames (none, by the read-lock rule) and fsync; the new cycle becomes the next index when it is
+   * the very next one, else the generation ends. Then the read transaction moves to the new cycle.
+   */
+  private followRestartLocked(db: ShipperDb, real: Buffer): void {
+    const cur = this.cur!;
+    const tail = copyToShadow(this.walPath, this.meta.shadowWalPath(cur.generation, cur.index), { maxSize: this.maxFileBytes });
+    const old = parseWalHeader(cur.header);
+    const next = parseWalHeader(real);
+    let reason: string | undefined;
+    if (cur.capped || tail.capped) reason = `wal cycle grew past ${this.maxFileBytes} bytes, more than v0.3 segment names can address`;
+    else if (!db.readLockTrusted) reason = 'wal restarted while the read lock could not be trusted (after an error)';
+    else if (next.pageSize !== old.pageSize) reason = `page size changed (${old.pageSize} -> ${next.pageSize})`;
+    else if (next.salt1 !== ((old.salt1 + 1) >>> 0)) reason = `wal restarted to an unexpected cycle (salt-1 ${next.salt1} after ${old.salt1})`;
+    else if (cur.index + 1 > MAX_INDEX) reason = 'max index exceeded';
+    if (reason) this.newGenerationLocked(db, reason);
+    else this.startIndexLocked(db, cur.generation, cur.index + 1, real);
+  }
+
+  /** Starts shadow index `index` from the WAL's current cycle and moves the read lock there. */
+  private startIndexLocked(db: ShipperDb, generation: string, index: number, header: Buffer): void {
+    this.meta.createGenerationDirSync(generation, this.access);
+    this.cappedLogged = false;
+    const copy = initShadow(this.walPath, this.meta.shadowWalPath(generation, index), header, { access: this.access, maxSize: this.maxFileBytes });
+    this.setCurrent({ generation, index, header, size: copy.shadowSize, capped: copy.capped }, true);
+    db.relockRead();
+    this.log.debug('new shadow wal index', { db: this.dbPath, generation, index: formatHex8(index) });
+  }
+
+  /** A new generation from the WAL's current cycle, under the write lock (its shadow starts at index 0). */
+  private newGenerationLocked(db: ShipperDb, reason: string): void {
+    const header = readWalHeaderBytesSync(this.walPath);
+    if (!header) throw new ReplicateError('IO', `starting a generation of ${this.dbPath}: ${this.walPath} has no WAL header`);
     const generation = newGenerationName();
-    await this.meta.createGenerationDir(generation);
-    const header = await readWalHeaderBytes(this.walPath);
-    if (!header) throw new Error(`cannot start a generation: ${this.walPath} has no WAL header`);
-    const { shadowSize } = initShadow(this.walPath, this.meta.shadowWalPath(generation, 0), header);
-    await this.meta.writeGeneration(generation);
-    await this.meta.removeOtherGenerations(generation);
+    this.restore.continuedFrom = undefined;
+    this.cappedLogged = false;
+    this.startIndexLocked(db, generation, 0, header);
+    this.meta.writeGenerationSync(generation, this.access);
+    this.limit.reset(this.cur!.size);
     this.log.info('new generation', { db: this.dbPath, generation, reason });
     this.emit('generation', { generation, reason } satisfies GenerationEvent);
-    return { generation, index: 0, shadowSize };
   }
 
-  /** Under the write lock: copies the old cycle's tail, then starts shadow index+1 from the new WAL header. */
-  private startNextIndex(generation: string, index: number): { index: number; shadowSize: number } {
-    return this.db!.withWriteLock(() => this.startNextIndexLocked(generation, index));
-  }
-
-  /** The same, for a caller that holds the write lock already (synchronous: see copyToShadow). */
-  private startNextIndexLocked(generation: string, index: number): { index: number; shadowSize: number } {
-    copyToShadow(this.walPath, this.meta.shadowWalPath(generation, index));
-    const header = readWalHeaderBytesSync(this.walPath);
-    if (!header) throw new Error(`${this.walPath} lost its WAL header`);
-    const next = index + 1;
-    const { shadowSize } = initShadow(this.walPath, this.meta.shadowWalPath(generation, next), header);
-    this.log.debug('new shadow wal index', { db: this.dbPath, generation, index: formatHex8(next) });
-    return { index: next, shadowSize };
-  }
-
-  private async checkpoint(mode: CheckpointMode, generation: string, index: number): Promise<void> {
+  /** A new generation decided outside the lock (a removed shadow file, the shadow WAL limit). */
+  private startNewGeneration(reason: string): void {
     const db = this.db!;
-    const before = await readWalHeaderBytes(this.walPath);
-    const shadowPath = this.meta.shadowWalPath(generation, index);
-    let pos: Pos = { generation, index, offset: 0 };
-    let newIndex: number | undefined;
-    const result = db.checkpoint(
-      () => {
-        copyToShadow(this.walPath, shadowPath);
-      },
-      () => {
-        const after = readWalHeaderBytesSync(this.walPath);
-        if (before && after && !before.equals(after)) {
-          const next = this.startNextIndexLocked(generation, index);
-          newIndex = next.index;
-          pos = { generation, index: next.index, offset: next.shadowSize };
-        } else {
-          // Not restarted (readers hold older snapshots): still copy our own seq frame.
-          pos = { generation, index, offset: copyToShadow(this.walPath, shadowPath).shadowSize };
-        }
-      },
-      100,
-    );
-    if (!result) {
+    if (!db.tryWithWriteLock(this.busyTimeoutMs, () => this.newGenerationLocked(db, reason))) {
+      throw new ReplicateError('IO', `starting a new generation of ${this.dbPath} (${reason}): the database stayed locked`);
+    }
+  }
+
+  private async maybeCheckpoint(): Promise<void> {
+    const cur = this.cur;
+    if (this.snapshotsRunning > 0 || !cur || !this.db) return;
+    const now = monotonicNow();
+    const mode = checkpointMode(this.policy, { pageSize: this.db.pageSize, walSize: cur.size, shadowSize: cur.size, idleMs: now - this.lastCheckpointAt });
+    if (!mode || !this.throttle.allowed(now)) return;
+    this.checkpoint(mode);
+  }
+
+  /**
+   * A checkpoint that loses nothing. Under the write lock (no commit, no restart meanwhile): every
+   * committed frame goes to the shadow (fsynced), our read transaction is released, a PASSIVE checkpoint
+   * backfills, and the read transaction is taken again at the WAL's end — in slot 0 when the WAL was
+   * fully backfilled, so it does not hold up the restart, and blocks every later backfill, so at most one
+   * restart can follow. Then, if everything was backfilled, our seq write in a transaction of its own
+   * (SQLite restarts the WAL only for a writer whose transaction began on a fully backfilled WAL) restarts
+   * the WAL and cuts the file back (journal_size_limit); an application commit that gets in first
+   * restarts it instead, which is as good. The next index starts under the write lock again.
+   * Litestream releases its read lock and checkpoints without the write lock, so a transaction committed
+   * between its copy and its checkpoint can be backfilled and overwritten without ever being copied.
+   */
+  private checkpoint(mode: CheckpointMode): void {
+    const db = this.db!;
+    const before = this.cur!;
+    const now = monotonicNow();
+    const shadowPath = this.meta.shadowWalPath(before.generation, before.index);
+    const out = db.tryWithWriteLock(LOCK_WAIT_MS, () => {
+      const copy = copyToShadow(this.walPath, shadowPath, { maxSize: this.maxFileBytes });
+      this.setCurrent({ ...before, size: copy.shadowSize, capped: before.capped || copy.capped }, true);
+      db.step('copied');
+      db.releaseRead();
+      const result = db.passiveCheckpoint();
+      db.step('checkpointed');
+      db.relockRead();
+      db.step('relocked');
+      return result;
+    });
+    if (!out) {
+      this.throttle.recordBusy(now);
       this.log.debug('checkpoint skipped: the application holds the write lock', { db: this.dbPath, mode });
       return;
     }
-    this.setPosition(pos);
+    db.step('unlocked');
+    this.lastCheckpointAt = now;
+    const result = out.value;
+    if (result.busy === 0 && result.log > 0 && result.checkpointed === result.log) {
+      db.tryWithWriteLock(LOCK_WAIT_MS, () => db.writeSeq(), { commit: true });
+      db.step('committed');
+    }
+    const real = readWalHeaderBytesSync(this.walPath);
+    const restarted = real !== undefined && !real.equals(before.header);
+    let newIndex: number | undefined;
+    if (restarted) {
+      if (db.tryWithWriteLock(LOCK_WAIT_MS, () => this.followRestartLocked(db, real)) && this.cur!.generation === before.generation) newIndex = this.cur!.index;
+    } else {
+      const copy = copyToShadow(this.walPath, shadowPath, { fsync: false, maxSize: this.maxFileBytes }); // our own seq frame, if any
+      this.setCurrent({ ...this.cur!, size: copy.shadowSize, capped: this.cur!.capped || copy.capped }, false);
+    }
+    this.throttle.record(now, restarted);
     const event: CheckpointEvent = { mode, log: result.log, checkpointed: result.checkpointed, ...(newIndex !== undefined ? { newIndex } : {}) };
-    if (newIndex === undefined && result.log !== result.checkpointed) {
+    if (!restarted && result.log !== result.checkpointed) {
       this.log.debug('checkpoint could not backfill every frame (readers hold older snapshots)', { db: this.dbPath, ...result });
     }
     this.log.debug('checkpoint', { db: this.dbPath, ...event });
     this.emit('checkpoint', event);
   }
 
-  private async cleanShadows(generation: string): Promise<void> {
+  private async cleanShadows(): Promise<void> {
+    const cur = this.cur;
+    if (!cur) return;
     const needed = this.retainFrom();
     // One older file is kept, as Litestream does. One directory listing per sync serves both steps.
-    const left = needed !== undefined ? await this.meta.removeShadowsBelow(generation, needed - 1) : await this.meta.shadowIndexes(generation);
-    await this.enforceShadowLimit(generation, left);
-  }
-
-  /**
-   * A replica that stays down keeps every shadow index since its last upload (Litestream's too), which
-   * would fill the disk without a word. At half the limit this warns; at the limit it is an error and a
-   * new generation starts: the old generation's shadow files are removed, and a replica that comes back
-   * starts the new generation with a snapshot. Its point-in-time history has a break there; nothing
-   * committed is lost (the new generation's snapshot holds it).
-   */
-  private async enforceShadowLimit(generation: string, indexes: readonly number[]): Promise<void> {
-    let bytes = 0;
-    for (const i of indexes) bytes += (await this.meta.shadowSize(generation, i)) ?? 0;
-    this.usage.bytes = bytes;
-    // While every replica keeps up there are at most three files (see cleanShadows): nothing to bound.
-    if (indexes.length <= 3) {
-      this.halfWarned = false;
-      return;
-    }
-    const limit = this.maxShadowWalBytes;
-    if (limit <= 0) return;
-    const behind = this.describeBehind().join(', ') || 'unknown';
-    if (bytes >= limit) {
-      this.usage.limitReached++;
-      this.log.error('shadow wal limit reached: replicas are too far behind; starting a new generation so the disk does not fill', {
-        db: this.dbPath,
-        generation,
-        bytes,
-        limit,
-        indexes: indexes.length,
-        behind,
-      });
-      this.halfWarned = false;
-      const next = await this.newGeneration(`shadow wal limit reached (${bytes} bytes >= ${limit}) while replicas were behind: ${behind}`);
-      this.setPosition({ generation: next.generation, index: next.index, offset: next.shadowSize });
-      this.usage.bytes = next.shadowSize;
-    } else if (bytes >= limit / 2 && !this.halfWarned) {
-      this.halfWarned = true;
-      this.log.warn('shadow wal is growing: replicas are behind', { db: this.dbPath, generation, bytes, limit, behind });
+    const left = needed !== undefined ? await this.meta.removeShadowsBelow(cur.generation, needed - 1) : await this.meta.shadowIndexes(cur.generation);
+    const sizes = await Promise.all(left.map(async (i) => (await this.meta.shadowSize(cur.generation, i)) ?? 0));
+    const reason = this.limit.check(cur.generation, sizes, this.describeBehind);
+    if (reason) {
+      this.startNewGeneration(reason);
+      await this.meta.removeOtherGenerations(this.cur!.generation);
     }
   }
 
   /**
-   * Runs `fn` while no checkpoint can run (so the WAL cannot restart and the database file holds every
-   * frame of the indexes before the current one). Returns what `fn` returns.
+   * Runs `fn` while no checkpoint of ours can run (so the WAL cannot restart and the database file holds
+   * every frame of the indexes before the current one). Returns what `fn` returns.
    */
   async withSnapshotLock<T>(fn: (pos: Pos) => Promise<T>): Promise<T> {
     this.snapshotsRunning++;
@@ -581,67 +635,46 @@ export class WalShipper extends EventEmitter {
     }
   }
 
-  /**
-   * The live database's page digest at a position the replicas will reach, for validation.
-   *
-   * Only the pin holds the application up: under the write lock the new frames are copied to the shadow
-   * WAL (so the position is one the replicas upload to) and a read transaction is begun on a connection
-   * of its own, fixing what it sees at exactly that position. The digest is then read with no lock that
-   * writers wait on — the read transaction only keeps checkpoints from going past it — so the stall is
-   * one incremental copy, where Litestream forces a RESTART checkpoint (waiting for every reader and
-   * copying the whole WAL into the database) and reads the file while checkpoints are held off.
-   */
-  async digestAtPosition(): Promise<{ pos: Pos; digest: DatabaseDigest }> {
-    for (let attempt = 0; ; attempt++) {
-      const pinned = await this.serial(async () => {
-        if (this.closed || !this.db || !this.position) throw new Error('the database is not open');
+  /** The database file's bytes, through the shipper's one descriptor (never a new one: see database-file.ts). */
+  readDatabase(chunkSize?: number): AsyncGenerator<Buffer> {
+    if (!this.db) throw new Error('the database is not open');
+    return this.db.file.chunks(chunkSize);
+  }
+
+  /** The live database's page digest at a position the replicas will reach, for validation (validation-pin.ts). */
+  async digestAtPosition(): Promise<PinnedDigest> {
+    return pinAndDigest({
+      serial: (fn) => this.serial(fn),
+      sync: () => this.sync(),
+      pinLocked: (pin) => {
         const db = this.db;
-        const { generation, index } = this.position;
-        const shadowPath = this.meta.shadowWalPath(generation, index);
-        const reader = new Database(this.dbPath, { readonly: true, fileMustExist: true, timeout: this.busyTimeoutMs });
-        try {
-          const end = db.withWriteLock(() => {
-            const real = readWalHeaderBytesSync(this.walPath);
-            const shadow = readWalHeaderBytesSync(shadowPath);
-            // Restarted since the last sync: let a sync start the next index first, then pin again.
-            if (!real || !shadow || !real.equals(shadow)) return undefined;
-            const { shadowSize } = copyToShadow(this.walPath, shadowPath);
-            reader.exec('BEGIN');
-            reader.prepare('SELECT COUNT(1) FROM sqlite_master').pluck().get();
-            return shadowSize;
-          });
-          if (end === undefined) {
-            reader.close();
-            return undefined;
-          }
-          const pos: Pos = { generation, index, offset: end };
-          this.setPosition(pos);
-          return { pos, reader };
-        } catch (err) {
-          reader.close();
-          throw err;
-        }
-      });
-      if (!pinned) {
-        if (attempt >= 3) throw new Error('the WAL keeps restarting; cannot pin a position to validate');
-        await this.sync();
-        continue;
-      }
-      try {
-        return { pos: pinned.pos, digest: await digestLiveDatabase(this.dbPath, this.walPath, pinned.pos.offset) };
-      } finally {
-        pinned.reader.close(); // read-only: closing never checkpoints or deletes the WAL
-      }
-    }
+        const cur = this.cur;
+        if (this.closed || !db || !cur) throw new Error('the database is not open');
+        const out = db.tryWithWriteLock(this.busyTimeoutMs, () => {
+          const real = readWalHeaderBytesSync(this.walPath);
+          // Restarted since the last sync: let a sync start the next index first, then pin again.
+          if (!real || !real.equals(cur.header)) return undefined;
+          const { shadowSize } = copyToShadow(this.walPath, this.meta.shadowWalPath(cur.generation, cur.index), { maxSize: this.maxFileBytes });
+          this.setCurrent({ ...cur, size: shadowSize }, true);
+          pin();
+          return this.position!;
+        });
+        return out?.value;
+      },
+      dbPath: this.dbPath,
+      walPath: this.walPath,
+      file: () => this.db!.file,
+      busyTimeoutMs: this.busyTimeoutMs,
+    });
   }
 
   /** Stops following the database and closes its connections (a final sync first). */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.watcher?.close();
-    if (this.timer) clearInterval(this.timer);
-    await this.sync().catch((err: unknown) => this.log.warn('final sync failed', { db: this.dbPath, error: describeError(err) }));
+    this.scheduler?.stop();
+    if (this.db) await this.sync().catch((err: unknown) => this.log.warn('final sync failed', { db: this.dbPath, error: describeError(err) }));
     this.closed = true;
+    await this.opening?.catch(() => undefined);
     await this.serial(async () => {
       this.db?.close();
       this.db = undefined;
@@ -649,46 +682,20 @@ export class WalShipper extends EventEmitter {
   }
 }
 
-/**
- * Whether the real WAL's current cycle is the immediate successor of the shadow's cycle (SQLite adds one
- * to salt-1 on every restart) and the old cycle ended exactly where the
- * shadow ends: the new cycle has not reached that offset, the file was not truncated below it, and no
- * old-cycle frame continues the shadow's checksum chain there.
- */
-async function cycleFollowsShadow(walPath: string, shadowPath: string, realBytes: Buffer, shadowBytes: Buffer): Promise<boolean> {
-  let real;
-  let old;
-  try {
-    real = parseWalHeader(realBytes);
-    old = parseWalHeader(shadowBytes);
-  } catch {
-    return false;
-  }
-  if (real.pageSize !== old.pageSize) return false;
-  // Not the checkpoint sequence: each connection counts its own, so it is not monotonic across them.
-  if (real.salt1 !== ((old.salt1 + 1) >>> 0)) return false;
-  const shadowSize = frameAlign(await fileSize(shadowPath), old.pageSize);
-  if ((await fileSize(walPath)) < shadowSize) return false;
-  const scanner = new WalScanner();
-  for await (const chunk of createReadStream(walPath, { highWaterMark: 1 << 20 })) {
-    scanner.update(chunk as Buffer);
-    if (scanner.result().stopReason !== undefined) break;
-  }
-  if (scanner.result().validSize > shadowSize - (shadowSize > WAL_HEADER_SIZE ? frameSize(old.pageSize) : 0)) return false;
-  // An old-cycle frame right after the shadow's end would mean frames were committed and never copied.
-  const next = Buffer.alloc(frameSize(old.pageSize));
-  const h = await open(walPath, 'r');
-  const { bytesRead } = await h.read(next, 0, next.length, shadowSize).finally(() => h.close());
-  if (bytesRead === next.length) {
-    const fh = parseWalFrameHeader(next);
-    if (fh.salt1 === old.salt1 && fh.salt2 === old.salt2) return false;
-  }
-  return true;
+/** Whether `a` is at or past `b` in the same generation (positions of two generations do not compare). */
+function atOrPast(a: Pos | undefined, b: Pos): boolean {
+  return a !== undefined && a.generation === b.generation && (a.index > b.index || (a.index === b.index && a.offset >= b.offset));
 }
 
-async function fileSize(path: string): Promise<number> {
-  return stat(path).then(
-    (s) => s.size,
-    (err: unknown) => (errnoCode(err) === 'ENOENT' ? 0 : Promise.reject(err)),
-  );
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
+

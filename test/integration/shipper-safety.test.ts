@@ -149,6 +149,7 @@ describe('shipper safety', () => {
     for (let i = 7; i <= 10; i++) await sqliteCli(s.dbPath, `INSERT INTO t (id, v, n) VALUES (${i}, 'after the restart', ${i});`);
     expect(await p.stop('SIGTERM')).toBe(0);
     app.close();
+    expect(p.lines.join('\n'), 'the restart repaired the shadow').toMatch(/cut back/);
 
     const live = liveIds(s.dbPath);
     expect(live).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);

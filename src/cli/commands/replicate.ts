@@ -99,7 +99,8 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   process.on('SIGTERM', onSignal);
   try {
     for (const s of specs) {
-      const r = await startReplication({ ...s.options, logger: log, signal: stop.signal });
+      // Not waiting for a database that does not exist yet: with -exec, the application creates it.
+      const r = await startReplication({ ...s.options, logger: log, signal: stop.signal, waitForDatabase: false });
       started.push(r);
       log.info('replicating', { db: s.dbPath, replicas: r.replicas.map((x) => `${x.name}:${x.client.location}`).join(',') });
     }

@@ -1,0 +1,126 @@
+/**
+ * When the shipper syncs: on file-change notifications for the database's `-wal` (coalesced to at most
+ * one sync every `minGapMs`), and on a poll every `monitorIntervalMs` as a safety net. A failing sync is
+ * retried with exponential backoff (notifications do not cut the wait short), and the same error is
+ * logged once, then at most every `repeatLogMs`, and its end is logged too: nothing spins, nothing floods
+ * the log. Times come from a monotonic clock, so a wall-clock step cannot stall or hurry it.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { describeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { monotonicNow } from '../internal/clock.js';
+
+export interface SyncSchedulerOptions {
+  dbPath: string;
+  walPath: string;
+  monitorIntervalMs: number;
+  /** Least time between two notification-triggered syncs. */
+  minGapMs: number;
+  /** One sync; `durable`: the periodic one (it also fsyncs). */
+  run(durable: boolean): Promise<void>;
+  onError?(err: unknown): void;
+  log: Logger;
+  firstBackoffMs?: number;
+  maxBackoffMs?: number;
+  repeatLogMs?: number;
+}
+
+export class SyncScheduler {
+  private watcher: FSWatcher | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private pending: boolean | undefined; // undefined: nothing pending; else whether durable was asked
+  private stopped = false;
+  private lastRunAt = -Infinity;
+  private failures = 0;
+  private backoffUntil = -Infinity;
+  private lastLogged: { message: string; at: number } | undefined;
+
+  constructor(private readonly o: SyncSchedulerOptions) {}
+
+  /** Consecutive failed syncs (0 when the last one succeeded). */
+  get consecutiveFailures(): number {
+    return this.failures;
+  }
+
+  start(): void {
+    try {
+      const walName = basename(this.o.walPath);
+      const dbName = basename(this.o.dbPath);
+      this.watcher = watch(dirname(this.o.dbPath), { persistent: false }, (_event, name) => {
+        if (name === walName || name === dbName) this.request(false);
+      });
+      this.watcher.on('error', () => undefined); // the poll below still runs
+    } catch (err) {
+      this.o.log.warn('file watching unavailable; polling only', { error: describeError(err) });
+    }
+    if (this.o.monitorIntervalMs > 0) {
+      this.poll = setInterval(() => this.request(true), this.o.monitorIntervalMs);
+      this.poll.unref();
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.watcher?.close();
+    if (this.poll) clearInterval(this.poll);
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Asks for a sync as soon as the gap and any backoff allow. */
+  request(durable: boolean): void {
+    if (this.stopped) return;
+    this.pending = (this.pending ?? false) || durable;
+    if (this.running || this.timer) return;
+    const now = monotonicNow();
+    const delay = Math.max(0, this.lastRunAt + this.o.minGapMs - now, this.backoffUntil - now);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.runPending();
+    }, delay);
+    this.timer.unref();
+  }
+
+  private async runPending(): Promise<void> {
+    if (this.stopped || this.pending === undefined) return;
+    const durable = this.pending;
+    this.pending = undefined;
+    this.running = true;
+    this.lastRunAt = monotonicNow();
+    try {
+      await this.o.run(durable);
+      this.succeeded();
+    } catch (err) {
+      this.failed(err);
+    } finally {
+      this.running = false;
+    }
+    if (this.pending !== undefined) this.request(this.pending);
+  }
+
+  private succeeded(): void {
+    if (this.failures > 0) this.o.log.info('sync recovered', { db: this.o.dbPath, failures: this.failures });
+    this.failures = 0;
+    this.backoffUntil = -Infinity;
+    this.lastLogged = undefined;
+  }
+
+  private failed(err: unknown): void {
+    this.failures++;
+    const now = monotonicNow();
+    const first = this.o.firstBackoffMs ?? 100;
+    const backoff = Math.min(this.o.maxBackoffMs ?? 30_000, first * 2 ** Math.min(this.failures - 1, 20));
+    this.backoffUntil = now + backoff;
+    const message = describeError(err);
+    const repeatMs = this.o.repeatLogMs ?? 30_000;
+    if (!this.lastLogged || this.lastLogged.message !== message || now - this.lastLogged.at >= repeatMs) {
+      this.o.log.error('sync failed', { db: this.o.dbPath, error: message, failures: this.failures, retry: `${Math.round(backoff)}ms` });
+      this.lastLogged = { message, at: now };
+    }
+    this.o.onError?.(err);
+    // Retry after the backoff even if nothing changes on disk (the poll may be off).
+    this.request(false);
+  }
+}

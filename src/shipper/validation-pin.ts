@@ -1,0 +1,66 @@
+/**
+ * Pinning the live database at a position for validation, and digesting it there.
+ *
+ * Only the pin holds the application up: under the write lock the new frames are copied to the shadow
+ * WAL (so the position is one the replicas upload to) and a read transaction is begun on a connection of
+ * its own, fixing what it sees at exactly that position. The digest is then read with no lock that
+ * writers wait on — the read transaction only keeps checkpoints from going past it — so the stall is one
+ * incremental copy, where Litestream forces a RESTART checkpoint (waiting for every reader and copying
+ * the whole WAL into the database) and reads the file while checkpoints are held off.
+ */
+import Database from 'better-sqlite3';
+import type { Pos } from '../pos.js';
+import { digestLiveDatabase, type DatabaseDigest } from './database-digest.js';
+import type { DatabaseFile } from './database-file.js';
+
+export interface PinnedDigest {
+  pos: Pos;
+  digest: DatabaseDigest;
+}
+
+export interface PinContext {
+  serial<T>(fn: () => Promise<T>): Promise<T>;
+  sync(): Promise<void>;
+  /**
+   * Under the write lock: copies what is committed, calls `pin` (which begins the reader's transaction)
+   * and returns the position; undefined when the WAL restarted since the last sync or the lock was busy.
+   */
+  pinLocked(pin: () => void): Pos | undefined;
+  dbPath: string;
+  walPath: string;
+  file(): DatabaseFile;
+  busyTimeoutMs: number;
+}
+
+export async function pinAndDigest(ctx: PinContext): Promise<PinnedDigest> {
+  for (let attempt = 0; ; attempt++) {
+    const pinned = await ctx.serial(async () => {
+      // A connection SQLite opens and closes itself: it never drops the locks of the others.
+      const reader = new Database(ctx.dbPath, { readonly: true, fileMustExist: true, timeout: ctx.busyTimeoutMs });
+      try {
+        const pos = ctx.pinLocked(() => {
+          reader.exec('BEGIN');
+          reader.prepare('SELECT COUNT(1) FROM sqlite_master').pluck().get();
+        });
+        if (!pos) {
+          reader.close();
+          return undefined;
+        }
+        return { pos, reader };
+      } catch (err) {
+        reader.close();
+        throw err;
+      }
+    });
+    if (!pinned) {
+      if (attempt >= 3) throw new Error('the WAL keeps restarting; cannot pin a position to validate');
+      await ctx.sync();
+      continue;
+    }
+    try {
+      return { pos: pinned.pos, digest: await digestLiveDatabase(ctx.file(), ctx.walPath, pinned.pos.offset) };
+    } finally {
+      pinned.reader.close(); // read-only: closing never checkpoints or deletes the WAL
+    }
+  }
+}

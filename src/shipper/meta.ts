@@ -19,9 +19,35 @@ export function defaultMetaPath(dbPath: string): string {
   return join(dirname(dbPath), `.${basename(dbPath)}-litestream`);
 }
 
-/** A new random generation name: 16 lowercase hex digits. */
-export function newGenerationName(): string {
-  return randomBytes(8).toString('hex');
+/** Hex digits of a generation name that count down the milliseconds; the rest is random. */
+const TIME_DIGITS = 11;
+const RANDOM_DIGITS = 16 - TIME_DIGITS;
+/** 2^44 - 1 ms: the countdown reaches 0 in the year 2527. */
+const TIME_MAX = 16 ** TIME_DIGITS - 1;
+
+/**
+ * A new generation name: 16 lowercase hex digits that sort *descending* in creation order — 11 digits
+ * of `TIME_MAX - now` (milliseconds of wall time) and 5 random ones — and strictly below `previous`
+ * (the generation this one follows, when known), whatever the clock did since.
+ *
+ * Why descending: restore picks the generation whose newest object is newest, and on a tie (stores with
+ * 1-second timestamps: Azure Blob, S3) Litestream v0.3.13 and we take the first in ascending name
+ * order. So the newest lineage wins the tie with both tools. Wall time is the right clock here: the
+ * order must hold across restarts; `previous` covers a clock that stepped back (or stood still).
+ */
+export function newGenerationName(previous?: string, nowMs: number = Date.now()): string {
+  let time = TIME_MAX - Math.min(Math.max(0, Math.floor(nowMs)), TIME_MAX);
+  let random = randomBytes(4).readUInt32BE(0) % 16 ** RANDOM_DIGITS;
+  if (previous !== undefined && isGenerationName(previous)) {
+    const prevTime = parseInt(previous.slice(0, TIME_DIGITS), 16);
+    const prevRandom = parseInt(previous.slice(TIME_DIGITS), 16);
+    if (time >= prevTime) {
+      if (prevTime > 0) time = prevTime - 1;
+      else if (prevRandom > 0) [time, random] = [0, random % prevRandom];
+      // else previous is 0000000000000000: nothing sorts below it; the clock's name will have to do.
+    }
+  }
+  return time.toString(16).padStart(TIME_DIGITS, '0') + random.toString(16).padStart(RANDOM_DIGITS, '0');
 }
 
 export class MetaDir {
@@ -65,6 +91,24 @@ export class MetaDir {
       if (errnoCode(err) === 'ENOENT') return undefined;
       throw err;
     }
+  }
+
+  /**
+   * A name for the next generation (see newGenerationName): below every generation this directory
+   * knows — the `generation` file and the generation directories still here (the file is cleared when
+   * continuity is lost while stopped; the directory stays until the new generation starts).
+   */
+  async newGenerationName(nowMs: number = Date.now()): Promise<string> {
+    const known: string[] = [];
+    const current = await this.readGeneration();
+    if (current !== undefined) known.push(current);
+    try {
+      known.push(...(await readdir(this.generationsDir())).filter(isGenerationName));
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    const lowest = known.sort()[0];
+    return newGenerationName(lowest, nowMs);
   }
 
   async writeGeneration(generation: string): Promise<void> {

@@ -14,8 +14,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { AbsReplicaClient } from '../../src/client/abs-client.js';
+import { FileReplicaClient } from '../../src/client/file-client.js';
 import { collect, type ReplicaClient } from '../../src/client/replica-client.js';
 import { S3ReplicaClient } from '../../src/client/s3-client.js';
 import { startReplication } from '../../src/replication.js';
@@ -135,4 +136,24 @@ describe('generations whose last objects fall in the same second', () => {
         ]),
     });
   }, 120_000);
+});
+
+describe('generation names after a backward clock step', () => {
+  it('the next generation still sorts below the previous one', async () => {
+    const dbPath = join(dir, 'clock-step.db');
+    appWrite(dbPath, 0, 5);
+    const client = new FileReplicaClient({ path: join(dir, 'clock-step-replica') });
+    const a = await replicateOnce(dbPath, client, () => appWrite(dbPath, 1, 5));
+    appWrite(dbPath, 2, 5); // while stopped: the next start is a new generation
+    const realNow = Date.now.bind(Date);
+    const stepped = vi.spyOn(Date, 'now').mockImplementation(() => realNow() - 86_400_000); // NTP stepped the clock back a day
+    let b: string;
+    try {
+      b = await replicateOnce(dbPath, client, () => undefined);
+    } finally {
+      stepped.mockRestore();
+    }
+    expect(b).not.toBe(a);
+    expect(b < a, `${b} < ${a}`).toBe(true);
+  });
 });

@@ -17,7 +17,7 @@ import type { Pos } from '../pos.js';
 import { WAL_HEADER_SIZE, WalScanner, frameAlign, frameSize, parseWalFrameHeader, parseWalHeader } from '../sqlite/wal-format.js';
 import { DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointMode, type CheckpointPolicy } from './checkpoint-policy.js';
 import { ShipperDb } from './db-connection.js';
-import { MetaDir, defaultMetaPath, newGenerationName } from './meta.js';
+import { MetaDir, defaultMetaPath } from './meta.js';
 import {
   fileDigest,
   markerPos,
@@ -450,7 +450,7 @@ export class WalShipper extends EventEmitter {
   }
 
   private async newGeneration(reason: string): Promise<Started> {
-    const generation = newGenerationName();
+    const generation = await this.meta.newGenerationName();
     await this.meta.createGenerationDir(generation);
     const header = await readWalHeaderBytes(this.walPath);
     if (!header) throw new Error(`cannot start a generation: ${this.walPath} has no WAL header`);

@@ -5,10 +5,16 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, unlink, mkdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
+import { applyPermissionsToFdSync, mkdirWithPermissions, type FilePermissions } from './file-permissions.js';
 
 export interface AtomicWriteOptions {
   fileMode?: number;
   dirMode?: number;
+  /**
+   * Exact mode and owner for the file (set on the temp file before anything is written) and for the
+   * directories created for it; replaces `fileMode`/`dirMode`.
+   */
+  permissions?: FilePermissions;
   signal?: AbortSignal;
 }
 
@@ -28,12 +34,15 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 /** Writes the stream to `path` atomically; returns the number of bytes written. */
 export async function writeFileAtomic(path: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: AtomicWriteOptions = {}): Promise<number> {
-  await mkdir(dirname(path), { recursive: true, mode: opts.dirMode ?? 0o700 });
+  const perms = opts.permissions;
+  if (perms) await mkdirWithPermissions(dirname(path), perms);
+  else await mkdir(dirname(path), { recursive: true, mode: opts.dirMode ?? 0o700 });
   const tmp = tempPathFor(path);
-  const handle = await open(tmp, 'wx', opts.fileMode ?? 0o600);
+  const handle = await open(tmp, 'wx', perms?.fileMode ?? opts.fileMode ?? 0o600);
   let written = 0;
   let renamed = false;
   try {
+    if (perms) applyPermissionsToFdSync(handle.fd, perms, 'file');
     for await (const chunk of body) {
       opts.signal?.throwIfAborted();
       let off = 0;

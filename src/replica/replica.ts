@@ -187,7 +187,7 @@ export class Replica extends EventEmitter {
    */
   async validate(): Promise<ValidationResult> {
     const started = Date.now();
-    const dir = join(this.shipper.meta.path, 'validation', this.name.replace(/[^A-Za-z0-9_.-]/g, '_'));
+    const dir = this.shipper.meta.validationDir(this.name);
     try {
       const { pos, digest: expected } = await this.shipper.digestAtPosition();
       // The pinned position is in the shadow WAL: a sync uploads at least up to it.
@@ -197,6 +197,8 @@ export class Replica extends EventEmitter {
         throw new ReplicateError('IO', `replica ${this.name}: at ${formatPos(have)} after a sync, wanted ${formatPos(pos)}`);
       }
       await rm(dir, { recursive: true, force: true });
+      // A restore of the database: the directory takes the database's mode and owner, as the meta directory.
+      await this.shipper.meta.ensureDir(dir);
       const named = { name: this.name, client: this.client };
       const plan = planRestore(await listGeneration(named, pos.generation), { index: pos.index, offset: pos.offset });
       const output = join(dir, 'restored.db');

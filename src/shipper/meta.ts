@@ -5,14 +5,17 @@
  *   .<db>-litestream/generation                                   current generation + "\n"
  *   .<db>-litestream/generations/<generation>/wal/<index>.wal     shadow WAL files
  *   .<db>-litestream/restored-from.json                           ours only: left by a restore (restore-marker.ts)
+ *   .<db>-litestream/validation/<replica>/                        ours only: validation's scratch restore
  *
- * The only module that joins paths inside the meta directory.
+ * The only module that joins paths inside the meta directory. Everything created here takes the
+ * database file's mode and owner (file-permissions.ts): shadow WAL files are page images of it.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rm, mkdir, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { writeFileAtomic } from '../internal/atomic-file.js';
+import { DEFAULT_FILE_PERMISSIONS, applyPermissions, mkdirWithPermissions, permissionsOf, type FilePermissions } from '../internal/file-permissions.js';
 import { isGenerationName, parseShadowWalName, shadowWalName } from '../layout.js';
 
 export function defaultMetaPath(dbPath: string): string {
@@ -51,7 +54,23 @@ export function newGenerationName(previous?: string, nowMs: number = Date.now())
 }
 
 export class MetaDir {
+  private perms: FilePermissions = DEFAULT_FILE_PERMISSIONS;
+
   constructor(readonly path: string) {}
+
+  /**
+   * Mode and owner for everything created here: the database file's (see adoptPermissionsOf);
+   * 0600/0700 and the process's owner until then.
+   */
+  get permissions(): FilePermissions {
+    return this.perms;
+  }
+
+  /** Takes mode and owner for what is created here from the database file (a stat; no descriptor opened). */
+  async adoptPermissionsOf(dbPath: string): Promise<FilePermissions> {
+    this.perms = permissionsOf(await stat(dbPath));
+    return this.perms;
+  }
 
   private generationFile(): string {
     return join(this.path, 'generation');
@@ -72,6 +91,16 @@ export class MetaDir {
    */
   continuedFromPath(generation: string): string {
     return join(this.generationsDir(), generation, 'restored-from.json');
+  }
+
+  /** Validation's scratch directory for one replica (its name made safe for a path). */
+  validationDir(replica: string): string {
+    return join(this.path, 'validation', replica.replace(/[^A-Za-z0-9_.-]/g, '_'));
+  }
+
+  /** Creates a directory here (and its missing parents) with the directory mode and owner. */
+  async ensureDir(dir: string): Promise<void> {
+    await mkdirWithPermissions(dir, this.perms);
   }
 
   shadowWalDir(generation: string): string {
@@ -112,15 +141,20 @@ export class MetaDir {
   }
 
   async writeGeneration(generation: string): Promise<void> {
-    await writeFileAtomic(this.generationFile(), [Buffer.from(`${generation}\n`)], { dirMode: 0o755, fileMode: 0o644 });
+    await writeFileAtomic(this.generationFile(), [Buffer.from(`${generation}\n`)], { permissions: this.perms });
   }
 
   async clearGeneration(): Promise<void> {
     await rm(this.generationFile(), { force: true });
   }
 
+  /**
+   * Creates the meta directory, or gives an existing one (an older version made it 0755) the directory
+   * mode and owner: whatever is inside then is no more reachable than the database.
+   */
   async ensure(): Promise<void> {
-    await mkdir(this.path, { recursive: true, mode: 0o755 });
+    await mkdirWithPermissions(this.path, this.perms);
+    await applyPermissions(this.path, this.perms, 'dir');
   }
 
   /** Removes whatever an earlier life of `generation` left here (shadow files of another database). */
@@ -129,7 +163,7 @@ export class MetaDir {
   }
 
   async createGenerationDir(generation: string): Promise<void> {
-    await mkdir(this.shadowWalDir(generation), { recursive: true, mode: 0o755 });
+    await mkdirWithPermissions(this.shadowWalDir(generation), this.perms);
   }
 
   /** Shadow WAL indexes of a generation, ascending. */

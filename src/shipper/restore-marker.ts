@@ -51,7 +51,7 @@ export async function fileDigest(path: string): Promise<{ size: number; sha256: 
 }
 
 export async function writeRestoreMarker(meta: MetaDir, marker: RestoreMarker): Promise<void> {
-  await writeFileAtomic(meta.restoreMarkerPath(), [Buffer.from(`${JSON.stringify(marker, null, 2)}\n`)], { dirMode: 0o755, fileMode: 0o644 });
+  await writeFileAtomic(meta.restoreMarkerPath(), [Buffer.from(`${JSON.stringify(marker, null, 2)}\n`)], { permissions: meta.permissions });
 }
 
 /**
@@ -99,7 +99,7 @@ export async function removeRestoreMarker(meta: MetaDir): Promise<void> {
  */
 export async function writeContinuedFrom(meta: MetaDir, pos: Pos): Promise<void> {
   const body = { generation: pos.generation, index: pos.index, offset: pos.offset };
-  await writeFileAtomic(meta.continuedFromPath(pos.generation), [Buffer.from(`${JSON.stringify(body)}\n`)], { dirMode: 0o755, fileMode: 0o644 });
+  await writeFileAtomic(meta.continuedFromPath(pos.generation), [Buffer.from(`${JSON.stringify(body)}\n`)], { permissions: meta.permissions });
 }
 
 /** The position a generation was continued from after a restore; undefined if it was not (or unreadable). */

@@ -4,10 +4,11 @@
  * recovery makes, and only up to the last commit frame; a transaction still being written is left for
  * the next copy.
  */
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errnoCode, ReplicateError } from '../errors.js';
 import { tempPathFor } from '../internal/atomic-file.js';
+import { DEFAULT_FILE_PERMISSIONS, applyPermissionsToFdSync, mkdirWithPermissionsSync, type FilePermissions } from '../internal/file-permissions.js';
 import {
   WAL_FRAME_HEADER_SIZE,
   WAL_HEADER_SIZE,
@@ -151,13 +152,16 @@ export function copyToShadow(walPath: string, shadowPath: string, opts: { fsync?
  * Starts shadow file `path` with the real WAL's header (checked) and copies its committed frames.
  * Synchronous for the same reason as copyToShadow; the header is written atomically (temp file,
  * fsync, rename, directory fsync) so a crash never leaves a shadow file without its header.
+ * `perms`: the database file's mode and owner (MetaDir.permissions); the file has them before it
+ * holds a byte, and so does any directory created for it.
  */
-export function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer): CopyResult {
+export function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer, perms: FilePermissions = DEFAULT_FILE_PERMISSIONS): CopyResult {
   parseWalHeader(headerBytes, `wal ${walPath}`); // throws INVALID_WAL on a bad header checksum
-  mkdirSync(dirname(shadowPath), { recursive: true, mode: 0o755 });
+  mkdirWithPermissionsSync(dirname(shadowPath), perms);
   const tmp = tempPathFor(shadowPath);
-  const fd = openSync(tmp, 'wx', 0o644);
+  const fd = openSync(tmp, 'wx', perms.fileMode);
   try {
+    applyPermissionsToFdSync(fd, perms, 'file');
     writeAtSync(fd, headerBytes, 0);
     fsyncSync(fd);
   } finally {

@@ -50,9 +50,9 @@ const octal = (m: number) => `0${m.toString(8)}`;
 class ObservingClient extends FileReplicaClient {
   seen: Entry[][] = [];
   watch: string | undefined;
-  override async walSegmentReader(pos: WalSegmentInfo, opts?: { signal?: AbortSignal }) {
+  override async walSegmentReader(pos: WalSegmentInfo) {
     if (this.watch && existsSync(this.watch)) this.seen.push(tree(this.watch));
-    return super.walSegmentReader(pos, opts);
+    return super.walSegmentReader(pos);
   }
 }
 

@@ -242,6 +242,7 @@ export class WalShipper extends EventEmitter {
   private async init(): Promise<void> {
     this.db = ShipperDb.open(this.dbPath, { busyTimeoutMs: this.busyTimeoutMs });
     this.walIno = await this.walInode();
+    await this.meta.adoptPermissionsOf(this.dbPath);
     await this.meta.ensure();
     await this.meta.removeTempFiles();
     const generation = await this.meta.readGeneration();
@@ -428,7 +429,7 @@ export class WalShipper extends EventEmitter {
     const shadowPath = this.meta.shadowWalPath(generation, index);
     const copied = this.db!.withWriteLock(() => {
       const now = readWalHeaderBytesSync(this.walPath);
-      return now && now.equals(before) ? initShadow(this.walPath, shadowPath, now) : undefined;
+      return now && now.equals(before) ? initShadow(this.walPath, shadowPath, now, this.meta.permissions) : undefined;
     });
     if (!copied) {
       await this.meta.removeGenerationDir(generation);
@@ -454,7 +455,7 @@ export class WalShipper extends EventEmitter {
     await this.meta.createGenerationDir(generation);
     const header = await readWalHeaderBytes(this.walPath);
     if (!header) throw new Error(`cannot start a generation: ${this.walPath} has no WAL header`);
-    const { shadowSize } = initShadow(this.walPath, this.meta.shadowWalPath(generation, 0), header);
+    const { shadowSize } = initShadow(this.walPath, this.meta.shadowWalPath(generation, 0), header, this.meta.permissions);
     await this.meta.writeGeneration(generation);
     await this.meta.removeOtherGenerations(generation);
     this.log.info('new generation', { db: this.dbPath, generation, reason });
@@ -473,7 +474,7 @@ export class WalShipper extends EventEmitter {
     const header = readWalHeaderBytesSync(this.walPath);
     if (!header) throw new Error(`${this.walPath} lost its WAL header`);
     const next = index + 1;
-    const { shadowSize } = initShadow(this.walPath, this.meta.shadowWalPath(generation, next), header);
+    const { shadowSize } = initShadow(this.walPath, this.meta.shadowWalPath(generation, next), header, this.meta.permissions);
     this.log.debug('new shadow wal index', { db: this.dbPath, generation, index: formatHex8(next) });
     return { index: next, shadowSize };
   }

@@ -437,9 +437,24 @@ export class Replica extends EventEmitter {
     }
   }
 
-  /** Writes a snapshot of the database at the shipper's current index. */
+  /**
+   * Writes a snapshot of the database at the shipper's current index — unless this replica already
+   * holds one there: an object once written is never rewritten with a later time (a restore at a time
+   * between the two would find no snapshot at or before it). Returns the existing one then, so that
+   * retention keeps it.
+   */
   async snapshot(): Promise<SnapshotInfo> {
     return this.shipper.withSnapshotLock(async (pos) => {
+      const existing = (await collect(this.client.snapshots(pos.generation))).find((s) => s.index === pos.index);
+      if (existing) {
+        this.log.info('snapshot skipped: the replica already holds one at this index', {
+          replica: this.name,
+          generation: pos.generation,
+          index: formatHex8(pos.index),
+          created: existing.createdAt.toISOString(),
+        });
+        return existing;
+      }
       const started = Date.now();
       const source = createReadStream(this.shipper.dbPath, { highWaterMark: READ_CHUNK });
       try {

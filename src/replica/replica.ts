@@ -11,6 +11,7 @@ import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { collect, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from '../client/replica-client.js';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
+import { monotonicMs } from '../internal/clock.js';
 import { decodeLz4Frame, encodeLz4Frame } from '../internal/lz4-frame.js';
 import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
@@ -39,7 +40,8 @@ export interface ReplicaOptions {
   validationIntervalMs?: number;
   /**
    * The clock that object ages are judged by (ms since the epoch; default Date.now). Only ages use it —
-   * timers still wait in real time — so tests can replay a long history without waiting for it.
+   * waits, intervals and backoff run on a monotonic clock — so tests can replay a long history without
+   * waiting for it.
    */
   now?: () => number;
   logger?: Logger;
@@ -100,7 +102,8 @@ export class Replica extends EventEmitter {
   private running: Promise<void> | undefined;
   private stopped = false;
   private wake: (() => void) | undefined;
-  private lastSyncAt = 0;
+  /** When the last sync finished, on the monotonic clock. */
+  private lastSyncAt = -Infinity;
   private queue: Promise<unknown> = Promise.resolve();
   private lastError: unknown;
 
@@ -186,7 +189,7 @@ export class Replica extends EventEmitter {
    * counts as `error`.
    */
   async validate(): Promise<ValidationResult> {
-    const started = Date.now();
+    const started = monotonicMs();
     const dir = this.shipper.meta.validationDir(this.name);
     try {
       const { pos, digest: expected } = await this.shipper.digestAtPosition();
@@ -205,7 +208,7 @@ export class Replica extends EventEmitter {
       await executeRestore(named, plan, { outputPath: output, integrityCheck: 'none', parallelism: 4, restoreMarker: false });
       const actual = await digestDatabaseFile(output);
       const ok = actual.sha256 === expected.sha256 && actual.pageCount === expected.pageCount && actual.pageSize === expected.pageSize;
-      const result: ValidationResult = { status: ok ? 'ok' : 'mismatch', position: pos, expected, actual, elapsedMs: Date.now() - started };
+      const result: ValidationResult = { status: ok ? 'ok' : 'mismatch', position: pos, expected, actual, elapsedMs: Math.round(monotonicMs() - started) };
       this.validations[result.status]++;
       const fields = { replica: this.name, position: formatPos(pos), expected: expected.sha256.slice(0, 16), actual: actual.sha256.slice(0, 16), elapsed: `${result.elapsedMs}ms` };
       if (ok) this.log.info('validation ok', fields);
@@ -348,7 +351,7 @@ export class Replica extends EventEmitter {
     while (!this.stopped) {
       await this.waitForWork();
       if (this.stopped) break;
-      const wait = this.lastSyncAt + this.syncIntervalMs - Date.now();
+      const wait = this.lastSyncAt + this.syncIntervalMs - monotonicMs();
       if (wait > 0) await this.sleep(wait);
       if (this.stopped) break;
       try {
@@ -378,11 +381,12 @@ export class Replica extends EventEmitter {
 
   /**
    * Sleeps, unless stopped; position changes do not shorten the sync interval. Schedule timers (hours
-   * long) are unref'd: like the shipper's, they must not keep an embedding process alive.
+   * long) are unref'd: like the shipper's, they must not keep an embedding process alive. Measured on
+   * the monotonic clock: a wall-clock step neither stretches nor cuts the wait.
    */
   private async sleep(ms: number, unref = false): Promise<void> {
-    const until = Date.now() + ms;
-    for (let left = ms; left > 0 && !this.stopped; left = until - Date.now()) {
+    const until = monotonicMs() + ms;
+    for (let left = ms; left > 0 && !this.stopped; left = until - monotonicMs()) {
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(t);
@@ -423,7 +427,7 @@ export class Replica extends EventEmitter {
         this.log.debug('replica position', { replica: this.name, position: formatPos(this.position) });
       }
       while (await this.uploadNext());
-      this.lastSyncAt = Date.now();
+      this.lastSyncAt = monotonicMs();
       if (this.lastError !== undefined) this.log.info('replica recovered', { replica: this.name, position: formatPos(this.position) });
       this.lastError = undefined;
       this.firstSync.resolve();
@@ -455,11 +459,11 @@ export class Replica extends EventEmitter {
         });
         return existing;
       }
-      const started = Date.now();
+      const started = monotonicMs();
       const source = createReadStream(this.shipper.dbPath, { highWaterMark: READ_CHUNK });
       try {
         const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeLz4Frame(source));
-        this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Date.now() - started}ms`, sz: info.size });
+        this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: info.size });
         this.emit('snapshot', info);
         return info;
       } finally {
@@ -531,7 +535,7 @@ export class Replica extends EventEmitter {
   }
 
   private async uploadSegment(path: string, pos: Pos, end: number, pageSize: number): Promise<void> {
-    const started = Date.now();
+    const started = monotonicMs();
     const handle = await open(path, 'r');
     try {
       const header = Buffer.allocUnsafe(WAL_HEADER_SIZE);
@@ -560,7 +564,7 @@ export class Replica extends EventEmitter {
       }
       const info = await this.client.writeWalSegment(pos, encodeLz4Frame(bytes()));
       // Field names as Litestream's log line (sz = uncompressed bytes), so the same tooling reads both.
-      this.log.debug('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Date.now() - started}ms`, sz: end - pos.offset });
+      this.log.debug('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: end - pos.offset });
       this.emit('segment', info);
     } finally {
       await handle.close();

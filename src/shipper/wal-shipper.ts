@@ -116,6 +116,8 @@ export class WalShipper extends EventEmitter {
   private restorePending: { marker: RestoreMarker } | { reason: string } | undefined;
   private continuedFrom: Pos | undefined;
   private readonly continueAfterRestoreEnabled: boolean;
+  /** A new generation asked for by a replica (requestNewGeneration), taken at the next tick. */
+  private generationRequest: { generation: string; reason: string } | undefined;
 
   constructor(opts: ShipperOptions) {
     super();
@@ -159,6 +161,16 @@ export class WalShipper extends EventEmitter {
    */
   restoredFrom(): Pos | undefined {
     return this.position && this.continuedFrom?.generation === this.position.generation ? this.continuedFrom : undefined;
+  }
+
+  /**
+   * Starts a new generation at the next sync, for `reason` (logged with it), if `generation` is still
+   * the current one. For a replica that found the remote lineage diverged from local state (the store
+   * holds bytes of this generation that the shadow WAL does not: another replicator writing to the same
+   * replica, or a local tail lost in a crash): the generation cannot continue there.
+   */
+  requestNewGeneration(generation: string, reason: string): void {
+    if (this.position?.generation === generation) this.generationRequest ??= { generation, reason };
   }
 
   /**
@@ -327,7 +339,10 @@ export class WalShipper extends EventEmitter {
       this.walIno = await this.walInode();
     }
 
-    const v = await this.verify();
+    let v = await this.verify();
+    const request = this.generationRequest;
+    this.generationRequest = undefined;
+    if (request && !('reason' in v) && v.generation === request.generation) v = { reason: request.reason };
     let generation: string;
     let index: number;
     let shadowSize: number;

@@ -366,7 +366,8 @@ export class Replica extends EventEmitter {
 
   private behind(): boolean {
     const db = this.shipper.pos();
-    return db !== undefined && (this.position === undefined || comparePos(this.position, db) < 0);
+    // Another generation is always "behind", whatever the names' order (ours sort descending in time).
+    return db !== undefined && (this.position === undefined || this.position.generation !== db.generation || comparePos(this.position, db) < 0);
   }
 
   private waitForWork(): Promise<void> {
@@ -511,6 +512,8 @@ export class Replica extends EventEmitter {
           this.position = { generation: pos.generation, index: pos.index + 1, offset: 0 };
           return true;
         }
+        if (db.index > pos.index) return this.resnapshot(pos);
+        if (db.index < pos.index) return this.diverged(pos, `the remote reaches wal index ${formatHex8(pos.index)}, past the local shadow wal's last index ${formatHex8(db.index)}`);
         throw new ReplicateError('IO', `replica ${this.name}: shadow wal ${formatHex8(pos.index)} of generation ${pos.generation} is gone; resynchronising`);
       }
       throw err;
@@ -524,14 +527,53 @@ export class Replica extends EventEmitter {
       this.position = { ...pos, offset: end };
       return true;
     }
-    if (pos.offset > end) {
-      throw new ReplicateError('IO', `replica ${this.name}: position ${formatPos(pos)} is past the shadow wal's end ${end}; resynchronising`);
-    }
+    if (pos.offset > end) return this.diverged(pos, `the remote ends at ${formatPos(pos)}, past the local shadow wal's end ${end}`);
     if (db.index > pos.index) {
       this.position = { generation: pos.generation, index: pos.index + 1, offset: 0 };
       return true;
     }
     return false;
+  }
+
+  /**
+   * The shadow WAL index this replica needs next is gone locally (removed by cleanup while the remote
+   * was further on — its newest segments were lost since — or lost with the meta directory): the
+   * remote's chain cannot be continued from local state. A new snapshot at the shipper's current index
+   * starts a chain that can; nothing committed is lost, point-in-time restores inside the gap are.
+   */
+  private async resnapshot(pos: Pos): Promise<boolean> {
+    this.log.warn('replica cannot continue its chain: the shadow wal it needs next is gone locally; taking a new snapshot at the current index', {
+      replica: this.name,
+      position: formatPos(pos),
+      missing: `${pos.generation}/${formatHex8(pos.index)}`,
+      current: formatPos(this.shipper.pos()),
+    });
+    const info = await this.snapshot();
+    if (info.generation !== pos.generation || info.index <= pos.index) {
+      throw new ReplicateError('IO', `replica ${this.name}: taking a snapshot past missing shadow wal ${formatHex8(pos.index)}: the snapshot is at ${info.generation}/${formatHex8(info.index)}`);
+    }
+    this.position = await this.calcPos(pos.generation);
+    return true;
+  }
+
+  /**
+   * The remote holds bytes of this generation that local state does not (another replicator writes to
+   * the same replica, or a local tail was lost in a crash): the lineage diverged and cannot continue.
+   * Asks the shipper for a new generation (started before this returns) and fails this sync with a
+   * clear error; the next sync snapshots the new generation.
+   */
+  private async diverged(pos: Pos, detail: string): Promise<never> {
+    const reason = `replica ${this.name} diverged from local state: ${detail}`;
+    this.log.error('replica diverged from local state: another replicator writes to it, or a local tail was lost; starting a new generation', {
+      replica: this.name,
+      position: formatPos(pos),
+      detail,
+    });
+    this.shipper.requestNewGeneration(pos.generation, reason);
+    await this.shipper.sync();
+    throw new ReplicateError('REPLICA_DIVERGED', `replica ${this.name}: uploading generation ${pos.generation}: ${detail}; a new generation was started`, {
+      details: { position: formatPos(pos), newGeneration: this.shipper.pos()?.generation },
+    });
   }
 
   private async uploadSegment(path: string, pos: Pos, end: number, pageSize: number): Promise<void> {

@@ -154,7 +154,9 @@ export class MetaDir {
    */
   async ensure(): Promise<void> {
     await mkdirWithPermissions(this.path, this.perms);
-    await applyPermissions(this.path, this.perms, 'dir');
+    await applyPermissions(this.path, this.perms, 'dir').catch((err: unknown) => {
+      if (errnoCode(err) !== 'EPERM') throw err; // someone else's directory (we are not root): left as it is
+    });
   }
 
   /** Removes whatever an earlier life of `generation` left here (shadow files of another database). */

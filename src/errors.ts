@@ -35,6 +35,11 @@ export const ERROR_CODES = [
   'OUTPUT_NOT_WRITABLE',
   /** The restored database failed SQLite's integrity check. */
   'INTEGRITY_CHECK_FAILED',
+  /**
+   * A replica holds bytes of the current generation that local state does not (another replicator
+   * writes to it, or a local tail was lost): a new generation was started.
+   */
+  'REPLICA_DIVERGED',
   /** A local or remote I/O operation failed for a reason not covered above. */
   'IO',
   /** The operation was aborted through its AbortSignal. */

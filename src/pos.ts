@@ -20,7 +20,10 @@ export function isZeroPos(pos: Pos): boolean {
   return pos.generation === '' && pos.index === 0 && pos.offset === 0;
 }
 
-/** Order: generation (string compare), then index, then offset. */
+/**
+ * Order: generation (string compare), then index, then offset. Across generations this is an order for
+ * sorting only: it does not say which lineage is newer (new generation names sort *below* older ones).
+ */
 export function comparePos(a: Pos, b: Pos): number {
   if (a.generation !== b.generation) return a.generation < b.generation ? -1 : 1;
   if (a.index !== b.index) return a.index - b.index;

@@ -21,6 +21,11 @@ export interface S3ServerOptions {
   onRequest?(r: S3Request): void;
   /** Each S3 request once answered. */
   onResponse?(r: S3Request, status: number): void;
+  /**
+   * Report `LastModified` in listings to the whole second, as Amazon S3 does (fauxqs reports
+   * milliseconds), so that two objects written in the same second tie as they do on S3.
+   */
+  secondResolution?: boolean;
 }
 
 export interface S3Server {
@@ -60,6 +65,11 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
       const r = seen.get(request);
       if (r) opts.onResponse?.(r, reply.statusCode);
     });
+  }
+  if (opts.secondResolution) {
+    app.addHook('onSend', async (_request, _reply, payload) =>
+      typeof payload === 'string' ? payload.replace(/(<LastModified>[^<.]*)\.\d+Z</g, '$1.000Z<') : payload,
+    );
   }
   // buildApp() listens wherever it is told; fauxqs's startFauxqs() would bind 0.0.0.0, so it is not used.
   await app.listen({ port: 0, host: '127.0.0.1' });

@@ -1,6 +1,7 @@
 /** A progress bar for long restores on a terminal; nothing at all when stderr is not a TTY. */
 import cliProgress from 'cli-progress';
 import type { RestoreProgress } from '../replica/restore.js';
+import { monotonicMs } from '../internal/clock.js';
 import type { CliIo } from './io.js';
 
 export interface ProgressDisplay {
@@ -14,7 +15,7 @@ const MIN_BYTES_FOR_BAR = 8 * 1024 * 1024;
 export function createProgress(io: CliIo, label: string): ProgressDisplay | undefined {
   if (!io.stderr.isTTY) return undefined;
   let bar: cliProgress.SingleBar | undefined;
-  let lastRender = 0;
+  let lastRender = -Infinity;
   return {
     update(p) {
       if (!bar) {
@@ -31,7 +32,7 @@ export function createProgress(io: CliIo, label: string): ProgressDisplay | unde
         );
         bar.start(p.bytesTotal, 0, fields(p));
       }
-      const now = Date.now();
+      const now = monotonicMs();
       if (now - lastRender < 100 && p.phase === 'download') return;
       lastRender = now;
       bar.update(p.bytesDone, fields(p));

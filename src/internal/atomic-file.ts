@@ -3,16 +3,19 @@
  * then fsync the directory so the rename itself survives a power cut (Litestream skips that last step).
  */
 import { randomBytes } from 'node:crypto';
-import { chownSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { open, rename, unlink, mkdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
+import { applyPermissionsToFdSync, mkdirWithPermissions, mkdirWithPermissionsSync, type FilePermissions } from './file-permissions.js';
 
 export interface AtomicWriteOptions {
   fileMode?: number;
   dirMode?: number;
-  /** Owner of the file (both or neither). */
-  uid?: number;
-  gid?: number;
+  /**
+   * Exact mode and owner for the file (set on the temp file before anything is written) and for the
+   * directories created for it; replaces `fileMode`/`dirMode`.
+   */
+  permissions?: FilePermissions;
   signal?: AbortSignal;
 }
 
@@ -32,12 +35,15 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 /** Writes the stream to `path` atomically; returns the number of bytes written. */
 export async function writeFileAtomic(path: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: AtomicWriteOptions = {}): Promise<number> {
-  await mkdir(dirname(path), { recursive: true, mode: opts.dirMode ?? 0o700 });
+  const perms = opts.permissions;
+  if (perms) await mkdirWithPermissions(dirname(path), perms);
+  else await mkdir(dirname(path), { recursive: true, mode: opts.dirMode ?? 0o700 });
   const tmp = tempPathFor(path);
-  const handle = await open(tmp, 'wx', opts.fileMode ?? 0o600);
+  const handle = await open(tmp, 'wx', perms?.fileMode ?? opts.fileMode ?? 0o600);
   let written = 0;
   let renamed = false;
   try {
+    if (perms) applyPermissionsToFdSync(handle.fd, perms, 'file');
     for await (const chunk of body) {
       opts.signal?.throwIfAborted();
       let off = 0;
@@ -66,16 +72,20 @@ export async function writeFileAtomic(path: string, body: AsyncIterable<Uint8Arr
  * must never wait on an await (see ShipperDb.tryWithWriteLock).
  */
 export function writeFileAtomicSync(path: string, data: Buffer, opts: Omit<AtomicWriteOptions, 'signal'> = {}): void {
-  mkdirSync(dirname(path), { recursive: true, mode: opts.dirMode ?? 0o700 });
+  const perms = opts.permissions;
+  if (perms) mkdirWithPermissionsSync(dirname(path), perms);
+  else mkdirSync(dirname(path), { recursive: true, mode: opts.dirMode ?? 0o700 });
   const tmp = tempPathFor(path);
-  const fd = openSync(tmp, 'wx', opts.fileMode ?? 0o600);
+  const fd = openSync(tmp, 'wx', perms?.fileMode ?? opts.fileMode ?? 0o600);
+  let closed = false;
   let renamed = false;
   try {
-    if (opts.uid !== undefined && opts.gid !== undefined) chownSync(tmp, opts.uid, opts.gid);
+    if (perms) applyPermissionsToFdSync(fd, perms, 'file');
     let off = 0;
     while (off < data.length) off += writeSync(fd, data, off, data.length - off);
     fsyncSync(fd);
     closeSync(fd);
+    closed = true;
     renameSync(tmp, path);
     renamed = true;
     const dir = openSync(dirname(path), 'r');
@@ -85,12 +95,8 @@ export function writeFileAtomicSync(path: string, data: Buffer, opts: Omit<Atomi
       closeSync(dir);
     }
   } finally {
+    if (!closed) closeSync(fd);
     if (!renamed) {
-      try {
-        closeSync(fd);
-      } catch {
-        // already closed
-      }
       try {
         unlinkSync(tmp);
       } catch {

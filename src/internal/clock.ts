@@ -1,8 +1,11 @@
 /**
- * Time for intervals, timeouts and backoff: monotonic, so a wall-clock step (NTP at boot, a VM resumed)
- * can neither stall a wait for as long as the step nor cut it short. Wall time (Date.now) is only for
- * what is truly wall time: object ages, timestamps in logs and names.
+ * The clock for intervals, timeouts and backoff: monotonic, so a step of the wall clock (NTP at boot, a
+ * resumed VM) neither stalls a wait for the length of the step nor cuts it short. Wall time (Date.now)
+ * is only for what truly is wall time: object ages, log timestamps.
  */
-export function monotonicNow(): number {
+import { performance } from 'node:perf_hooks';
+
+/** Milliseconds on a monotonic clock (arbitrary origin); only differences mean anything. */
+export function monotonicMs(): number {
   return performance.now();
 }

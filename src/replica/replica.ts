@@ -10,6 +10,7 @@ import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { collect, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from '../client/replica-client.js';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
+import { monotonicMs } from '../internal/clock.js';
 import { decodeLz4Frame, encodeLz4Frame } from '../internal/lz4-frame.js';
 import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
@@ -38,7 +39,8 @@ export interface ReplicaOptions {
   validationIntervalMs?: number;
   /**
    * The clock that object ages are judged by (ms since the epoch; default Date.now). Only ages use it —
-   * timers still wait in real time — so tests can replay a long history without waiting for it.
+   * waits, intervals and backoff run on a monotonic clock — so tests can replay a long history without
+   * waiting for it.
    */
   now?: () => number;
   logger?: Logger;
@@ -99,7 +101,8 @@ export class Replica extends EventEmitter {
   private running: Promise<void> | undefined;
   private stopped = false;
   private wake: (() => void) | undefined;
-  private lastSyncAt = 0;
+  /** When the last sync finished, on the monotonic clock. */
+  private lastSyncAt = -Infinity;
   private queue: Promise<unknown> = Promise.resolve();
   private lastError: unknown;
 
@@ -185,8 +188,8 @@ export class Replica extends EventEmitter {
    * counts as `error`.
    */
   async validate(): Promise<ValidationResult> {
-    const started = Date.now();
-    const dir = join(this.shipper.meta.path, 'validation', this.name.replace(/[^A-Za-z0-9_.-]/g, '_'));
+    const started = monotonicMs();
+    const dir = this.shipper.meta.validationDir(this.name);
     try {
       const { pos, digest: expected } = await this.shipper.digestAtPosition();
       // The pinned position is in the shadow WAL: a sync uploads at least up to it.
@@ -196,13 +199,15 @@ export class Replica extends EventEmitter {
         throw new ReplicateError('IO', `replica ${this.name}: at ${formatPos(have)} after a sync, wanted ${formatPos(pos)}`);
       }
       await rm(dir, { recursive: true, force: true });
+      // A restore of the database: the directory takes the database's mode and owner, as the meta directory.
+      await this.shipper.meta.ensureDir(dir);
       const named = { name: this.name, client: this.client };
       const plan = planRestore(await listGeneration(named, pos.generation), { index: pos.index, offset: pos.offset });
       const output = join(dir, 'restored.db');
       await executeRestore(named, plan, { outputPath: output, integrityCheck: 'none', parallelism: 4, restoreMarker: false });
       const actual = await digestDatabaseFile(output);
       const ok = actual.sha256 === expected.sha256 && actual.pageCount === expected.pageCount && actual.pageSize === expected.pageSize;
-      const result: ValidationResult = { status: ok ? 'ok' : 'mismatch', position: pos, expected, actual, elapsedMs: Date.now() - started };
+      const result: ValidationResult = { status: ok ? 'ok' : 'mismatch', position: pos, expected, actual, elapsedMs: Math.round(monotonicMs() - started) };
       this.validations[result.status]++;
       const fields = { replica: this.name, position: formatPos(pos), expected: expected.sha256.slice(0, 16), actual: actual.sha256.slice(0, 16), elapsed: `${result.elapsedMs}ms` };
       if (ok) this.log.info('validation ok', fields);
@@ -345,7 +350,7 @@ export class Replica extends EventEmitter {
     while (!this.stopped) {
       await this.waitForWork();
       if (this.stopped) break;
-      const wait = this.lastSyncAt + this.syncIntervalMs - Date.now();
+      const wait = this.lastSyncAt + this.syncIntervalMs - monotonicMs();
       if (wait > 0) await this.sleep(wait);
       if (this.stopped) break;
       try {
@@ -360,7 +365,7 @@ export class Replica extends EventEmitter {
 
   private behind(): boolean {
     const db = this.shipper.pos();
-    // Positions of two generations do not compare: another generation is always behind.
+    // Another generation is always "behind", whatever the names' order (ours sort descending in time).
     return db !== undefined && (this.position === undefined || this.position.generation !== db.generation || comparePos(this.position, db) < 0);
   }
 
@@ -376,11 +381,12 @@ export class Replica extends EventEmitter {
 
   /**
    * Sleeps, unless stopped; position changes do not shorten the sync interval. Schedule timers (hours
-   * long) are unref'd: like the shipper's, they must not keep an embedding process alive.
+   * long) are unref'd: like the shipper's, they must not keep an embedding process alive. Measured on
+   * the monotonic clock: a wall-clock step neither stretches nor cuts the wait.
    */
   private async sleep(ms: number, unref = false): Promise<void> {
-    const until = Date.now() + ms;
-    for (let left = ms; left > 0 && !this.stopped; left = until - Date.now()) {
+    const until = monotonicMs() + ms;
+    for (let left = ms; left > 0 && !this.stopped; left = until - monotonicMs()) {
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(t);
@@ -421,7 +427,7 @@ export class Replica extends EventEmitter {
         this.log.debug('replica position', { replica: this.name, position: formatPos(this.position) });
       }
       while (await this.uploadNext());
-      this.lastSyncAt = Date.now();
+      this.lastSyncAt = monotonicMs();
       if (this.lastError !== undefined) this.log.info('replica recovered', { replica: this.name, position: formatPos(this.position) });
       this.lastError = undefined;
       this.firstSync.resolve();
@@ -435,20 +441,40 @@ export class Replica extends EventEmitter {
     }
   }
 
-  /** Writes a snapshot of the database at the shipper's current index. */
+  /**
+   * Writes a snapshot of the database at the shipper's current index — unless this replica already
+   * holds one there: an object once written is never rewritten with a later time (a restore at a time
+   * between the two would find no snapshot at or before it). Returns the existing one then, so that
+   * retention keeps it.
+   */
   async snapshot(): Promise<SnapshotInfo> {
+    return this.takeSnapshot(true);
+  }
+
+  /** `uploadFirst`: bring the replica's segments up to the snapshot's point first (see below). */
+  private async takeSnapshot(uploadFirst: boolean): Promise<SnapshotInfo> {
     return this.shipper.withSnapshotLock(async (pos) => {
+      const existing = (await collect(this.client.snapshots(pos.generation))).find((s) => s.index === pos.index);
+      if (existing) {
+        this.log.info('snapshot skipped: the replica already holds one at this index', {
+          replica: this.name,
+          generation: pos.generation,
+          index: formatHex8(pos.index),
+          created: existing.createdAt.toISOString(),
+        });
+        return existing;
+      }
       // Segments first: the database file may hold frames the replica's segments do not have yet (a
       // checkpoint backfills up to our read mark, ahead of the uploads), and a point-in-time restore that
       // picks this snapshot replays only the segments uploaded by then: mixing a newer page image with
       // older segments would give a state that never existed.
-      if (this.position?.generation === pos.generation) while (await this.uploadNext());
-      const started = Date.now();
+      if (uploadFirst && this.position?.generation === pos.generation) while (await this.uploadNext());
+      const started = monotonicMs();
       // Through the shipper's one descriptor: opening and closing another would drop SQLite's locks.
       const source = this.shipper.readDatabase(READ_CHUNK);
       try {
         const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeLz4Frame(source));
-        this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Date.now() - started}ms`, sz: info.size });
+        this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: info.size });
         this.emit('snapshot', info);
         return info;
       } finally {
@@ -497,6 +523,8 @@ export class Replica extends EventEmitter {
           this.position = { generation: pos.generation, index: pos.index + 1, offset: 0 };
           return true;
         }
+        if (db.index > pos.index) return this.resnapshot(pos);
+        if (db.index < pos.index) return this.diverged(pos, `the remote reaches wal index ${formatHex8(pos.index)}, past the local shadow wal's last index ${formatHex8(db.index)}`);
         throw new ReplicateError('IO', `replica ${this.name}: shadow wal ${formatHex8(pos.index)} of generation ${pos.generation} is gone; resynchronising`);
       }
       throw err;
@@ -510,9 +538,7 @@ export class Replica extends EventEmitter {
       this.position = { ...pos, offset: end };
       return true;
     }
-    if (pos.offset > end) {
-      throw new ReplicateError('IO', `replica ${this.name}: position ${formatPos(pos)} is past the shadow wal's end ${end}; resynchronising`);
-    }
+    if (pos.offset > end) return this.diverged(pos, `the remote ends at ${formatPos(pos)}, past the local shadow wal's end ${end}`);
     if (db.index > pos.index) {
       this.position = { generation: pos.generation, index: pos.index + 1, offset: 0 };
       return true;
@@ -520,8 +546,49 @@ export class Replica extends EventEmitter {
     return false;
   }
 
+  /**
+   * The shadow WAL index this replica needs next is gone locally (removed by cleanup while the remote
+   * was further on — its newest segments were lost since — or lost with the meta directory): the
+   * remote's chain cannot be continued from local state. A new snapshot at the shipper's current index
+   * starts a chain that can; nothing committed is lost, point-in-time restores inside the gap are.
+   */
+  private async resnapshot(pos: Pos): Promise<boolean> {
+    this.log.warn('replica cannot continue its chain: the shadow wal it needs next is gone locally; taking a new snapshot at the current index', {
+      replica: this.name,
+      position: formatPos(pos),
+      missing: `${pos.generation}/${formatHex8(pos.index)}`,
+      current: formatPos(this.shipper.pos()),
+    });
+    const info = await this.takeSnapshot(false); // the chain is broken: nothing to upload first
+    if (info.generation !== pos.generation || info.index <= pos.index) {
+      throw new ReplicateError('IO', `replica ${this.name}: taking a snapshot past missing shadow wal ${formatHex8(pos.index)}: the snapshot is at ${info.generation}/${formatHex8(info.index)}`);
+    }
+    this.position = await this.calcPos(pos.generation);
+    return true;
+  }
+
+  /**
+   * The remote holds bytes of this generation that local state does not (another replicator writes to
+   * the same replica, or a local tail was lost in a crash): the lineage diverged and cannot continue.
+   * Asks the shipper for a new generation (started before this returns) and fails this sync with a
+   * clear error; the next sync snapshots the new generation.
+   */
+  private async diverged(pos: Pos, detail: string): Promise<never> {
+    const reason = `replica ${this.name} diverged from local state: ${detail}`;
+    this.log.error('replica diverged from local state: another replicator writes to it, or a local tail was lost; starting a new generation', {
+      replica: this.name,
+      position: formatPos(pos),
+      detail,
+    });
+    this.shipper.requestNewGeneration(pos.generation, reason);
+    await this.shipper.sync();
+    throw new ReplicateError('REPLICA_DIVERGED', `replica ${this.name}: uploading generation ${pos.generation}: ${detail}; a new generation was started`, {
+      details: { position: formatPos(pos), newGeneration: this.shipper.pos()?.generation },
+    });
+  }
+
   private async uploadSegment(path: string, pos: Pos, end: number, pageSize: number): Promise<void> {
-    const started = Date.now();
+    const started = monotonicMs();
     const handle = await open(path, 'r');
     try {
       const header = Buffer.allocUnsafe(WAL_HEADER_SIZE);
@@ -550,7 +617,7 @@ export class Replica extends EventEmitter {
       }
       const info = await this.client.writeWalSegment(pos, encodeLz4Frame(bytes()));
       // Field names as Litestream's log line (sz = uncompressed bytes), so the same tooling reads both.
-      this.log.debug('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Date.now() - started}ms`, sz: end - pos.offset });
+      this.log.debug('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: end - pos.offset });
       this.emit('segment', info);
     } finally {
       await handle.close();

@@ -314,6 +314,7 @@ async function recordRestore(
       await removeRestoreMarker(meta);
       return false;
     }
+    await meta.adoptPermissionsOf(outputPath); // the marker and its directory: the restored database's mode and owner
     if (typeof end.digest === 'string') throw new Error(`digesting the restored database: ${end.digest}`);
     const { size, sha256 } = end.digest;
     await writeRestoreMarker(meta, {

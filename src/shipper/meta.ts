@@ -5,29 +5,73 @@
  *   .<db>-litestream/generation                                   current generation + "\n"
  *   .<db>-litestream/generations/<generation>/wal/<index>.wal     shadow WAL files
  *   .<db>-litestream/restored-from.json                           ours only: left by a restore (restore-marker.ts)
+ *   .<db>-litestream/validation/<replica>/                        ours only: validation's scratch restore
  *
- * The only module that joins paths inside the meta directory.
+ * The only module that joins paths inside the meta directory. Everything created here takes the
+ * database file's mode and owner (file-permissions.ts): shadow WAL files are page images of it.
  */
 import { randomBytes } from 'node:crypto';
-import { chownSync, closeSync, mkdirSync, openSync, readSync, rmSync, statSync } from 'node:fs';
-import { chown, open, readdir, readFile, rm, mkdir, stat } from 'node:fs/promises';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { writeFileAtomic, writeFileAtomicSync } from '../internal/atomic-file.js';
-import type { LocalFileAccess } from './shadow-wal.js';
+import { DEFAULT_FILE_PERMISSIONS, applyPermissions, mkdirWithPermissions, mkdirWithPermissionsSync, permissionsOf, type FilePermissions } from '../internal/file-permissions.js';
 import { isGenerationName, parseShadowWalName, shadowWalName } from '../layout.js';
 
 export function defaultMetaPath(dbPath: string): string {
   return join(dirname(dbPath), `.${basename(dbPath)}-litestream`);
 }
 
-/** A new random generation name: 16 lowercase hex digits. */
-export function newGenerationName(): string {
-  return randomBytes(8).toString('hex');
+/** Hex digits of a generation name that count down the milliseconds; the rest is random. */
+const TIME_DIGITS = 11;
+const RANDOM_DIGITS = 16 - TIME_DIGITS;
+/** 2^44 - 1 ms: the countdown reaches 0 in the year 2527. */
+const TIME_MAX = 16 ** TIME_DIGITS - 1;
+
+/**
+ * A new generation name: 16 lowercase hex digits that sort *descending* in creation order — 11 digits
+ * of `TIME_MAX - now` (milliseconds of wall time) and 5 random ones — and strictly below `previous`
+ * (the generation this one follows, when known), whatever the clock did since.
+ *
+ * Why descending: restore picks the generation whose newest object is newest, and on a tie (stores with
+ * 1-second timestamps: Azure Blob, S3) Litestream v0.3.13 and we take the first in ascending name
+ * order. So the newest lineage wins the tie with both tools. Wall time is the right clock here: the
+ * order must hold across restarts; `previous` covers a clock that stepped back (or stood still).
+ */
+export function newGenerationName(previous?: string, nowMs: number = Date.now()): string {
+  let time = TIME_MAX - Math.min(Math.max(0, Math.floor(nowMs)), TIME_MAX);
+  let random = randomBytes(4).readUInt32BE(0) % 16 ** RANDOM_DIGITS;
+  if (previous !== undefined && isGenerationName(previous)) {
+    const prevTime = parseInt(previous.slice(0, TIME_DIGITS), 16);
+    const prevRandom = parseInt(previous.slice(TIME_DIGITS), 16);
+    if (time >= prevTime) {
+      if (prevTime > 0) time = prevTime - 1;
+      else if (prevRandom > 0) [time, random] = [0, random % prevRandom];
+      // else previous is 0000000000000000: nothing sorts below it; the clock's name will have to do.
+    }
+  }
+  return time.toString(16).padStart(TIME_DIGITS, '0') + random.toString(16).padStart(RANDOM_DIGITS, '0');
 }
 
 export class MetaDir {
+  private perms: FilePermissions = DEFAULT_FILE_PERMISSIONS;
+
   constructor(readonly path: string) {}
+
+  /**
+   * Mode and owner for everything created here: the database file's (see adoptPermissionsOf);
+   * 0600/0700 and the process's owner until then.
+   */
+  get permissions(): FilePermissions {
+    return this.perms;
+  }
+
+  /** Takes mode and owner for what is created here from the database file (a stat; no descriptor opened). */
+  async adoptPermissionsOf(dbPath: string): Promise<FilePermissions> {
+    this.perms = permissionsOf(await stat(dbPath));
+    return this.perms;
+  }
 
   private generationFile(): string {
     return join(this.path, 'generation');
@@ -50,6 +94,16 @@ export class MetaDir {
     return join(this.generationsDir(), generation, 'restored-from.json');
   }
 
+  /** Validation's scratch directory for one replica (its name made safe for a path). */
+  validationDir(replica: string): string {
+    return join(this.path, 'validation', replica.replace(/[^A-Za-z0-9_.-]/g, '_'));
+  }
+
+  /** Creates a directory here (and its missing parents) with the directory mode and owner. */
+  async ensureDir(dir: string): Promise<void> {
+    await mkdirWithPermissions(dir, this.perms);
+  }
+
   shadowWalDir(generation: string): string {
     return join(this.generationsDir(), generation, 'wal');
   }
@@ -69,27 +123,80 @@ export class MetaDir {
     }
   }
 
-  async writeGeneration(generation: string): Promise<void> {
-    await writeFileAtomic(this.generationFile(), [Buffer.from(`${generation}\n`)], { dirMode: 0o755, fileMode: 0o644 });
+  /**
+   * A name for the next generation (see newGenerationName): below every generation this directory
+   * knows — the `generation` file and the generation directories still here (the file is cleared when
+   * continuity is lost while stopped; the directory stays until the new generation starts).
+   */
+  async newGenerationName(nowMs: number = Date.now()): Promise<string> {
+    const known: string[] = [];
+    const current = await this.readGeneration();
+    if (current !== undefined) known.push(current);
+    try {
+      known.push(...(await readdir(this.generationsDir())).filter(isGenerationName));
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    const lowest = known.sort()[0];
+    return newGenerationName(lowest, nowMs);
   }
 
-  /** The same, synchronously (while SQLite's write lock is held). */
-  writeGenerationSync(generation: string, access: LocalFileAccess = {}): void {
-    writeFileAtomicSync(this.generationFile(), Buffer.from(`${generation}\n`), {
-      dirMode: access.dirMode ?? 0o755,
-      fileMode: access.fileMode ?? 0o644,
-      uid: access.uid,
-      gid: access.gid,
-    });
+  /** The same as newGenerationName(), synchronously (while SQLite's write lock is held). */
+  newGenerationNameSync(nowMs: number = Date.now()): string {
+    const known: string[] = [];
+    try {
+      const text = readFileSync(this.generationFile(), 'utf8').trim();
+      if (isGenerationName(text)) known.push(text);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    try {
+      known.push(...readdirSync(this.generationsDir()).filter(isGenerationName));
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    return newGenerationName(known.sort()[0], nowMs);
+  }
+
+  /** The same as writeGeneration(), synchronously (while SQLite's write lock is held). */
+  writeGenerationSync(generation: string): void {
+    writeFileAtomicSync(this.generationFile(), Buffer.from(`${generation}\n`), { permissions: this.perms });
+  }
+
+  async writeGeneration(generation: string): Promise<void> {
+    await writeFileAtomic(this.generationFile(), [Buffer.from(`${generation}\n`)], { permissions: this.perms });
   }
 
   async clearGeneration(): Promise<void> {
     await rm(this.generationFile(), { force: true });
   }
 
-  async ensure(access: LocalFileAccess = {}): Promise<void> {
-    await mkdir(this.path, { recursive: true, mode: access.dirMode ?? 0o755 });
-    if (access.uid !== undefined && access.gid !== undefined) await chown(this.path, access.uid, access.gid);
+  /**
+   * Creates the meta directory, or gives an existing one (an older version made it 0755) the directory
+   * mode and owner: whatever is inside then is no more reachable than the database.
+   */
+  async ensure(): Promise<void> {
+    await mkdirWithPermissions(this.path, this.perms);
+    await applyPermissions(this.path, this.perms, 'dir').catch((err: unknown) => {
+      if (errnoCode(err) !== 'EPERM') throw err; // someone else's directory (we are not root): left as it is
+    });
+  }
+
+  /** Removes whatever an earlier life of `generation` left here (shadow files of another database). */
+  async removeGenerationDir(generation: string): Promise<void> {
+    await rm(join(this.generationsDir(), generation), { recursive: true, force: true });
+  }
+
+  async createGenerationDir(generation: string): Promise<void> {
+    await mkdirWithPermissions(this.shadowWalDir(generation), this.perms);
+  }
+
+  createGenerationDirSync(generation: string): void {
+    mkdirWithPermissionsSync(this.shadowWalDir(generation), this.perms);
+  }
+
+  removeGenerationDirSync(generation: string): void {
+    rmSync(join(this.generationsDir(), generation), { recursive: true, force: true });
   }
 
   /** fsyncs a shadow WAL file (replicas upload only what is durable). */
@@ -126,26 +233,6 @@ export class MetaDir {
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return 0;
       throw err;
-    }
-  }
-
-  removeGenerationDirSync(generation: string): void {
-    rmSync(join(this.generationsDir(), generation), { recursive: true, force: true });
-  }
-
-  /** Removes whatever an earlier life of `generation` left here (shadow files of another database). */
-  async removeGenerationDir(generation: string): Promise<void> {
-    await rm(join(this.generationsDir(), generation), { recursive: true, force: true });
-  }
-
-  async createGenerationDir(generation: string): Promise<void> {
-    await mkdir(this.shadowWalDir(generation), { recursive: true, mode: 0o755 });
-  }
-
-  createGenerationDirSync(generation: string, access: LocalFileAccess = {}): void {
-    mkdirSync(this.shadowWalDir(generation), { recursive: true, mode: access.dirMode ?? 0o755 });
-    if (access.uid !== undefined && access.gid !== undefined) {
-      for (const d of [this.generationsDir(), join(this.generationsDir(), generation), this.shadowWalDir(generation)]) chownSync(d, access.uid, access.gid);
     }
   }
 

@@ -17,7 +17,6 @@ import { writeFileAtomic, writeFileAtomicSync } from '../internal/atomic-file.js
 import { isGenerationName } from '../layout.js';
 import type { Pos } from '../pos.js';
 import type { MetaDir } from './meta.js';
-import type { LocalFileAccess } from './shadow-wal.js';
 
 export const RESTORE_MARKER_VERSION = 1;
 
@@ -52,7 +51,7 @@ export async function fileDigest(path: string): Promise<{ size: number; sha256: 
 }
 
 export async function writeRestoreMarker(meta: MetaDir, marker: RestoreMarker): Promise<void> {
-  await writeFileAtomic(meta.restoreMarkerPath(), [Buffer.from(`${JSON.stringify(marker, null, 2)}\n`)], { dirMode: 0o755, fileMode: 0o644 });
+  await writeFileAtomic(meta.restoreMarkerPath(), [Buffer.from(`${JSON.stringify(marker, null, 2)}\n`)], { permissions: meta.permissions });
 }
 
 /**
@@ -100,18 +99,13 @@ export async function removeRestoreMarker(meta: MetaDir): Promise<void> {
  */
 export async function writeContinuedFrom(meta: MetaDir, pos: Pos): Promise<void> {
   const body = { generation: pos.generation, index: pos.index, offset: pos.offset };
-  await writeFileAtomic(meta.continuedFromPath(pos.generation), [Buffer.from(`${JSON.stringify(body)}\n`)], { dirMode: 0o755, fileMode: 0o644 });
+  await writeFileAtomic(meta.continuedFromPath(pos.generation), [Buffer.from(`${JSON.stringify(body)}\n`)], { permissions: meta.permissions });
 }
 
 /** The same, synchronously (while SQLite's write lock is held). */
-export function writeContinuedFromSync(meta: MetaDir, pos: Pos, access: LocalFileAccess = {}): void {
+export function writeContinuedFromSync(meta: MetaDir, pos: Pos): void {
   const body = { generation: pos.generation, index: pos.index, offset: pos.offset };
-  writeFileAtomicSync(meta.continuedFromPath(pos.generation), Buffer.from(`${JSON.stringify(body)}\n`), {
-    dirMode: access.dirMode ?? 0o755,
-    fileMode: access.fileMode ?? 0o644,
-    uid: access.uid,
-    gid: access.gid,
-  });
+  writeFileAtomicSync(meta.continuedFromPath(pos.generation), Buffer.from(`${JSON.stringify(body)}\n`), { permissions: meta.permissions });
 }
 
 /** The position a generation was continued from after a restore; undefined if it was not (or unreadable). */

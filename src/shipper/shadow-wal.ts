@@ -8,10 +8,11 @@
  * Synchronous on purpose: these run while the shipper holds SQLite's write lock, and an application
  * writing on the same thread (embedded use) must never find the lock held across an await.
  */
-import { chownSync, closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { tempPathFor } from '../internal/atomic-file.js';
+import { DEFAULT_FILE_PERMISSIONS, applyPermissionsToFdSync, mkdirWithPermissionsSync, type FilePermissions } from '../internal/file-permissions.js';
 import {
   WAL_FRAME_HEADER_SIZE,
   WAL_HEADER_SIZE,
@@ -238,27 +239,20 @@ export function copyToShadow(walPath: string, shadowPath: string, opts: CopyOpti
   }
 }
 
-/** Mode and owner for files and directories of the local state (the database file's). */
-export interface LocalFileAccess {
-  fileMode?: number;
-  dirMode?: number;
-  uid?: number;
-  gid?: number;
-}
-
 /**
  * Starts shadow file `path` with the real WAL's header (checked) and copies its committed frames. The
  * header is written atomically (temp file, fsync, rename, directory fsync) so a crash never leaves a
- * shadow file without its header.
+ * shadow file without its header; the file (and any directory made for it) gets `perms` before the first
+ * byte is written: shadow files are page images of the database.
  */
-export function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer, opts: CopyOptions & { access?: LocalFileAccess } = {}): CopyResult {
+export function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer, opts: CopyOptions & { perms?: FilePermissions } = {}): CopyResult {
   parseWalHeader(headerBytes, `wal ${walPath}`); // throws INVALID_WAL on a bad header checksum
-  const access = opts.access ?? {};
-  mkdirSync(dirname(shadowPath), { recursive: true, mode: access.dirMode ?? 0o755 });
+  const perms = opts.perms ?? DEFAULT_FILE_PERMISSIONS;
+  mkdirWithPermissionsSync(dirname(shadowPath), perms);
   const tmp = tempPathFor(shadowPath);
-  const fd = openSync(tmp, 'wx', access.fileMode ?? 0o644);
+  const fd = openSync(tmp, 'wx', perms.fileMode);
   try {
-    if (access.uid !== undefined && access.gid !== undefined) chownSync(tmp, access.uid, access.gid);
+    applyPermissionsToFdSync(fd, perms, 'file');
     writeAtSync(fd, headerBytes, 0);
     fsyncSync(fd);
   } finally {

@@ -9,7 +9,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { monotonicNow } from '../internal/clock.js';
+import { monotonicMs } from '../internal/clock.js';
 
 export interface SyncSchedulerOptions {
   dbPath: string;
@@ -74,7 +74,7 @@ export class SyncScheduler {
     if (this.stopped) return;
     this.pending = (this.pending ?? false) || durable;
     if (this.running || this.timer) return;
-    const now = monotonicNow();
+    const now = monotonicMs();
     const delay = Math.max(0, this.lastRunAt + this.o.minGapMs - now, this.backoffUntil - now);
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -88,7 +88,7 @@ export class SyncScheduler {
     const durable = this.pending;
     this.pending = undefined;
     this.running = true;
-    this.lastRunAt = monotonicNow();
+    this.lastRunAt = monotonicMs();
     try {
       await this.o.run(durable);
       this.succeeded();
@@ -109,7 +109,7 @@ export class SyncScheduler {
 
   private failed(err: unknown): void {
     this.failures++;
-    const now = monotonicNow();
+    const now = monotonicMs();
     const first = this.o.firstBackoffMs ?? 100;
     const backoff = Math.min(this.o.maxBackoffMs ?? 30_000, first * 2 ** Math.min(this.failures - 1, 20));
     this.backoffUntil = now + backoff;

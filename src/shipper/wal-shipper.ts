@@ -12,19 +12,18 @@
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
-import { monotonicNow } from '../internal/clock.js';
+import { monotonicMs } from '../internal/clock.js';
 import { MAX_INDEX, MAX_NAMED_VALUE, formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { comparePos, type Pos } from '../pos.js';
 import { frameAlign, parseWalHeader } from '../sqlite/wal-format.js';
 import { CheckpointThrottle, DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointMode, type CheckpointPolicy } from './checkpoint-policy.js';
 import { ShipperDb, isBusy, type CheckpointStepHook } from './db-connection.js';
-import { databaseAccess } from './local-access.js';
-import { MetaDir, defaultMetaPath, newGenerationName } from './meta.js';
+import { MetaDir, defaultMetaPath } from './meta.js';
 import { RestoreContinuation, type RestoreCandidate, type RestoreCheck } from './restore-continuation.js';
 import { writeContinuedFromSync } from './restore-marker.js';
 import { DEFAULT_MAX_SHADOW_WAL_BYTES, ShadowLimit, type ShadowWalUsage } from './shadow-limit.js';
-import { copyToShadow, cycleFollowsShadow, initShadow, lastFrameMatches, readWalHeaderBytesSync, repairShadow, type LocalFileAccess } from './shadow-wal.js';
+import { copyToShadow, cycleFollowsShadow, initShadow, lastFrameMatches, readWalHeaderBytesSync, repairShadow } from './shadow-wal.js';
 import { SyncScheduler } from './sync-scheduler.js';
 import { pinAndDigest, type PinnedDigest } from './validation-pin.js';
 
@@ -116,7 +115,6 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private cur: Current | undefined;
   private position: Pos | undefined;
   private durable: Pos | undefined;
-  private access: LocalFileAccess = {};
   private walIno: bigint | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private scheduler: SyncScheduler | undefined;
@@ -124,8 +122,10 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private opening: Promise<void> | undefined;
   private reopening = false;
   private snapshotsRunning = 0;
-  private lastCheckpointAt = monotonicNow();
+  private lastCheckpointAt = monotonicMs();
   private cappedLogged = false;
+  /** A new generation asked for by a replica (requestNewGeneration), taken at the next tick. */
+  private generationRequest: { generation: string; reason: string } | undefined;
   private retainFrom: () => number | undefined = () => undefined;
   private describeBehind: () => string[] = () => [];
 
@@ -189,6 +189,16 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   restoredFrom(): Pos | undefined {
     const from = this.restore.continuedFrom;
     return this.position && from?.generation === this.position.generation ? from : undefined;
+  }
+
+  /**
+   * Starts a new generation at the next sync, for `reason` (logged with it), if `generation` is still
+   * the current one. For a replica that found the remote lineage diverged from local state (the store
+   * holds bytes of this generation that the shadow WAL does not: another replicator writing to the same
+   * replica, or a local tail lost in a crash): the generation cannot continue there.
+   */
+  requestNewGeneration(generation: string, reason: string): void {
+    if (this.position?.generation === generation) this.generationRequest ??= { generation, reason };
   }
 
   /** Replicas tell the shipper the lowest shadow index they still need, and which of them are behind. */
@@ -293,8 +303,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     const db = ShipperDb.open(this.dbPath, { busyTimeoutMs: this.busyTimeoutMs, journalSizeLimitBytes: this.journalSizeLimit() });
     try {
       db.stepHook = this.stepHook;
-      this.access = databaseAccess(await stat(this.dbPath));
-      await this.meta.ensure(this.access);
+      await this.meta.adoptPermissionsOf(this.dbPath);
+      await this.meta.ensure();
       await this.meta.removeTempFiles();
       const generation = await this.meta.readGeneration();
       await this.restore.load(generation);
@@ -383,9 +393,9 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private continueRestoredLocked(db: ShipperDb, candidate: RestoreCandidate, real: Buffer): void {
     const { marker } = candidate;
     this.meta.removeGenerationDirSync(marker.generation);
-    writeContinuedFromSync(this.meta, { generation: marker.generation, index: marker.index, offset: marker.offset }, this.access);
+    writeContinuedFromSync(this.meta, { generation: marker.generation, index: marker.index, offset: marker.offset });
     this.startIndexLocked(db, marker.generation, marker.index + 1, real);
-    this.meta.writeGenerationSync(marker.generation, this.access);
+    this.meta.writeGenerationSync(marker.generation);
     this.restore.continued(candidate, marker.index + 1);
   }
 
@@ -417,10 +427,10 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
 
   /** tryWithWriteLock, retried with backoff for up to the busy timeout × 10 (an application's long write). */
   private async lockedRetrying(db: ShipperDb, fn: () => void): Promise<boolean> {
-    const until = monotonicNow() + this.busyTimeoutMs * 10;
+    const until = monotonicMs() + this.busyTimeoutMs * 10;
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
       if (db.tryWithWriteLock(LOCK_WAIT_MS, fn)) return true;
-      if (monotonicNow() > until || this.closed) return false;
+      if (monotonicMs() > until || this.closed) return false;
       await new Promise((r) => setTimeout(r, delay));
     }
   }
@@ -448,6 +458,9 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       return;
     }
     const db = this.db;
+    const request = this.generationRequest;
+    this.generationRequest = undefined;
+    if (request && request.generation === this.cur.generation) this.startNewGeneration(request.reason);
     this.ensureWalHeader(db);
     const real = readWalHeaderBytesSync(this.walPath)!;
     const cur = this.cur;
@@ -508,9 +521,9 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
 
   /** Starts shadow index `index` from the WAL's current cycle and moves the read lock there. */
   private startIndexLocked(db: ShipperDb, generation: string, index: number, header: Buffer): void {
-    this.meta.createGenerationDirSync(generation, this.access);
+    this.meta.createGenerationDirSync(generation);
     this.cappedLogged = false;
-    const copy = initShadow(this.walPath, this.meta.shadowWalPath(generation, index), header, { access: this.access, maxSize: this.maxFileBytes });
+    const copy = initShadow(this.walPath, this.meta.shadowWalPath(generation, index), header, { perms: this.meta.permissions, maxSize: this.maxFileBytes });
     this.setCurrent({ generation, index, header, size: copy.shadowSize, capped: copy.capped }, true);
     db.relockRead();
     this.log.debug('new shadow wal index', { db: this.dbPath, generation, index: formatHex8(index) });
@@ -520,11 +533,11 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private newGenerationLocked(db: ShipperDb, reason: string): void {
     const header = readWalHeaderBytesSync(this.walPath);
     if (!header) throw new ReplicateError('IO', `starting a generation of ${this.dbPath}: ${this.walPath} has no WAL header`);
-    const generation = newGenerationName();
+    const generation = this.meta.newGenerationNameSync();
     this.restore.continuedFrom = undefined;
     this.cappedLogged = false;
     this.startIndexLocked(db, generation, 0, header);
-    this.meta.writeGenerationSync(generation, this.access);
+    this.meta.writeGenerationSync(generation);
     this.limit.reset(this.cur!.size);
     this.log.info('new generation', { db: this.dbPath, generation, reason });
     this.emit('generation', { generation, reason } satisfies GenerationEvent);
@@ -541,7 +554,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private async maybeCheckpoint(): Promise<void> {
     const cur = this.cur;
     if (this.snapshotsRunning > 0 || !cur || !this.db) return;
-    const now = monotonicNow();
+    const now = monotonicMs();
     const mode = checkpointMode(this.policy, { pageSize: this.db.pageSize, walSize: cur.size, shadowSize: cur.size, idleMs: now - this.lastCheckpointAt });
     if (!mode || !this.throttle.allowed(now)) return;
     this.checkpoint(mode);
@@ -562,7 +575,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private checkpoint(mode: CheckpointMode): void {
     const db = this.db!;
     const before = this.cur!;
-    const now = monotonicNow();
+    const now = monotonicMs();
     const shadowPath = this.meta.shadowWalPath(before.generation, before.index);
     const out = db.tryWithWriteLock(LOCK_WAIT_MS, () => {
       const copy = copyToShadow(this.walPath, shadowPath, { maxSize: this.maxFileBytes });

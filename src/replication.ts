@@ -41,6 +41,8 @@ export interface ReplicationOptions {
   maxCheckpointPageCount?: number;
   /** Most bytes of shadow WAL kept for replicas that are behind (default 1 GiB; 0: no limit); see WalShipper. */
   maxShadowWalBytes?: number;
+  /** Largest shadow WAL file (default 4 GiB, what v0.3 segment names address); see WalShipper. Lower only in tests. */
+  maxShadowWalFileBytes?: number;
   /** Continue a restored generation when provably safe (default false); see WalShipper. */
   continueAfterRestore?: boolean;
   replicas: ReplicaSpec[];
@@ -91,6 +93,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       monitorIntervalMs: opts.monitorIntervalMs,
       checkpoint,
       maxShadowWalBytes: opts.maxShadowWalBytes,
+      maxShadowWalFileBytes: opts.maxShadowWalFileBytes,
       continueAfterRestore: opts.continueAfterRestore,
       logger: this.log,
       checkpointStepHook: opts.checkpointStepHook,

@@ -215,7 +215,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   async start(signal?: AbortSignal, opts: { waitForDatabase?: boolean } = {}): Promise<void> {
     const background = opts.waitForDatabase === false;
     let gaveUp = false;
-    const opening = this.openWhenReady(signal, () => {
+    const said = { what: undefined as string | undefined };
+    const opening = this.openWhenReady(signal, said, () => {
       // Only a database that is missing or locked goes to the background; any other error is the caller's.
       if (background) gaveUp = true;
       return !background;
@@ -227,7 +228,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     this.opening = opening;
     await opening;
     if (gaveUp) {
-      this.opening = this.openWhenReady(signal, () => true).then(async (opened) => {
+      this.opening = this.openWhenReady(signal, said, () => true).then(async (opened) => {
         if (!opened || this.closed || signal?.aborted) return;
         await this.sync();
         this.follow();
@@ -237,8 +238,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   }
 
   /** Resolves true once opened; false when `keepWaiting` says not to wait (or on close/abort). */
-  private async openWhenReady(signal: AbortSignal | undefined, keepWaiting: () => boolean): Promise<boolean> {
-    let said: string | undefined;
+  private async openWhenReady(signal: AbortSignal | undefined, said: { what: string | undefined }, keepWaiting: () => boolean): Promise<boolean> {
     let delay = 100;
     for (;;) {
       if (this.closed || signal?.aborted) return false;
@@ -252,16 +252,16 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       } else {
         try {
           await this.serial(() => this.init());
-          if (said) this.log.info('database opened', { db: this.dbPath });
+          if (said.what) this.log.info('database opened', { db: this.dbPath });
           return true;
         } catch (err) {
           if (!isBusy(err)) throw err;
           waiting = 'database is locked by another connection; waiting';
         }
       }
-      if (waiting !== said) this.log.warn(waiting, { db: this.dbPath });
+      if (waiting !== said.what) this.log.warn(waiting, { db: this.dbPath });
+      said.what = waiting;
       if (!keepWaiting()) return false;
-      said = waiting;
       await abortableSleep(delay, signal);
       delay = Math.min(delay * 2, Math.max(1000, this.monitorIntervalMs));
     }

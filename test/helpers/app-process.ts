@@ -63,3 +63,81 @@ export async function locksHeldBy(pid: number, ino: number | bigint): Promise<st
     return f[4] === String(pid) && f[5]?.split(':')[2] === String(ino);
   });
 }
+
+/**
+ * An application process holding a read transaction open (BEGIN; SELECT …) until `release()`: a long
+ * reader, which keeps SQLite from backfilling past its snapshot and so from restarting the WAL.
+ */
+export async function holdReadTransaction(dbPath: string): Promise<{ release(): Promise<void>; kill(): Promise<void> }> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(
+    'python3',
+    [
+      '-c',
+      'import sqlite3, sys\n' +
+        'c = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)\n' +
+        'c.execute("BEGIN")\n' +
+        'c.execute("SELECT count(*) FROM sqlite_master").fetchall()\n' +
+        'c.execute("SELECT count(*) FROM t").fetchall()\n' +
+        'print("holding", flush=True)\n' +
+        'sys.stdin.read()\n' +
+        'c.execute("COMMIT")\n' +
+        'c.close()\n',
+      dbPath,
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`reader exited early (${code})`)));
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    release: async () => {
+      child.stdin.end();
+      await exited;
+    },
+    /** SIGKILL: the connection is never closed cleanly (a crash, a power cut). */
+    kill: async () => {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/**
+ * An application process holding the write lock (BEGIN IMMEDIATE and a write) until `release()`, which
+ * commits. Creates the table `t` if needed (so it also works on a brand-new database file).
+ */
+export async function holdWriteLock(dbPath: string): Promise<{ release(): Promise<void> }> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(
+    'python3',
+    [
+      '-c',
+      'import sqlite3, sys\n' +
+        'c = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)\n' +
+        'c.execute("PRAGMA journal_mode=WAL")\n' +
+        'c.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)")\n' +
+        'c.execute("BEGIN IMMEDIATE")\n' +
+        'c.execute("INSERT INTO t (v, n) VALUES (\'written under the lock\', 0)")\n' +
+        'print("holding", flush=True)\n' +
+        'sys.stdin.read()\n' +
+        'c.execute("COMMIT")\n' +
+        'c.close()\n',
+      dbPath,
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`writer exited early (${code})`)));
+  });
+  return {
+    release: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.stdin.end();
+      }),
+  };
+}

@@ -3,16 +3,18 @@
  * noticing (integrity_check says ok, the restore simply lacks rows). Each builds the exact state or
  * timing that random torture rounds rarely hit, and checks that both tools restore every committed row.
  */
-import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
+import { collect, type WalSegmentInfo } from '../../src/client/replica-client.js';
+import { decodeLz4Frame } from '../../src/internal/lz4-frame.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { WalScanner } from '../../src/sqlite/wal-format.js';
 import { runCli } from '../helpers/cli.js';
-import { sqliteCli } from '../helpers/app-process.js';
+import { holdReadTransaction, sqliteCli } from '../helpers/app-process.js';
 import { runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
 
 const dirs: string[] = [];
@@ -157,6 +159,88 @@ describe('shipper safety', () => {
     expect(restored.ours).toEqual(live);
     expect(restored.litestream).toEqual(live);
   });
+
+  it('replicas upload only what an fsync made durable in the shadow WAL', async () => {
+    const s = await setup();
+    const segments: { index: number; end: number; durable: number }[] = [];
+    const fsynced = new Map<number, number>(); // shadow index -> its size at the last fsync we saw
+    const client = new FileReplicaClient({ path: s.replicaDir });
+    const write = client.writeWalSegment.bind(client);
+    let r!: Replication;
+    client.writeWalSegment = async (pos, body, opts) => {
+      const durable = fsynced.get(pos.index) ?? 0; // what was durable when the upload began
+      const info = await write(pos, body, opts);
+      segments.push({ index: pos.index, end: pos.offset + (await segmentLength(client, info)), durable });
+      return info;
+    };
+    // No poll (its syncs fsync): copies come only from file-change notifications, which do not.
+    r = await startReplication({ dbPath: s.dbPath, replicas: [{ client, syncIntervalMs: 10 }], monitorIntervalMs: 0, minCheckpointPageCount: 100_000 });
+    open.push(r);
+    const meta = r.shipper.meta;
+    const fsyncShadow = meta.fsyncShadow.bind(meta);
+    meta.fsyncShadow = async (generation, index) => {
+      const size = statSync(meta.shadowWalPath(generation, index)).size;
+      await fsyncShadow(generation, index);
+      fsynced.set(index, Math.max(fsynced.get(index) ?? 0, size));
+    };
+    await r.sync(); // settle: what start-up copied (and fsynced) is uploaded
+    const baseline = r.shipper.pos()!.offset;
+    for (let i = 1; i <= 20; i++) {
+      await sqliteCli(s.dbPath, `INSERT INTO t (id, v, n) VALUES (${i}, '${'z'.repeat(500)}', ${i});`);
+      await new Promise((res) => setTimeout(res, 30));
+    }
+    await waitUntil(() => (r.replicas[0]!.pos()?.offset ?? 0) >= (r.shipper.pos()?.offset ?? 1));
+    // Segments of bytes that only notification-triggered copies (no fsync) put in the shadow WAL.
+    const background = segments.filter((seg) => seg.end > baseline);
+    expect(background.length, 'segments uploaded by the background loop').toBeGreaterThan(0);
+    for (const seg of background) expect(seg.end, `segment of index ${seg.index} ending at ${seg.end}`).toBeLessThanOrEqual(seg.durable);
+  });
+
+  it('after a power cut that cost the local WAL and shadow a tail the replica has, a new generation: no history is mixed', async () => {
+    const s = await setup();
+    const o = { dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '20ms', monitorInterval: '100ms', minCheckpointPageCount: 100_000 };
+    let p = startStnReplicator(o);
+    procs.push(p);
+    await p.waitForLog(/msg="snapshot written"/);
+    // An application process whose connection is open at the "power cut" (killed, never closed), so
+    // nobody checkpoints and deletes the WAL.
+    const app = await holdReadTransaction(s.dbPath);
+    for (let i = 1; i <= 5; i++) await sqliteCli(s.dbPath, `INSERT INTO t (id, v, n) VALUES (${i}, 'durable', ${i});`);
+    const meta = join(s.dir, '.app.db-litestream');
+    const walPath = `${s.dbPath}-wal`;
+    await waitUntil(() => existsSync(meta) && shadowSize(meta) === committedWalSize(walPath));
+    const durableWal = committedWalSize(walPath);
+    for (let i = 6; i <= 8; i++) await sqliteCli(s.dbPath, `INSERT INTO t (id, v, n) VALUES (${i}, 'lost in the power cut', ${i});`);
+    await waitUntil(() => shadowSize(meta) === committedWalSize(walPath));
+    const target = committedWalSize(walPath);
+    await waitUntilAsync(async () => (await lastUploadedEnd(s.replicaDir)) >= target);
+    await p.stop('SIGKILL');
+    await app.kill();
+    // What the power cut leaves: the WAL and the shadow without the last transactions' frames (neither
+    // had been fsynced, in this model); the replica keeps what it was sent.
+    truncateSync(walPath, durableWal);
+    truncateSync(currentShadow(meta), durableWal);
+
+    p = startStnReplicator(o);
+    procs.push(p);
+    await p.waitForLog(/msg=replicating/);
+    for (let i = 6; i <= 9; i++) await sqliteCli(s.dbPath, `INSERT INTO t (id, v, n) VALUES (${i}, 'after the power cut', ${i});`);
+    expect(await p.stop('SIGTERM'), p.tail()).toBe(0);
+    const live = liveIds(s.dbPath);
+    expect(live).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const restored = await restoredIds(s.replicaDir, s.dir);
+    expect(restored.ours).toEqual(live);
+    expect(restored.litestream).toEqual(live);
+    for (const tool of ['ours', 'litestream'] as const) {
+      const out = join(s.dir, `v-${tool}.db`);
+      const r = tool === 'ours' ? await runCli(['restore', '-o', out, `file://${s.replicaDir}`]) : await runLitestream(['restore', '-o', out, `file://${s.replicaDir}`]);
+      expect(r.code, r.stderr).toBe(0);
+      const db = new Database(out, { readonly: true });
+      expect(db.prepare("SELECT count(*) FROM t WHERE v = 'lost in the power cut'").pluck().get(), tool).toBe(0);
+      db.close();
+    }
+    expect(readdirSync(join(s.replicaDir, 'generations')), 'the lineage broke: a new generation').toHaveLength(2);
+  });
 });
 
 function shadowDir(meta: string): string {
@@ -173,6 +257,32 @@ function shadowSize(meta: string): number {
 async function waitUntil(cond: () => boolean, timeoutMs = 20_000): Promise<void> {
   const until = performance.now() + timeoutMs;
   while (!cond()) {
+    if (performance.now() > until) throw new Error('timed out waiting for a condition');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+function committedWalSize(path: string): number {
+  const scanner = new WalScanner();
+  scanner.update(readFileSync(path));
+  return scanner.result().committedSize;
+}
+/** The end offset of the last WAL segment in a file replica (from its name and decoded size). */
+async function lastUploadedEnd(replicaDir: string): Promise<number> {
+  const client = new FileReplicaClient({ path: replicaDir });
+  const gens = await client.generations();
+  if (gens.length !== 1) return 0;
+  const segs = await collect(client.walSegments(gens[0]!));
+  const last = segs.at(-1);
+  return last ? last.offset + (await segmentLength(client, last)) : 0;
+}
+async function segmentLength(client: FileReplicaClient, info: WalSegmentInfo): Promise<number> {
+  let n = 0;
+  for await (const chunk of decodeLz4Frame()(await client.walSegmentReader(info))) n += chunk.length;
+  return n;
+}
+async function waitUntilAsync(cond: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while (!(await cond())) {
     if (performance.now() > until) throw new Error('timed out waiting for a condition');
     await new Promise((r) => setTimeout(r, 20));
   }

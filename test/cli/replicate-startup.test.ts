@@ -1,0 +1,124 @@
+/**
+ * `replicate` at start-up, as the seed's deployment runs it: the first boot has no database yet (the
+ * application started by -exec creates it), the application may hold the write lock while we start, and
+ * a replica that keeps failing must not make the log spin. Real processes, real exit codes.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { holdWriteLock, sqliteCli, writeFromProcess } from '../helpers/app-process.js';
+import { LoggedProcess, oracleEnv, runLitestream } from '../helpers/oracle.js';
+import { contentDigest, rowCount } from '../helpers/source-db.js';
+
+const require = createRequire(import.meta.url);
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
+const dirs: string[] = [];
+const procs: LoggedProcess[] = [];
+const undo: (() => void)[] = [];
+afterEach(async () => {
+  for (const u of undo.splice(0)) u();
+  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'stn-startup-'));
+  dirs.push(d);
+  return d;
+}
+function spawnStn(args: string[]): LoggedProcess {
+  const child = spawn(process.execPath, [bin, ...args], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = new LoggedProcess('', child);
+  procs.push(p);
+  return p;
+}
+async function bothRestore(replicaDir: string, dir: string): Promise<string[]> {
+  const digests: string[] = [];
+  for (const tool of ['ours', 'litestream'] as const) {
+    const out = join(dir, `${tool}.db`);
+    const r = tool === 'ours' ? await runCli(['restore', '-o', out, `file://${replicaDir}`]) : await runLitestream(['restore', '-o', out, `file://${replicaDir}`]);
+    expect(r.code, `${tool}: ${r.stderr}`).toBe(0);
+    digests.push(contentDigest(out));
+  }
+  return digests;
+}
+
+describe('replicate at start-up', () => {
+  it('-exec starts the application when the database does not exist yet, and replicates it once it appears', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'station.db');
+    const replicaDir = join(dir, 'replica');
+    // The application creates the database, writes, waits a moment, writes again and exits 0.
+    const app = join(dir, 'app.cjs');
+    writeFileSync(
+      app,
+      `const D = require(${JSON.stringify(require.resolve('better-sqlite3'))});
+       const db = new D(${JSON.stringify(dbPath)}); db.pragma('journal_mode = WAL');
+       db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)');
+       db.prepare("INSERT INTO t (v, n) VALUES ('first boot', 1)").run();
+       setTimeout(() => { db.prepare("INSERT INTO t (v, n) VALUES ('later', 2)").run(); db.close(); }, 1500);`,
+    );
+    const p = spawnStn(['replicate', '-exec', `${process.execPath} ${app}`, dbPath, `file://${replicaDir}`]);
+    expect(await p.exit, p.tail()).toBe(0);
+    const log = p.lines.join('\n');
+    expect(log).toMatch(/does not exist yet/);
+    expect(log).toMatch(/starting subprocess/);
+    expect(rowCount(dbPath)).toBe(2);
+    const live = contentDigest(dbPath);
+    expect(await bothRestore(replicaDir, dir)).toEqual([live, live]);
+  });
+
+  it('waits while the application holds the write lock at start-up, then replicates', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'app.db');
+    const replicaDir = join(dir, 'replica');
+    const writer = await holdWriteLock(dbPath); // a brand-new database: our tables need the write lock
+    let released = false;
+    undo.push(() => void (released || writer.release()));
+    const p = spawnStn(['replicate', dbPath, `file://${replicaDir}`]);
+    await p.waitForLog(/database is locked/, 0, 30_000);
+    await new Promise((r) => setTimeout(r, 1500)); // longer than the busy timeout: it must keep waiting
+    await writer.release();
+    released = true;
+    await p.waitForLog(/msg="snapshot written"/, 0, 30_000);
+    await writeFromProcess('python', dbPath, 100, 5);
+    expect(await p.stop('SIGTERM'), p.tail()).toBe(0);
+    expect(p.lines.filter((l) => /database is locked/.test(l)), p.lines.join('\n')).toHaveLength(1);
+    expect(rowCount(dbPath)).toBe(6);
+    const live = contentDigest(dbPath);
+    expect(await bothRestore(replicaDir, dir)).toEqual([live, live]);
+  });
+
+  it('a sync that keeps failing backs off and logs the same error once, then says it recovered', async () => {
+    if (process.getuid?.() !== 0) return; // chattr +i needs root (CI runs as root)
+    const dir = tmp();
+    const dbPath = join(dir, 'app.db');
+    const replicaDir = join(dir, 'replica');
+    await sqliteCli(dbPath, 'PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER);');
+    await writeFromProcess('sqlite3', dbPath, 1, 1);
+    const p = spawnStn(['replicate', dbPath, `file://${replicaDir}`]);
+    await p.waitForLog(/msg="snapshot written"/);
+    // The shadow WAL file cannot be written: every sync fails the same way.
+    const meta = join(dir, '.app.db-litestream');
+    const gen = readdirSync(join(meta, 'generations'))[0]!;
+    const shadow = join(meta, 'generations', gen, 'wal', '00000000.wal');
+    execFileSync('chattr', ['+i', shadow]);
+    let locked = true;
+    undo.push(() => void (locked && execFileSync('chattr', ['-i', shadow])));
+    const from = p.lines.length;
+    for (let i = 0; i < 40; i++) await writeFromProcess('sqlite3', dbPath, 10 + i, 1); // a file event each
+    const failures = p.lines.slice(from).filter((l) => /sync failed/.test(l));
+    expect(failures.length, failures.join('\n')).toBe(1);
+    expect(failures[0]).toMatch(/00000000\.wal|operation not permitted|EPERM/i);
+    execFileSync('chattr', ['-i', shadow]);
+    locked = false;
+    await p.waitForLog(/sync recovered/, from, 60_000);
+    expect(await p.stop('SIGTERM'), p.tail()).toBe(0);
+    const live = contentDigest(dbPath);
+    expect(rowCount(dbPath)).toBe(41);
+    expect(await bothRestore(replicaDir, dir)).toEqual([live, live]);
+  });
+});

@@ -6,78 +6,31 @@
  * generation started by Litestream is resumed.
  */
 import { EventEmitter } from 'node:events';
-import { open, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { collect, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from '../client/replica-client.js';
+import { open } from 'node:fs/promises';
+import { collect, type ReplicaClient, type SnapshotInfo } from '../client/replica-client.js';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
-import { decodeLz4Frame, encodeLz4Frame } from '../internal/lz4-frame.js';
+import { StopSignal } from '../internal/stop-signal.js';
+import { encodeLz4Frame } from '../internal/lz4-frame.js';
 import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
 import { markerPos, type RestoreMarker } from '../shipper/restore-marker.js';
 import type { WalShipper } from '../shipper/wal-shipper.js';
-import { digestDatabaseFile, type DatabaseDigest } from '../shipper/database-digest.js';
-import { WAL_HEADER_SIZE, frameAlign, frameSize, parseWalHeader } from '../sqlite/wal-format.js';
-import { listGeneration } from './listing.js';
-import { executeRestore } from './restore.js';
-import { planRestore } from './restore-plan.js';
-import { firstSnapshotDelay, planRetention, retentionCheckPeriod, type GenerationObjects } from './retention.js';
+import { frameAlign } from '../sqlite/wal-format.js';
+import { retentionCheckPeriod } from './retention.js';
+import { retentionLoop, snapshotLoop, validationLoop, type ScheduleHost } from './replica-schedules.js';
+import { runRetention, type RetentionResult } from './retention-run.js';
+import { remoteEnd, uploadShadowSegment } from './segment-io.js';
+import { validateReplica, type ValidationCounts, type ValidationResult } from './validate.js';
 
-export interface ReplicaOptions {
-  name: string;
-  client: ReplicaClient;
-  /** Least time between two uploads under load (default 1 s); an upload after a quiet period starts at once. */
-  syncIntervalMs?: number;
-  /** Take a snapshot this often (Litestream's `snapshot-interval`); 0 or unset: only when a generation starts or retention needs one. */
-  snapshotIntervalMs?: number;
-  /** Keep snapshots created within this window (default 24 h, Litestream's); 0 disables retention. */
-  retentionMs?: number;
-  /** How often retention is enforced (default 1 h; never less often than `retentionMs`). */
-  retentionCheckIntervalMs?: number;
-  /** Restore the replica and compare it with the live database this often (Litestream's `validation-interval`); 0 or unset: never. */
-  validationIntervalMs?: number;
-  /**
-   * The clock that object ages are judged by (ms since the epoch; default Date.now). Only ages use it —
-   * waits, intervals and backoff run on a monotonic clock — so tests can replay a long history without
-   * waiting for it.
-   */
-  now?: () => number;
-  logger?: Logger;
-}
-
-/** What one retention run removed (and the snapshot it took first, if none was inside the window). */
-export interface RetentionResult {
-  snapshotTaken?: SnapshotInfo;
-  /** Per surviving generation, the lowest snapshot index kept. */
-  kept: { generation: string; minIndex: number }[];
-  deletedSegments: Pos[];
-  deletedSnapshots: { generation: string; index: number }[];
-  deletedGenerations: string[];
-}
-
-/** One validation: the replica restored at `position` against the live database there. */
-export interface ValidationResult {
-  status: 'ok' | 'mismatch';
-  position: Pos;
-  /** Digest of the live database at `position`. */
-  expected: DatabaseDigest;
-  /** Digest of the replica restored to `position`. */
-  actual: DatabaseDigest;
-  elapsedMs: number;
-}
-
-/** Validations so far, by outcome (`error`: the replica could not be restored or reached). */
-export interface ValidationCounts {
-  ok: number;
-  mismatch: number;
-  error: number;
-}
+export type { RetentionResult } from './retention-run.js';
+export type { ValidationCounts, ValidationResult } from './validate.js';
+export type { ReplicaOptions } from './replica-options.js';
+import type { ReplicaOptions } from './replica-options.js';
 
 export const DEFAULT_RETENTION_MS = 24 * 3600_000;
 export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
-/** setTimeout's limit; longer waits are taken in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const READ_CHUNK = 1024 * 1024;
 const MAX_BACKOFF_MS = 30_000;
@@ -99,7 +52,7 @@ export class Replica extends EventEmitter {
   private firstSync: { promise: Promise<void>; resolve: () => void };
   private position: Pos | undefined;
   private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly stop_ = new StopSignal();
   private wake: (() => void) | undefined;
   /** When the last sync finished, on the monotonic clock. */
   private lastSyncAt = -Infinity;
@@ -163,22 +116,26 @@ export class Replica extends EventEmitter {
   start(): void {
     if (this.running) return;
     this.running = this.loop();
-    if (this.snapshotIntervalMs > 0) this.background.push(this.snapshotLoop());
-    if (this.retentionMs > 0) this.background.push(this.retentionLoop());
-    if (this.validationIntervalMs > 0) this.background.push(this.validationLoop());
+    const host = this.scheduleHost();
+    if (this.snapshotIntervalMs > 0) this.background.push(snapshotLoop(host, this.snapshotIntervalMs));
+    if (this.retentionMs > 0) this.background.push(retentionLoop(host, retentionCheckPeriod(this.retentionMs, this.retentionCheckIntervalMs)));
+    if (this.validationIntervalMs > 0) this.background.push(validationLoop(host, this.validationIntervalMs));
   }
 
-  /** Spec §6.6: validate on a fixed rhythm; the outcome is logged and counted in `validations`. */
-  private async validationLoop(): Promise<void> {
-    while (!this.stopped) {
-      await this.sleep(this.validationIntervalMs, true);
-      if (this.stopped) break;
-      try {
-        await this.validate();
-      } catch (err) {
-        this.reportBackgroundError('validation failed', err);
-      }
-    }
+  private scheduleHost(): ScheduleHost {
+    return {
+      name: this.name,
+      client: this.client,
+      log: this.log,
+      stop: this.stop_,
+      now: this.now,
+      firstSync: this.firstSync.promise,
+      generation: () => this.position?.generation ?? this.shipper.pos()?.generation,
+      snapshot: () => this.serialized(() => this.snapshot()),
+      enforceRetention: () => this.enforceRetention(),
+      validate: () => this.validate(),
+      reportError: (what, err) => this.reportBackgroundError(what, err),
+    };
   }
 
   /**
@@ -188,80 +145,23 @@ export class Replica extends EventEmitter {
    * counts as `error`.
    */
   async validate(): Promise<ValidationResult> {
-    const started = monotonicMs();
-    const dir = this.shipper.meta.validationDir(this.name);
     try {
-      const { pos, digest: expected } = await this.shipper.digestAtPosition();
-      // The pinned position is in the shadow WAL: a sync uploads at least up to it.
-      await this.sync();
-      const have = this.position;
-      if (!have || have.generation !== pos.generation || comparePos(have, pos) < 0) {
-        throw new ReplicateError('IO', `replica ${this.name}: at ${formatPos(have)} after a sync, wanted ${formatPos(pos)}`);
-      }
-      await rm(dir, { recursive: true, force: true });
-      // A restore of the database: the directory takes the database's mode and owner, as the meta directory.
-      await this.shipper.meta.ensureDir(dir);
-      const named = { name: this.name, client: this.client };
-      const plan = planRestore(await listGeneration(named, pos.generation), { index: pos.index, offset: pos.offset });
-      const output = join(dir, 'restored.db');
-      await executeRestore(named, plan, { outputPath: output, integrityCheck: 'none', parallelism: 4, restoreMarker: false });
-      const actual = await digestDatabaseFile(output);
-      const ok = actual.sha256 === expected.sha256 && actual.pageCount === expected.pageCount && actual.pageSize === expected.pageSize;
-      const result: ValidationResult = { status: ok ? 'ok' : 'mismatch', position: pos, expected, actual, elapsedMs: Math.round(monotonicMs() - started) };
+      const result = await validateReplica({
+        replica: this.name,
+        client: this.client,
+        shipper: this.shipper,
+        log: this.log,
+        syncedPosition: async () => {
+          await this.sync();
+          return this.position;
+        },
+      });
       this.validations[result.status]++;
-      const fields = { replica: this.name, position: formatPos(pos), expected: expected.sha256.slice(0, 16), actual: actual.sha256.slice(0, 16), elapsed: `${result.elapsedMs}ms` };
-      if (ok) this.log.info('validation ok', fields);
-      else this.log.error('validation mismatch: the replica does not restore to the live database', { ...fields, expectedPages: expected.pageCount, actualPages: actual.pageCount });
       this.emit('validation', result);
       return result;
     } catch (err) {
       this.validations.error++;
-      throw err instanceof ReplicateError ? err : new ReplicateError('IO', `replica ${this.name}: validation failed: ${describeError(err)}`, { cause: err });
-    } finally {
-      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-    }
-  }
-
-  /** Spec §6.4: snapshots on a fixed rhythm, the first one timed by the age of the latest snapshot. */
-  private async snapshotLoop(): Promise<void> {
-    // The generation (and so which snapshots count) is known only after the first sync.
-    await Promise.race([this.firstSync.promise, this.stoppedPromise]);
-    if (this.stopped) return;
-    let delay = this.snapshotIntervalMs;
-    try {
-      const generation = this.position?.generation ?? this.shipper.pos()?.generation;
-      if (generation !== undefined) {
-        const snapshots = await collect(this.client.snapshots(generation));
-        const latest = snapshots.length > 0 ? Math.max(...snapshots.map((s) => s.createdAt.getTime())) : undefined;
-        delay = firstSnapshotDelay(this.snapshotIntervalMs, this.now(), latest);
-        if (delay < this.snapshotIntervalMs) this.log.info('snapshot interval adjusted', { replica: this.name, previous: latest === undefined ? '' : new Date(latest).toISOString(), delay: `${delay}ms` });
-      }
-    } catch (err) {
-      this.log.warn('cannot list snapshots to schedule the next one; waiting a full interval', { replica: this.name, error: describeError(err) });
-    }
-    while (!this.stopped) {
-      await this.sleep(delay, true);
-      if (this.stopped) break;
-      delay = this.snapshotIntervalMs;
-      try {
-        await this.serialized(() => this.snapshot());
-      } catch (err) {
-        this.reportBackgroundError('scheduled snapshot failed', err);
-      }
-    }
-  }
-
-  /** Spec §6.5: enforce retention every min(check interval, retention); a failed run is retried next time. */
-  private async retentionLoop(): Promise<void> {
-    const period = retentionCheckPeriod(this.retentionMs, this.retentionCheckIntervalMs);
-    while (!this.stopped) {
-      await this.sleep(period, true);
-      if (this.stopped) break;
-      try {
-        await this.enforceRetention();
-      } catch (err) {
-        this.reportBackgroundError('retention failed; retrying at the next check', err);
-      }
+      throw err;
     }
   }
 
@@ -287,62 +187,17 @@ export class Replica extends EventEmitter {
     if (this.retentionMs <= 0) return undefined;
     const current = this.shipper.pos()?.generation;
     if (current === undefined) return undefined;
-    const now = this.now();
-    let plan = planRetention({ now, retentionMs: this.retentionMs, currentGeneration: current, generations: await this.listAll() });
-    let snapshotTaken: SnapshotInfo | undefined;
-    if (plan.needsSnapshot) {
-      this.log.info('no snapshot inside the retention window; taking one before deleting', { replica: this.name });
-      snapshotTaken = await this.serialized(() => this.snapshot());
-      plan = planRetention({
-        now,
-        retentionMs: this.retentionMs,
-        currentGeneration: current,
-        generations: await this.listAll(),
-        forceRetain: { generation: snapshotTaken.generation, index: snapshotTaken.index },
-      });
-    }
-    const result: RetentionResult = { snapshotTaken, kept: plan.kept, deletedSegments: [], deletedSnapshots: [], deletedGenerations: [] };
-    try {
-      // Two batches, so that even a backend deleting a batch in parallel never removes an index's
-      // offset 0 while a later offset of it survives.
-      const later = plan.deleteSegments.filter((p) => p.offset > 0);
-      const initial = plan.deleteSegments.filter((p) => p.offset === 0);
-      for (const batch of [later, initial]) {
-        if (batch.length === 0) continue;
-        await this.client.deleteWalSegments(batch);
-        result.deletedSegments.push(...batch);
-      }
-      for (const s of plan.deleteSnapshots) {
-        await this.client.deleteSnapshot(s.generation, s.index);
-        result.deletedSnapshots.push(s);
-      }
-      for (const g of plan.deleteGenerations) {
-        if (g === current) continue; // the plan never lists it; this guards the one thing that must not happen
-        await this.client.deleteGeneration(g);
-        result.deletedGenerations.push(g);
-      }
-    } catch (err) {
-      throw new ReplicateError('IO', `replica ${this.name}: retention stopped part-way: ${describeError(err)}`, {
-        cause: err,
-        details: { deletedSegments: result.deletedSegments.length, deletedSnapshots: result.deletedSnapshots.length, deletedGenerations: result.deletedGenerations },
-      });
-    }
-    for (const k of plan.kept) {
-      const segs = result.deletedSegments.filter((p) => p.generation === k.generation).length;
-      const snaps = result.deletedSnapshots.filter((s) => s.generation === k.generation).length;
-      if (segs + snaps > 0) this.log.info('retention: deleted below index', { replica: this.name, generation: k.generation, index: formatHex8(k.minIndex), snapshots: snaps, segments: segs });
-    }
-    for (const g of result.deletedGenerations) this.log.info('retention: generation deleted', { replica: this.name, generation: g });
+    const result = await runRetention({
+      client: this.client,
+      replica: this.name,
+      log: this.log,
+      retentionMs: this.retentionMs,
+      now: this.now(),
+      currentGeneration: current,
+      snapshot: () => this.serialized(() => this.snapshot()),
+    });
     this.emit('retention', result);
     return result;
-  }
-
-  private async listAll(): Promise<GenerationObjects[]> {
-    const out: GenerationObjects[] = [];
-    for (const generation of await this.client.generations()) {
-      out.push({ generation, snapshots: await collect(this.client.snapshots(generation)), segments: await collect(this.client.walSegments(generation)) });
-    }
-    return out;
   }
 
   private async loop(): Promise<void> {
@@ -379,30 +234,14 @@ export class Replica extends EventEmitter {
     });
   }
 
-  /**
-   * Sleeps, unless stopped; position changes do not shorten the sync interval. Schedule timers (hours
-   * long) are unref'd: like the shipper's, they must not keep an embedding process alive. Measured on
-   * the monotonic clock: a wall-clock step neither stretches nor cuts the wait.
-   */
-  private async sleep(ms: number, unref = false): Promise<void> {
-    const until = monotonicMs() + ms;
-    for (let left = ms; left > 0 && !this.stopped; left = until - monotonicMs()) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(t);
-          this.stopWakes.delete(done);
-          resolve();
-        };
-        const t = setTimeout(done, Math.min(left, MAX_TIMER_MS));
-        if (unref) t.unref();
-        this.stopWakes.add(done);
-      });
-    }
+  /** Sleeps, unless stopped; position changes do not shorten the sync interval (see StopSignal). */
+  private sleep(ms: number, unref = false): Promise<void> {
+    return this.stop_.sleep(ms, unref);
   }
 
-  private readonly stopWakes = new Set<() => void>();
-  private stopSignal!: () => void;
-  private readonly stoppedPromise = new Promise<void>((r) => (this.stopSignal = r));
+  private get stopped(): boolean {
+    return this.stop_.isStopped;
+  }
 
   /** Runs uploads and snapshots one at a time, so a snapshot never races the position recovery of a sync. */
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
@@ -484,18 +323,8 @@ export class Replica extends EventEmitter {
   }
 
   /** Spec §6.3: resume after the last segment (decoded to learn its length), or at the snapshot's index. */
-  private async calcPos(generation: string): Promise<Pos> {
-    const snapshots = await collect(this.client.snapshots(generation));
-    if (snapshots.length === 0) throw new ReplicateError('NO_BACKUPS', `replica ${this.name}: no snapshot available in generation ${generation}`);
-    const snapshotIndex = Math.max(...snapshots.map((s) => s.index));
-    const segments = await collect(this.client.walSegments(generation));
-    let last: WalSegmentInfo | undefined;
-    for (const s of segments) if (!last || s.index > last.index || (s.index === last.index && s.offset > last.offset)) last = s;
-    if (!last || last.index < snapshotIndex) return { generation, index: snapshotIndex, offset: 0 };
-    let length = 0;
-    const reader = await this.client.walSegmentReader(last);
-    for await (const chunk of decodeLz4Frame({ label: this.client.walSegmentLocation(last) })(reader)) length += chunk.length;
-    return { generation, index: last.index, offset: last.offset + length };
+  private calcPos(generation: string): Promise<Pos> {
+    return remoteEnd(this.client, this.name, generation);
   }
 
   /** Uploads the next segment, or moves to the next index; false when there is nothing to do. */
@@ -589,47 +418,16 @@ export class Replica extends EventEmitter {
 
   private async uploadSegment(path: string, pos: Pos, end: number, pageSize: number): Promise<void> {
     const started = monotonicMs();
-    const handle = await open(path, 'r');
-    try {
-      const header = Buffer.allocUnsafe(WAL_HEADER_SIZE);
-      await handle.read(header, 0, WAL_HEADER_SIZE, 0);
-      const h = parseWalHeader(header, `shadow wal ${path}`);
-      const fsize = frameSize(pageSize);
-      const replica = this.name;
-      async function* bytes(): AsyncGenerator<Buffer> {
-        let at = pos.offset;
-        while (at < end) {
-          // Chunks end on frame boundaries (the first one of a file also holds the 32-byte header).
-          const head = at === 0 ? WAL_HEADER_SIZE : 0;
-          const want = Math.min(end - at, head + Math.max(1, Math.floor(READ_CHUNK / fsize)) * fsize);
-          const buf = Buffer.allocUnsafe(want);
-          const { bytesRead } = await handle.read(buf, 0, want, at);
-          if (bytesRead !== want) throw new ReplicateError('IO', `replica ${replica}: short read of ${path} at ${at}`);
-          // Every frame must carry this cycle's salts: a segment never mixes two WAL cycles.
-          for (let f = head; f + fsize <= want; f += fsize) {
-            if (buf.readUInt32BE(f + 8) !== h.salt1 || buf.readUInt32BE(f + 12) !== h.salt2) {
-              throw new ReplicateError('INVALID_WAL', `replica ${replica}: salt mismatch in ${path} at offset ${at + f}`);
-            }
-          }
-          yield buf;
-          at += want;
-        }
-      }
-      const info = await this.client.writeWalSegment(pos, encodeLz4Frame(bytes()));
-      // Field names as Litestream's log line (sz = uncompressed bytes), so the same tooling reads both.
-      this.log.debug('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: end - pos.offset });
-      this.emit('segment', info);
-    } finally {
-      await handle.close();
-    }
+    const info = await uploadShadowSegment(this.client, this.name, path, pos, end, pageSize);
+    // Field names as Litestream's log line (sz = uncompressed bytes), so the same tooling reads both.
+    this.log.debug('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: end - pos.offset });
+    this.emit('segment', info);
   }
 
   /** Stops the background loop (the caller runs a final sync). */
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.stop_.stop();
     this.wake?.();
-    for (const w of [...this.stopWakes]) w();
-    this.stopSignal();
     await this.running;
     await Promise.all(this.background);
     await this.retentionRun;

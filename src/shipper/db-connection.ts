@@ -24,7 +24,9 @@ import { accessSync, constants } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { describeError, ReplicateError } from '../errors.js';
+import { monotonicMs } from '../internal/clock.js';
 import { DatabaseFile } from './database-file.js';
+import { readWalHeaderBytesSync } from './shadow-wal.js';
 
 export interface CheckpointResult {
   busy: number;
@@ -165,6 +167,28 @@ export class ShipperDb {
           this.trusted = false;
         }
       }
+    }
+  }
+
+  /** tryWithWriteLock, retried with backoff for up to `totalMs` (an application's long write). */
+  async withWriteLockRetrying(fn: () => void, opts: { stepWaitMs: number; totalMs: number }): Promise<boolean> {
+    const until = monotonicMs() + opts.totalMs;
+    for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
+      if (this.tryWithWriteLock(opts.stepWaitMs, fn)) return true;
+      if (monotonicMs() > until) return false;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  /**
+   * A WAL shorter than its header (a new database, or one an application TRUNCATE-checkpointed while our
+   * read transaction sat in slot 0, i.e. with everything copied): our write gives it a header. Throws a
+   * busy error when the write lock could not be had within `waitMs`.
+   */
+  ensureWalHeader(walPath: string, waitMs: number): void {
+    if (readWalHeaderBytesSync(walPath)) return;
+    if (!this.tryWithWriteLock(waitMs, () => this.writeSeq(), { commit: true })) {
+      throw Object.assign(new Error(`database is locked: ${walPath} needs a header`), { code: 'SQLITE_BUSY' });
     }
   }
 

@@ -1,0 +1,25 @@
+/** A Replica's options (one destination of one database). */
+import type { ReplicaClient } from '../client/replica-client.js';
+import type { Logger } from '../logger.js';
+
+export interface ReplicaOptions {
+  name: string;
+  client: ReplicaClient;
+  /** Least time between two uploads under load (default 1 s); an upload after a quiet period starts at once. */
+  syncIntervalMs?: number;
+  /** Take a snapshot this often (Litestream's `snapshot-interval`); 0 or unset: only when a generation starts or retention needs one. */
+  snapshotIntervalMs?: number;
+  /** Keep snapshots created within this window (default 24 h, Litestream's); 0 disables retention. */
+  retentionMs?: number;
+  /** How often retention is enforced (default 1 h; never less often than `retentionMs`). */
+  retentionCheckIntervalMs?: number;
+  /** Restore the replica and compare it with the live database this often (Litestream's `validation-interval`); 0 or unset: never. */
+  validationIntervalMs?: number;
+  /**
+   * The clock that object ages are judged by (ms since the epoch; default Date.now). Only ages use it —
+   * waits, intervals and backoff run on a monotonic clock — so tests can replay a long history without
+   * waiting for it.
+   */
+  now?: () => number;
+  logger?: Logger;
+}

@@ -1,0 +1,150 @@
+/**
+ * Where the shipper stands — the current shadow WAL file and the WAL cycle it follows — and the moves
+ * that change it, each made under SQLite's write lock: copying new frames, following a WAL restart with
+ * the next index, starting a generation. Also the position replicas see, and how much of it is durable.
+ */
+import { errnoCode, ReplicateError } from '../errors.js';
+import { MAX_INDEX, formatHex8 } from '../layout.js';
+import type { Logger } from '../logger.js';
+import type { Pos } from '../pos.js';
+import { parseWalHeader } from '../sqlite/wal-format.js';
+import type { ShipperDb } from './db-connection.js';
+import type { MetaDir } from './meta.js';
+import { copyToShadow, initShadow, readWalHeaderBytesSync, type CopyResult } from './shadow-wal.js';
+
+/** The current shadow file and the WAL cycle it follows. */
+export interface Current {
+  generation: string;
+  index: number;
+  /** The WAL header this shadow index follows (its first 32 bytes). */
+  header: Buffer;
+  /** Committed size copied so far. */
+  size: number;
+  /** A commit past `maxFileBytes` was not copied: the generation cannot continue past a restart. */
+  capped: boolean;
+}
+
+export interface CursorEvents {
+  position(pos: Pos): void;
+  generation(generation: string, reason: string): void;
+}
+
+export class ShadowCursor {
+  private cur: Current | undefined;
+  private position: Pos | undefined;
+  private durable: Pos | undefined;
+  private cappedLogged = false;
+
+  constructor(
+    private readonly meta: MetaDir,
+    private readonly walPath: string,
+    private readonly dbPath: string,
+    /** Largest shadow file: what a v0.3 segment name (8 hex digits of offset) can address. */
+    readonly maxFileBytes: number,
+    private readonly log: Logger,
+    private readonly events: CursorEvents,
+  ) {}
+
+  get current(): Current | undefined {
+    return this.cur;
+  }
+
+  pos(): Pos | undefined {
+    return this.position;
+  }
+
+  /** Forgets everything (the database is being reopened). */
+  reset(): void {
+    this.cur = undefined;
+  }
+
+  shadowPath(cur: Current = this.cur!): string {
+    return this.meta.shadowWalPath(cur.generation, cur.index);
+  }
+
+  set(cur: Current, durable: boolean): void {
+    this.cur = cur;
+    if (cur.capped && !this.cappedLogged) {
+      this.cappedLogged = true;
+      this.log.error('wal cycle reached the largest offset a v0.3 segment name can hold; not copied further until the wal restarts (a long reader may keep it from restarting); the generation then ends', {
+        db: this.dbPath,
+        generation: cur.generation,
+        index: formatHex8(cur.index),
+        limit: this.maxFileBytes,
+      });
+    }
+    const pos: Pos = { generation: cur.generation, index: cur.index, offset: cur.size };
+    const old = this.position;
+    this.position = pos;
+    if (durable) this.durable = pos;
+    if (!old || old.generation !== pos.generation || old.index !== pos.index || old.offset !== pos.offset) this.events.position(pos);
+  }
+
+  /** Copies the WAL's new committed frames into the current shadow file (ENOENT: the file is gone). */
+  copy(fsync: boolean): CopyResult {
+    const cur = this.cur!;
+    const copy = copyToShadow(this.walPath, this.shadowPath(cur), { fsync, maxSize: this.maxFileBytes });
+    this.set({ ...cur, size: copy.shadowSize, capped: cur.capped || copy.capped }, fsync);
+    return copy;
+  }
+
+  /**
+   * The part of the position that is durable locally (fsynced), after making it so: replicas upload only
+   * this, so a power cut can never leave a replica holding bytes the local shadow WAL lost.
+   */
+  async durablePos(): Promise<Pos | undefined> {
+    const target = this.position;
+    if (!target || atOrPast(this.durable, target)) return this.durable;
+    await this.meta.fsyncShadow(target.generation, target.index).catch((err: unknown) => {
+      if (errnoCode(err) !== 'ENOENT') throw err; // a generation that ended meanwhile: nothing to make durable
+    });
+    if (!atOrPast(this.durable, target) && this.position?.generation === target.generation) this.durable = target;
+    return this.durable;
+  }
+
+  /**
+   * Under the write lock, the WAL having restarted (`real` is its new header): the old index gets its
+   * last frames (none, by the read-lock rule) and fsync; the new cycle becomes the next index when it is
+   * the very next one, else the generation ends. Then the read transaction moves to the new cycle.
+   */
+  followRestartLocked(db: ShipperDb, real: Buffer): void {
+    const cur = this.cur!;
+    const tail = copyToShadow(this.walPath, this.shadowPath(cur), { maxSize: this.maxFileBytes });
+    const old = parseWalHeader(cur.header);
+    const next = parseWalHeader(real);
+    let reason: string | undefined;
+    if (cur.capped || tail.capped) reason = `wal cycle grew past ${this.maxFileBytes} bytes, more than v0.3 segment names can address`;
+    else if (!db.readLockTrusted) reason = 'wal restarted while the read lock could not be trusted (after an error)';
+    else if (next.pageSize !== old.pageSize) reason = `page size changed (${old.pageSize} -> ${next.pageSize})`;
+    else if (next.salt1 !== ((old.salt1 + 1) >>> 0)) reason = `wal restarted to an unexpected cycle (salt-1 ${next.salt1} after ${old.salt1})`;
+    else if (cur.index + 1 > MAX_INDEX) reason = 'max index exceeded';
+    if (reason) this.newGenerationLocked(db, reason);
+    else this.startIndexLocked(db, cur.generation, cur.index + 1, real);
+  }
+
+  /** Starts shadow index `index` from the WAL's current cycle and moves the read lock there. */
+  startIndexLocked(db: ShipperDb, generation: string, index: number, header: Buffer): void {
+    this.meta.createGenerationDirSync(generation);
+    this.cappedLogged = false;
+    const copy = initShadow(this.walPath, this.meta.shadowWalPath(generation, index), header, { perms: this.meta.permissions, maxSize: this.maxFileBytes });
+    this.set({ generation, index, header, size: copy.shadowSize, capped: copy.capped }, true);
+    db.relockRead();
+    this.log.debug('new shadow wal index', { db: this.dbPath, generation, index: formatHex8(index) });
+  }
+
+  /** A new generation from the WAL's current cycle, under the write lock (its shadow starts at index 0). */
+  newGenerationLocked(db: ShipperDb, reason: string): void {
+    const header = readWalHeaderBytesSync(this.walPath);
+    if (!header) throw new ReplicateError('IO', `starting a generation of ${this.dbPath}: ${this.walPath} has no WAL header`);
+    const generation = this.meta.newGenerationNameSync();
+    this.startIndexLocked(db, generation, 0, header);
+    this.meta.writeGenerationSync(generation);
+    this.log.info('new generation', { db: this.dbPath, generation, reason });
+    this.events.generation(generation, reason);
+  }
+}
+
+/** Whether `a` is at or past `b` in the same generation (positions of two generations do not compare). */
+function atOrPast(a: Pos | undefined, b: Pos): boolean {
+  return a !== undefined && a.generation === b.generation && (a.index > b.index || (a.index === b.index && a.offset >= b.offset));
+}

@@ -1,0 +1,114 @@
+/**
+ * The start-up decision: does the generation on disk continue? The shadow must still mirror the WAL (the
+ * same header, its last frame still there), or the WAL must be its provably next cycle; a restore marker
+ * may let a restored generation continue; otherwise a new generation, with the reason (Litestream's
+ * triggers, spec §5.4). The preparation runs without locks (repairs, the bulk of the copy, the restore
+ * checks); the decision is made under the write lock, and ends with the read transaction taken.
+ */
+import { ReplicateError } from '../errors.js';
+import { MAX_INDEX, formatHex8 } from '../layout.js';
+import type { Logger } from '../logger.js';
+import { frameAlign, parseWalHeader } from '../sqlite/wal-format.js';
+import type { ShipperDb } from './db-connection.js';
+import type { MetaDir } from './meta.js';
+import type { RestoreCandidate, RestoreContinuation } from './restore-continuation.js';
+import { writeContinuedFromSync } from './restore-marker.js';
+import type { ShadowCursor } from './shadow-cursor.js';
+import { copyToShadow, cycleFollowsShadow, lastFrameMatches, readWalHeaderBytesSync, repairShadow } from './shadow-wal.js';
+
+export interface StartContext {
+  db: ShipperDb;
+  meta: MetaDir;
+  cursor: ShadowCursor;
+  restore: RestoreContinuation;
+  dbPath: string;
+  walPath: string;
+  log: Logger;
+}
+
+/** What the unlocked preparation found. */
+export interface StartPlan {
+  generation: string | undefined;
+  index: number | undefined;
+  candidate: RestoreCandidate | { reason: string } | undefined;
+}
+
+export async function prepareStart(c: StartContext): Promise<StartPlan> {
+  const generation = await c.meta.readGeneration();
+  await c.restore.load(generation);
+  if (generation === undefined) return { generation, index: undefined, candidate: await c.restore.prepare(c.db.file, c.walPath) };
+  const index = (await c.meta.shadowIndexes(generation)).at(-1);
+  if (index === undefined) return { generation, index, candidate: undefined };
+  const shadowPath = c.meta.shadowWalPath(generation, index);
+  const repaired = repairShadow(shadowPath);
+  if (repaired && repaired.cut > 0) {
+    c.log.warn('shadow wal ended past its last commit (a crash); cut back', { db: c.dbPath, generation, index: formatHex8(index), bytes: repaired.cut });
+  }
+  const real = readWalHeaderBytesSync(c.walPath);
+  if (repaired && real && real.equals(c.meta.shadowHeaderSync(generation, index) ?? Buffer.alloc(0))) {
+    // The bulk of what was written meanwhile, so that the locked part is short.
+    copyToShadow(c.walPath, shadowPath, { fsync: false, maxSize: c.cursor.maxFileBytes });
+  }
+  return { generation, index, candidate: undefined };
+}
+
+/** The decision, under the write lock. */
+export function decideStartLocked(c: StartContext, plan: StartPlan): void {
+  const { db, meta, cursor, log } = c;
+  const real = readWalHeaderBytesSync(c.walPath);
+  if (!real) throw new ReplicateError('IO', `opening ${c.dbPath}: ${c.walPath} has no WAL header`);
+  const { generation, index, candidate } = plan;
+  let reason: string;
+  if (generation === undefined) {
+    reason = 'no generation exists';
+    if (candidate && !('reason' in candidate)) {
+      const refused = c.restore.lockedCheck(candidate, c.walPath);
+      if (refused === undefined) return continueRestoredLocked(c, candidate, real);
+      reason += `; ${refused}`;
+    } else if (candidate) {
+      reason += `; ${candidate.reason}`;
+    }
+  } else if (index === undefined) {
+    reason = 'no shadow wal';
+  } else {
+    const shadowPath = meta.shadowWalPath(generation, index);
+    const shadow = meta.shadowHeaderSync(generation, index);
+    if (!shadow) {
+      reason = 'short shadow wal';
+    } else if (index >= MAX_INDEX) {
+      reason = 'max index exceeded';
+    } else if (real.equals(shadow)) {
+      const copy = copyToShadow(c.walPath, shadowPath, { maxSize: cursor.maxFileBytes });
+      const pageSize = parseWalHeader(real).pageSize;
+      const walSize = frameAlign(meta.fileSizeSync(c.walPath), pageSize);
+      if (copy.shadowSize > walSize) reason = 'wal truncated by another process';
+      else if (!lastFrameMatches(c.walPath, shadowPath, copy.shadowSize, pageSize)) reason = 'wal overwritten by another process';
+      else {
+        cursor.set({ generation, index, header: real, size: copy.shadowSize, capped: copy.capped }, true);
+        db.relockRead();
+        return;
+      }
+    } else if (cycleFollowsShadow(c.walPath, shadowPath, real, shadow)) {
+      // Stopped right after a WAL restart, before the next shadow index was made (Litestream starts a
+      // new generation here): the WAL is the very next cycle and the old one provably ended where the
+      // shadow ends, so nothing was lost and the generation continues with a new index.
+      log.info('init: wal restarted while stopped; continuing the generation', { db: c.dbPath, generation });
+      copyToShadow(c.walPath, shadowPath); // only makes the old index durable: its cycle has ended
+      cursor.startIndexLocked(db, generation, index + 1, real);
+      return;
+    } else {
+      reason = 'wal header changed';
+    }
+    log.warn('init: cannot determine last wal position, clearing generation', { db: c.dbPath, reason });
+  }
+  cursor.newGenerationLocked(db, reason);
+}
+
+function continueRestoredLocked(c: StartContext, candidate: RestoreCandidate, real: Buffer): void {
+  const { marker } = candidate;
+  c.meta.removeGenerationDirSync(marker.generation);
+  writeContinuedFromSync(c.meta, { generation: marker.generation, index: marker.index, offset: marker.offset });
+  c.cursor.startIndexLocked(c.db, marker.generation, marker.index + 1, real);
+  c.meta.writeGenerationSync(marker.generation);
+  c.restore.continued(candidate, marker.index + 1);
+}

@@ -16,7 +16,8 @@ let work: string;
 let gen: string;
 
 beforeAll(async () => {
-  fx = await makeMultiIndexReplica({ transactions: 12 });
+  // Checkpoints every dozen pages or so: several WAL indexes, each of several segments.
+  fx = await makeMultiIndexReplica({ transactions: 12, minCheckpointPageCount: 12 });
   gen = fx.truth.at(-1)!.pos.generation;
   work = mkdtempSync(join(tmpdir(), 'stn-cli-errors-'));
 }, 60_000);

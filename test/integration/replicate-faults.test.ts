@@ -1,7 +1,8 @@
 /**
- * Faults while replicating: an unwritable replica, checkpoints by other connections (including
- * TRUNCATE), a WAL deleted while the database is closed. No crash, clear errors, a new generation only
- * where continuity is really lost, and every restore (ours and Litestream's) equal to the source.
+ * Faults while replicating: an unwritable replica, a replica that stays down, a WAL deleted while the
+ * database is closed (the application's own checkpoints are in application-checkpoints.test.ts). No
+ * crash, clear errors, a new generation only where continuity is really lost, and every restore (ours
+ * and Litestream's) equal to the source.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -126,25 +127,6 @@ describe('replication faults', () => {
     await r.sync();
     await s.restoresEqualSource();
     expect(readdirSync(join(s.replicaDir, 'generations')).sort()).toEqual([first, r.shipper.pos()!.generation].sort());
-  });
-
-  it('checkpoints by the application (PASSIVE and TRUNCATE) lose nothing and keep the generation', async () => {
-    const s = setup({ minCheckpointPageCount: 1000 });
-    const r = await s.start();
-    const gen = r.shipper.pos()!.generation;
-    for (let round = 0; round < 5; round++) {
-      s.insert(20, round);
-      s.app.pragma('wal_checkpoint(PASSIVE)');
-      s.insert(5, 50 + round);
-      // TRUNCATE needs every reader gone; the replicator's read lock keeps it from resetting the WAL.
-      s.app.pragma('busy_timeout = 50');
-      s.app.pragma('wal_checkpoint(TRUNCATE)');
-      s.app.pragma('busy_timeout = 5000');
-      s.insert(5, 80 + round);
-      await r.sync();
-      await s.restoresEqualSource();
-    }
-    expect(r.shipper.pos()!.generation).toBe(gen);
   });
 
   it('a WAL deleted while the database was closed starts a new generation, with the reason logged', async () => {

@@ -80,6 +80,34 @@ describe('replicate DB_PATH REPLICA_URL', () => {
   });
 });
 
+/**
+ * Every line is one JSON object whose first keys are time (RFC 3339 UTC with milliseconds), level and
+ * msg, as Litestream's slog JSON handler writes them; each of `expected` is an INFO line with (at least)
+ * the given fields and values; the last line is the shutdown.
+ */
+function expectJsonLog(lines: string[], expected: Record<string, unknown>[], during: { from: number; to: number }): void {
+  const records = lines.filter((l) => l.trim() !== '').map((l) => {
+    let rec: Record<string, unknown>;
+    try {
+      rec = JSON.parse(l) as Record<string, unknown>;
+    } catch {
+      throw new Error(`not a JSON log line: ${l}`);
+    }
+    expect(Object.keys(rec).slice(0, 3), l).toEqual(['time', 'level', 'msg']);
+    expect(rec.time, l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const t = Date.parse(rec.time as string);
+    expect(t >= during.from && t <= during.to, `${l}: a time during the run`).toBe(true);
+    expect(['INFO', 'WARN', 'ERROR'], l).toContain(rec.level); // the default level: no DEBUG
+    return rec;
+  });
+  for (const want of expected) {
+    const found = records.find((r) => r.msg === want.msg);
+    expect(found, `no "${String(want.msg)}" line in:\n${lines.join('\n')}`).toBeDefined();
+    expect(found).toMatchObject({ level: 'INFO', ...want });
+  }
+  expect(records.at(-1)?.msg).toBe('stn-replicate shut down');
+}
+
 async function restoredPath(dir: string): Promise<string> {
   const out = join(dir, `restored-${Math.random().toString(36).slice(2)}.db`);
   await litestreamRestore(join(dir, 'replica'), out);
@@ -142,10 +170,18 @@ describe('replicate -config', () => {
     const cfg = join(dir, 'json.yml');
     writeFileSync(cfg, `logging:\n  type: json\ndbs:\n  - path: ${join(dir, 'b.db')}\n    replicas:\n      - url: file://${join(dir, 'replica-b')}\n`);
     openSourceDb(join(dir, 'b.db')).close();
+    const from = Date.now();
     const q = spawnStn(['replicate', '-config', cfg]);
     await q.waitForLog(/snapshot written/);
     expect(await q.stop('SIGTERM')).toBe(0);
-    for (const line of q.lines.filter((l) => l.trim() !== '')) expect(() => JSON.parse(line), line).not.toThrow();
+    const during = { from, to: Date.now() };
+    expectJsonLog(q.lines, [
+      { msg: 'new generation', db: join(dir, 'b.db'), generation: expect.stringMatching(/^[0-9a-f]{16}$/), reason: expect.any(String) },
+      { msg: 'snapshot written', replica: 'file', position: expect.stringMatching(/^[0-9a-f]{16}\/00000000:\d+$/), sz: expect.any(Number), elapsed: expect.stringMatching(/^\d+ms$/) },
+      { msg: 'replicating', db: join(dir, 'b.db'), replicas: `file:${join(dir, 'replica-b')}` },
+      { msg: 'signal received, shutting down', signal: 'SIGTERM' },
+      { msg: 'stn-replicate shut down', signal: 'SIGTERM' },
+    ], during);
   });
 
   it('validates and prunes on the schedules from the config (validation-interval, snapshot-interval, retention)', async () => {

@@ -91,8 +91,8 @@ describe('replication faults', () => {
     const limit = 400_000;
     const s = setup({ minCheckpointPageCount: 20, maxShadowWalBytes: limit, logger });
     const r = await s.start();
-    const reasons: string[] = [];
-    r.on('generation', (e) => reasons.push(e.reason));
+    const generations: { generation: string; reason: string }[] = [];
+    r.on('generation', (e) => generations.push(e));
     s.insert(10, 1);
     await r.sync();
     const first = r.shipper.pos()!.generation;
@@ -118,15 +118,18 @@ describe('replication faults', () => {
     expect(shadowBytes()).toBeLessThan(limit / 2);
     const error = logger.lines.find((l) => l.level === 'error' && l.msg.startsWith('shadow wal limit reached'));
     expect(error?.fields?.behind).toMatch(/file \(.*replica.*(EPERM|EACCES)/);
-    expect(reasons.at(-1)).toMatch(/shadow wal limit reached .* while replicas were behind: file/);
-    expect(r.shipper.pos()!.generation).not.toBe(first);
+    // Exactly one new generation, for this reason, and the shipper is on it.
+    expect(generations).toHaveLength(1);
+    expect(generations[0]!.reason).toMatch(/^shadow wal limit reached \(\d+ bytes >= 400000\) while replicas were behind: file \(.*replica.*(EPERM|EACCES)/);
+    expect(r.shipper.pos()!.generation).toBe(generations[0]!.generation);
+    expect(generations[0]!.generation).toMatch(/^[0-9a-f]{16}$/);
 
     // The application was never blocked, and once the replica is writable it catches up in the new generation.
     s.insert(10, 999);
     for (const u of unlock.splice(0)) u();
     await r.sync();
     await s.restoresEqualSource();
-    expect(readdirSync(join(s.replicaDir, 'generations')).sort()).toEqual([first, r.shipper.pos()!.generation].sort());
+    expect(readdirSync(join(s.replicaDir, 'generations')).sort()).toEqual([first, generations[0]!.generation].sort());
   });
 
   it('a WAL deleted while the database was closed starts a new generation, with the reason logged', async () => {

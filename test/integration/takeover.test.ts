@@ -47,7 +47,7 @@ describe('takeover', () => {
     const ls = LitestreamReplicator.start(o);
     await ls.waitForLog(/msg="snapshot written"/);
     await writeSome(ls, db, o.dbPath, 0, 8);
-    expect(await ls.stop('SIGINT')).not.toBeNull();
+    expect(await ls.stop('SIGINT')).toBe(0);
     const gens = readdirSync(join(o.replicaDir, 'generations'));
     expect(gens).toHaveLength(1);
 
@@ -83,7 +83,7 @@ describe('takeover', () => {
       await writeSome(ls, db, o.dbPath, 8, 8);
       expect(ls.lines.join('\n')).not.toMatch(/new generation/);
     } finally {
-      await ls.stop('SIGINT');
+      expect(await ls.stop('SIGINT')).toBe(0);
     }
     expect(readdirSync(join(o.replicaDir, 'generations'))).toEqual(gens);
     await bothRestore(dir, o.replicaDir, contentDigest(db));

@@ -14,6 +14,8 @@ import { collect } from '../../src/client/replica-client.js';
 import { decodeLz4Frame, encodeLz4Frame } from '../../src/internal/lz4-frame.js';
 import type { ValidationResult } from '../../src/replica/replica.js';
 import { startReplication, type Replication } from '../../src/replication.js';
+import { digestDatabaseFile, type DatabaseDigest } from '../../src/shipper/database-digest.js';
+import { runCli } from '../helpers/cli.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { openSourceDb, textOf } from '../helpers/source-db.js';
 
@@ -60,6 +62,13 @@ async function setup(opts: { validationIntervalMs?: number; prefillRows?: number
   return { dir, dbPath, replicaDir, app, log, r, replica: r.replicas[0]!, write };
 }
 
+/** Digest of the replica's latest state, restored by the CLI with no integrity check. */
+async function restoredDigest(replicaDir: string, out: string): Promise<DatabaseDigest> {
+  const r = await runCli(['restore', '-integrity-check', 'none', '-o', out, `file://${replicaDir}`]);
+  expect(r.code, r.stderr).toBe(0);
+  return digestDatabaseFile(out);
+}
+
 async function rewriteObject(path: string, change: (plain: Buffer) => void): Promise<void> {
   const chunks: Buffer[] = [];
   for await (const c of decodeLz4Frame({ label: path })((async function* () { yield await readFile(path); })())) chunks.push(Buffer.from(c));
@@ -98,6 +107,8 @@ describe('validation', () => {
     const s = await setup({ prefillRows: 60 });
     s.write(5);
     await s.r.sync();
+    // What a validation must find: the live database is what the healthy replica restores to.
+    const live = await restoredDigest(s.replicaDir, join(s.dir, 'healthy.db'));
     const [snap] = await collect(s.replica.client.snapshots(s.replica.pos()!.generation));
     // The generation's snapshot holds the prefilled rows. Flip a byte inside a few of their leaf pages
     // (rows are only appended, so no WAL frame replaces those pages on restore). The LZ4 frame is
@@ -108,7 +119,11 @@ describe('validation', () => {
     });
     const result = await s.replica.validate();
     expect(result.status).toBe('mismatch');
-    expect(result.actual.sha256).not.toBe(result.expected.sha256);
+    // Both sides exactly: the live database, and what the damaged replica restores to (6 pages differ).
+    expect(result.expected).toEqual(live);
+    const damaged = await restoredDigest(s.replicaDir, join(s.dir, 'damaged.db'));
+    expect(result.actual).toEqual(damaged);
+    expect(damaged).toEqual({ ...live, sha256: expect.not.stringMatching(live.sha256) });
     expect(s.replica.validations).toEqual({ ok: 0, mismatch: 1, error: 0 });
     const line = s.log.lines.find((l) => l.msg.startsWith('validation mismatch'));
     expect(line?.level).toBe('error');

@@ -48,16 +48,6 @@ export async function replicateSome(tool: Tool, dbPath: string, config: string, 
   return digest;
 }
 
-/** Our `generations`, `snapshots` and `wal` rows equal Litestream's (lag aside) and are not empty. */
-export async function expectSameListings(config: string, dbPath: string, env: ToolEnv = {}): Promise<void> {
-  for (const cmd of ['generations', 'snapshots', 'wal']) {
-    const ours = parseTable((await runCli([cmd, '-config', config, dbPath], { env })).stdout).map(({ lag: _l, ...rest }) => rest);
-    const theirs = parseTable((await runLitestream([cmd, '-config', config, dbPath], env)).stdout).map(({ lag: _l, ...rest }) => rest);
-    expect(ours).toEqual(theirs);
-    expect(ours.length).toBeGreaterThan(0);
-  }
-}
-
 /** Restores `dbPath` through `config` with `tool` into `out`; the result must have `digest`. */
 export async function expectRestoresTo(tool: Tool, config: string, dbPath: string, out: string, digest: string, env: ToolEnv = {}): Promise<void> {
   const args = ['restore', '-config', config, '-o', out, dbPath];

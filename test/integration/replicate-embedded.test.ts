@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { runCli } from '../helpers/cli.js';
+import { expectSameListings } from '../helpers/listings.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
 
@@ -64,6 +65,8 @@ describe('embedded replication', () => {
     expect(new Set(wal.map((f) => f.slice(0, 8))).size).toBeGreaterThanOrEqual(3); // several WAL indexes
     await r.close();
     app.close();
+    // Litestream lists what we wrote exactly as we do.
+    await expectSameListings([`file://${replicaDir}`]);
   });
 
   it.each([1024, 65536])('replicates a database with %i-byte pages that both tools restore', async (pageSize) => {

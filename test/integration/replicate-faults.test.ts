@@ -4,7 +4,6 @@
  * crash, clear errors, a new generation only where continuity is really lost, and every restore (ours
  * and Litestream's) equal to the source.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +13,7 @@ import type { Logger } from '../../src/logger.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { runCli } from '../helpers/cli.js';
 import { runLitestream } from '../helpers/oracle.js';
+import { lockDir } from '../helpers/lock-dir.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
 
@@ -54,16 +54,6 @@ function setup(opts: { minCheckpointPageCount?: number; maxShadowWalBytes?: numb
     expect(contentDigest(b)).toBe(contentDigest(app));
   };
   return { dir, dbPath, replicaDir, app, start, insert, restoresEqualSource };
-}
-
-/** Makes a directory unwritable, even for root (immutable flag); returns the undo. */
-function lockDir(path: string): () => void {
-  if (process.getuid?.() === 0) {
-    execFileSync('chattr', ['+i', path]);
-    return () => execFileSync('chattr', ['-i', path]);
-  }
-  execFileSync('chmod', ['0555', path]);
-  return () => execFileSync('chmod', ['0755', path]);
 }
 
 describe('replication faults', () => {

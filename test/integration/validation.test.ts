@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { collect } from '../../src/client/replica-client.js';
-import { decodeLz4Frame, encodeLz4Frame } from '../../src/internal/lz4-frame.js';
 import type { ValidationResult } from '../../src/replica/replica.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { digestDatabaseFile, type DatabaseDigest } from '../../src/shipper/database-digest.js';
 import { runCli } from '../helpers/cli.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
+import { rewriteObject } from '../helpers/replica-objects.js';
 import { openSourceDb, textOf } from '../helpers/source-db.js';
 
 const dirs: string[] = [];
@@ -67,16 +67,6 @@ async function restoredDigest(replicaDir: string, out: string): Promise<Database
   const r = await runCli(['restore', '-integrity-check', 'none', '-o', out, `file://${replicaDir}`]);
   expect(r.code, r.stderr).toBe(0);
   return digestDatabaseFile(out);
-}
-
-async function rewriteObject(path: string, change: (plain: Buffer) => void): Promise<void> {
-  const chunks: Buffer[] = [];
-  for await (const c of decodeLz4Frame({ label: path })((async function* () { yield await readFile(path); })())) chunks.push(Buffer.from(c));
-  const plain = Buffer.concat(chunks);
-  change(plain);
-  const out: Buffer[] = [];
-  for await (const c of encodeLz4Frame((async function* () { yield plain; })())) out.push(Buffer.from(c));
-  writeFileSync(path, Buffer.concat(out));
 }
 
 describe('validation', () => {

@@ -2,7 +2,7 @@
  * Config mode with several replicas: restore picks the replica whose newest generation is newest (as
  * Litestream does), -replica picks one, and the listings name each replica; `databases` lists the config.
  */
-import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,6 +75,28 @@ describe('config mode', () => {
     }
     const gens = parseTable((await runCli(['generations', '-config', cfg, '-replica', 'current', fx.dbPath])).stdout);
     expect(gens.map((g) => g.name)).toEqual(['current']);
+  });
+
+  it('lists the other replicas when one cannot be listed, prints its error and exits 1 (Litestream exits 0)', async () => {
+    // A replica whose generations directory is a symlink to itself: every listing fails with ELOOP.
+    const broken = join(dir, 'broken');
+    mkdirSync(broken);
+    symlinkSync('generations', join(broken, 'generations'));
+    const cfg2 = join(dir, 'broken.yml');
+    writeFileSync(cfg2, `dbs:\n  - path: ${fx.dbPath}\n    replicas:\n      - name: broken\n        path: ${broken}\n      - name: current\n        url: file://${fx.replicaDir}\n`);
+    for (const cmd of ['generations', 'snapshots', 'wal']) {
+      const r = await runCli([cmd, '-config', cfg2, fx.dbPath]);
+      expect(r.code, cmd).toBe(1);
+      // One line: what could not be listed (the replica's path) and why.
+      const where = join(broken, 'generations');
+      expect(r.stderr, cmd).toMatch(new RegExp(`^error: (listing replica broken \\(${broken}\\): )?\\[file\\] listing ${where}: ELOOP: too many symbolic links encountered, scandir '${where}'\\n$`));
+      const alone = await runCli([cmd, '-config', cfg2, '-replica', 'current', fx.dbPath]);
+      expect(alone.code, alone.stderr).toBe(0);
+      const rows = (text: string) => parseTable(text).map(({ lag: _lag, ...rest }) => rest);
+      expect(rows(r.stdout), cmd).toEqual(rows(alone.stdout));
+      expect(rows(r.stdout).length, cmd).toBeGreaterThan(0);
+      expect((await runLitestream([cmd, '-config', cfg2, fx.dbPath])).code, `litestream ${cmd}`).toBe(0);
+    }
   });
 
   it('lists the databases of the config', async () => {

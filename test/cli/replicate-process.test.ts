@@ -2,18 +2,17 @@
  * `stn-replicate replicate` as a real process: final sync on SIGTERM, -exec exit codes and signal
  * forwarding. Every replica it writes is restored by the real Litestream.
  */
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LoggedProcess, oracleEnv, runLitestream, startStnReplicator } from '../helpers/oracle.js';
+import { spawnBin } from '../helpers/cli.js';
+import { type LoggedProcess, runLitestream, startStnReplicator } from '../helpers/oracle.js';
 import { waitForUpload } from '../helpers/fixtures.js';
 import { contentDigest, openSourceDb, rowCount } from '../helpers/source-db.js';
 
 const require = createRequire(import.meta.url);
-const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
 const dirs: string[] = [];
 const procs: LoggedProcess[] = [];
 afterEach(async () => {
@@ -26,8 +25,7 @@ function tmp(): string {
   return d;
 }
 function spawnStn(args: string[], env: Record<string, string> = {}): LoggedProcess {
-  const child = spawn(process.execPath, [bin, ...args], { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  const p = new LoggedProcess('', child);
+  const p = spawnBin(args, env);
   procs.push(p);
   return p;
 }

@@ -182,6 +182,27 @@ describe('replicate -config', () => {
     ], during);
   });
 
+  it('runs exec: from the config like -exec, and logs to stderr only with logging.stderr: true', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'e.db');
+    openSourceDb(dbPath).close();
+    const app = join(dir, 'app.cjs');
+    writeFileSync(
+      app,
+      `const D=require(${JSON.stringify(require.resolve('better-sqlite3'))});const db=new D(${JSON.stringify(dbPath)});` +
+        `db.prepare("INSERT INTO t (v, n) VALUES ('from the app', 1)").run();db.close();console.log('app output');process.exit(5)`,
+    );
+    const cfg = join(dir, 'exec.yml');
+    writeFileSync(cfg, `exec: ${process.execPath} ${app}\nlogging:\n  stderr: true\ndbs:\n  - path: ${dbPath}\n    replicas:\n      - url: file://${join(dir, 'replica')}\n`);
+    const p = spawnStn(['replicate', '-config', cfg]);
+    expect(await p.exit).toBe(5);
+    // stdout is the application's (inherited); our log is on stderr.
+    expect(p.stdout).toBe('app output\n');
+    expect(p.stderr).toMatch(new RegExp(`level=INFO msg="starting subprocess" command="${process.execPath} ${app}"`));
+    expect(p.stderr).toMatch(/level=INFO msg="stn-replicate shut down"/);
+    expect(rowCount(await restoredPath(dir))).toBe(1);
+  });
+
   it('validates and prunes on the schedules from the config (validation-interval, snapshot-interval, retention)', async () => {
     const dir = tmp();
     const dbPath = join(dir, 'v.db');

@@ -68,7 +68,11 @@ export function parsePosition(line: string): LogPosition | undefined {
 
 /** A child process whose output lines can be awaited (a replicator: Litestream's or ours). */
 export class LoggedProcess {
+  /** Lines of stdout and stderr together, in arrival order. */
   readonly lines: string[] = [];
+  /** Each stream's text on its own. */
+  stdout = '';
+  stderr = '';
   private waiters: { re: RegExp; after: number; resolve: (i: number) => void; reject: (e: Error) => void }[] = [];
   private exited: number | null | undefined;
   readonly exit: Promise<number | null>;
@@ -87,8 +91,14 @@ export class LoggedProcess {
         this.check();
       }
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    child.stdout!.on('data', (d: Buffer) => {
+      this.stdout += d.toString();
+      onData(d);
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+      onData(d);
+    });
     child.on('exit', (code) => {
       this.exited = code;
       for (const w of this.waiters.splice(0)) w.reject(new Error(`litestream exited (${code}) while waiting for ${w.re}:\n${this.tail()}`));

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, inject, it } from 'vitest';
 import { AbsReplicaClient } from '../../src/client/abs-client.js';
 import { expectBigLitestreamSnapshotRestores, expectBigSnapshotThenIdle, expectRestoresTo, replicateSome, writeOracleConfig } from '../helpers/cloud-oracle.js';
-import { expectSameListings } from '../helpers/listings.js';
+import { expectSameListings } from '../helpers/both-tools.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-abs-'));

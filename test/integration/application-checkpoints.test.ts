@@ -17,8 +17,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { WalScanner } from '../../src/sqlite/wal-format.js';
-import { runCli } from '../helpers/cli.js';
-import { runLitestream } from '../helpers/oracle.js';
+import { expectBothRestore } from '../helpers/both-tools.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { contentDigest, rowCount, SOURCE_SCHEMA } from '../helpers/source-db.js';
 import { SqliteShell, sqliteOnce } from '../helpers/sqlite-cli.js';
@@ -62,18 +61,7 @@ async function setup() {
     const r = scan.result();
     return r.header ? (r.committedSize - 32) / (r.header.pageSize + 24) : 0;
   };
-  const restoresEqualSource = async () => {
-    const source = contentDigest(dbPath);
-    const a = join(dir, `ours-${Math.random().toString(36).slice(2)}.db`);
-    const b = join(dir, `theirs-${Math.random().toString(36).slice(2)}.db`);
-    const r1 = await runCli(['restore', '-o', a, `file://${replicaDir}`]);
-    expect(r1.code, r1.stderr).toBe(0);
-    const r2 = await runLitestream(['restore', '-o', b, `file://${replicaDir}`]);
-    expect(r2.code, r2.stderr).toBe(0);
-    expect(contentDigest(a)).toBe(source);
-    expect(contentDigest(b)).toBe(source);
-    return rowCount(a);
-  };
+  const restoresEqualSource = async () => rowCount((await expectBothRestore(replicaDir, dir, contentDigest(dbPath))).ours);
   return { dir, dbPath, walPath, replicaDir, logger, newGenerations, snapshots, start, writer, walFrames, restoresEqualSource };
 }
 

@@ -17,7 +17,7 @@ import {
   replicateSome,
   writeOracleConfig,
 } from '../helpers/cloud-oracle.js';
-import { expectSameListings } from '../helpers/listings.js';
+import { expectSameListings } from '../helpers/both-tools.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-gcs-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

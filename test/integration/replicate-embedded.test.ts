@@ -9,9 +9,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startReplication, type Replication } from '../../src/replication.js';
-import { runCli } from '../helpers/cli.js';
-import { expectSameListings } from '../helpers/listings.js';
-import { runLitestream } from '../helpers/oracle.js';
+import { expectBothRestore, expectSameListings } from '../helpers/both-tools.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
 
 const dirs: string[] = [];
@@ -25,16 +23,6 @@ function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'stn-embedded-'));
   dirs.push(d);
   return d;
-}
-
-async function restoreBoth(replicaDir: string, dir: string, tag: string): Promise<[string, string]> {
-  const a = join(dir, `${tag}-ours.db`);
-  const b = join(dir, `${tag}-theirs.db`);
-  const r1 = await runCli(['restore', '-o', a, `file://${replicaDir}`]);
-  expect(r1.code, r1.stderr).toBe(0);
-  const r2 = await runLitestream(['restore', '-o', b, `file://${replicaDir}`]);
-  expect(r2.code, r2.stderr).toBe(0);
-  return [contentDigest(a), contentDigest(b)];
 }
 
 describe('embedded replication', () => {
@@ -56,10 +44,7 @@ describe('embedded replication', () => {
       })();
       if (round % 2 === 1) app.prepare('DELETE FROM t WHERE id % 7 = ?').run(round);
       await r.sync();
-      const [ours, theirs] = await restoreBoth(replicaDir, dir, `round${round}`);
-      const expected = contentDigest(app);
-      expect(ours).toBe(expected);
-      expect(theirs).toBe(expected);
+      await expectBothRestore(replicaDir, dir, contentDigest(app));
     }
     const wal = readdirSync(join(replicaDir, 'generations', r.shipper.pos()!.generation, 'wal'));
     expect(new Set(wal.map((f) => f.slice(0, 8))).size).toBeGreaterThanOrEqual(3); // several WAL indexes
@@ -88,9 +73,7 @@ describe('embedded replication', () => {
       })();
       await r.sync();
     }
-    const [ours, theirs] = await restoreBoth(replicaDir, dir, `p${pageSize}`);
-    expect(ours).toBe(contentDigest(app));
-    expect(theirs).toBe(contentDigest(app));
+    await expectBothRestore(replicaDir, dir, contentDigest(app));
     await r.close();
     app.close();
   });
@@ -112,9 +95,7 @@ describe('embedded replication', () => {
     }
     await r.sync();
     expect(checkpoints).toBeGreaterThan(3); // several checkpoints ran between the app's writes
-    const [ours, theirs] = await restoreBoth(replicaDir, dir, 'busy');
-    expect(ours).toBe(contentDigest(app));
-    expect(theirs).toBe(contentDigest(app));
+    await expectBothRestore(replicaDir, dir, contentDigest(app));
     await r.close();
     app.close();
   });

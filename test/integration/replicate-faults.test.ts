@@ -11,8 +11,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import type { Logger } from '../../src/logger.js';
 import { startReplication, type Replication } from '../../src/replication.js';
+import { expectBothRestore } from '../helpers/both-tools.js';
 import { runCli } from '../helpers/cli.js';
-import { runLitestream } from '../helpers/oracle.js';
 import { lockDir } from '../helpers/lock-dir.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
@@ -43,16 +43,7 @@ function setup(opts: { minCheckpointPageCount?: number; maxShadowWalBytes?: numb
       for (let i = 0; i < n; i++) stmt.run(textOf(tag * 1000 + i, 800), tag);
     })();
   };
-  const restoresEqualSource = async () => {
-    const a = join(dir, `ours-${Math.random().toString(36).slice(2)}.db`);
-    const b = join(dir, `theirs-${Math.random().toString(36).slice(2)}.db`);
-    const r1 = await runCli(['restore', '-o', a, `file://${replicaDir}`]);
-    expect(r1.code, r1.stderr).toBe(0);
-    const r2 = await runLitestream(['restore', '-o', b, `file://${replicaDir}`]);
-    expect(r2.code, r2.stderr).toBe(0);
-    expect(contentDigest(a)).toBe(contentDigest(app));
-    expect(contentDigest(b)).toBe(contentDigest(app));
-  };
+  const restoresEqualSource = () => expectBothRestore(replicaDir, dir, contentDigest(app));
   return { dir, dbPath, replicaDir, app, start, insert, restoresEqualSource };
 }
 

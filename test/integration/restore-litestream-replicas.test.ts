@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { makeLargeHistoryReplica, makeMultiGenerationReplica, makeMultiIndexReplica, makeShrinkingReplica, type ReplicaFixture } from '../helpers/fixtures.js';
-import { expectSameListings } from '../helpers/listings.js';
+import { expectSameListings } from '../helpers/both-tools.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { contentDigest } from '../helpers/source-db.js';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as Minio from 'minio';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { expectBigSnapshotThenIdle, expectRestoresTo, replicateSome, writeOracleConfig } from '../helpers/cloud-oracle.js';
-import { expectSameListings } from '../helpers/listings.js';
+import { expectSameListings } from '../helpers/both-tools.js';
 import { createBucket } from '../servers/s3-server.js';
 import { S3ReplicaClient } from '../../src/client/s3-client.js';
 

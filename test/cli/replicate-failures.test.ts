@@ -12,7 +12,7 @@ import { spawnBin } from '../helpers/cli.js';
 import { lockDir } from '../helpers/lock-dir.js';
 import { runLitestream, type LoggedProcess } from '../helpers/oracle.js';
 import { contentDigest, rowCount, SOURCE_SCHEMA } from '../helpers/source-db.js';
-import { sqliteOnce } from '../helpers/sqlite-cli.js';
+import { SqliteShell, sqliteOnce } from '../helpers/sqlite-cli.js';
 import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js';
 
 const require = createRequire(import.meta.url);
@@ -55,8 +55,12 @@ describe('replicate: a replica that fails', () => {
     // Nothing can be written to the replica from now on: no new generation, no wal directory, no segment.
     const genDir = join(s.replicaDir, 'generations', gen!);
     for (const d of [join(s.replicaDir, 'generations'), genDir, join(genDir, 'wal')]) if (existsSync(d)) undo.push(lockDir(d));
-    await sqliteOnce(s.dbPath, "INSERT INTO t (v, n) VALUES ('only local', 1);");
+    // A running application (a long-lived shell) commits a row that cannot be uploaded any more.
+    const app = SqliteShell.open(s.dbPath);
+    undo.push(() => app.kill());
+    await app.exec("INSERT INTO t (v, n) VALUES ('only local', 1);");
     expect(await p.stop('SIGTERM')).toBe(1);
+    await app.close();
     const at = lineWith(
       p,
       /level=ERROR msg="final sync failed; these changes are only in the local database"/,

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
+import { restore } from '../../src/replica/restore.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { expectBothRestore, expectSameListings } from '../helpers/both-tools.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
@@ -52,6 +53,47 @@ describe('embedded replication', () => {
     app.close();
     // Litestream lists what we wrote exactly as we do.
     await expectSameListings([`file://${replicaDir}`]);
+  });
+
+  it('sync() returns once the replica holds what was committed when it was called, however fast the app keeps writing', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'app.db');
+    const replicaDir = join(dir, 'replica');
+    const app = openSourceDb(dbPath);
+    const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    let shipper: { sync(): Promise<void> } | undefined;
+    let uploads = 0;
+    // Every upload finds the application further ahead: it commits and the shipper copies it before the
+    // upload returns (so the replica is never caught up with the live end, as under a heavy write load).
+    class Busy extends FileReplicaClient {
+      override async writeWalSegment(...args: Parameters<FileReplicaClient['writeWalSegment']>) {
+        const info = await super.writeWalSegment(...args);
+        if (shipper && ++uploads < 50) {
+          insert.run(textOf(uploads, 2000), uploads);
+          await shipper.sync();
+        }
+        return info;
+      }
+    }
+    const client = new Busy({ path: replicaDir });
+    const named = { name: 'file', client };
+    const r = await startReplication({ dbPath, replicas: [{ client, syncIntervalMs: 60_000 }], monitorIntervalMs: 0 });
+    open.push(r);
+    await r.sync();
+    insert.run('committed before sync()', -1);
+    shipper = r.shipper;
+    await r.sync(); // must not chase the live end
+    // Chasing the live end would take all 49 (one more commit after each upload).
+    expect(uploads, 'uploads during sync()').toBeLessThan(5);
+    shipper = undefined;
+    // The replica holds the state sync() was called for.
+    const out = join(dir, 'at-sync.db');
+    await restore([named], { outputPath: out, restoreMarker: false });
+    const restored = new Database(out, { readonly: true });
+    expect(restored.prepare('SELECT count(*) FROM t WHERE n = -1').pluck().get()).toBe(1);
+    restored.close();
+    await r.close();
+    app.close();
   });
 
   it.each([1024, 65536])('replicates a database with %i-byte pages that both tools restore', async (pageSize) => {

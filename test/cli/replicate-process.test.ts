@@ -3,7 +3,8 @@
  * forwarding. Every replica it writes is restored by the real Litestream.
  */
 import { createRequire } from 'node:module';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -126,27 +127,31 @@ describe('replicate -exec', () => {
     app.close();
   });
 
-  it('forwards SIGTERM to the app, waits for it, syncs, and exits with its code', async () => {
+  it.each([
+    ['SIGTERM', 0],
+    ['SIGINT', 7],
+  ] as const)('forwards %s to the app, waits for it, syncs, and exits with its code (%i)', async (signal, code) => {
     const dir = tmp();
     const dbPath = join(dir, 'app.db');
     openSourceDb(dbPath).close();
-    const marker = join(dir, 'got-sigterm');
+    const marker = join(dir, 'got-signal');
     const script = [
       `const D=require(${JSON.stringify(require.resolve('better-sqlite3'))});`,
       `const db=new D(${JSON.stringify(dbPath)});db.pragma('busy_timeout=5000');`,
       `let n=0;const t=setInterval(()=>db.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('tick',n++),20);`,
-      `console.log('app started');`,
-      `process.on('SIGTERM',()=>{clearInterval(t);db.prepare("INSERT INTO t (v, n) VALUES ('last words', -1)").run();db.close();require('fs').writeFileSync(${JSON.stringify(marker)},'');process.exit(0)});`,
+      `for(const [s,c] of [['SIGTERM',0],['SIGINT',7]])process.on(s,()=>{clearInterval(t);db.prepare("INSERT INTO t (v, n) VALUES ('last words', -1)").run();db.close();require('fs').writeFileSync(${JSON.stringify(marker)},s);process.exit(c)});`,
+      `console.log('app started');`, // only once the handlers are in place
     ].join('');
     writeFileSync(join(dir, 'app.cjs'), script);
     const p = spawnStn(['replicate', '-exec', `${process.execPath} ${join(dir, 'app.cjs')}`, dbPath, `file://${join(dir, 'replica')}`]);
     await p.waitForLog(/app started/);
-    await new Promise((r) => setTimeout(r, 300));
-    expect(await p.stop('SIGTERM')).toBe(0);
-    expect(existsSync(marker)).toBe(true);
+    expect(await p.stop(signal)).toBe(code);
+    expect(readFileSync(marker, 'utf8')).toBe(signal);
     const restored = await restoredPath(dir);
     expect(contentDigest(restored)).toBe(contentDigest(dbPath));
-    expect(rowCount(restored)).toBeGreaterThan(2);
+    const db = new Database(restored, { readonly: true });
+    expect(db.prepare('SELECT count(*) FROM t WHERE n = -1').pluck().get(), 'the last words, written after the signal').toBe(1);
+    db.close();
   });
 });
 

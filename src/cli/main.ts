@@ -29,7 +29,7 @@ const LONG_FLAGS = new Set([
   'help',
 ]);
 
-/** Rewrites `-name` / `-name=value` to `--name…` for known long flags; stops at `--`. */
+/** Rewrites `-name` / `-name=value` to `--name…` for known long flags, and `-o=PATH` to `-o PATH`; stops at `--`. */
 export function normalizeArgs(argv: readonly string[]): string[] {
   const out: string[] = [];
   let passthrough = false;
@@ -37,6 +37,12 @@ export function normalizeArgs(argv: readonly string[]): string[] {
     if (passthrough || arg === '--') {
       passthrough = true;
       out.push(arg);
+      continue;
+    }
+    // -o=PATH (Go's flag package takes it); commander would read the value as "=PATH".
+    const o = /^-o=(.*)$/s.exec(arg);
+    if (o) {
+      out.push('-o', o[1]!);
       continue;
     }
     const m = /^-([a-z][a-z0-9-]+)(=.*)?$/.exec(arg);

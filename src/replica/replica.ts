@@ -265,7 +265,10 @@ export class Replica extends EventEmitter {
         this.position = await this.calcPos(db.generation);
         this.log.debug('replica position', { replica: this.name, position: formatPos(this.position) });
       }
-      while (await this.uploadNext());
+      // Up to the shipper's position at the start, not its moving end: under writes faster than the
+      // uploads, chasing the end would never return (and nor would sync() or validate()). uploadNext()
+      // runs at least once, so its checks of the remote against local state always happen.
+      while ((await this.uploadNext()) && comparePos(this.position, db) < 0);
       this.lastSyncAt = monotonicMs();
       if (this.lastError !== undefined) this.log.info('replica recovered', { replica: this.name, position: formatPos(this.position) });
       this.lastError = undefined;

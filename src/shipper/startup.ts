@@ -97,7 +97,7 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): void {
       cursor.startIndexLocked(db, generation, index + 1, real);
       return;
     } else {
-      reason = 'wal header changed';
+      reason = 'wal header changed while stopped (the wal was restarted or truncated by another process)';
     }
     log.warn('init: cannot determine last wal position, clearing generation', { db: c.dbPath, reason });
   }

@@ -2,7 +2,7 @@
  * Config mode with several replicas: restore picks the replica whose newest generation is newest (as
  * Litestream does), -replica picks one, and the listings name each replica; `databases` lists the config.
  */
-import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,21 +11,27 @@ import { makeMultiIndexReplica, type ReplicaFixture } from '../helpers/fixtures.
 import { parseTable, runLitestream } from '../helpers/oracle.js';
 import { contentDigest } from '../helpers/source-db.js';
 
+const hex8 = (n: number) => n.toString(16).padStart(8, '0');
+
 let fx: ReplicaFixture;
 let dir: string;
 let cfg: string;
 let stale: string;
+let staleDigest: string;
 
 beforeAll(async () => {
   fx = await makeMultiIndexReplica({ transactions: 6 });
   dir = mkdtempSync(join(tmpdir(), 'stn-config-mode-'));
-  // A stale copy: the same generation cut after its first WAL index (older updatedAt).
+  // A stale copy: the same generation cut right after the upload of the first write (older updatedAt).
+  // Segments at or before a recorded state's position hold exactly that state: the next write's frames
+  // are uploaded after it was recorded, at later positions.
   stale = join(dir, 'stale');
   cpSync(fx.replicaDir, stale, { recursive: true, preserveTimestamps: true });
-  const gen = readdirSync(join(stale, 'generations'))[0]!;
-  const wal = join(stale, 'generations', gen, 'wal');
-  const segs = readdirSync(wal).sort();
-  for (const f of segs.slice(2)) rmSync(join(wal, f));
+  const cut = fx.truth[1]!;
+  staleDigest = cut.digest;
+  const wal = join(stale, 'generations', cut.pos.generation, 'wal');
+  const last = `${hex8(cut.pos.index)}_${hex8(cut.pos.offset)}.wal.lz4`;
+  for (const f of readdirSync(wal).filter((f) => f > last)) rmSync(join(wal, f));
   cfg = join(dir, 'litestream.yml');
   writeFileSync(
     cfg,
@@ -53,7 +59,11 @@ describe('config mode', () => {
     const r2 = await runCli(['restore', '-config', cfg, '-replica', 'old', '-o', old, fx.dbPath]);
     expect(r2.code, r2.stderr).toBe(0);
     expect(r2.stderr).toMatch(/from replica old/);
-    expect(contentDigest(old)).not.toBe(contentDigest(best));
+    expect(contentDigest(old)).toBe(staleDigest);
+    expect(staleDigest).not.toBe(fx.truth.at(-1)!.digest); // the fixture makes the two replicas differ
+    const lsOld = join(dir, 'ls-old.db');
+    expect((await runLitestream(['restore', '-config', cfg, '-replica', 'old', '-o', lsOld, fx.dbPath])).code).toBe(0);
+    expect(contentDigest(lsOld)).toBe(staleDigest);
   });
 
   it('lists per replica, like Litestream', async () => {
@@ -65,6 +75,28 @@ describe('config mode', () => {
     }
     const gens = parseTable((await runCli(['generations', '-config', cfg, '-replica', 'current', fx.dbPath])).stdout);
     expect(gens.map((g) => g.name)).toEqual(['current']);
+  });
+
+  it('lists the other replicas when one cannot be listed, prints its error and exits 1 (Litestream exits 0)', async () => {
+    // A replica whose generations directory is a symlink to itself: every listing fails with ELOOP.
+    const broken = join(dir, 'broken');
+    mkdirSync(broken);
+    symlinkSync('generations', join(broken, 'generations'));
+    const cfg2 = join(dir, 'broken.yml');
+    writeFileSync(cfg2, `dbs:\n  - path: ${fx.dbPath}\n    replicas:\n      - name: broken\n        path: ${broken}\n      - name: current\n        url: file://${fx.replicaDir}\n`);
+    for (const cmd of ['generations', 'snapshots', 'wal']) {
+      const r = await runCli([cmd, '-config', cfg2, fx.dbPath]);
+      expect(r.code, cmd).toBe(1);
+      // One line: what could not be listed (the replica's path) and why.
+      const where = join(broken, 'generations');
+      expect(r.stderr, cmd).toMatch(new RegExp(`^error: (listing replica broken \\(${broken}\\): )?\\[file\\] listing ${where}: ELOOP: too many symbolic links encountered, scandir '${where}'\\n$`));
+      const alone = await runCli([cmd, '-config', cfg2, '-replica', 'current', fx.dbPath]);
+      expect(alone.code, alone.stderr).toBe(0);
+      const rows = (text: string) => parseTable(text).map(({ lag: _lag, ...rest }) => rest);
+      expect(rows(r.stdout), cmd).toEqual(rows(alone.stdout));
+      expect(rows(r.stdout).length, cmd).toBeGreaterThan(0);
+      expect((await runLitestream([cmd, '-config', cfg2, fx.dbPath])).code, `litestream ${cmd}`).toBe(0);
+    }
   });
 
   it('lists the databases of the config', async () => {

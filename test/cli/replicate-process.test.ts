@@ -2,18 +2,18 @@
  * `stn-replicate replicate` as a real process: final sync on SIGTERM, -exec exit codes and signal
  * forwarding. Every replica it writes is restored by the real Litestream.
  */
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LoggedProcess, oracleEnv, runLitestream, startStnReplicator } from '../helpers/oracle.js';
+import { spawnBin } from '../helpers/cli.js';
+import { type LoggedProcess, runLitestream, startStnReplicator } from '../helpers/oracle.js';
 import { waitForUpload } from '../helpers/fixtures.js';
 import { contentDigest, openSourceDb, rowCount } from '../helpers/source-db.js';
 
 const require = createRequire(import.meta.url);
-const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
 const dirs: string[] = [];
 const procs: LoggedProcess[] = [];
 afterEach(async () => {
@@ -26,8 +26,7 @@ function tmp(): string {
   return d;
 }
 function spawnStn(args: string[], env: Record<string, string> = {}): LoggedProcess {
-  const child = spawn(process.execPath, [bin, ...args], { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  const p = new LoggedProcess('', child);
+  const p = spawnBin(args, env);
   procs.push(p);
   return p;
 }
@@ -80,6 +79,34 @@ describe('replicate DB_PATH REPLICA_URL', () => {
   });
 });
 
+/**
+ * Every line is one JSON object whose first keys are time (RFC 3339 UTC with milliseconds), level and
+ * msg, as Litestream's slog JSON handler writes them; each of `expected` is an INFO line with (at least)
+ * the given fields and values; the last line is the shutdown.
+ */
+function expectJsonLog(lines: string[], expected: Record<string, unknown>[], during: { from: number; to: number }): void {
+  const records = lines.filter((l) => l.trim() !== '').map((l) => {
+    let rec: Record<string, unknown>;
+    try {
+      rec = JSON.parse(l) as Record<string, unknown>;
+    } catch {
+      throw new Error(`not a JSON log line: ${l}`);
+    }
+    expect(Object.keys(rec).slice(0, 3), l).toEqual(['time', 'level', 'msg']);
+    expect(rec.time, l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const t = Date.parse(rec.time as string);
+    expect(t >= during.from && t <= during.to, `${l}: a time during the run`).toBe(true);
+    expect(['INFO', 'WARN', 'ERROR'], l).toContain(rec.level); // the default level: no DEBUG
+    return rec;
+  });
+  for (const want of expected) {
+    const found = records.find((r) => r.msg === want.msg);
+    expect(found, `no "${String(want.msg)}" line in:\n${lines.join('\n')}`).toBeDefined();
+    expect(found).toMatchObject({ level: 'INFO', ...want });
+  }
+  expect(records.at(-1)?.msg).toBe('stn-replicate shut down');
+}
+
 async function restoredPath(dir: string): Promise<string> {
   const out = join(dir, `restored-${Math.random().toString(36).slice(2)}.db`);
   await litestreamRestore(join(dir, 'replica'), out);
@@ -100,27 +127,31 @@ describe('replicate -exec', () => {
     app.close();
   });
 
-  it('forwards SIGTERM to the app, waits for it, syncs, and exits with its code', async () => {
+  it.each([
+    ['SIGTERM', 0],
+    ['SIGINT', 7],
+  ] as const)('forwards %s to the app, waits for it, syncs, and exits with its code (%i)', async (signal, code) => {
     const dir = tmp();
     const dbPath = join(dir, 'app.db');
     openSourceDb(dbPath).close();
-    const marker = join(dir, 'got-sigterm');
+    const marker = join(dir, 'got-signal');
     const script = [
       `const D=require(${JSON.stringify(require.resolve('better-sqlite3'))});`,
       `const db=new D(${JSON.stringify(dbPath)});db.pragma('busy_timeout=5000');`,
       `let n=0;const t=setInterval(()=>db.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('tick',n++),20);`,
-      `console.log('app started');`,
-      `process.on('SIGTERM',()=>{clearInterval(t);db.prepare("INSERT INTO t (v, n) VALUES ('last words', -1)").run();db.close();require('fs').writeFileSync(${JSON.stringify(marker)},'');process.exit(0)});`,
+      `for(const [s,c] of [['SIGTERM',0],['SIGINT',7]])process.on(s,()=>{clearInterval(t);db.prepare("INSERT INTO t (v, n) VALUES ('last words', -1)").run();db.close();require('fs').writeFileSync(${JSON.stringify(marker)},s);process.exit(c)});`,
+      `console.log('app started');`, // only once the handlers are in place
     ].join('');
     writeFileSync(join(dir, 'app.cjs'), script);
     const p = spawnStn(['replicate', '-exec', `${process.execPath} ${join(dir, 'app.cjs')}`, dbPath, `file://${join(dir, 'replica')}`]);
     await p.waitForLog(/app started/);
-    await new Promise((r) => setTimeout(r, 300));
-    expect(await p.stop('SIGTERM')).toBe(0);
-    expect(existsSync(marker)).toBe(true);
+    expect(await p.stop(signal)).toBe(code);
+    expect(readFileSync(marker, 'utf8')).toBe(signal);
     const restored = await restoredPath(dir);
     expect(contentDigest(restored)).toBe(contentDigest(dbPath));
-    expect(rowCount(restored)).toBeGreaterThan(2);
+    const db = new Database(restored, { readonly: true });
+    expect(db.prepare('SELECT count(*) FROM t WHERE n = -1').pluck().get(), 'the last words, written after the signal').toBe(1);
+    db.close();
   });
 });
 
@@ -142,10 +173,39 @@ describe('replicate -config', () => {
     const cfg = join(dir, 'json.yml');
     writeFileSync(cfg, `logging:\n  type: json\ndbs:\n  - path: ${join(dir, 'b.db')}\n    replicas:\n      - url: file://${join(dir, 'replica-b')}\n`);
     openSourceDb(join(dir, 'b.db')).close();
+    const from = Date.now();
     const q = spawnStn(['replicate', '-config', cfg]);
     await q.waitForLog(/snapshot written/);
     expect(await q.stop('SIGTERM')).toBe(0);
-    for (const line of q.lines.filter((l) => l.trim() !== '')) expect(() => JSON.parse(line), line).not.toThrow();
+    const during = { from, to: Date.now() };
+    expectJsonLog(q.lines, [
+      { msg: 'new generation', db: join(dir, 'b.db'), generation: expect.stringMatching(/^[0-9a-f]{16}$/), reason: expect.any(String) },
+      { msg: 'snapshot written', replica: 'file', position: expect.stringMatching(/^[0-9a-f]{16}\/00000000:\d+$/), sz: expect.any(Number), elapsed: expect.stringMatching(/^\d+ms$/) },
+      { msg: 'replicating', db: join(dir, 'b.db'), replicas: `file:${join(dir, 'replica-b')}` },
+      { msg: 'signal received, shutting down', signal: 'SIGTERM' },
+      { msg: 'stn-replicate shut down', signal: 'SIGTERM' },
+    ], during);
+  });
+
+  it('runs exec: from the config like -exec, and logs to stderr only with logging.stderr: true', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'e.db');
+    openSourceDb(dbPath).close();
+    const app = join(dir, 'app.cjs');
+    writeFileSync(
+      app,
+      `const D=require(${JSON.stringify(require.resolve('better-sqlite3'))});const db=new D(${JSON.stringify(dbPath)});` +
+        `db.prepare("INSERT INTO t (v, n) VALUES ('from the app', 1)").run();db.close();console.log('app output');process.exit(5)`,
+    );
+    const cfg = join(dir, 'exec.yml');
+    writeFileSync(cfg, `exec: ${process.execPath} ${app}\nlogging:\n  stderr: true\ndbs:\n  - path: ${dbPath}\n    replicas:\n      - url: file://${join(dir, 'replica')}\n`);
+    const p = spawnStn(['replicate', '-config', cfg]);
+    expect(await p.exit).toBe(5);
+    // stdout is the application's (inherited); our log is on stderr.
+    expect(p.stdout).toBe('app output\n');
+    expect(p.stderr).toMatch(new RegExp(`level=INFO msg="starting subprocess" command="${process.execPath} ${app}"`));
+    expect(p.stderr).toMatch(/level=INFO msg="stn-replicate shut down"/);
+    expect(rowCount(await restoredPath(dir))).toBe(1);
   });
 
   it('validates and prunes on the schedules from the config (validation-interval, snapshot-interval, retention)', async () => {

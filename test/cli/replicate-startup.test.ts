@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -69,6 +69,19 @@ describe('replicate at start-up', () => {
     expect(rowCount(dbPath)).toBe(2);
     const live = contentDigest(dbPath);
     expect(await bothRestore(replicaDir, dir)).toEqual([live, live]);
+  });
+
+  it('an -exec command line that cannot be split is refused before anything is replicated', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'app.db');
+    await sqliteCli(dbPath, 'PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER);');
+    const p = spawnStn(['replicate', '-exec', "sh -c 'echo unterminated", dbPath, `file://${join(dir, 'replica')}`]);
+    expect(await p.exit).toBe(1);
+    const out = p.lines.join('\n');
+    expect(out).toMatch(/-exec: unterminated ' quote/);
+    expect(out).not.toMatch(/\bat .*\.js:\d+/); // no stack trace
+    expect(existsSync(join(dir, 'replica')), 'nothing uploaded').toBe(false);
+    expect(existsSync(join(dir, '.app.db-litestream')), 'no local state').toBe(false);
   });
 
   it('waits while the application holds the write lock at start-up, then replicates', async () => {

@@ -10,13 +10,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBin, runCli } from '../helpers/cli.js';
 import { makeMultiIndexReplica, type ReplicaFixture } from '../helpers/fixtures.js';
 import { contentDigest } from '../helpers/source-db.js';
+import { readObject, rewriteObject } from '../helpers/replica-objects.js';
+import { FileReplicaClient } from '../../src/client/file-client.js';
+import { isReplicateError } from '../../src/errors.js';
+import { listGeneration } from '../../src/replica/listing.js';
+import { executeRestore, restore } from '../../src/replica/restore.js';
+import { planRestore } from '../../src/replica/restore-plan.js';
 
 let fx: ReplicaFixture;
 let work: string;
 let gen: string;
 
 beforeAll(async () => {
-  fx = await makeMultiIndexReplica({ transactions: 12 });
+  // Checkpoints every dozen pages or so: several WAL indexes, each of several segments.
+  fx = await makeMultiIndexReplica({ transactions: 12, minCheckpointPageCount: 12 });
   gen = fx.truth.at(-1)!.pos.generation;
   work = mkdtempSync(join(tmpdir(), 'stn-cli-errors-'));
 }, 60_000);
@@ -36,6 +43,8 @@ function copyCase(): { replica: string; outDir: string; out: string; walDir: str
   mkdirSync(outDir);
   return { replica, outDir, out: join(outDir, 'restored.db'), walDir: join(replica, 'generations', gen, 'wal') };
 }
+
+const hex8 = (n: number) => n.toString(16).padStart(8, '0');
 
 function segments(walDir: string): string[] {
   return readdirSync(walDir).sort();
@@ -107,6 +116,39 @@ describe('restore: damaged replicas', () => {
     const at = fx.truth.findIndex((t) => t.digest === digest);
     expect(at, `restored state after removing ${idx}/${segs[1]}`).toBeGreaterThanOrEqual(0);
     expect(at).toBeLessThan(fx.truth.length - 1);
+  });
+});
+
+describe('restore: a damaged frame inside a segment', () => {
+  it.each(['checksum', 'salt'] as const)('a frame with a bad %s fails with INVALID_WAL naming the index and offset; -stop-at-gap restores exactly up to it', async (damage) => {
+    const c = copyCase();
+    // A segment that starts inside its index and holds at least two frames: damage the second frame, so
+    // that the damage sits in the middle of an object whose LZ4 frame is intact.
+    const frame = 24 + 4096;
+    const sized = await Promise.all(segments(c.walDir).map(async (f) => ({ f, len: (await readObject(join(c.walDir, f))).length })));
+    const victim = sized.find(({ f, len }) => parseInt(f.slice(9, 17), 16) > 0 && len >= 2 * frame);
+    expect(victim, `fixture needs a segment past offset 0 with two frames: ${JSON.stringify(sized)}`).toBeDefined();
+    const index = parseInt(victim!.f.slice(0, 8), 16);
+    const at = parseInt(victim!.f.slice(9, 17), 16) + frame;
+    await rewriteObject(join(c.walDir, victim!.f), (plain) => {
+      if (damage === 'checksum') plain[frame + 24 + 100] = plain[frame + 24 + 100]! ^ 0xff; // page content
+      else plain[frame + 8] = plain[frame + 8]! ^ 0x01; // salt-1 of the frame header
+    });
+    const message = `wal index ${gen}/${hex8(index)}: ${damage} mismatch at offset ${at}; \\d+ bytes after it would be ignored`;
+    await restoreFails(['-o', c.out, `file://${c.replica}`], c.outDir, new RegExp(message));
+    const err = await restore([{ name: 'file', client: new FileReplicaClient({ path: c.replica }) }], { outputPath: c.out }).catch((e: unknown) => e);
+    expect(isReplicateError(err, 'INVALID_WAL'), String(err)).toBe(true);
+    expectNothingLeft(c.outDir);
+
+    // -stop-at-gap: the state at exactly that offset, as a restore of the intact replica cut there gives it.
+    const r = await runCli(['restore', '-stop-at-gap', '-o', c.out, `file://${c.replica}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`restore stopped early at a gap: ${message}`));
+    const intact = { name: 'file', client: new FileReplicaClient({ path: fx.replicaDir }) };
+    const cutOut = join(c.outDir, '..', 'cut.db');
+    await executeRestore(intact, planRestore(await listGeneration(intact, gen), { index, offset: at }), { outputPath: cutOut, restoreMarker: false });
+    expect(contentDigest(c.out)).toBe(contentDigest(cutOut));
+    expect(contentDigest(c.out)).not.toBe(fx.truth.at(-1)!.digest); // the fixture's damage does cut something off
   });
 });
 

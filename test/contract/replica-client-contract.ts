@@ -2,10 +2,16 @@
  * The contract every ReplicaClient backend passes. A backend's test file calls
  * `describeReplicaClientContract('name', factory)` with a factory that gives a fresh, empty replica.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { collect, type ReplicaClient } from '../../src/client/replica-client.js';
 import { isNotFound } from '../../src/errors.js';
+import { startReplication } from '../../src/replication.js';
+import { pollsOf } from '../helpers/shipper-polls.js';
+import { openSourceDb } from '../helpers/source-db.js';
 
 export interface ContractFixture {
   client: ReplicaClient;
@@ -159,24 +165,46 @@ export function describeReplicaClientContract(name: string, factory: () => Promi
       expect(await collect(c.walSegments(GEN_A))).toEqual([]);
     });
 
-    it('counts its requests by kind, and sends none while nobody asks', async () => {
+    it('counts its requests by kind', async () => {
       const at = (k: 'LIST' | 'PUT' | 'GET' | 'DELETE', before: Readonly<Record<string, number>>) => c.requestCounts()[k] - before[k]!;
       let before = c.requestCounts();
       await c.writeSnapshot(GEN_A, 1, body('snapshot'));
       expect(at('PUT', before)).toBeGreaterThanOrEqual(1);
+      expect(at('GET', before) + at('DELETE', before)).toBe(0);
       before = c.requestCounts();
       await collect(c.snapshots(GEN_A));
       expect(at('LIST', before)).toBeGreaterThanOrEqual(1);
-      expect(at('PUT', before)).toBe(0);
+      expect(at('PUT', before) + at('GET', before) + at('DELETE', before)).toBe(0);
       before = c.requestCounts();
       await readAll(await c.snapshotReader(GEN_A, 1));
       expect(at('GET', before)).toBeGreaterThanOrEqual(1);
+      expect(at('PUT', before) + at('DELETE', before)).toBe(0);
       before = c.requestCounts();
       await c.deleteSnapshot(GEN_A, 1);
       expect(at('DELETE', before)).toBeGreaterThanOrEqual(1);
-      before = c.requestCounts();
-      await new Promise((r) => setTimeout(r, 300));
-      expect(c.requestCounts()).toEqual(before);
+      expect(at('PUT', before) + at('GET', before)).toBe(0);
+    });
+
+    it('sends no request for an idle replicated database while the shipper keeps polling', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'stn-idle-'));
+      const dbPath = join(dir, 'app.db');
+      const app = openSourceDb(dbPath);
+      app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('before the window', 1);
+      app.close();
+      // Litestream's defaults otherwise (retention checked hourly, no scheduled snapshots or validation):
+      // nothing is due inside the window but the polls.
+      const r = await startReplication({ dbPath, monitorIntervalMs: 20, replicas: [{ client: c, syncIntervalMs: 10 }] });
+      try {
+        await r.sync();
+        const before = c.requestCounts();
+        expect(before.PUT).toBeGreaterThanOrEqual(2); // the snapshot and a segment: the client is the one in use
+        // The window is counted in polls of the shipper (each one a full sync tick), not in time.
+        await pollsOf(r.shipper, 10);
+        expect(c.requestCounts()).toEqual(before);
+      } finally {
+        await r.close();
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('leaves no object behind when the body fails mid-write', async () => {

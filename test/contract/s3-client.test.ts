@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { inject } from 'vitest';
+import { Readable } from 'node:stream';
+import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { describe, expect, inject, it } from 'vitest';
 import { S3ReplicaClient } from '../../src/client/s3-client.js';
 import { createBucket } from '../servers/s3-server.js';
 import { describeReplicaClientContract } from './replica-client-contract.js';
@@ -19,4 +21,24 @@ describeReplicaClientContract('s3 (fauxqs), checksums only when required', async
   await createBucket(endpoint, bucket);
   const client = new S3ReplicaClient({ bucket, path: '', endpoint, accessKeyId: 'test', secretAccessKey: 'test', checksums: 'when_required', listPageSize: 2 });
   return { client, cleanup: async () => undefined, clockSlackMs: 1500 };
+});
+
+describe('s3 deleteGeneration', () => {
+  it('deletes the generation by its prefix with the slash, never a key that only starts with its name (P6)', async () => {
+    const endpoint = inject('s3Endpoint');
+    const bucket = `p6-${randomBytes(4).toString('hex')}`;
+    await createBucket(endpoint, bucket);
+    const client = new S3ReplicaClient({ bucket, path: 'db', endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test' });
+    const gen = '0123456789abcdef';
+    await client.writeSnapshot(gen, 0, Readable.from([Buffer.from('snapshot')]));
+    await client.writeWalSegment({ generation: gen, index: 0, offset: 0 }, Readable.from([Buffer.from('segment')]));
+    // Written by someone else under the same path: Litestream's prefix (no slash) would take them too.
+    const raw = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    const foreign = [`db/generations/${gen}0/snapshots/00000000.snapshot.lz4`, `db/generations/${gen}.notes`];
+    for (const Key of foreign) await raw.send(new PutObjectCommand({ Bucket: bucket, Key, Body: 'keep me' }));
+    await client.deleteGeneration(gen);
+    const left = await raw.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'db/' }));
+    expect((left.Contents ?? []).map((o) => o.Key).sort()).toEqual([...foreign].sort());
+    raw.destroy();
+  });
 });

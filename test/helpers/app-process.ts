@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { sqliteOnce } from './sqlite-cli.js';
 
 const run = promisify(execFile);
 
@@ -26,7 +27,7 @@ function valuesSql(first: number, count: number, bytes: number): string {
 export async function writeFromProcess(kind: WriterKind, dbPath: string, first: number, count: number, bytes = 100): Promise<void> {
   switch (kind) {
     case 'sqlite3':
-      await run('sqlite3', ['-bail', '-cmd', '.timeout 10000', dbPath, `BEGIN; INSERT INTO t (id, v, n) VALUES ${valuesSql(first, count, bytes)}; COMMIT;`]);
+      await sqliteOnce(dbPath, `BEGIN; INSERT INTO t (id, v, n) VALUES ${valuesSql(first, count, bytes)}; COMMIT;`);
       return;
     case 'python':
       await run('python3', [
@@ -47,10 +48,9 @@ export async function writeFromProcess(kind: WriterKind, dbPath: string, first: 
   }
 }
 
-/** Runs SQL through the `sqlite3` CLI (as an operator would) and returns its stdout. */
+/** Runs SQL through the `sqlite3` shell in a process of its own (as an operator would); returns its output. */
 export async function sqliteCli(dbPath: string, sql: string): Promise<string> {
-  const { stdout } = await run('sqlite3', ['-bail', '-cmd', '.timeout 10000', dbPath, sql]);
-  return stdout;
+  return (await sqliteOnce(dbPath, sql)).join('\n');
 }
 
 /** POSIX locks that process `pid` holds on the file with inode `ino` (from /proc/locks). */

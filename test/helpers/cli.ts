@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { main } from '../../src/cli/main.js';
+import { LoggedProcess, oracleEnv } from './oracle.js';
 
 export interface CliResult {
   code: number;
@@ -38,4 +39,13 @@ export function runBin(args: string[], opts: { env?: Record<string, string>; cwd
     child.on('error', reject);
     child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+/**
+ * The built binary as a long-running child (e.g. `replicate`) whose log lines can be awaited; the
+ * environment is minimal (oracleEnv) plus `env`.
+ */
+export function spawnBin(args: string[], env: Record<string, string> = {}): LoggedProcess {
+  const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
+  return new LoggedProcess('', spawn(process.execPath, [bin, ...args], { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
 }

@@ -11,6 +11,7 @@ import { expect } from 'vitest';
 import { runCli } from './cli.js';
 import { mixedWrite, waitForUpload } from './fixtures.js';
 import { LoggedProcess, litestreamBin, oracleEnv, parseTable, runLitestream } from './oracle.js';
+import { pollsOf } from './shipper-polls.js';
 import { contentDigest, openSourceDb, textOf } from './source-db.js';
 import type { FaultMode, FaultProxy } from '../servers/fault-proxy.js';
 import { collect, type ReplicaClient } from '../../src/client/replica-client.js';
@@ -47,16 +48,6 @@ export async function replicateSome(tool: Tool, dbPath: string, config: string, 
   return digest;
 }
 
-/** Our `generations`, `snapshots` and `wal` rows equal Litestream's (lag aside) and are not empty. */
-export async function expectSameListings(config: string, dbPath: string, env: ToolEnv = {}): Promise<void> {
-  for (const cmd of ['generations', 'snapshots', 'wal']) {
-    const ours = parseTable((await runCli([cmd, '-config', config, dbPath], { env })).stdout).map(({ lag: _l, ...rest }) => rest);
-    const theirs = parseTable((await runLitestream([cmd, '-config', config, dbPath], env)).stdout).map(({ lag: _l, ...rest }) => rest);
-    expect(ours).toEqual(theirs);
-    expect(ours.length).toBeGreaterThan(0);
-  }
-}
-
 /** Restores `dbPath` through `config` with `tool` into `out`; the result must have `digest`. */
 export async function expectRestoresTo(tool: Tool, config: string, dbPath: string, out: string, digest: string, env: ToolEnv = {}): Promise<void> {
   const args = ['restore', '-config', config, '-o', out, dbPath];
@@ -89,18 +80,18 @@ export function writeBigDatabase(dbPath: string): Database.Database {
 
 /**
  * Our replicator uploads a >20 MB snapshot through `client` (the store's multipart, block or chunked
- * path), then sits idle for more than two poll periods without a single request; Litestream restores
+ * path), then sits idle for three polls of the shipper without a single request; Litestream restores
  * the result through `config` to the source's content.
  */
 export async function expectBigSnapshotThenIdle(client: ReplicaClient, dbPath: string, config: string, out: string, env: ToolEnv = {}): Promise<void> {
   const app = writeBigDatabase(dbPath);
-  const r = await startReplication({ dbPath, replicas: [{ client, syncIntervalMs: 10 }] });
+  const r = await startReplication({ dbPath, monitorIntervalMs: 100, replicas: [{ client, syncIntervalMs: 10 }] });
   try {
     app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('after the snapshot', -1);
     await r.sync();
     const before = client.requestCounts();
     expect(before.PUT).toBeGreaterThanOrEqual(2); // the snapshot and at least one segment
-    await new Promise((res) => setTimeout(res, 2500));
+    await pollsOf(r.shipper, 3);
     expect(client.requestCounts()).toEqual(before);
   } finally {
     await r.close();

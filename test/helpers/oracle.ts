@@ -6,10 +6,11 @@
  * written" (each carries `position=<generation>/<index hex8>:<offset>`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { integrityErrors } from './source-db.js';
 
 export function litestreamBin(): string {
   const pkg = createRequire(import.meta.url).resolve('@flydotio/litestream-linux-x64/package.json');
@@ -67,7 +68,11 @@ export function parsePosition(line: string): LogPosition | undefined {
 
 /** A child process whose output lines can be awaited (a replicator: Litestream's or ours). */
 export class LoggedProcess {
+  /** Lines of stdout and stderr together, in arrival order. */
   readonly lines: string[] = [];
+  /** Each stream's text on its own. */
+  stdout = '';
+  stderr = '';
   private waiters: { re: RegExp; after: number; resolve: (i: number) => void; reject: (e: Error) => void }[] = [];
   private exited: number | null | undefined;
   readonly exit: Promise<number | null>;
@@ -86,8 +91,14 @@ export class LoggedProcess {
         this.check();
       }
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    child.stdout!.on('data', (d: Buffer) => {
+      this.stdout += d.toString();
+      onData(d);
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+      onData(d);
+    });
     child.on('exit', (code) => {
       this.exited = code;
       for (const w of this.waiters.splice(0)) w.reject(new Error(`litestream exited (${code}) while waiting for ${w.re}:\n${this.tail()}`));
@@ -180,8 +191,28 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs the Litestream CLI (restore, generations, snapshots, wal, …) to completion. */
-export function runLitestream(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+/**
+ * Runs the Litestream CLI (restore, generations, snapshots, wal, …) to completion. A successful
+ * `restore -o OUT` is also checked with `PRAGMA integrity_check` (Litestream checks nothing): a
+ * database that fails it rejects, naming the output and SQLite's findings, so every test that restores
+ * with Litestream checks the file's structure as well as the content it compares.
+ */
+export async function runLitestream(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+  const result = await runLitestreamRaw(args, env);
+  const out = args[0] === 'restore' && result.code === 0 ? args[args.indexOf('-o') + 1] : undefined;
+  if (out !== undefined && args.includes('-o')) {
+    if (!existsSync(out)) {
+      // Only the -if-… flags let a restore succeed without writing anything.
+      if (args.some((a) => a.startsWith('-if-'))) return result;
+      throw new Error(`litestream ${args.join(' ')}: exited 0 but wrote no ${out}`);
+    }
+    const errors = integrityErrors(out);
+    if (errors.length > 0) throw new Error(`litestream ${args.join(' ')}: the restored ${out} fails integrity_check: ${errors.slice(0, 5).join('; ')}`);
+  }
+  return result;
+}
+
+function runLitestreamRaw(args: string[], env: Record<string, string>): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(litestreamBin(), args, { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

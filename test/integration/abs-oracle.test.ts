@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, inject, it } from 'vitest';
 import { AbsReplicaClient } from '../../src/client/abs-client.js';
-import { expectBigLitestreamSnapshotRestores, expectBigSnapshotThenIdle, expectRestoresTo, expectSameListings, replicateSome, writeOracleConfig } from '../helpers/cloud-oracle.js';
+import { expectBigLitestreamSnapshotRestores, expectBigSnapshotThenIdle, expectRestoresTo, replicateSome, writeOracleConfig } from '../helpers/cloud-oracle.js';
+import { expectSameListings } from '../helpers/both-tools.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-abs-'));
@@ -28,12 +29,14 @@ function absConfig(dbPath: string, container: string, prefix: string): string {
 describe('abs replicas (azurite) with the real Litestream', () => {
   const container = `oracle-${randomBytes(4).toString('hex')}`;
 
-  it('what we replicate, Litestream restores', async () => {
+  it('what we replicate, Litestream restores and lists identically', async () => {
     await createContainer(inject('absEndpoint'), container);
     const dbPath = join(dir, 'ours.db');
     const config = absConfig(dbPath, container, 'ours');
     const digest = await replicateSome('ours', dbPath, config, 8);
     await expectRestoresTo('litestream', config, dbPath, join(dir, 'ours-by-litestream.db'), digest);
+    // Litestream lists what we wrote exactly as we do.
+    await expectSameListings(['-config', config, dbPath]);
   });
 
   it('what Litestream replicates, we restore and list identically', async () => {
@@ -41,7 +44,7 @@ describe('abs replicas (azurite) with the real Litestream', () => {
     const config = absConfig(dbPath, container, 'theirs');
     const digest = await replicateSome('litestream', dbPath, config, 8);
     await expectRestoresTo('ours', config, dbPath, join(dir, 'theirs-by-ours.db'), digest);
-    await expectSameListings(config, dbPath);
+    await expectSameListings(['-config', config, dbPath]);
   });
 
   it('our >20 MB snapshot (staged blocks) restores with Litestream, and an idle replica sends nothing', async () => {

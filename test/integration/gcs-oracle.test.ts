@@ -14,10 +14,10 @@ import {
   expectBigLitestreamSnapshotRestores,
   expectBigSnapshotThenIdle,
   expectRestoresTo,
-  expectSameListings,
   replicateSome,
   writeOracleConfig,
 } from '../helpers/cloud-oracle.js';
+import { expectSameListings } from '../helpers/both-tools.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-gcs-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,11 +31,13 @@ function gcsConfig(dbPath: string, bucket: string, prefix: string): string {
 describe('gcs replicas (storage emulator) with the real Litestream', () => {
   const bucket = `oracle-${randomBytes(4).toString('hex')}`;
 
-  it('what we replicate, Litestream restores', async () => {
+  it('what we replicate, Litestream restores and lists identically', async () => {
     const dbPath = join(dir, 'ours.db');
     const config = gcsConfig(dbPath, bucket, 'ours');
     const digest = await replicateSome('ours', dbPath, config, 8, env());
     await expectRestoresTo('litestream', config, dbPath, join(dir, 'ours-by-litestream.db'), digest, env());
+    // Litestream lists what we wrote exactly as we do.
+    await expectSameListings(['-config', config, dbPath], env());
   });
 
   it('what Litestream replicates, we restore and list identically', async () => {
@@ -43,7 +45,7 @@ describe('gcs replicas (storage emulator) with the real Litestream', () => {
     const config = gcsConfig(dbPath, bucket, 'theirs');
     const digest = await replicateSome('litestream', dbPath, config, 8, env());
     await expectRestoresTo('ours', config, dbPath, join(dir, 'theirs-by-ours.db'), digest, env());
-    await expectSameListings(config, dbPath, env());
+    await expectSameListings(['-config', config, dbPath], env());
   });
 
   it('our >20 MB snapshot (chunked resumable upload) restores with Litestream, and an idle replica sends nothing', async () => {

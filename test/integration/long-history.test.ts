@@ -28,6 +28,7 @@ import type { RetentionResult } from '../../src/replica/replica.js';
 import { restore } from '../../src/replica/restore.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { defaultMetaPath } from '../../src/shipper/meta.js';
+import { expectSameListings } from '../helpers/both-tools.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { HOUR, MIN, SIM_START, Stamper, verifyRetainedStates, type RecordedState } from '../helpers/simulated-history.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
@@ -225,6 +226,8 @@ describe('a simulated long history', () => {
     async function checkRestores(c: Check, oracle: { t: number; why: string }[]): Promise<void> {
       const label = `${c.label} retention at ${iso(c.now)}`;
       const threshold = c.now - RETENTION;
+      // 0. Litestream lists what we wrote (and retention left) exactly as we do.
+      await expectSameListings([replicaUrl]);
       // 1a. Every recorded state in the window, at its own time (and the latest without a timestamp).
       const covered = await verifyRetainedStates(client, dir, c.now, RETENTION, c.current, states, c.result!, label);
       const inWindow = states.filter((s) => s.t >= threshold);

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
+import { restore } from '../../src/replica/restore.js';
 import { startReplication, type Replication } from '../../src/replication.js';
-import { runCli } from '../helpers/cli.js';
-import { runLitestream } from '../helpers/oracle.js';
+import { expectBothRestore, expectSameListings } from '../helpers/both-tools.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
 
 const dirs: string[] = [];
@@ -24,16 +24,6 @@ function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'stn-embedded-'));
   dirs.push(d);
   return d;
-}
-
-async function restoreBoth(replicaDir: string, dir: string, tag: string): Promise<[string, string]> {
-  const a = join(dir, `${tag}-ours.db`);
-  const b = join(dir, `${tag}-theirs.db`);
-  const r1 = await runCli(['restore', '-o', a, `file://${replicaDir}`]);
-  expect(r1.code, r1.stderr).toBe(0);
-  const r2 = await runLitestream(['restore', '-o', b, `file://${replicaDir}`]);
-  expect(r2.code, r2.stderr).toBe(0);
-  return [contentDigest(a), contentDigest(b)];
 }
 
 describe('embedded replication', () => {
@@ -55,13 +45,53 @@ describe('embedded replication', () => {
       })();
       if (round % 2 === 1) app.prepare('DELETE FROM t WHERE id % 7 = ?').run(round);
       await r.sync();
-      const [ours, theirs] = await restoreBoth(replicaDir, dir, `round${round}`);
-      const expected = contentDigest(app);
-      expect(ours).toBe(expected);
-      expect(theirs).toBe(expected);
+      await expectBothRestore(replicaDir, dir, contentDigest(app));
     }
     const wal = readdirSync(join(replicaDir, 'generations', r.shipper.pos()!.generation, 'wal'));
     expect(new Set(wal.map((f) => f.slice(0, 8))).size).toBeGreaterThanOrEqual(3); // several WAL indexes
+    await r.close();
+    app.close();
+    // Litestream lists what we wrote exactly as we do.
+    await expectSameListings([`file://${replicaDir}`]);
+  });
+
+  it('sync() returns once the replica holds what was committed when it was called, however fast the app keeps writing', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'app.db');
+    const replicaDir = join(dir, 'replica');
+    const app = openSourceDb(dbPath);
+    const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    let shipper: { sync(): Promise<void> } | undefined;
+    let uploads = 0;
+    // Every upload finds the application further ahead: it commits and the shipper copies it before the
+    // upload returns (so the replica is never caught up with the live end, as under a heavy write load).
+    class Busy extends FileReplicaClient {
+      override async writeWalSegment(...args: Parameters<FileReplicaClient['writeWalSegment']>) {
+        const info = await super.writeWalSegment(...args);
+        if (shipper && ++uploads < 50) {
+          insert.run(textOf(uploads, 2000), uploads);
+          await shipper.sync();
+        }
+        return info;
+      }
+    }
+    const client = new Busy({ path: replicaDir });
+    const named = { name: 'file', client };
+    const r = await startReplication({ dbPath, replicas: [{ client, syncIntervalMs: 60_000 }], monitorIntervalMs: 0 });
+    open.push(r);
+    await r.sync();
+    insert.run('committed before sync()', -1);
+    shipper = r.shipper;
+    await r.sync(); // must not chase the live end
+    // Chasing the live end would take all 49 (one more commit after each upload).
+    expect(uploads, 'uploads during sync()').toBeLessThan(5);
+    shipper = undefined;
+    // The replica holds the state sync() was called for.
+    const out = join(dir, 'at-sync.db');
+    await restore([named], { outputPath: out, restoreMarker: false });
+    const restored = new Database(out, { readonly: true });
+    expect(restored.prepare('SELECT count(*) FROM t WHERE n = -1').pluck().get()).toBe(1);
+    restored.close();
     await r.close();
     app.close();
   });
@@ -85,9 +115,7 @@ describe('embedded replication', () => {
       })();
       await r.sync();
     }
-    const [ours, theirs] = await restoreBoth(replicaDir, dir, `p${pageSize}`);
-    expect(ours).toBe(contentDigest(app));
-    expect(theirs).toBe(contentDigest(app));
+    await expectBothRestore(replicaDir, dir, contentDigest(app));
     await r.close();
     app.close();
   });
@@ -109,9 +137,7 @@ describe('embedded replication', () => {
     }
     await r.sync();
     expect(checkpoints).toBeGreaterThan(3); // several checkpoints ran between the app's writes
-    const [ours, theirs] = await restoreBoth(replicaDir, dir, 'busy');
-    expect(ours).toBe(contentDigest(app));
-    expect(theirs).toBe(contentDigest(app));
+    await expectBothRestore(replicaDir, dir, contentDigest(app));
     await r.close();
     app.close();
   });

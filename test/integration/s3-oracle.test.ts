@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as Minio from 'minio';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { expectBigSnapshotThenIdle, expectRestoresTo, expectSameListings, replicateSome, writeOracleConfig } from '../helpers/cloud-oracle.js';
+import { expectBigSnapshotThenIdle, expectRestoresTo, replicateSome, writeOracleConfig } from '../helpers/cloud-oracle.js';
+import { expectSameListings } from '../helpers/both-tools.js';
 import { createBucket } from '../servers/s3-server.js';
 import { S3ReplicaClient } from '../../src/client/s3-client.js';
 
@@ -32,12 +33,14 @@ function s3Config(dbPath: string, bucket: string, prefix: string): string {
 describe('s3 replicas (fauxqs) with the real Litestream', () => {
   const bucket = `oracle-${randomBytes(4).toString('hex')}`;
 
-  it('what we replicate to S3, Litestream restores; and so do we', async () => {
+  it('what we replicate to S3, Litestream restores and lists identically; and so do we', async () => {
     await createBucket(inject('s3Endpoint'), bucket);
     const dbPath = join(dir, 'ours.db');
     const config = s3Config(dbPath, bucket, 'ours');
     const digest = await replicateSome('ours', dbPath, config, 10);
     await expectRestoresTo('litestream', config, dbPath, join(dir, 'ours-by-litestream.db'), digest);
+    // Litestream lists what we wrote exactly as we do.
+    await expectSameListings(['-config', config, dbPath]);
     await expectRestoresTo('ours', config, dbPath, join(dir, 'ours-by-ours.db'), digest);
 
     // An independent S3 client sees Litestream's layout and LZ4 frames.
@@ -61,7 +64,7 @@ describe('s3 replicas (fauxqs) with the real Litestream', () => {
     const config = s3Config(dbPath, bucket, 'theirs');
     const digest = await replicateSome('litestream', dbPath, config, 10);
     await expectRestoresTo('ours', config, dbPath, join(dir, 'theirs-by-ours.db'), digest);
-    await expectSameListings(config, dbPath);
+    await expectSameListings(['-config', config, dbPath]);
   });
 });
 

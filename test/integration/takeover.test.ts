@@ -7,9 +7,9 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { expectBothRestore } from '../helpers/both-tools.js';
 import { waitForUpload, mixedWrite } from '../helpers/fixtures.js';
-import { LitestreamReplicator, runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
+import { LitestreamReplicator, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb } from '../helpers/source-db.js';
 
 const dirs: string[] = [];
@@ -25,17 +25,6 @@ async function writeSome(p: LoggedProcess, db: ReturnType<typeof openSourceDb>, 
   }
 }
 
-async function bothRestore(dir: string, replicaDir: string, expected: string): Promise<void> {
-  const a = join(dir, `ours-${Date.now()}.db`);
-  const b = join(dir, `theirs-${Date.now()}.db`);
-  const r1 = await runCli(['restore', '-o', a, `file://${replicaDir}`]);
-  expect(r1.code, r1.stderr).toBe(0);
-  const r2 = await runLitestream(['restore', '-o', b, `file://${replicaDir}`]);
-  expect(r2.code, r2.stderr).toBe(0);
-  expect(contentDigest(a)).toBe(expected);
-  expect(contentDigest(b)).toBe(expected);
-}
-
 const opts = (dir: string) => ({ dbPath: join(dir, 'db.sqlite'), replicaDir: join(dir, 'replica'), syncInterval: '10ms', minCheckpointPageCount: 5, monitorInterval: '50ms' });
 
 describe('takeover', () => {
@@ -47,7 +36,7 @@ describe('takeover', () => {
     const ls = LitestreamReplicator.start(o);
     await ls.waitForLog(/msg="snapshot written"/);
     await writeSome(ls, db, o.dbPath, 0, 8);
-    expect(await ls.stop('SIGINT')).not.toBeNull();
+    expect(await ls.stop('SIGINT')).toBe(0);
     const gens = readdirSync(join(o.replicaDir, 'generations'));
     expect(gens).toHaveLength(1);
 
@@ -61,7 +50,7 @@ describe('takeover', () => {
     }
     expect(readdirSync(join(o.replicaDir, 'generations'))).toEqual(gens);
     expect(readdirSync(join(o.replicaDir, 'generations', gens[0]!, 'snapshots'))).toHaveLength(1); // no second snapshot either
-    await bothRestore(dir, o.replicaDir, contentDigest(db));
+    await expectBothRestore(o.replicaDir, dir, contentDigest(db));
     db.close();
   });
 
@@ -83,10 +72,10 @@ describe('takeover', () => {
       await writeSome(ls, db, o.dbPath, 8, 8);
       expect(ls.lines.join('\n')).not.toMatch(/new generation/);
     } finally {
-      await ls.stop('SIGINT');
+      expect(await ls.stop('SIGINT')).toBe(0);
     }
     expect(readdirSync(join(o.replicaDir, 'generations'))).toEqual(gens);
-    await bothRestore(dir, o.replicaDir, contentDigest(db));
+    await expectBothRestore(o.replicaDir, dir, contentDigest(db));
 
     // And back again: stn-replicate takes over from Litestream's continuation.
     const again = startStnReplicator(o);
@@ -97,7 +86,7 @@ describe('takeover', () => {
       expect(await again.stop('SIGTERM')).toBe(0);
     }
     expect(readdirSync(join(o.replicaDir, 'generations'))).toEqual(gens);
-    await bothRestore(dir, o.replicaDir, contentDigest(db));
+    await expectBothRestore(o.replicaDir, dir, contentDigest(db));
     db.close();
   });
 });

@@ -11,10 +11,12 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { collect } from '../../src/client/replica-client.js';
-import { decodeLz4Frame, encodeLz4Frame } from '../../src/internal/lz4-frame.js';
 import type { ValidationResult } from '../../src/replica/replica.js';
 import { startReplication, type Replication } from '../../src/replication.js';
+import { digestDatabaseFile, type DatabaseDigest } from '../../src/shipper/database-digest.js';
+import { runCli } from '../helpers/cli.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
+import { rewriteObject } from '../helpers/replica-objects.js';
 import { openSourceDb, textOf } from '../helpers/source-db.js';
 
 const dirs: string[] = [];
@@ -60,14 +62,11 @@ async function setup(opts: { validationIntervalMs?: number; prefillRows?: number
   return { dir, dbPath, replicaDir, app, log, r, replica: r.replicas[0]!, write };
 }
 
-async function rewriteObject(path: string, change: (plain: Buffer) => void): Promise<void> {
-  const chunks: Buffer[] = [];
-  for await (const c of decodeLz4Frame({ label: path })((async function* () { yield await readFile(path); })())) chunks.push(Buffer.from(c));
-  const plain = Buffer.concat(chunks);
-  change(plain);
-  const out: Buffer[] = [];
-  for await (const c of encodeLz4Frame((async function* () { yield plain; })())) out.push(Buffer.from(c));
-  writeFileSync(path, Buffer.concat(out));
+/** Digest of the replica's latest state, restored by the CLI with no integrity check. */
+async function restoredDigest(replicaDir: string, out: string): Promise<DatabaseDigest> {
+  const r = await runCli(['restore', '-integrity-check', 'none', '-o', out, `file://${replicaDir}`]);
+  expect(r.code, r.stderr).toBe(0);
+  return digestDatabaseFile(out);
 }
 
 describe('validation', () => {
@@ -98,6 +97,8 @@ describe('validation', () => {
     const s = await setup({ prefillRows: 60 });
     s.write(5);
     await s.r.sync();
+    // What a validation must find: the live database is what the healthy replica restores to.
+    const live = await restoredDigest(s.replicaDir, join(s.dir, 'healthy.db'));
     const [snap] = await collect(s.replica.client.snapshots(s.replica.pos()!.generation));
     // The generation's snapshot holds the prefilled rows. Flip a byte inside a few of their leaf pages
     // (rows are only appended, so no WAL frame replaces those pages on restore). The LZ4 frame is
@@ -108,7 +109,11 @@ describe('validation', () => {
     });
     const result = await s.replica.validate();
     expect(result.status).toBe('mismatch');
-    expect(result.actual.sha256).not.toBe(result.expected.sha256);
+    // Both sides exactly: the live database, and what the damaged replica restores to (6 pages differ).
+    expect(result.expected).toEqual(live);
+    const damaged = await restoredDigest(s.replicaDir, join(s.dir, 'damaged.db'));
+    expect(result.actual).toEqual(damaged);
+    expect(damaged).toEqual({ ...live, sha256: expect.not.stringMatching(live.sha256) });
     expect(s.replica.validations).toEqual({ ok: 0, mismatch: 1, error: 0 });
     const line = s.log.lines.find((l) => l.msg.startsWith('validation mismatch'));
     expect(line?.level).toBe('error');

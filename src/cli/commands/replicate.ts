@@ -84,6 +84,16 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     }));
   }
 
+  // A command line that cannot be split is a usage error, found before anything is replicated.
+  let execWords: string[] | undefined;
+  if (exec !== undefined && exec.trim() !== '') {
+    try {
+      execWords = splitShellWords(exec);
+    } catch (err) {
+      throw new ReplicateError('INVALID_ARGUMENT', `-exec: ${describeError(err)}`, { cause: err });
+    }
+  }
+
   const stop = new AbortController();
   const started: Replication[] = [];
   let child: ChildProcess | undefined;
@@ -107,8 +117,8 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     // The first sync before the app starts; a replica that is down must not keep the app from starting.
     for (const r of started) await r.sync().catch((err: unknown) => log.error('initial sync incomplete', { db: r.dbPath, error: describeError(err) }));
 
-    if (exec !== undefined && exec.trim() !== '' && !stop.signal.aborted) {
-      const [cmd, ...args] = splitShellWords(exec);
+    if (execWords !== undefined && !stop.signal.aborted) {
+      const [cmd, ...args] = execWords;
       log.info('starting subprocess', { command: exec });
       child = spawn(cmd!, args, { stdio: 'inherit', env: io.env as NodeJS.ProcessEnv });
       childExit = new Promise((resolve) => {

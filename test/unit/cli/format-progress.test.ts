@@ -31,6 +31,9 @@ describe('argument normalisation', () => {
       'restore', '--timestamp', 'T', '-o', 'x', '--if-db-not-exists', '--config=/a.yml', '--index', '1', '-h', '--', '-replica',
     ]);
   });
+  it('splits -o=PATH (commander would take "=PATH" as the value), also when PATH holds "="', () => {
+    expect(normalizeArgs(['restore', '-o=/tmp/a=b.db', 'file:///r', '--', '-o=x'])).toEqual(['restore', '-o', '/tmp/a=b.db', 'file:///r', '--', '-o=x']);
+  });
 });
 
 class FakeTty extends Writable {

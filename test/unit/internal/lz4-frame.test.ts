@@ -29,6 +29,15 @@ function sample(n: number, seed = 1): Buffer {
   return b;
 }
 
+/** The kind of each data block of a frame (7-byte header, no block checksums). */
+function blockKinds(frame: Buffer): ('compressed' | 'stored')[] {
+  const kinds: ('compressed' | 'stored')[] = [];
+  for (let at = 7, word = frame.readUInt32LE(at); word !== 0; at += 4 + (word & 0x7fffffff), word = frame.readUInt32LE(at)) {
+    kinds.push(word >>> 31 ? 'stored' : 'compressed');
+  }
+  return kinds;
+}
+
 const encode = (buf: Buffer, chunk = 65536) => collectBytes(encodeLz4Frame(chunked(buf, chunk)));
 const decode = (buf: Buffer, chunk = 65536) => collectBytes(decodeLz4Frame({ label: 'obj' })(chunked(buf, chunk)));
 
@@ -57,12 +66,26 @@ describe('lz4 frame reader', () => {
   it('reads frames from the reference encoder, in any chunking', async () => {
     const input = sample(5_000_000, 3);
     const framed = compressFrameSync(input, { contentChecksum: true });
-    for (const chunk of [1, 7, 4096, 1 << 20]) {
-      if (chunk === 1) continue; // too slow for 5 MB; covered below on a small frame
-      expect((await decode(framed, chunk)).equals(input)).toBe(true);
-    }
-    const small = sample(3000, 9);
-    expect((await decode(compressFrameSync(small, { contentChecksum: true }), 1)).equals(small)).toBe(true);
+    for (const chunk of [7, 4096, 1 << 20]) expect((await decode(framed, chunk)).equals(input), `chunks of ${chunk}`).toBe(true);
+  });
+
+  it('reads a frame fed one byte at a time: every field split across chunks, two blocks, compressed and stored', async () => {
+    // A compressible 4 MiB block, then an incompressible block that is stored as is: small when framed,
+    // so one chunk per byte stays quick.
+    const input = Buffer.concat([Buffer.alloc(LZ4_BLOCK_SIZE, 'abc'), sample(3000, 9)]); // sample's first 64 KiB are random
+    const framed = compressFrameSync(input, { contentChecksum: true });
+    expect(blockKinds(framed)).toEqual(['compressed', 'stored']);
+    const parts: Buffer[] = [];
+    for await (const c of decodeLz4Frame({ label: 'obj' })(chunked(framed, 1))) parts.push(Buffer.from(c));
+    expect(Buffer.concat(parts).equals(input)).toBe(true);
+    // Our own frame too, and a flipped bit in the content checksum is still caught at the very last byte.
+    const ours = await encode(input);
+    expect((await decode(ours, 1)).equals(input)).toBe(true);
+    const damaged = Buffer.from(ours);
+    damaged[damaged.length - 1] = damaged[damaged.length - 1]! ^ 0x80;
+    const err = await decode(damaged, 1).catch((e: unknown) => e);
+    expect(isReplicateError(err, 'CORRUPT_OBJECT'), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/content checksum mismatch/);
   });
 
   it('rejects a flipped bit with a content checksum error', async () => {

@@ -31,6 +31,16 @@ function realWal(): Buffer {
   return readFileSync(`${path}.copy`);
 }
 
+/** The error `fn` throws; fails the test when it throws nothing. */
+function thrownBy(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a throw, got a return');
+}
+
 describe('WAL header and checksum', () => {
   it("parses SQLite's own WAL and validates every frame", () => {
     const wal = realWal();
@@ -74,19 +84,25 @@ describe('WAL header and checksum', () => {
     expect(walChecksum(true, shifted.subarray(1), [0, 0])).toEqual([c1, c2]);
   });
 
-  it('rejects a bad magic, a bad header checksum and a short header', () => {
+  it('rejects a bad magic, a bad header checksum and a short header with INVALID_WAL, naming the source', () => {
     const wal = realWal();
     const bad = Buffer.from(wal.subarray(0, 32));
     bad[3] = 0x99;
-    expect(() => parseWalHeader(bad)).toThrow(/invalid wal header magic/);
     const badSum = Buffer.from(wal.subarray(0, 32));
     badSum[20] = badSum[20]! ^ 1;
-    expect(() => parseWalHeader(badSum)).toThrow(/invalid header checksum/);
-    try {
-      parseWalHeader(wal.subarray(0, 10));
-    } catch (e) {
-      expect(isReplicateError(e, 'INVALID_WAL')).toBe(true);
+    const cases: [Buffer, RegExp][] = [
+      [bad, /^reading shadow wal x header: invalid wal header magic 0x377f0699$/],
+      [badSum, /^reading shadow wal x header: invalid header checksum$/],
+      [wal.subarray(0, 10), /^reading shadow wal x header: only 10 of 32 bytes$/],
+      [Buffer.alloc(0), /^reading shadow wal x header: only 0 of 32 bytes$/],
+    ];
+    for (const [bytes, message] of cases) {
+      const err = thrownBy(() => parseWalHeader(bytes, 'shadow wal x'));
+      expect(isReplicateError(err, 'INVALID_WAL'), String(err)).toBe(true);
+      expect((err as Error).message).toMatch(message);
     }
+    // The 32 bytes alone are enough: a longer buffer is read only up to the header.
+    expect(parseWalHeader(Buffer.concat([wal.subarray(0, 32), Buffer.alloc(5)])).pageSize).toBe(4096);
   });
 
   it('stops at a flipped bit inside a frame, and reports partial frames', () => {

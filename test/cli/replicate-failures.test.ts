@@ -1,0 +1,120 @@
+/**
+ * `stn-replicate replicate` as a real process when a replica fails: the final sync at SIGTERM says which
+ * database and which replica were not brought up to date (exit 1), and `-exec` starts the application
+ * although a replica is unreachable, while the healthy replica keeps working.
+ */
+import { createRequire } from 'node:module';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { spawnBin } from '../helpers/cli.js';
+import { lockDir } from '../helpers/lock-dir.js';
+import { runLitestream, type LoggedProcess } from '../helpers/oracle.js';
+import { contentDigest, rowCount, SOURCE_SCHEMA } from '../helpers/source-db.js';
+import { SqliteShell, sqliteOnce } from '../helpers/sqlite-cli.js';
+import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js';
+
+const require = createRequire(import.meta.url);
+const dirs: string[] = [];
+const procs: LoggedProcess[] = [];
+const undo: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+  for (const u of undo.splice(0)) await u();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'stn-replicate-fail-'));
+  dirs.push(dir);
+  const dbPath = join(dir, 'app.db');
+  await sqliteOnce(dbPath, `PRAGMA journal_mode = WAL;\n${SOURCE_SCHEMA}\nINSERT INTO t (v, n) VALUES ('before', 0);`);
+  return { dir, dbPath, replicaDir: join(dir, 'replica') };
+}
+
+function start(args: string[]): LoggedProcess {
+  const p = spawnBin(args);
+  procs.push(p);
+  return p;
+}
+
+/** The index of the first log line matching every pattern, or -1. */
+function lineWith(p: LoggedProcess, ...patterns: RegExp[]): number {
+  return p.lines.findIndex((l) => patterns.every((re) => re.test(l)));
+}
+
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+describe('replicate: a replica that fails', () => {
+  it('a final sync that cannot upload names the database and the replica, and exits 1', async () => {
+    const s = await setup();
+    const p = start(['replicate', s.dbPath, `file://${s.replicaDir}`]);
+    await p.waitForLog(/msg="snapshot written"/);
+    const [gen] = readdirSync(join(s.replicaDir, 'generations'));
+    // Nothing can be written to the replica from now on: no new generation, no wal directory, no segment.
+    const genDir = join(s.replicaDir, 'generations', gen!);
+    for (const d of [join(s.replicaDir, 'generations'), genDir, join(genDir, 'wal')]) if (existsSync(d)) undo.push(lockDir(d));
+    // A running application (a long-lived shell) commits a row that cannot be uploaded any more.
+    const app = SqliteShell.open(s.dbPath);
+    undo.push(() => app.kill());
+    await app.exec("INSERT INTO t (v, n) VALUES ('only local', 1);");
+    expect(await p.stop('SIGTERM')).toBe(1);
+    await app.close();
+    const at = lineWith(
+      p,
+      /level=ERROR msg="final sync failed; these changes are only in the local database"/,
+      new RegExp(` db=${esc(s.dbPath)} `),
+      new RegExp(`error="sync of ${esc(s.dbPath)} incomplete; not uploaded to: file \\(${esc(s.replicaDir)}\\): .*(EPERM|EACCES)`),
+    );
+    expect(at, p.tail()).toBeGreaterThanOrEqual(0);
+    expect(p.lines.at(-1)).toMatch(/msg="stn-replicate shut down" signal=SIGTERM/);
+  });
+
+  it('-exec starts the application although a replica is unreachable; the other replica gets everything', async () => {
+    const s = await setup();
+    const proxy: FaultProxy = await startFaultProxy(inject('s3Endpoint'));
+    undo.push(() => proxy.close());
+    proxy.mode = 'drop'; // every connection to the store is cut
+    const cfg = join(s.dir, 'litestream.yml');
+    writeFileSync(
+      cfg,
+      [
+        'dbs:',
+        `  - path: ${s.dbPath}`,
+        '    replicas:',
+        `      - url: file://${s.replicaDir}`,
+        '        sync-interval: 10ms',
+        '      - type: s3',
+        '        bucket: unreachable',
+        '        path: app',
+        `        endpoint: ${proxy.endpoint}`,
+        '        region: us-east-1',
+        '        access-key-id: k',
+        '        secret-access-key: s',
+        '',
+      ].join('\n'),
+    );
+    const app = join(s.dir, 'app.cjs');
+    writeFileSync(
+      app,
+      `const D=require(${JSON.stringify(require.resolve('better-sqlite3'))});console.log('app started');` +
+        `const db=new D(${JSON.stringify(s.dbPath)});db.pragma('busy_timeout=5000');db.prepare("INSERT INTO t (v, n) VALUES ('from the app', 2)").run();db.close();`,
+    );
+    const p = start(['replicate', '-config', cfg, '-exec', `${process.execPath} ${app}`]);
+    // The app's exit ends the run; the final sync to the unreachable replica fails, so the code is 1.
+    expect(await p.exit).toBe(1);
+    const incomplete = lineWith(p, /level=ERROR msg="initial sync incomplete"/, new RegExp(` db=${esc(s.dbPath)} `), /not uploaded to: s3 \(/);
+    const started = lineWith(p, /^app started$/);
+    expect(incomplete, p.tail(60)).toBeGreaterThanOrEqual(0);
+    expect(started, p.tail(60)).toBeGreaterThan(incomplete);
+    expect(lineWith(p, /msg="final sync failed; these changes are only in the local database"/, /not uploaded to: s3 \(/), p.tail()).toBeGreaterThan(started);
+    expect(proxy.faults).toBeGreaterThan(0);
+    // The healthy replica was not held back by the dead one: Litestream restores the app's row from it.
+    const out = join(s.dir, 'restored.db');
+    const r = await runLitestream(['restore', '-o', out, `file://${s.replicaDir}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(contentDigest(out)).toBe(contentDigest(s.dbPath));
+    expect(rowCount(out)).toBe(2);
+  });
+});

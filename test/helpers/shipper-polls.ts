@@ -1,0 +1,33 @@
+/**
+ * Waiting for a shipper's monitor polls: an idle window measured in polls (each a full sync tick), not
+ * in time, for tests that show that nothing happens while nobody asks.
+ *
+ * The poll is the shipper's durable tick (`tick(true)`: the periodic one; file-change notifications run
+ * `tick(false)`). There is no public per-tick signal, so this wraps the private method; if the shipper
+ * is restructured, adapt this one place.
+ */
+import type { WalShipper } from '../../src/shipper/wal-shipper.js';
+
+type Tick = (durable: boolean) => Promise<void>;
+
+/** Resolves after the shipper's next `n` monitor polls have finished. */
+export function pollsOf(shipper: WalShipper, n: number): Promise<void> {
+  const target = shipper as unknown as { tick?: Tick };
+  const tick = target.tick;
+  if (typeof tick !== 'function') throw new Error('pollsOf: WalShipper has no tick(durable) method any more; update test/helpers/shipper-polls.ts');
+  return new Promise((resolve, reject) => {
+    let seen = 0;
+    target.tick = async function (this: WalShipper, durable: boolean) {
+      try {
+        await tick.call(this, durable);
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      }
+      if (durable && ++seen === n) {
+        delete target.tick; // the prototype's method again
+        resolve();
+      }
+    };
+  });
+}

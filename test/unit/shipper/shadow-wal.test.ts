@@ -1,0 +1,93 @@
+/**
+ * copyToShadow writes only committed frames (never an uncommitted tail, whatever its size), and
+ * repairShadow cuts a shadow back to its last commit — the two halves of "a SIGKILL at any instruction
+ * leaves a shadow that ends at a commit".
+ */
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { copyToShadow, initShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
+import { WalScanner } from '../../../src/sqlite/wal-format.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A WAL database with one committed transaction and, left open, a big one spilling frames into the WAL. */
+function walWithOpenTransaction(rows: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'stn-shadow-unit-'));
+  dirs.push(dir);
+  const dbPath = join(dir, 'db.sqlite');
+  const db = new Database(dbPath);
+  db.pragma('journal_mode = WAL');
+  db.pragma('wal_autocheckpoint = 0');
+  db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)');
+  db.prepare('INSERT INTO t (v) VALUES (?)').run('committed');
+  db.pragma('cache_size = 5');
+  db.exec('BEGIN');
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  for (let i = 0; i < rows; i++) insert.run('u'.repeat(3000));
+  const walPath = `${dbPath}-wal`;
+  const scan = new WalScanner();
+  scan.update(readFileSync(walPath));
+  return { dir, db, walPath, committed: scan.result().committedSize, fileSize: statSync(walPath).size };
+}
+
+describe('copyToShadow', () => {
+  it.each([50, 2000])('copies up to the last commit and no further (%i uncommitted rows spilled)', (rows) => {
+    const w = walWithOpenTransaction(rows);
+    expect(w.fileSize, 'the open transaction spilled into the WAL').toBeGreaterThan(w.committed + 4 * 4120);
+    const shadow = join(w.dir, 'shadow.wal');
+    const copy = initShadow(w.walPath, shadow, readWalHeaderBytesSync(w.walPath)!);
+    expect(copy.shadowSize).toBe(w.committed);
+    expect(readFileSync(shadow).equals(readFileSync(w.walPath).subarray(0, w.committed))).toBe(true);
+    // After the commit, the rest follows.
+    w.db.exec('COMMIT');
+    const scan = new WalScanner();
+    scan.update(readFileSync(w.walPath));
+    const next = copyToShadow(w.walPath, shadow);
+    expect(next.shadowSize).toBe(scan.result().committedSize);
+    expect(readFileSync(shadow).equals(readFileSync(w.walPath).subarray(0, next.shadowSize))).toBe(true);
+    w.db.close();
+  });
+
+  it('stops before a commit that would end past maxSize, and says so', () => {
+    const w = walWithOpenTransaction(10);
+    w.db.exec('COMMIT');
+    const shadow = join(w.dir, 'shadow.wal');
+    const header = readWalHeaderBytesSync(w.walPath)!;
+    writeFileSync(shadow, header);
+    const copy = copyToShadow(w.walPath, shadow, { maxSize: w.committed });
+    expect(copy.capped).toBe(true);
+    expect(copy.shadowSize).toBe(w.committed);
+    w.db.close();
+  });
+});
+
+describe('repairShadow', () => {
+  it('cuts uncommitted frames and a torn tail back to the last commit', () => {
+    const w = walWithOpenTransaction(50);
+    const shadow = join(w.dir, 'shadow.wal');
+    initShadow(w.walPath, shadow, readWalHeaderBytesSync(w.walPath)!);
+    // What a kill between "write frames" and "cut back" left in older versions, plus half a frame.
+    appendFileSync(shadow, readFileSync(w.walPath).subarray(w.committed, w.committed + 3 * 4120 + 2000));
+    const repaired = repairShadow(shadow)!;
+    expect(repaired.size).toBe(w.committed);
+    expect(repaired.cut).toBe(3 * 4120 + 2000);
+    expect(statSync(shadow).size).toBe(w.committed);
+    expect(repairShadow(shadow)!.cut, 'idempotent').toBe(0);
+    w.db.close();
+  });
+
+  it('a shadow whose header is damaged is not repaired (the caller starts a new generation)', () => {
+    const w = walWithOpenTransaction(5);
+    const shadow = join(w.dir, 'shadow.wal');
+    writeFileSync(shadow, Buffer.alloc(64, 7));
+    expect(repairShadow(shadow)).toBeUndefined();
+    expect(repairShadow(join(w.dir, 'missing.wal'))).toBeUndefined();
+    w.db.close();
+  });
+});

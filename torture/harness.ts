@@ -99,7 +99,7 @@ export async function runRound(spec: RoundSpec, o: HarnessOptions): Promise<Roun
     scratchDir: join(dir, 'restores'),
     rng,
     signal: abort.signal,
-    catchUpMs: 60_000,
+    catchUpMs: 45_000,
     log,
     fail,
   });

@@ -40,17 +40,33 @@ const NOT_S3 = /^\/(health|_fauxqs)(\/|$|\?)/;
 
 export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Server> {
   const app = buildApp({ logger: false, host: '127.0.0.1', defaultRegion: 'us-east-1' });
-  // Go's SDK (Litestream) escapes the ETag quotes in CompleteMultipartUpload bodies as `&#34;`, which
-  // fauxqs does not decode: rewritten to `&quot;` before its handler runs.
+  // CompleteMultipartUpload bodies from Go's SDK (Litestream), patched before fauxqs's handler runs:
+  // - the ETag quotes are escaped as `&#34;`, which fauxqs does not decode: rewritten to `&quot;`;
+  // - the parts come with their elements in either order (`<ETag>` or `<PartNumber>` first) in the same
+  //   body, and fauxqs reads only the order it finds first, silently completing the object from a
+  //   subset of its parts (a 30 MB snapshot stored as 9 MB): every part is put PartNumber first.
+  // The rewrite changes the body's length, so the stream reports the bytes received (Fastify's
+  // `receivedEncodedLength`), or Fastify would answer 400 "Request body size did not match
+  // Content-Length". The body (a short list of parts) is rewritten whole, never chunk by chunk.
   app.addHook('preParsing', async (request, _reply, payload) => {
     if (request.method !== 'POST' || !String(request.url).includes('uploadId=')) return payload;
-    return payload.pipe(
-      new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          cb(null, Buffer.from(chunk.toString('latin1').replaceAll('&#34;', '&quot;'), 'latin1'));
-        },
-      }),
-    );
+    const chunks: Buffer[] = [];
+    const rewritten = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        chunks.push(chunk);
+        (rewritten as Transform & { receivedEncodedLength: number }).receivedEncodedLength += chunk.length;
+        cb();
+      },
+      flush(cb) {
+        const body = Buffer.concat(chunks)
+          .toString('latin1')
+          .replaceAll('&#34;', '&quot;')
+          .replace(/<Part>\s*<ETag>([^<]*)<\/ETag>\s*<PartNumber>(\d+)<\/PartNumber>\s*<\/Part>/g, '<Part><PartNumber>$2</PartNumber><ETag>$1</ETag></Part>');
+        cb(null, Buffer.from(body, 'latin1'));
+      },
+    });
+    (rewritten as Transform & { receivedEncodedLength: number }).receivedEncodedLength = 0;
+    return payload.pipe(rewritten);
   });
   if (opts.onRequest || opts.onResponse) {
     // Classified once on arrival; the answer's hook sees the same object.
@@ -91,5 +107,22 @@ function fauxqsVersion(): string {
     return pkg.version ?? 'unknown';
   } catch {
     return 'unknown';
+  }
+}
+
+/** Deletes every object of a bucket, then the bucket (fauxqs keeps objects in memory until then). */
+export async function deleteBucket(endpoint: string, bucket: string): Promise<void> {
+  const { S3Client, ListObjectsV2Command, DeleteObjectsCommand, DeleteBucketCommand } = await import('@aws-sdk/client-s3');
+  const s3 = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'test-key', secretAccessKey: 'test-secret' } });
+  try {
+    for (;;) {
+      const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1000 }));
+      const keys = (page.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
+      if (keys.length === 0) break;
+      await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
+    }
+    await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+  } finally {
+    s3.destroy();
   }
 }

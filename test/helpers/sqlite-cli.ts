@@ -5,7 +5,7 @@
  * database this way rather than through a connection the test process keeps open, which would keep
  * the `-wal` file alive and hide bugs.
  *
- * `scripts/ensure-sqlite3-cli.sh` (run by `npm test`) installs the shell where it is missing.
+ * `scripts/install-test-tools.sh` (run by `npm test`) installs the shell where it is missing.
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -36,7 +36,7 @@ export async function sqliteOnce(dbPath: string, sql: string): Promise<string[]>
     return stdout.split('\n').filter((l) => l !== '');
   } catch (err) {
     const e = err as { code?: unknown; stderr?: string; message: string };
-    if (e.code === 'ENOENT') throw new Error(`${SQLITE3} not found: run scripts/ensure-sqlite3-cli.sh (or set SQLITE3_CLI)`);
+    if (e.code === 'ENOENT') throw new Error(`${SQLITE3} not found: run scripts/install-test-tools.sh as root (or set SQLITE3_CLI)`);
     throw new Error(`sqlite3 ${dbPath}: ${(e.stderr ?? '').trim() || e.message}`);
   }
 }
@@ -65,7 +65,7 @@ export class SqliteShell {
     child.stderr.on('data', (d: Buffer) => (this.err += d.toString()));
     this.closed = new Promise((resolve) => {
       child.on('error', (e) => {
-        this.fail(new Error(`${SQLITE3} could not be started (${e.message}): run scripts/ensure-sqlite3-cli.sh (or set SQLITE3_CLI)`));
+        this.fail(new Error(`${SQLITE3} could not be started (${e.message}): run scripts/install-test-tools.sh as root (or set SQLITE3_CLI)`));
         resolve(null);
       });
       child.on('close', (code) => {

@@ -16,8 +16,7 @@ export interface GcsServer {
 export async function startGcsServer(): Promise<GcsServer> {
   const blobs = mkdtempSync(join(tmpdir(), 'stn-gcs-'));
   const server = await startChildServer('gcs emulator', [join(import.meta.dirname, 'gcs-emulator.cjs')], /listening on (\d+)/, {
-    PATH: process.env.PATH ?? '',
-    TMPDIR: blobs,
+    env: { PATH: process.env.PATH ?? '', TMPDIR: blobs },
   });
   return {
     endpoint: `http://127.0.0.1:${server.port}`,

@@ -3,4 +3,4 @@
  * with its gaps patched. One implementation serves the tests and the benchmarks (bench/lib, which is
  * compiled into dist/ and so cannot import from test/).
  */
-export { createBucket, startS3Server, type S3Server } from '../../bench/lib/s3-server.js';
+export { createBucket, deleteBucket, startS3Server, type S3Server } from '../../bench/lib/s3-server.js';

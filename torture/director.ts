@@ -8,7 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkRestore, type CheckContext } from './checks.js';
+import { checkRestore, type CheckContext, type RestoreOutcome } from './checks.js';
 import type { DbFacts } from './digest.js';
 import { diffKeys, readLedger } from './ledger.js';
 import type { Rng } from './random.js';
@@ -64,7 +64,7 @@ export class Director {
     this.kills++;
     this.d.log(`SIGKILL replicator (${why}); restart in ${restartAfterMs} ms`);
     await this.pause(restartAfterMs);
-    if (!this.d.signal.aborted) this.d.repl.start();
+    if (!this.d.signal.aborted && !this.d.repl.running) this.d.repl.start();
   }
 
   async run(event: PlannedEvent): Promise<void> {
@@ -128,16 +128,21 @@ export class Director {
     }
   }
 
-  /** Polls our latest restore until it has `digest`; false if the replica never catches up. */
-  private async waitReplicaHolds(expected: DbFacts): Promise<boolean> {
+  /**
+   * Polls our latest restore until it has the live digest. If the replica never catches up, says what
+   * each tool restores instead (so a restore bug of ours is not mistaken for a replica left behind).
+   */
+  private async waitReplicaHolds(expected: DbFacts): Promise<string | undefined> {
     const deadline = performance.now() + this.d.catchUpMs;
+    let last: RestoreOutcome = { status: 'error', detail: 'not tried' };
     while (performance.now() < deadline && !this.d.signal.aborted) {
-      const out = join(this.d.scratchDir, `poll-${++this.polls}.db`);
-      const r = await checkRestore(this.d.check, 'ours', out, expected);
-      if (r.status === 'exact') return true;
+      last = await checkRestore(this.d.check, 'ours', join(this.d.scratchDir, `poll-${++this.polls}.db`), expected);
+      if (last.status === 'exact') return undefined;
       await this.pause(200);
     }
-    return false;
+    const theirs = await checkRestore(this.d.check, 'litestream', join(this.d.scratchDir, `poll-${++this.polls}.db`), expected);
+    const say = (r: RestoreOutcome) => `${r.status}${r.detail ? ` (${r.detail})` : ''}`;
+    return `latest restore by ours: ${say(last)}; by litestream: ${say(theirs)}`;
   }
 
   async pointInTime(): Promise<void> {
@@ -156,9 +161,10 @@ export class Director {
       if (diff.missing.length + diff.extra.length > 0) {
         this.d.fail(`point in time: the live database differs from the ledger (missing ${diff.missing.length}, extra ${diff.extra.length})`);
       }
-      if (!(await this.waitReplicaHolds(live))) {
+      const behind = await this.waitReplicaHolds(live);
+      if (behind !== undefined) {
         this.pitUnsettled++;
-        this.d.fail(`point in time: the replica did not catch up with the live database within ${this.d.catchUpMs / 1000} s`);
+        this.d.fail(`point in time: the replica did not catch up with the live database within ${this.d.catchUpMs / 1000} s; ${behind}`);
         return;
       }
       // Past the last upload's timestamp (1-second resolution on S3 and Azure), and again before the next.

@@ -13,7 +13,7 @@
  * boot that followed the first start or a SIGKILL (continuity was really lost then), never otherwise.
  */
 import { writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Proc, ProcessSet } from './procs.js';
 
 export interface ReplicatorCommand {
@@ -31,13 +31,18 @@ export interface ToolPaths {
   litestreamBin: string;
 }
 
-/** `ours`, `litestream`, a path, or a command line (split on spaces; a `.js` file runs under Node). */
+/**
+ * `ours`, `litestream`, a path, or a command line (split on spaces; a `.js` file runs under Node). The
+ * name (for the summary line) of a script is its checkout and file, e.g. `wt-lead/stn-replicate.js`.
+ */
 export function resolveReplicator(spec: string, tools: ToolPaths): ReplicatorCommand {
   if (spec === 'ours') return { name: 'ours', cmd: tools.nodePath, args: [tools.oursBin] };
   if (spec === 'litestream') return { name: 'litestream', cmd: tools.litestreamBin, args: [] };
   const words = spec.trim().split(/\s+/);
-  if (words[0]!.endsWith('.js')) return { name: basename(words[0]!), cmd: tools.nodePath, args: words };
-  return { name: basename(words[0]!), cmd: words[0]!, args: words.slice(1) };
+  const script = words.find((w) => w.endsWith('.js'));
+  const name = script ? `${basename(dirname(dirname(resolve(script))))}/${basename(script)}` : basename(words[0]!);
+  if (words[0]!.endsWith('.js')) return { name, cmd: tools.nodePath, args: words };
+  return { name, cmd: words[0]!, args: words.slice(1) };
 }
 
 export interface ConfigOptions {

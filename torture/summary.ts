@@ -12,7 +12,7 @@ export interface RunSummary {
   latestExact: { ours: number; litestream: number };
   corrupt: number;
   pitr: { total: number; oursExact: number; litestreamExact: number; litestreamNoMatch: number; unsettled: number };
-  generations: { logged: number; listed: number; unexpected: number; maxPerRound: number; reasons: Record<string, number> };
+  generations: { logged: number; listed: number; unexpected: number; maxPerRound: number; afterKill: number; reasons: Record<string, number> };
   checkpointsPerSecondPeak: number;
   checkpoints: number;
   replicatorKills: number;
@@ -35,7 +35,7 @@ export function summarize(results: RoundResult[], replicator: string, seed: numb
     latestExact: { ours: 0, litestream: 0 },
     corrupt: 0,
     pitr: { total: 0, oursExact: 0, litestreamExact: 0, litestreamNoMatch: 0, unsettled: 0 },
-    generations: { logged: 0, listed: 0, unexpected: 0, maxPerRound: 0, reasons: {} },
+    generations: { logged: 0, listed: 0, unexpected: 0, maxPerRound: 0, afterKill: 0, reasons: {} },
     checkpointsPerSecondPeak: 0,
     checkpoints: 0,
     replicatorKills: 0,
@@ -59,6 +59,7 @@ export function summarize(results: RoundResult[], replicator: string, seed: numb
     s.generations.listed += r.generations.listed ?? 0;
     s.generations.unexpected += r.generations.unexpected;
     s.generations.maxPerRound = Math.max(s.generations.maxPerRound, r.generations.logged.length);
+    s.generations.afterKill += r.generations.logged.filter((g) => g.context === 'restart after SIGKILL').length;
     for (const g of r.generations.logged) {
       const key = `${g.expected ? 'expected' : 'UNEXPECTED'} (${g.context}): ${g.reason}`;
       s.generations.reasons[key] = (s.generations.reasons[key] ?? 0) + 1;
@@ -82,7 +83,7 @@ export function summaryLine(s: RunSummary): string {
     `latest exact ours=${s.latestExact.ours}/${n} litestream=${s.latestExact.litestream}/${n} corrupt=${s.corrupt}`,
     `pitr exact ours=${s.pitr.oursExact}/${s.pitr.total} litestream=${s.pitr.litestreamExact}/${s.pitr.total} (no match ${s.pitr.litestreamNoMatch}) unsettled=${s.pitr.unsettled}`,
     `ledger mismatches=${s.ledgerMismatches}`,
-    `generations=${s.generations.logged} unexpected=${s.generations.unexpected} max/round=${s.generations.maxPerRound}`,
+    `generations=${s.generations.logged} unexpected=${s.generations.unexpected} max/round=${s.generations.maxPerRound} new after kill=${s.generations.afterKill}/${s.replicatorKills}`,
     `checkpoints/s peak=${s.checkpointsPerSecondPeak}`,
     `replicator kills=${s.replicatorKills} outages=${s.outages} app kills=${s.appKills}`,
   ].join(' ');

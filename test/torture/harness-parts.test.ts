@@ -12,7 +12,7 @@ import { contentDigest, dbFacts } from '../../torture/digest.js';
 import { cliScript, parseCliOutput } from '../../torture/foreign-writers.js';
 import { diffKeys, ledgerLine, readLedger } from '../../torture/ledger.js';
 import { Rng } from '../../torture/random.js';
-import { classifyGenerations, isCheckpointLine, parseGenerationLine, peakPerWindow } from '../../torture/replicator.js';
+import { classifyGenerations, isCheckpointLine, parseGenerationLine, peakPerWindow, resolveReplicator } from '../../torture/replicator.js';
 import { planRound } from '../../torture/schedule.js';
 import { SCHEMA_SQL } from '../../torture/schema.js';
 
@@ -156,5 +156,16 @@ describe('round plans', () => {
       const min = planRound(seed, 's3', 15, { calmCheckpoints: true }).settings.minCheckpointPageCount;
       expect(min === undefined || min >= 100).toBe(true);
     }
+  });
+});
+
+describe('the replicator command', () => {
+  const tools = { nodePath: '/usr/bin/node', oursBin: '/repo/bin/stn-replicate.js', litestreamBin: '/x/litestream' };
+  it('is ours, Litestream, a script run by Node, or any command', () => {
+    expect(resolveReplicator('ours', tools)).toEqual({ name: 'ours', cmd: '/usr/bin/node', args: ['/repo/bin/stn-replicate.js'] });
+    expect(resolveReplicator('litestream', tools)).toEqual({ name: 'litestream', cmd: '/x/litestream', args: [] });
+    expect(resolveReplicator('/wt/lead/bin/stn-replicate.js', tools)).toEqual({ name: 'lead/stn-replicate.js', cmd: '/usr/bin/node', args: ['/wt/lead/bin/stn-replicate.js'] });
+    expect(resolveReplicator('node /wt/lead/bin/stn-replicate.js', tools)).toEqual({ name: 'lead/stn-replicate.js', cmd: 'node', args: ['/wt/lead/bin/stn-replicate.js'] });
+    expect(resolveReplicator('/opt/litestream-0.5/litestream', tools)).toEqual({ name: 'litestream', cmd: '/opt/litestream-0.5/litestream', args: [] });
   });
 });

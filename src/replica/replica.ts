@@ -17,7 +17,7 @@ import { nullLogger, type Logger } from '../logger.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
 import { markerPos, type RestoreMarker } from '../shipper/restore-marker.js';
 import type { WalShipper } from '../shipper/wal-shipper.js';
-import { frameAlign } from '../sqlite/wal-format.js';
+import { WAL_HEADER_SIZE, frameAlign, parseWalHeader } from '../sqlite/wal-format.js';
 import { retentionCheckPeriod } from './retention.js';
 import { retentionLoop, snapshotLoop, validationLoop, type ScheduleHost } from './replica-schedules.js';
 import { runRetention, type RetentionResult } from './retention-run.js';
@@ -338,10 +338,14 @@ export class Replica extends EventEmitter {
     if (!db || db.generation !== pos.generation) return false;
     const path = this.shipper.meta.shadowWalPath(pos.generation, pos.index);
     let size: number;
+    let pageSize: number;
     try {
-      size = (await open(path, 'r').then(async (h) => {
+      ({ size, pageSize } = await open(path, 'r').then(async (h) => {
         try {
-          return (await h.stat()).size;
+          const header = Buffer.alloc(WAL_HEADER_SIZE);
+          await h.read(header, 0, WAL_HEADER_SIZE, 0);
+          // The shadow file's own page size (the shipper's is unknown while it reopens the database).
+          return { size: (await h.stat()).size, pageSize: parseWalHeader(header, `shadow wal ${path}`).pageSize };
         } finally {
           await h.close();
         }
@@ -361,7 +365,6 @@ export class Replica extends EventEmitter {
       }
       throw err;
     }
-    const pageSize = this.shipper.pageSize ?? 4096;
     // The current index grows while we read: only its published (committed) length may be uploaded.
     let end = frameAlign(size, pageSize);
     if (db.index === pos.index) end = Math.min(end, db.offset);

@@ -15,7 +15,7 @@
  */
 import type { CheckpointMode } from './checkpoint-policy.js';
 import type { ShipperDb } from './db-connection.js';
-import type { ShadowCursor } from './shadow-cursor.js';
+import { DIVERGED, type ShadowCursor } from './shadow-cursor.js';
 import { readWalHeaderBytesSync } from './shadow-wal.js';
 
 export interface CheckpointEvent {
@@ -26,38 +26,61 @@ export interface CheckpointEvent {
   newIndex?: number;
 }
 
-export type CheckpointOutcome = { busy: true } | { busy: false; restarted: boolean; event: CheckpointEvent };
+export type CheckpointOutcome =
+  /** An application write transaction kept the write lock for `lockWaitMs`. */
+  | { busy: true }
+  /** The WAL had restarted (or diverged) before the checkpoint could begin: followed instead. */
+  | { busy: false; followed: true }
+  | { busy: false; followed: false; restarted: boolean; event: CheckpointEvent };
 
-/** Runs the sequence; `busy` when an application write transaction kept the write lock for `lockWaitMs`. */
+/** Runs the sequence (see above). */
 export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, walPath: string, mode: CheckpointMode, lockWaitMs: number): CheckpointOutcome {
   const before = cursor.current!;
   const out = db.tryWithWriteLock(lockWaitMs, () => {
-    cursor.copy(true);
+    // Under the lock, the WAL must still be the cycle the shadow follows: a restart before the lock was
+    // had is followed, not checkpointed over (the relock below would vouch for a cycle never copied).
+    const real = readWalHeaderBytesSync(walPath);
+    if (!real || !real.equals(before.header)) {
+      cursor.followRestartLocked(db);
+      return undefined;
+    }
+    const copy = cursor.copy(true);
+    if (copy.diverged) {
+      cursor.newGenerationLocked(db, DIVERGED);
+      return undefined;
+    }
     db.step('copied');
     db.releaseRead();
     const result = db.passiveCheckpoint();
     db.step('checkpointed');
+    // SQLite's own count of committed frames (mxFrame) must be what the shadow holds: more means frames
+    // SQLite discarded, fewer means commits we could not copy. Either way the history cannot go on.
+    const cur = cursor.current!;
+    const mismatch = result.busy === 0 && result.log >= 0 && !cur.capped && cursor.frames() !== result.log;
+    if (mismatch) {
+      cursor.newGenerationLocked(db, `the shadow wal holds ${cursor.frames()} frames of the wal's current cycle, sqlite has committed ${result.log}`);
+      return undefined;
+    }
     db.relockRead();
     db.step('relocked');
     return result;
   });
   if (!out) return { busy: true };
+  if (!out.value) return { busy: false, followed: true };
   db.step('unlocked');
   const result = out.value;
   if (result.busy === 0 && result.log > 0 && result.checkpointed === result.log) {
     db.tryWithWriteLock(lockWaitMs, () => db.writeSeq(), { commit: true });
     db.step('committed');
   }
-  const real = readWalHeaderBytesSync(walPath);
-  const restarted = real !== undefined && !real.equals(before.header);
+  let restarted = false;
   let newIndex: number | undefined;
-  if (restarted) {
-    // Busy: the next sync follows the restart (our slot-0 reader keeps a second one from happening first).
-    if (db.tryWithWriteLock(lockWaitMs, () => cursor.followRestartLocked(db, real)) && cursor.current!.generation === before.generation) {
-      newIndex = cursor.current!.index;
-    }
-  } else {
-    cursor.copy(false); // our own seq frame, if any
+  // Busy: the next sync follows the restart (our slot-0 reader keeps a second one from happening first).
+  const followed = db.tryWithWriteLock(lockWaitMs, () => cursor.followRestartLocked(db));
+  if (followed) {
+    const now = cursor.current!;
+    restarted = now.generation !== before.generation || now.index !== before.index;
+    if (restarted && now.generation === before.generation) newIndex = now.index;
   }
-  return { busy: false, restarted, event: { mode, log: result.log, checkpointed: result.checkpointed, ...(newIndex !== undefined ? { newIndex } : {}) } };
+  return { busy: false, followed: false, restarted, event: { mode, log: result.log, checkpointed: result.checkpointed, ...(newIndex !== undefined ? { newIndex } : {}) } };
 }

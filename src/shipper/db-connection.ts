@@ -153,19 +153,17 @@ export class ShipperDb {
       ok = true;
       return { value };
     } finally {
+      if (!this.lock.inTransaction) {
+        // Only after an error inside fn: never go on without a read transaction (taken while the write
+        // lock is still ours), but it proves nothing.
+        this.trusted = false;
+        this.beginRead();
+      }
       this.writeLocked = false;
       try {
-        try {
-          if (ok && opts.commit) this.rw.exec('COMMIT');
-        } finally {
-          if (this.rw.inTransaction) this.rw.exec('ROLLBACK');
-        }
+        if (ok && opts.commit) this.rw.exec('COMMIT');
       } finally {
-        if (!this.lock.inTransaction) {
-          // Only after an error inside fn: never go on without a read transaction, but it proves nothing.
-          this.beginRead();
-          this.trusted = false;
-        }
+        if (this.rw.inTransaction) this.rw.exec('ROLLBACK');
       }
     }
   }
@@ -198,6 +196,7 @@ export class ShipperDb {
    */
   relockRead(): void {
     this.assertWriteLocked('relockRead');
+    this.trusted = false;
     this.releaseRead();
     this.beginRead();
     this.trusted = true;
@@ -235,9 +234,15 @@ export class ShipperDb {
     this.file.release();
   }
 
+  /** BEGIN alone takes no snapshot; the SELECT does. A transaction left without one is rolled back. */
   private beginRead(): void {
     this.lock.exec('BEGIN');
-    this.lock.prepare('SELECT COUNT(1) FROM _litestream_seq').pluck().get();
+    try {
+      this.lock.prepare('SELECT COUNT(1) FROM _litestream_seq').pluck().get();
+    } catch (err) {
+      if (this.lock.inTransaction) this.lock.exec('ROLLBACK');
+      throw err;
+    }
   }
 
   private assertWriteLocked(what: string): void {

@@ -11,7 +11,7 @@
  * database file's mode and owner (file-permissions.ts): shadow WAL files are page images of it.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errnoCode } from '../errors.js';
@@ -191,8 +191,17 @@ export class MetaDir {
     await mkdirWithPermissions(this.shadowWalDir(generation), this.perms);
   }
 
+  /** Creates a generation's shadow WAL directory; the directories made are fsynced into their parents. */
   createGenerationDirSync(generation: string): void {
-    mkdirWithPermissionsSync(this.shadowWalDir(generation), this.perms);
+    const dir = this.shadowWalDir(generation);
+    let existed = true;
+    try {
+      statSync(dir);
+    } catch {
+      existed = false;
+    }
+    mkdirWithPermissionsSync(dir, this.perms);
+    if (!existed) for (const d of [this.path, this.generationsDir(), join(this.generationsDir(), generation)]) fsyncDirSync(d);
   }
 
   removeGenerationDirSync(generation: string): void {
@@ -292,5 +301,14 @@ export class MetaDir {
       }
     };
     await walk(this.path);
+  }
+}
+
+function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

@@ -24,6 +24,9 @@ export interface Current {
   capped: boolean;
 }
 
+/** Why a generation ends when the shadow holds frames the WAL no longer has. */
+export const DIVERGED = 'wal overwritten by another process: the shadow holds frames SQLite discarded (a writer killed after writing its commit frame, before publishing it)';
+
 export interface CursorEvents {
   position(pos: Pos): void;
   generation(generation: string, reason: string): void;
@@ -77,15 +80,26 @@ export class ShadowCursor {
     const old = this.position;
     this.position = pos;
     if (durable) this.durable = pos;
-    if (!old || old.generation !== pos.generation || old.index !== pos.index || old.offset !== pos.offset) this.events.position(pos);
+    // Never from inside the write lock: a listener of the embedding application may write.
+    if (!old || old.generation !== pos.generation || old.index !== pos.index || old.offset !== pos.offset) queueMicrotask(() => this.events.position(pos));
   }
 
-  /** Copies the WAL's new committed frames into the current shadow file (ENOENT: the file is gone). */
+  /**
+   * Copies the WAL's new committed frames into the current shadow file, which must follow the WAL's
+   * current cycle (ENOENT: the file is gone). `diverged` in the result: the shadow's last frame is no
+   * longer in the WAL — it holds frames SQLite discarded — and the generation cannot go on.
+   */
   copy(fsync: boolean): CopyResult {
     const cur = this.cur!;
-    const copy = copyToShadow(this.walPath, this.shadowPath(cur), { fsync, maxSize: this.maxFileBytes });
+    const copy = copyToShadow(this.walPath, this.shadowPath(cur), { fsync, maxSize: this.maxFileBytes, verifyLastFrame: true });
     this.set({ ...cur, size: copy.shadowSize, capped: cur.capped || copy.capped }, fsync);
     return copy;
+  }
+
+  /** Frames of the current cycle in the shadow file. */
+  frames(): number {
+    const cur = this.cur!;
+    return (cur.size - 32) / (24 + parseWalHeader(cur.header).pageSize);
   }
 
   /**
@@ -107,8 +121,16 @@ export class ShadowCursor {
    * last frames (none, by the read-lock rule) and fsync; the new cycle becomes the next index when it is
    * the very next one, else the generation ends. Then the read transaction moves to the new cycle.
    */
-  followRestartLocked(db: ShipperDb, real: Buffer): void {
+  followRestartLocked(db: ShipperDb): void {
     const cur = this.cur!;
+    // Read here, under the lock: a header read before it may be of a cycle that has ended since.
+    const real = readWalHeaderBytesSync(this.walPath);
+    if (!real) return; // emptied by a TRUNCATE: the next sync writes a header first
+    if (real.equals(cur.header)) {
+      const copy = this.copy(true);
+      if (copy.diverged) this.newGenerationLocked(db, DIVERGED);
+      return;
+    }
     const tail = copyToShadow(this.walPath, this.shadowPath(cur), { maxSize: this.maxFileBytes });
     const old = parseWalHeader(cur.header);
     const next = parseWalHeader(real);
@@ -140,7 +162,7 @@ export class ShadowCursor {
     this.startIndexLocked(db, generation, 0, header);
     this.meta.writeGenerationSync(generation);
     this.log.info('new generation', { db: this.dbPath, generation, reason });
-    this.events.generation(generation, reason);
+    queueMicrotask(() => this.events.generation(generation, reason));
   }
 }
 

@@ -30,19 +30,8 @@ const CHUNK_FRAMES = 256;
 
 /** The first 32 bytes of a file, or undefined when it is missing or shorter. */
 export function readWalHeaderBytesSync(path: string): Buffer | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    const b = readAtSync(fd, Buffer.allocUnsafe(WAL_HEADER_SIZE), 0);
-    return b.length === WAL_HEADER_SIZE ? b : undefined;
-  } finally {
-    closeSync(fd);
-  }
+  const b = readRange(path, WAL_HEADER_SIZE, 0);
+  return b?.length === WAL_HEADER_SIZE ? b : undefined;
 }
 
 /** Fills `buf` from `position`; returns the part read (shorter at end of file). */
@@ -152,6 +141,8 @@ export interface CopyResult {
   stoppedBy?: string;
   /** A committed transaction would have ended past `maxSize`: it was not copied. */
   capped: boolean;
+  /** With `verifyLastFrame`: the shadow's last frame is no longer in the WAL (nothing was copied). */
+  diverged: boolean;
 }
 
 export interface CopyOptions {
@@ -159,10 +150,13 @@ export interface CopyOptions {
   fsync?: boolean;
   /** The shadow never grows past this size (see WalShipper: v0.3 segment names hold 8 hex digits). */
   maxSize?: number;
+  /** First check that the shadow's last frame is still in the WAL (same cycle only; see `diverged`). */
+  verifyLastFrame?: boolean;
 }
 
 /**
- * Appends to the shadow file every valid committed frame of the real WAL past the shadow's end.
+ * Appends to the shadow file every valid committed frame of the real WAL past the shadow's end, then
+ * (unless `fsync: false`) fsyncs the shadow file.
  *
  * Two passes: the first finds the last commit (by frame headers, then by the checksum chain up to it);
  * the second writes exactly the frames up to that commit, from the first pass's buffer when it held them
@@ -172,20 +166,43 @@ export interface CopyOptions {
  */
 export function copyToShadow(walPath: string, shadowPath: string, opts: CopyOptions = {}): CopyResult {
   const shadow = openSync(shadowPath, 'r+');
-  let wal: number | undefined;
   try {
-    const state = shadowState(shadow, shadowPath);
-    const { header } = state;
-    const fsize = frameSize(header.pageSize);
-    const maxSize = opts.maxSize ?? Infinity;
-    try {
-      wal = openSync(walPath, 'r');
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return { shadowSize: state.size, appended: 0, stoppedBy: 'wal missing', capped: false };
-      throw err;
+    const result = appendCommitted(shadow, shadowPath, walPath, opts);
+    // On every path, also when nothing was appended: earlier copies may have been made without one, and
+    // the caller counts the whole file as durable after this.
+    if (opts.fsync !== false) fsyncSync(shadow);
+    return result;
+  } finally {
+    closeSync(shadow);
+  }
+}
+
+function appendCommitted(shadow: number, shadowPath: string, walPath: string, opts: CopyOptions): CopyResult {
+  const state = shadowState(shadow, shadowPath);
+  const { header } = state;
+  const fsize = frameSize(header.pageSize);
+  const maxSize = opts.maxSize ?? Infinity;
+  const none = (stoppedBy?: string): CopyResult => ({ shadowSize: state.size, appended: 0, capped: false, diverged: false, ...(stoppedBy ? { stoppedBy } : {}) });
+  let wal: number;
+  try {
+    wal = openSync(walPath, 'r');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return none('wal missing');
+    throw err;
+  }
+  try {
+    if (opts.verifyLastFrame && state.size > WAL_HEADER_SIZE) {
+      // Frames up to SQLite's commit point never change within a cycle, so the shadow's last frame must
+      // still be in the WAL. If not, the shadow holds frames SQLite discarded: a writer killed after
+      // writing its commit frame but before publishing it in the wal-index, whose frames the next
+      // writer overwrote (SQLite runs no recovery while other connections keep the -shm).
+      const at = state.size - fsize;
+      const mine = readAtSync(shadow, Buffer.allocUnsafe(WAL_FRAME_HEADER_SIZE), at);
+      const theirs = readAtSync(wal, Buffer.allocUnsafe(WAL_FRAME_HEADER_SIZE), at);
+      if (!mine.equals(theirs)) return { ...none('last frame differs'), diverged: true };
     }
     const available = fstatSync(wal).size - state.size;
-    if (available < fsize) return { shadowSize: state.size, appended: 0, capped: false };
+    if (available < fsize) return none();
     const chunkFrames = Math.max(1, Math.min(CHUNK_FRAMES, Math.ceil(available / fsize)));
     const buf = Buffer.allocUnsafe(chunkFrames * fsize);
 
@@ -193,7 +210,7 @@ export function copyToShadow(walPath: string, shadowPath: string, opts: CopyOpti
     let scanTo = Infinity;
     if (available > buf.length) {
       scanTo = lastCommitCandidate(wal, header, state.size, buf);
-      if (scanTo === state.size) return { shadowSize: state.size, appended: 0, capped: false };
+      if (scanTo === state.size) return none();
     }
     const first = new FrameChain(header, state.size, state.checksum, maxSize);
     let held: Buffer | undefined; // pass 1's only chunk, when it covered everything
@@ -201,16 +218,15 @@ export function copyToShadow(walPath: string, shadowPath: string, opts: CopyOpti
       const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, scanTo - at)), at);
       const whole = chunk.subarray(0, Math.floor(chunk.length / fsize) * fsize);
       const going = first.accept(whole);
-      if (at === state.size) held = whole;
-      else held = undefined;
+      held = at === state.size ? whole : undefined;
       at += whole.length;
       if (!going || whole.length < buf.length) break;
     }
     const target = first.committed;
-    if (target === state.size) return { shadowSize: state.size, appended: 0, stoppedBy: first.stoppedBy, capped: first.capped };
+    if (target === state.size) return { ...none(first.stoppedBy), capped: first.capped };
 
     // Pass 2: write [state.size, target).
-    let written = state.size;
+    let written: number;
     if (held && held.length >= target - state.size) {
       writeAtSync(shadow, held.subarray(0, target - state.size), state.size);
       written = target;
@@ -231,11 +247,9 @@ export function copyToShadow(walPath: string, shadowPath: string, opts: CopyOpti
       // which repairShadow removes at the next start.
       if (second.end > written) ftruncateSync(shadow, written);
     }
-    if (opts.fsync !== false) fsyncSync(shadow);
-    return { shadowSize: written, appended: written - state.size, stoppedBy: first.stoppedBy, capped: first.capped };
+    return { shadowSize: written, appended: written - state.size, capped: first.capped, diverged: false, ...(first.stoppedBy ? { stoppedBy: first.stoppedBy } : {}) };
   } finally {
-    if (wal !== undefined) closeSync(wal);
-    closeSync(shadow);
+    closeSync(wal);
   }
 }
 
@@ -319,19 +333,6 @@ export function repairShadow(shadowPath: string): ShadowRepair | undefined {
   }
 }
 
-/**
- * Whether the shadow still mirrors the real WAL: the last frame it holds must be byte-identical at the
- * same offset of the real WAL (Litestream's "wal overwritten by another process" check).
- */
-export function lastFrameMatches(walPath: string, shadowPath: string, shadowSize: number, pageSize: number): boolean {
-  const fsize = frameSize(pageSize);
-  if (shadowSize <= WAL_HEADER_SIZE) return true;
-  const at = shadowSize - fsize;
-  const a = readRange(walPath, fsize, at);
-  const b = readRange(shadowPath, fsize, at);
-  return a !== undefined && b !== undefined && a.length === fsize && a.equals(b);
-}
-
 function readRange(path: string, length: number, position: number): Buffer | undefined {
   let fd: number;
   try {
@@ -351,8 +352,8 @@ function readRange(path: string, length: number, position: number): Buffer | und
  * For a WAL that restarted while nobody held its read lock (the replicator was stopped): whether its
  * current cycle is the immediate successor of the shadow's cycle (SQLite adds one to salt-1 on every
  * restart) and the old cycle provably ended exactly where the shadow ends — the new cycle has not
- * reached that offset, the file was not cut below it, and no old-cycle frame continues the shadow's
- * chain there. Otherwise frames may have been committed and overwritten unseen.
+ * reached that offset, and the frame there belongs to an older cycle than either. Otherwise frames may
+ * have been committed and overwritten unseen.
  */
 export function cycleFollowsShadow(walPath: string, shadowPath: string, realBytes: Buffer, shadowBytes: Buffer): boolean {
   let real;
@@ -392,12 +393,15 @@ export function cycleFollowsShadow(walPath: string, shadowPath: string, realByte
       }
       const fsize = frameSize(old.pageSize);
       if (scanner.result().validSize > shadowSize - (shadowSize > WAL_HEADER_SIZE ? fsize : 0)) return false;
-      // An old-cycle frame right after the shadow's end would mean frames were committed and never copied.
+      // Proof that the old cycle wrote nothing past the shadow's end: the frame there belongs to an older
+      // cycle. A frame of the old cycle means frames committed and never copied; one of the new cycle
+      // means that region was overwritten (a rolled-back spill), hiding whatever the old cycle had
+      // there; the end of the file proves nothing (journal_size_limit may have cut it there).
       const next = readAtSync(walFd, Buffer.allocUnsafe(fsize), shadowSize);
-      if (next.length === fsize) {
-        const fh = parseWalFrameHeader(next);
-        if (fh.salt1 === old.salt1 && fh.salt2 === old.salt2) return false;
-      }
+      if (next.length < fsize) return false;
+      const fh = parseWalFrameHeader(next);
+      if (fh.salt1 === old.salt1 && fh.salt2 === old.salt2) return false;
+      if (fh.salt1 === real.salt1 && fh.salt2 === real.salt2) return false;
       return true;
     } finally {
       closeSync(walFd);

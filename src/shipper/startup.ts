@@ -14,7 +14,7 @@ import type { MetaDir } from './meta.js';
 import type { RestoreCandidate, RestoreContinuation } from './restore-continuation.js';
 import { writeContinuedFromSync } from './restore-marker.js';
 import type { ShadowCursor } from './shadow-cursor.js';
-import { copyToShadow, cycleFollowsShadow, lastFrameMatches, readWalHeaderBytesSync, repairShadow } from './shadow-wal.js';
+import { copyToShadow, cycleFollowsShadow, readWalHeaderBytesSync, repairShadow } from './shadow-wal.js';
 
 export interface StartContext {
   db: ShipperDb;
@@ -47,7 +47,7 @@ export async function prepareStart(c: StartContext): Promise<StartPlan> {
   const real = readWalHeaderBytesSync(c.walPath);
   if (repaired && real && real.equals(c.meta.shadowHeaderSync(generation, index) ?? Buffer.alloc(0))) {
     // The bulk of what was written meanwhile, so that the locked part is short.
-    copyToShadow(c.walPath, shadowPath, { fsync: false, maxSize: c.cursor.maxFileBytes });
+    copyToShadow(c.walPath, shadowPath, { fsync: false, maxSize: c.cursor.maxFileBytes, verifyLastFrame: true });
   }
   return { generation, index, candidate: undefined };
 }
@@ -78,12 +78,17 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): void {
     } else if (index >= MAX_INDEX) {
       reason = 'max index exceeded';
     } else if (real.equals(shadow)) {
-      const copy = copyToShadow(c.walPath, shadowPath, { maxSize: cursor.maxFileBytes });
+      const copy = copyToShadow(c.walPath, shadowPath, { maxSize: cursor.maxFileBytes, verifyLastFrame: true });
       const pageSize = parseWalHeader(real).pageSize;
       const walSize = frameAlign(meta.fileSizeSync(c.walPath), pageSize);
+      const frames = (copy.shadowSize - 32) / (24 + pageSize);
+      // SQLite's count of committed frames (mxFrame), from a PASSIVE checkpoint under our write lock.
+      const committed = copy.diverged ? undefined : db.passiveCheckpoint();
       if (copy.shadowSize > walSize) reason = 'wal truncated by another process';
-      else if (!lastFrameMatches(c.walPath, shadowPath, copy.shadowSize, pageSize)) reason = 'wal overwritten by another process';
-      else {
+      else if (copy.diverged) reason = 'wal overwritten by another process';
+      else if (committed && committed.busy === 0 && committed.log >= 0 && !copy.capped && committed.log !== frames) {
+        reason = `the shadow wal holds ${frames} frames of the wal's cycle, sqlite has committed ${committed.log}`;
+      } else {
         cursor.set({ generation, index, header: real, size: copy.shadowSize, capped: copy.capped }, true);
         db.relockRead();
         return;

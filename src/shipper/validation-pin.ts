@@ -32,7 +32,17 @@ export interface PinContext {
   busyTimeoutMs: number;
 }
 
-export async function pinAndDigest(ctx: PinContext): Promise<PinnedDigest> {
+/**
+ * A read transaction of a connection of its own, begun at exactly the shipper's position: until
+ * `release()`, checkpoints cannot backfill past it (nor, in read slot ≥ 1, restart the WAL), so the
+ * database file and the WAL up to `pos` stay as they are. For validation and for snapshots.
+ */
+export interface PinnedPosition {
+  pos: Pos;
+  release(): void;
+}
+
+export async function pinPosition(ctx: PinContext, purpose: string): Promise<PinnedPosition> {
   for (let attempt = 0; ; attempt++) {
     const pinned = await ctx.serial(async () => {
       // A connection SQLite opens and closes itself: it never drops the locks of the others.
@@ -46,21 +56,23 @@ export async function pinAndDigest(ctx: PinContext): Promise<PinnedDigest> {
           reader.close();
           return undefined;
         }
-        return { pos, reader };
+        return { pos, release: () => reader.close() }; // read-only: closing never checkpoints or deletes the WAL
       } catch (err) {
         reader.close();
         throw err;
       }
     });
-    if (!pinned) {
-      if (attempt >= 3) throw new Error('the WAL keeps restarting; cannot pin a position to validate');
-      await ctx.sync();
-      continue;
-    }
-    try {
-      return { pos: pinned.pos, digest: await digestLiveDatabase(ctx.file(), ctx.walPath, pinned.pos.offset) };
-    } finally {
-      pinned.reader.close(); // read-only: closing never checkpoints or deletes the WAL
-    }
+    if (pinned) return pinned;
+    if (attempt >= 3) throw new Error(`the WAL keeps restarting (or the database stays locked); cannot pin a position for ${purpose}`);
+    await ctx.sync();
+  }
+}
+
+export async function pinAndDigest(ctx: PinContext): Promise<PinnedDigest> {
+  const pinned = await pinPosition(ctx, 'validation');
+  try {
+    return { pos: pinned.pos, digest: await digestLiveDatabase(ctx.file(), ctx.walPath, pinned.pos.offset) };
+  } finally {
+    pinned.release();
   }
 }

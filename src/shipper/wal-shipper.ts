@@ -22,12 +22,12 @@ import { CheckpointThrottle, DEFAULT_CHECKPOINT_POLICY, checkpointMode, type Che
 import { ShipperDb, type CheckpointStepHook } from './db-connection.js';
 import { MetaDir, defaultMetaPath } from './meta.js';
 import { RestoreContinuation, type RestoreCheck } from './restore-continuation.js';
-import { ShadowCursor } from './shadow-cursor.js';
+import { DIVERGED, ShadowCursor } from './shadow-cursor.js';
 import { DEFAULT_MAX_SHADOW_WAL_BYTES, ShadowLimit, type ShadowWalUsage } from './shadow-limit.js';
 import { readWalHeaderBytesSync } from './shadow-wal.js';
 import { decideStartLocked, prepareStart, type StartContext } from './startup.js';
 import { SyncScheduler } from './sync-scheduler.js';
-import { pinAndDigest, type PinnedDigest } from './validation-pin.js';
+import { pinAndDigest, pinPosition, type PinContext, type PinnedDigest } from './validation-pin.js';
 
 export type { RestoreCheck } from './restore-continuation.js';
 export type { CheckpointEvent } from './checkpoint.js';
@@ -168,7 +168,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
         open: () => this.serial(() => this.init()),
       }).then(async (opened) => {
         if (!opened || this.closed || signal?.aborted) return opened;
-        await this.sync();
+        // A first sync that fails is retried by the scheduler like any other: following must start.
+        await this.sync().catch((err: unknown) => this.log.error('sync failed', { db: this.dbPath, error: describeError(err), retry: 'with backoff' }));
         this.follow();
         return true;
       });
@@ -279,17 +280,20 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     db.ensureWalHeader(this.walPath, this.busyTimeoutMs);
     const real = readWalHeaderBytesSync(this.walPath)!;
     if (real.equals(cursor.current!.header)) {
+      let copy;
       try {
-        cursor.copy(durable);
+        copy = cursor.copy(durable);
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT') throw err;
         this.startNewGeneration('no shadow wal (the shadow file was removed)');
         return;
       }
-    } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.followRestartLocked(db, real))) {
+      if (copy.diverged) this.startNewGeneration(DIVERGED);
+      this.maybeCheckpoint();
+    } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.followRestartLocked(db))) {
+      // No checkpoint while a restart is pending: it would vouch for a cycle never copied.
       this.log.debug("wal restarted; the next index waits for the application's write", { db: this.dbPath });
     }
-    this.maybeCheckpoint();
     await this.cleanShadows();
   }
 
@@ -314,6 +318,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       this.log.debug('checkpoint skipped: the application holds the write lock', { db: this.dbPath, mode });
       return;
     }
+    if (out.followed) return; // the WAL had restarted: followed instead; no checkpoint was run
     this.lastCheckpointAt = now;
     this.throttle.record(now, out.restarted);
     if (!out.restarted && out.event.log !== out.event.checkpointed) {
@@ -345,9 +350,14 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     this.snapshotsRunning++;
     try {
       await this.sync();
-      const pos = this.cursor.pos();
-      if (!pos) throw new Error('no generation yet: nothing to snapshot');
-      return await fn(pos);
+      // A reader pinned at the position keeps application checkpoints from backfilling frames past it
+      // into the file while it is streamed: the snapshot is the database as of that position.
+      const pinned = await pinPosition(this.pinContext(), 'a snapshot');
+      try {
+        return await fn(pinned.pos);
+      } finally {
+        pinned.release();
+      }
     } finally {
       this.snapshotsRunning--;
     }
@@ -361,7 +371,11 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
 
   /** The live database's page digest at a position the replicas will reach, for validation (validation-pin.ts). */
   async digestAtPosition(): Promise<PinnedDigest> {
-    return pinAndDigest({
+    return pinAndDigest(this.pinContext());
+  }
+
+  private pinContext(): PinContext {
+    return {
       serial: (fn) => this.serial(fn),
       sync: () => this.sync(),
       pinLocked: (pin) => {
@@ -372,7 +386,10 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
           const real = readWalHeaderBytesSync(this.walPath);
           // Restarted since the last sync: let a sync start the next index first, then pin again.
           if (!real || !real.equals(cur.header)) return undefined;
-          this.cursor.copy(true);
+          if (this.cursor.copy(true).diverged) {
+            this.cursor.newGenerationLocked(db, DIVERGED);
+            return undefined;
+          }
           pin();
           return this.cursor.pos()!;
         });
@@ -382,7 +399,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       walPath: this.walPath,
       file: () => this.db!.file,
       busyTimeoutMs: this.busyTimeoutMs,
-    });
+    };
   }
 
   /** Stops following the database and closes its connections (a final sync first). */

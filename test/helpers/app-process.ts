@@ -64,32 +64,18 @@ export async function locksHeldBy(pid: number, ino: number | bigint): Promise<st
   });
 }
 
-/**
- * An application process holding a read transaction open (BEGIN; SELECT …) until `release()`: a long
- * reader, which keeps SQLite from backfilling past its snapshot and so from restarting the WAL.
- */
-export async function holdReadTransaction(dbPath: string): Promise<{ release(): Promise<void>; kill(): Promise<void> }> {
+/** A python process that runs `setup` (SQL statements) on its connection, says so, and holds on until released. */
+async function holdInPython(dbPath: string, setup: string[], onRelease: string[]): Promise<{ release(): Promise<void>; kill(): Promise<void> }> {
   const { spawn } = await import('node:child_process');
+  const py = (stmts: string[]) => stmts.map((q) => `c.execute(${JSON.stringify(q)}).fetchall()\n`).join('');
   const child = spawn(
     'python3',
-    [
-      '-c',
-      'import sqlite3, sys\n' +
-        'c = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)\n' +
-        'c.execute("BEGIN")\n' +
-        'c.execute("SELECT count(*) FROM sqlite_master").fetchall()\n' +
-        'c.execute("SELECT count(*) FROM t").fetchall()\n' +
-        'print("holding", flush=True)\n' +
-        'sys.stdin.read()\n' +
-        'c.execute("COMMIT")\n' +
-        'c.close()\n',
-      dbPath,
-    ],
+    ['-c', `import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)\n${py(setup)}print("holding", flush=True)\nsys.stdin.read()\n${py(onRelease)}c.close()\n`, dbPath],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   await new Promise<void>((resolve, reject) => {
     child.stdout.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`reader exited early (${code})`)));
+    child.once('exit', (code) => reject(new Error(`python3 holding ${dbPath} exited early (${code})`)));
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
@@ -106,38 +92,21 @@ export async function holdReadTransaction(dbPath: string): Promise<{ release(): 
 }
 
 /**
+ * An application process holding a read transaction open (BEGIN; SELECT …) until `release()`: a long
+ * reader, which keeps SQLite from backfilling past its snapshot and so from restarting the WAL.
+ */
+export function holdReadTransaction(dbPath: string): Promise<{ release(): Promise<void>; kill(): Promise<void> }> {
+  return holdInPython(dbPath, ['BEGIN', 'SELECT count(*) FROM sqlite_master', 'SELECT count(*) FROM t'], ['COMMIT']);
+}
+
+/**
  * An application process holding the write lock (BEGIN IMMEDIATE and a write) until `release()`, which
  * commits. Creates the table `t` if needed (so it also works on a brand-new database file).
  */
-export async function holdWriteLock(dbPath: string): Promise<{ release(): Promise<void> }> {
-  const { spawn } = await import('node:child_process');
-  const child = spawn(
-    'python3',
-    [
-      '-c',
-      'import sqlite3, sys\n' +
-        'c = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)\n' +
-        'c.execute("PRAGMA journal_mode=WAL")\n' +
-        'c.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)")\n' +
-        'c.execute("BEGIN IMMEDIATE")\n' +
-        'c.execute("INSERT INTO t (v, n) VALUES (\'written under the lock\', 0)")\n' +
-        'print("holding", flush=True)\n' +
-        'sys.stdin.read()\n' +
-        'c.execute("COMMIT")\n' +
-        'c.close()\n',
-      dbPath,
-    ],
-    { stdio: ['pipe', 'pipe', 'inherit'] },
+export function holdWriteLock(dbPath: string): Promise<{ release(): Promise<void> }> {
+  return holdInPython(
+    dbPath,
+    ['PRAGMA journal_mode=WAL', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)', 'BEGIN IMMEDIATE', "INSERT INTO t (v, n) VALUES ('written under the lock', 0)"],
+    ['COMMIT'],
   );
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`writer exited early (${code})`)));
-  });
-  return {
-    release: () =>
-      new Promise<void>((resolve) => {
-        child.once('exit', () => resolve());
-        child.stdin.end();
-      }),
-  };
 }

@@ -3,7 +3,7 @@
  * noticing (integrity_check says ok, the restore simply lacks rows). Each builds the exact state or
  * timing that random torture rounds rarely hit, and checks that both tools restore every committed row.
  */
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -15,6 +15,15 @@ import { startReplication, type Replication } from '../../src/replication.js';
 import { WalScanner } from '../../src/sqlite/wal-format.js';
 import { runCli } from '../helpers/cli.js';
 import { holdReadTransaction, sqliteCli } from '../helpers/app-process.js';
+import { recordingLogger } from '../helpers/recording-logger.js';
+import { ShipperDb } from '../../src/shipper/db-connection.js';
+import { MetaDir } from '../../src/shipper/meta.js';
+import { ShadowCursor } from '../../src/shipper/shadow-cursor.js';
+import { runCheckpoint } from '../../src/shipper/checkpoint.js';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
 import { runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
 
 const dirs: string[] = [];
@@ -240,6 +249,99 @@ describe('shipper safety', () => {
       db.close();
     }
     expect(readdirSync(join(s.replicaDir, 'generations')), 'the lineage broke: a new generation').toHaveLength(2);
+  });
+
+  it('a WAL restart before the checkpoint gets its lock is followed, never checkpointed over', async () => {
+    const s = await setup();
+    const app = new Database(s.dbPath, { timeout: 5000 });
+    app.pragma('wal_autocheckpoint = 0');
+    app.exec('CREATE TABLE u (x)');
+    for (let i = 0; i < 20; i++) app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(i + 1, 'row', i);
+    const db = ShipperDb.open(s.dbPath, { busyTimeoutMs: 1000 });
+    const meta = new MetaDir(join(s.dir, '.app.db-litestream'));
+    await meta.ensure();
+    const cursor = new ShadowCursor(meta, `${s.dbPath}-wal`, s.dbPath, 2 ** 32, recordingLogger(), { position() {}, generation() {} });
+    try {
+      app.pragma('wal_checkpoint(PASSIVE)'); // the application's checkpoint: the WAL is fully backfilled
+      db.tryWithWriteLock(100, () => cursor.newGenerationLocked(db, 'start')); // our read transaction: slot 0
+      const generation = cursor.current!.generation;
+      // An application commit restarts the WAL (allowed by a slot-0 reader) before our next checkpoint.
+      app.prepare("INSERT INTO u VALUES ('committed-in-the-new-cycle')").run();
+      const cycle = readFileSync(`${s.dbPath}-wal`).readUInt32BE(16); // salt-1 of the new cycle
+      // During the checkpoint's unlocked moment, another process takes the write lock, then commits.
+      db.stepHook = (step) => {
+        if (step !== 'unlocked') return;
+        spawn(process.execPath, ['-e', `const D = require(${JSON.stringify(require.resolve('better-sqlite3'))}); const db = new D(${JSON.stringify(s.dbPath)}, { timeout: 2000 }); db.exec('BEGIN IMMEDIATE'); require('fs').writeFileSync(${JSON.stringify(join(s.dir, 'locked'))}, '1'); const until = Date.now() + 150; while (Date.now() < until); db.exec("INSERT INTO u VALUES ('T')"); db.exec('COMMIT'); db.close();`], { stdio: 'inherit' });
+        const wait = new Int32Array(new SharedArrayBuffer(4));
+        while (!existsSync(join(s.dir, 'locked'))) Atomics.wait(wait, 0, 0, 5);
+      };
+      runCheckpoint(db, cursor, `${s.dbPath}-wal`, 'PASSIVE', 100);
+      await new Promise((r) => setTimeout(r, 300));
+      // What the next sync does: follow whatever restart is pending.
+      db.tryWithWriteLock(1000, () => cursor.followRestartLocked(db));
+      // That cycle must be in the history as an index of its own, with its commit (later page images
+      // carry the row too, so look at the index whose header is that cycle's).
+      const dirOf = meta.shadowWalDir(cursor.current!.generation);
+      const shadows = readdirSync(dirOf).map((f) => readFileSync(join(dirOf, f)));
+      const ofCycle = shadows.filter((b) => b.readUInt32BE(16) === cycle);
+      const held = ofCycle.some((b) => b.length > 32 && b.includes('committed-in-the-new-cycle'));
+      expect(held || cursor.current!.generation !== generation, 'the new cycle reached the shadow WAL, or continuity was declared lost').toBe(true);
+      expect(held, 'here nothing stopped the shadow from following the restart').toBe(true);
+    } finally {
+      db.close();
+      app.close();
+    }
+  });
+
+  it('frames a writer killed mid-commit left in the WAL (SQLite discards them) never end up in an unbroken history', async () => {
+    for (const phantomRows of [1, 12]) {
+      const s = await setup();
+      const r = await startReplication({ dbPath: s.dbPath, replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }], minCheckpointPageCount: 100_000, monitorIntervalMs: 0 });
+      open.push(r);
+      // An application connection stays open throughout, so SQLite never runs recovery on the WAL.
+      const app = new Database(s.dbPath, { timeout: 5000 });
+      for (let i = 1; i <= 5; i++) app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(i, 'committed', i);
+      await r.sync();
+      // The phantom: a transaction written into the WAL after the last commit, valid frames and commit
+      // flag included, but never published in the wal-index (its writer was killed in between). Made in
+      // a scratch copy that continues the same WAL, then written over the real WAL's tail.
+      const walPath = `${s.dbPath}-wal`;
+      const end = committedWalSize(walPath);
+      const scratch = join(s.dir, 'scratch.db');
+      writeFileSync(scratch, readFileSync(s.dbPath));
+      writeFileSync(`${scratch}-wal`, readFileSync(walPath).subarray(0, end));
+      const other = new Database(scratch);
+      other.pragma('wal_autocheckpoint = 0');
+      other.transaction(() => {
+        for (let i = 0; i < phantomRows; i++) other.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, -1)').run(900 + i, 'p'.repeat(3000));
+      })();
+      const phantom = readFileSync(`${scratch}-wal`).subarray(end, committedWalSize(`${scratch}-wal`));
+      other.pragma('journal_mode = DELETE');
+      other.close();
+      expect(phantom.length).toBeGreaterThan(0);
+      const fd = openSync(walPath, 'r+');
+      writeSync(fd, phantom, 0, phantom.length, end);
+      closeSync(fd);
+      await r.sync(); // the shipper may copy (and upload) the phantom: its frames look committed
+      // The next real commit overwrites the phantom from SQLite's commit point on.
+      app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(6, 'after the phantom', 6);
+      await r.sync();
+      // A checkpoint (SQLite's count of committed frames is checked under the lock there).
+      await r.close();
+      open.splice(0);
+      const again = await startReplication({ dbPath: s.dbPath, replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }], minCheckpointPageCount: 1, monitorIntervalMs: 0 });
+      open.push(again);
+      app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(7, 'later', 7);
+      await again.sync();
+      await again.close();
+      open.splice(0);
+      app.close();
+      const live = liveIds(s.dbPath);
+      expect(live).toEqual([1, 2, 3, 4, 5, 6, 7]);
+      const restored = await restoredIds(s.replicaDir, s.dir);
+      expect(restored.ours, `${phantomRows} phantom rows`).toEqual(live);
+      expect(restored.litestream, `${phantomRows} phantom rows`).toEqual(live);
+    }
   });
 });
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { copyToShadow, initShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
+import { copyToShadow, cycleFollowsShadow, initShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
 import { WalScanner } from '../../../src/sqlite/wal-format.js';
 
 const dirs: string[] = [];
@@ -89,5 +89,65 @@ describe('repairShadow', () => {
     expect(repairShadow(shadow)).toBeUndefined();
     expect(repairShadow(join(w.dir, 'missing.wal'))).toBeUndefined();
     w.db.close();
+  });
+});
+
+describe('durability', () => {
+  it('copyToShadow with fsync makes the whole file durable, also when it appends nothing', async () => {
+    const { createRequire, syncBuiltinESMExports } = await import('node:module');
+    // The CommonJS fs object is writable; syncBuiltinESMExports carries the change to ESM importers.
+    const fs = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
+    const fsynced: number[] = [];
+    const original = fs.fsyncSync;
+    fs.fsyncSync = (fd: number) => {
+      fsynced.push(fd);
+      original(fd);
+    };
+    syncBuiltinESMExports();
+    try {
+      const w = walWithOpenTransaction(5);
+      w.db.exec('COMMIT');
+      const shadow = join(w.dir, 'shadow.wal');
+      writeFileSync(shadow, readWalHeaderBytesSync(w.walPath)!);
+      fsynced.length = 0;
+      const first = copyToShadow(w.walPath, shadow, { fsync: false }); // a notification-triggered copy
+      expect(first.appended).toBeGreaterThan(0);
+      expect(fsynced).toEqual([]);
+      const second = copyToShadow(w.walPath, shadow, { fsync: true }); // the poll: nothing new to append
+      expect(second.appended).toBe(0);
+      expect(fsynced.length, 'the bytes the first copy left unsynced are made durable').toBe(1);
+      w.db.close();
+    } finally {
+      fs.fsyncSync = original;
+      syncBuiltinESMExports();
+    }
+  });
+});
+
+describe('cycleFollowsShadow', () => {
+  it('a region past the shadow overwritten by the new cycle (a rolled-back spill) proves nothing: false', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stn-follows-'));
+    dirs.push(dir);
+    const dbPath = join(dir, 'c.db');
+    const walPath = `${dbPath}-wal`;
+    const db = new Database(dbPath);
+    db.pragma('journal_mode = WAL');
+    db.pragma('wal_autocheckpoint = 0');
+    db.exec('CREATE TABLE t (x); CREATE TABLE u (x)');
+    for (let i = 0; i < 30; i++) db.prepare('INSERT INTO t VALUES (randomblob(3000))').run();
+    const shadowHeader = readWalHeaderBytesSync(walPath)!;
+    const shadow = join(dir, 'c.shadow');
+    initShadow(walPath, shadow, shadowHeader); // the replicator stops here
+    for (let i = 0; i < 20; i++) db.prepare("INSERT INTO u VALUES ('committed while stopped ' || ?)").run(i);
+    db.pragma('wal_checkpoint(PASSIVE)');
+    db.pragma('cache_size = 5');
+    db.exec('BEGIN'); // restarts the WAL and spills frames past the shadow's end, then rolls back
+    for (let i = 0; i < 200; i++) db.prepare('INSERT INTO t VALUES (randomblob(3000))').run();
+    db.exec('ROLLBACK');
+    db.prepare("INSERT INTO t VALUES ('small')").run();
+    const real = readWalHeaderBytesSync(walPath)!;
+    expect(real.readUInt32BE(16), 'the very next cycle').toBe((shadowHeader.readUInt32BE(16) + 1) >>> 0);
+    expect(cycleFollowsShadow(walPath, shadow, real, shadowHeader), 'the 20 commits past the shadow are in no shadow').toBe(false);
+    db.close();
   });
 });

@@ -32,7 +32,6 @@ import type { ReplicaOptions } from './replica-options.js';
 export const DEFAULT_RETENTION_MS = 24 * 3600_000;
 export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
 
-const READ_CHUNK = 1024 * 1024;
 const MAX_BACKOFF_MS = 30_000;
 
 export class Replica extends EventEmitter {
@@ -295,7 +294,7 @@ export class Replica extends EventEmitter {
 
   /** `uploadFirst`: bring the replica's segments up to the snapshot's point first (see below). */
   private async takeSnapshot(uploadFirst: boolean): Promise<SnapshotInfo> {
-    return this.shipper.withSnapshotLock(async (pos) => {
+    return this.shipper.withSnapshotLock(async (pos, image) => {
       const existing = (await collect(this.client.snapshots(pos.generation))).find((s) => s.index === pos.index);
       if (existing) {
         this.log.info('snapshot skipped: the replica already holds one at this index', {
@@ -312,8 +311,9 @@ export class Replica extends EventEmitter {
       // older segments would give a state that never existed.
       if (uploadFirst && this.position?.generation === pos.generation) while (await this.uploadNext());
       const started = monotonicMs();
-      // Through the shipper's one descriptor: opening and closing another would drop SQLite's locks.
-      const source = this.shipper.readDatabase(READ_CHUNK);
+      // The database exactly at `pos`, read through the shipper's one descriptor (opening and closing
+      // another would drop SQLite's locks).
+      const source = image();
       try {
         const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeLz4Frame(source));
         this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: info.size });

@@ -15,8 +15,7 @@
  */
 import type { CheckpointMode } from './checkpoint-policy.js';
 import type { ShipperDb } from './db-connection.js';
-import { DIVERGED, type ShadowCursor } from './shadow-cursor.js';
-import { readWalHeaderBytesSync } from './shadow-wal.js';
+import type { ShadowCursor } from './shadow-cursor.js';
 
 export interface CheckpointEvent {
   mode: CheckpointMode;
@@ -34,34 +33,18 @@ export type CheckpointOutcome =
   | { busy: false; followed: false; restarted: boolean; event: CheckpointEvent };
 
 /** Runs the sequence (see above). */
-export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, walPath: string, mode: CheckpointMode, lockWaitMs: number): CheckpointOutcome {
+export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: CheckpointMode, lockWaitMs: number): CheckpointOutcome {
   const before = cursor.current!;
   const out = db.tryWithWriteLock(lockWaitMs, () => {
-    // Under the lock, the WAL must still be the cycle the shadow follows: a restart before the lock was
-    // had is followed, not checkpointed over (the relock below would vouch for a cycle never copied).
-    const real = readWalHeaderBytesSync(walPath);
-    if (!real || !real.equals(before.header)) {
-      cursor.followRestartLocked(db);
-      return undefined;
-    }
-    const copy = cursor.copy(true);
-    if (copy.diverged) {
-      cursor.newGenerationLocked(db, DIVERGED);
-      return undefined;
-    }
+    // The shadow must be exactly what SQLite has committed in the WAL's cycle before the relock below
+    // vouches for it. A restart that came before the lock is followed instead (the relock would vouch
+    // for a cycle never copied), as is a shadow that cannot go on (a new generation).
+    if (!cursor.settleLocked(db)) return undefined;
     db.step('copied');
     db.releaseRead();
     const result = db.passiveCheckpoint();
     db.step('checkpointed');
-    // SQLite's own count of committed frames (mxFrame) must be what the shadow holds: more means frames
-    // SQLite discarded, fewer means commits we could not copy. Either way the history cannot go on.
-    const cur = cursor.current!;
-    const mismatch = result.busy === 0 && result.log >= 0 && !cur.capped && cursor.frames() !== result.log;
-    if (mismatch) {
-      cursor.newGenerationLocked(db, `the shadow wal holds ${cursor.frames()} frames of the wal's current cycle, sqlite has committed ${result.log}`);
-      return undefined;
-    }
-    db.relockRead();
+    cursor.relockLocked(db);
     db.step('relocked');
     return result;
   });
@@ -73,14 +56,13 @@ export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, walPath: stri
     db.tryWithWriteLock(lockWaitMs, () => db.writeSeq(), { commit: true });
     db.step('committed');
   }
-  let restarted = false;
   let newIndex: number | undefined;
   // Busy: the next sync follows the restart (our slot-0 reader keeps a second one from happening first).
-  const followed = db.tryWithWriteLock(lockWaitMs, () => cursor.followRestartLocked(db));
-  if (followed) {
+  if (db.tryWithWriteLock(lockWaitMs, () => cursor.settleLocked(db))) {
     const now = cursor.current!;
-    restarted = now.generation !== before.generation || now.index !== before.index;
-    if (restarted && now.generation === before.generation) newIndex = now.index;
+    if (now.generation === before.generation && now.index !== before.index) newIndex = now.index;
   }
+  const now = cursor.current!;
+  const restarted = now.generation !== before.generation || now.index !== before.index;
   return { busy: false, followed: false, restarted, event: { mode, log: result.log, checkpointed: result.checkpointed, ...(newIndex !== undefined ? { newIndex } : {}) } };
 }

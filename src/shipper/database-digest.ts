@@ -42,16 +42,39 @@ export async function digestDatabaseFile(path: string): Promise<DatabaseDigest> 
 }
 
 /**
- * The digest of the live database as of `walEnd`: the committed frames of the WAL's current cycle in
- * [32, walEnd) overlay the database file (the last frame of a page wins). The database file is read
- * through the shipper's own descriptor (see database-file.ts: opening and closing another one would
- * drop the process's SQLite locks).
- *
- * The caller must hold a read transaction begun at exactly that point for as long as this runs: then
- * SQLite can neither restart the WAL (overwriting those frames) nor backfill a later frame into the
- * database file, and every page a concurrent checkpoint does write has its frame in the overlay.
+ * The digest of the live database as of `walEnd` (see liveImage; the caller pins it there).
  */
 export async function digestLiveDatabase(db: DatabaseFile, walPath: string, walEnd: number): Promise<DatabaseDigest> {
+  const hash = createHash('sha256');
+  let pageSize = 0;
+  let bytes = 0;
+  for await (const chunk of liveImage(db, walPath, walEnd, { overlay: true })) {
+    if (pageSize === 0) pageSize = pageSizeOf(chunk, walPath);
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { sha256: hash.digest('hex'), pageSize, pageCount: bytes / pageSize };
+}
+
+/**
+ * The live database's page image as of `walEnd` of the WAL's current cycle, in chunks (fresh buffers):
+ * pages 1..N of the database file, each overlaid by its newest frame in [32, walEnd) of the WAL, N being
+ * the page count in page 1's header. The database file is read through the shipper's own descriptor (see
+ * database-file.ts: opening and closing another one would drop the process's SQLite locks).
+ *
+ * The caller must hold a read transaction begun at exactly that point for as long as this runs: then
+ * SQLite cannot backfill a later frame into the database file, and every page a concurrent checkpoint
+ * does write has its frame in the overlay. `overlay: false` when the WAL was fully backfilled at that
+ * point (the file alone is the image, and the reader keeps it so) — then the WAL is not read at all,
+ * which matters because such a reader (SQLite's read slot 0) does not keep the WAL from restarting.
+ */
+export async function* liveImage(db: DatabaseFile, walPath: string, walEnd: number, opts: { overlay: boolean }): AsyncGenerator<Buffer> {
+  if (!opts.overlay || walEnd <= WAL_HEADER_SIZE) {
+    const head = Buffer.alloc(100);
+    await db.read(head, 0);
+    yield* imagePages((b, p) => db.read(b, p), pageSizeOf(head, db.path), new Map(), undefined);
+    return;
+  }
   const wal = await open(walPath, 'r');
   try {
     const header = Buffer.alloc(WAL_HEADER_SIZE);
@@ -66,29 +89,26 @@ export async function digestLiveDatabase(db: DatabaseFile, walPath: string, walE
       const got = await readAt(wal, buf.subarray(0, len), at);
       if (got < len) throw new ReplicateError('IO', `${walPath} is shorter (${at + got} bytes) than the pinned position ${walEnd}`);
       for (let f = 0; f + fsize <= len; f += fsize) {
-        // A frame of another cycle means the WAL restarted under us (a reader in read slot 0 does not
-        // prevent that): the image would be of a state that never existed, so fail instead of mismatching.
+        // A frame of another cycle means the WAL restarted under us: the image would be of a state that
+        // never existed, so fail (the caller retries) instead of producing it.
         if (buf.readUInt32BE(f + 8) !== salt1 || buf.readUInt32BE(f + 12) !== salt2) throw restarted(walPath);
         overlay.set(buf.readUInt32BE(f), at + f);
       }
     }
-    const digest = await digestPages((b, p) => db.read(b, p), pageSize, overlay, wal);
+    yield* imagePages((b, p) => db.read(b, p), pageSize, overlay, wal);
     const after = Buffer.alloc(WAL_HEADER_SIZE);
     await readAt(wal, after, 0);
     if (!after.equals(header)) throw restarted(walPath);
-    return digest;
   } finally {
     await wal.close();
   }
 }
 
-async function digestPages(readDb: ReadAt, pageSize: number, overlay: Map<number, number>, wal: FileHandle | undefined): Promise<DatabaseDigest> {
-  const hash = createHash('sha256');
-  const chunk = Buffer.allocUnsafe(CHUNK_PAGES * pageSize);
+async function* imagePages(readDb: ReadAt, pageSize: number, overlay: Map<number, number>, wal: FileHandle | undefined): AsyncGenerator<Buffer> {
   let pageCount = Infinity; // known once page 1 (from the file or the WAL) has been read
   for (let first = 1; first <= pageCount; first += CHUNK_PAGES) {
     const count = Math.min(CHUNK_PAGES, pageCount - first + 1);
-    const view = chunk.subarray(0, count * pageSize);
+    const view = Buffer.allocUnsafe(count * pageSize);
     const got = await readDb(view, (first - 1) * pageSize);
     view.fill(0, got);
     for (let i = 0; i < count; i++) {
@@ -98,16 +118,25 @@ async function digestPages(readDb: ReadAt, pageSize: number, overlay: Map<number
     if (first === 1) {
       pageCount = view.readUInt32BE(28);
       if (pageCount === 0) throw new ReplicateError('INVALID_ARGUMENT', 'database header has no page count (SQLite older than 3.7.0?)');
-      hash.update(view.subarray(0, Math.min(count, pageCount) * pageSize));
+      yield view.subarray(0, Math.min(count, pageCount) * pageSize);
     } else {
-      hash.update(view);
+      yield view;
     }
   }
-  return { sha256: hash.digest('hex'), pageSize, pageCount };
+}
+
+async function digestPages(readDb: ReadAt, pageSize: number, overlay: Map<number, number>, wal: FileHandle | undefined): Promise<DatabaseDigest> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of imagePages(readDb, pageSize, overlay, wal)) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { sha256: hash.digest('hex'), pageSize, pageCount: bytes / pageSize };
 }
 
 function restarted(walPath: string): ReplicateError {
-  return new ReplicateError('IO', `${walPath} restarted while the live database was being read; the validation is retried at the next interval`);
+  return new ReplicateError('IO', `${walPath} restarted while the live database was being read; retried later`);
 }
 
 function pageSizeOf(header: Buffer, path: string): number {

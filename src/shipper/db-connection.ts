@@ -94,6 +94,11 @@ export class ShipperDb {
       rw.exec('CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)');
       rw.exec('CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)');
       const pageSize = Number(rw.pragma('page_size', { simple: true }));
+      const version = String(rw.prepare('SELECT sqlite_version()').pluck().get());
+      if (!atLeast(version, [3, 51, 0])) {
+        // Older SQLite reads an unknown checkpoint mode as PASSIVE: committedFrames() would checkpoint.
+        throw new ReplicateError('IO', `opening ${path}: replication needs SQLite 3.51 or later (PRAGMA wal_checkpoint(NOOP)); this better-sqlite3 has ${version}`);
+      }
       ckpt = new Database(path, { fileMustExist: true, timeout: opts.busyTimeoutMs });
       ckpt.pragma('wal_autocheckpoint = 0');
       lock = new Database(path, { fileMustExist: true, readonly: true, timeout: opts.busyTimeoutMs });
@@ -153,17 +158,21 @@ export class ShipperDb {
       ok = true;
       return { value };
     } finally {
-      if (!this.lock.inTransaction) {
-        // Only after an error inside fn: never go on without a read transaction (taken while the write
-        // lock is still ours), but it proves nothing.
-        this.trusted = false;
-        this.beginRead();
-      }
-      this.writeLocked = false;
       try {
-        if (ok && opts.commit) this.rw.exec('COMMIT');
+        if (!this.lock.inTransaction) {
+          // Only after an error inside fn: never go on without a read transaction (taken while the write
+          // lock is still ours), but it proves nothing.
+          this.trusted = false;
+          this.beginRead();
+        }
       } finally {
-        if (this.rw.inTransaction) this.rw.exec('ROLLBACK');
+        // Whatever failed above, the write lock is given back.
+        this.writeLocked = false;
+        try {
+          if (ok && opts.commit) this.rw.exec('COMMIT');
+        } finally {
+          if (this.rw.inTransaction) this.rw.exec('ROLLBACK');
+        }
       }
     }
   }
@@ -208,6 +217,33 @@ export class ShipperDb {
     if (this.lock.inTransaction) this.lock.exec('ROLLBACK');
   }
 
+  /**
+   * SQLite's count of committed frames in the WAL's current cycle (mxFrame), from `PRAGMA
+   * wal_checkpoint(NOOP)` (SQLite 3.51+): no lock taken, nothing written. Undefined when there is no
+   * WAL. Frames past it may look committed (a writer killed between writing its commit frame and
+   * publishing it leaves such) but are not: SQLite discards them.
+   */
+  committedFrames(): number | undefined {
+    const [r] = this.ckpt.pragma('wal_checkpoint(NOOP)') as CheckpointResult[];
+    return r && r.busy === 0 && r.log >= 0 ? r.log : undefined;
+  }
+
+  /** Whether every committed frame is in the database file (NOOP's checkpointed == log). */
+  fullyBackfilled(): boolean {
+    const [r] = this.ckpt.pragma('wal_checkpoint(NOOP)') as CheckpointResult[];
+    return r !== undefined && r.busy === 0 && r.log >= 0 && r.checkpointed === r.log;
+  }
+
+  /**
+   * committedFrames() for the cycle whose header is `header`, without the write lock: the header is read
+   * before and after, so the count is of that cycle (and can only be too low, never too high).
+   */
+  committedFramesOf(walPath: string, header: Buffer): number | undefined {
+    if (!readWalHeaderBytesSync(walPath)?.equals(header)) return undefined;
+    const n = this.committedFrames();
+    return readWalHeaderBytesSync(walPath)?.equals(header) ? n : undefined;
+  }
+
   /** A PASSIVE checkpoint (never waits, never restarts the WAL by itself). */
   passiveCheckpoint(): CheckpointResult {
     const [result] = this.ckpt.pragma('wal_checkpoint(PASSIVE)') as CheckpointResult[];
@@ -248,6 +284,14 @@ export class ShipperDb {
   private assertWriteLocked(what: string): void {
     if (!this.writeLocked) throw new Error(`${what} outside the write lock`);
   }
+}
+
+function atLeast(version: string, min: readonly number[]): boolean {
+  const v = version.split('.').map(Number);
+  for (let i = 0; i < min.length; i++) {
+    if ((v[i] ?? 0) !== min[i]) return (v[i] ?? 0) > min[i]!;
+  }
+  return true;
 }
 
 function dirWritable(dir: string): boolean {

@@ -10,7 +10,7 @@ import type { Pos } from '../pos.js';
 import { parseWalHeader } from '../sqlite/wal-format.js';
 import type { ShipperDb } from './db-connection.js';
 import type { MetaDir } from './meta.js';
-import { copyToShadow, initShadow, readWalHeaderBytesSync, type CopyResult } from './shadow-wal.js';
+import { copyToShadow, fsyncFileSync, initShadow, readWalHeaderBytesSync, type CopyResult } from './shadow-wal.js';
 
 /** The current shadow file and the WAL cycle it follows. */
 export interface Current {
@@ -37,6 +37,8 @@ export class ShadowCursor {
   private position: Pos | undefined;
   private durable: Pos | undefined;
   private cappedLogged = false;
+  /** Frames of the current index when the read transaction was last (re)taken on its cycle. */
+  private relocked: { generation: string; index: number; frames: number } | undefined;
 
   constructor(
     private readonly meta: MetaDir,
@@ -59,6 +61,7 @@ export class ShadowCursor {
   /** Forgets everything (the database is being reopened). */
   reset(): void {
     this.cur = undefined;
+    this.relocked = undefined;
   }
 
   shadowPath(cur: Current = this.cur!): string {
@@ -86,14 +89,59 @@ export class ShadowCursor {
 
   /**
    * Copies the WAL's new committed frames into the current shadow file, which must follow the WAL's
-   * current cycle (ENOENT: the file is gone). `diverged` in the result: the shadow's last frame is no
-   * longer in the WAL — it holds frames SQLite discarded — and the generation cannot go on.
+   * current cycle (ENOENT: the file is gone), up to `maxFrames` (SQLite's commit point). `diverged` in
+   * the result: the shadow's last frame is no longer in the WAL — it holds frames SQLite discarded — and
+   * the generation cannot go on.
    */
-  copy(fsync: boolean): CopyResult {
+  copy(fsync: boolean, maxFrames: number | undefined): CopyResult {
     const cur = this.cur!;
-    const copy = copyToShadow(this.walPath, this.shadowPath(cur), { fsync, maxSize: this.maxFileBytes, verifyLastFrame: true });
+    const copy = copyToShadow(this.walPath, this.shadowPath(cur), { fsync, maxSize: this.maxFileBytes, verifyLastFrame: true, maxFrames });
     this.set({ ...cur, size: copy.shadowSize, capped: cur.capped || copy.capped }, fsync);
     return copy;
+  }
+
+  /**
+   * The copy of a sync, without the write lock: up to SQLite's commit point as read between two reads of
+   * the header. Undefined when the WAL is no longer the cycle the shadow follows (a restart to follow
+   * under the lock).
+   */
+  copyUnlocked(db: ShipperDb, fsync: boolean): CopyResult | undefined {
+    const committed = db.committedFramesOf(this.walPath, this.cur!.header);
+    return committed === undefined ? undefined : this.copy(fsync, committed);
+  }
+
+  /**
+   * Under the write lock (nothing commits, the WAL cannot restart): brings the shadow to exactly what
+   * SQLite has committed in the WAL's cycle. Follows a restart; starts a new generation when the shadow
+   * holds frames SQLite does not have committed (discarded ones) or cannot be given all it has. True when
+   * the current index goes on, settled.
+   */
+  settleLocked(db: ShipperDb): boolean {
+    const cur = this.cur!;
+    const real = readWalHeaderBytesSync(this.walPath);
+    if (!real) return false; // emptied by a TRUNCATE: the next sync gives it a header first
+    if (!real.equals(cur.header)) {
+      this.followRestartLocked(db, real);
+      return false;
+    }
+    const committed = db.committedFrames();
+    const copy = this.copy(true, committed);
+    if (copy.diverged) {
+      this.newGenerationLocked(db, DIVERGED);
+      return false;
+    }
+    if (committed !== undefined && !this.cur!.capped && this.frames() !== committed) {
+      this.newGenerationLocked(db, `the shadow wal holds ${this.frames()} frames of the wal's cycle, sqlite has committed ${committed}`);
+      return false;
+    }
+    return true;
+  }
+
+  /** Moves the read transaction to the WAL's end, after a settle (the copy it vouches for), and notes where. */
+  relockLocked(db: ShipperDb): void {
+    db.relockRead();
+    const cur = this.cur!;
+    this.relocked = { generation: cur.generation, index: cur.index, frames: this.frames() };
   }
 
   /** Frames of the current cycle in the shadow file. */
@@ -117,29 +165,27 @@ export class ShadowCursor {
   }
 
   /**
-   * Under the write lock, the WAL having restarted (`real` is its new header): the old index gets its
-   * last frames (none, by the read-lock rule) and fsync; the new cycle becomes the next index when it is
-   * the very next one, else the generation ends. Then the read transaction moves to the new cycle.
+   * Under the write lock, the WAL having restarted (`real`, read under that lock, is its new header): the
+   * new cycle becomes the next index when the old one provably ended where the shadow ends — the read
+   * transaction was ours (taken under the write lock after a full copy), nothing was added to the old
+   * index since (a commit there makes a later restart impossible while we hold the read transaction), and
+   * the new cycle is the very next one (salt-1 + 1) — else the generation ends.
    */
-  followRestartLocked(db: ShipperDb): void {
+  private followRestartLocked(db: ShipperDb, real: Buffer): void {
     const cur = this.cur!;
-    // Read here, under the lock: a header read before it may be of a cycle that has ended since.
-    const real = readWalHeaderBytesSync(this.walPath);
-    if (!real) return; // emptied by a TRUNCATE: the next sync writes a header first
-    if (real.equals(cur.header)) {
-      const copy = this.copy(true);
-      if (copy.diverged) this.newGenerationLocked(db, DIVERGED);
-      return;
-    }
-    const tail = copyToShadow(this.walPath, this.shadowPath(cur), { maxSize: this.maxFileBytes });
     const old = parseWalHeader(cur.header);
     const next = parseWalHeader(real);
+    const at = this.relocked;
     let reason: string | undefined;
-    if (cur.capped || tail.capped) reason = `wal cycle grew past ${this.maxFileBytes} bytes, more than v0.3 segment names can address`;
+    if (cur.capped) reason = `wal cycle grew past ${this.maxFileBytes} bytes, more than v0.3 segment names can address`;
     else if (!db.readLockTrusted) reason = 'wal restarted while the read lock could not be trusted (after an error)';
-    else if (next.pageSize !== old.pageSize) reason = `page size changed (${old.pageSize} -> ${next.pageSize})`;
+    else if (!at || at.generation !== cur.generation || at.index !== cur.index || at.frames !== this.frames()) {
+      reason = 'wal restarted after frames were added to its cycle since our read lock was taken (it cannot have ended where the shadow ends)';
+    } else if (next.pageSize !== old.pageSize) reason = `page size changed (${old.pageSize} -> ${next.pageSize})`;
     else if (next.salt1 !== ((old.salt1 + 1) >>> 0)) reason = `wal restarted to an unexpected cycle (salt-1 ${next.salt1} after ${old.salt1})`;
     else if (cur.index + 1 > MAX_INDEX) reason = 'max index exceeded';
+    // The old index is final: durable before replicas see the next one (they upload it to its end then).
+    fsyncFileSync(this.shadowPath(cur));
     if (reason) this.newGenerationLocked(db, reason);
     else this.startIndexLocked(db, cur.generation, cur.index + 1, real);
   }
@@ -148,9 +194,13 @@ export class ShadowCursor {
   startIndexLocked(db: ShipperDb, generation: string, index: number, header: Buffer): void {
     this.meta.createGenerationDirSync(generation);
     this.cappedLogged = false;
-    const copy = initShadow(this.walPath, this.meta.shadowWalPath(generation, index), header, { perms: this.meta.permissions, maxSize: this.maxFileBytes });
+    const copy = initShadow(this.walPath, this.meta.shadowWalPath(generation, index), header, {
+      perms: this.meta.permissions,
+      maxSize: this.maxFileBytes,
+      maxFrames: readWalHeaderBytesSync(this.walPath)?.equals(header) ? db.committedFrames() : 0,
+    });
     this.set({ generation, index, header, size: copy.shadowSize, capped: copy.capped }, true);
-    db.relockRead();
+    this.relockLocked(db);
     this.log.debug('new shadow wal index', { db: this.dbPath, generation, index: formatHex8(index) });
   }
 

@@ -34,6 +34,16 @@ export function readWalHeaderBytesSync(path: string): Buffer | undefined {
   return b?.length === WAL_HEADER_SIZE ? b : undefined;
 }
 
+/** fsyncs a file (a shadow WAL file that is final). */
+export function fsyncFileSync(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Fills `buf` from `position`; returns the part read (shorter at end of file). */
 function readAtSync(fd: number, buf: Buffer, position: number): Buffer {
   let done = 0;
@@ -75,6 +85,8 @@ class FrameChain {
     from: number,
     checksum: Checksum,
     private readonly maxSize: number,
+    /** SQLite's commit point: frames past it are not committed, whatever they look like. */
+    private readonly commitLimit = Infinity,
   ) {
     this.end = from;
     this.committed = from;
@@ -95,6 +107,10 @@ class FrameChain {
       sum = walChecksum(this.header.bigEndianChecksum, frame.subarray(WAL_FRAME_HEADER_SIZE), sum);
       if (sum[0] !== fh.checksum1 || sum[1] !== fh.checksum2) {
         this.stoppedBy = 'checksum mismatch';
+        return false;
+      }
+      if (this.end + fsize > this.commitLimit) {
+        this.stoppedBy = 'commit point';
         return false;
       }
       if (fh.commit !== 0 && this.end + fsize > this.maxSize) {
@@ -152,6 +168,12 @@ export interface CopyOptions {
   maxSize?: number;
   /** First check that the shadow's last frame is still in the WAL (same cycle only; see `diverged`). */
   verifyLastFrame?: boolean;
+  /**
+   * SQLite's count of committed frames in the WAL's cycle (mxFrame, from ShipperDb.committedFrames): no
+   * frame past it is copied. Frames past it can look committed — a writer killed after writing its
+   * commit frame but before publishing it leaves such — and SQLite discards them.
+   */
+  maxFrames?: number;
 }
 
 /**
@@ -182,6 +204,7 @@ function appendCommitted(shadow: number, shadowPath: string, walPath: string, op
   const { header } = state;
   const fsize = frameSize(header.pageSize);
   const maxSize = opts.maxSize ?? Infinity;
+  const commitLimit = opts.maxFrames === undefined ? Infinity : WAL_HEADER_SIZE + opts.maxFrames * fsize;
   const none = (stoppedBy?: string): CopyResult => ({ shadowSize: state.size, appended: 0, capped: false, diverged: false, ...(stoppedBy ? { stoppedBy } : {}) });
   let wal: number;
   try {
@@ -212,7 +235,7 @@ function appendCommitted(shadow: number, shadowPath: string, walPath: string, op
       scanTo = lastCommitCandidate(wal, header, state.size, buf);
       if (scanTo === state.size) return none();
     }
-    const first = new FrameChain(header, state.size, state.checksum, maxSize);
+    const first = new FrameChain(header, state.size, state.checksum, maxSize, commitLimit);
     let held: Buffer | undefined; // pass 1's only chunk, when it covered everything
     for (let at = state.size; at < scanTo; ) {
       const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, scanTo - at)), at);
@@ -231,7 +254,7 @@ function appendCommitted(shadow: number, shadowPath: string, walPath: string, op
       writeAtSync(shadow, held.subarray(0, target - state.size), state.size);
       written = target;
     } else {
-      const second = new FrameChain(header, state.size, state.checksum, maxSize);
+      const second = new FrameChain(header, state.size, state.checksum, maxSize, commitLimit);
       for (let at = state.size; at < target; ) {
         const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, target - at)), at);
         const whole = chunk.subarray(0, Math.floor(chunk.length / fsize) * fsize);
@@ -279,7 +302,7 @@ export function initShadow(walPath: string, shadowPath: string, headerBytes: Buf
   } finally {
     closeSync(dir);
   }
-  return copyToShadow(walPath, shadowPath, { maxSize: opts.maxSize });
+  return copyToShadow(walPath, shadowPath, { maxSize: opts.maxSize, maxFrames: opts.maxFrames });
 }
 
 export interface ShadowRepair {

@@ -14,7 +14,7 @@ import type { MetaDir } from './meta.js';
 import type { RestoreCandidate, RestoreContinuation } from './restore-continuation.js';
 import { writeContinuedFromSync } from './restore-marker.js';
 import type { ShadowCursor } from './shadow-cursor.js';
-import { copyToShadow, cycleFollowsShadow, readWalHeaderBytesSync, repairShadow } from './shadow-wal.js';
+import { copyToShadow, cycleFollowsShadow, fsyncFileSync, readWalHeaderBytesSync, repairShadow } from './shadow-wal.js';
 
 export interface StartContext {
   db: ShipperDb;
@@ -46,8 +46,9 @@ export async function prepareStart(c: StartContext): Promise<StartPlan> {
   }
   const real = readWalHeaderBytesSync(c.walPath);
   if (repaired && real && real.equals(c.meta.shadowHeaderSync(generation, index) ?? Buffer.alloc(0))) {
-    // The bulk of what was written meanwhile, so that the locked part is short.
-    copyToShadow(c.walPath, shadowPath, { fsync: false, maxSize: c.cursor.maxFileBytes, verifyLastFrame: true });
+    // The bulk of what was written meanwhile, so that the locked part is short (up to SQLite's commit point).
+    const committed = c.db.committedFramesOf(c.walPath, real);
+    if (committed !== undefined) copyToShadow(c.walPath, shadowPath, { fsync: false, maxSize: c.cursor.maxFileBytes, verifyLastFrame: true, maxFrames: committed });
   }
   return { generation, index, candidate: undefined };
 }
@@ -78,19 +79,19 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): void {
     } else if (index >= MAX_INDEX) {
       reason = 'max index exceeded';
     } else if (real.equals(shadow)) {
-      const copy = copyToShadow(c.walPath, shadowPath, { maxSize: cursor.maxFileBytes, verifyLastFrame: true });
+      // Up to SQLite's commit point (under our write lock nothing commits), checked against it.
+      const committed = db.committedFrames();
+      const copy = copyToShadow(c.walPath, shadowPath, { maxSize: cursor.maxFileBytes, verifyLastFrame: true, maxFrames: committed });
       const pageSize = parseWalHeader(real).pageSize;
       const walSize = frameAlign(meta.fileSizeSync(c.walPath), pageSize);
       const frames = (copy.shadowSize - 32) / (24 + pageSize);
-      // SQLite's count of committed frames (mxFrame), from a PASSIVE checkpoint under our write lock.
-      const committed = copy.diverged ? undefined : db.passiveCheckpoint();
       if (copy.shadowSize > walSize) reason = 'wal truncated by another process';
       else if (copy.diverged) reason = 'wal overwritten by another process';
-      else if (committed && committed.busy === 0 && committed.log >= 0 && !copy.capped && committed.log !== frames) {
-        reason = `the shadow wal holds ${frames} frames of the wal's cycle, sqlite has committed ${committed.log}`;
+      else if (committed !== undefined && !copy.capped && committed !== frames) {
+        reason = `the shadow wal holds ${frames} frames of the wal's cycle, sqlite has committed ${committed}`;
       } else {
         cursor.set({ generation, index, header: real, size: copy.shadowSize, capped: copy.capped }, true);
-        db.relockRead();
+        cursor.relockLocked(db);
         return;
       }
     } else if (cycleFollowsShadow(c.walPath, shadowPath, real, shadow)) {
@@ -98,7 +99,7 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): void {
       // new generation here): the WAL is the very next cycle and the old one provably ended where the
       // shadow ends, so nothing was lost and the generation continues with a new index.
       log.info('init: wal restarted while stopped; continuing the generation', { db: c.dbPath, generation });
-      copyToShadow(c.walPath, shadowPath); // only makes the old index durable: its cycle has ended
+      fsyncFileSync(shadowPath); // the old index is final
       cursor.startIndexLocked(db, generation, index + 1, real);
       return;
     } else {

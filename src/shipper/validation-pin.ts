@@ -23,9 +23,10 @@ export interface PinContext {
   sync(): Promise<void>;
   /**
    * Under the write lock: copies what is committed, calls `pin` (which begins the reader's transaction)
-   * and returns the position; undefined when the WAL restarted since the last sync or the lock was busy.
+   * and returns the position and whether the WAL was fully backfilled then; undefined when the WAL
+   * restarted since the last sync or the lock was busy.
    */
-  pinLocked(pin: () => void): Pos | undefined;
+  pinLocked(pin: () => void): { pos: Pos; backfilled: boolean } | undefined;
   dbPath: string;
   walPath: string;
   file(): DatabaseFile;
@@ -39,6 +40,8 @@ export interface PinContext {
  */
 export interface PinnedPosition {
   pos: Pos;
+  /** The WAL was fully backfilled at the pin: the database file alone is the image at `pos`. */
+  backfilled: boolean;
   release(): void;
 }
 
@@ -48,15 +51,15 @@ export async function pinPosition(ctx: PinContext, purpose: string): Promise<Pin
       // A connection SQLite opens and closes itself: it never drops the locks of the others.
       const reader = new Database(ctx.dbPath, { readonly: true, fileMustExist: true, timeout: ctx.busyTimeoutMs });
       try {
-        const pos = ctx.pinLocked(() => {
+        const at = ctx.pinLocked(() => {
           reader.exec('BEGIN');
           reader.prepare('SELECT COUNT(1) FROM sqlite_master').pluck().get();
         });
-        if (!pos) {
+        if (!at) {
           reader.close();
           return undefined;
         }
-        return { pos, release: () => reader.close() }; // read-only: closing never checkpoints or deletes the WAL
+        return { ...at, release: () => reader.close() }; // read-only: closing never checkpoints or deletes the WAL
       } catch (err) {
         reader.close();
         throw err;

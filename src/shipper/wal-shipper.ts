@@ -22,12 +22,12 @@ import { CheckpointThrottle, DEFAULT_CHECKPOINT_POLICY, checkpointMode, type Che
 import { ShipperDb, type CheckpointStepHook } from './db-connection.js';
 import { MetaDir, defaultMetaPath } from './meta.js';
 import { RestoreContinuation, type RestoreCheck } from './restore-continuation.js';
-import { DIVERGED, ShadowCursor } from './shadow-cursor.js';
+import { ShadowCursor } from './shadow-cursor.js';
 import { DEFAULT_MAX_SHADOW_WAL_BYTES, ShadowLimit, type ShadowWalUsage } from './shadow-limit.js';
-import { readWalHeaderBytesSync } from './shadow-wal.js';
 import { decideStartLocked, prepareStart, type StartContext } from './startup.js';
 import { SyncScheduler } from './sync-scheduler.js';
 import { pinAndDigest, pinPosition, type PinContext, type PinnedDigest } from './validation-pin.js';
+import { liveImage } from './database-digest.js';
 
 export type { RestoreCheck } from './restore-continuation.js';
 export type { CheckpointEvent } from './checkpoint.js';
@@ -278,20 +278,19 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     this.generationRequest = undefined;
     if (request && request.generation === cursor.current.generation) this.startNewGeneration(request.reason);
     db.ensureWalHeader(this.walPath, this.busyTimeoutMs);
-    const real = readWalHeaderBytesSync(this.walPath)!;
-    if (real.equals(cursor.current!.header)) {
-      let copy;
-      try {
-        copy = cursor.copy(durable);
-      } catch (err) {
-        if (errnoCode(err) !== 'ENOENT') throw err;
-        this.startNewGeneration('no shadow wal (the shadow file was removed)');
-        return;
-      }
-      if (copy.diverged) this.startNewGeneration(DIVERGED);
+    let copy;
+    try {
+      copy = cursor.copyUnlocked(db, durable);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+      this.startNewGeneration('no shadow wal (the shadow file was removed)');
+      return;
+    }
+    if (copy && !copy.diverged) {
       this.maybeCheckpoint();
-    } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.followRestartLocked(db))) {
-      // No checkpoint while a restart is pending: it would vouch for a cycle never copied.
+    } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.settleLocked(db))) {
+      // A restart to follow (or a shadow that looked diverged without the lock): decided under the lock.
+      // No checkpoint while that waits: it would vouch for a cycle never copied.
       this.log.debug("wal restarted; the next index waits for the application's write", { db: this.dbPath });
     }
     await this.cleanShadows();
@@ -312,7 +311,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     const now = monotonicMs();
     const mode = checkpointMode(this.policy, { pageSize: this.db.pageSize, walSize: cur.size, shadowSize: cur.size, idleMs: now - this.lastCheckpointAt });
     if (!mode || !this.throttle.allowed(now)) return;
-    const out = runCheckpoint(this.db, this.cursor, this.walPath, mode, LOCK_WAIT_MS);
+    const out = runCheckpoint(this.db, this.cursor, mode, LOCK_WAIT_MS);
     if (out.busy) {
       this.throttle.recordBusy(now);
       this.log.debug('checkpoint skipped: the application holds the write lock', { db: this.dbPath, mode });
@@ -346,27 +345,23 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
    * Runs `fn` while no checkpoint of ours can run (so the WAL cannot restart and the database file holds
    * every frame of the indexes before the current one). Returns what `fn` returns.
    */
-  async withSnapshotLock<T>(fn: (pos: Pos) => Promise<T>): Promise<T> {
+  async withSnapshotLock<T>(fn: (pos: Pos, image: (chunkPages?: number) => AsyncGenerator<Buffer>) => Promise<T>): Promise<T> {
     this.snapshotsRunning++;
     try {
       await this.sync();
-      // A reader pinned at the position keeps application checkpoints from backfilling frames past it
-      // into the file while it is streamed: the snapshot is the database as of that position.
+      // A reader pinned at the position keeps checkpoints from backfilling frames past it into the file
+      // while it is streamed, and the image is the file overlaid with the WAL's frames up to it (those a
+      // concurrent checkpoint may be writing): the snapshot is exactly the database at that position,
+      // never a torn or mixed page set.
       const pinned = await pinPosition(this.pinContext(), 'a snapshot');
       try {
-        return await fn(pinned.pos);
+        return await fn(pinned.pos, () => liveImage(this.db!.file, this.walPath, pinned.pos.offset, { overlay: !pinned.backfilled }));
       } finally {
         pinned.release();
       }
     } finally {
       this.snapshotsRunning--;
     }
-  }
-
-  /** The database file's bytes, through the shipper's one descriptor (never a new one: see database-file.ts). */
-  readDatabase(chunkSize?: number): AsyncGenerator<Buffer> {
-    if (!this.db) throw new Error('the database is not open');
-    return this.db.file.chunks(chunkSize);
   }
 
   /** The live database's page digest at a position the replicas will reach, for validation (validation-pin.ts). */
@@ -382,16 +377,11 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
         const db = this.db;
         const cur = this.cursor.current;
         if (this.closed || !db || !cur) throw new Error('the database is not open');
-        const out = db.tryWithWriteLock(this.busyTimeoutMs, () => {
-          const real = readWalHeaderBytesSync(this.walPath);
-          // Restarted since the last sync: let a sync start the next index first, then pin again.
-          if (!real || !real.equals(cur.header)) return undefined;
-          if (this.cursor.copy(true).diverged) {
-            this.cursor.newGenerationLocked(db, DIVERGED);
-            return undefined;
-          }
+        const out = db.tryWithWriteLock(LOCK_WAIT_MS, () => {
+          // Restarted (or not settled) since the last sync: followed here; then pin again.
+          if (!this.cursor.settleLocked(db)) return undefined;
           pin();
-          return this.cursor.pos()!;
+          return { pos: this.cursor.pos()!, backfilled: db.fullyBackfilled() };
         });
         return out?.value;
       },

@@ -275,10 +275,10 @@ describe('shipper safety', () => {
         const wait = new Int32Array(new SharedArrayBuffer(4));
         while (!existsSync(join(s.dir, 'locked'))) Atomics.wait(wait, 0, 0, 5);
       };
-      runCheckpoint(db, cursor, `${s.dbPath}-wal`, 'PASSIVE', 100);
+      runCheckpoint(db, cursor, 'PASSIVE', 100);
       await new Promise((r) => setTimeout(r, 300));
       // What the next sync does: follow whatever restart is pending.
-      db.tryWithWriteLock(1000, () => cursor.followRestartLocked(db));
+      db.tryWithWriteLock(1000, () => cursor.settleLocked(db));
       // That cycle must be in the history as an index of its own, with its commit (later page images
       // carry the row too, so look at the index whose header is that cycle's).
       const dirOf = meta.shadowWalDir(cursor.current!.generation);
@@ -293,55 +293,73 @@ describe('shipper safety', () => {
     }
   });
 
-  it('frames a writer killed mid-commit left in the WAL (SQLite discards them) never end up in an unbroken history', async () => {
-    for (const phantomRows of [1, 12]) {
-      const s = await setup();
-      const r = await startReplication({ dbPath: s.dbPath, replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }], minCheckpointPageCount: 100_000, monitorIntervalMs: 0 });
-      open.push(r);
-      // An application connection stays open throughout, so SQLite never runs recovery on the WAL.
-      const app = new Database(s.dbPath, { timeout: 5000 });
-      for (let i = 1; i <= 5; i++) app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(i, 'committed', i);
-      await r.sync();
-      // The phantom: a transaction written into the WAL after the last commit, valid frames and commit
-      // flag included, but never published in the wal-index (its writer was killed in between). Made in
-      // a scratch copy that continues the same WAL, then written over the real WAL's tail.
-      const walPath = `${s.dbPath}-wal`;
-      const end = committedWalSize(walPath);
-      const scratch = join(s.dir, 'scratch.db');
-      writeFileSync(scratch, readFileSync(s.dbPath));
-      writeFileSync(`${scratch}-wal`, readFileSync(walPath).subarray(0, end));
-      const other = new Database(scratch);
-      other.pragma('wal_autocheckpoint = 0');
-      other.transaction(() => {
-        for (let i = 0; i < phantomRows; i++) other.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, -1)').run(900 + i, 'p'.repeat(3000));
-      })();
-      const phantom = readFileSync(`${scratch}-wal`).subarray(end, committedWalSize(`${scratch}-wal`));
-      other.pragma('journal_mode = DELETE');
-      other.close();
-      expect(phantom.length).toBeGreaterThan(0);
-      const fd = openSync(walPath, 'r+');
-      writeSync(fd, phantom, 0, phantom.length, end);
-      closeSync(fd);
-      await r.sync(); // the shipper may copy (and upload) the phantom: its frames look committed
-      // The next real commit overwrites the phantom from SQLite's commit point on.
-      app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(6, 'after the phantom', 6);
-      await r.sync();
-      // A checkpoint (SQLite's count of committed frames is checked under the lock there).
+  it.each([
+    ['a later commit overwrites them', 1, false],
+    ['a later commit overwrites part of them', 12, false],
+    ['our checkpoint restarts the WAL over them', 12, true],
+  ] as const)('frames a writer killed mid-commit left in the WAL (SQLite discards them) are never copied: %s', async (_what, phantomRows, checkpointAfter) => {
+    const s = await setup();
+    const start = (minCheckpointPageCount: number) =>
+      startReplication({ dbPath: s.dbPath, replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }], minCheckpointPageCount, monitorIntervalMs: 0 });
+    const r = await start(100_000);
+    open.push(r);
+    // An application connection stays open throughout, so SQLite never runs recovery on the WAL.
+    const app = new Database(s.dbPath, { timeout: 5000 });
+    for (let i = 1; i <= 5; i++) app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(i, 'committed', i);
+    await r.sync();
+    // The phantom: a transaction written into the WAL after the last commit, valid frames and commit flag
+    // included, never published in the wal-index (its writer was killed in between). Made in a scratch
+    // copy that continues the same WAL, then written over the real WAL's tail.
+    const walPath = `${s.dbPath}-wal`;
+    const end = committedWalSize(walPath);
+    const scratch = join(s.dir, 'scratch.db');
+    writeFileSync(scratch, readFileSync(s.dbPath));
+    writeFileSync(`${scratch}-wal`, readFileSync(walPath).subarray(0, end));
+    const other = new Database(scratch);
+    other.pragma('wal_autocheckpoint = 0');
+    other.transaction(() => {
+      for (let i = 0; i < phantomRows; i++) other.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, -1)').run(900 + i, `PHANTOM-MARKER ${'p'.repeat(3000)}`);
+    })();
+    const phantom = readFileSync(`${scratch}-wal`).subarray(end, committedWalSize(`${scratch}-wal`));
+    other.pragma('journal_mode = DELETE');
+    other.close();
+    expect(phantom.length).toBeGreaterThan(0);
+    const fd = openSync(walPath, 'r+');
+    writeSync(fd, phantom, 0, phantom.length, end);
+    closeSync(fd);
+    expect(app.prepare('SELECT count(*) FROM t WHERE n = -1').pluck().get(), 'SQLite does not see them').toBe(0);
+    await r.sync(); // its frames look committed; SQLite's commit point says otherwise
+    if (checkpointAfter) {
       await r.close();
       open.splice(0);
-      const again = await startReplication({ dbPath: s.dbPath, replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }], minCheckpointPageCount: 1, monitorIntervalMs: 0 });
+      const again = await start(1); // a checkpoint that restarts the WAL
       open.push(again);
-      app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(7, 'later', 7);
+      await again.sync();
+      app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(6, 'after the restart', 6);
       await again.sync();
       await again.close();
-      open.splice(0);
-      app.close();
-      const live = liveIds(s.dbPath);
-      expect(live).toEqual([1, 2, 3, 4, 5, 6, 7]);
-      const restored = await restoredIds(s.replicaDir, s.dir);
-      expect(restored.ours, `${phantomRows} phantom rows`).toEqual(live);
-      expect(restored.litestream, `${phantomRows} phantom rows`).toEqual(live);
+    } else {
+      app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(6, 'after the phantom', 6); // over the phantom
+      await r.sync();
+      await r.close();
     }
+    open.splice(0);
+    app.close();
+    const live = liveIds(s.dbPath);
+    expect(live).toEqual([1, 2, 3, 4, 5, 6]);
+    const restored = await restoredIds(s.replicaDir, s.dir);
+    expect(restored.ours).toEqual(live);
+    expect(restored.litestream).toEqual(live);
+    // Not in any object of the replica, at any point of its history.
+    const client = new FileReplicaClient({ path: s.replicaDir });
+    for (const g of await client.generations()) {
+      for (const seg of await collect(client.walSegments(g))) {
+        const chunks: Buffer[] = [];
+        for await (const c of decodeLz4Frame()(await client.walSegmentReader(seg))) chunks.push(Buffer.from(c));
+        expect(Buffer.concat(chunks).includes('PHANTOM-MARKER'), `segment ${g}/${seg.index}/${seg.offset}`).toBe(false);
+      }
+    }
+    expect(await client.generations(), 'nothing to break: the history goes on').toHaveLength(1);
   });
 });
 

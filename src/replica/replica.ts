@@ -130,7 +130,7 @@ export class Replica extends EventEmitter {
       now: this.now,
       firstSync: this.firstSync.promise,
       generation: () => this.position?.generation ?? this.shipper.pos()?.generation,
-      snapshot: () => this.serialized(() => this.snapshot()),
+      snapshot: () => this.snapshot(),
       enforceRetention: () => this.enforceRetention(),
       validate: () => this.validate(),
       reportError: (what, err) => this.reportBackgroundError(what, err),
@@ -193,7 +193,7 @@ export class Replica extends EventEmitter {
       retentionMs: this.retentionMs,
       now: this.now(),
       currentGeneration: current,
-      snapshot: () => this.serialized(() => this.snapshot()),
+      snapshot: () => this.snapshot(),
     });
     this.emit('retention', result);
     return result;
@@ -260,7 +260,7 @@ export class Replica extends EventEmitter {
       if (!db) return;
       if (!this.position || this.position.generation !== db.generation) {
         const snapshots = await collect(this.client.snapshots(db.generation));
-        if (snapshots.length === 0) await this.snapshot();
+        if (snapshots.length === 0) await this.takeSnapshot(true); // already in the serialized queue
         this.position = await this.calcPos(db.generation);
         this.log.debug('replica position', { replica: this.name, position: formatPos(this.position) });
       }
@@ -289,13 +289,15 @@ export class Replica extends EventEmitter {
    * retention keeps it.
    */
   async snapshot(): Promise<SnapshotInfo> {
-    return this.takeSnapshot(true);
+    // One at a time with uploads: two uploads from one position would write one segment name twice.
+    return this.serialized(() => this.takeSnapshot(true));
   }
 
   /** `uploadFirst`: bring the replica's segments up to the snapshot's point first (see below). */
   private async takeSnapshot(uploadFirst: boolean): Promise<SnapshotInfo> {
     return this.shipper.withSnapshotLock(async (pos, image) => {
-      const existing = (await collect(this.client.snapshots(pos.generation))).find((s) => s.index === pos.index);
+      const snapshots = await collect(this.client.snapshots(pos.generation));
+      const existing = snapshots.find((s) => s.index === pos.index);
       if (existing) {
         this.log.info('snapshot skipped: the replica already holds one at this index', {
           replica: this.name,
@@ -305,11 +307,13 @@ export class Replica extends EventEmitter {
         });
         return existing;
       }
-      // Segments first: the database file may hold frames the replica's segments do not have yet (a
-      // checkpoint backfills up to our read mark, ahead of the uploads), and a point-in-time restore that
-      // picks this snapshot replays only the segments uploaded by then: mixing a newer page image with
-      // older segments would give a state that never existed.
-      if (uploadFirst && this.position?.generation === pos.generation) while (await this.uploadNext());
+      // Segments first, up to `pos`: a point-in-time restore that picks this snapshot replays only the
+      // segments uploaded by then, and replaying older frames over a newer page image would give a state
+      // that never existed. (A generation's first snapshot has no segments to come before it.)
+      if (uploadFirst && snapshots.length > 0) {
+        if (this.position?.generation !== pos.generation) this.position = await this.calcPos(pos.generation);
+        while (comparePos(this.position, pos) < 0 && (await this.uploadNext()));
+      }
       const started = monotonicMs();
       // The database exactly at `pos`, read through the shipper's one descriptor (opening and closing
       // another would drop SQLite's locks).

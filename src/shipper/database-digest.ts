@@ -44,11 +44,11 @@ export async function digestDatabaseFile(path: string): Promise<DatabaseDigest> 
 /**
  * The digest of the live database as of `walEnd` (see liveImage; the caller pins it there).
  */
-export async function digestLiveDatabase(db: DatabaseFile, walPath: string, walEnd: number): Promise<DatabaseDigest> {
+export async function digestLiveDatabase(db: DatabaseFile, walPath: string, walEnd: number, opts: { overlay: boolean }): Promise<DatabaseDigest> {
   const hash = createHash('sha256');
   let pageSize = 0;
   let bytes = 0;
-  for await (const chunk of liveImage(db, walPath, walEnd, { overlay: true })) {
+  for await (const chunk of liveImage(db, walPath, walEnd, opts)) {
     if (pageSize === 0) pageSize = pageSizeOf(chunk, walPath);
     hash.update(chunk);
     bytes += chunk.length;

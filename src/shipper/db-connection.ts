@@ -224,14 +224,19 @@ export class ShipperDb {
    * publishing it leaves such) but are not: SQLite discards them.
    */
   committedFrames(): number | undefined {
+    return this.walIndex()?.committed;
+  }
+
+  /** SQLite's wal-index: committed frames (mxFrame) and frames backfilled into the database (nBackfill). */
+  walIndex(): { committed: number; backfilled: number } | undefined {
     const [r] = this.ckpt.pragma('wal_checkpoint(NOOP)') as CheckpointResult[];
-    return r && r.busy === 0 && r.log >= 0 ? r.log : undefined;
+    return r && r.busy === 0 && r.log >= 0 ? { committed: r.log, backfilled: r.checkpointed } : undefined;
   }
 
   /** Whether every committed frame is in the database file (NOOP's checkpointed == log). */
   fullyBackfilled(): boolean {
-    const [r] = this.ckpt.pragma('wal_checkpoint(NOOP)') as CheckpointResult[];
-    return r !== undefined && r.busy === 0 && r.log >= 0 && r.checkpointed === r.log;
+    const idx = this.walIndex();
+    return idx !== undefined && idx.backfilled === idx.committed;
   }
 
   /**

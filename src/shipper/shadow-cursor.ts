@@ -10,6 +10,7 @@ import type { Pos } from '../pos.js';
 import { parseWalHeader } from '../sqlite/wal-format.js';
 import type { ShipperDb } from './db-connection.js';
 import type { MetaDir } from './meta.js';
+import { statSync } from 'node:fs';
 import { copyToShadow, fsyncFileSync, initShadow, readWalHeaderBytesSync, type CopyResult } from './shadow-wal.js';
 
 /** The current shadow file and the WAL cycle it follows. */
@@ -37,6 +38,8 @@ export class ShadowCursor {
   private position: Pos | undefined;
   private durable: Pos | undefined;
   private cappedLogged = false;
+  /** The WAL file (inode) the database was opened with; a restart of another file is not followed. */
+  walIno: bigint | undefined;
   /** Frames of the current index when the read transaction was last (re)taken on its cycle. */
   private relocked: { generation: string; index: number; frames: number } | undefined;
 
@@ -62,6 +65,7 @@ export class ShadowCursor {
   reset(): void {
     this.cur = undefined;
     this.relocked = undefined;
+    this.walIno = undefined;
   }
 
   shadowPath(cur: Current = this.cur!): string {
@@ -124,13 +128,18 @@ export class ShadowCursor {
       this.followRestartLocked(db, real);
       return false;
     }
-    const committed = db.committedFrames();
+    const index = db.walIndex();
+    if (!index) return false; // no wal-index to compare with: nothing is vouched for
+    // The wal-index already names a new cycle whose header is not in the file yet (a restarting writer
+    // between the two, or killed there): a restart to follow once the header is written.
+    if (index.committed === 0 && index.backfilled === 0 && this.frames() > 0) return false;
+    const committed = index.committed;
     const copy = this.copy(true, committed);
     if (copy.diverged) {
       this.newGenerationLocked(db, DIVERGED);
       return false;
     }
-    if (committed !== undefined && !this.cur!.capped && this.frames() !== committed) {
+    if (!this.cur!.capped && this.frames() !== committed) {
       this.newGenerationLocked(db, `the shadow wal holds ${this.frames()} frames of the wal's cycle, sqlite has committed ${committed}`);
       return false;
     }
@@ -169,7 +178,7 @@ export class ShadowCursor {
    * new cycle becomes the next index when the old one provably ended where the shadow ends — the read
    * transaction was ours (taken under the write lock after a full copy), nothing was added to the old
    * index since (a commit there makes a later restart impossible while we hold the read transaction), and
-   * the new cycle is the very next one (salt-1 + 1) — else the generation ends.
+   * the WAL file is the one we opened — else the generation ends.
    */
   private followRestartLocked(db: ShipperDb, real: Buffer): void {
     const cur = this.cur!;
@@ -181,9 +190,14 @@ export class ShadowCursor {
     else if (!db.readLockTrusted) reason = 'wal restarted while the read lock could not be trusted (after an error)';
     else if (!at || at.generation !== cur.generation || at.index !== cur.index || at.frames !== this.frames()) {
       reason = 'wal restarted after frames were added to its cycle since our read lock was taken (it cannot have ended where the shadow ends)';
-    } else if (next.pageSize !== old.pageSize) reason = `page size changed (${old.pageSize} -> ${next.pageSize})`;
-    else if (next.salt1 !== ((old.salt1 + 1) >>> 0)) reason = `wal restarted to an unexpected cycle (salt-1 ${next.salt1} after ${old.salt1})`;
+    } else if (this.walIno !== undefined && walInodeSync(this.walPath) !== this.walIno) reason = 'wal file replaced by another process';
+    else if (next.pageSize !== old.pageSize) reason = `page size changed (${old.pageSize} -> ${next.pageSize})`;
     else if (cur.index + 1 > MAX_INDEX) reason = 'max index exceeded';
+    // Not salt-1 + 1: a writer whose connection never restarted the WAL itself writes a new cycle's first
+    // frame with fresh random salts (after an application's TRUNCATE, say). With the read transaction ours
+    // and nothing added since, no restart can lose a frame: ours blocks every backfill, so only the first
+    // restart can end a cycle with frames, and it ends it where the shadow ends.
+    if (!reason && next.salt1 !== ((old.salt1 + 1) >>> 0)) this.log.debug('wal restarted with new salts', { db: this.dbPath, salt1: next.salt1, previous: old.salt1 });
     // The old index is final: durable before replicas see the next one (they upload it to its end then).
     fsyncFileSync(this.shadowPath(cur));
     if (reason) this.newGenerationLocked(db, reason);
@@ -219,4 +233,12 @@ export class ShadowCursor {
 /** Whether `a` is at or past `b` in the same generation (positions of two generations do not compare). */
 function atOrPast(a: Pos | undefined, b: Pos): boolean {
   return a !== undefined && a.generation === b.generation && (a.index > b.index || (a.index === b.index && a.offset >= b.offset));
+}
+
+function walInodeSync(path: string): bigint | undefined {
+  try {
+    return statSync(path, { bigint: true }).ino;
+  } catch {
+    return undefined;
+  }
 }

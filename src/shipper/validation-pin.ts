@@ -74,7 +74,7 @@ export async function pinPosition(ctx: PinContext, purpose: string): Promise<Pin
 export async function pinAndDigest(ctx: PinContext): Promise<PinnedDigest> {
   const pinned = await pinPosition(ctx, 'validation');
   try {
-    return { pos: pinned.pos, digest: await digestLiveDatabase(ctx.file(), ctx.walPath, pinned.pos.offset) };
+    return { pos: pinned.pos, digest: await digestLiveDatabase(ctx.file(), ctx.walPath, pinned.pos.offset, { overlay: !pinned.backfilled }) };
   } finally {
     pinned.release();
   }

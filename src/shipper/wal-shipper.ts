@@ -7,7 +7,8 @@
  * Continuity rests on one rule (db-connection.ts): the read transaction is only (re)taken under the
  * write lock right after every committed frame was copied. So the WAL can restart behind us at most
  * once, only after its every frame is in the shadow, and a restart we observe is followed with the next
- * shadow index when it is the very next cycle (salt-1 + 1) — else a new generation, with the reason.
+ * shadow index when nothing was added to the old one since the read transaction was taken on it (and
+ * the WAL file is the same) — else a new generation, with the reason.
  */
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
@@ -224,6 +225,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       await this.meta.removeTempFiles();
       db.ensureWalHeader(this.walPath, this.busyTimeoutMs);
       this.walIno = await this.walInode();
+      this.cursor.walIno = this.walIno;
       const c: StartContext = { db, meta: this.meta, cursor: this.cursor, restore: this.restore, dbPath: this.dbPath, walPath: this.walPath, log: this.log };
       const plan = await prepareStart(c);
       if (!(await db.withWriteLockRetrying(() => decideStartLocked(c, plan), { stepWaitMs: LOCK_WAIT_MS, totalMs: this.busyTimeoutMs * 10 }))) {
@@ -380,6 +382,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
         const out = db.tryWithWriteLock(LOCK_WAIT_MS, () => {
           // Restarted (or not settled) since the last sync: followed here; then pin again.
           if (!this.cursor.settleLocked(db)) return undefined;
+          // Past the offset limit the shadow lags SQLite: no image at its end exists to pin.
+          if (this.cursor.current!.capped) throw new ReplicateError('IO', `${this.dbPath}: the wal cycle is past the offset limit of v0.3 segment names; nothing can be pinned until it restarts`);
           pin();
           return { pos: this.cursor.pos()!, backfilled: db.fullyBackfilled() };
         });

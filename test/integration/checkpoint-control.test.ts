@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startReplication, type Replication, type ReplicationOptions } from '../../src/replication.js';
@@ -116,5 +117,37 @@ describe('checkpoint control', () => {
     expect(s.generations[0]!.reason).toMatch(/more than v0\.3 segment names can address/);
     await s.r.sync();
     await bothRestoreTo(s.dir, s.replicaDir, contentDigest(s.dbPath));
+  });
+
+  it("an application's TRUNCATE, and the random salts of the next writer: followed, no new generation", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stn-ckpt-'));
+    dirs.push(dir);
+    const dbPath = join(dir, 'app.db');
+    const replicaDir = join(dir, 'replica');
+    await sqliteCli(dbPath, 'PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER);');
+    const start = () => startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 20 }], monitorIntervalMs: 100, minCheckpointPageCount: 100_000 });
+    // A first run creates Litestream's tables; the application keeps a connection open while it writes.
+    const app = new Database(dbPath, { timeout: 5000 });
+    await (await start()).close();
+    for (let i = 1; i <= 5; i++) app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(i, 'x', i);
+    app.pragma('wal_checkpoint(PASSIVE)');
+    // The replicator starts on a fully backfilled WAL (kept by the idle application connection): its read
+    // transaction sits in SQLite's read slot 0, which lets an application's TRUNCATE through.
+    const generations: string[] = [];
+    const r = await start();
+    open.push(r);
+    app.close();
+    r.on('generation', (e) => generations.push(e.reason));
+    const before = r.shipper.pos()!;
+    expect(await sqliteCli(dbPath, 'PRAGMA wal_checkpoint(TRUNCATE);'), 'the TRUNCATE happened').toBe('0|0|0');
+    // A connection that never restarted the WAL itself writes the new cycle's header with random salts.
+    await writeFromProcess('node', dbPath, 100, 5);
+    await r.sync();
+    await writeFromProcess('sqlite3', dbPath, 200, 5);
+    await r.sync();
+    expect(generations, 'no new generation').toEqual([]);
+    expect(r.shipper.pos()!.generation).toBe(before.generation);
+    expect(r.shipper.pos()!.index).toBeGreaterThan(before.index);
+    await bothRestoreTo(dir, replicaDir, contentDigest(dbPath));
   });
 });

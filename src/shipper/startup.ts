@@ -5,7 +5,6 @@
  * triggers, spec §5.4). The preparation runs without locks (repairs, the bulk of the copy, the restore
  * checks); the decision is made under the write lock, and ends with the read transaction taken.
  */
-import { ReplicateError } from '../errors.js';
 import { MAX_INDEX, formatHex8 } from '../layout.js';
 import type { Logger } from '../logger.js';
 import { frameAlign, parseWalHeader } from '../sqlite/wal-format.js';
@@ -53,18 +52,24 @@ export async function prepareStart(c: StartContext): Promise<StartPlan> {
   return { generation, index, candidate: undefined };
 }
 
-/** The decision, under the write lock. */
-export function decideStartLocked(c: StartContext, plan: StartPlan): void {
+/**
+ * The decision, under the write lock. False when the WAL has no header (an application's TRUNCATE since
+ * the caller gave it one): nothing decided, give it a header and call again.
+ */
+export function decideStartLocked(c: StartContext, plan: StartPlan): boolean {
   const { db, meta, cursor, log } = c;
   const real = readWalHeaderBytesSync(c.walPath);
-  if (!real) throw new ReplicateError('IO', `opening ${c.dbPath}: ${c.walPath} has no WAL header`);
+  if (!real) return false;
   const { generation, index, candidate } = plan;
   let reason: string;
   if (generation === undefined) {
     reason = 'no generation exists';
     if (candidate && !('reason' in candidate)) {
       const refused = c.restore.lockedCheck(candidate, c.walPath);
-      if (refused === undefined) return continueRestoredLocked(c, candidate, real);
+      if (refused === undefined) {
+        continueRestoredLocked(c, candidate, real);
+        return true;
+      }
       reason += `; ${refused}`;
     } else if (candidate) {
       reason += `; ${candidate.reason}`;
@@ -92,7 +97,7 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): void {
       } else {
         cursor.set({ generation, index, header: real, size: copy.shadowSize, capped: copy.capped }, true);
         cursor.relockLocked(db);
-        return;
+        return true;
       }
     } else if (cycleFollowsShadow(c.walPath, shadowPath, real, shadow)) {
       // Stopped right after a WAL restart, before the next shadow index was made (Litestream starts a
@@ -101,13 +106,14 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): void {
       log.info('init: wal restarted while stopped; continuing the generation', { db: c.dbPath, generation });
       fsyncFileSync(shadowPath); // the old index is final
       cursor.startIndexLocked(db, generation, index + 1, real);
-      return;
+      return true;
     } else {
       reason = 'wal header changed while stopped (the wal was restarted or truncated by another process)';
     }
     log.warn('init: cannot determine last wal position, clearing generation', { db: c.dbPath, reason });
   }
   cursor.newGenerationLocked(db, reason);
+  return true;
 }
 
 function continueRestoredLocked(c: StartContext, candidate: RestoreCandidate, real: Buffer): void {

@@ -228,8 +228,16 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       this.cursor.walIno = this.walIno;
       const c: StartContext = { db, meta: this.meta, cursor: this.cursor, restore: this.restore, dbPath: this.dbPath, walPath: this.walPath, log: this.log };
       const plan = await prepareStart(c);
-      if (!(await db.withWriteLockRetrying(() => decideStartLocked(c, plan), { stepWaitMs: LOCK_WAIT_MS, totalMs: this.busyTimeoutMs * 10 }))) {
-        throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      db.step('start-prepared');
+      for (let attempt = 1; ; attempt++) {
+        let decided = false;
+        if (!(await db.withWriteLockRetrying(() => (decided = decideStartLocked(c, plan)), { stepWaitMs: LOCK_WAIT_MS, totalMs: this.busyTimeoutMs * 10 }))) {
+          throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+        }
+        if (decided) break;
+        // An application TRUNCATE emptied the WAL meanwhile (we hold no read transaction yet): a header again.
+        if (attempt >= 5) throw new ReplicateError('IO', `opening ${this.dbPath}: ${this.walPath} keeps losing its header (checkpointed with TRUNCATE over and over)`);
+        db.ensureWalHeader(this.walPath, this.busyTimeoutMs);
       }
       // Consumed either way; a crash before this leaves it to the next start, which finds a generation and drops it.
       if (plan.generation === undefined) await this.restore.dropMarker();

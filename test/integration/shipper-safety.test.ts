@@ -361,6 +361,35 @@ describe('shipper safety', () => {
     }
     expect(await client.generations(), 'nothing to break: the history goes on').toHaveLength(1);
   });
+
+  it("an application's TRUNCATE while the replicator starts (before its read transaction) is waited out, not fatal", async () => {
+    const s = await setup();
+    await sqliteCli(s.dbPath, "INSERT INTO t (id, v, n) VALUES (1, 'before the start', 1);");
+    const app = new Database(s.dbPath, { timeout: 5000 }); // keeps the WAL from being deleted
+    app.pragma('wal_autocheckpoint = 0');
+    app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(2, 'in the wal', 2);
+    let truncated = '';
+    const r = await startReplication({
+      dbPath: s.dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }],
+      monitorIntervalMs: 0,
+      checkpointStepHook: (step) => {
+        if (step === 'start-prepared' && !truncated) truncated = JSON.stringify(app.pragma('wal_checkpoint(TRUNCATE)'));
+      },
+    });
+    open.push(r);
+    expect(truncated, 'the TRUNCATE emptied the WAL between the header and the decision').toMatch(/"busy":0/);
+    app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(3, 'after the start', 3);
+    await r.sync();
+    await r.close();
+    open.splice(0);
+    app.close();
+    const live = liveIds(s.dbPath);
+    expect(live).toEqual([1, 2, 3]);
+    const restored = await restoredIds(s.replicaDir, s.dir);
+    expect(restored.ours).toEqual(live);
+    expect(restored.litestream).toEqual(live);
+  });
 });
 
 function shadowDir(meta: string): string {

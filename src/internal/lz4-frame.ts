@@ -203,6 +203,12 @@ export interface DecodeOptions {
    * in flight): allocating 4 MiB per block makes the garbage collector, not the stream, decide memory.
    */
   reuseOutput?: number;
+  /**
+   * Decode every block into this one buffer (at least the frame's block size, else a ring is used): for
+   * a consumer that is done with each chunk before it pulls the next, and that decodes many small
+   * frames one after another (WAL segments), which would otherwise each get their own output buffer.
+   */
+  outputBuffer?: Buffer;
 }
 
 /**
@@ -215,7 +221,7 @@ export function decodeLz4Frame(options: DecodeOptions = {}) {
   return async function* decode(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
     const reader = new ByteReader(source);
     try {
-      yield* decodeFrame(reader, options.label, options.reuseOutput ?? 0);
+      yield* decodeFrame(reader, options.label, options.reuseOutput ?? 0, options.outputBuffer);
     } finally {
       await reader.close();
     }
@@ -233,7 +239,7 @@ async function readExact(reader: ByteReader, n: number, label: string | undefine
   return buf;
 }
 
-async function* decodeFrame(reader: ByteReader, label: string | undefined, reuseOutput: number): AsyncGenerator<Buffer> {
+async function* decodeFrame(reader: ByteReader, label: string | undefined, reuseOutput: number, outputBuffer?: Buffer): AsyncGenerator<Buffer> {
   if (await reader.atEnd()) throw corrupt(label, 'object is empty (no lz4 frame)');
   let magic: number;
   for (;;) {
@@ -298,7 +304,9 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined, reuse
       // hold the previous one) no bigger than the block can expand to (LZ4 output is at most ~255x its
       // input), so small segments stay small.
       let out: Buffer;
-      if (reuseOutput > 0) {
+      if (outputBuffer && outputBuffer.length >= blockMax) {
+        out = outputBuffer;
+      } else if (reuseOutput > 0) {
         out = ring[ringNext] ??= Buffer.allocUnsafe(blockMax);
         ringNext = (ringNext + 1) % reuseOutput;
       } else {

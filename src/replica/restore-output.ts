@@ -65,13 +65,18 @@ export async function removeDirs(dirs: readonly string[]): Promise<void> {
   for (const d of [...dirs].reverse()) await rmdir(d).catch(() => undefined);
 }
 
-/** fsyncs `tmpPath` and gives it the name `outputPath`, refusing to replace a file that appeared meanwhile. */
-export async function moveIntoPlace(tmpPath: string, outputPath: string): Promise<void> {
-  const h = await open(tmpPath, 'r+');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
+/**
+ * fsyncs `tmpPath` (unless the caller already did) and gives it the name `outputPath`, refusing to replace
+ * a file that appeared meanwhile.
+ */
+export async function moveIntoPlace(tmpPath: string, outputPath: string, opts: { synced?: boolean } = {}): Promise<void> {
+  if (!opts.synced) {
+    const h = await open(tmpPath, 'r+');
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
   }
   try {
     // link() fails with EEXIST instead of replacing, unlike rename().

@@ -1,27 +1,29 @@
 /**
  * Restore: find the target (planning is pure, in restore-plan.ts), then download and apply it.
  *
- * The output is built under a temp name beside the target: the snapshot is decoded into it, each WAL
- * index is decoded into its own temp WAL file (checked for contiguity and for SQLite's salt/checksum
- * chain while it streams), and applied in index order by SQLite's own checkpoint. The result is checked
- * with `PRAGMA quick_check` (by default) and only then linked into place. On any failure every temp file
+ * The output is built under a temp name beside the target: the snapshot is decoded into it, then the WAL
+ * segments of every index, read ahead concurrently but applied strictly in order, are decoded once and
+ * their committed transactions written in place as they stream (checked for contiguity and for SQLite's
+ * salt/checksum chain first; see wal-apply.ts). The result is checked with `PRAGMA quick_check` (by
+ * default) while it is fsynced, and only then linked into place. On any failure every temp file
  * (and every directory the restore created) is removed. `previewRestore` is the dry run: the same
  * listing and planning, no download, no write.
  */
 import { randomBytes } from 'node:crypto';
-import { open, rm } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
 import type { WalSegmentInfo } from '../client/replica-client.js';
 import { describeError, errnoCode, ReplicateError, throwIfAborted, type ErrorCode } from '../errors.js';
-import { decodeLz4Frame } from '../internal/lz4-frame.js';
+import { decodeLz4Frame, LZ4_BLOCK_SIZE } from '../internal/lz4-frame.js';
 import { PipelinedWriter } from '../internal/pipelined-writer.js';
 import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { MetaDir, defaultMetaPath } from '../shipper/meta.js';
 import { fileDigest, removeRestoreMarker, writeRestoreMarker, RESTORE_MARKER_VERSION } from '../shipper/restore-marker.js';
-import { applyWalFiles, checkIntegrity } from '../sqlite/restore-db.js';
-import { WalScanner, type WalScanResult } from '../sqlite/wal-format.js';
+import { checkIntegrity } from '../sqlite/restore-db.js';
+import { WalApplier } from '../sqlite/wal-apply.js';
 import { listReplica, type NamedReplica } from './listing.js';
+import { OrderedPrefetch, resumableChunks, type ObjectSource, type RetryOptions } from './object-fetch.js';
 import { assertOutputFree, moveIntoPlace, prepareOutputDir, removeDirs } from './restore-output.js';
 import {
   chooseGeneration,
@@ -32,7 +34,6 @@ import {
   summarizePlan,
   timestampOutOfRange,
   type GenerationListing,
-  type IndexPlan,
   type RestorePlan,
   type RestorePlanSummary,
 } from './restore-plan.js';
@@ -55,7 +56,7 @@ export interface RestoreOptions {
   generation?: string;
   index?: number;
   timestamp?: Date;
-  /** WAL indexes downloaded at once (default 8, at least 1). */
+  /** WAL segments read at once, ahead of the one being applied (default 8, at least 1). */
   parallelism?: number;
   integrityCheck?: IntegrityCheck;
   /** On a gap, restore up to the last consistent point instead of failing. */
@@ -66,7 +67,11 @@ export interface RestoreOptions {
    * generation (see restore-marker.ts).
    */
   metaPath?: string;
-  /** Leave the restore marker (default true); false for a scratch restore, such as validation's. */
+  /**
+   * Leave the restore marker after a restore of the latest state (default false), for replication with
+   * `continue-after-restore`. It costs a SHA-256 of the whole restored file, so it is taken only when
+   * asked for. Without it a stale marker in the output's meta directory is removed.
+   */
   restoreMarker?: boolean;
   logger?: Logger;
   onProgress?: (p: RestoreProgress) => void;
@@ -177,7 +182,8 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
   const integrity = opts.integrityCheck ?? 'quick';
   const createdDirs = await prepareOutputDir(outputPath);
   const tmpPath = join(dirname(outputPath), `.${basename(outputPath)}.${randomBytes(4).toString('hex')}.restore-tmp`);
-  const tmpFiles = new Set<string>([tmpPath, `${tmpPath}-wal`, `${tmpPath}-shm`, `${tmpPath}-journal`]);
+  const spillPath = `${tmpPath}-spill`;
+  const tmpFiles = [tmpPath, `${tmpPath}-wal`, `${tmpPath}-shm`, `${tmpPath}-journal`, spillPath];
 
   const progress: RestoreProgress = {
     phase: 'download',
@@ -190,13 +196,11 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
     progress.phase = phase;
     opts.onProgress?.({ ...progress });
   };
-  const counted = async function* (source: AsyncIterable<Uint8Array>) {
-    for await (const chunk of source) {
-      progress.bytesDone += chunk.length;
-      opts.onProgress?.({ ...progress });
-      yield chunk;
-    }
+  const countBytes = (n: number) => {
+    progress.bytesDone += n;
+    opts.onProgress?.({ ...progress });
   };
+  const onRetry = (where: string, attempt: number, err: unknown) => log.warn('reading an object failed; trying again', { object: where, attempt, error: describeError(err) });
 
   log.info('restoring', {
     replica: plan.replica,
@@ -209,78 +213,202 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
   report('download');
 
   let succeeded = false;
-  const downloads = new Map<number, Promise<DownloadedIndex>>();
+  // Every WAL segment of every index, in order: read ahead (while the snapshot is still decoding), applied in turn.
+  const prefetch = new OrderedPrefetch(segmentSources(replica, plan), {
+    concurrency: parallelism,
+    budgetBytes: PREFETCH_BUDGET,
+    signal: opts.signal,
+    onBytes: countBytes,
+    onRetry,
+  });
+  let handle: FileHandle | undefined;
+  let applier: WalApplier | undefined;
   try {
-    const snapshotDone = downloadSnapshot(replica, plan, tmpPath, counted, opts.signal);
-
-    // Download WAL indexes at most `parallelism` at a time, in index order; apply strictly in order.
-    const queue = [...plan.indexes];
-    const startNext = () => {
-      const next = queue.shift();
-      if (!next) return;
-      const file = `${tmpPath}-${formatHex8(next.index)}.wal`;
-      tmpFiles.add(file);
-      const p = downloadIndex(replica, plan.generation, next, file, counted, opts);
-      p.catch(() => undefined); // awaited in order below
-      downloads.set(next.index, p);
-    };
-    for (let i = 0; i < parallelism; i++) startNext();
-
-    const pageSize = await snapshotDone;
+    handle = await open(tmpPath, 'wx', 0o600).catch((err: unknown) => {
+      throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${tmpPath}: ${describeError(err)}`, { cause: err });
+    });
+    prefetch.start();
+    const { pageSize, size } = await restoreSnapshot(replica, plan, handle, countBytes, onRetry, opts.signal);
     throwIfAborted(opts.signal);
 
-    let stoppedAt = plan.truncatedReason;
-    const ready: DownloadedIndex[] = [];
-    for (const ix of plan.indexes) {
-      const downloaded = await downloads.get(ix.index)!;
-      startNext();
-      throwIfAborted(opts.signal);
-      if (downloaded.header && downloaded.header.pageSize !== pageSize) {
-        throw new ReplicateError(
-          'INVALID_WAL',
-          `wal index ${plan.generation}/${formatHex8(ix.index)} has page size ${downloaded.header.pageSize} but the snapshot has ${pageSize}`,
-        );
-      }
-      ready.push(downloaded);
-      if (downloaded.stoppedAt) {
-        stoppedAt = downloaded.stoppedAt;
-        break;
-      }
-    }
     report('apply');
+    applier = new WalApplier(handle, size / pageSize, { pageSize, spillPath });
+    const applied = await applyIndexes(replica, plan, prefetch, applier, opts, () => {
+      progress.indexesApplied++;
+      opts.onProgress?.({ ...progress });
+    });
     try {
-      applyWalFiles(tmpPath, ready.map((d) => ({ path: d.file, scan: d.scan })), pageSize);
+      await applier.finish();
     } catch (err) {
       throw wrapStep(err, `applying wal ${plan.generation}/${formatHex8(plan.snapshot.index)}..`);
     }
-    const applied = ready.length;
-    progress.indexesApplied = applied;
+    await applier.close();
+    const stoppedAt = applied.stoppedAt ?? plan.truncatedReason;
     if (stoppedAt) log.warn('restore stopped at a gap', { reason: stoppedAt });
 
-    if (integrity !== 'none') {
-      report('check');
-      checkIntegrity(tmpPath, integrity);
+    // The fsync runs on the thread pool while SQLite checks the file on this thread: both are needed, and
+    // neither waits for the other.
+    report('check');
+    const synced = handle.sync().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    let checkFailure: unknown;
+    try {
+      if (integrity !== 'none') checkIntegrity(tmpPath, integrity);
+    } catch (err) {
+      checkFailure = err;
     }
+    const syncFailure = await synced;
+    if (checkFailure !== undefined) throw checkFailure;
+    if (syncFailure !== undefined) throw wrapStep(syncFailure, `syncing ${tmpPath}`);
+    await handle.close();
+    handle = undefined;
+
     // Only the latest state of the generation is the replica's end: after a point-in-time restore, new
     // writes would fork the history, which needs a new generation. The file is digested before it gets
     // its name (same inode, same bytes), so an application that opens it at once cannot slip a
-    // checkpoint in between and have its changes taken for the restored state.
+    // checkpoint in between and have its changes taken for the restored state. The digest reads the
+    // whole file, so it is taken only when a marker is wanted (replication with continue-after-restore).
     const cut = plan.indexes.some((i) => i.endOffset !== undefined);
     const latest = opts.timestamp === undefined && opts.index === undefined && stoppedAt === undefined && !cut;
-    const endPos = { generation: plan.generation, ...restoredEnd(plan, ready) };
-    const digest = latest ? await fileDigest(tmpPath).catch((err: unknown) => describeError(err)) : undefined;
-    await moveIntoPlace(tmpPath, outputPath);
+    const endPos = { generation: plan.generation, ...restoredEnd(plan, applied) };
+    const wantMarker = opts.restoreMarker === true && latest;
+    const digest = wantMarker ? await fileDigest(tmpPath).catch((err: unknown) => describeError(err)) : undefined;
+    await moveIntoPlace(tmpPath, outputPath, { synced: true });
     succeeded = true;
-    const markerWritten = opts.restoreMarker === false ? false : await recordRestore(replica, outputPath, digest === undefined ? undefined : { ...endPos, digest }, opts, log);
+    const markerWritten = await recordRestore(replica, outputPath, digest === undefined ? undefined : { ...endPos, digest }, opts, log);
     report('done');
-    log.info('restore complete', { output: outputPath, indexes: applied });
-    return { outputPath, plan, indexesApplied: applied, stoppedAt, ...(markerWritten ? { markerWritten: endPos } : {}) };
+    log.info('restore complete', { output: outputPath, indexes: applied.count });
+    return { outputPath, plan, indexesApplied: applied.count, stoppedAt, ...(markerWritten ? { markerWritten: endPos } : {}) };
   } finally {
-    // Let in-flight downloads settle before deleting their files.
-    await Promise.allSettled(downloads.values());
+    await prefetch.close();
+    await applier?.close().catch(() => undefined);
+    await handle?.close().catch(() => undefined);
     for (const f of tmpFiles) await rm(f, { force: true }).catch(() => undefined);
     if (!succeeded) await removeDirs(createdDirs);
   }
+}
+
+/** Compressed WAL segment bytes read ahead of the one being applied. */
+const PREFETCH_BUDGET = 32 * 1024 * 1024;
+
+interface SegmentSource extends ObjectSource {
+  readonly seg: WalSegmentInfo;
+  /** Position of its index in plan.indexes. */
+  readonly indexNo: number;
+}
+
+function segmentSources(replica: NamedReplica, plan: RestorePlan): SegmentSource[] {
+  return plan.indexes.flatMap((ix, indexNo) =>
+    ix.segments.map((seg) => {
+      const where = replica.client.walSegmentLocation(seg);
+      return {
+        seg,
+        indexNo,
+        where,
+        size: seg.size,
+        open: (signal?: AbortSignal) => openObject(() => replica.client.walSegmentReader(seg, { signal }), 'wal segment', where),
+      };
+    }),
+  );
+}
+
+interface AppliedIndexes {
+  /** Indexes applied (the last one possibly only up to a gap). */
+  count: number;
+  /** Byte length of the last index applied. */
+  lastSize: number;
+  stoppedAt?: string;
+}
+
+/**
+ * Streams every planned index through the applier, segment after segment: segments of an index must meet
+ * (each starts where the decoded bytes before it end), every frame must pass SQLite's checks, and a
+ * requested end offset must be reached. With stopAtGap, the first failure of these ends the restore at
+ * the last commit before it instead.
+ */
+async function applyIndexes(
+  replica: NamedReplica,
+  plan: RestorePlan,
+  prefetch: OrderedPrefetch,
+  applier: WalApplier,
+  opts: RestoreOptions,
+  onIndexApplied: () => void,
+): Promise<AppliedIndexes> {
+  const out: AppliedIndexes = { count: 0, lastSize: 0 };
+  let current = -1;
+  let written = 0;
+  let name = '';
+  let output: Buffer | undefined;
+
+  const endIndex = (): boolean => {
+    const ix = plan.indexes[current]!;
+    if (ix.endOffset !== undefined && written < ix.endOffset) {
+      throw new ReplicateError('WAL_SEGMENT_GAP', `wal index ${name} ends at offset ${written}, before the requested offset ${ix.endOffset}`, {
+        details: { generation: plan.generation, index: ix.index, offset: written, expected: ix.endOffset },
+      });
+    }
+    const scan = applier.endIndex();
+    if (!scan.header) throw new ReplicateError('INVALID_WAL', `wal index ${name}: no valid WAL header (${written} bytes)`);
+    out.count++;
+    out.lastSize = scan.size;
+    onIndexApplied();
+    if (scan.stopReason !== undefined) {
+      // Frames are only ever copied after SQLite's own checks, so an invalid frame means damage.
+      const msg = `wal index ${name}: ${scan.stopReason}; ${scan.size - scan.validSize} bytes after it would be ignored`;
+      if (!opts.stopAtGap) throw new ReplicateError('INVALID_WAL', msg, { details: { generation: plan.generation, index: ix.index } });
+      out.stoppedAt ??= msg;
+      return false;
+    }
+    return true;
+  };
+
+  try {
+    for await (const { source, body } of prefetch.bodies()) {
+      const { seg, indexNo } = source as SegmentSource;
+      if (indexNo !== current) {
+        if (current >= 0 && !endIndex()) return out;
+        current = indexNo;
+        written = 0;
+        name = `${plan.generation}/${formatHex8(plan.indexes[current]!.index)}`;
+        applier.beginIndex(`wal index ${name}`);
+      }
+      throwIfAborted(opts.signal);
+      if (seg.offset !== written) {
+        const msg =
+          `wal segments of ${name} do not meet: the segment at offset ${seg.offset} follows ` +
+          `data that ends at offset ${written} (${source.where})`;
+        if (!opts.stopAtGap) throw new ReplicateError('WAL_SEGMENT_GAP', msg, { details: { generation: plan.generation, index: plan.indexes[current]!.index, offset: seg.offset, expected: written } });
+        out.stoppedAt = msg;
+        endIndex();
+        return out;
+      }
+      const ix = plan.indexes[current]!;
+      output ??= Buffer.allocUnsafe(LZ4_BLOCK_SIZE);
+      written += await applySegment(source.where, body, applier, ix.endOffset === undefined ? Infinity : ix.endOffset - written, output);
+    }
+    if (current >= 0) endIndex();
+    return out;
+  } catch (err) {
+    throw wrapStep(err, `downloading wal ${name}`);
+  }
+}
+
+/** Decodes one segment into the applier; returns the bytes used (a requested end offset can cut it). */
+async function applySegment(where: string, body: AsyncIterable<Buffer>, applier: WalApplier, limit: number, output: Buffer): Promise<number> {
+  let n = 0;
+  // The applier copies what it keeps before the next chunk is pulled, so one output buffer serves every
+  // block of every segment (segments are decoded one at a time).
+  for await (let chunk of decodeLz4Frame({ label: where, outputBuffer: output })(body)) {
+    // A segment can run past a requested end position (it was uploaded later, with more frames): the
+    // rest is decoded (so the frame's checksums are still checked) but not used.
+    if (n + chunk.length > limit) chunk = chunk.subarray(0, limit - n);
+    if (chunk.length === 0) continue;
+    await applier.update(chunk);
+    n += chunk.length;
+  }
+  return n;
 }
 
 /**
@@ -288,10 +416,9 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
  * computes it: the end of the last index applied (its segments meet from offset 0, so its byte length),
  * or the snapshot's index at offset 0 when no WAL was applied.
  */
-function restoredEnd(plan: RestorePlan, applied: readonly DownloadedIndex[]): { index: number; offset: number } {
-  const last = applied.at(-1);
-  if (!last) return { index: plan.snapshot.index, offset: 0 };
-  return { index: plan.indexes[applied.length - 1]!.index, offset: last.scan.size };
+function restoredEnd(plan: RestorePlan, applied: AppliedIndexes): { index: number; offset: number } {
+  if (applied.count === 0) return { index: plan.snapshot.index, offset: 0 };
+  return { index: plan.indexes[applied.count - 1]!.index, offset: applied.lastSize };
 }
 
 /** The restored file's digest, or why it could not be taken (a marker is then not written). */
@@ -336,28 +463,38 @@ async function recordRestore(
   }
 }
 
-type Counter = (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
-
 /**
  * The snapshot's decoded blocks are written by a PipelinedWriter (at most 3 writes in flight, so at most
  * 3 chunks held when the next is decoded): a ring of 5 output buffers is safe and keeps memory flat.
- * WAL segments are mostly small and decode into right-sized buffers instead.
  */
 const OUTPUT_RING = 5;
 
-/** Decodes the snapshot into the temp database file; returns its page size. */
-async function downloadSnapshot(replica: NamedReplica, plan: RestorePlan, tmpPath: string, counted: Counter, signal?: AbortSignal): Promise<number> {
+/** Decodes the snapshot into the (empty) output file; returns its page size and decoded size. */
+async function restoreSnapshot(
+  replica: NamedReplica,
+  plan: RestorePlan,
+  handle: FileHandle,
+  countBytes: (n: number) => void,
+  onRetry: RetryOptions['onRetry'],
+  signal?: AbortSignal,
+): Promise<{ pageSize: number; size: number }> {
   const where = replica.client.snapshotLocation(plan.generation, plan.snapshot.index);
-  const reader = await openObject(() => replica.client.snapshotReader(plan.generation, plan.snapshot.index, { signal }), 'snapshot', where);
-  const handle = await open(tmpPath, 'wx', 0o600).catch((err: unknown) => {
-    reader.destroy();
-    throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${tmpPath}: ${describeError(err)}`, { cause: err });
-  });
+  const source: ObjectSource = {
+    where,
+    size: plan.snapshot.size,
+    open: (s) => openObject(() => replica.client.snapshotReader(plan.generation, plan.snapshot.index, { signal: s }), 'snapshot', where),
+  };
+  async function* counted(): AsyncGenerator<Buffer> {
+    for await (const chunk of resumableChunks(source, { signal, onRetry })) {
+      countBytes(chunk.length);
+      yield chunk;
+    }
+  }
   let size = 0;
   let header: Buffer | undefined;
   const writer = new PipelinedWriter(handle);
   try {
-    for await (const chunk of decodeLz4Frame({ label: where, reuseOutput: OUTPUT_RING })(counted(reader))) {
+    for await (const chunk of decodeLz4Frame({ label: where, reuseOutput: OUTPUT_RING })(counted())) {
       if (!header) header = Buffer.from(chunk.subarray(0, 100));
       await writer.write(chunk);
       size += chunk.length;
@@ -367,9 +504,7 @@ async function downloadSnapshot(replica: NamedReplica, plan: RestorePlan, tmpPat
   } catch (err) {
     throw wrapStep(err, `restoring snapshot ${where}`);
   } finally {
-    reader.destroy();
     await writer.finish().catch(() => undefined);
-    await handle.close();
   }
   if (!header || size < 512 || header.subarray(0, 16).toString('latin1') !== 'SQLite format 3\0') {
     throw new ReplicateError('CORRUPT_OBJECT', `restoring snapshot ${where}: decoded data is not a SQLite database`, {
@@ -377,101 +512,13 @@ async function downloadSnapshot(replica: NamedReplica, plan: RestorePlan, tmpPat
     });
   }
   const raw = header.readUInt16BE(16);
-  return raw === 1 ? 65536 : raw;
-}
-
-interface DownloadedIndex {
-  file: string;
-  header: { pageSize: number } | undefined;
-  /** What the WAL file holds: valid frames, the last commit, and the pages it changes. */
-  scan: WalScanResult;
-  /** Set when stopAtGap cut this index short. */
-  stoppedAt?: string;
-}
-
-/** Decodes one index's segments into a WAL file, checking that segments meet and that frames are valid. */
-async function downloadIndex(
-  replica: NamedReplica,
-  generation: string,
-  ix: IndexPlan,
-  file: string,
-  counted: Counter,
-  opts: RestoreOptions,
-): Promise<DownloadedIndex> {
-  const name = `${generation}/${formatHex8(ix.index)}`;
-  const scanner = new WalScanner(`wal index ${name}`);
-  const handle = await open(file, 'wx', 0o600).catch((err: unknown) => {
-    throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${file}: ${describeError(err)}`, { cause: err });
-  });
-  // One write at a time here: up to `parallelism` indexes download at once, so each keeps little in memory.
-  const writer = new PipelinedWriter(handle, 0, 1);
-  let written = 0;
-  let stoppedAt: string | undefined;
-  try {
-    for (const seg of ix.segments) {
-      throwIfAborted(opts.signal);
-      if (seg.offset !== written) {
-        const msg =
-          `wal segments of ${name} do not meet: the segment at offset ${seg.offset} follows ` +
-          `data that ends at offset ${written} (${replica.client.walSegmentLocation(seg)})`;
-        if (!opts.stopAtGap) throw new ReplicateError('WAL_SEGMENT_GAP', msg, { details: { generation, index: ix.index, offset: seg.offset, expected: written } });
-        stoppedAt = msg;
-        break;
-      }
-      written += await copySegment(replica, seg, writer, scanner, counted, opts.signal, ix.endOffset === undefined ? Infinity : ix.endOffset - written);
-    }
-    if (ix.endOffset !== undefined && written < ix.endOffset) {
-      throw new ReplicateError('WAL_SEGMENT_GAP', `wal index ${name} ends at offset ${written}, before the requested offset ${ix.endOffset}`, {
-        details: { generation, index: ix.index, offset: written, expected: ix.endOffset },
-      });
-    }
-    await writer.finish();
-  } catch (err) {
-    throw wrapStep(err, `downloading wal ${name}`);
-  } finally {
-    await writer.finish().catch(() => undefined);
-    await handle.close();
+  const pageSize = raw === 1 ? 65536 : raw;
+  if (size % pageSize !== 0) {
+    throw new ReplicateError('CORRUPT_OBJECT', `restoring snapshot ${where}: ${size} bytes is not a whole number of ${pageSize}-byte pages`, {
+      details: { object: where },
+    });
   }
-
-  const scan = scanner.result();
-  if (!scan.header) {
-    throw new ReplicateError('INVALID_WAL', `wal index ${name}: no valid WAL header (${written} bytes)`);
-  }
-  if (scan.stopReason !== undefined) {
-    // Frames are only ever copied after SQLite's own checks, so an invalid frame means damage.
-    const msg = `wal index ${name}: ${scan.stopReason}; ${scan.size - scan.validSize} bytes after it would be ignored`;
-    if (!opts.stopAtGap) throw new ReplicateError('INVALID_WAL', msg, { details: { generation, index: ix.index } });
-    stoppedAt ??= msg;
-  }
-  return { file, header: scan.header, scan, stoppedAt };
-}
-
-async function copySegment(
-  replica: NamedReplica,
-  seg: WalSegmentInfo,
-  writer: PipelinedWriter,
-  scanner: WalScanner,
-  counted: Counter,
-  signal?: AbortSignal,
-  limit = Infinity,
-): Promise<number> {
-  const where = replica.client.walSegmentLocation(seg);
-  const reader = await openObject(() => replica.client.walSegmentReader(seg, { signal }), 'wal segment', where);
-  let n = 0;
-  try {
-    for await (let chunk of decodeLz4Frame({ label: where, reuseOutput: 2 })(counted(reader))) {
-      // A segment can run past a requested end position (it was uploaded later, with more frames): the
-      // rest is decoded (so the frame's checksums are still checked) but not used.
-      if (n + chunk.length > limit) chunk = chunk.subarray(0, limit - n);
-      if (chunk.length === 0) continue;
-      scanner.update(chunk);
-      await writer.write(chunk);
-      n += chunk.length;
-    }
-  } finally {
-    reader.destroy();
-  }
-  return n;
+  return { pageSize, size };
 }
 
 async function openObject<T>(fn: () => Promise<T>, what: string, where: string): Promise<T> {

@@ -152,10 +152,20 @@ export interface WalScanResult {
   frames: number;
   /** Page count after the last valid commit. */
   commitDbSize: number;
-  /** Page number -> offset (in this WAL) of the frame holding its last committed version. */
+  /** Page number -> offset (in this WAL) of the frame holding its last committed version (empty with a listener). */
   committedPages: ReadonlyMap<number, number>;
   /** Why scanning stopped before the end, if it did (salt or checksum mismatch, partial frame). */
   stopReason: string | undefined;
+}
+
+/** Told about each valid frame as a scan accepts it (a restore applies them as they stream past). */
+export interface WalFrameListener {
+  /** The header was read; throwing here stops the scan with that error. */
+  header?(header: WalHeader): void;
+  /** A valid frame; `page` is only valid during the call. */
+  frame(pgno: number, page: Buffer): void;
+  /** The frame just given was a commit: the transaction's pages are final, the database has `dbSize` pages. */
+  commit(dbSize: number): void;
 }
 
 /**
@@ -179,7 +189,10 @@ export class WalScanner {
   /** Page number -> offset of its latest committed frame: what a checkpoint copies. */
   private readonly committedPages = new Map<number, number>();
 
-  constructor(private readonly where = 'wal') {}
+  constructor(
+    private readonly where = 'wal',
+    private readonly listener?: WalFrameListener,
+  ) {}
 
   /** Feeds the next bytes of the WAL. Throws INVALID_WAL only for a bad header. */
   update(chunk: Uint8Array): void {
@@ -191,6 +204,7 @@ export class WalScanner {
       pos = Math.min(need, chunk.length);
       if (this.headerBuf.length < WAL_HEADER_SIZE) return;
       this.header = parseWalHeader(this.headerBuf, this.where);
+      this.listener?.header?.(this.header);
       this.checksum = [this.header.checksum1, this.header.checksum2];
       this.validSize = WAL_HEADER_SIZE;
       this.frameBuf = Buffer.alloc(frameSize(this.header.pageSize));
@@ -235,8 +249,18 @@ export class WalScanner {
     }
     this.checksum = sum;
     this.frames++;
-    this.pendingPages.set(fh.pgno, this.validSize);
     this.validSize += frame.length;
+    if (this.listener) {
+      // The listener keeps what it needs; page maps would only grow with the WAL.
+      this.listener.frame(fh.pgno, frame.subarray(WAL_FRAME_HEADER_SIZE));
+      if (fh.commit !== 0) {
+        this.committedSize = this.validSize;
+        this.commitDbSize = fh.commit;
+        this.listener.commit(fh.commit);
+      }
+      return true;
+    }
+    this.pendingPages.set(fh.pgno, this.validSize - frame.length);
     if (fh.commit !== 0) {
       this.committedSize = this.validSize;
       this.commitDbSize = fh.commit;

@@ -4,7 +4,7 @@
  * every temp file there take the database file's mode (directories: execute added wherever read is
  * set) and, when we run as root (as these tests do), its owner and group.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -122,7 +122,10 @@ describe('local state takes the database file’s permissions and owner', () => 
     await r.close();
 
     const out = join(dir, 'restored', 'app.db');
-    const res = await runCli(['restore', '-o', out, `file://${replicaDir}`]);
+    // Through a config with continue-after-restore: the restore that leaves a marker.
+    const config = join(dir, 'restore.yml');
+    writeFileSync(config, `dbs:\n  - path: ${out}\n    continue-after-restore: true\n    replicas:\n      - url: file://${replicaDir}\n`);
+    const res = await runCli(['restore', '-config', config, out]);
     expect(res.code, res.stderr).toBe(0);
     const db = statSync(out);
     const entries = tree(defaultMetaPath(out));

@@ -54,8 +54,14 @@ async function replicatedSource(dir: string, replicaDir: string): Promise<{ db: 
   return { db, path };
 }
 
+/**
+ * Restores as an operator who continues replication does: through the config that names the database
+ * with `continue-after-restore: true`, which is what makes a restore leave its marker.
+ */
 async function restoreWithOurs(replicaDir: string, out: string, extra: string[] = []): Promise<void> {
-  const r = await runCli(['restore', ...extra, '-o', out, `file://${replicaDir}`]);
+  const config = `${out}.restore.yml`;
+  writeFileSync(config, `dbs:\n  - path: ${out}\n    continue-after-restore: true\n    replicas:\n      - url: file://${replicaDir}\n`);
+  const r = await runCli(['restore', ...extra, '-config', config, out]);
   expect(r.code, r.stderr).toBe(0);
 }
 
@@ -232,6 +238,7 @@ describe('restore → replicate continuity', () => {
     const unmarked = join(dir, 'unmarked.db');
     const result = await restore([{ name: 'file', client: new FileReplicaClient({ path: replicaDir }) }], {
       outputPath: unmarked,
+      restoreMarker: true,
       metaPath: join(blocker, 'meta'),
       logger: { debug: () => undefined, info: () => undefined, warn: (m) => warnings.push(m), error: () => undefined },
     });
@@ -267,6 +274,30 @@ describe('restore → replicate continuity', () => {
     app.close();
   });
 
+  it('a restore that replication will not continue (by URL, or the config says continue-after-restore off) leaves no marker, and clears a stale one', async () => {
+    const dir = tempDir('stn-rc-nomark-');
+    const replicaDir = join(dir, 'replica');
+    const source = await replicatedSource(dir, replicaDir);
+    source.db.close();
+    const byUrl = join(dir, 'by-url.db');
+    const r1 = await runCli(['restore', '-o', byUrl, `file://${replicaDir}`]);
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(existsSync(markerPath(byUrl))).toBe(false);
+    expect(existsSync(dirname(markerPath(byUrl)))).toBe(false);
+
+    // A marker left by an earlier restore to the same path must not vouch for this one.
+    const byConfig = join(dir, 'by-config.db');
+    await restoreWithOurs(replicaDir, byConfig);
+    expect(existsSync(markerPath(byConfig))).toBe(true);
+    rmSync(byConfig);
+    const config = join(dir, 'off.yml');
+    writeFileSync(config, `dbs:\n  - path: ${byConfig}\n    replicas:\n      - url: file://${replicaDir}\n`);
+    const r2 = await runCli(['restore', '-config', config, byConfig]);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(existsSync(markerPath(byConfig))).toBe(false);
+    expect(contentDigest(byConfig)).toBe(contentDigest(byUrl));
+  });
+
   it('works embedded too: the library restore leaves the marker and Replication continues', async () => {
     const dir = tempDir('stn-rc-e-');
     const replicaDir = join(dir, 'replica');
@@ -276,7 +307,7 @@ describe('restore → replicate continuity', () => {
 
     const client = new FileReplicaClient({ path: replicaDir });
     const restored = join(dir, 'restored.db');
-    const result = await restore([{ name: 'file', client }], { outputPath: restored });
+    const result = await restore([{ name: 'file', client }], { outputPath: restored, restoreMarker: true });
     expect(result.markerWritten?.generation).toBe(gen);
 
     const lines: string[] = [];

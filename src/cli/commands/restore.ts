@@ -40,7 +40,7 @@ export function registerRestore(program: Command, io: CliIo): void {
     .option('--generation <name>', 'restore from this generation only')
     .option('--index <hex>', 'restore up to and including this WAL index (hexadecimal)')
     .option('--timestamp <time>', 'restore the state at this time (RFC 3339, e.g. 2024-11-11T10:00:00Z)')
-    .option('--parallelism <n>', 'WAL indexes downloaded at once', '8')
+    .option('--parallelism <n>', 'WAL segments downloaded at once', '8')
     .option('--if-db-not-exists', 'exit 0 without restoring when the output already exists')
     .option('--if-replica-exists', 'exit 0 without restoring when the replica holds no backup')
     .option('--integrity-check <mode>', `check the restored database: ${INTEGRITY_CHECKS.join('|')}`, 'quick')
@@ -92,7 +92,9 @@ export function registerRestore(program: Command, io: CliIo): void {
 
       const progress = createProgress(io, 'restoring');
       try {
-        const result = await restore(t.replicas, { ...what, outputPath: output, parallelism, integrityCheck, onProgress: progress?.update });
+        // The restore marker (a SHA-256 of the whole file) only when replication will use it.
+        const restoreMarker = t.db?.continueAfterRestore === true;
+        const result = await restore(t.replicas, { ...what, outputPath: output, parallelism, integrityCheck, restoreMarker, onProgress: progress?.update });
         progress?.stop();
         const p = result.plan;
         io.stderr.write(

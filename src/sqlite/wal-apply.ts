@@ -1,0 +1,244 @@
+/**
+ * Applying WAL indexes to a restored database file as their bytes stream past, with the result SQLite's
+ * checkpoints would give one index after the other: each committed transaction's pages written in place,
+ * a transaction that never commits dropped, pages past a commit's database size discarded, and the file
+ * cut to the last commit's size at the end.
+ *
+ * Every frame is checked by WalScanner (salts, cumulative checksum) before it is accepted, and a
+ * transaction's pages are held until its commit frame arrives, so nothing uncommitted or damaged ever
+ * reaches the file. Nothing is staged in temporary WAL files: the bytes are decoded once and written
+ * once. A transaction is held in memory up to `memoryLimit` bytes; a larger one (a bulk load, a VACUUM)
+ * goes on in a spill file beside the output, so memory stays flat whatever the transaction size.
+ *
+ * Writes run in the background while the next chunk is decoded; one transaction's writes finish before
+ * the next transaction's start, so a page rewritten by both ends with the later version.
+ */
+import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { ReplicateError } from '../errors.js';
+import { WalScanner, type WalFrameListener, type WalHeader, type WalScanResult } from './wal-format.js';
+
+const SLAB_BYTES = 1 << 20;
+/** Pages per write call (a writev of up to 1 MiB at 4 KiB pages). */
+const PAGES_PER_WRITE = 256;
+
+export interface WalApplierOptions {
+  pageSize: number;
+  /** Where a transaction too large for memory is staged; created only when needed, removed by `close()`. */
+  spillPath: string;
+  /** Bytes of one transaction's pages held in memory before it spills (default 16 MiB). */
+  memoryLimit?: number;
+}
+
+/** One committed transaction waiting to be written: page number -> page bytes, or offset in the spill file. */
+interface Batch {
+  pages: Map<number, Buffer | number>;
+  dbSize: number;
+  slabs: Buffer[];
+}
+
+export class WalApplier implements WalFrameListener {
+  private readonly pageSize: number;
+  private readonly memoryLimit: number;
+  /** The open transaction. */
+  private pending = new Map<number, Buffer | number>();
+  private pendingBytes = 0;
+  private slabs: Buffer[] = [];
+  private slabUsed = SLAB_BYTES;
+  private readonly freeSlabs: Buffer[] = [];
+  private sealed: Batch[] = [];
+  private writing: Promise<void> = Promise.resolve();
+  private failure: unknown;
+  private spillFd: number | undefined;
+  private spillEnd = 0;
+  /** The open transaction outgrew memory and goes on in the spill file. */
+  private spilling = false;
+  /** Committed transactions not written yet (they may refer to the spill file). */
+  private unwritten = 0;
+  /** Pages in the file as far as writes and truncations made it (-1: unknown until the first commit). */
+  private filePages: number;
+  private lastDbSize = -1;
+  private where = 'wal';
+  private scanner: WalScanner | undefined;
+
+  constructor(
+    private readonly db: FileHandle,
+    snapshotPages: number,
+    private readonly opts: WalApplierOptions,
+  ) {
+    this.pageSize = opts.pageSize;
+    this.memoryLimit = opts.memoryLimit ?? 16 * 1024 * 1024;
+    this.filePages = snapshotPages;
+  }
+
+  /** Starts the next WAL index (its bytes from offset 0). */
+  beginIndex(where: string): void {
+    this.where = where;
+    this.scanner = new WalScanner(where, this);
+  }
+
+  /** The index's next decoded bytes. Resolves when memory allows the next chunk. */
+  async update(chunk: Uint8Array): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    this.scanner!.update(chunk);
+    if (this.sealed.length === 0) return;
+    // One batch of writes in flight while the next chunk is decoded.
+    await this.writing;
+    if (this.failure !== undefined) throw this.failure;
+    const batches = this.sealed;
+    this.sealed = [];
+    this.writing = (async () => {
+      for (const b of batches) await this.writeBatch(b);
+    })().catch((err: unknown) => {
+      this.failure ??= err;
+    });
+  }
+
+  /**
+   * Ends the current index: what it held and where it stopped being valid. An open transaction at its
+   * end never committed and is dropped.
+   */
+  endIndex(): WalScanResult {
+    const result = this.scanner!.result();
+    this.scanner = undefined;
+    this.dropPending();
+    return result;
+  }
+
+  /** Waits for every write, then cuts the file to the last commit's size. */
+  async finish(): Promise<void> {
+    await this.flushSealed();
+    if (this.lastDbSize >= 0) await this.db.truncate(this.lastDbSize * this.pageSize);
+  }
+
+  /** Removes the spill file; safe to call more than once. */
+  async close(): Promise<void> {
+    await this.writing;
+    if (this.spillFd !== undefined) {
+      closeSync(this.spillFd);
+      this.spillFd = undefined;
+      rmSync(this.opts.spillPath, { force: true });
+    }
+  }
+
+  header(h: WalHeader): void {
+    if (h.pageSize !== this.pageSize) {
+      throw new ReplicateError('INVALID_WAL', `${this.where} has page size ${h.pageSize} but the snapshot has ${this.pageSize}`);
+    }
+  }
+
+  frame(pgno: number, page: Buffer): void {
+    if (!this.spilling && this.pendingBytes + page.length > this.memoryLimit) this.startSpill();
+    if (this.spilling) {
+      this.pending.set(pgno, this.spillPage(page));
+      return;
+    }
+    if (this.slabUsed + page.length > SLAB_BYTES) {
+      this.slabs.push(this.freeSlabs.pop() ?? Buffer.allocUnsafe(SLAB_BYTES));
+      this.slabUsed = 0;
+    }
+    const slab = this.slabs.at(-1)!;
+    page.copy(slab, this.slabUsed);
+    this.pending.set(pgno, slab.subarray(this.slabUsed, this.slabUsed + page.length));
+    this.slabUsed += page.length;
+    this.pendingBytes += page.length;
+  }
+
+  commit(dbSize: number): void {
+    this.sealed.push({ pages: this.pending, dbSize, slabs: this.slabs });
+    this.lastDbSize = dbSize;
+    this.pending = new Map();
+    this.pendingBytes = 0;
+    this.slabs = [];
+    this.slabUsed = SLAB_BYTES;
+    // A spilled transaction's pages are read back when written; the next one starts in memory again.
+    this.spilling = false;
+    this.unwritten++;
+  }
+
+  private async flushSealed(): Promise<void> {
+    await this.writing;
+    if (this.failure !== undefined) throw this.failure;
+    const batches = this.sealed;
+    this.sealed = [];
+    for (const b of batches) await this.writeBatch(b);
+  }
+
+  private dropPending(): void {
+    this.freeSlabs.push(...this.slabs);
+    this.pending = new Map();
+    this.pendingBytes = 0;
+    this.slabs = [];
+    this.slabUsed = SLAB_BYTES;
+    this.spilling = false;
+  }
+
+  private startSpill(): void {
+    this.spilling = true;
+    if (this.spillFd === undefined) this.spillFd = openSync(this.opts.spillPath, 'w+', 0o600);
+    // Pages already held move to the spill file, so the transaction lives in one place.
+    for (const [pgno, where] of this.pending) if (typeof where !== 'number') this.pending.set(pgno, this.spillPage(where));
+    this.freeSlabs.push(...this.slabs);
+    this.slabs = [];
+    this.slabUsed = SLAB_BYTES;
+    this.pendingBytes = 0;
+  }
+
+  private spillPage(page: Buffer): number {
+    const at = this.spillEnd;
+    let done = 0;
+    while (done < page.length) done += writeSync(this.spillFd!, page, done, page.length - done, at + done);
+    this.spillEnd += page.length;
+    return at;
+  }
+
+  private async writeBatch(b: Batch): Promise<void> {
+    const pgnos = [...b.pages.keys()].filter((p) => p <= b.dbSize).sort((x, y) => x - y);
+    let i = 0;
+    while (i < pgnos.length) {
+      // A run of consecutive pages, at most PAGES_PER_WRITE: one positioned writev.
+      let j = i + 1;
+      while (j < pgnos.length && j - i < PAGES_PER_WRITE && pgnos[j] === pgnos[j - 1]! + 1) j++;
+      const bufs: Buffer[] = [];
+      for (let k = i; k < j; k++) {
+        const where = b.pages.get(pgnos[k]!)!;
+        bufs.push(typeof where === 'number' ? this.readSpilled(where) : where);
+      }
+      await writeAllv(this.db, bufs, (pgnos[i]! - 1) * this.pageSize);
+      this.filePages = Math.max(this.filePages, pgnos[j - 1]!);
+      i = j;
+    }
+    // A shrink: pages past the new end are gone (they read as zeros if the database grows back later
+    // without rewriting them, as after SQLite's own truncating checkpoint).
+    if (b.dbSize < this.filePages) {
+      await this.db.truncate(b.dbSize * this.pageSize);
+      this.filePages = b.dbSize;
+    }
+    this.freeSlabs.push(...b.slabs);
+    this.unwritten--;
+    if (this.unwritten === 0 && !this.spilling) {
+      // Nothing refers to the spill file any more: the next large transaction starts it over.
+      this.spillEnd = 0;
+    }
+  }
+
+  private readSpilled(at: number): Buffer {
+    const buf = Buffer.allocUnsafe(this.pageSize);
+    let done = 0;
+    while (done < buf.length) {
+      const n = readSync(this.spillFd!, buf, done, buf.length - done, at + done);
+      if (n === 0) throw new ReplicateError('IO', `reading ${this.opts.spillPath} at offset ${at + done}: unexpected end of file`);
+      done += n;
+    }
+    return buf;
+  }
+}
+
+async function writeAllv(handle: FileHandle, bufs: Buffer[], position: number): Promise<void> {
+  const total = bufs.reduce((n, b) => n + b.length, 0);
+  const { bytesWritten } = await handle.writev(bufs, position);
+  let done = bytesWritten;
+  if (done === total) return;
+  const all = Buffer.concat(bufs); // a short write is rare: finish it simply
+  while (done < total) done += (await handle.write(all, done, total - done, position + done)).bytesWritten;
+}

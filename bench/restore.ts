@@ -2,14 +2,18 @@
  * `npm run bench:restore`: restore time and peak memory of stn-replicate against the real Litestream
  * v0.3.13 on the same ~200 MB replica (written by Litestream itself), in one run, alternating.
  *
- *   npm run bench:restore -- [--runs N] [--backend file|s3] [--rebuild] [--timer auto|gnu-time|python]
- *                            [--only-litestream]
+ *   npm run bench:restore -- [--runs N] [--backend file|s3] [--fixture large|huge|long-history]
+ *                            [--latency-ms N] [--rebuild] [--timer auto|gnu-time|python] [--only-litestream]
  *
  *   --runs N             timed runs per variant after one untimed warm-up (default 3)
  *   --backend s3         restore from a local S3 server (fauxqs, in a child process on 127.0.0.1) instead
  *                        of the file replica: the same objects are copied into a bucket (and read back
  *                        to check them), and both tools read it through the same litestream.yml
- *   --rebuild            rebuild the cached fixture in bench/out/restore-fixture/
+ *   --fixture            large (default): ~200 MB, one snapshot and ~7 WAL indexes; huge: the same at
+ *                        ~1 GB; long-history: a 4 MiB snapshot and ~1,150 small WAL segments
+ *   --latency-ms N       with --backend s3, hold every request back N ms (a proxy in the server's
+ *                        process), as a store across a network does (default 0; 20 for long-history)
+ *   --rebuild            rebuild the cached fixture in bench/out/restore-fixture[-<fixture>]/
  *   --timer              how to measure the child: GNU time (default when present) or Python's resource
  *   --only-litestream    (or STN_BENCH_ONLY_LITESTREAM=1) stand Litestream in for our CLI, to check the
  *                        harness itself while our restore is broken or unbuilt
@@ -26,7 +30,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, writeFile
 import { dirname, join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { contentDigest } from './lib/digest.js';
-import { buildFixture, fixturePaths, loadFixture, type Manifest } from './lib/fixture.js';
+import { buildFixture, fixturePaths, loadFixture, PROFILES, type FixtureProfile, type Manifest } from './lib/fixture.js';
 import { cleanEnv, litestreamBin, litestreamVersion } from './lib/litestream.js';
 import { measure, pickTimer, run, type Command, type Sample } from './lib/measure.js';
 import { findRoot } from './lib/root.js';
@@ -76,11 +80,19 @@ interface S3Source {
  * Starts the local S3 server, copies the fixture's replica into a bucket and checks it, and writes the
  * config both tools restore with. The db path only names the database in the config: nothing is there.
  */
-async function setUpS3(dir: string, paths: ReturnType<typeof fixturePaths>, manifest: Manifest, env: Record<string, string>, log: (s: string) => void): Promise<S3Source> {
+async function setUpS3(
+  dir: string,
+  paths: ReturnType<typeof fixturePaths>,
+  manifest: Manifest,
+  env: Record<string, string>,
+  latencyMs: number,
+  log: (s: string) => void,
+): Promise<S3Source> {
   resetDir(dir);
-  const server = await S3ServerChild.start(env);
+  const server = await S3ServerChild.start(env, latencyMs);
   try {
-    const target: S3Target = { endpoint: server.endpoint, bucket: 'restore-bench', prefix: 'station-db' };
+    // Set up directly; the tools go through the latency proxy when there is one.
+    const target: S3Target = { endpoint: server.directEndpoint, bucket: 'restore-bench', prefix: 'station-db' };
     await createBucket(target.endpoint, target.bucket);
     log(`s3: ${server.version} at ${target.endpoint}; copying the replica to s3://${target.bucket}/${target.prefix}`);
     const upload = await uploadReplica(target, paths.replica, manifest.replica.files);
@@ -88,8 +100,13 @@ async function setUpS3(dir: string, paths: ReturnType<typeof fixturePaths>, mani
     log(`s3: ${upload.objects} objects, ${(upload.bytes / 2 ** 20).toFixed(1)} MiB in ${upload.seconds.toFixed(1)} s; read back, same sha256`);
     const dbPath = join(dir, 'station.db');
     const config = join(dir, 'litestream.yml');
-    writeFileSync(config, s3Config(dbPath, target));
-    return { server, args: ['-config', config, dbPath], info: { server: server.version, bucket: target.bucket, prefix: target.prefix, upload, verified: true } };
+    writeFileSync(config, s3Config(dbPath, { ...target, endpoint: server.endpoint }));
+    if (latencyMs > 0) log(`s3: every request the tools make is held back ${latencyMs} ms`);
+    return {
+      server,
+      args: ['-config', config, dbPath],
+      info: { server: server.version, bucket: target.bucket, prefix: target.prefix, upload, verified: true, latencyMs },
+    };
   } catch (e) {
     await server.stop();
     throw e;
@@ -101,6 +118,8 @@ async function main(): Promise<void> {
     options: {
       runs: { type: 'string', default: '3' },
       backend: { type: 'string', default: 'file' },
+      fixture: { type: 'string', default: 'large' },
+      'latency-ms': { type: 'string' },
       rebuild: { type: 'boolean', default: false },
       timer: { type: 'string', default: 'auto' },
       'only-litestream': { type: 'boolean', default: false },
@@ -110,23 +129,28 @@ async function main(): Promise<void> {
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, not ${values.runs}`);
   const backend = values.backend;
   if (backend !== 'file' && backend !== 's3') throw new Error(`--backend must be file or s3, not ${backend}`);
+  const profile: FixtureProfile | undefined = PROFILES[values.fixture as FixtureProfile['name']];
+  if (!profile) throw new Error(`--fixture must be one of ${Object.keys(PROFILES).join(', ')}, not ${values.fixture}`);
+  const latencyMs = Number(values['latency-ms'] ?? (profile.name === 'long-history' && backend === 's3' ? 20 : 0));
+  if (!Number.isFinite(latencyMs) || latencyMs < 0) throw new Error(`--latency-ms must be a number of milliseconds, not ${values['latency-ms']}`);
+  if (latencyMs > 0 && backend !== 's3') throw new Error('--latency-ms needs --backend s3');
   const onlyLitestream = values['only-litestream'] || process.env.STN_BENCH_ONLY_LITESTREAM === '1';
   const timer = pickTimer(values.timer);
   const env = cleanEnv();
 
   const root = findRoot();
   const outDir = join(root, 'bench', 'out');
-  const paths = fixturePaths(join(outDir, 'restore-fixture'));
+  const paths = fixturePaths(join(outDir, profile.name === 'large' ? 'restore-fixture' : `restore-fixture-${profile.name}`));
   const work = join(outDir, 'restore-work');
   const log = (s: string) => console.log(s);
 
   // 1. The fixture: cached unless --rebuild or the cache is incomplete/changed.
   let manifest: Manifest;
   let reused = false;
-  const cached = values.rebuild ? '--rebuild' : loadFixture(paths);
+  const cached = values.rebuild ? '--rebuild' : loadFixture(paths, profile);
   if (typeof cached === 'string') {
     log(`fixture: ${cached}`);
-    manifest = await buildFixture(paths, log);
+    manifest = await buildFixture(paths, profile, log);
   } else {
     manifest = cached;
     reused = true;
@@ -134,7 +158,7 @@ async function main(): Promise<void> {
   }
 
   // With --backend s3 the replica's objects go into a bucket of a local S3 server that lives until the end.
-  const s3 = backend === 's3' ? await setUpS3(join(outDir, 'restore-s3'), paths, manifest, env, log) : undefined;
+  const s3 = backend === 's3' ? await setUpS3(join(outDir, 'restore-s3'), paths, manifest, env, latencyMs, log) : undefined;
   try {
     const all = variants(root, paths, s3?.args ?? [`file://${paths.replica}`], onlyLitestream);
     const checks = warmUpAndCheck(all, paths, manifest, work, env, log);
@@ -168,12 +192,12 @@ async function main(): Promise<void> {
       onlyLitestream,
       backend,
       ...(s3 ? { s3: { ...s3.info, requestsPerRestore: Object.fromEntries(all.map((v) => [v.name, requests.get(v)!])) } } : {}),
-      fixture: { dir: relative(root, paths.dir), reused, builtAt: manifest.builtAt, buildSeconds: manifest.buildSeconds, db: manifest.db, replica },
+      fixture: { profile: profile.name, dir: relative(root, paths.dir), reused, builtAt: manifest.builtAt, buildSeconds: manifest.buildSeconds, db: manifest.db, replica },
       correctness: checks,
       variants: results,
       ratios: ratios(results),
     };
-    const jsonPath = join(outDir, `restore${s3 ? '-s3' : ''}-${report.createdAt.replace(/[:.]/g, '-')}.json`);
+    const jsonPath = join(outDir, `restore-${profile.name}${s3 ? '-s3' : ''}-${report.createdAt.replace(/[:.]/g, '-')}.json`);
     writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
     log(`\n${formatReport(report)}\n\nJSON: ${relative(root, jsonPath)}`);
   } finally {

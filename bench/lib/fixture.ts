@@ -16,21 +16,41 @@ import { contentDigest, type Digest } from './digest.js';
 import { Replicator, cleanEnv, litestreamBin, litestreamVersion } from './litestream.js';
 
 /** Bump when the workload or layout changes, so old caches are rebuilt. */
-const FIXTURE_FORMAT = 4;
+const FIXTURE_FORMAT = 5;
 const MiB = 1024 * 1024;
-/** Database size before Litestream starts: this all goes into the snapshot. */
-const INITIAL_DB_BYTES = 170 * MiB;
-/**
- * Written while Litestream runs, in transactions of 1 MiB of new rows plus 100 rewritten old rows
- * (each rewrites a whole page somewhere in the file): ~20 MiB inserted, ~25–30 MiB of WAL frames, which
- * become the WAL segments of several indexes.
- */
-const LIVE_TXS = 20;
-const TX_INSERT_BYTES = 1 * MiB;
-const TX_UPDATES = 100;
-/** 1000 pages = 4 MiB of WAL per index: ~7 indexes from the live writes. */
-const MIN_CHECKPOINT_PAGES = 1000;
-const MIN_INDEXES = 4;
+
+/** What a fixture holds: a database loaded before Litestream starts, then live transactions it ships. */
+export interface FixtureProfile {
+  name: 'large' | 'huge' | 'long-history';
+  /** Database size before Litestream starts: this all goes into the snapshot. */
+  initialBytes: number;
+  liveTxs: number;
+  txInsertBytes: number;
+  txUpdates: number;
+  /** WAL pages before Litestream checkpoints; each checkpoint starts a new WAL index. */
+  minCheckpointPages: number;
+  minIndexes: number;
+  minSegments: number;
+  /** Litestream's sync-interval and monitor-interval while building. */
+  interval: string;
+}
+
+export const PROFILES: Record<FixtureProfile['name'], FixtureProfile> = {
+  /**
+   * ~200 MB: 170 MiB in the snapshot, then transactions of 1 MiB of new rows plus 100 rewritten old rows
+   * (each rewrites a whole page somewhere in the file): ~20 MiB inserted, ~25–30 MiB of WAL frames in
+   * ~7 indexes (1000 pages = 4 MiB of WAL per index).
+   */
+  large: { name: 'large', initialBytes: 170 * MiB, liveTxs: 20, txInsertBytes: 1 * MiB, txUpdates: 100, minCheckpointPages: 1000, minIndexes: 4, minSegments: 10, interval: '100ms' },
+  /** The same at ~1 GB: restore time and peak memory must stay flat in database size. */
+  huge: { name: 'huge', initialBytes: 1000 * MiB, liveTxs: 20, txInsertBytes: 1 * MiB, txUpdates: 100, minCheckpointPages: 1000, minIndexes: 4, minSegments: 10, interval: '100ms' },
+  /**
+   * A long history: a small snapshot (4 MiB), then ~1,150 small transactions (a few rows and one rewritten
+   * page each), each its own WAL segment: what a day of light traffic at `sync-interval: 1s` leaves,
+   * compressed in time. Restoring it is one request per segment.
+   */
+  'long-history': { name: 'long-history', initialBytes: 4 * MiB, liveTxs: 1150, txInsertBytes: 2 * 1024, txUpdates: 1, minCheckpointPages: 1000, minIndexes: 2, minSegments: 1100, interval: '10ms' },
+};
 
 export interface FixturePaths {
   dir: string;
@@ -40,6 +60,7 @@ export interface FixturePaths {
 }
 
 export function fixturePaths(dir: string): FixturePaths {
+  // One directory per profile (the caller passes bench/out/restore-fixture[-<profile>]).
   return { dir, db: join(dir, 'db.sqlite'), replica: join(dir, 'replica'), manifest: join(dir, 'manifest.json') };
 }
 
@@ -54,6 +75,7 @@ export interface ReplicaStats {
 
 export interface Manifest {
   format: number;
+  profile: FixtureProfile['name'];
   litestream: string;
   builtAt: string;
   buildSeconds: number;
@@ -80,10 +102,11 @@ export function replicaStats(replicaDir: string): ReplicaStats {
 }
 
 /** The manifest if the cached fixture is complete and unchanged, else why not. */
-export function loadFixture(p: FixturePaths): Manifest | string {
+export function loadFixture(p: FixturePaths, profile: FixtureProfile): Manifest | string {
   if (!existsSync(p.manifest)) return 'no cached fixture';
   const m = JSON.parse(readFileSync(p.manifest, 'utf8')) as Manifest;
   if (m.format !== FIXTURE_FORMAT) return `cached fixture has format ${m.format}, want ${FIXTURE_FORMAT}`;
+  if (m.profile !== profile.name) return `cached fixture is ${m.profile}, want ${profile.name}`;
   if (!existsSync(p.db) || statSync(p.db).size !== m.db.bytes) return 'cached database is missing or changed';
   // Read-only opens leave an empty -wal behind; a non-empty one means someone wrote to the source.
   if (existsSync(`${p.db}-wal`) && statSync(`${p.db}-wal`).size > 0) return 'cached database has a non-empty WAL';
@@ -92,8 +115,8 @@ export function loadFixture(p: FixturePaths): Manifest | string {
   return m;
 }
 
-/** Loads rows until the file reaches INITIAL_DB_BYTES; returns the number of rows. */
-function bulkLoad(path: string, gen: RowGenerator): number {
+/** Loads rows until the file reaches the profile's initial size; returns the number of rows. */
+function bulkLoad(path: string, gen: RowGenerator, initialBytes: number): number {
   const db = new Database(path);
   try {
     db.pragma('journal_mode = WAL');
@@ -109,7 +132,7 @@ function bulkLoad(path: string, gen: RowGenerator): number {
     });
     const dbBytes = () => (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number);
     let rows = 0;
-    while (dbBytes() < INITIAL_DB_BYTES) {
+    while (dbBytes() < initialBytes) {
       batch();
       rows += 2000;
     }
@@ -120,21 +143,21 @@ function bulkLoad(path: string, gen: RowGenerator): number {
 }
 
 /** The live transactions: inserts and in-place updates of random existing rows. */
-async function liveWrites(db: Database.Database, ls: Replicator, gen: RowGenerator, initialRows: number): Promise<void> {
+async function liveWrites(db: Database.Database, ls: Replicator, gen: RowGenerator, initialRows: number, pr: FixtureProfile): Promise<void> {
   const insert = db.prepare(`INSERT INTO ${TABLE} (user_id, created_at, doc, token) VALUES (?, ?, ?, ?)`);
   const update = db.prepare(`UPDATE ${TABLE} SET doc = ?, token = ? WHERE id = ?`);
   const tx = db.transaction(() => {
-    for (let n = 0; n < TX_INSERT_BYTES; ) {
+    for (let n = 0; n < pr.txInsertBytes; ) {
       const r = gen.row();
       insert.run(r.userId, r.createdAt, r.doc, r.token);
       n += rowBytes(r);
     }
-    for (let i = 0; i < TX_UPDATES; i++) {
+    for (let i = 0; i < pr.txUpdates; i++) {
       const r = gen.row();
       update.run(r.doc, r.token, 1 + gen.int(initialRows));
     }
   });
-  for (let i = 0; i < LIVE_TXS; i++) {
+  for (let i = 0; i < pr.liveTxs; i++) {
     const before = ls.lines.length;
     tx();
     // Pace the writer to Litestream: a writer that outruns it gets one huge WAL index (Litestream only
@@ -144,14 +167,14 @@ async function liveWrites(db: Database.Database, ls: Replicator, gen: RowGenerat
   }
 }
 
-export async function buildFixture(p: FixturePaths, log: (s: string) => void): Promise<Manifest> {
+export async function buildFixture(p: FixturePaths, pr: FixtureProfile, log: (s: string) => void): Promise<Manifest> {
   const started = Date.now();
   rmSync(p.dir, { recursive: true, force: true });
   mkdirSync(p.dir, { recursive: true });
   const gen = new RowGenerator();
 
-  log(`building the fixture in ${p.dir} (about a minute)…`);
-  const rows = bulkLoad(p.db, gen);
+  log(`building the ${pr.name} fixture in ${p.dir} (about a minute)…`);
+  const rows = bulkLoad(p.db, gen, pr.initialBytes);
   log(`  loaded ${rows} rows, ${(statSync(p.db).size / MiB).toFixed(0)} MiB; starting litestream replicate`);
 
   const db = new Database(p.db);
@@ -160,11 +183,11 @@ export async function buildFixture(p: FixturePaths, log: (s: string) => void): P
   // Leave checkpoints to Litestream (as its docs advise), so min-checkpoint-page-count alone decides
   // where one WAL index ends and the next begins.
   db.pragma('wal_autocheckpoint = 0');
-  const ls = Replicator.start({ dbPath: p.db, replicaDir: p.replica, configPath: join(p.dir, 'litestream.yml'), minCheckpointPageCount: MIN_CHECKPOINT_PAGES });
+  const ls = Replicator.start({ dbPath: p.db, replicaDir: p.replica, configPath: join(p.dir, 'litestream.yml'), minCheckpointPageCount: pr.minCheckpointPages, interval: pr.interval });
   try {
     await ls.waitFor(/msg="snapshot written"/, 0, 120_000);
-    log(`  snapshot written after ${((Date.now() - started) / 1000).toFixed(0)} s; ${LIVE_TXS} more transactions`);
-    await liveWrites(db, ls, gen, rows);
+    log(`  snapshot written after ${((Date.now() - started) / 1000).toFixed(0)} s; ${pr.liveTxs} more transactions`);
+    await liveWrites(db, ls, gen, rows, pr);
     // liveWrites saw a segment logged after the last commit; once Litestream then stays quiet for 10
     // sync intervals it has shipped everything. The restore check below is the real proof.
     await ls.waitQuiet(/msg="wal segment written"/, 1000);
@@ -180,7 +203,8 @@ export async function buildFixture(p: FixturePaths, log: (s: string) => void): P
   const replica = replicaStats(p.replica);
   if (replica.generations.length !== 1) throw new Error(`expected one generation, got ${replica.generations.join(', ')}:\n${ls.tail()}`);
   if (replica.snapshots.count !== 1) throw new Error(`expected one snapshot, got ${replica.snapshots.count}`);
-  if (replica.indexes < MIN_INDEXES) throw new Error(`expected at least ${MIN_INDEXES} WAL indexes, got ${replica.indexes}`);
+  if (replica.indexes < pr.minIndexes) throw new Error(`expected at least ${pr.minIndexes} WAL indexes, got ${replica.indexes}`);
+  if (replica.segments.count < pr.minSegments) throw new Error(`expected at least ${pr.minSegments} WAL segments, got ${replica.segments.count}`);
 
   const digest = contentDigest(p.db);
   const check = join(p.dir, 'verify', 'db');
@@ -192,6 +216,7 @@ export async function buildFixture(p: FixturePaths, log: (s: string) => void): P
 
   const manifest: Manifest = {
     format: FIXTURE_FORMAT,
+    profile: pr.name,
     litestream: litestreamVersion(),
     builtAt: new Date().toISOString(),
     buildSeconds: (Date.now() - started) / 1000,

@@ -33,6 +33,8 @@ export interface ReplicateOptions {
   configPath: string;
   /** WAL pages before Litestream checkpoints; each checkpoint starts a new WAL index in the replica. */
   minCheckpointPageCount: number;
+  /** sync-interval and monitor-interval (default 100ms). */
+  interval?: string;
 }
 
 /** `litestream replicate -config …` whose log lines can be awaited. */
@@ -70,12 +72,12 @@ export class Replicator {
     const yml = [
       'dbs:',
       `  - path: ${o.dbPath}`,
-      '    monitor-interval: 100ms',
+      `    monitor-interval: ${o.interval ?? '100ms'}`,
       `    min-checkpoint-page-count: ${o.minCheckpointPageCount}`,
       '    replicas:',
       '      - type: file',
       `        path: ${o.replicaDir}`,
-      '        sync-interval: 100ms',
+      `        sync-interval: ${o.interval ?? '100ms'}`,
       '',
     ].join('\n');
     writeFileSync(o.configPath, yml);

@@ -41,6 +41,8 @@ export interface S3Info {
   upload: UploadResult;
   /** Every object was read back and had its file's sha256. */
   verified: boolean;
+  /** Each request of the tools held back this long by a proxy (0: none). */
+  latencyMs: number;
   /** Per variant, the requests of each timed run, as the server counted them. */
   requestsPerRestore: Record<string, KindCounts[]>;
 }
@@ -59,7 +61,7 @@ export interface Report {
   onlyLitestream: boolean;
   backend: 'file' | 's3';
   s3?: S3Info;
-  fixture: { dir: string; reused: boolean; builtAt: string; buildSeconds: number; db: Manifest['db']; replica: Omit<Manifest['replica'], 'files'> };
+  fixture: { profile: string; dir: string; reused: boolean; builtAt: string; buildSeconds: number; db: Manifest['db']; replica: Omit<Manifest['replica'], 'files'> };
   /** sameBytesAsLitestream: our variants whose output file is byte-identical to Litestream's. */
   correctness: { sourceSha256: string; rows: number; checked: string[]; sameBytesAsLitestream: string[] };
   variants: VariantResult[];
@@ -98,11 +100,12 @@ export function formatReport(r: Report): string {
   const lines = [
     `restore benchmark: stn-replicate vs Litestream ${r.litestream}, ${r.s3 ? 'from S3 (local server)' : 'from a file replica'}`,
     '',
-    `fixture     ${f.dir} (${f.reused ? 'cached' : 'built now'}, ${f.builtAt}, build ${num(f.buildSeconds, 0)} s)`,
+    `fixture     ${f.profile}: ${f.dir} (${f.reused ? 'cached' : 'built now'}, ${f.builtAt}, build ${num(f.buildSeconds, 0)} s)`,
     ...(r.s3
       ? [
           `s3          s3://${r.s3.bucket}/${r.s3.prefix} on ${r.s3.server} (a child process on 127.0.0.1, objects in its memory); ` +
             `the file replica's ${r.s3.upload.objects} objects copied there in ${num(r.s3.upload.seconds, 1)} s${r.s3.verified ? ' and read back: same sha256' : ''}`,
+          ...(r.s3.latencyMs > 0 ? [`latency     every request of the tools held back ${r.s3.latencyMs} ms by a proxy (a store across a network)`] : []),
         ]
       : []),
     `database    ${mib(f.db.bytes)} MiB, ${f.db.digest.rows.toLocaleString('en-US')} rows`,

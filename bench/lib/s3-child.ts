@@ -10,19 +10,23 @@ export class S3ServerChild {
     private readonly child: ChildProcess,
     private readonly lines: AsyncIterator<string>,
     private readonly rl: Interface,
+    /** Where the tools connect: the server, or the latency proxy in front of it. */
     readonly endpoint: string,
+    /** The server itself, for setting up (no added latency). */
+    readonly directEndpoint: string,
     readonly version: string,
   ) {}
 
-  static async start(env: Record<string, string>): Promise<S3ServerChild> {
+  /** `latencyMs`: every request the tools make is held back this long (see latency-proxy.ts). */
+  static async start(env: Record<string, string>, latencyMs = 0): Promise<S3ServerChild> {
     const script = join(dirname(fileURLToPath(import.meta.url)), 's3-server-proc.js');
-    const child = spawn(process.execPath, [script], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [script], { env: { ...env, STN_BENCH_LATENCY_MS: String(latencyMs) }, stdio: ['pipe', 'pipe', 'inherit'] });
     const rl = createInterface({ input: child.stdout! });
     const lines = rl[Symbol.asyncIterator]();
     const first = await lines.next();
     if (first.done) throw new Error('the S3 server process exited before reporting its endpoint');
-    const { endpoint, version } = JSON.parse(first.value) as { endpoint: string; version: string };
-    return new S3ServerChild(child, lines, rl, endpoint, version);
+    const { endpoint, directEndpoint, version } = JSON.parse(first.value) as { endpoint: string; directEndpoint: string; version: string };
+    return new S3ServerChild(child, lines, rl, endpoint, directEndpoint, version);
   }
 
   /** Requests by kind the server received since the previous call. */

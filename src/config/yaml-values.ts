@@ -11,7 +11,12 @@
  * Parse errors name the line and column but never quote the text: after env expansion it may hold
  * secrets.
  */
-import { parseDocument, visit } from 'yaml';
+import { createRequire } from 'node:module';
+
+// Loaded on first use, not at start-up: the YAML parser is the largest module the CLI loads (~20 ms),
+// and a command given a replica URL never reads a config.
+let yamlModule: typeof import('yaml') | undefined;
+const yaml = (): typeof import('yaml') => (yamlModule ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
 import { ReplicateError } from '../errors.js';
 import { durationFromYaml } from './duration.js';
 
@@ -37,6 +42,7 @@ function lineCol(text: string, offset: number): string {
 
 /** Parses YAML into plain objects and arrays whose unquoted scalars are PlainScalar. */
 export function parseYaml(text: string, where: string): ParsedYaml {
+  const { parseDocument, visit } = yaml();
   const doc = parseDocument(text, { merge: true, prettyErrors: false, uniqueKeys: true });
   const first = doc.errors[0];
   if (first) {

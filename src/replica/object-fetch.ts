@@ -213,7 +213,9 @@ export class OrderedPrefetch {
       for await (const chunk of resumableChunks(source, { ...this.opts, signal: this.signal })) {
         if (this.closed) return;
         this.opts.onBytes?.(chunk.length);
-        slot.chunks.push(chunk);
+        // A chunk held for later that is a small view of a much larger buffer (a file stream reads 64 KiB
+        // at a time, a small segment is a few KiB of it) is copied, so the budget counts what is held.
+        slot.chunks.push(!slot.head && chunk.buffer.byteLength > 2 * chunk.length ? Buffer.from(chunk) : chunk);
         slot.held += chunk.length;
         this.held += chunk.length;
         slot.wakeConsumer?.();

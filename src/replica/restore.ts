@@ -291,7 +291,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
 }
 
 /** Compressed WAL segment bytes read ahead of the one being applied. */
-const PREFETCH_BUDGET = 32 * 1024 * 1024;
+const PREFETCH_BUDGET = 8 * 1024 * 1024;
 
 interface SegmentSource extends ObjectSource {
   readonly seg: WalSegmentInfo;

@@ -10,6 +10,11 @@
  * (journal_size_limit); an application commit that gets in first restarts it instead, which is as good.
  * The next index starts under the write lock again.
  *
+ * Most of the backfill happens before the write lock, so the application's writers wait only for the
+ * tail: a PASSIVE checkpoint while our read transaction is held can copy frames into the database file
+ * only up to our read mark, and cannot restart the WAL (a reader is on it), so nothing can be lost by
+ * it; the one under the lock then has only the frames committed since to copy.
+ *
  * Litestream releases its read lock and checkpoints without the write lock, so a transaction committed
  * between its copy and its checkpoint can be backfilled and overwritten without ever being copied.
  */
@@ -35,6 +40,8 @@ export type CheckpointOutcome =
 /** Runs the sequence (see above). */
 export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: CheckpointMode, lockWaitMs: number): CheckpointOutcome {
   const before = cursor.current!;
+  db.passiveCheckpoint(); // bounded by our read mark; see above
+  db.step('prebackfilled');
   const out = db.tryWithWriteLock(lockWaitMs, () => {
     // The shadow must be exactly what SQLite has committed in the WAL's cycle before the relock below
     // vouches for it. A restart that came before the lock is followed instead (the relock would vouch

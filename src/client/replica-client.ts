@@ -15,7 +15,16 @@ import type { Pos } from '../pos.js';
 
 export interface OpOptions {
   signal?: AbortSignal;
+  /**
+   * For readers: the consumer is done with each chunk before it has pulled `RECYCLE_AFTER_CHUNKS` more,
+   * so a backend that allocates its read buffers itself may reuse them (fewer allocations left for the
+   * garbage collector: a restore's snapshot is hundreds of MB). Backends may ignore it.
+   */
+  recycleReadBuffers?: boolean;
 }
+
+/** See OpOptions.recycleReadBuffers. */
+export const RECYCLE_AFTER_CHUNKS = 8;
 
 export interface SnapshotInfo {
   readonly generation: string;

@@ -47,6 +47,15 @@ async function newHasher(): Promise<Hasher> {
   return (await xxhashApi).create32(0);
 }
 
+/**
+ * The hasher copies its input into WebAssembly memory, which grows to the largest input and never
+ * shrinks: fed 4 MiB blocks, every process would keep 4+ MiB for it. Slices keep that memory small.
+ */
+const HASH_SLICE = 256 * 1024;
+function hashInSlices(hasher: Hasher, data: Uint8Array): void {
+  for (let at = 0; at < data.length; at += HASH_SLICE) hasher.update(data.subarray(at, at + HASH_SLICE));
+}
+
 /** xxh32 (seed 0) of a small buffer; used for the frame header checksum. */
 async function xxh32(data: Uint8Array): Promise<number> {
   const h = await newHasher();
@@ -69,7 +78,7 @@ export async function* encodeLz4Frame(source: AsyncIterable<Uint8Array>): AsyncG
     const block = parts.length === 1 ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.byteLength) : Buffer.concat(parts, filled);
     parts = [];
     filled = 0;
-    hasher.update(block);
+    hashInSlices(hasher, block);
     return compressBlock(block);
   };
   for await (const chunk of source) {
@@ -277,7 +286,7 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined, reuse
   let ringNext = 0;
 
   const emit = (out: Buffer): Buffer => {
-    hasher.update(out);
+    hashInSlices(hasher, out);
     total += BigInt(out.length);
     return out;
   };

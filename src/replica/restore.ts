@@ -291,7 +291,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
 }
 
 /** Compressed WAL segment bytes read ahead of the one being applied. */
-const PREFETCH_BUDGET = 8 * 1024 * 1024;
+const PREFETCH_BUDGET = 4 * 1024 * 1024;
 
 interface SegmentSource extends ObjectSource {
   readonly seg: WalSegmentInfo;
@@ -464,10 +464,12 @@ async function recordRestore(
 }
 
 /**
- * The snapshot's decoded blocks are written by a PipelinedWriter (at most 3 writes in flight, so at most
- * 3 chunks held when the next is decoded): a ring of 5 output buffers is safe and keeps memory flat.
+ * The snapshot's decoded blocks are written by a PipelinedWriter with one write in flight while the next
+ * block decodes (a write to the page cache takes about as long as a decode): the block being written, the
+ * one being decoded and one spare make a ring of 3 output buffers (4 MiB each), safe and flat in memory.
  */
-const OUTPUT_RING = 5;
+const OUTPUT_RING = 3;
+const WRITES_IN_FLIGHT = 2;
 
 /** Decodes the snapshot into the (empty) output file; returns its page size and decoded size. */
 async function restoreSnapshot(
@@ -482,7 +484,9 @@ async function restoreSnapshot(
   const source: ObjectSource = {
     where,
     size: plan.snapshot.size,
-    open: (s) => openObject(() => replica.client.snapshotReader(plan.generation, plan.snapshot.index, { signal: s }), 'snapshot', where),
+    // The decoder below is done with each chunk long before it pulls RECYCLE_AFTER_CHUNKS more (it holds
+    // at most one 4 MiB block's worth), so a backend may reuse its read buffers.
+    open: (s) => openObject(() => replica.client.snapshotReader(plan.generation, plan.snapshot.index, { signal: s, recycleReadBuffers: true }), 'snapshot', where),
   };
   async function* counted(): AsyncGenerator<Buffer> {
     for await (const chunk of resumableChunks(source, { signal, onRetry })) {
@@ -492,7 +496,7 @@ async function restoreSnapshot(
   }
   let size = 0;
   let header: Buffer | undefined;
-  const writer = new PipelinedWriter(handle);
+  const writer = new PipelinedWriter(handle, 0, WRITES_IN_FLIGHT);
   try {
     for await (const chunk of decodeLz4Frame({ label: where, reuseOutput: OUTPUT_RING })(counted())) {
       if (!header) header = Buffer.from(chunk.subarray(0, 100));

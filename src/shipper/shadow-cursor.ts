@@ -99,7 +99,10 @@ export class ShadowCursor {
    */
   copy(fsync: boolean, maxFrames: number | undefined): CopyResult {
     const cur = this.cur!;
-    const copy = copyToShadow(this.walPath, this.shadowPath(cur), { fsync, maxSize: this.maxFileBytes, verifyLastFrame: true, maxFrames });
+    // Idle databases: the shadow as it stands was fsynced already, so an empty copy needs no fsync.
+    const d = this.durable;
+    const durableAlready = d !== undefined && d.generation === cur.generation && d.index === cur.index && d.offset === cur.size;
+    const copy = copyToShadow(this.walPath, this.shadowPath(cur), { fsync, durableAlready, maxSize: this.maxFileBytes, verifyLastFrame: true, maxFrames });
     this.set({ ...cur, size: copy.shadowSize, capped: cur.capped || copy.capped }, fsync);
     return copy;
   }

@@ -164,6 +164,8 @@ export interface CopyResult {
 export interface CopyOptions {
   /** fsync the shadow after appending (default true). */
   fsync?: boolean;
+  /** The file as it is was already fsynced: skip the fsync when nothing is appended (an idle database). */
+  durableAlready?: boolean;
   /** The shadow never grows past this size (see WalShipper: v0.3 segment names hold 8 hex digits). */
   maxSize?: number;
   /** First check that the shadow's last frame is still in the WAL (same cycle only; see `diverged`). */
@@ -190,9 +192,9 @@ export function copyToShadow(walPath: string, shadowPath: string, opts: CopyOpti
   const shadow = openSync(shadowPath, 'r+');
   try {
     const result = appendCommitted(shadow, shadowPath, walPath, opts);
-    // On every path, also when nothing was appended: earlier copies may have been made without one, and
-    // the caller counts the whole file as durable after this.
-    if (opts.fsync !== false) fsyncSync(shadow);
+    // On every path, also when nothing was appended (earlier copies may have been made without one, and
+    // the caller counts the whole file as durable after this), unless the caller knows it already is.
+    if (opts.fsync !== false && !(opts.durableAlready && result.appended === 0)) fsyncSync(shadow);
     return result;
   } finally {
     closeSync(shadow);

@@ -2,9 +2,11 @@
  * `npm run bench:idle`: the S3 requests an idle replicated database costs, stn-replicate against the
  * real Litestream v0.3.13, counted by a local S3 server (fauxqs, in process) that sees every request.
  *
- *   npm run bench:idle -- [--seconds N] [--settle N] [--timer auto|gnu-time|python] [--keep]
+ *   npm run bench:idle -- [--seconds N] [--settle N] [--dbs N] [--timer auto|gnu-time|python] [--keep]
  *
  *   --seconds N   length of each tool's idle window (default 60)
+ *   --dbs N       databases in the one config (default 1), each with its own replica path in the bucket:
+ *                 what many databases in one `replicate -config` cost idle (CPU and peak RSS are reported)
  *   --settle N    seconds between the snapshot and the window (default 90); see below
  *   --keep        keep the temp dir (databases, configs)
  *
@@ -52,6 +54,7 @@ interface Ctx {
   timer: Timer;
   windowSeconds: number;
   settleSeconds: number;
+  dbs: number;
 }
 
 interface ToolResult {
@@ -104,11 +107,16 @@ async function idleRun(ctx: Ctx, tool: Tool): Promise<ToolResult> {
   const bucket = `idle-${tool}`;
   const dir = join(ctx.tmp, tool);
   mkdirSync(dir, { recursive: true });
-  const dbPath = join(dir, 'db.sqlite');
-  createIdleDb(dbPath);
   await createBucket(ctx.endpoint, bucket);
   const config = join(dir, 'litestream.yml');
-  writeFileSync(config, s3Config(dbPath, { endpoint: ctx.endpoint, bucket, prefix: 'db' }, [`sync-interval: ${SYNC_INTERVAL}`]));
+  const entries: string[] = [];
+  for (let i = 0; i < ctx.dbs; i++) {
+    const dbPath = join(dir, ctx.dbs === 1 ? 'db.sqlite' : `db-${i}.sqlite`);
+    createIdleDb(dbPath);
+    // Each database's entry of a one-database config, under one `dbs:` key.
+    entries.push(...s3Config(dbPath, { endpoint: ctx.endpoint, bucket, prefix: ctx.dbs === 1 ? 'db' : `db-${i}` }, [`sync-interval: ${SYNC_INTERVAL}`]).split('\n').slice(1));
+  }
+  writeFileSync(config, ['dbs:', ...entries.filter((l) => l !== ''), ''].join('\n'));
 
   const { requests } = ctx;
   requests.setPhase(bucket, 'startup');
@@ -117,7 +125,7 @@ async function idleRun(ctx: Ctx, tool: Tool): Promise<ToolResult> {
   const result: ToolResult = { tool, bucket, window: zeroCounts(), startup: zeroCounts(), shutdown: zeroCounts(), startupSample: [], windowSample: [], warnOrErrorLines: [] };
   let windowStart: number | undefined;
   try {
-    await requests.waitForSnapshot(bucket, SNAPSHOT_TIMEOUT_MS, rep.whenExited());
+    await requests.waitForSnapshot(bucket, SNAPSHOT_TIMEOUT_MS * ctx.dbs, rep.whenExited(), ctx.dbs);
     result.snapshotSeconds = (performance.now() - t0) / 1000;
     await Promise.race([sleep(ctx.settleSeconds * 1000), rep.whenExited()]);
     result.windowStartSeconds = (performance.now() - t0) / 1000;
@@ -170,7 +178,7 @@ function table(header: string[], rows: string[][]): string {
 
 const f = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(d));
 
-function formatReport(o: { createdAt: string; server: string; litestream: string; windowSeconds: number; settleSeconds: number; results: ToolResult[]; stray: string[] }): string {
+function formatReport(o: { dbs: number; createdAt: string; server: string; litestream: string; windowSeconds: number; settleSeconds: number; results: ToolResult[]; stray: string[] }): string {
   const rs = o.results;
   const perHourRow = (label: string, pick: (r: ToolResult) => [number | undefined, number]) =>
     [label, ...rs.map((r) => {
@@ -183,8 +191,8 @@ function formatReport(o: { createdAt: string; server: string; litestream: string
     `idle benchmark: S3 requests of an idle replicated database, stn-replicate vs Litestream ${o.litestream} (${o.createdAt})`,
     '',
     `server   ${o.server} in process on 127.0.0.1, counting every request by bucket (one per tool)`,
-    `config   one s3 replica, sync-interval ${SYNC_INTERVAL}, all else default (monitor-interval 1s, retention 24h checked every 1h,`,
-    `         no snapshot-interval, no validation); ~1 MiB WAL-mode database, no writes after the tool starts`,
+    `config   ${o.dbs} database${o.dbs === 1 ? '' : 's'}, each with one s3 replica, sync-interval ${SYNC_INTERVAL}, all else default (monitor-interval 1s,`,
+    `         retention 24h checked every 1h, no snapshot-interval, no validation); ~1 MiB WAL-mode databases, no writes after the tool starts`,
     `window   ${o.windowSeconds} s per tool, starting ${o.settleSeconds} s after its snapshot is complete in the bucket`,
     '',
     'requests per hour while idle (count in the window), between retention checks',
@@ -231,8 +239,11 @@ async function main(): Promise<void> {
       settle: { type: 'string', default: '90' },
       timer: { type: 'string', default: 'auto' },
       keep: { type: 'boolean', default: false },
+      dbs: { type: 'string', default: '1' },
     },
   });
+  const dbs = Number(values.dbs);
+  if (!Number.isInteger(dbs) || dbs < 1) throw new Error(`--dbs must be a positive integer, not ${values.dbs}`);
   const windowSeconds = Number(values.seconds);
   const settleSeconds = Number(values.settle);
   if (!(windowSeconds > 0)) throw new Error(`--seconds must be a positive number, not ${values.seconds}`);
@@ -245,7 +256,7 @@ async function main(): Promise<void> {
   const requests = new RequestLog();
   const server = await startS3Server({ onRequest: requests.onRequest, onResponse: requests.onResponse });
   const tmp = mkdtempSync(join(tmpdir(), 'stn-bench-idle-'));
-  const ctx: Ctx = { root, tmp, endpoint: server.endpoint, requests, timer: pickTimer(values.timer), windowSeconds, settleSeconds };
+  const ctx: Ctx = { root, tmp, endpoint: server.endpoint, requests, timer: pickTimer(values.timer), windowSeconds, settleSeconds, dbs };
   const results: ToolResult[] = [];
   try {
     log(`bench:idle  ${server.version} at ${server.endpoint}  window ${windowSeconds} s per tool  tmp ${tmp}`);
@@ -269,6 +280,7 @@ async function main(): Promise<void> {
     syncInterval: SYNC_INTERVAL,
     windowSeconds,
     settleSeconds,
+    dbs,
     results,
     stray: requests.strayBuckets(results.map((r) => r.bucket)),
   };

@@ -15,6 +15,8 @@ interface BucketState {
   counts: Map<string, KindCounts>;
   samples: Map<string, S3Request[]>;
   snapshotAt: number | undefined;
+  /** Snapshot objects completed (one per database replicated into the bucket). */
+  snapshots: number;
 }
 
 export class RequestLog {
@@ -24,7 +26,7 @@ export class RequestLog {
   private state(bucket: string): BucketState {
     let s = this.buckets.get(bucket);
     if (!s) {
-      s = { phase: 'unattributed', counts: new Map(), samples: new Map(), snapshotAt: undefined };
+      s = { phase: 'unattributed', counts: new Map(), samples: new Map(), snapshotAt: undefined, snapshots: 0 };
       this.buckets.set(bucket, s);
     }
     return s;
@@ -45,8 +47,9 @@ export class RequestLog {
   /** For the server's onResponse hook: notes when a bucket's first snapshot object is complete. */
   readonly onResponse = (r: S3Request, status: number): void => {
     const s = this.state(r.bucket);
-    if (s.snapshotAt === undefined && completesSnapshot(r, status)) {
-      s.snapshotAt = performance.now();
+    if (completesSnapshot(r, status)) {
+      s.snapshots++;
+      s.snapshotAt ??= performance.now();
       this.notify();
     }
   };
@@ -74,7 +77,8 @@ export class RequestLog {
   }
 
   /** Resolves once a snapshot object in `bucket` is complete; rejects after `timeoutMs` or when `abort` rejects. */
-  waitForSnapshot(bucket: string, timeoutMs: number, abort: Promise<never>): Promise<void> {
+  /** Resolves once `count` snapshot objects (default 1) are complete in the bucket. */
+  waitForSnapshot(bucket: string, timeoutMs: number, abort: Promise<never>, count = 1): Promise<void> {
     return new Promise((resolve, reject) => {
       const done = (err?: Error) => {
         clearTimeout(timer);
@@ -83,9 +87,9 @@ export class RequestLog {
         else resolve();
       };
       const check = () => {
-        if (this.state(bucket).snapshotAt !== undefined) done();
+        if (this.state(bucket).snapshots >= count) done();
       };
-      const timer = setTimeout(() => done(new Error(`no snapshot in bucket ${bucket} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => done(new Error(`${this.state(bucket).snapshots} of ${count} snapshots in bucket ${bucket} within ${timeoutMs} ms`)), timeoutMs);
       abort.catch((e: unknown) => done(e instanceof Error ? e : new Error(String(e))));
       this.listeners.add(check);
       check();

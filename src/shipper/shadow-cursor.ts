@@ -113,8 +113,16 @@ export class ShadowCursor {
    * under the lock).
    */
   copyUnlocked(db: ShipperDb, fsync: boolean): CopyResult | undefined {
-    const committed = db.committedFramesOf(this.walPath, this.cur!.header);
-    return committed === undefined ? undefined : this.copy(fsync, committed);
+    const cur = this.cur!;
+    const committed = db.committedFramesOf(this.walPath, cur.header);
+    if (committed === undefined) return undefined;
+    // Nothing new (an idle database): SQLite's committed count for this very cycle (same header, read
+    // before and after it) is what the shadow holds, and frames of a cycle are never rewritten, so the
+    // copy would read both files to append nothing. Skipped, unless a durable sync still needs its fsync.
+    const d = this.durable;
+    const durableAlready = d !== undefined && d.generation === cur.generation && d.index === cur.index && d.offset === cur.size;
+    if (committed === this.frames() && (!fsync || durableAlready)) return { shadowSize: cur.size, appended: 0, capped: false, diverged: false };
+    return this.copy(fsync, committed);
   }
 
   /**
@@ -238,7 +246,8 @@ function atOrPast(a: Pos | undefined, b: Pos): boolean {
   return a !== undefined && a.generation === b.generation && (a.index > b.index || (a.index === b.index && a.offset >= b.offset));
 }
 
-function walInodeSync(path: string): bigint | undefined {
+/** The WAL file's inode (undefined when it is missing). */
+export function walInodeSync(path: string): bigint | undefined {
   try {
     return statSync(path, { bigint: true }).ino;
   } catch {

@@ -11,7 +11,6 @@
  * the WAL file is the same) — else a new generation, with the reason.
  */
 import { EventEmitter } from 'node:events';
-import { stat } from 'node:fs/promises';
 import { openWhenReady } from './database-wait.js';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
@@ -23,7 +22,7 @@ import { CheckpointThrottle, DEFAULT_CHECKPOINT_POLICY, checkpointMode, type Che
 import { ShipperDb, type CheckpointStepHook } from './db-connection.js';
 import { MetaDir, defaultMetaPath } from './meta.js';
 import { RestoreContinuation, type RestoreCheck } from './restore-continuation.js';
-import { ShadowCursor } from './shadow-cursor.js';
+import { ShadowCursor, walInodeSync } from './shadow-cursor.js';
 import { DEFAULT_MAX_SHADOW_WAL_BYTES, ShadowLimit, type ShadowWalUsage } from './shadow-limit.js';
 import { decideStartLocked, prepareStart, type StartContext } from './startup.js';
 import { SyncScheduler } from './sync-scheduler.js';
@@ -249,11 +248,10 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     }
   }
 
+  // Synchronous, like the rest of a tick's file work: a stat takes microseconds, and through the thread
+  // pool it would cost more in wake-ups than it does (many databases each tick every second).
   private async walInode(): Promise<bigint | undefined> {
-    return stat(this.walPath, { bigint: true }).then(
-      (s) => s.ino,
-      () => undefined,
-    );
+    return walInodeSync(this.walPath);
   }
 
   /** Cut the WAL file back to a few checkpoints' worth when our write restarts it. */
@@ -356,7 +354,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       const olderSizes = await Promise.all(older.map(async (i) => (await this.meta.shadowSize(cur.generation, i)) ?? 0));
       this.shadowListing = { key, olderSizes };
     }
-    const current = await this.meta.shadowSize(cur.generation, cur.index);
+    const current = this.meta.shadowSizeSync(cur.generation, cur.index);
     const sizes = current === undefined ? this.shadowListing.olderSizes : [...this.shadowListing.olderSizes, current];
     const reason = this.limit.check(cur.generation, sizes, this.describeBehind);
     if (reason) {

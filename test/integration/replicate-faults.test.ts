@@ -86,6 +86,12 @@ describe('replication faults', () => {
     // Nothing can be uploaded: no new segment in this generation, no new generation directory.
     unlock.push(lockDir(join(s.replicaDir, 'generations', first, 'wal')));
     unlock.push(lockDir(join(s.replicaDir, 'generations')));
+    // The replica has tried and failed (its upload timer runs every 10 ms; the loop below would not
+    // give it the chance: a shipper sync does its file work synchronously).
+    s.insert(10, 99);
+    await r.shipper.sync();
+    for (let t = 0; t < 500 && r.replicas[0]!.error === undefined; t++) await new Promise((res) => setTimeout(res, 10));
+    expect(String(r.replicas[0]!.error)).toMatch(/EPERM|EACCES/);
     let peak = 0;
     for (let i = 0; i < 60 && r.shipper.shadowWalUsage().limitReached === 0; i++) {
       s.insert(10, 100 + i); // about 40 KB a batch

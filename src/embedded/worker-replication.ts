@@ -169,6 +169,8 @@ export class WorkerReplication extends Replication {
   /** @internal A call to the worker; resolves with its result, after the state that came with it. */
   call(method: CallMethod, replica?: number): Promise<CallResult> {
     if (this.failure) return Promise.reject(this.failure);
+    // The worker is gone once closed: a call now would never be answered.
+    if (this.closed) return Promise.reject(new ReplicateError('IO', `replication of ${this.dbPath} is closed`));
     const id = this.nextId++;
     return new Promise<CallResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });

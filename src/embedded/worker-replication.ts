@@ -135,10 +135,9 @@ export class WorkerReplication extends Replication {
         validationIntervalMs: r.validationIntervalMs,
       })),
     };
-    // The worker's stdout/stderr are the process's (the library prints nothing; an uncaught error comes
-    // back as an 'error' event, below).
     // No inherited execArgv: the worker runs only library code, and some of the process's flags are
-    // refused in a worker (--input-type, given to `node -e` scripts, ends it at once).
+    // refused in a worker (--input-type, given to `node -e` scripts, ends it at once). An uncaught error
+    // there comes back as an 'error' event (below); the library prints nothing.
     this.worker = new Worker(workerEntry(), { workerData: init, name: `stn-replicate ${opts.dbPath}`, execArgv: [] });
     this.worker.on('message', (m: FromWorker) => this.receive(m));
     this.worker.on('error', (err) => this.fail(err));

@@ -204,6 +204,26 @@ describe('embedded replication in a worker thread', () => {
     expect(Object.keys(worker!.details)).toEqual(Object.keys(inline!.details));
   });
 
+  it('keeps the proxy current without calls: a database created later is opened and followed (waitForDatabase: false)', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'app.db');
+    const replicaDir = join(dir, 'replica');
+    const r = await start({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }], monitorIntervalMs: 50, waitForDatabase: false });
+    expect(r.inWorker).toBe(true);
+    expect(r.shipper.opened).toBe(false);
+    expect(r.shipper.pos()).toBeUndefined();
+    const app = openSourceDb(dbPath);
+    app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('created later', 1);
+    const deadline = performance.now() + 15_000;
+    while (!(r.shipper.opened && r.replicas[0]!.pos() !== undefined) && performance.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    expect(r.shipper.opened).toBe(true);
+    expect(r.replicas[0]!.pos()?.generation).toBe(r.shipper.pos()?.generation);
+    await r.sync();
+    await litestreamRestores(replicaDir, dir, contentDigest(app));
+    await r.close();
+    app.close();
+  });
+
   it('a worker that dies: an error event, and sync() and close() reject saying so', async () => {
     const dir = tmp();
     const dbPath = join(dir, 'app.db');

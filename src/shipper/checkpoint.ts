@@ -37,15 +37,8 @@ export type CheckpointOutcome =
   | { busy: false; followed: true }
   | { busy: false; followed: false; restarted: boolean; event: CheckpointEvent };
 
-/**
- * Runs the sequence (see above). `gapMs`: a pause between the first lock (copy, checkpoint, relock) and
- * the next ones (our seq write, the next index). An application's commit that finds the write lock taken
- * sleeps in SQLite's busy-handler steps (retrying 1, 3, 8, 18 ms after its first try); with the locks
- * back to back (~6 ms, more when the thread is preempted) a commit that hit the first one often woke
- * into the last and waited 18 ms. With the gap it gets in between. Nothing is lost by it: a commit in the
- * gap restarts the WAL itself (our reader sits in slot 0), and the restart is followed as any other.
- */
-export async function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: CheckpointMode, lockWaitMs: number, gapMs = 0): Promise<CheckpointOutcome> {
+/** Runs the sequence (see above). */
+export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: CheckpointMode, lockWaitMs: number): CheckpointOutcome {
   const before = cursor.current!;
   db.passiveCheckpoint(); // bounded by our read mark; see above
   // Every frame committed so far copied and fsynced before the lock (what a durable sync does), so the
@@ -71,7 +64,6 @@ export async function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: C
   if (!out) return { busy: true };
   if (!out.value) return { busy: false, followed: true };
   db.step('unlocked');
-  if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
   const result = out.value;
   if (result.busy === 0 && result.log > 0 && result.checkpointed === result.log) {
     db.tryWithWriteLock(lockWaitMs, () => db.writeSeq(), { commit: true });

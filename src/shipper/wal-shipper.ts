@@ -40,8 +40,6 @@ import type { GenerationEvent, ShipperEvents, ShipperOptions } from './shipper-o
 const MIN_SYNC_GAP_MS = 15;
 /** How long a checkpoint or a new index waits for an application's write transaction. */
 const LOCK_WAIT_MS = 100;
-/** Between a checkpoint's first write lock and its next ones: room for the commits that waited (see runCheckpoint). */
-const CHECKPOINT_LOCK_GAP_MS = 5;
 
 export class WalShipper extends EventEmitter<ShipperEvents> {
   readonly dbPath: string;
@@ -299,7 +297,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       return;
     }
     if (copy && !copy.diverged) {
-      await this.maybeCheckpoint();
+      this.maybeCheckpoint();
     } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.settleLocked(db))) {
       // A restart to follow (or a shadow that looked diverged without the lock): decided under the lock.
       // No checkpoint while that waits: it would vouch for a cycle never copied.
@@ -317,13 +315,13 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   }
 
   /** Litestream's thresholds decide; the throttle spaces out attempts that could not restart the WAL. */
-  private async maybeCheckpoint(): Promise<void> {
+  private maybeCheckpoint(): void {
     const cur = this.cursor.current;
     if (this.snapshotsRunning > 0 || !cur || !this.db) return;
     const now = monotonicMs();
     const mode = checkpointMode(this.policy, { pageSize: this.db.pageSize, walSize: cur.size, shadowSize: cur.size, idleMs: now - this.lastCheckpointAt });
     if (!mode || !this.throttle.allowed(now)) return;
-    const out = await runCheckpoint(this.db, this.cursor, mode, LOCK_WAIT_MS, CHECKPOINT_LOCK_GAP_MS);
+    const out = runCheckpoint(this.db, this.cursor, mode, LOCK_WAIT_MS);
     if (out.busy) {
       this.throttle.recordBusy(now);
       this.log.debug('checkpoint skipped: the application holds the write lock', { db: this.dbPath, mode });

@@ -275,7 +275,7 @@ describe('shipper safety', () => {
         const wait = new Int32Array(new SharedArrayBuffer(4));
         while (!existsSync(join(s.dir, 'locked'))) Atomics.wait(wait, 0, 0, 5);
       };
-      await runCheckpoint(db, cursor, 'PASSIVE', 100);
+      runCheckpoint(db, cursor, 'PASSIVE', 100);
       await new Promise((r) => setTimeout(r, 300));
       // What the next sync does: follow whatever restart is pending.
       db.tryWithWriteLock(1000, () => cursor.settleLocked(db));

@@ -1,10 +1,12 @@
 /**
  * `npm run bench:embedded`: what replication inside the application's own Node process costs its event
  * loop. The app (bench/lib/embedded-app.ts) commits 5-row transactions at a steady rate on its event
- * loop, with stn-replicate embedded (a file replica, default intervals) or without replication,
- * alternating, each run in a fresh process and directory.
+ * loop, with stn-replicate embedded (a file replica, default intervals: in its worker thread, the
+ * default) or without replication, alternating, each run in a fresh process and directory. `--inline`
+ * adds a third variant: stn-replicate on the app's own thread (`inline: true`, how it ran before the
+ * worker thread), to see what the worker buys.
  *
- *   npm run bench:embedded -- [--runs N] [--seconds S] [--rate TX_PER_SECOND]
+ *   npm run bench:embedded -- [--runs N] [--seconds S] [--rate TX_PER_SECOND] [--inline]
  *
  * Reported per variant (medians over runs): event-loop delay p50/p99/max (perf_hooks histogram), the
  * lateness of a 1 ms timer p99/max, and commit latency p50/p99/max; then with/without differences
@@ -28,12 +30,13 @@ interface Sample {
   delay: Triple;
   timerLate: Triple;
   commit: Triple;
+  commitsOver5ms?: number;
   tx: number;
   seconds: number;
   rows: number;
 }
-type Mode = 'none' | 'ours';
-const NAMES: Record<Mode, string> = { none: 'no replication', ours: 'stn-replicate embedded' };
+type Mode = 'none' | 'ours' | 'inline';
+const NAMES: Record<Mode, string> = { none: 'no replication', ours: 'stn-replicate embedded', inline: 'in-process (inline)' };
 const TARGET = { p99PlusMs: 1, maxPlusMs: 5 };
 
 function median(xs: number[]): number {
@@ -48,6 +51,7 @@ function main(): void {
       runs: { type: 'string', default: '5' },
       seconds: { type: 'string', default: '10' },
       rate: { type: 'string', default: '500' },
+      inline: { type: 'boolean', default: false },
     },
   });
   const runs = Number(values.runs);
@@ -55,12 +59,13 @@ function main(): void {
   const rate = Number(values.rate);
   const root = findRoot();
   const app = join(root, 'dist', 'bench', 'lib', 'embedded-app.js');
-  const samples: Record<Mode, Sample[]> = { none: [], ours: [] };
+  const samples: Record<Mode, Sample[]> = { none: [], ours: [], inline: [] };
+  const modes: Mode[] = values.inline ? ['none', 'ours', 'inline'] : ['none', 'ours'];
   const log = (s: string) => console.log(s);
   log(`embedded benchmark: ${rate} tx/s for ${seconds} s per run, ${runs} runs per variant, alternating`);
 
   for (let round = 0; round < runs; round++) {
-    const order: Mode[] = round % 2 ? ['ours', 'none'] : ['none', 'ours'];
+    const order: Mode[] = modes.map((_, i) => modes[(i + round) % modes.length]!);
     for (const mode of order) {
       const dir = mkdtempSync(join(tmpdir(), 'stn-bench-embedded-'));
       try {
@@ -71,7 +76,7 @@ function main(): void {
         samples[mode].push(s);
         log(
           `round ${round + 1}/${runs}  ${NAMES[mode].padEnd(24)} loop delay p50 ${s.delay.p50.toFixed(2)} p99 ${s.delay.p99.toFixed(2)} max ${s.delay.max.toFixed(1)} ms` +
-            `  commit p99 ${s.commit.p99.toFixed(2)} max ${s.commit.max.toFixed(1)} ms  ${s.tx} tx`,
+            `  commit p99 ${s.commit.p99.toFixed(2)} max ${s.commit.max.toFixed(1)} ms (${s.commitsOver5ms ?? '?'} over 5 ms)  ${s.tx} tx`,
         );
       } finally {
         rmSync(dir, { recursive: true, force: true });
@@ -93,12 +98,13 @@ function main(): void {
   const lines = [
     '',
     `host: ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? 'unknown'}), node ${process.version}`,
-    `median of ${runs} runs       ${NAMES.none.padStart(16)} ${NAMES.ours.padStart(24)}   difference   ratio`,
+    `median of ${runs} runs       ${NAMES.none.padStart(16)} ${NAMES.ours.padStart(24)}   difference   ratio${values.inline ? `  ${NAMES.inline.padStart(20)}` : ''}`,
   ];
   for (const [name, f] of rows) {
     const a = med('none', f);
     const b = med('ours', f);
-    lines.push(`${name.padEnd(24)} ${a.toFixed(2).padStart(16)} ${b.toFixed(2).padStart(24)}   ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(2).padStart(9)}   ${(a > 0 ? b / a : NaN).toFixed(2).padStart(5)}`);
+    const c = values.inline ? `  ${med('inline', f).toFixed(2).padStart(20)}` : '';
+    lines.push(`${name.padEnd(24)} ${a.toFixed(2).padStart(16)} ${b.toFixed(2).padStart(24)}   ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(2).padStart(9)}   ${(a > 0 ? b / a : NaN).toFixed(2).padStart(5)}${c}`);
   }
   const p99Plus = med('ours', (s) => s.delay.p99) - med('none', (s) => s.delay.p99);
   const maxPlus = med('ours', (s) => s.delay.max) - med('none', (s) => s.delay.max);

@@ -36,8 +36,8 @@ export type { RestoreOptions, RestoreResult, RestoreProgress, IntegrityCheck, Re
 export * from './config/index.js';
 export { VERSION, LITESTREAM_COMPAT_VERSION } from './version.js';
 
-export { startReplication, Replication } from './replication.js';
-export type { ReplicationOptions, ReplicaSpec, ReplicationEvents } from './replication.js';
+export { startReplication, Replication, InProcessReplication } from './replication.js';
+export type { ReplicationOptions, ReplicaSpec, ReplicationEvents, ShipperView, ReplicaView } from './replication.js';
 export { WalShipper } from './shipper/wal-shipper.js';
 export type { ShipperOptions, GenerationEvent, CheckpointEvent, RestoreCheck } from './shipper/wal-shipper.js';
 export type { RestoreMarker } from './shipper/restore-marker.js';

@@ -6,14 +6,25 @@
  *   app.db.prepare('INSERT …').run();
  *   await r.sync();          // everything committed so far is in every replica
  *   await r.close();         // final sync, then stop
+ *
+ * Where it runs: better-sqlite3 is synchronous, so the shipper's SQLite work (copies, checkpoints and
+ * their fsyncs, snapshot reads, validation) blocks the thread it runs on — embedded, the application's
+ * event loop. So by default the replication runs in a worker thread (src/embedded/) and the object
+ * returned here is a proxy of it (WorkerReplication). It runs in-process (InProcessReplication) when
+ * asked (`inline: true`: the CLI, which has no application on its loop) or when an option cannot cross a
+ * thread boundary: a client that is not exactly a built-in one, a `now` clock, a `checkpointStepHook`.
  */
 import { EventEmitter } from 'node:events';
 import type { ReplicaClient } from './client/replica-client.js';
 import { describeError, ReplicateError } from './errors.js';
 import { nullLogger, type Logger } from './logger.js';
 import { comparePos, formatPos } from './pos.js';
-import { Replica, type RetentionResult, type ValidationResult } from './replica/replica.js';
+import type { Pos } from './pos.js';
+import { Replica, type RetentionResult, type ValidationCounts, type ValidationResult } from './replica/replica.js';
+import type { SnapshotInfo } from './client/replica-client.js';
 import type { CheckpointPolicy } from './shipper/checkpoint-policy.js';
+import type { MetaDir } from './shipper/meta.js';
+import type { ShadowWalUsage } from './shipper/shadow-limit.js';
 import { WalShipper } from './shipper/wal-shipper.js';
 import type { CheckpointStepHook } from './shipper/db-connection.js';
 
@@ -56,8 +67,13 @@ export interface ReplicationOptions {
    * appears (`replicate -exec` starts the application that creates it).
    */
   waitForDatabase?: boolean;
-  /** Fault injection for tests only (see CheckpointStepHook in src/shipper/db-connection.ts). */
+  /** Fault injection for tests only (see CheckpointStepHook in src/shipper/db-connection.ts). Runs in-process. */
   checkpointStepHook?: CheckpointStepHook;
+  /**
+   * Run on the calling thread instead of a worker thread (default false). For a process with no event
+   * loop of its own to protect (the CLI), or to reach the shipper and replicas themselves.
+   */
+  inline?: boolean;
 }
 
 export interface ReplicationEvents {
@@ -70,19 +86,85 @@ export interface ReplicationEvents {
   error: [{ replica?: string; error: unknown }];
 }
 
-export class Replication extends EventEmitter<ReplicationEvents> {
+/**
+ * What callers read from the shipper, in-process (the WalShipper itself) or in a worker (a proxy whose
+ * values come with the worker's messages, and are the worker's own after any awaited call returns).
+ */
+export interface ShipperView {
+  readonly dbPath: string;
+  readonly walPath: string;
+  /** The local meta directory (for reading: paths and listings; the shipper alone writes there). */
+  readonly meta: MetaDir;
+  readonly opened: boolean;
+  readonly pageSize: number | undefined;
+  pos(): Pos | undefined;
+  durablePos(): Promise<Pos | undefined>;
+  shadowWalUsage(): Readonly<ShadowWalUsage>;
+  restoredFrom(): Pos | undefined;
+  /** Runs one sync now (copy new frames, maybe checkpoint). */
+  sync(): Promise<void>;
+}
+
+/** What callers read from one replica, in-process (the Replica itself) or in a worker (a proxy). */
+export interface ReplicaView {
+  readonly name: string;
+  /** The client given to startReplication (in a worker, its requests are counted in `requestCounts()`). */
+  readonly client: ReplicaClient;
+  readonly snapshotIntervalMs: number;
+  readonly retentionMs: number;
+  readonly retentionCheckIntervalMs: number;
+  readonly validationIntervalMs: number;
+  readonly validations: Readonly<ValidationCounts>;
+  /** The error of the last failed sync, cleared by a successful one. */
+  readonly error: unknown;
+  pos(): Pos | undefined;
+  sync(): Promise<void>;
+  snapshot(): Promise<SnapshotInfo>;
+  enforceRetention(): Promise<RetentionResult | undefined>;
+  validate(): Promise<ValidationResult>;
+}
+
+/** One replicated database: InProcessReplication, or WorkerReplication (src/embedded/) by default. */
+export abstract class Replication extends EventEmitter<ReplicationEvents> {
+  abstract readonly shipper: ShipperView;
+  abstract readonly replicas: readonly ReplicaView[];
+  /** Whether the replication runs in a worker thread (false: on the caller's thread). */
+  abstract readonly inWorker: boolean;
+  abstract readonly dbPath: string;
+  /**
+   * Waits until everything committed to the database so far is in every replica. Throws if a replica
+   * cannot be brought up to date (the error names it).
+   */
+  abstract sync(): Promise<void>;
+  /** Stops replicating after a final sync of every replica; throws (naming what was not uploaded) if that fails. */
+  abstract close(): Promise<void>;
+
+  static start(opts: ReplicationOptions): Promise<Replication> {
+    return startReplication(opts);
+  }
+}
+
+/** Checks shared by both ways of running; returns the replicas' names. */
+function replicaNames(opts: ReplicationOptions): string[] {
+  if (opts.replicas.length === 0) throw new ReplicateError('CONFIG', `no replicas configured for ${opts.dbPath}`);
+  const names = opts.replicas.map((r) => r.name ?? r.client.type);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup !== undefined) throw new ReplicateError('CONFIG', `duplicate replica name "${dup}" for ${opts.dbPath}`);
+  return names;
+}
+
+/** The replication on the caller's thread: the shipper and the replicas themselves. */
+export class InProcessReplication extends Replication {
   readonly shipper: WalShipper;
   readonly replicas: readonly Replica[];
+  readonly inWorker = false;
   private readonly log: Logger;
   private closed = false;
 
   private constructor(opts: ReplicationOptions) {
     super();
     this.log = opts.logger ?? nullLogger;
-    if (opts.replicas.length === 0) throw new ReplicateError('CONFIG', `no replicas configured for ${opts.dbPath}`);
-    const names = opts.replicas.map((r) => r.name ?? r.client.type);
-    const dup = names.find((n, i) => names.indexOf(n) !== i);
-    if (dup !== undefined) throw new ReplicateError('CONFIG', `duplicate replica name "${dup}" for ${opts.dbPath}`);
+    const names = replicaNames(opts);
     const checkpoint: Partial<CheckpointPolicy> = {};
     if (opts.checkpointIntervalMs !== undefined) checkpoint.checkpointIntervalMs = opts.checkpointIntervalMs;
     if (opts.minCheckpointPageCount !== undefined) checkpoint.minCheckpointPageCount = opts.minCheckpointPageCount;
@@ -150,8 +232,8 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   }
 
   /** Opens the database (waiting while it does not exist) and starts replicating in the background. */
-  static async start(opts: ReplicationOptions): Promise<Replication> {
-    const r = new Replication(opts);
+  static override async start(opts: ReplicationOptions): Promise<InProcessReplication> {
+    const r = new InProcessReplication(opts);
     await r.shipper.start(opts.signal, { waitForDatabase: opts.waitForDatabase });
     for (const replica of r.replicas) replica.start();
     return r;
@@ -161,10 +243,6 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     return this.shipper.dbPath;
   }
 
-  /**
-   * Waits until everything committed to the database so far is in every replica. Throws if a replica
-   * cannot be brought up to date (the error names it).
-   */
   async sync(): Promise<void> {
     await this.shipper.sync();
     const target = this.shipper.pos();
@@ -189,7 +267,6 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     }
   }
 
-  /** Stops replicating after a final sync of every replica; throws (naming what was not uploaded) if that fails. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -205,6 +282,16 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   }
 }
 
-export function startReplication(opts: ReplicationOptions): Promise<Replication> {
-  return Replication.start(opts);
+/**
+ * Starts replicating `opts.dbPath` (see the file comment for where it runs). Resolves once the database
+ * is open and followed (or at once with `waitForDatabase: false`).
+ */
+export async function startReplication(opts: ReplicationOptions): Promise<Replication> {
+  const names = replicaNames(opts);
+  if (opts.inline === true || opts.now !== undefined || opts.checkpointStepHook !== undefined) return InProcessReplication.start(opts);
+  // Loaded on use: the CLI (always in-process) never loads the worker side.
+  const { WorkerReplication, transferableClients } = await import('./embedded/worker-replication.js');
+  const clients = transferableClients(opts.replicas.map((r) => r.client));
+  if (!clients) return InProcessReplication.start(opts);
+  return WorkerReplication.launch(opts, names, clients);
 }

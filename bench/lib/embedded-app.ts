@@ -1,10 +1,11 @@
 /**
  * The app of `bench:embedded`: one Node process that writes to its database at a steady rate on its own
- * event loop, with stn-replicate running in the same process (embedded, a file replica) or not at all.
+ * event loop, with stn-replicate running in the same process (embedded, a file replica: `ours` in its
+ * worker thread, the default; `inline` on the app's own thread) or not at all.
  * It measures what an embedding application feels: the event loop's delay (perf_hooks histogram, 1 ms
  * resolution sampling plus a 1 ms timer's lateness) and each commit's latency.
  *
- *   node dist/bench/lib/embedded-app.js <dir> <none|ours> <seconds> <tx per second>
+ *   node dist/bench/lib/embedded-app.js <dir> <none|ours|inline> <seconds> <tx per second>
  *
  * Prints one JSON line: { delay: {p50,p99,max} ms, timerLate: {p50,p99,max} ms, commit: {p50,p99,max} ms,
  * tx, seconds, rows }.
@@ -17,7 +18,7 @@ import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 
 const [dir, mode, secondsArg, rateArg] = process.argv.slice(2);
-if (!dir || (mode !== 'none' && mode !== 'ours')) throw new Error('usage: embedded-app <dir> <none|ours> <seconds> <tx/s>');
+if (!dir || (mode !== 'none' && mode !== 'ours' && mode !== 'inline')) throw new Error('usage: embedded-app <dir> <none|ours|inline> <seconds> <tx/s>');
 const seconds = Number(secondsArg ?? 10);
 const rate = Number(rateArg ?? 500);
 
@@ -33,9 +34,10 @@ const tx = db.transaction((i: number) => {
 });
 
 let replication: Replication | undefined;
-if (mode === 'ours') {
+if (mode !== 'none') {
   // The defaults an embedding app gets (sync-interval 1s, monitor 1s, checkpoints by page count).
-  replication = await startReplication({ dbPath, replicas: [{ name: 'file', client: new FileReplicaClient({ path: join(dir, 'replica') }) }] });
+  replication = await startReplication({ dbPath, replicas: [{ name: 'file', client: new FileReplicaClient({ path: join(dir, 'replica') }) }], inline: mode === 'inline' });
+  if (replication.inWorker !== (mode === 'ours')) throw new Error(`${mode}: replication ${replication.inWorker ? 'in a worker' : 'in-process'}`);
   await replication.sync(); // the snapshot is written before the measured run, as in a long-lived app
 }
 
@@ -89,6 +91,7 @@ process.stdout.write(
     delay: { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 },
     timerLate: summary(late),
     commit: summary(commits),
+    commitsOver5ms: commits.filter((c) => c > 5).length,
     tx: n,
     seconds: elapsed,
     rows,

@@ -17,7 +17,7 @@ import { ObjectStoreClient, type StoredObject } from './object-store.js';
 import type { Pos } from '../pos.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
 import { guardBody, retryStalled, StalledError } from './stall-guard.js';
-import { OperationCounter, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface AbsReplicaClientOptions {
   accountName: string;
@@ -54,6 +54,11 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
     this.bucketName = opts.bucket;
     this.location = `abs://${opts.accountName}@${opts.bucket}/${root === '.' ? '' : root}`;
     this.idleMs = opts.tryTimeoutMs ?? 60_000;
+  }
+
+  /** For a replication worker thread (see CLIENT_TRANSFER): a copy of the options, and the counter. */
+  [CLIENT_TRANSFER](): ClientTransfer {
+    return { options: { ...this.opts }, counter: this.counts };
   }
 
   /** Requests by kind: one LIST per listing page, one PUT per upload, one GET per read, one DELETE per blob. */

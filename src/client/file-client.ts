@@ -10,7 +10,7 @@ import { NotFoundError, ReplicateError, errnoCode, describeError } from '../erro
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { writeFileAtomic } from '../internal/atomic-file.js';
-import { RECYCLE_AFTER_CHUNKS, OperationCounter, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import { CLIENT_TRANSFER, RECYCLE_AFTER_CHUNKS, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface FileReplicaClientOptions {
   /** Absolute path of the replica root. */
@@ -112,6 +112,11 @@ export class FileReplicaClient implements ReplicaClient {
     for (const pos of positions) {
       await this.remove(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), false);
     }
+  }
+
+  /** For a replication worker thread (see CLIENT_TRANSFER): a copy of the options, and the counter. */
+  [CLIENT_TRANSFER](): ClientTransfer {
+    return { options: { ...this.options }, counter: this.counts };
   }
 
   /** Directory listings, file writes, opens for reading and deletions. */

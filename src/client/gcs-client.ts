@@ -20,7 +20,7 @@ import { ObjectStoreClient, type StoredObject } from './object-store.js';
 
 import type { Pos } from '../pos.js';
 import { guardBody } from './stall-guard.js';
-import { OperationCounter, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface GcsReplicaClientOptions {
   bucket: string;
@@ -57,6 +57,11 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
     this.layout = new ReplicaLayout(root, posix.join);
     this.bucketName = opts.bucket;
     this.location = `gcs://${opts.bucket}/${root === '.' ? '' : root}`;
+  }
+
+  /** For a replication worker thread (see CLIENT_TRANSFER): a copy of the options, and the counter. */
+  [CLIENT_TRANSFER](): ClientTransfer {
+    return { options: { ...this.opts }, counter: this.counts };
   }
 
   /** Requests by kind: one LIST per listing page, one PUT per upload, one GET per read, one DELETE per object. */

@@ -62,6 +62,20 @@ export class OperationCounter {
   }
 }
 
+/**
+ * How a built-in client is carried into a replication worker thread (src/embedded/): its constructor
+ * options as plain data (rebuilt there by client-transfer.ts) and its request counter (which counts the
+ * worker's requests too, so `requestCounts()` of the object the caller holds stays true). Symbol-keyed so
+ * it is no part of the interface, and never printed: the options may hold credentials, which go to the
+ * worker in memory and nowhere else.
+ */
+export const CLIENT_TRANSFER = Symbol('stn-replicate.clientTransfer');
+
+export interface ClientTransfer {
+  options: object;
+  counter: OperationCounter;
+}
+
 export interface ReplicaClient {
   /** Backend type as it appears in config: "file", "s3", "gcs", "abs". */
   readonly type: string;

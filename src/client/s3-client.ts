@@ -12,7 +12,7 @@ import { ReplicaLayout, isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
 
 import type { Pos } from '../pos.js';
-import { countingStream, OperationCounter, type ObjectBody, type OperationCounts, type ReplicaOperation, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import { CLIENT_TRANSFER, countingStream, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type ReplicaOperation, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface S3ReplicaClientOptions {
   bucket: string;
@@ -44,6 +44,11 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
   protected readonly bucketName: string;
   private client: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3') }> | undefined;
   private readonly counts = new OperationCounter();
+
+  /** For a replication worker thread (see CLIENT_TRANSFER): a copy of the options, and the counter. */
+  [CLIENT_TRANSFER](): ClientTransfer {
+    return { options: { ...this.opts }, counter: this.counts };
+  }
 
   /** Requests sent so far, by kind (multipart parts count as PUTs). */
   requestCounts(): Readonly<OperationCounts> {

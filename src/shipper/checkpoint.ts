@@ -41,6 +41,12 @@ export type CheckpointOutcome =
 export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: CheckpointMode, lockWaitMs: number): CheckpointOutcome {
   const before = cursor.current!;
   db.passiveCheckpoint(); // bounded by our read mark; see above
+  // Every frame committed so far copied and fsynced before the lock (what a durable sync does), so the
+  // settle under the lock has only the last few frames to copy and fsync: most syncs are not durable
+  // (file notifications), and flushing up to a second's worth of copies under the lock held it for
+  // milliseconds — which, with the shipper in a worker thread, the application's commits wait out (their
+  // busy handler sleeps 1, 2, 5, 10 ms…). A restart before this copy is left to the settle below.
+  cursor.copyUnlocked(db, true);
   db.step('prebackfilled');
   const out = db.tryWithWriteLock(lockWaitMs, () => {
     // The shadow must be exactly what SQLite has committed in the WAL's cycle before the relock below

@@ -193,7 +193,8 @@ export function describeReplicaClientContract(name: string, factory: () => Promi
       app.close();
       // Litestream's defaults otherwise (retention checked hourly, no scheduled snapshots or validation):
       // nothing is due inside the window but the polls.
-      const r = await startReplication({ dbPath, monitorIntervalMs: 20, replicas: [{ client: c, syncIntervalMs: 10 }] });
+      // In-process: pollsOf wraps the shipper itself, and the window is counted on this client's own counters.
+      const r = await startReplication({ dbPath, monitorIntervalMs: 20, replicas: [{ client: c, syncIntervalMs: 10 }], inline: true });
       try {
         await r.sync();
         const before = c.requestCounts();

@@ -85,7 +85,8 @@ export function writeBigDatabase(dbPath: string): Database.Database {
  */
 export async function expectBigSnapshotThenIdle(client: ReplicaClient, dbPath: string, config: string, out: string, env: ToolEnv = {}): Promise<void> {
   const app = writeBigDatabase(dbPath);
-  const r = await startReplication({ dbPath, monitorIntervalMs: 100, replicas: [{ client, syncIntervalMs: 10 }] });
+  // In-process: pollsOf wraps the shipper itself.
+  const r = await startReplication({ dbPath, monitorIntervalMs: 100, replicas: [{ client, syncIntervalMs: 10 }], inline: true });
   try {
     app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('after the snapshot', -1);
     await r.sync();

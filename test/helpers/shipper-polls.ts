@@ -6,15 +6,17 @@
  * `tick(false)`). There is no public per-tick signal, so this wraps the private method; if the shipper
  * is restructured, adapt this one place.
  */
+import type { ShipperView } from '../../src/replication.js';
 import type { WalShipper } from '../../src/shipper/wal-shipper.js';
 
 type Tick = (durable: boolean) => Promise<void>;
 
 /** Resolves after the shipper's next `n` monitor polls have finished. */
-export function pollsOf(shipper: WalShipper, n: number): Promise<void> {
+export function pollsOf(shipper: ShipperView, n: number): Promise<void> {
   const target = shipper as unknown as { tick?: Tick };
   const tick = target.tick;
-  if (typeof tick !== 'function') throw new Error('pollsOf: WalShipper has no tick(durable) method any more; update test/helpers/shipper-polls.ts');
+  // A shipper in a worker thread cannot be wrapped from here: start the replication with inline: true.
+  if (typeof tick !== 'function') throw new Error('pollsOf: not an in-process WalShipper with a tick(durable) method (inline: true? else update test/helpers/shipper-polls.ts)');
   return new Promise((resolve, reject) => {
     let seen = 0;
     target.tick = async function (this: WalShipper, durable: boolean) {

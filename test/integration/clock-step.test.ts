@@ -10,8 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { comparePos, formatPos } from '../../src/pos.js';
-import type { Replica } from '../../src/replica/replica.js';
-import { startReplication, type Replication } from '../../src/replication.js';
+import { startReplication, type ReplicaView, type Replication } from '../../src/replication.js';
 import { runCli } from '../helpers/cli.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
@@ -40,7 +39,7 @@ function appWrite(dbPath: string, seq: number): void {
  * Lets the shipper copy the write, then waits (on the monotonic clock, which the stub does not touch)
  * for the replica's own loop to upload it. The bound only turns an hour-long stall into a failure.
  */
-async function backgroundCatchesUp(r: Replication, replica: Replica): Promise<void> {
+async function backgroundCatchesUp(r: Replication, replica: ReplicaView): Promise<void> {
   await r.shipper.sync();
   const target = r.shipper.pos()!;
   const deadline = performance.now() + 20_000;
@@ -61,6 +60,7 @@ describe('a backward step of the wall clock', () => {
       dbPath,
       replicas: [{ name: 'backup', client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 50, retentionMs: 0 }],
       monitorIntervalMs: 100,
+      inline: true, // the wall clock is stepped with a spy on this thread's Date.now, which a worker would not see
     });
     open.push(r);
     const replica = r.replicas[0]!;

@@ -126,7 +126,10 @@ describe('embedded replication', () => {
     const replicaDir = join(dir, 'replica');
     const app = openSourceDb(dbPath);
     app.pragma('busy_timeout = 200'); // a lock held across an await would surface as SQLITE_BUSY
-    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 1 }], minCheckpointPageCount: 4 });
+    // In-process: the app and the shipper on one thread is what this is about (in a worker thread, the
+    // app's commits may wait for the shipper's write lock, as for any other connection's).
+    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 1 }], minCheckpointPageCount: 4, inline: true });
+    expect(r.inWorker).toBe(false);
     open.push(r);
     let checkpoints = 0;
     r.on('checkpoint', () => checkpoints++);

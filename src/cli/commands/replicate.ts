@@ -110,7 +110,9 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   try {
     for (const s of specs) {
       // Not waiting for a database that does not exist yet: with -exec, the application creates it.
-      const r = await startReplication({ ...s.options, logger: log, signal: stop.signal, waitForDatabase: false });
+      // In-process: this command has no application on its event loop to protect from the shipper's
+      // synchronous SQLite work, which is what the worker thread of embedded replication is for.
+      const r = await startReplication({ ...s.options, logger: log, signal: stop.signal, waitForDatabase: false, inline: true });
       started.push(r);
       log.info('replicating', { db: s.dbPath, replicas: r.replicas.map((x) => `${x.name}:${x.client.location}`).join(',') });
     }

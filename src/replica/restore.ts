@@ -238,11 +238,11 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
       opts.onProgress?.({ ...progress });
     });
     try {
-      await applier.finish();
+      applier.finish();
     } catch (err) {
       throw wrapStep(err, `applying wal ${plan.generation}/${formatHex8(plan.snapshot.index)}..`);
     }
-    await applier.close();
+    applier.close();
     const stoppedAt = applied.stoppedAt ?? plan.truncatedReason;
     if (stoppedAt) log.warn('restore stopped at a gap', { reason: stoppedAt });
 
@@ -283,7 +283,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
     return { outputPath, plan, indexesApplied: applied.count, stoppedAt, ...(markerWritten ? { markerWritten: endPos } : {}) };
   } finally {
     await prefetch.close();
-    await applier?.close().catch(() => undefined);
+    applier?.close();
     await handle?.close().catch(() => undefined);
     for (const f of tmpFiles) await rm(f, { force: true }).catch(() => undefined);
     if (!succeeded) await removeDirs(createdDirs);
@@ -405,7 +405,7 @@ async function applySegment(where: string, body: AsyncIterable<Buffer>, applier:
     // rest is decoded (so the frame's checksums are still checked) but not used.
     if (n + chunk.length > limit) chunk = chunk.subarray(0, limit - n);
     if (chunk.length === 0) continue;
-    await applier.update(chunk);
+    applier.update(chunk);
     n += chunk.length;
   }
   return n;

@@ -10,8 +10,9 @@
  * once. A transaction is held in memory up to `memoryLimit` bytes; a larger one (a bulk load, a VACUUM)
  * goes on in a spill file beside the output, so memory stays flat whatever the transaction size.
  *
- * Writes are synchronous, in transaction order (a page rewritten by two transactions ends with the later
- * version): they go to the page cache, and the file is fsynced once at the end of the restore.
+ * Each transaction is written when its commit frame arrives, in order (a page rewritten by two
+ * transactions ends with the later version); the writes go to the page cache, and the file is fsynced
+ * once at the end of the restore.
  */
 import { closeSync, ftruncateSync, openSync, readSync, rmSync, writeSync, writevSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -30,13 +31,6 @@ export interface WalApplierOptions {
   memoryLimit?: number;
 }
 
-/** One committed transaction waiting to be written: page number -> page bytes, or offset in the spill file. */
-interface Batch {
-  pages: Map<number, Buffer | number>;
-  dbSize: number;
-  slabs: Buffer[];
-}
-
 export class WalApplier implements WalFrameListener {
   private readonly pageSize: number;
   private readonly memoryLimit: number;
@@ -46,14 +40,11 @@ export class WalApplier implements WalFrameListener {
   private slabs: Buffer[] = [];
   private slabUsed = SLAB_BYTES;
   private readonly freeSlabs: Buffer[] = [];
-  private sealed: Batch[] = [];
   private spillFd: number | undefined;
   private spillEnd = 0;
   /** The open transaction outgrew memory and goes on in the spill file. */
   private spilling = false;
-  /** Committed transactions not written yet (they may refer to the spill file). */
-  private unwritten = 0;
-  /** Pages in the file as far as writes and truncations made it (-1: unknown until the first commit). */
+  /** Pages in the file as far as writes and truncations made it. */
   private filePages: number;
   private lastDbSize = -1;
   private where = 'wal';
@@ -76,9 +67,8 @@ export class WalApplier implements WalFrameListener {
   }
 
   /** The index's next decoded bytes; the transactions they complete are written before it returns. */
-  async update(chunk: Uint8Array): Promise<void> {
+  update(chunk: Uint8Array): void {
     this.scanner!.update(chunk);
-    this.flushSealed();
   }
 
   /**
@@ -92,14 +82,13 @@ export class WalApplier implements WalFrameListener {
     return result;
   }
 
-  /** Writes what is committed and cuts the file to the last commit's size. */
-  async finish(): Promise<void> {
-    this.flushSealed();
+  /** Cuts the file to the last commit's size. */
+  finish(): void {
     if (this.lastDbSize >= 0) ftruncateSync(this.db.fd, this.lastDbSize * this.pageSize);
   }
 
   /** Removes the spill file; safe to call more than once. */
-  async close(): Promise<void> {
+  close(): void {
     if (this.spillFd !== undefined) {
       closeSync(this.spillFd);
       this.spillFd = undefined;
@@ -130,24 +119,40 @@ export class WalApplier implements WalFrameListener {
     this.pendingBytes += page.length;
   }
 
+  /**
+   * The transaction's pages go into the file at once. Synchronous on purpose: these are writes into the
+   * page cache (no fsync until the end), most of them a page or a few long, and a thread-pool round trip
+   * per write cost far more than the write (measured: a 200 MB restore spent ~400 ms waiting on ~2,000
+   * awaited page writes; synchronously they take ~20 ms).
+   */
   commit(dbSize: number): void {
-    this.sealed.push({ pages: this.pending, dbSize, slabs: this.slabs });
+    const fd = this.db.fd;
+    const pgnos = [...this.pending.keys()].filter((p) => p <= dbSize).sort((x, y) => x - y);
+    let i = 0;
+    while (i < pgnos.length) {
+      // A run of consecutive pages, at most PAGES_PER_WRITE: one positioned writev.
+      let j = i + 1;
+      while (j < pgnos.length && j - i < PAGES_PER_WRITE && pgnos[j] === pgnos[j - 1]! + 1) j++;
+      const bufs: Buffer[] = [];
+      for (let k = i; k < j; k++) {
+        const where = this.pending.get(pgnos[k]!)!;
+        bufs.push(typeof where === 'number' ? this.readSpilled(where) : where);
+      }
+      writeAllvSync(fd, bufs, (pgnos[i]! - 1) * this.pageSize);
+      this.filePages = Math.max(this.filePages, pgnos[j - 1]!);
+      i = j;
+    }
+    // A shrink: pages past the new end are gone (they read as zeros if the database grows back later
+    // without rewriting them, as after SQLite's own truncating checkpoint).
+    if (dbSize < this.filePages) {
+      ftruncateSync(fd, dbSize * this.pageSize);
+      this.filePages = dbSize;
+    }
     this.lastDbSize = dbSize;
-    this.pending = new Map();
-    this.pendingBytes = 0;
-    this.slabs = [];
-    this.slabUsed = SLAB_BYTES;
-    // A spilled transaction's pages are read back when written; the next one starts in memory again.
-    this.spilling = false;
-    this.unwritten++;
+    this.dropPending();
   }
 
-  private flushSealed(): void {
-    const batches = this.sealed;
-    this.sealed = [];
-    for (const b of batches) this.writeBatchSync(b);
-  }
-
+  /** Forgets the open transaction (written, or never committed); its memory and spill space are reused. */
   private dropPending(): void {
     this.freeSlabs.push(...this.slabs);
     this.pending = new Map();
@@ -155,6 +160,7 @@ export class WalApplier implements WalFrameListener {
     this.slabs = [];
     this.slabUsed = SLAB_BYTES;
     this.spilling = false;
+    this.spillEnd = 0;
   }
 
   private startSpill(): void {
@@ -174,42 +180,6 @@ export class WalApplier implements WalFrameListener {
     while (done < page.length) done += writeSync(this.spillFd!, page, done, page.length - done, at + done);
     this.spillEnd += page.length;
     return at;
-  }
-
-  /**
-   * Synchronous on purpose: these are writes into the page cache (no fsync until the end), most of them a
-   * page or a few long, and a thread-pool round trip per write cost far more than the write (measured: a
-   * 200 MB restore spent ~400 ms waiting on ~2,000 awaited page writes; synchronously they take ~20 ms).
-   */
-  private writeBatchSync(b: Batch): void {
-    const fd = this.db.fd;
-    const pgnos = [...b.pages.keys()].filter((p) => p <= b.dbSize).sort((x, y) => x - y);
-    let i = 0;
-    while (i < pgnos.length) {
-      // A run of consecutive pages, at most PAGES_PER_WRITE: one positioned writev.
-      let j = i + 1;
-      while (j < pgnos.length && j - i < PAGES_PER_WRITE && pgnos[j] === pgnos[j - 1]! + 1) j++;
-      const bufs: Buffer[] = [];
-      for (let k = i; k < j; k++) {
-        const where = b.pages.get(pgnos[k]!)!;
-        bufs.push(typeof where === 'number' ? this.readSpilled(where) : where);
-      }
-      writeAllvSync(fd, bufs, (pgnos[i]! - 1) * this.pageSize);
-      this.filePages = Math.max(this.filePages, pgnos[j - 1]!);
-      i = j;
-    }
-    // A shrink: pages past the new end are gone (they read as zeros if the database grows back later
-    // without rewriting them, as after SQLite's own truncating checkpoint).
-    if (b.dbSize < this.filePages) {
-      ftruncateSync(fd, b.dbSize * this.pageSize);
-      this.filePages = b.dbSize;
-    }
-    this.freeSlabs.push(...b.slabs);
-    this.unwritten--;
-    if (this.unwritten === 0 && !this.spilling) {
-      // Nothing refers to the spill file any more: the next large transaction starts it over.
-      this.spillEnd = 0;
-    }
   }
 
   private readSpilled(at: number): Buffer {

@@ -105,7 +105,7 @@ async function applyWithApplier(h: History, wals: Buffer[], name: string, chunkS
         const n = chunkSizes[c++ % chunkSizes.length]!;
         // A copy, then scribbled over: the applier must have taken what it keeps during the call.
         const chunk = Buffer.from(wal.subarray(at, at + n));
-        await applier.update(chunk);
+        applier.update(chunk);
         chunk.fill(0xee);
         spilled ||= existsSync(spillPath);
         at += n;
@@ -114,9 +114,9 @@ async function applyWithApplier(h: History, wals: Buffer[], name: string, chunkS
       expect(scan.stopReason).toBeUndefined();
       expect(scan.size).toBe(wal.length);
     }
-    await applier.finish();
+    applier.finish();
   } finally {
-    await applier.close();
+    applier.close();
     await handle.close();
   }
   expect(existsSync(spillPath)).toBe(false);
@@ -164,9 +164,9 @@ describe('WalApplier', () => {
     const applier = new WalApplier(handle, 1, { pageSize: 1024, spillPath: `${path}-spill` });
     try {
       applier.beginIndex('wal index gen/00000001');
-      await expect(applier.update(h.wals[0]!.subarray(0, 8192))).rejects.toThrow(/wal index gen\/00000001 has page size 4096 but the snapshot has 1024/);
+      expect(() => applier.update(h.wals[0]!.subarray(0, 8192))).toThrow(/wal index gen\/00000001 has page size 4096 but the snapshot has 1024/);
     } finally {
-      await applier.close();
+      applier.close();
       await handle.close();
     }
   });

@@ -8,23 +8,29 @@ import type { SnapshotInfo } from '../client/replica-client.js';
 import { ERROR_CODES, NotFoundError, ReplicateError, type ErrorCode } from '../errors.js';
 import type { LogFields } from '../logger.js';
 import type { Pos } from '../pos.js';
+import type { ReplicationOptions } from '../replication.js';
 import type { RetentionResult, ValidationCounts, ValidationResult } from '../replica/replica.js';
 import type { ShadowWalUsage } from '../shipper/shadow-limit.js';
 import type { ClientDescription } from './client-transfer.js';
 import type { OperationCounts } from '../client/replica-client.js';
 
+/** The options of startReplication that are plain data (they cross the thread boundary as they are). */
+type PlainOptions = Pick<
+  ReplicationOptions,
+  | 'dbPath'
+  | 'metaPath'
+  | 'monitorIntervalMs'
+  | 'checkpointIntervalMs'
+  | 'minCheckpointPageCount'
+  | 'maxCheckpointPageCount'
+  | 'maxShadowWalBytes'
+  | 'maxShadowWalFileBytes'
+  | 'continueAfterRestore'
+  | 'waitForDatabase'
+>;
+
 /** What `workerData` holds: the options of startReplication that can cross a thread boundary. */
-export interface WorkerInit {
-  dbPath: string;
-  metaPath?: string;
-  monitorIntervalMs?: number;
-  checkpointIntervalMs?: number;
-  minCheckpointPageCount?: number;
-  maxCheckpointPageCount?: number;
-  maxShadowWalBytes?: number;
-  maxShadowWalFileBytes?: number;
-  continueAfterRestore?: boolean;
-  waitForDatabase?: boolean;
+export interface WorkerInit extends PlainOptions {
   aborted: boolean;
   /** Whether log lines are wanted at all (no logger given: none are sent). */
   log: boolean;

@@ -15,6 +15,7 @@
  */
 import type { Readable } from 'node:stream';
 import { isReplicateError, ReplicateError, throwIfAborted } from '../errors.js';
+import { abortableSleep } from '../internal/abortable-sleep.js';
 
 export interface ObjectSource {
   /** Where the object is, for messages. */
@@ -75,25 +76,12 @@ export async function* resumableChunks(source: ObjectSource, opts: RetryOptions 
     } catch (err) {
       if (attempt >= retries || !isRetryable(err, opts.signal)) throw err;
       opts.onRetry?.(source.where, attempt + 1, err);
-      await sleep((opts.backoffMs ?? 200) * 2 ** attempt, opts.signal);
+      await abortableSleep((opts.backoffMs ?? 200) * 2 ** attempt, opts.signal); // an abort ends it; the loop's check throws
     } finally {
       opts.signal?.removeEventListener('abort', stop);
       stream?.destroy();
     }
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      signal?.removeEventListener('abort', done);
-      clearTimeout(t);
-      if (signal?.aborted) reject(new ReplicateError('ABORTED', 'aborted', { cause: signal.reason }));
-      else resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 export interface PrefetchOptions extends RetryOptions {

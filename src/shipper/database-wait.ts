@@ -6,6 +6,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { errnoCode } from '../errors.js';
+import { abortableSleep } from '../internal/abortable-sleep.js';
 import type { Logger } from '../logger.js';
 import { isBusy } from './db-connection.js';
 
@@ -51,16 +52,4 @@ export async function openWhenReady(w: WaitForDatabase): Promise<boolean> {
     await abortableSleep(delay, w.signal);
     delay = Math.min(delay * 2, w.maxDelayMs);
   }
-}
-
-function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

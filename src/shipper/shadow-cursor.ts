@@ -100,11 +100,16 @@ export class ShadowCursor {
   copy(fsync: boolean, maxFrames: number | undefined): CopyResult {
     const cur = this.cur!;
     // Idle databases: the shadow as it stands was fsynced already, so an empty copy needs no fsync.
-    const d = this.durable;
-    const durableAlready = d !== undefined && d.generation === cur.generation && d.index === cur.index && d.offset === cur.size;
-    const copy = copyToShadow(this.walPath, this.shadowPath(cur), { fsync, durableAlready, maxSize: this.maxFileBytes, verifyLastFrame: true, maxFrames });
+    const copy = copyToShadow(this.walPath, this.shadowPath(cur), { fsync, durableAlready: this.durableToEnd(), maxSize: this.maxFileBytes, verifyLastFrame: true, maxFrames });
     this.set({ ...cur, size: copy.shadowSize, capped: cur.capped || copy.capped }, fsync);
     return copy;
+  }
+
+  /** The whole current shadow file, as it stands, was fsynced. */
+  private durableToEnd(): boolean {
+    const d = this.durable;
+    const cur = this.cur!;
+    return d !== undefined && d.generation === cur.generation && d.index === cur.index && d.offset === cur.size;
   }
 
   /**
@@ -119,9 +124,7 @@ export class ShadowCursor {
     // Nothing new (an idle database): SQLite's committed count for this very cycle (same header, read
     // before and after it) is what the shadow holds, and frames of a cycle are never rewritten, so the
     // copy would read both files to append nothing. Skipped, unless a durable sync still needs its fsync.
-    const d = this.durable;
-    const durableAlready = d !== undefined && d.generation === cur.generation && d.index === cur.index && d.offset === cur.size;
-    if (committed === this.frames() && (!fsync || durableAlready)) return { shadowSize: cur.size, appended: 0, capped: false, diverged: false };
+    if (committed === this.frames() && (!fsync || this.durableToEnd())) return { shadowSize: cur.size, appended: 0, capped: false, diverged: false };
     return this.copy(fsync, committed);
   }
 

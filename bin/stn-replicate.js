@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-// Shim: run the CLI from the compiled output and set the exit code; nothing else.
-import { main } from '../dist/src/cli/main.js';
+// Shim: catch SIGINT/SIGTERM first (before the CLI's modules load; see src/cli/signal-latch.ts), then
+// run the CLI from the compiled output and set the exit code; nothing else.
+import { SignalLatch } from '../dist/src/cli/signal-latch.js';
 
-process.exitCode = await main(process.argv.slice(2));
+const signals = SignalLatch.install();
+const { main } = await import('../dist/src/cli/main.js');
+process.exitCode = await main(process.argv.slice(2), { signals });

@@ -153,7 +153,11 @@ export async function runRound(spec: RoundSpec, o: HarnessOptions): Promise<Roun
     log('stopping the replicator (SIGTERM)');
     const stopped = await repl.stop(30_000);
     if (stopped?.forced) fail('the replicator did not exit within 30 s of SIGTERM');
-    else if (stopped && stopped.code !== 0) fail(`the replicator exited ${stopped.code} after SIGTERM (see the last replicator-*.log)`);
+    else if (stopped && stopped.code !== 0) {
+      // Ended by the signal itself: it was not being handled (no final sync was made).
+      const how = stopped.signal ? `was ended by ${stopped.signal} itself (no handler, so no final sync)` : `exited ${stopped.code}`;
+      fail(`the replicator ${how} after SIGTERM (see the last replicator-*.log)`);
+    }
 
     log('checking');
     const live = await workload.facts(db, true);

@@ -215,13 +215,13 @@ export class ReplicatorRun {
   }
 
   /** SIGTERM: a graceful stop (both tools do a final sync). */
-  async stop(graceMs: number): Promise<{ code: number | null; forced: boolean } | undefined> {
+  async stop(graceMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; forced: boolean } | undefined> {
     this.stopping = true;
     const boot = this.current;
     if (!boot?.proc.running) return undefined;
     boot.end = 'stopped';
     const e = await boot.proc.stop('SIGTERM', graceMs);
-    return { code: e.code, forced: e.forced };
+    return { code: e.code, signal: e.signal, forced: e.forced };
   }
 
   generations(): GenerationEvent[] {

@@ -78,6 +78,10 @@ export async function main(argv: readonly string[], ioOverride?: Partial<CliIo>)
   registerRestore(program, io);
   registerListings(program, io, ctx);
 
+  // Only replicate acts on a signal itself (a final sync); every other command ends by it, as by default.
+  program.hook('preAction', (_program, action) => {
+    if (action.name() !== 'replicate') io.signals?.release();
+  });
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 
   try {
@@ -95,6 +99,8 @@ export async function main(argv: readonly string[], ioOverride?: Partial<CliIo>)
     if (hint) io.stderr.write(`hint: ${hint}\n`);
     if (!isReplicateError(err)) io.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
     return 1;
+  } finally {
+    io.signals?.release();
   }
 }
 

@@ -3,7 +3,9 @@
  * forwarding. Every replica it writes is restored by the real Litestream.
  */
 import { createRequire } from 'node:module';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +78,67 @@ describe('replicate DB_PATH REPLICA_URL', () => {
     const q = spawnStn(['replicate', notDb]);
     expect(await q.exit).toBe(1);
     expect(q.lines.join('\n')).toMatch(/must specify at least one replica URL/);
+  });
+});
+
+/**
+ * The config is a FIFO, so the process is held at a known point of its start-up (reading the config)
+ * for as long as the test likes: a SIGTERM sent then must not be lost. Under load, start-up (module
+ * loading, config, the first open) takes a second or more, and an orchestrator that stops a replicator
+ * it just restarted lands exactly there.
+ */
+describe('a signal during start-up', () => {
+  async function heldAtConfig(args: (config: string) => string[]): Promise<{ p: LoggedProcess; release: (text: string) => void }> {
+    const dir = tmp();
+    const fifo = join(dir, 'litestream.yml');
+    execFileSync('mkfifo', [fifo]);
+    const p = spawnStn(args(fifo));
+    // The process's open() of the FIFO waits for a writer; a writer's non-blocking open succeeds only
+    // once a reader is there, so when it does, the process is inside start-up, reading its config.
+    const deadline = Date.now() + 20_000;
+    let fd: number | undefined;
+    while (fd === undefined) {
+      try {
+        fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err;
+        if (Date.now() > deadline) throw new Error(`the process never opened ${fifo}:\n${p.tail()}`);
+        await sleep(5);
+      }
+    }
+    const writer = fd;
+    return {
+      p,
+      release: (text) => {
+        writeSync(writer, text);
+        closeSync(writer);
+      },
+    };
+  }
+
+  it('replicate: starts, then makes the final sync and exits 0', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'app.db');
+    const replicaDir = join(dir, 'replica');
+    const app = openSourceDb(dbPath);
+    const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+    for (let i = 0; i < 50; i++) insert.run(`row ${i}`, i);
+    const { p, release } = await heldAtConfig((config) => ['replicate', '-config', config]);
+    process.kill(p.pid!, 'SIGTERM');
+    release(`dbs:\n  - path: ${dbPath}\n    replicas:\n      - path: ${replicaDir}\n`);
+    expect(await p.exit, p.tail()).toBe(0);
+    expect(p.lines.join('\n')).toMatch(/signal received, shutting down/);
+    expect(await litestreamRestore(replicaDir, join(dir, 'out.db'))).toBe(contentDigest(app));
+    app.close();
+  });
+
+  it('any other command: ends by the signal, as without a handler', async () => {
+    const dir = tmp();
+    const { p, release } = await heldAtConfig((config) => ['restore', '-config', config, '-o', join(dir, 'out.db'), join(dir, 'app.db')]);
+    process.kill(p.pid!, 'SIGTERM');
+    release(`dbs:\n  - path: ${join(dir, 'app.db')}\n    replicas:\n      - path: ${join(dir, 'replica')}\n`);
+    expect(await p.exit, p.tail()).toBe(null); // killed by SIGTERM
+    expect(existsSync(join(dir, 'out.db'))).toBe(false);
   });
 });
 

@@ -10,6 +10,7 @@ import type { Replication } from '../../replication.js';
 import type { CliIo, RunContext } from '../io.js';
 import { createCliLogger } from '../log.js';
 import { splitShellWords } from '../shell-words.js';
+import { SignalLatch } from '../signal-latch.js';
 
 interface ReplicateFlags {
   config?: string;
@@ -99,14 +100,19 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   let child: ChildProcess | undefined;
   let childExit: Promise<number> | undefined;
   let signalled: NodeJS.Signals | undefined;
+  // A stop requested while the databases open takes effect once they are open: aborting their start
+  // would leave nothing to make the final sync with.
+  let starting = true;
   const onSignal = (sig: NodeJS.Signals) => {
     signalled = sig;
     log.info('signal received, shutting down', { signal: sig });
     if (child && child.exitCode === null) child.kill(sig); // the app stops first; we follow when it exits
-    else stop.abort();
+    else if (!starting) stop.abort();
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // A signal caught while this command was loading and reading its config arrives here now: replication
+  // still starts and then stops with a final sync, as Litestream does.
+  const signals = io.signals ?? SignalLatch.install();
+  signals.take(onSignal);
   try {
     for (const s of specs) {
       // Not waiting for a database that does not exist yet: with -exec, the application creates it.
@@ -116,6 +122,8 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
       started.push(r);
       log.info('replicating', { db: s.dbPath, replicas: r.replicas.map((x) => `${x.name}:${x.client.location}`).join(',') });
     }
+    starting = false;
+    if (signalled) stop.abort();
     // The first sync before the app starts; a replica that is down must not keep the app from starting.
     for (const r of started) await r.sync().catch((err: unknown) => log.error('initial sync incomplete', { db: r.dbPath, error: describeError(err) }));
 
@@ -139,8 +147,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
       clearInterval(keepAlive);
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    if (signals !== io.signals) signals.release();
   }
 
   // Final sync of every replica of every database, then close.

@@ -28,6 +28,11 @@ import { monotonicMs } from '../internal/clock.js';
 import { DatabaseFile } from './database-file.js';
 import { readWalHeaderBytesSync } from './shadow-wal.js';
 
+/** How often a wait for the write lock tries again (see beginImmediate). */
+const LOCK_POLL_MS = 0.2;
+/** Something to Atomics.wait on: a synchronous pause without a busy loop. */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
 export interface CheckpointResult {
   busy: number;
   log: number;
@@ -131,6 +136,33 @@ export class ShipperDb {
   }
 
   /**
+   * BEGIN IMMEDIATE, trying again every LOCK_POLL_MS for up to `waitMs`. SQLite's busy handler sleeps 1,
+   * 2, 5, 10… ms between tries and so almost never lands in the short gaps between the commits of an
+   * application that writes without pause: measured against such a writer, it missed the lock within
+   * 100 ms in more than half of the tries (checkpoints were put off, the WAL grew to 60 MB and every
+   * commit of the application got slower), where polling took it in 0.2 ms at the median, every time.
+   */
+  private beginImmediate(waitMs: number): boolean {
+    const previous = Number(this.rw.pragma('busy_timeout', { simple: true }));
+    this.rw.pragma('busy_timeout = 0');
+    const deadline = monotonicMs() + Math.max(0, waitMs);
+    try {
+      for (;;) {
+        try {
+          this.rw.exec('BEGIN IMMEDIATE');
+          return true;
+        } catch (err) {
+          if (!isBusy(err)) throw err;
+          if (monotonicMs() >= deadline) return false;
+          Atomics.wait(PAUSE, 0, 0, LOCK_POLL_MS);
+        }
+      }
+    } finally {
+      this.rw.pragma(`busy_timeout = ${previous}`);
+    }
+  }
+
+  /**
    * Runs `fn` holding SQLite's write lock (no transaction can commit, the WAL cannot restart, and no
    * RESTART/TRUNCATE checkpoint can run meanwhile), waiting at most `waitMs` for it. Returns undefined
    * when the lock could not be had (an application transaction is in progress). With `commit`, what `fn`
@@ -141,16 +173,7 @@ export class ShipperDb {
    */
   tryWithWriteLock<T>(waitMs: number, fn: () => T, opts: { commit?: boolean } = {}): { value: T } | undefined {
     if (this.writeLocked) throw new Error('write lock taken twice');
-    const previous = Number(this.rw.pragma('busy_timeout', { simple: true }));
-    this.rw.pragma(`busy_timeout = ${Math.max(0, Math.floor(waitMs))}`);
-    try {
-      this.rw.exec('BEGIN IMMEDIATE');
-    } catch (err) {
-      if (isBusy(err)) return undefined;
-      throw err;
-    } finally {
-      this.rw.pragma(`busy_timeout = ${previous}`);
-    }
+    if (!this.beginImmediate(waitMs)) return undefined;
     this.writeLocked = true;
     let ok = false;
     try {

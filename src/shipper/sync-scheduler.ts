@@ -33,6 +33,7 @@ export class SyncScheduler {
   private running = false;
   private pending: boolean | undefined; // undefined: nothing pending; else whether durable was asked
   private stopped = false;
+  private watchUnavailable = false;
   private lastRunAt = -Infinity;
   private failures = 0;
   private backoffUntil = -Infinity;
@@ -46,16 +47,7 @@ export class SyncScheduler {
   }
 
   start(): void {
-    try {
-      const walName = basename(this.o.walPath);
-      const dbName = basename(this.o.dbPath);
-      this.watcher = watch(dirname(this.o.dbPath), { persistent: false }, (_event, name) => {
-        if (name === walName || name === dbName) this.request(false);
-      });
-      this.watcher.on('error', () => undefined); // the poll below still runs
-    } catch (err) {
-      this.o.log.warn('file watching unavailable; polling only', { error: describeError(err) });
-    }
+    this.arm();
     if (this.o.monitorIntervalMs > 0) {
       this.poll = setInterval(() => this.request(true), this.o.monitorIntervalMs);
       this.poll.unref();
@@ -64,9 +56,37 @@ export class SyncScheduler {
 
   stop(): void {
     this.stopped = true;
-    this.watcher?.close();
+    this.disarm();
     if (this.poll) clearInterval(this.poll);
     if (this.timer) clearTimeout(this.timer);
+  }
+
+  /**
+   * Watches the database's directory until the next change. The first notification disarms it: an
+   * application that commits without pause makes one or more notifications per commit (thousands a
+   * second), and each woke the event loop for nothing once a sync was already due. The watch is armed
+   * again right before that sync reads the WAL, so a commit after the sync's read is always noticed.
+   */
+  private arm(): void {
+    if (this.watcher || this.stopped || this.watchUnavailable) return;
+    try {
+      const walName = basename(this.o.walPath);
+      const dbName = basename(this.o.dbPath);
+      this.watcher = watch(dirname(this.o.dbPath), { persistent: false }, (_event, name) => {
+        if (name !== walName && name !== dbName) return;
+        this.disarm();
+        this.request(false);
+      });
+      this.watcher.on('error', () => this.disarm()); // the poll below still runs; the next sync re-arms
+    } catch (err) {
+      this.watchUnavailable = true;
+      this.o.log.warn('file watching unavailable; polling only', { error: describeError(err) });
+    }
+  }
+
+  private disarm(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
   }
 
   /** Asks for a sync as soon as the gap and any backoff allow. */
@@ -89,6 +109,7 @@ export class SyncScheduler {
     this.pending = undefined;
     this.running = true;
     this.lastRunAt = monotonicMs();
+    this.arm();
     try {
       await this.o.run(durable);
       this.succeeded();

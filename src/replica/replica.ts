@@ -208,6 +208,7 @@ export class Replica extends EventEmitter {
       if (wait > 0) await this.sleep(wait);
       if (this.stopped) break;
       try {
+        await this.shipper.catchUp();
         await this.sync();
         failures = 0;
       } catch (err) {

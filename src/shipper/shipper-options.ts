@@ -11,6 +11,13 @@ export interface ShipperOptions {
   /** Poll period, the safety net behind file watching (default 1 s; 0 = no background syncing). */
   monitorIntervalMs?: number;
   checkpoint?: Partial<CheckpointPolicy>;
+  /**
+   * Least time between two copies that file notifications trigger (default 15 ms). Replication sets it
+   * to its shortest replica sync-interval: a replica uploads at most that often, and catches the shadow
+   * WAL up itself before it does (see Replica), so copying a busy WAL on every commit would only cost
+   * CPU, fsyncs and write-lock waits for the application.
+   */
+  minSyncGapMs?: number;
   /** SQLite busy timeout of the shipper's connections (default 1 s). */
   busyTimeoutMs?: number;
   /**

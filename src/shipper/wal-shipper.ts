@@ -36,7 +36,7 @@ export { DEFAULT_MAX_SHADOW_WAL_BYTES } from './shadow-limit.js';
 export type { ShipperOptions, GenerationEvent, ShipperEvents } from './shipper-options.js';
 import type { GenerationEvent, ShipperEvents, ShipperOptions } from './shipper-options.js';
 
-const MIN_SYNC_GAP_MS = 15;
+const DEFAULT_MIN_SYNC_GAP_MS = 15;
 /** How long a checkpoint or a new index waits for an application's write transaction. */
 const LOCK_WAIT_MS = 100;
 
@@ -47,6 +47,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private readonly log: Logger;
   private readonly policy: CheckpointPolicy;
   private readonly monitorIntervalMs: number;
+  private readonly minSyncGapMs: number;
   private readonly busyTimeoutMs: number;
   private readonly maxFileBytes: number;
   private readonly stepHook: CheckpointStepHook | undefined;
@@ -76,6 +77,9 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     this.log = opts.logger ?? nullLogger;
     this.policy = { ...DEFAULT_CHECKPOINT_POLICY, ...opts.checkpoint };
     this.monitorIntervalMs = opts.monitorIntervalMs ?? 1000;
+    // Never a longer gap than the poll's (Litestream copies once per monitor-interval).
+    const pollMs = this.monitorIntervalMs > 0 ? this.monitorIntervalMs : 1000;
+    this.minSyncGapMs = Math.max(DEFAULT_MIN_SYNC_GAP_MS, Math.min(opts.minSyncGapMs ?? DEFAULT_MIN_SYNC_GAP_MS, pollMs));
     this.busyTimeoutMs = opts.busyTimeoutMs ?? 1000;
     this.maxFileBytes = opts.maxShadowWalFileBytes ?? MAX_NAMED_VALUE + 1;
     this.stepHook = opts.checkpointStepHook;
@@ -188,6 +192,14 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     return this.serial(() => this.tick(true));
   }
 
+  /**
+   * Copies what is committed now, for a replica about to upload (copies that notifications trigger are
+   * spaced by minSyncGapMs). A failure is left to the scheduler's next sync, which logs and retries it.
+   */
+  async catchUp(): Promise<void> {
+    await this.serial(() => this.tick(false)).catch(() => undefined);
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
@@ -200,7 +212,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       dbPath: this.dbPath,
       walPath: this.walPath,
       monitorIntervalMs: this.monitorIntervalMs,
-      minGapMs: MIN_SYNC_GAP_MS,
+      minGapMs: this.minSyncGapMs,
       log: this.log,
       run: (durable) => this.serial(() => this.tick(durable)),
       onError: (err) => {

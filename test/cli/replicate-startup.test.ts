@@ -122,7 +122,10 @@ describe('replicate at start-up', () => {
     let locked = true;
     undo.push(() => void (locked && execFileSync('chattr', ['-i', shadow])));
     const from = p.lines.length;
-    for (let i = 0; i < 40; i++) await writeFromProcess('sqlite3', dbPath, 10 + i, 1); // a file event each
+    // A file event each; syncs are spaced by the sync-interval (1 s here), and failures back off.
+    for (let i = 0; i < 20; i++) await writeFromProcess('sqlite3', dbPath, 10 + i, 1);
+    await p.waitForLog(/sync failed/, from, 30_000);
+    for (let i = 20; i < 40; i++) await writeFromProcess('sqlite3', dbPath, 10 + i, 1);
     const failures = p.lines.slice(from).filter((l) => /sync failed/.test(l));
     expect(failures.length, failures.join('\n')).toBe(1);
     expect(failures[0]).toMatch(/00000000\.wal|operation not permitted|EPERM/i);

@@ -66,32 +66,48 @@ async function xxh32(data: Uint8Array): Promise<number> {
 /**
  * Encodes a byte stream as one LZ4 frame. Usable as a `stream.pipeline` stage:
  * `pipeline(source, encodeLz4Frame, destination)`.
+ *
+ * Each input chunk is done with before the next is pulled: a chunk that is a whole block by itself is
+ * compressed from where it is, anything else is copied into one block buffer that is reused. So a
+ * source may read into the same buffer every time (uploadShadowSegment does), and the garbage per block
+ * is its compressed output only (consumers may queue that).
  */
 export async function* encodeLz4Frame(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
   const hasher = await newHasher();
   yield Buffer.from(LZ4_FRAME_HEADER);
 
-  // Input is gathered up to one block; small objects (most WAL segments) never allocate a full 4 MiB.
-  let parts: Uint8Array[] = [];
+  // Grown as needed up to one block: small objects (most WAL segments) never allocate a full 4 MiB.
+  let block = Buffer.alloc(0);
   let filled = 0;
-  const flush = (): Buffer => {
-    const block = parts.length === 1 ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.byteLength) : Buffer.concat(parts, filled);
-    parts = [];
-    filled = 0;
-    hashInSlices(hasher, block);
-    return compressBlock(block);
+  const seal = (data: Buffer): Buffer => {
+    hashInSlices(hasher, data);
+    return compressBlock(data);
   };
-  for await (const chunk of source) {
+  for await (const input of source) {
+    const chunk = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
     let pos = 0;
     while (pos < chunk.length) {
+      if (filled === 0 && chunk.length - pos >= LZ4_BLOCK_SIZE) {
+        yield seal(chunk.subarray(pos, pos + LZ4_BLOCK_SIZE));
+        pos += LZ4_BLOCK_SIZE;
+        continue;
+      }
       const n = Math.min(chunk.length - pos, LZ4_BLOCK_SIZE - filled);
-      parts.push(chunk.subarray(pos, pos + n));
+      if (block.length < filled + n) {
+        const grown = Buffer.allocUnsafe(Math.min(LZ4_BLOCK_SIZE, Math.max(filled + n, block.length * 2)));
+        block.copy(grown, 0, 0, filled);
+        block = grown;
+      }
+      chunk.copy(block, filled, pos, pos + n);
       filled += n;
       pos += n;
-      if (filled === LZ4_BLOCK_SIZE) yield flush();
+      if (filled === LZ4_BLOCK_SIZE) {
+        filled = 0;
+        yield seal(block);
+      }
     }
   }
-  if (filled > 0) yield flush();
+  if (filled > 0) yield seal(block.subarray(0, filled));
 
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(0, 0); // end mark

@@ -40,13 +40,16 @@ export async function uploadShadowSegment(client: ReplicaClient, replica: string
     await handle.read(header, 0, WAL_HEADER_SIZE, 0);
     const h = parseWalHeader(header, `shadow wal ${path}`);
     const fsize = frameSize(pageSize);
+    // One read buffer for the whole segment: the encoder is done with a chunk before it pulls the next.
+    const framesPerRead = Math.max(1, Math.floor(READ_CHUNK / fsize));
+    const readBuffer = Buffer.allocUnsafe(Math.min(end - pos.offset, WAL_HEADER_SIZE + framesPerRead * fsize));
     async function* bytes(): AsyncGenerator<Buffer> {
       let at = pos.offset;
       while (at < end) {
         // Chunks end on frame boundaries (the first one of a file also holds the 32-byte header).
         const head = at === 0 ? WAL_HEADER_SIZE : 0;
-        const want = Math.min(end - at, head + Math.max(1, Math.floor(READ_CHUNK / fsize)) * fsize);
-        const buf = Buffer.allocUnsafe(want);
+        const want = Math.min(end - at, head + framesPerRead * fsize);
+        const buf = readBuffer.subarray(0, want);
         const { bytesRead } = await handle.read(buf, 0, want, at);
         if (bytesRead !== want) throw new ReplicateError('IO', `replica ${replica}: short read of ${path} at ${at}`);
         for (let f = head; f + fsize <= want; f += fsize) {

@@ -42,6 +42,24 @@ const encode = (buf: Buffer, chunk = 65536) => collectBytes(encodeLz4Frame(chunk
 const decode = (buf: Buffer, chunk = 65536) => collectBytes(decodeLz4Frame({ label: 'obj' })(chunked(buf, chunk)));
 
 describe('lz4 frame writer', () => {
+  it('is done with each input chunk before it pulls the next (a source may reuse one buffer)', async () => {
+    const data = sample(2 * LZ4_BLOCK_SIZE + 3 * 1024 * 1024 + 17, 7);
+    const size = 1024 * 1024 + 7; // never aligned with a block: every block gathers parts of several chunks
+    async function* reusing(): AsyncGenerator<Buffer> {
+      const buf = Buffer.alloc(size);
+      for (let at = 0; at < data.length; at += size) {
+        const n = data.copy(buf, 0, at, at + size);
+        yield buf.subarray(0, n);
+        buf.fill(0xee); // what a reader reusing its buffer does next
+      }
+    }
+    const frame = await collectBytes(encodeLz4Frame(reusing()));
+    expect(decompressFrameSync(frame).equals(data)).toBe(true);
+    // A chunk that is a whole block by itself is compressed in place, and the result is the same.
+    const whole = await collectBytes(encodeLz4Frame(chunked(data, LZ4_BLOCK_SIZE)));
+    expect(whole.equals(frame)).toBe(true);
+  });
+
   it("writes Litestream's exact header and a single frame that the reference decoder reads", async () => {
     for (const size of [0, 1, 1000, LZ4_BLOCK_SIZE, LZ4_BLOCK_SIZE + 17, 9_039_872]) {
       const input = sample(size, size);

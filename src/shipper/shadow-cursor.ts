@@ -11,7 +11,7 @@ import { parseWalHeader } from '../sqlite/wal-format.js';
 import type { ShipperDb } from './db-connection.js';
 import type { MetaDir } from './meta.js';
 import { statSync } from 'node:fs';
-import { copyToShadow, fsyncFileSync, initShadow, readWalHeaderBytesSync, type CopyResult } from './shadow-wal.js';
+import { copyToShadow, fsyncFileSync, initShadow, readFrameSaltsSync, readWalHeaderBytesSync, type CopyResult } from './shadow-wal.js';
 
 /** The current shadow file and the WAL cycle it follows. */
 export interface Current {
@@ -126,6 +126,20 @@ export class ShadowCursor {
     // copy would read both files to append nothing. Skipped, unless a durable sync still needs its fsync.
     if (committed === this.frames() && (!fsync || this.durableToEnd())) return { shadowSize: cur.size, appended: 0, capped: false, diverged: false };
     return this.copy(fsync, committed);
+  }
+
+  /**
+   * Whether the WAL holds a frame of the shadow's cycle just past what is committed: a transaction being
+   * written. A commit writes its frames (a file event), then fsyncs them, and only then publishes them in
+   * the wal-index, which is shared memory and makes no file event; a sync that the write woke can run
+   * in between and find nothing committed yet. Also true for the frames a writer killed mid-commit left
+   * (SQLite discards those), so whoever asks again must back off.
+   */
+  frameInProgress(): boolean {
+    const cur = this.cur;
+    if (!cur) return false;
+    const salts = readFrameSaltsSync(this.walPath, cur.size);
+    return salts !== undefined && salts.equals(cur.header.subarray(16, 24));
   }
 
   /**

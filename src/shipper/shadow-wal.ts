@@ -148,6 +148,23 @@ function lastCommitCandidate(wal: number, header: WalHeader, from: number, buf: 
   }
 }
 
+/** The salts (8 bytes) of the frame that starts at `offset` in the file, if a whole frame header is there. */
+export function readFrameSaltsSync(path: string, offset: number): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const head = Buffer.allocUnsafe(WAL_FRAME_HEADER_SIZE);
+    return readSync(fd, head, 0, head.length, offset) === head.length ? head.subarray(8, 16) : undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export interface CopyResult {
   /** Shadow size after the copy (frame-aligned, ends at a commit). */
   shadowSize: number;

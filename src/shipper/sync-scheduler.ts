@@ -17,8 +17,13 @@ export interface SyncSchedulerOptions {
   monitorIntervalMs: number;
   /** Least time between two notification-triggered syncs. */
   minGapMs: number;
-  /** One sync; `durable`: the periodic one (it also fsyncs). */
-  run(durable: boolean): Promise<void>;
+  /**
+   * One sync; `durable`: the periodic one (it also fsyncs). 'in-progress': a transaction was being
+   * written and is not committed yet; publishing it makes no file event, so the scheduler asks again
+   * after the gap, backing off up to the poll's period (a writer that died mid-commit leaves such frames
+   * behind for good).
+   */
+  run(durable: boolean): Promise<void | 'in-progress'>;
   onError?(err: unknown): void;
   log: Logger;
   firstBackoffMs?: number;
@@ -34,6 +39,8 @@ export class SyncScheduler {
   private pending: boolean | undefined; // undefined: nothing pending; else whether durable was asked
   private stopped = false;
   private watchUnavailable = false;
+  private recheck: NodeJS.Timeout | undefined;
+  private recheckMs = 0;
   private lastRunAt = -Infinity;
   private failures = 0;
   private backoffUntil = -Infinity;
@@ -59,6 +66,7 @@ export class SyncScheduler {
     this.disarm();
     if (this.poll) clearInterval(this.poll);
     if (this.timer) clearTimeout(this.timer);
+    if (this.recheck) clearTimeout(this.recheck);
   }
 
   /**
@@ -111,14 +119,31 @@ export class SyncScheduler {
     this.lastRunAt = monotonicMs();
     this.arm();
     try {
-      await this.o.run(durable);
+      const outcome = await this.o.run(durable);
       this.succeeded();
+      this.recheckLater(outcome === 'in-progress');
     } catch (err) {
       this.failed(err);
     } finally {
       this.running = false;
     }
     if (this.pending !== undefined) this.request(this.pending);
+  }
+
+  private recheckLater(inProgress: boolean): void {
+    if (this.recheck) clearTimeout(this.recheck);
+    this.recheck = undefined;
+    if (!inProgress) {
+      this.recheckMs = 0;
+      return;
+    }
+    const pollMs = this.o.monitorIntervalMs > 0 ? this.o.monitorIntervalMs : 1000;
+    this.recheckMs = Math.min(pollMs, this.recheckMs === 0 ? Math.max(1, this.o.minGapMs) : this.recheckMs * 2);
+    this.recheck = setTimeout(() => {
+      this.recheck = undefined;
+      this.request(false);
+    }, this.recheckMs);
+    this.recheck.unref();
   }
 
   private succeeded(): void {

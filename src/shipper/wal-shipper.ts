@@ -188,8 +188,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   }
 
   /** Runs one sync now (copy new frames, maybe checkpoint). */
-  sync(): Promise<void> {
-    return this.serial(() => this.tick(true));
+  async sync(): Promise<void> {
+    await this.serial(() => this.tick(true));
   }
 
   /**
@@ -271,7 +271,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     return Math.max(4 << 20, 4096 * Math.max(this.policy.minCheckpointPageCount, 1) * 2);
   }
 
-  private async tick(durable: boolean): Promise<void> {
+  /** One sync; 'in-progress' when a transaction was being written and is not committed yet (see frameInProgress). */
+  private async tick(durable: boolean): Promise<void | 'in-progress'> {
     if (this.closed) return;
     const cursor = this.cursor;
     if (!this.db || !cursor.current) {
@@ -308,6 +309,10 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     }
     if (copy && !copy.diverged) {
       this.maybeCheckpoint();
+      if (copy.appended === 0 && cursor.frameInProgress()) {
+        await this.cleanShadows();
+        return 'in-progress';
+      }
     } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.settleLocked(db))) {
       // A restart to follow (or a shadow that looked diverged without the lock): decided under the lock.
       // No checkpoint while that waits: it would vouch for a cycle never copied.

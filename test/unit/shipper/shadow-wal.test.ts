@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { copyToShadow, cycleFollowsShadow, initShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
+import { copyToShadow, cycleFollowsShadow, initShadow, readFrameSaltsSync, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
 import { WalScanner } from '../../../src/sqlite/wal-format.js';
 
 const dirs: string[] = [];
@@ -35,6 +35,18 @@ function walWithOpenTransaction(rows: number) {
   scan.update(readFileSync(walPath));
   return { dir, db, walPath, committed: scan.result().committedSize, fileSize: statSync(walPath).size };
 }
+
+describe('readFrameSaltsSync', () => {
+  it("finds the cycle's salts just past the commit while a transaction is being written, and nothing once it is committed", () => {
+    const w = walWithOpenTransaction(50);
+    const salts = readWalHeaderBytesSync(w.walPath)!.subarray(16, 24);
+    expect(readFrameSaltsSync(w.walPath, w.committed)?.equals(salts)).toBe(true);
+    w.db.exec('COMMIT');
+    const end = statSync(w.walPath).size;
+    expect(readFrameSaltsSync(w.walPath, end)).toBeUndefined();
+    w.db.close();
+  });
+});
 
 describe('copyToShadow', () => {
   it.each([50, 2000])('copies up to the last commit and no further (%i uncommitted rows spilled)', (rows) => {

@@ -10,6 +10,7 @@ import { basename, dirname } from 'node:path';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { monotonicMs } from '../internal/clock.js';
+import { everyMs } from '../internal/shared-interval.js';
 
 export interface SyncSchedulerOptions {
   dbPath: string;
@@ -33,8 +34,9 @@ export interface SyncSchedulerOptions {
 
 export class SyncScheduler {
   private watcher: FSWatcher | undefined;
-  private poll: NodeJS.Timeout | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private unsubscribePoll: (() => void) | undefined;
+  /** The sync asked for and not started yet. */
+  private timer: { cancel(): void } | undefined;
   private running = false;
   private pending: boolean | undefined; // undefined: nothing pending; else whether durable was asked
   private stopped = false;
@@ -55,17 +57,14 @@ export class SyncScheduler {
 
   start(): void {
     this.arm();
-    if (this.o.monitorIntervalMs > 0) {
-      this.poll = setInterval(() => this.request(true), this.o.monitorIntervalMs);
-      this.poll.unref();
-    }
+    if (this.o.monitorIntervalMs > 0) this.unsubscribePoll = everyMs(this.o.monitorIntervalMs, () => this.request(true));
   }
 
   stop(): void {
     this.stopped = true;
     this.disarm();
-    if (this.poll) clearInterval(this.poll);
-    if (this.timer) clearTimeout(this.timer);
+    this.unsubscribePoll?.();
+    this.cancelScheduled();
     if (this.recheck) clearTimeout(this.recheck);
   }
 
@@ -104,11 +103,24 @@ export class SyncScheduler {
     if (this.running || this.timer) return;
     const now = monotonicMs();
     const delay = Math.max(0, this.lastRunAt + this.o.minGapMs - now, this.backoffUntil - now);
-    this.timer = setTimeout(() => {
+    const run = () => {
       this.timer = undefined;
       void this.runPending();
-    }, delay);
-    this.timer.unref();
+    };
+    // Due now (the usual poll): in this turn of the event loop, not in a timer that wakes it once more.
+    if (delay <= 0) {
+      const immediate = setImmediate(run);
+      this.timer = { cancel: () => clearImmediate(immediate) };
+      return;
+    }
+    const timeout = setTimeout(run, delay);
+    timeout.unref();
+    this.timer = { cancel: () => clearTimeout(timeout) };
+  }
+
+  private cancelScheduled(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
   }
 
   private async runPending(): Promise<void> {

@@ -173,7 +173,6 @@ export class InProcessReplication extends Replication {
       dbPath: opts.dbPath,
       metaPath: opts.metaPath,
       monitorIntervalMs: opts.monitorIntervalMs,
-      minSyncGapMs: Math.min(...opts.replicas.map((r) => r.syncIntervalMs ?? 1000)),
       checkpoint,
       maxShadowWalBytes: opts.maxShadowWalBytes,
       maxShadowWalFileBytes: opts.maxShadowWalFileBytes,

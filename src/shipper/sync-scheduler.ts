@@ -12,6 +12,9 @@ import type { Logger } from '../logger.js';
 import { monotonicMs } from '../internal/clock.js';
 import { everyMs } from '../internal/shared-interval.js';
 
+/** The first look again at a transaction in progress (see SyncSchedulerOptions.run). */
+const FIRST_RECHECK_MS = 2;
+
 export interface SyncSchedulerOptions {
   dbPath: string;
   walPath: string;
@@ -21,7 +24,7 @@ export interface SyncSchedulerOptions {
   /**
    * One sync; `durable`: the periodic one (it also fsyncs). 'in-progress': a transaction was being
    * written and is not committed yet; publishing it makes no file event, so the scheduler asks again
-   * after the gap, backing off up to the poll's period (a writer that died mid-commit leaves such frames
+   * 2 ms later, then 4, 8… up to the poll's period (a writer that died mid-commit leaves such frames
    * behind for good).
    */
   run(durable: boolean): Promise<void | 'in-progress'>;
@@ -96,13 +99,13 @@ export class SyncScheduler {
     this.watcher = undefined;
   }
 
-  /** Asks for a sync as soon as the gap and any backoff allow. */
-  request(durable: boolean): void {
+  /** Asks for a sync as soon as the gap (unless `soon`: a recheck) and any backoff allow. */
+  request(durable: boolean, soon = false): void {
     if (this.stopped) return;
     this.pending = (this.pending ?? false) || durable;
     if (this.running || this.timer) return;
     const now = monotonicMs();
-    const delay = Math.max(0, this.lastRunAt + this.o.minGapMs - now, this.backoffUntil - now);
+    const delay = Math.max(0, soon ? 0 : this.lastRunAt + this.o.minGapMs - now, this.backoffUntil - now);
     const run = () => {
       this.timer = undefined;
       void this.runPending();
@@ -150,10 +153,11 @@ export class SyncScheduler {
       return;
     }
     const pollMs = this.o.monitorIntervalMs > 0 ? this.o.monitorIntervalMs : 1000;
-    this.recheckMs = Math.min(pollMs, this.recheckMs === 0 ? Math.max(1, this.o.minGapMs) : this.recheckMs * 2);
+    // A commit's fsync takes a few milliseconds: look again soon, not after the gap, then back off.
+    this.recheckMs = Math.min(pollMs, this.recheckMs === 0 ? FIRST_RECHECK_MS : this.recheckMs * 2);
     this.recheck = setTimeout(() => {
       this.recheck = undefined;
-      this.request(false);
+      this.request(false, true);
     }, this.recheckMs);
     this.recheck.unref();
   }

@@ -234,6 +234,12 @@ export interface DecodeOptions {
    * frames one after another (WAL segments), which would otherwise each get their own output buffer.
    */
   outputBuffer?: Buffer;
+  /**
+   * Where a compressed block that spans input chunks is gathered, kept (and grown) across frames: for a
+   * caller that decodes many frames one after another (a restore's WAL segments), which would otherwise
+   * allocate one such buffer per frame and leave them all to the garbage collector.
+   */
+  inputScratch?: { buffer?: Buffer };
 }
 
 /**
@@ -246,7 +252,7 @@ export function decodeLz4Frame(options: DecodeOptions = {}) {
   return async function* decode(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
     const reader = new ByteReader(source);
     try {
-      yield* decodeFrame(reader, options.label, options.reuseOutput ?? 0, options.outputBuffer);
+      yield* decodeFrame(reader, options.label, options.reuseOutput ?? 0, options.outputBuffer, options.inputScratch);
     } finally {
       await reader.close();
     }
@@ -264,7 +270,7 @@ async function readExact(reader: ByteReader, n: number, label: string | undefine
   return buf;
 }
 
-async function* decodeFrame(reader: ByteReader, label: string | undefined, reuseOutput: number, outputBuffer?: Buffer): AsyncGenerator<Buffer> {
+async function* decodeFrame(reader: ByteReader, label: string | undefined, reuseOutput: number, outputBuffer?: Buffer, inputScratch: { buffer?: Buffer } = {}): AsyncGenerator<Buffer> {
   if (await reader.atEnd()) throw corrupt(label, 'object is empty (no lz4 frame)');
   let magic: number;
   for (;;) {
@@ -297,7 +303,6 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined, reuse
   sizePrefix.writeUInt32LE(blockMax, 0);
   let history: Buffer | undefined; // last 64 KiB of output, for linked blocks
   let total = 0n;
-  let scratch: Buffer | undefined;
   const ring: Buffer[] = [];
   let ringNext = 0;
 
@@ -322,8 +327,8 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined, reuse
     }
     if (independent) {
       // Compressed input is decoded at once, so one scratch buffer serves every block.
-      if (!scratch || scratch.length < length) scratch = Buffer.allocUnsafe(length);
-      const data = await readExact(reader, length, label, 'block data', scratch);
+      if (!inputScratch.buffer || inputScratch.buffer.length < length) inputScratch.buffer = Buffer.allocUnsafe(length);
+      const data = await readExact(reader, length, label, 'block data', inputScratch.buffer);
       if (blockChecksum) await readExact(reader, 4, label, 'block checksum');
       // Output: from the ring when the consumer allows it; else a fresh buffer (the consumer may still
       // hold the previous one) no bigger than the block can expand to (LZ4 output is at most ~255x its

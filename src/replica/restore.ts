@@ -341,6 +341,7 @@ async function applyIndexes(
   let written = 0;
   let name = '';
   let output: Buffer | undefined;
+  const inputScratch: { buffer?: Buffer } = {};
 
   const endIndex = (): boolean => {
     const ix = plan.indexes[current]!;
@@ -386,7 +387,7 @@ async function applyIndexes(
       }
       const ix = plan.indexes[current]!;
       output ??= Buffer.allocUnsafe(LZ4_BLOCK_SIZE);
-      written += await applySegment(source.where, body, applier, ix.endOffset === undefined ? Infinity : ix.endOffset - written, output);
+      written += await applySegment(source.where, body, applier, ix.endOffset === undefined ? Infinity : ix.endOffset - written, output, inputScratch);
     }
     if (current >= 0) endIndex();
     return out;
@@ -396,11 +397,11 @@ async function applyIndexes(
 }
 
 /** Decodes one segment into the applier; returns the bytes used (a requested end offset can cut it). */
-async function applySegment(where: string, body: AsyncIterable<Buffer>, applier: WalApplier, limit: number, output: Buffer): Promise<number> {
+async function applySegment(where: string, body: AsyncIterable<Buffer>, applier: WalApplier, limit: number, output: Buffer, inputScratch: { buffer?: Buffer }): Promise<number> {
   let n = 0;
   // The applier copies what it keeps before the next chunk is pulled, so one output buffer serves every
-  // block of every segment (segments are decoded one at a time).
-  for await (let chunk of decodeLz4Frame({ label: where, outputBuffer: output })(body)) {
+  // block of every segment (segments are decoded one at a time), and one input scratch too.
+  for await (let chunk of decodeLz4Frame({ label: where, outputBuffer: output, inputScratch })(body)) {
     // A segment can run past a requested end position (it was uploaded later, with more frames): the
     // rest is decoded (so the frame's checksums are still checked) but not used.
     if (n + chunk.length > limit) chunk = chunk.subarray(0, limit - n);

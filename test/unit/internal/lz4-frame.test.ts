@@ -138,6 +138,18 @@ describe('lz4 frame reader', () => {
     expect((await decode(withBlockSums)).equals(input)).toBe(true);
   });
 
+  it('gathers blocks that span chunks in one scratch buffer kept across frames', async () => {
+    const a = sample(LZ4_BLOCK_SIZE + 12345, 3);
+    const b = sample(300_000, 4);
+    const inputScratch: { buffer?: Buffer } = {};
+    const decode = async (data: Buffer) => collectBytes(decodeLz4Frame({ inputScratch })(chunked(await collectBytes(encodeLz4Frame(chunked(data, 65536))), 100_000)));
+    expect((await decode(a)).equals(a)).toBe(true);
+    const kept = inputScratch.buffer;
+    expect(kept).toBeDefined();
+    expect((await decode(b)).equals(b)).toBe(true);
+    expect(inputScratch.buffer).toBe(kept); // the second frame's blocks are smaller: no new buffer
+  });
+
   it('decodes into a ring of reused output buffers for a consumer that copies each chunk', async () => {
     const input = sample(LZ4_BLOCK_SIZE * 3 + 12345, 8);
     const framed = await encode(input, 1 << 20);

@@ -13,6 +13,7 @@
  * delivered are skipped: one dropped connection among a thousand objects costs one re-read, not the
  * restore. Only failures that another try can cure are retried (not a missing object, not an abort).
  */
+import { setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
 import { isReplicateError, ReplicateError, throwIfAborted } from '../errors.js';
 import { abortableSleep } from '../internal/abortable-sleep.js';
@@ -129,6 +130,9 @@ export class OrderedPrefetch {
   ) {
     this.slots = sources.map(() => new Slot());
     this.signal = opts.signal ? AbortSignal.any([opts.signal, this.stopper.signal]) : this.stopper.signal;
+    // Every read in flight listens to it (and a backend may add its own listener per read): past Node's
+    // default of 10, a restore with -parallelism 8 printed a MaxListenersExceededWarning, not a leak.
+    setMaxListeners(Math.max(10, 4 * opts.concurrency + 4), this.signal);
   }
 
   /** Starts reading ahead before the first body is asked for (e.g. while the snapshot decodes). */

@@ -82,8 +82,18 @@ describe('restore -parallelism', () => {
   ])('%j downloads exactly %i WAL indexes at a time, and the result is the source', async (flags, n) => {
     const gate = proxy.gate(isSegmentGet, n);
     const out = join(dir, `out-${flags.join('')}.db`);
-    const r = await runCli(['restore', ...flags, '-config', config, '-o', out, dbPath]);
+    // Node prints its warnings on the user's terminal: a restore must not cause any.
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    let r;
+    try {
+      r = await runCli(['restore', ...flags, '-config', config, '-o', out, dbPath]);
+    } finally {
+      process.off('warning', onWarning);
+    }
     expect(r.code, r.stderr).toBe(0);
+    expect(warnings.filter((w) => /MaxListeners/.test(w))).toEqual([]);
     expect(contentDigest(out)).toBe(digest);
     expect(gate.reached, `${n} segment downloads were never in flight together`).toBe(true);
     expect(gate.maxInFlight).toBe(n);

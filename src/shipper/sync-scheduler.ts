@@ -44,6 +44,7 @@ export class SyncScheduler {
   private pending: boolean | undefined; // undefined: nothing pending; else whether durable was asked
   private stopped = false;
   private watchUnavailable = false;
+  private armError: string | undefined;
   private recheck: NodeJS.Timeout | undefined;
   private recheckMs = 0;
   private lastRunAt = -Infinity;
@@ -59,7 +60,10 @@ export class SyncScheduler {
   }
 
   start(): void {
-    this.arm();
+    if (!this.arm()) {
+      this.watchUnavailable = true;
+      this.o.log.warn('file watching unavailable; polling only', { db: this.o.dbPath, error: this.armError });
+    }
     if (this.o.monitorIntervalMs > 0) this.unsubscribePoll = everyMs(this.o.monitorIntervalMs, () => this.request(true));
   }
 
@@ -77,8 +81,8 @@ export class SyncScheduler {
    * second), and each woke the event loop for nothing once a sync was already due. The watch is armed
    * again right before that sync reads the WAL, so a commit after the sync's read is always noticed.
    */
-  private arm(): void {
-    if (this.watcher || this.stopped || this.watchUnavailable) return;
+  private arm(): boolean {
+    if (this.watcher || this.stopped || this.watchUnavailable) return true;
     try {
       const walName = basename(this.o.walPath);
       const dbName = basename(this.o.dbPath);
@@ -87,10 +91,17 @@ export class SyncScheduler {
         this.disarm();
         this.request(false);
       });
-      this.watcher.on('error', () => this.disarm()); // the poll below still runs; the next sync re-arms
+      // A sync re-arms it; one is asked for so that the watch does not stay off until the poll.
+      this.watcher.on('error', () => {
+        this.disarm();
+        this.request(false);
+      });
+      return true;
     } catch (err) {
-      this.watchUnavailable = true;
-      this.o.log.warn('file watching unavailable; polling only', { error: describeError(err) });
+      // Later failures (a momentary EMFILE or inotify limit) leave the watch off until the next sync
+      // tries again; only a watch that cannot be had at start-up turns watching off for good.
+      this.armError = describeError(err);
+      return false;
     }
   }
 
@@ -148,6 +159,7 @@ export class SyncScheduler {
   private recheckLater(inProgress: boolean): void {
     if (this.recheck) clearTimeout(this.recheck);
     this.recheck = undefined;
+    if (this.stopped) return;
     if (!inProgress) {
       this.recheckMs = 0;
       return;

@@ -309,7 +309,9 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     }
     if (copy && !copy.diverged) {
       this.maybeCheckpoint();
-      if (copy.appended === 0 && cursor.frameInProgress()) {
+      // Also after a copy that appended: the watch was off since the event that asked for this sync,
+      // and a transaction that wrote its frames meanwhile publishes them with no event of its own.
+      if (cursor.frameInProgress()) {
         await this.cleanShadows();
         return 'in-progress';
       }

@@ -125,7 +125,8 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     starting = false;
     if (signalled) stop.abort();
     // The first sync before the app starts; a replica that is down must not keep the app from starting.
-    for (const r of started) await r.sync().catch((err: unknown) => log.error('initial sync incomplete', { db: r.dbPath, error: describeError(err) }));
+    // (Not when a stop came during start-up: the final sync below is the one that counts.)
+    if (!stop.signal.aborted) for (const r of started) await r.sync().catch((err: unknown) => log.error('initial sync incomplete', { db: r.dbPath, error: describeError(err) }));
 
     if (execWords !== undefined && !stop.signal.aborted) {
       const [cmd, ...args] = execWords;
@@ -147,7 +148,9 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
       clearInterval(keepAlive);
     }
   } finally {
-    if (signals !== io.signals) signals.release();
+    // From here a second signal ends the process at once, by default (e.g. a final sync that retries an
+    // unreachable store, stopped by a second Ctrl-C).
+    signals.release();
   }
 
   // Final sync of every replica of every database, then close.

@@ -15,19 +15,24 @@ import { everyMs } from '../internal/shared-interval.js';
 /** The first look again at a transaction in progress (see SyncSchedulerOptions.run). */
 const FIRST_RECHECK_MS = 2;
 
+/**
+ * What a sync found past the commit point. A transaction being written (frames of the cycle past it)
+ * publishes its commit in the wal-index, shared memory, which makes no file event, so the scheduler
+ * looks again by itself:
+ *   'in-progress'             nothing was copied: 2 ms later, then 4, 8… up to the poll's period (a
+ *                             writer that died mid-commit leaves such frames for good);
+ *   'in-progress-after-copy'  the sync copied, the app is busy writing: after the usual gap.
+ */
+export type SyncOutcome = void | 'in-progress' | 'in-progress-after-copy';
+
 export interface SyncSchedulerOptions {
   dbPath: string;
   walPath: string;
   monitorIntervalMs: number;
   /** Least time between two notification-triggered syncs. */
   minGapMs: number;
-  /**
-   * One sync; `durable`: the periodic one (it also fsyncs). 'in-progress': a transaction was being
-   * written and is not committed yet; publishing it makes no file event, so the scheduler asks again
-   * 2 ms later, then 4, 8… up to the poll's period (a writer that died mid-commit leaves such frames
-   * behind for good).
-   */
-  run(durable: boolean): Promise<void | 'in-progress'>;
+  /** One sync; `durable`: the periodic one (it also fsyncs). See SyncOutcome. */
+  run(durable: boolean): Promise<SyncOutcome>;
   onError?(err: unknown): void;
   log: Logger;
   firstBackoffMs?: number;
@@ -147,7 +152,7 @@ export class SyncScheduler {
     try {
       const outcome = await this.o.run(durable);
       this.succeeded();
-      this.recheckLater(outcome === 'in-progress');
+      this.recheckLater(outcome);
     } catch (err) {
       this.failed(err);
     } finally {
@@ -156,16 +161,18 @@ export class SyncScheduler {
     if (this.pending !== undefined) this.request(this.pending);
   }
 
-  private recheckLater(inProgress: boolean): void {
+  private recheckLater(outcome: SyncOutcome): void {
     if (this.recheck) clearTimeout(this.recheck);
     this.recheck = undefined;
     if (this.stopped) return;
-    if (!inProgress) {
+    if (outcome !== 'in-progress') {
       this.recheckMs = 0;
+      // A busy app: the next sync after the gap, as its next file event would have asked.
+      if (outcome === 'in-progress-after-copy') this.request(false);
       return;
     }
-    const pollMs = this.o.monitorIntervalMs > 0 ? this.o.monitorIntervalMs : 1000;
     // A commit's fsync takes a few milliseconds: look again soon, not after the gap, then back off.
+    const pollMs = this.o.monitorIntervalMs > 0 ? this.o.monitorIntervalMs : 1000;
     this.recheckMs = Math.min(pollMs, this.recheckMs === 0 ? FIRST_RECHECK_MS : this.recheckMs * 2);
     this.recheck = setTimeout(() => {
       this.recheck = undefined;

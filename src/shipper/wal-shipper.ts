@@ -25,7 +25,7 @@ import { RestoreContinuation, type RestoreCheck } from './restore-continuation.j
 import { ShadowCursor, walInodeSync } from './shadow-cursor.js';
 import { DEFAULT_MAX_SHADOW_WAL_BYTES, ShadowLimit, type ShadowWalUsage } from './shadow-limit.js';
 import { decideStartLocked, prepareStart, type StartContext } from './startup.js';
-import { SyncScheduler } from './sync-scheduler.js';
+import { SyncScheduler, type SyncOutcome } from './sync-scheduler.js';
 import { pinAndDigest, pinPosition, type PinContext, type PinnedDigest } from './validation-pin.js';
 import { liveImage } from './database-digest.js';
 
@@ -271,8 +271,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     return Math.max(4 << 20, 4096 * Math.max(this.policy.minCheckpointPageCount, 1) * 2);
   }
 
-  /** One sync; 'in-progress' when a transaction was being written and is not committed yet (see frameInProgress). */
-  private async tick(durable: boolean): Promise<void | 'in-progress'> {
+  /** One sync, and whether a transaction was being written and not committed yet (see SyncOutcome). */
+  private async tick(durable: boolean): Promise<SyncOutcome> {
     if (this.closed) return;
     const cursor = this.cursor;
     if (!this.db || !cursor.current) {
@@ -313,7 +313,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       // and a transaction that wrote its frames meanwhile publishes them with no event of its own.
       if (cursor.frameInProgress()) {
         await this.cleanShadows();
-        return 'in-progress';
+        return copy.appended > 0 ? 'in-progress-after-copy' : 'in-progress';
       }
     } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.settleLocked(db))) {
       // A restart to follow (or a shadow that looked diverged without the lock): decided under the lock.

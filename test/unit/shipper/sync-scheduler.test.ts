@@ -10,14 +10,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nullLogger } from '../../../src/logger.js';
-import { SyncScheduler } from '../../../src/shipper/sync-scheduler.js';
+import { SyncScheduler, type SyncOutcome } from '../../../src/shipper/sync-scheduler.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-function scheduler(outcomes: ('in-progress' | undefined)[]) {
+function scheduler(outcomes: SyncOutcome[]) {
   const dir = mkdtempSync(join(tmpdir(), 'stn-scheduler-'));
   const dbPath = join(dir, 'app.db');
   writeFileSync(dbPath, '');
@@ -63,6 +63,14 @@ describe('SyncScheduler', () => {
     // Every 2 ms would be ~500 syncs; doubling from 2 ms is 9 (2, 4, … 512).
     expect(runs.length).toBeGreaterThanOrEqual(2);
     expect(runs.length).toBeLessThanOrEqual(12);
+  });
+
+  it('after a sync that copied and saw a transaction still being written, syncs again after the gap', async () => {
+    const { runs, walPath } = scheduler(['in-progress-after-copy', undefined]);
+    writeFileSync(walPath, 'frames');
+    await until(() => runs.length === 2, `2 syncs from one file event, got ${runs.length}`);
+    await sleep(300);
+    expect(runs).toHaveLength(2);
   });
 
   it('runs once per file event when no transaction is in progress', async () => {

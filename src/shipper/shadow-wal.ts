@@ -150,19 +150,8 @@ function lastCommitCandidate(wal: number, header: WalHeader, from: number, buf: 
 
 /** The salts (8 bytes) of the frame that starts at `offset` in the file, if a whole frame header is there. */
 export function readFrameSaltsSync(path: string, offset: number): Buffer | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    const head = Buffer.allocUnsafe(WAL_FRAME_HEADER_SIZE);
-    return readSync(fd, head, 0, head.length, offset) === head.length ? head.subarray(8, 16) : undefined;
-  } finally {
-    closeSync(fd);
-  }
+  const head = readRange(path, WAL_FRAME_HEADER_SIZE, offset);
+  return head?.length === WAL_FRAME_HEADER_SIZE ? head.subarray(8, 16) : undefined;
 }
 
 export interface CopyResult {

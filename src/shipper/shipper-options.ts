@@ -11,14 +11,6 @@ export interface ShipperOptions {
   /** Poll period, the safety net behind file watching (default 1 s; 0 = no background syncing). */
   monitorIntervalMs?: number;
   checkpoint?: Partial<CheckpointPolicy>;
-  /**
-   * Least time between two copies that file notifications trigger (default 15 ms; at most the
-   * monitor-interval). Replication leaves it at the default, whatever the replicas' sync-interval: a copy
-   * spaced by a 1 s sync-interval saved CPU under a heavy load, but the checkpoint that follows a copy
-   * then came with up to a second's frames to backfill under the write lock, and an embedded app's
-   * commits waited it out in SQLite's busy handler (event-loop delay max +9-11 ms instead of +1.5 ms).
-   */
-  minSyncGapMs?: number;
   /** SQLite busy timeout of the shipper's connections (default 1 s). */
   busyTimeoutMs?: number;
   /**

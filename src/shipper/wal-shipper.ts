@@ -36,7 +36,13 @@ export { DEFAULT_MAX_SHADOW_WAL_BYTES } from './shadow-limit.js';
 export type { ShipperOptions, GenerationEvent, ShipperEvents } from './shipper-options.js';
 import type { GenerationEvent, ShipperEvents, ShipperOptions } from './shipper-options.js';
 
-const DEFAULT_MIN_SYNC_GAP_MS = 15;
+/**
+ * Least time between two copies that file notifications trigger, whatever the replicas' sync-interval.
+ * Spacing them by a 1 s sync-interval saved little CPU under a heavy load, but the checkpoint that follows
+ * a copy then came with up to a second's frames to backfill under the write lock: the app's throughput
+ * fell from 0.91-0.93 to 0.59-0.65 of its own, and an embedded app's event-loop delay max rose by 9-11 ms.
+ */
+const MIN_SYNC_GAP_MS = 15;
 /** How long a checkpoint or a new index waits for an application's write transaction. */
 const LOCK_WAIT_MS = 100;
 
@@ -47,7 +53,6 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private readonly log: Logger;
   private readonly policy: CheckpointPolicy;
   private readonly monitorIntervalMs: number;
-  private readonly minSyncGapMs: number;
   private readonly busyTimeoutMs: number;
   private readonly maxFileBytes: number;
   private readonly stepHook: CheckpointStepHook | undefined;
@@ -77,9 +82,6 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     this.log = opts.logger ?? nullLogger;
     this.policy = { ...DEFAULT_CHECKPOINT_POLICY, ...opts.checkpoint };
     this.monitorIntervalMs = opts.monitorIntervalMs ?? 1000;
-    // Never a longer gap than the poll's (Litestream copies once per monitor-interval).
-    const pollMs = this.monitorIntervalMs > 0 ? this.monitorIntervalMs : 1000;
-    this.minSyncGapMs = Math.max(DEFAULT_MIN_SYNC_GAP_MS, Math.min(opts.minSyncGapMs ?? DEFAULT_MIN_SYNC_GAP_MS, pollMs));
     this.busyTimeoutMs = opts.busyTimeoutMs ?? 1000;
     this.maxFileBytes = opts.maxShadowWalFileBytes ?? MAX_NAMED_VALUE + 1;
     this.stepHook = opts.checkpointStepHook;
@@ -194,7 +196,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
 
   /**
    * Copies what is committed now, for a replica about to upload (copies that notifications trigger are
-   * spaced by minSyncGapMs). A failure is left to the scheduler's next sync, which logs and retries it.
+   * spaced by MIN_SYNC_GAP_MS). A failure is left to the scheduler's next sync, which logs and retries it.
    */
   async catchUp(): Promise<void> {
     await this.serial(() => this.tick(false)).catch(() => undefined);
@@ -212,7 +214,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       dbPath: this.dbPath,
       walPath: this.walPath,
       monitorIntervalMs: this.monitorIntervalMs,
-      minGapMs: this.minSyncGapMs,
+      minGapMs: MIN_SYNC_GAP_MS,
       log: this.log,
       run: (durable) => this.serial(() => this.tick(durable)),
       onError: (err) => {
@@ -307,20 +309,19 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       this.startNewGeneration('no shadow wal (the shadow file was removed)');
       return;
     }
+    let outcome: SyncOutcome = undefined;
     if (copy && !copy.diverged) {
       this.maybeCheckpoint();
       // Also after a copy that appended: the watch was off since the event that asked for this sync,
       // and a transaction that wrote its frames meanwhile publishes them with no event of its own.
-      if (cursor.frameInProgress()) {
-        await this.cleanShadows();
-        return copy.appended > 0 ? 'in-progress-after-copy' : 'in-progress';
-      }
+      if (cursor.frameInProgress()) outcome = copy.appended > 0 ? 'in-progress-after-copy' : 'in-progress';
     } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.settleLocked(db))) {
       // A restart to follow (or a shadow that looked diverged without the lock): decided under the lock.
       // No checkpoint while that waits: it would vouch for a cycle never copied.
       this.log.debug("wal restarted; the next index waits for the application's write", { db: this.dbPath });
     }
     await this.cleanShadows();
+    return outcome;
   }
 
   /** A new generation decided outside the lock (a removed shadow file, the shadow WAL limit, a replica's request). */

@@ -26,6 +26,7 @@ const LONG_FLAGS = new Set([
   'stop-at-gap',
   'dry-run',
   'exec',
+  'restore-if-db-not-exists',
   'help',
 ]);
 
@@ -112,6 +113,9 @@ function hintFor(err: unknown): string | undefined {
         ? 'check the replica path or URL; with -if-replica-exists, restore exits 0 when there is no backup'
         : 'list what the replica holds with `stn-replicate generations` and `stn-replicate snapshots`';
     case 'OUTPUT_EXISTS':
+      if (err.details.startupRestore === true) {
+        return 'a -wal file without its database is left from an earlier database: move it aside (or remove it, if that database is gone for good) and start again';
+      }
       return 'choose another -o path, remove the file, or pass -if-db-not-exists to skip restoring';
     case 'MISSING_WAL_INDEX':
     case 'MISSING_INITIAL_SEGMENT':

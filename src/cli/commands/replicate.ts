@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Command } from 'commander';
 import { describeError, ReplicateError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { Replication } from '../../replication.js';
+import type { Replication, ReplicationOptions } from '../../replication.js';
 import type { CliIo, RunContext } from '../io.js';
 import { createCliLogger } from '../log.js';
 import { splitShellWords } from '../shell-words.js';
@@ -16,10 +16,13 @@ interface ReplicateFlags {
   config?: string;
   expandEnv?: boolean;
   exec?: string;
+  restoreIfDbNotExists?: boolean;
   logLevel?: string;
 }
 
 const DEFAULT_SYNC_INTERVAL_MS = 1000;
+
+type ReplicationSpecOptions = Omit<ReplicationOptions, 'logger'>;
 
 export function registerReplicate(program: Command, io: CliIo, ctx: RunContext): void {
   program
@@ -30,6 +33,10 @@ export function registerReplicate(program: Command, io: CliIo, ctx: RunContext):
     .option('--config <path>', 'config file (default: $LITESTREAM_CONFIG or /etc/litestream.yml)')
     .option('--no-expand-env', 'do not expand environment variables in the config')
     .option('--exec <cmd>', 'run this command once replication has started; stop when it exits, with its exit code')
+    .option(
+      '--restore-if-db-not-exists',
+      'first restore each database whose file is missing from its replicas (none there at all: start fresh); any other failure exits non-zero before replicating',
+    )
     .action(async (db: string | undefined, urls: string[], flags: ReplicateFlags) => {
       ctx.exitCode = await replicate(db, urls, flags, io);
     });
@@ -41,7 +48,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   const { buildReplicaClient, replicaName } = config;
 
   let log: Logger;
-  let specs: { dbPath: string; options: Omit<Parameters<typeof startReplication>[0], 'logger'> }[];
+  let specs: { dbPath: string; options: ReplicationSpecOptions }[];
   let exec = flags.exec;
   if (db !== undefined) {
     if (flags.config !== undefined) throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify a replica URL and the -config flag');
@@ -103,17 +110,34 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   // A stop requested while the databases open takes effect once they are open: aborting their start
   // would leave nothing to make the final sync with.
   let starting = true;
+  // A start-up restore is stopped by a signal (nothing is written then): there is nothing to sync yet.
+  let restoringAtStartup = flags.restoreIfDbNotExists === true;
   const onSignal = (sig: NodeJS.Signals) => {
     signalled = sig;
     log.info('signal received, shutting down', { signal: sig });
     if (child && child.exitCode === null) child.kill(sig); // the app stops first; we follow when it exits
-    else if (!starting) stop.abort();
+    else if (!starting || restoringAtStartup) stop.abort();
   };
   // A signal caught while this command was loading and reading its config arrives here now: replication
   // still starts and then stops with a final sync, as Litestream does.
   const signals = io.signals ?? SignalLatch.install();
   signals.take(onSignal);
   try {
+    // The start-up restore: before anything else touches the databases, and before the application runs.
+    if (flags.restoreIfDbNotExists === true) {
+      const restoring = new AbortController();
+      const abortRestore = () => restoring.abort(new ReplicateError('ABORTED', 'start-up restore interrupted by a signal; nothing was written'));
+      stop.signal.addEventListener('abort', abortRestore, { once: true });
+      try {
+        for (const s of specs) {
+          if (signalled) abortRestore();
+          await restoreAtStartup(s.dbPath, s.options, restoring.signal, log);
+        }
+      } finally {
+        stop.signal.removeEventListener('abort', abortRestore);
+        restoringAtStartup = false;
+      }
+    }
     for (const s of specs) {
       // Not waiting for a database that does not exist yet: with -exec, the application creates it.
       // In-process: this command has no application on its event loop to protect from the shipper's
@@ -168,6 +192,38 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   if (appCode !== undefined && appCode !== 0) return appCode;
   return failed ? 1 : 0;
 }
+
+/**
+ * `-restore-if-db-not-exists` for one database: restore its latest state when the file is missing. No
+ * backup at all is a first boot; every other failure propagates (the command exits non-zero before
+ * replicating or starting the application, with no database file created). A restore through a config
+ * with `continue-after-restore` leaves the marker that lets replication continue the restored generation.
+ */
+async function restoreAtStartup(dbPath: string, opts: ReplicationSpecOptions, signal: AbortSignal, log: Logger): Promise<void> {
+  const { restoreIfMissing } = await import('../../replica/restore-if-missing.js');
+  const replicas = opts.replicas.map((r) => ({ name: r.name ?? r.client.type, client: r.client }));
+  let lastLog = Date.now();
+  const outcome = await restoreIfMissing(dbPath, replicas, {
+    metaPath: opts.metaPath,
+    restoreMarker: opts.continueAfterRestore === true,
+    signal,
+    logger: log,
+    // A big restore says how far it is, every few seconds (a container's start-up can take minutes).
+    onProgress: (p) => {
+      const now = Date.now();
+      if (now - lastLog < PROGRESS_LOG_MS) return;
+      lastLog = now;
+      log.info('restoring', { db: dbPath, phase: p.phase, downloaded: `${p.bytesDone}/${p.bytesTotal} bytes`, indexes: `${p.indexesApplied}/${p.indexesTotal}` });
+    },
+  }).catch((err: unknown) => {
+    const code = err instanceof ReplicateError ? err.code : 'IO';
+    const details = err instanceof ReplicateError ? { ...err.details, startupRestore: true } : { startupRestore: true };
+    throw new ReplicateError(code, `-restore-if-db-not-exists: ${describeError(err)}; not replicating and not starting the application`, { cause: err, details });
+  });
+  if (outcome.kind === 'no-backup') log.info('no backup exists yet: first start, the application creates the database', { db: dbPath });
+}
+
+const PROGRESS_LOG_MS = 5000;
 
 function signalNumber(sig: NodeJS.Signals): number | undefined {
   return ({ SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[sig];

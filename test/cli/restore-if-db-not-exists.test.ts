@@ -1,0 +1,178 @@
+/**
+ * `replicate -restore-if-db-not-exists -exec APP`: the seed's container start-up in one command, run as
+ * processes. First boot (no database, no backup): the app starts and its writes are replicated. Restart:
+ * nothing is restored. Volume lost: the app sees every earlier row. On a bad day (store unreachable,
+ * bucket missing, a stray -wal) the command exits non-zero, the app never runs and no database file is
+ * left behind.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { LoggedProcess, oracleEnv, runLitestream } from '../helpers/oracle.js';
+import { contentDigest } from '../helpers/source-db.js';
+import { spawn } from 'node:child_process';
+
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
+const bootApp = join(import.meta.dirname, '..', 'helpers', 'boot-app.cjs');
+const dirs: string[] = [];
+const procs: LoggedProcess[] = [];
+afterEach(async () => {
+  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'stn-restore-if-missing-'));
+  dirs.push(d);
+  return d;
+}
+
+/** One boot: the command with the app as -exec; returns the exit code, the log and what the app saw. */
+async function boot(args: string[], dbPath: string, n: number, dir: string): Promise<{ code: number | null; log: string; seen?: { boot: number; n: number }[] }> {
+  const seenFile = join(dir, `seen-${n}.json`);
+  const app = `${process.execPath} ${bootApp} ${dbPath} ${n} ${seenFile}`;
+  const p = new LoggedProcess('', spawn(process.execPath, [bin, 'replicate', '-restore-if-db-not-exists', '-exec', app, ...args], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] }));
+  procs.push(p);
+  const code = await p.exit;
+  const seen = existsSync(seenFile) ? (JSON.parse(readFileSync(seenFile, 'utf8')) as { boot: number; n: number }[]) : undefined;
+  return { code, log: p.lines.join('\n'), seen };
+}
+
+function loseVolume(dbPath: string): void {
+  for (const f of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`]) rmSync(f, { force: true });
+  rmSync(join(join(dbPath, '..'), `.${dbPath.split('/').pop()}-litestream`), { recursive: true, force: true });
+}
+
+function generations(replicaDir: string): string[] {
+  return readdirSync(join(replicaDir, 'generations'));
+}
+
+/** A port on 127.0.0.1 that nothing listens on. */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+function s3Config(dir: string, dbPath: string, endpoint: string, bucket: string): string {
+  const config = join(dir, 'litestream.yml');
+  writeFileSync(
+    config,
+    `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: station-db\n        endpoint: ${endpoint}\n` +
+      `        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n        sync-interval: 100ms\n`,
+  );
+  return config;
+}
+
+/** Nothing of the database left behind: no file, no -wal, no meta directory. */
+function expectNoDatabase(dbPath: string): void {
+  const dir = join(dbPath, '..');
+  expect(readdirSync(dir).filter((f) => f.includes('station.db'))).toEqual([]);
+}
+
+describe('replicate -restore-if-db-not-exists', () => {
+  it('first boot starts fresh, a restart restores nothing, and after the volume is lost the app sees every earlier row (config)', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'data', 'station.db');
+    const replicaDir = join(dir, 'replica');
+    const config = join(dir, 'litestream.yml');
+    writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: file\n        path: ${replicaDir}\n        sync-interval: 100ms\n`);
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(join(dir, 'data'));
+
+    const first = await boot(['-config', config], dbPath, 1, dir);
+    expect(first.code, first.log).toBe(0);
+    expect(first.log).toMatch(/no backup/);
+    expect(first.seen).toEqual([]);
+    expect(generations(replicaDir)).toHaveLength(1);
+
+    const second = await boot(['-config', config], dbPath, 2, dir);
+    expect(second.code, second.log).toBe(0);
+    expect(second.log).toMatch(/database exists, not restoring/);
+    expect(second.seen).toEqual([{ boot: 1, n: 20 }]);
+
+    loseVolume(dbPath);
+    const third = await boot(['-config', config], dbPath, 3, dir);
+    expect(third.code, third.log).toBe(0);
+    expect(third.log).toMatch(/database restored/);
+    expect(third.log).toMatch(/state at/);
+    expect(third.seen).toEqual([
+      { boot: 1, n: 20 },
+      { boot: 2, n: 20 },
+    ]);
+    // What the third boot wrote is replicated too, and the real Litestream restores all of it.
+    const out = join(dir, 'litestream-restored.db');
+    const r = await runLitestream(['restore', '-config', config, '-o', out, dbPath]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(contentDigest(out)).toBe(contentDigest(dbPath));
+  });
+
+  it('works in the URL form, and continues nothing it cannot prove (a new generation after a restore)', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'station.db');
+    const url = `file://${join(dir, 'replica')}`;
+    expect((await boot([dbPath, url], dbPath, 1, dir)).code).toBe(0);
+    loseVolume(dbPath);
+    const again = await boot([dbPath, url], dbPath, 2, dir);
+    expect(again.code, again.log).toBe(0);
+    expect(again.seen).toEqual([{ boot: 1, n: 20 }]);
+    const restored = join(dir, 'restored.db');
+    const r = await runCli(['restore', '-o', restored, url]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(contentDigest(restored)).toBe(contentDigest(dbPath));
+  });
+
+  it('with the store unreachable it exits non-zero: the app never runs and no database file exists', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'station.db');
+    const config = s3Config(dir, dbPath, `http://127.0.0.1:${await closedPort()}`, 'backups');
+    const r = await boot(['-config', config], dbPath, 1, dir);
+    expect(r.code, r.log).not.toBe(0);
+    expect(r.code).not.toBeNull();
+    expect(r.log).toMatch(/-restore-if-db-not-exists: .*not starting the application/);
+    expect(r.log).toMatch(/ECONNREFUSED|connect/i);
+    expect(r.log).not.toMatch(/starting subprocess/);
+    expect(r.seen).toBeUndefined();
+    expectNoDatabase(dbPath);
+  });
+
+  it('with the bucket missing it exits non-zero and names it; an empty bucket is a first boot', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'station.db');
+    const endpoint = inject('s3Endpoint');
+    const missing = `missing-${randomBytes(4).toString('hex')}`;
+    const r = await boot(['-config', s3Config(dir, dbPath, endpoint, missing)], dbPath, 1, dir);
+    expect(r.code, r.log).not.toBe(0);
+    expect(r.log).toMatch(new RegExp(missing));
+    expect(r.seen).toBeUndefined();
+    expectNoDatabase(dbPath);
+
+    const { createBucket } = await import('../servers/s3-server.js');
+    const bucket = `empty-${randomBytes(4).toString('hex')}`;
+    await createBucket(endpoint, bucket);
+    const ok = await boot(['-config', s3Config(dir, dbPath, endpoint, bucket)], dbPath, 1, dir);
+    expect(ok.code, ok.log).toBe(0);
+    expect(ok.log).toMatch(/no backup/);
+    expect(ok.seen).toEqual([]);
+  });
+
+  it('a -wal left without its database is refused with what to do, not restored under', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'station.db');
+    const url = `file://${join(dir, 'replica')}`;
+    expect((await boot([dbPath, url], dbPath, 1, dir)).code).toBe(0);
+    rmSync(dbPath);
+    writeFileSync(`${dbPath}-wal`, 'left from an earlier database');
+    const r = await boot([dbPath, url], dbPath, 2, dir);
+    expect(r.code, r.log).toBe(1);
+    expect(r.log).toMatch(/a WAL file for the output path already exists/);
+    expect(r.log).toMatch(/hint: a -wal file without its database/);
+    expect(r.seen).toBeUndefined();
+    expect(existsSync(dbPath)).toBe(false);
+  });
+});

@@ -273,6 +273,7 @@ export class InProcessReplication extends Replication {
     await Promise.all(this.replicas.map((r) => r.stop()));
     let failure: unknown;
     try {
+      await this.shipper.openIfPresent();
       await this.sync();
     } catch (err) {
       failure = err;

@@ -11,6 +11,7 @@
  * the WAL file is the same) — else a new generation, with the reason.
  */
 import { EventEmitter } from 'node:events';
+import { stat } from 'node:fs/promises';
 import { openWhenReady } from './database-wait.js';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
@@ -65,6 +66,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private queue: Promise<unknown> = Promise.resolve();
   private scheduler: SyncScheduler | undefined;
   private closed = false;
+  /** close() has begun: the background wait for the database must not start following it any more. */
+  private closing = false;
   private opening: Promise<unknown> | undefined;
   private reopening = false;
   private snapshotsRunning = 0;
@@ -169,11 +172,11 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
         signal,
         said,
         keepWaiting,
-        closed: () => this.closed,
+        closed: () => this.closed || this.closing,
         maxDelayMs: Math.max(1000, this.monitorIntervalMs),
-        open: () => this.serial(() => this.init()),
+        open: () => this.serial(() => this.openOnce()),
       }).then(async (opened) => {
-        if (!opened || this.closed || signal?.aborted) return opened;
+        if (!opened || this.closed || this.closing || signal?.aborted) return opened;
         // A first sync that fails is retried by the scheduler like any other: following must start.
         await this.sync().catch((err: unknown) => this.log.error('sync failed', { db: this.dbPath, error: describeError(err), retry: 'with backoff' }));
         this.follow();
@@ -436,9 +439,33 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     };
   }
 
+  /** Opens the database unless a concurrent open (the background wait, or close) already did. */
+  private async openOnce(): Promise<void> {
+    if (!this.db) await this.init();
+  }
+
+  /**
+   * Before a final sync: opens the database if it exists now and was not opened yet. The background wait
+   * looks for a missing database only now and then, and an application that creates it and exits between
+   * two looks (`replicate -exec` with a short-lived app) has committed transactions that must still be
+   * shipped. Throws when the database is there but cannot be opened.
+   */
+  async openIfPresent(): Promise<void> {
+    if (this.db || this.closed) return;
+    const exists = await stat(this.dbPath).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) return;
+    await this.serial(() => this.openOnce()).catch((err: unknown) => {
+      throw new ReplicateError('IO', `cannot open ${this.dbPath} for the final sync; what it holds is not replicated: ${describeError(err)}`, { cause: err });
+    });
+  }
+
   /** Stops following the database and closes its connections (a final sync first). */
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
     this.scheduler?.stop();
     if (this.db) await this.sync().catch((err: unknown) => this.log.warn('final sync failed', { db: this.dbPath, error: describeError(err) }));
     this.closed = true;

@@ -71,6 +71,28 @@ describe('replicate at start-up', () => {
     expect(await bothRestore(replicaDir, dir)).toEqual([live, live]);
   });
 
+  it('-exec with an application that creates the database and exits at once: its rows are still shipped by the final sync', async () => {
+    // The background wait looks for a missing database only now and then; an app faster than that used
+    // to leave a database nobody replicated, and the command exited 0.
+    const dir = tmp();
+    const dbPath = join(dir, 'station.db');
+    const replicaDir = join(dir, 'replica');
+    const app = join(dir, 'app.cjs');
+    writeFileSync(
+      app,
+      `const D = require(${JSON.stringify(require.resolve('better-sqlite3'))});
+       const db = new D(${JSON.stringify(dbPath)}); db.pragma('journal_mode = WAL');
+       db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)');
+       db.prepare("INSERT INTO t (v, n) VALUES ('quick', 1)").run();
+       db.close();`,
+    );
+    const p = spawnStn(['replicate', '-exec', `${process.execPath} ${app}`, dbPath, `file://${replicaDir}`]);
+    expect(await p.exit, p.tail()).toBe(0);
+    expect(rowCount(dbPath)).toBe(1);
+    const live = contentDigest(dbPath);
+    expect(await bothRestore(replicaDir, dir)).toEqual([live, live]);
+  });
+
   it('an -exec command line that cannot be split is refused before anything is replicated', async () => {
     const dir = tmp();
     const dbPath = join(dir, 'app.db');

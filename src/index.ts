@@ -31,6 +31,8 @@ export type { NamedReplica, GenerationRow } from './replica/listing.js';
 export { chooseGeneration, planRestore, generationBounds, restorableRange, restorableRanges, formatRestorableRanges, summarizePlan } from './replica/restore-plan.js';
 export type { GenerationListing, RestorePlan, IndexPlan, PlanOptions, RestorableRange, RestoreTarget, RestorePlanSummary } from './replica/restore-plan.js';
 export { restore, executeRestore, planReplicaRestore, previewRestore, INTEGRITY_CHECKS } from './replica/restore.js';
+export { restoreIfMissing } from './replica/restore-if-missing.js';
+export type { RestoreIfMissingOptions, RestoreIfMissingOutcome } from './replica/restore-if-missing.js';
 export type { RestoreOptions, RestoreResult, RestoreProgress, IntegrityCheck, RestorePreview, PreviewRestoreOptions } from './replica/restore.js';
 
 export * from './config/index.js';

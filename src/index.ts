@@ -2,7 +2,7 @@
  * stn-replicate's public library API. Everything a Node program needs to read and restore Litestream
  * v0.3 replicas; the CLI (src/cli) is a thin consumer of these exports.
  */
-export { ReplicateError, NotFoundError, ERROR_CODES, isReplicateError, isNotFound } from './errors.js';
+export { ReplicateError, NotFoundError, ERROR_CODES, isReplicateError, isNotFound, describeError } from './errors.js';
 export type { ErrorCode, ReplicateErrorOptions } from './errors.js';
 export type { Logger, LogFields } from './logger.js';
 export { nullLogger } from './logger.js';

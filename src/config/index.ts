@@ -9,3 +9,4 @@ export type { ParsedReplicaUrl, S3HostInfo } from './replica-url.js';
 export { resolveReplicaLocation } from './replica-resolve.js';
 export { buildReplicaClient, replicaFromUrl } from './build-client.js';
 export type { ResolvedReplica } from './build-client.js';
+export { replicationOptionsFor, DEFAULT_SYNC_INTERVAL_MS } from './replication-options.js';

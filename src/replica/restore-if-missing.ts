@@ -13,6 +13,7 @@ import { lstat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { describeError, errnoCode, isReplicateError, ReplicateError } from '../errors.js';
 import { nullLogger } from '../logger.js';
+import type { ReplicaClient } from '../client/replica-client.js';
 import type { NamedReplica } from './listing.js';
 import { restore, type RestoreOptions, type RestoreResult } from './restore.js';
 import type { RestorePlan } from './restore-plan.js';
@@ -31,8 +32,14 @@ export type RestoreIfMissingOutcome =
  * Restores `dbPath` from `replicas` when the file does not exist. Throws (a ReplicateError naming what
  * failed) on any failure other than "the replicas hold no backup at all"; the output is then untouched.
  */
-export async function restoreIfMissing(dbPath: string, replicas: readonly NamedReplica[], opts: RestoreIfMissingOptions = {}): Promise<RestoreIfMissingOutcome> {
+export async function restoreIfMissing(
+  dbPath: string,
+  replicaSpecs: readonly { readonly name?: string; readonly client: ReplicaClient }[],
+  opts: RestoreIfMissingOptions = {},
+): Promise<RestoreIfMissingOutcome> {
   const log = opts.logger ?? nullLogger;
+  // The replicas of a ReplicationOptions (their default name is the client's type, as replication names them).
+  const replicas: NamedReplica[] = replicaSpecs.map((r) => ({ name: r.name ?? r.client.type, client: r.client }));
   const path = resolve(dbPath);
   if (await fileExists(path)) {
     log.info('database exists, not restoring', { db: path });

@@ -20,8 +20,6 @@ interface ReplicateFlags {
   logLevel?: string;
 }
 
-const DEFAULT_SYNC_INTERVAL_MS = 1000;
-
 type ReplicationSpecOptions = Omit<ReplicationOptions, 'logger'>;
 
 export function registerReplicate(program: Command, io: CliIo, ctx: RunContext): void {
@@ -45,7 +43,7 @@ export function registerReplicate(program: Command, io: CliIo, ctx: RunContext):
 async function replicate(db: string | undefined, urls: string[], flags: ReplicateFlags, io: CliIo): Promise<number> {
   const { startReplication } = await import('../../replication.js');
   const config = await import('../../config/index.js');
-  const { buildReplicaClient, replicaName } = config;
+  const { buildReplicaClient, replicaName, DEFAULT_SYNC_INTERVAL_MS } = config;
 
   let log: Logger;
   let specs: { dbPath: string; options: ReplicationSpecOptions }[];
@@ -67,29 +65,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     if (cfg.addr !== undefined) log.warn('addr (metrics endpoint) is not implemented yet; ignored', { addr: cfg.addr });
     exec ??= cfg.exec;
     if (cfg.dbs.length === 0) log.warn('no databases specified in configuration');
-    specs = cfg.dbs.map((d) => ({
-      dbPath: d.path,
-      options: {
-        dbPath: d.path,
-        metaPath: d.metaPath,
-        monitorIntervalMs: d.monitorIntervalMs,
-        checkpointIntervalMs: d.checkpointIntervalMs,
-        minCheckpointPageCount: d.minCheckpointPageCount,
-        maxCheckpointPageCount: d.maxCheckpointPageCount,
-        maxShadowWalBytes: d.maxShadowWalBytes,
-        continueAfterRestore: d.continueAfterRestore,
-        replicas: d.replicas.map((r) => ({
-          name: replicaName(r),
-          client: buildReplicaClient(r, io.env),
-          syncIntervalMs: r.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS,
-          // Unset keys take Litestream's defaults in the library (no scheduled snapshots, 24 h retention checked hourly).
-          snapshotIntervalMs: r.snapshotIntervalMs,
-          retentionMs: r.retentionMs,
-          retentionCheckIntervalMs: r.retentionCheckIntervalMs,
-          validationIntervalMs: r.validationIntervalMs,
-        })),
-      },
-    }));
+    specs = cfg.dbs.map((d) => ({ dbPath: d.path, options: config.replicationOptionsFor(d, io.env) }));
   }
 
   // A command line that cannot be split is a usage error, found before anything is replicated.
@@ -201,9 +177,8 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
  */
 async function restoreAtStartup(dbPath: string, opts: ReplicationSpecOptions, signal: AbortSignal, log: Logger): Promise<void> {
   const { restoreIfMissing } = await import('../../replica/restore-if-missing.js');
-  const replicas = opts.replicas.map((r) => ({ name: r.name ?? r.client.type, client: r.client }));
   let lastLog = Date.now();
-  const outcome = await restoreIfMissing(dbPath, replicas, {
+  const outcome = await restoreIfMissing(dbPath, opts.replicas, {
     metaPath: opts.metaPath,
     restoreMarker: opts.continueAfterRestore === true,
     signal,

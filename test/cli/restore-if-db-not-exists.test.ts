@@ -112,6 +112,24 @@ describe('replicate -restore-if-db-not-exists', () => {
     expect(contentDigest(out)).toBe(contentDigest(dbPath));
   });
 
+  it('with continue-after-restore, the lineage goes on in the restored generation (one generation), and Litestream restores it all', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'station.db');
+    const replicaDir = join(dir, 'replica');
+    const config = join(dir, 'litestream.yml');
+    writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    continue-after-restore: true\n    replicas:\n      - type: file\n        path: ${replicaDir}\n`);
+    expect((await boot(['-config', config], dbPath, 1, dir)).code).toBe(0);
+    loseVolume(dbPath);
+    const again = await boot(['-config', config], dbPath, 2, dir);
+    expect(again.code, again.log).toBe(0);
+    expect(again.seen).toEqual([{ boot: 1, n: 20 }]);
+    expect(generations(replicaDir)).toHaveLength(1);
+    const out = join(dir, 'litestream-restored.db');
+    const r = await runLitestream(['restore', '-o', out, `file://${replicaDir}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(contentDigest(out)).toBe(contentDigest(dbPath));
+  });
+
   it('works in the URL form, and continues nothing it cannot prove (a new generation after a restore)', async () => {
     const dir = tmp();
     const dbPath = join(dir, 'station.db');
@@ -121,6 +139,7 @@ describe('replicate -restore-if-db-not-exists', () => {
     const again = await boot([dbPath, url], dbPath, 2, dir);
     expect(again.code, again.log).toBe(0);
     expect(again.seen).toEqual([{ boot: 1, n: 20 }]);
+    expect(generations(join(dir, 'replica'))).toHaveLength(2);
     const restored = join(dir, 'restored.db');
     const r = await runCli(['restore', '-o', restored, url]);
     expect(r.code, r.stderr).toBe(0);
@@ -159,6 +178,49 @@ describe('replicate -restore-if-db-not-exists', () => {
     expect(ok.code, ok.log).toBe(0);
     expect(ok.log).toMatch(/no backup/);
     expect(ok.seen).toEqual([]);
+  });
+
+  it('access denied, or SIGTERM while the store does not answer: non-zero exit, the app never runs, nothing written', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'station.db');
+    const endpoint = inject('s3Endpoint');
+    const { createBucket } = await import('../servers/s3-server.js');
+    const { startFaultProxy } = await import('../servers/fault-proxy.js');
+    const bucket = `denied-${randomBytes(4).toString('hex')}`;
+    await createBucket(endpoint, bucket);
+    const proxy = await startFaultProxy(endpoint);
+    try {
+      const config = s3Config(dir, dbPath, proxy.endpoint, bucket);
+      expect((await boot(['-config', config], dbPath, 1, dir)).code).toBe(0);
+      loseVolume(dbPath);
+
+      proxy.mode = 'error403';
+      const denied = await boot(['-config', config], dbPath, 2, dir);
+      expect(denied.code, denied.log).toBe(1);
+      expect(denied.log).toMatch(/AccessDenied|403/);
+      expect(denied.seen).toBeUndefined();
+      expectNoDatabase(dbPath);
+
+      // A store that accepts connections and never answers: the operator (or the orchestrator) stops it.
+      proxy.mode = 'stall';
+      const seenFile = join(dir, 'seen-3.json');
+      const p = new LoggedProcess(
+        '',
+        spawn(process.execPath, [bin, 'replicate', '-restore-if-db-not-exists', '-exec', `${process.execPath} ${bootApp} ${dbPath} 3 ${seenFile}`, '-config', config], {
+          env: oracleEnv(),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      );
+      procs.push(p);
+      await new Promise((r) => setTimeout(r, 1500));
+      p.stop('SIGTERM');
+      expect(await p.exit, p.tail()).toBe(1);
+      expect(p.lines.join('\n')).toMatch(/-restore-if-db-not-exists: interrupted by a signal; nothing was written/);
+      expect(existsSync(seenFile)).toBe(false);
+      expectNoDatabase(dbPath);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('a -wal left without its database is refused with what to do, not restored under', async () => {

@@ -102,7 +102,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     // The start-up restore: before anything else touches the databases, and before the application runs.
     if (flags.restoreIfDbNotExists === true) {
       const restoring = new AbortController();
-      const abortRestore = () => restoring.abort(new ReplicateError('ABORTED', 'start-up restore interrupted by a signal; nothing was written'));
+      const abortRestore = () => restoring.abort();
       stop.signal.addEventListener('abort', abortRestore, { once: true });
       try {
         for (const s of specs) {
@@ -191,6 +191,7 @@ async function restoreAtStartup(dbPath: string, opts: ReplicationSpecOptions, si
       log.info('restoring', { db: dbPath, phase: p.phase, downloaded: `${p.bytesDone}/${p.bytesTotal} bytes`, indexes: `${p.indexesApplied}/${p.indexesTotal}` });
     },
   }).catch((err: unknown) => {
+    if (signal.aborted) throw new ReplicateError('ABORTED', '-restore-if-db-not-exists: interrupted by a signal; nothing was written, not starting the application', { cause: err });
     const code = err instanceof ReplicateError ? err.code : 'IO';
     const details = err instanceof ReplicateError ? { ...err.details, startupRestore: true } : { startupRestore: true };
     throw new ReplicateError(code, `-restore-if-db-not-exists: ${describeError(err)}; not replicating and not starting the application`, { cause: err, details });

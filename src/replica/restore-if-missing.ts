@@ -53,7 +53,7 @@ export async function restoreIfMissing(
       db: path,
       replica: result.plan.replica,
       generation: result.plan.generation,
-      'state at': stateAt.toISOString(),
+      stateAt: stateAt.toISOString(),
       indexes: result.indexesApplied,
     });
     return { kind: 'restored', dbPath: path, result, stateAt };

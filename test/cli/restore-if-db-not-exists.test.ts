@@ -100,7 +100,7 @@ describe('replicate -restore-if-db-not-exists', () => {
     const third = await boot(['-config', config], dbPath, 3, dir);
     expect(third.code, third.log).toBe(0);
     expect(third.log).toMatch(/database restored/);
-    expect(third.log).toMatch(/state at/);
+    expect(third.log).toMatch(/stateAt=/);
     expect(third.seen).toEqual([
       { boot: 1, n: 20 },
       { boot: 2, n: 20 },

@@ -10,12 +10,12 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
 import { nullLogger, type Logger } from '../logger.js';
 import type { Replication } from '../replication.js';
 import { DEFAULT_HEALTH_MAX_LAG_MS, evaluateHealth } from './health.js';
-import { registerReplicationMetrics, StatusReader, type ReplicationSource } from './prometheus-metrics.js';
+import { promClient, registerReplicationMetrics, StatusReader, type ReplicationSource } from './prometheus-metrics.js';
 
 export interface BindAddress {
   /** undefined: every interface (an address written without a host, such as ":9090"). */
@@ -67,7 +67,7 @@ export interface MetricsServer {
 export async function startMetricsServer(opts: MetricsServerOptions): Promise<MetricsServer> {
   const bind = typeof opts.addr === 'string' ? parseBindAddress(opts.addr) : opts.addr;
   const log = opts.logger ?? nullLogger;
-  const registry = opts.registry ?? new Registry();
+  const registry = opts.registry ?? new (promClient().Registry)();
   const reader = new StatusReader(opts.replications);
   const unregister = registerReplicationMetrics(registry, reader);
   const maxLagMs = opts.healthMaxLagMs ?? DEFAULT_HEALTH_MAX_LAG_MS;

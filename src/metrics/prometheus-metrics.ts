@@ -11,10 +11,19 @@
  * `litestream_replica_operation_*` is per backend type for the whole process (no `db`/`name` labels), and
  * the file backend is not counted (Litestream counts cloud requests only).
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Counter, Gauge, Registry } from 'prom-client';
 import { REPLICA_OPERATIONS } from '../client/replica-client.js';
 import type { Replication } from '../replication.js';
 import type { ReplicationStatus } from '../replication-status.js';
+
+/**
+ * prom-client, loaded when metrics are first registered: importing the library must not cost its load
+ * time (tens of milliseconds) to applications that never serve metrics.
+ */
+export function promClient(): typeof import('prom-client') {
+  return createRequire(import.meta.url)('prom-client') as typeof import('prom-client');
+}
 
 /** The replications to expose: a fixed list, or a function (a CLI that starts them one by one). */
 export type ReplicationSource = readonly Replication[] | (() => readonly Replication[]);
@@ -76,6 +85,7 @@ type Fill = (set: (labels: Labels, value: number) => void, statuses: Replication
  * Returns a function that removes them again.
  */
 export function registerReplicationMetrics(registry: Registry, source: ReplicationSource | StatusReader): () => void {
+  const { Counter, Gauge } = promClient();
   const reader = source instanceof StatusReader ? source : new StatusReader(source);
   const names: string[] = [];
 

@@ -39,6 +39,13 @@ export * from './config/index.js';
 export { VERSION, LITESTREAM_COMPAT_VERSION } from './version.js';
 
 export { startReplication, Replication, InProcessReplication } from './replication.js';
+export type { ReplicationStatus, ReplicaStats, ShipperStats, CheckpointCounts } from './replication-status.js';
+export { startMetricsServer, parseBindAddress } from './metrics/metrics-server.js';
+export type { MetricsServer, MetricsServerOptions, BindAddress } from './metrics/metrics-server.js';
+export { registerReplicationMetrics, METRIC_NAMES } from './metrics/prometheus-metrics.js';
+export type { ReplicationSource } from './metrics/prometheus-metrics.js';
+export { evaluateHealth, DEFAULT_HEALTH_MAX_LAG_MS } from './metrics/health.js';
+export type { HealthReport } from './metrics/health.js';
 export type { ReplicationOptions, ReplicaSpec, ReplicationEvents, ShipperView, ReplicaView } from './replication.js';
 export { WalShipper } from './shipper/wal-shipper.js';
 export type { ShipperOptions, GenerationEvent, CheckpointEvent, RestoreCheck } from './shipper/wal-shipper.js';

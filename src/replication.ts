@@ -27,6 +27,8 @@ import type { MetaDir } from './shipper/meta.js';
 import type { ShadowWalUsage } from './shipper/shadow-limit.js';
 import { WalShipper } from './shipper/wal-shipper.js';
 import type { CheckpointStepHook } from './shipper/db-connection.js';
+import type { ReplicationStatus } from './replication-status.js';
+import { monotonicMs } from './internal/clock.js';
 
 export interface ReplicaSpec {
   /** Defaults to the client's type; must be unique per database. */
@@ -84,6 +86,8 @@ export interface ReplicationEvents {
   retention: [{ replica: string } & RetentionResult];
   validation: [{ replica: string } & ValidationResult];
   error: [{ replica?: string; error: unknown }];
+  /** After close(), whether or not its final sync succeeded. */
+  close: [];
 }
 
 /**
@@ -138,6 +142,12 @@ export abstract class Replication extends EventEmitter<ReplicationEvents> {
   abstract sync(): Promise<void>;
   /** Stops replicating after a final sync of every replica; throws (naming what was not uploaded) if that fails. */
   abstract close(): Promise<void>;
+  /**
+   * The replication's figures as they are now (counters, sizes, positions, each replica's lag, last
+   * upload and last error): plain data, for metrics and health checks (see replication-status.ts).
+   * From a worker thread it is one message there and back.
+   */
+  abstract status(): Promise<ReplicationStatus>;
 
   static start(opts: ReplicationOptions): Promise<Replication> {
     return startReplication(opts);
@@ -213,12 +223,38 @@ export class InProcessReplication extends Replication {
     };
     this.shipper.on('error', (error) => forward({ error }));
     for (const r of this.replicas) {
-      r.on('snapshot', (s) => this.emit('snapshot', { replica: r.name, ...s }));
-      r.on('segment', (s) => this.emit('segment', { replica: r.name, ...s }));
+      r.on('snapshot', (s) => {
+        this.trimTimeline();
+        this.emit('snapshot', { replica: r.name, ...s });
+      });
+      r.on('segment', (s) => {
+        this.trimTimeline();
+        this.emit('segment', { replica: r.name, ...s });
+      });
       r.on('retention', (e: RetentionResult) => this.emit('retention', { replica: r.name, ...e }));
       r.on('validation', (e: ValidationResult) => this.emit('validation', { replica: r.name, ...e }));
       r.on('error', (error) => forward({ replica: r.name, error }));
     }
+  }
+
+  /** The copy times every replica is past are not needed for lag any more. */
+  private trimTimeline(): void {
+    this.shipper.timeline.trimToSlowest(this.replicas.map((r) => r.confirmedPos()));
+  }
+
+  /** The figures as they are now (see Replication.status); synchronous here. */
+  statusNow(): ReplicationStatus {
+    const now = monotonicMs();
+    return {
+      dbPath: this.dbPath,
+      position: this.shipper.pos(),
+      shipper: this.shipper.stats(),
+      replicas: this.replicas.map((r) => r.stats(now)),
+    };
+  }
+
+  status(): Promise<ReplicationStatus> {
+    return Promise.resolve(this.statusNow());
   }
 
   /** Replicas short of the shipper's current index, named with their location and last error. */
@@ -279,6 +315,7 @@ export class InProcessReplication extends Replication {
       failure = err;
     }
     await this.shipper.close();
+    this.emit('close');
     if (failure) throw failure;
   }
 }

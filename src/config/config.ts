@@ -33,7 +33,7 @@ export interface LoadOptions {
 
 export const DEFAULT_CONFIG_PATH = '/etc/litestream.yml';
 
-const TOP_KEYS = ['dbs', 'exec', 'addr', 'access-key-id', 'secret-access-key', 'logging'] as const;
+const TOP_KEYS = ['dbs', 'exec', 'addr', 'health-max-lag', 'access-key-id', 'secret-access-key', 'logging'] as const;
 const LOGGING_KEYS = ['level', 'type', 'stderr'] as const;
 const DB_KEYS = ['path', 'meta-path', 'monitor-interval', 'checkpoint-interval', 'min-checkpoint-page-count', 'max-checkpoint-page-count', 'max-shadow-wal-size', 'continue-after-restore', 'replicas'] as const;
 const REPLICA_KEYS = [
@@ -89,10 +89,17 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     dbs,
     exec: top.str('exec'),
     addr: top.str('addr'),
+    healthMaxLagMs: healthMaxLag(top.duration('health-max-lag'), src),
     ...creds,
     logging: parseLogging(top.obj.logging, `${src}: logging`, warnings),
     warnings,
   });
+}
+
+/** A threshold of 0 or less would report every replica as behind all the time. */
+function healthMaxLag(ms: number | undefined, src: string): number | undefined {
+  if (ms !== undefined && !(ms > 0)) throw new ReplicateError('CONFIG', `${src}: health-max-lag must be a positive duration`);
+  return ms;
 }
 
 function parseLogging(raw: unknown, where: string, warnings: string[]): LoggingConfig {

@@ -97,6 +97,8 @@ export interface Config {
   exec?: string;
   /** Metrics/pprof bind address, as written (the replicate command checks it has a port). */
   addr?: string;
+  /** Ours (`health-max-lag`): the replica lag over which /healthz answers 503 (unset: the default, 60 s). */
+  healthMaxLagMs?: number;
   accessKeyId?: string;
   secretAccessKey?: string;
   logging: LoggingConfig;

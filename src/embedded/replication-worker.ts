@@ -88,6 +88,8 @@ async function run(method: CallMethod, i: number | undefined): Promise<CallResul
       return replica().enforceRetention();
     case 'validate':
       return replica().validate();
+    case 'status':
+      return r.statusNow();
     default:
       throw new Error(`unknown call ${String(method)}`);
   }

@@ -13,6 +13,7 @@ import type { RetentionResult, ValidationCounts, ValidationResult } from '../rep
 import type { ShadowWalUsage } from '../shipper/shadow-limit.js';
 import type { ClientDescription } from './client-transfer.js';
 import type { OperationCounts } from '../client/replica-client.js';
+import type { ReplicationStatus } from '../replication-status.js';
 
 /** The options of startReplication that are plain data (they cross the thread boundary as they are). */
 type PlainOptions = Pick<
@@ -65,9 +66,9 @@ export interface ReplicaSettings {
   validationIntervalMs: number;
 }
 
-export type CallMethod = 'sync' | 'close' | 'shipperSync' | 'durablePos' | 'replicaSync' | 'snapshot' | 'enforceRetention' | 'validate';
+export type CallMethod = 'sync' | 'close' | 'shipperSync' | 'durablePos' | 'replicaSync' | 'snapshot' | 'enforceRetention' | 'validate' | 'status';
 
-export type CallResult = void | Pos | undefined | SnapshotInfo | RetentionResult | ValidationResult;
+export type CallResult = void | Pos | undefined | SnapshotInfo | RetentionResult | ValidationResult | ReplicationStatus;
 
 export type ToWorker = { t: 'call'; id: number; method: CallMethod; replica?: number } | { t: 'abort' };
 

@@ -24,6 +24,7 @@ import { Replication, type ReplicaView, type ReplicationEvents, type Replication
 import { defaultMetaPath, MetaDir } from '../shipper/meta.js';
 import type { ShadowWalUsage } from '../shipper/shadow-limit.js';
 import { describeClient, type ClientDescription } from './client-transfer.js';
+import type { ReplicationStatus } from '../replication-status.js';
 import { rebuildError, type CallMethod, type CallResult, type FromWorker, type ReplicaSettings, type ReplicationState, type ToWorker, type WorkerInit } from './worker-protocol.js';
 
 export interface TransferableClient {
@@ -266,6 +267,11 @@ export class WorkerReplication extends Replication {
     await this.call('sync');
   }
 
+  /** The worker's figures, fresh (lag is measured there, on the clock its marks were taken with). */
+  override async status(): Promise<ReplicationStatus> {
+    return (await this.call('status')) as ReplicationStatus;
+  }
+
   override close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.failure) throw this.failure;
@@ -275,6 +281,7 @@ export class WorkerReplication extends Replication {
         this.closed = true;
         this.signal?.removeEventListener('abort', this.onAbort);
         await this.worker.terminate();
+        this.emit('close');
       }
     })();
     return this.closing;

@@ -27,6 +27,8 @@ import { validateReplica, type ValidationCounts, type ValidationResult } from '.
 export type { RetentionResult } from './retention-run.js';
 export type { ValidationCounts, ValidationResult } from './validate.js';
 export type { ReplicaOptions } from './replica-options.js';
+export type { ReplicaStats } from '../replication-status.js';
+import type { ReplicaStats } from '../replication-status.js';
 import type { ReplicaOptions } from './replica-options.js';
 
 export const DEFAULT_RETENTION_MS = 24 * 3600_000;
@@ -49,7 +51,15 @@ export class Replica extends EventEmitter {
   private background: Promise<void>[] = [];
   private retentionRun: Promise<unknown> = Promise.resolve();
   private firstSync: { promise: Promise<void>; resolve: () => void };
-  private position: Pos | undefined;
+  private position_: Pos | undefined;
+  /**
+   * The last position known to be in the store: unlike `position`, kept across a failed sync (which
+   * makes the next one recompute it from the remote), so that lag can be measured while the store is
+   * unreachable.
+   */
+  private confirmed: Pos | undefined;
+  /** Counters for monitoring (see stats()): plain numbers, incremented on the way. */
+  private readonly counters = { walBytes: 0, putBytes: 0, getBytes: 0, lastUploadAt: undefined as number | undefined };
   private running: Promise<void> | undefined;
   private readonly stop_ = new StopSignal();
   private wake: (() => void) | undefined;
@@ -102,9 +112,61 @@ export class Replica extends EventEmitter {
     return undefined;
   }
 
+  private get position(): Pos | undefined {
+    return this.position_;
+  }
+
+  private set position(pos: Pos | undefined) {
+    this.position_ = pos;
+    if (pos !== undefined) this.confirmed = pos;
+  }
+
   /** What this replica holds, as far as it knows (undefined until the first sync). */
   pos(): Pos | undefined {
     return this.position;
+  }
+
+  /** The last position known to be in the store (kept across failed syncs; undefined until known). */
+  confirmedPos(): Pos | undefined {
+    return this.confirmed;
+  }
+
+  /**
+   * How far behind this replica is, in milliseconds: the age of the oldest change the shipper has copied
+   * that this replica does not hold yet (0 when it holds everything). It keeps growing while the store is
+   * unreachable, although nothing is uploaded. `nowMs` on the monotonic clock.
+   */
+  lagMs(nowMs = monotonicMs()): number {
+    const db = this.shipper.pos();
+    if (!db) return 0;
+    const p = this.confirmed;
+    if (p !== undefined && p.generation === db.generation && comparePos(p, db) >= 0) return 0;
+    const since = this.shipper.timeline.firstAfter(p);
+    return since === undefined ? 0 : Math.max(0, nowMs - since);
+  }
+
+  /** This replica's figures for monitoring (Litestream's per-replica metrics, lag, last upload, last error). */
+  stats(nowMs = monotonicMs()): ReplicaStats {
+    const counts = this.client.requestCounts();
+    const c = this.counters;
+    const error = this.lastError;
+    return {
+      name: this.name,
+      type: this.client.type,
+      location: this.client.location,
+      position: this.confirmed,
+      lagSeconds: this.lagMs(nowMs) / 1000,
+      lastUploadAt: c.lastUploadAt,
+      walBytes: c.walBytes,
+      operations: {
+        LIST: { count: counts.LIST, bytes: 0 },
+        PUT: { count: counts.PUT, bytes: c.putBytes },
+        GET: { count: counts.GET, bytes: c.getBytes },
+        DELETE: { count: counts.DELETE, bytes: 0 },
+      },
+      validations: { ...this.validations },
+      ...(error !== undefined ? { error: describeError(error) } : {}),
+    };
   }
 
   /** The error of the last failed sync, cleared by a successful one. */
@@ -321,6 +383,8 @@ export class Replica extends EventEmitter {
       const source = image();
       try {
         const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeLz4Frame(source));
+        this.counters.putBytes += info.size;
+        this.counters.lastUploadAt = this.now();
         this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: info.size });
         this.emit('snapshot', info);
         return info;
@@ -332,7 +396,7 @@ export class Replica extends EventEmitter {
 
   /** Spec §6.3: resume after the last segment (decoded to learn its length), or at the snapshot's index. */
   private calcPos(generation: string): Promise<Pos> {
-    return remoteEnd(this.client, this.name, generation);
+    return remoteEnd(this.client, this.name, generation, (n) => (this.counters.getBytes += n));
   }
 
   /** Uploads the next segment, or moves to the next index; false when there is nothing to do. */
@@ -430,6 +494,9 @@ export class Replica extends EventEmitter {
   private async uploadSegment(path: string, pos: Pos, end: number, pageSize: number): Promise<void> {
     const started = monotonicMs();
     const info = await uploadShadowSegment(this.client, this.name, path, pos, end, pageSize);
+    this.counters.walBytes += end - pos.offset;
+    this.counters.putBytes += info.size;
+    this.counters.lastUploadAt = this.now();
     // Field names as Litestream's log line (sz = uncompressed bytes), so the same tooling reads both.
     this.log.debug('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: end - pos.offset });
     this.emit('segment', info);

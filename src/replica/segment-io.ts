@@ -15,7 +15,7 @@ const READ_CHUNK = 1024 * 1024;
  * Where the replica's copy of a generation ends: after its last segment (decoded to learn its length),
  * or at the start of its newest snapshot's index. NO_BACKUPS when the generation has no snapshot.
  */
-export async function remoteEnd(client: ReplicaClient, replica: string, generation: string): Promise<Pos> {
+export async function remoteEnd(client: ReplicaClient, replica: string, generation: string, onRead?: (bytes: number) => void): Promise<Pos> {
   const snapshots = await collect(client.snapshots(generation));
   if (snapshots.length === 0) throw new ReplicateError('NO_BACKUPS', `replica ${replica}: no snapshot available in generation ${generation}`);
   const snapshotIndex = Math.max(...snapshots.map((s) => s.index));
@@ -25,7 +25,13 @@ export async function remoteEnd(client: ReplicaClient, replica: string, generati
   if (!last || last.index < snapshotIndex) return { generation, index: snapshotIndex, offset: 0 };
   let length = 0;
   const reader = await client.walSegmentReader(last);
-  for await (const chunk of decodeLz4Frame({ label: client.walSegmentLocation(last) })(reader)) length += chunk.length;
+  async function* counted(): AsyncGenerator<Buffer> {
+    for await (const chunk of reader as AsyncIterable<Buffer>) {
+      onRead?.(chunk.length);
+      yield chunk;
+    }
+  }
+  for await (const chunk of decodeLz4Frame({ label: client.walSegmentLocation(last) })(counted())) length += chunk.length;
   return { generation, index: last.index, offset: last.offset + length };
 }
 

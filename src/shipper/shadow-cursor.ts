@@ -40,6 +40,8 @@ export class ShadowCursor {
   private cappedLogged = false;
   /** The WAL file (inode) the database was opened with; a restart of another file is not followed. */
   walIno: bigint | undefined;
+  /** Bytes written to shadow WAL files so far (headers included): Litestream's litestream_total_wal_bytes. */
+  appendedBytes = 0;
   /** Frames of the current index when the read transaction was last (re)taken on its cycle. */
   private relocked: { generation: string; index: number; frames: number } | undefined;
 
@@ -73,6 +75,8 @@ export class ShadowCursor {
   }
 
   set(cur: Current, durable: boolean): void {
+    const prev = this.cur;
+    this.appendedBytes += prev && prev.generation === cur.generation && prev.index === cur.index ? Math.max(0, cur.size - prev.size) : cur.size;
     this.cur = cur;
     if (cur.capped && !this.cappedLogged) {
       this.cappedLogged = true;

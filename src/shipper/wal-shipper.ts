@@ -29,6 +29,9 @@ import { decideStartLocked, prepareStart, type StartContext } from './startup.js
 import { SyncScheduler, type SyncOutcome } from './sync-scheduler.js';
 import { pinAndDigest, pinPosition, type PinContext, type PinnedDigest } from './validation-pin.js';
 import { liveImage } from './database-digest.js';
+import { ChangeTimeline } from './change-timeline.js';
+import { statSync } from 'node:fs';
+import type { CheckpointMode } from './checkpoint-policy.js';
 
 export type { RestoreCheck } from './restore-continuation.js';
 export type { CheckpointEvent } from './checkpoint.js';
@@ -76,6 +79,15 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private generationRequest: { generation: string; reason: string } | undefined;
   private retainFrom: () => number | undefined = () => undefined;
   private describeBehind: () => string[] = () => [];
+  /** When each stretch of the shadow WAL was copied (what replica lag is measured from). */
+  readonly timeline = new ChangeTimeline();
+  /** Counters for monitoring (see stats()): plain numbers, incremented on the way. */
+  private readonly counters: ShipperCounters = {
+    syncCount: 0,
+    syncErrorCount: 0,
+    syncSeconds: 0,
+    checkpoints: { PASSIVE: newCheckpointCounts(), RESTART: newCheckpointCounts(), TRUNCATE: newCheckpointCounts() },
+  };
 
   constructor(opts: ShipperOptions) {
     super();
@@ -91,7 +103,10 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     this.limit = new ShadowLimit(opts.maxShadowWalBytes ?? DEFAULT_MAX_SHADOW_WAL_BYTES, this.log, this.dbPath);
     this.restore = new RestoreContinuation(this.meta, this.log, this.dbPath, opts.continueAfterRestore ?? false);
     this.cursor = new ShadowCursor(this.meta, this.walPath, this.dbPath, this.maxFileBytes, this.log, {
-      position: (pos) => this.emit('position', pos),
+      position: (pos) => {
+        this.timeline.record(pos, monotonicMs());
+        this.emit('position', pos);
+      },
       generation: (generation, reason) => {
         this.restore.continuedFrom = undefined;
         this.limit.reset(this.cursor.current!.size);
@@ -103,6 +118,27 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   /** The shadow WAL's size and limit, and how often the limit was reached. */
   shadowWalUsage(): Readonly<ShadowWalUsage> {
     return this.limit.snapshot();
+  }
+
+  /**
+   * The shipper's figures for monitoring (Litestream's per-database metrics): counters kept on the way,
+   * and the database and WAL file sizes as they are now (a stat of each; no descriptor is opened).
+   */
+  stats(): ShipperStats {
+    const c = this.counters;
+    const checkpoints = {} as Record<CheckpointMode, CheckpointCounts>;
+    for (const mode of ['PASSIVE', 'RESTART', 'TRUNCATE'] as const) checkpoints[mode] = { ...c.checkpoints[mode] };
+    return {
+      dbSizeBytes: fileSize(this.dbPath),
+      walSizeBytes: fileSize(this.walPath),
+      totalWalBytes: this.cursor.appendedBytes,
+      shadowWalIndex: this.cursor.pos()?.index,
+      shadowWalSizeBytes: this.limit.snapshot().bytes,
+      syncCount: c.syncCount,
+      syncErrorCount: c.syncErrorCount,
+      syncSeconds: c.syncSeconds,
+      checkpoints,
+    };
   }
 
   /** The shipper's position: generation, current shadow index, and its committed size. */
@@ -194,7 +230,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
 
   /** Runs one sync now (copy new frames, maybe checkpoint). */
   async sync(): Promise<void> {
-    await this.serial(() => this.tick(true));
+    await this.serial(() => this.countedTick(true));
   }
 
   /**
@@ -202,7 +238,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
    * spaced by MIN_SYNC_GAP_MS). A failure is left to the scheduler's next sync, which logs and retries it.
    */
   async catchUp(): Promise<void> {
-    await this.serial(() => this.tick(false)).catch(() => undefined);
+    await this.serial(() => this.countedTick(false)).catch(() => undefined);
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -219,7 +255,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       monitorIntervalMs: this.monitorIntervalMs,
       minGapMs: MIN_SYNC_GAP_MS,
       log: this.log,
-      run: (durable) => this.serial(() => this.tick(durable)),
+      run: (durable) => this.serial(() => this.countedTick(durable)),
       onError: (err) => {
         if (this.listenerCount('error') > 0) this.emit('error', err);
       },
@@ -274,6 +310,20 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   /** Cut the WAL file back to a few checkpoints' worth when our write restarts it. */
   private journalSizeLimit(): number {
     return Math.max(4 << 20, 4096 * Math.max(this.policy.minCheckpointPageCount, 1) * 2);
+  }
+
+  /** A tick, counted and timed for monitoring (Litestream's sync_count, sync_error_count, sync_seconds). */
+  private async countedTick(durable: boolean): Promise<SyncOutcome> {
+    const started = monotonicMs();
+    try {
+      return await this.tick(durable);
+    } catch (err) {
+      this.counters.syncErrorCount++;
+      throw err;
+    } finally {
+      this.counters.syncCount++;
+      this.counters.syncSeconds += (monotonicMs() - started) / 1000;
+    }
   }
 
   /** One sync, and whether a transaction was being written and not committed yet (see SyncOutcome). */
@@ -342,7 +392,18 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     const now = monotonicMs();
     const mode = checkpointMode(this.policy, { pageSize: this.db.pageSize, walSize: cur.size, shadowSize: cur.size, idleMs: now - this.lastCheckpointAt });
     if (!mode || !this.throttle.allowed(now)) return;
-    const out = runCheckpoint(this.db, this.cursor, mode, LOCK_WAIT_MS);
+    const counts = this.counters.checkpoints[mode];
+    let out;
+    try {
+      out = runCheckpoint(this.db, this.cursor, mode, LOCK_WAIT_MS);
+    } catch (err) {
+      counts.errorCount++;
+      throw err;
+    }
+    if (!out.busy && !out.followed) {
+      counts.count++;
+      counts.seconds += (monotonicMs() - now) / 1000;
+    }
     if (out.busy) {
       this.throttle.recordBusy(now);
       this.log.debug('checkpoint skipped: the application holds the write lock', { db: this.dbPath, mode });
@@ -474,5 +535,49 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       this.db?.close();
       this.db = undefined;
     });
+  }
+}
+
+interface ShipperCounters {
+  syncCount: number;
+  syncErrorCount: number;
+  syncSeconds: number;
+  checkpoints: Record<CheckpointMode, CheckpointCounts>;
+}
+
+/** Checkpoints of one mode run by the shipper: Litestream's checkpoint_count, _error_count, _seconds. */
+export interface CheckpointCounts {
+  count: number;
+  errorCount: number;
+  seconds: number;
+}
+
+function newCheckpointCounts(): CheckpointCounts {
+  return { count: 0, errorCount: 0, seconds: 0 };
+}
+
+/** The shipper's figures (see WalShipper.stats()). Sizes in bytes; undefined while not known. */
+export interface ShipperStats {
+  /** The database file's size now (litestream_db_size). */
+  dbSizeBytes: number | undefined;
+  /** The -wal file's size now (litestream_wal_size). */
+  walSizeBytes: number | undefined;
+  /** Bytes written to shadow WAL files by this process (litestream_total_wal_bytes). */
+  totalWalBytes: number;
+  /** The current shadow WAL index (litestream_shadow_wal_index). */
+  shadowWalIndex: number | undefined;
+  /** Bytes of shadow WAL files of the current generation, as of the last sync (litestream_shadow_wal_size). */
+  shadowWalSizeBytes: number;
+  syncCount: number;
+  syncErrorCount: number;
+  syncSeconds: number;
+  checkpoints: Record<CheckpointMode, CheckpointCounts>;
+}
+
+function fileSize(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch {
+    return undefined;
   }
 }

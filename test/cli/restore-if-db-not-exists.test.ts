@@ -59,11 +59,11 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-function s3Config(dir: string, dbPath: string, endpoint: string, bucket: string): string {
+function s3Config(dir: string, dbPath: string, endpoint: string, bucket: string, top = ''): string {
   const config = join(dir, 'litestream.yml');
   writeFileSync(
     config,
-    `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: station-db\n        endpoint: ${endpoint}\n` +
+    `${top}dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: station-db\n        endpoint: ${endpoint}\n` +
       `        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n        sync-interval: 100ms\n`,
   );
   return config;
@@ -149,7 +149,8 @@ describe('replicate -restore-if-db-not-exists', () => {
   it('with the store unreachable it exits non-zero: the app never runs and no database file exists', async () => {
     const dir = tmp();
     const dbPath = join(dir, 'station.db');
-    const config = s3Config(dir, dbPath, `http://127.0.0.1:${await closedPort()}`, 'backups');
+    // With the metrics server on, too: it must not keep the failed command alive.
+    const config = s3Config(dir, dbPath, `http://127.0.0.1:${await closedPort()}`, 'backups', 'addr: 127.0.0.1:0\n');
     const r = await boot(['-config', config], dbPath, 1, dir);
     expect(r.code, r.log).not.toBe(0);
     expect(r.code).not.toBeNull();

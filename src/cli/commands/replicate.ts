@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { describeError, ReplicateError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Replication, ReplicationOptions } from '../../replication.js';
+import type { MetricsServer } from '../../metrics/metrics-server.js';
 import type { CliIo, RunContext } from '../io.js';
 import { createCliLogger } from '../log.js';
 import { splitShellWords } from '../shell-words.js';
@@ -48,6 +49,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   let log: Logger;
   let specs: { dbPath: string; options: ReplicationSpecOptions }[];
   let exec = flags.exec;
+  let metrics: { addr: string; healthMaxLagMs: number | undefined } | undefined;
   if (db !== undefined) {
     if (flags.config !== undefined) throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify a replica URL and the -config flag');
     if (urls.length === 0) throw new ReplicateError('INVALID_ARGUMENT', `must specify at least one replica URL for ${db}`);
@@ -62,7 +64,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     const cfg = await config.loadConfig({ path: flags.config, expandEnv: flags.expandEnv !== false, env: io.env, cwd: io.cwd, homeDir: io.homeDir });
     log = createCliLogger({ level: cfg.logging.level, type: cfg.logging.type, stream: cfg.logging.stderr ? io.stderr : io.stdout });
     for (const w of cfg.warnings) log.warn(w);
-    if (cfg.addr !== undefined) log.warn('addr (metrics endpoint) is not implemented yet; ignored', { addr: cfg.addr });
+    if (cfg.addr !== undefined && cfg.addr !== '') metrics = { addr: cfg.addr, healthMaxLagMs: cfg.healthMaxLagMs };
     exec ??= cfg.exec;
     if (cfg.dbs.length === 0) log.warn('no databases specified in configuration');
     specs = cfg.dbs.map((d) => ({ dbPath: d.path, options: config.replicationOptionsFor(d, io.env) }));
@@ -78,8 +80,20 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     }
   }
 
-  const stop = new AbortController();
   const started: Replication[] = [];
+  // Before replicating: a bad address or a port in use ends the command here, with nothing started.
+  let server: MetricsServer | undefined;
+  if (metrics) {
+    const { startMetricsServer, parseBindAddress } = await import('../../metrics/metrics-server.js');
+    const bind = parseBindAddress(metrics.addr);
+    const { Registry, collectDefaultMetrics } = await import('prom-client');
+    const registry = new Registry();
+    // Node's process_* and nodejs_* metrics, where Litestream has Go's process_* and go_*.
+    collectDefaultMetrics({ register: registry });
+    server = await startMetricsServer({ addr: bind, replications: () => started, healthMaxLagMs: metrics.healthMaxLagMs, registry, logger: log });
+  }
+
+  const stop = new AbortController();
   let child: ChildProcess | undefined;
   let childExit: Promise<number> | undefined;
   let signalled: NodeJS.Signals | undefined;
@@ -147,6 +161,12 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
       await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
       clearInterval(keepAlive);
     }
+  } catch (err) {
+    // A failed start (the start-up restore, a database that cannot be opened): the metrics server must
+    // not keep the process alive, nor what did start keep running.
+    for (const r of started) await r.close().catch(() => undefined);
+    await server?.close();
+    throw err;
   } finally {
     // From here a second signal ends the process at once, by default (e.g. a final sync that retries an
     // unreachable store, stopped by a second Ctrl-C).
@@ -163,6 +183,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
       log.error('final sync failed; these changes are only in the local database', { db: r.dbPath, error: describeError(err) });
     }
   }
+  await server?.close();
   const appCode = childExit ? await childExit : undefined;
   log.info('stn-replicate shut down', signalled ? { signal: signalled } : {});
   if (appCode !== undefined && appCode !== 0) return appCode;

@@ -174,6 +174,13 @@ describe('parseConfig: details', () => {
     expect(size('1.5 kib')).toBe(1536);
   });
 
+  it('reads health-max-lag (ours) as a positive duration; unset is undefined', () => {
+    expect(parseConfig('health-max-lag: 30s\ndbs: []\n', base).healthMaxLagMs).toBe(30_000);
+    expect(parseConfig('dbs: []\n', base).healthMaxLagMs).toBeUndefined();
+    expect(parseConfig('health-max-lag: 30s\ndbs: []\n', base).warnings).toEqual([]);
+    expect(errorOf(() => parseConfig('health-max-lag: 0s\ndbs: []\n', base)).message).toMatch(/health-max-lag must be a positive duration/);
+  });
+
   it('supports anchors and merge keys', () => {
     const text = `common: &common\n  sync-interval: 10s\n  retention: 1h\ndbs:\n  - path: /db\n    replicas:\n      - <<: *common\n        path: /r\n`;
     const c = parseConfig(text, base);

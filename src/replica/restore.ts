@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
 import type { WalSegmentInfo } from '../client/replica-client.js';
-import { describeError, errnoCode, ReplicateError, throwIfAborted, type ErrorCode } from '../errors.js';
+import { describeError, errnoCode, isReplicateError, ReplicateError, throwIfAborted, type ErrorCode } from '../errors.js';
 import { decodeLz4Frame, LZ4_BLOCK_SIZE } from '../internal/lz4-frame.js';
 import { PipelinedWriter } from '../internal/pipelined-writer.js';
 import { formatHex8 } from '../layout.js';
@@ -59,8 +59,8 @@ export interface RestoreOptions {
    * When a database is at `outputPath` already: once the restore has succeeded (built, checked and
    * fsynced under a temp name), rename it and its `-wal`, `-shm` and `-journal` aside to
    * `<output>.replaced-<UTC time>` and put the restored database in its place. Refused with
-   * DATABASE_IN_USE, before anything is downloaded and again just before the renames, while another
-   * process has the database open.
+   * DATABASE_IN_USE (the temp file removed, the existing files untouched) while another process has the
+   * database open; that is asked just before the renames.
    */
   replaceExisting?: boolean;
   generation?: string;
@@ -197,9 +197,12 @@ export async function previewRestore(replicas: readonly NamedReplica[], opts: Pr
 /** Restores the newest matching state from the replicas to `opts.outputPath`. */
 export async function restore(replicas: readonly NamedReplica[], opts: RestoreOptions): Promise<RestoreResult> {
   const outputPath = resolve(opts.outputPath);
-  // A database in use is refused before anything is downloaded (and checked again before it is moved).
-  if (opts.replaceExisting) await checkReplaceable(outputPath);
-  else await assertOutputFree(outputPath);
+  await assertOutputFree(outputPath).catch((err: unknown) => {
+    // With replaceExisting an existing output is expected; whether it is in use is asked only once the
+    // restore is ready to take its place: asking SQLite opens the database, and a check that passes folds
+    // its WAL into it, which must not happen to a database that a failed restore then leaves where it was.
+    if (!(opts.replaceExisting && isReplicateError(err, 'OUTPUT_EXISTS'))) throw err;
+  });
   const { replica, plan } = await planReplicaRestore(replicas, opts);
   return executeRestore(replica, plan, { ...opts, outputPath });
 }
@@ -601,12 +604,3 @@ function wrapStep(err: unknown, step: string): unknown {
   return new ReplicateError('IO', `${step}: ${describeError(err)}`, { cause: err });
 }
 
-/** For `replaceExisting`: the output may exist, but not be open in another process. */
-async function checkReplaceable(outputPath: string): Promise<void> {
-  try {
-    await assertOutputFree(outputPath);
-  } catch (err) {
-    if (!(err instanceof ReplicateError) || err.code !== 'OUTPUT_EXISTS') throw err;
-    if (err.details.path === outputPath) assertDatabaseNotInUse(outputPath);
-  }
-}

@@ -33,6 +33,11 @@ export const ERROR_CODES = [
   'OUTPUT_EXISTS',
   /** The restore output cannot be written (permissions, missing parent, read-only file system). */
   'OUTPUT_NOT_WRITABLE',
+  /**
+   * A database that a restore was asked to replace is open in another process (a connection holds its
+   * lock): stop the application (and any replicator) first.
+   */
+  'DATABASE_IN_USE',
   /** The restored database failed SQLite's integrity check. */
   'INTEGRITY_CHECK_FAILED',
   /**

@@ -2,13 +2,14 @@
 
 /**
  * Aligned columns as Go's tabwriter prints them for Litestream (min width 0, padding 2, spaces): every
- * column but the last is padded to its widest cell plus two spaces.
+ * column but the last is padded to its widest cell plus two spaces. A row whose last cells are empty
+ * ends without trailing spaces.
  */
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const all = [header, ...rows];
   const widths = header.map((_, col) => Math.max(...all.map((r) => (r[col] ?? '').length)));
   return all
-    .map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col]! + 2))).join(''))
+    .map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col]! + 2))).join('').trimEnd())
     .map((line) => `${line}\n`)
     .join('');
 }
@@ -16,6 +17,14 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
 /** RFC 3339 in UTC with whole seconds, as Litestream's listings print timestamps. */
 export function formatTimestamp(d: Date): string {
   return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/**
+ * RFC 3339 in UTC with milliseconds, as our listings print times: Litestream's whole seconds round a
+ * generation's first snapshot down to a time before it, which `restore -timestamp` then refuses.
+ */
+export function formatTimestampMs(d: Date): string {
+  return d.toISOString();
 }
 
 /**

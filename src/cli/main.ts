@@ -25,6 +25,7 @@ const LONG_FLAGS = new Set([
   'integrity-check',
   'stop-at-gap',
   'dry-run',
+  'replace-existing',
   'exec',
   'restore-if-db-not-exists',
   'help',
@@ -52,8 +53,18 @@ export function normalizeArgs(argv: readonly string[]): string[] {
   return out;
 }
 
+/**
+ * Third-party notices the CLI keeps off its output, each by the switch its package documents for it:
+ * the AWS SDK's Node-version support notice (a process warning printed on stderr at the first S3 client,
+ * about SDK releases this build does not use). The SDK reads the switch from process.env, so it is set
+ * there; commands get the environment as it was, so `-exec` children and `$VAR` expansion see no change.
+ */
+const QUIET_ENV = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } as const;
+
 function defaultIo(): CliIo {
-  return { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd(), homeDir: homedir() };
+  const env = { ...process.env };
+  for (const [k, v] of Object.entries(QUIET_ENV)) process.env[k] ??= v;
+  return { stdout: process.stdout, stderr: process.stderr, env, cwd: process.cwd(), homeDir: homedir() };
 }
 
 /** Runs one command line; returns the exit code. Never calls process.exit. */
@@ -116,7 +127,13 @@ function hintFor(err: unknown): string | undefined {
       if (err.details.startupRestore === true) {
         return 'a -wal file without its database is left from an earlier database: move it aside (or remove it, if that database is gone for good) and start again';
       }
-      return 'choose another -o path, remove the file, or pass -if-db-not-exists to skip restoring';
+      return (
+        'to restore over it: stop the application and any replicator using it, then move the file and its -wal and -shm aside ' +
+        '(or pass -replace-existing, which does that after a successful restore); or choose another -o path, ' +
+        'or pass -if-db-not-exists to skip restoring'
+      );
+    case 'DATABASE_IN_USE':
+      return 'stop the application and any replicator (stn-replicate or litestream replicate) that has the database open, then run the restore again';
     case 'MISSING_WAL_INDEX':
     case 'MISSING_INITIAL_SEGMENT':
     case 'WAL_SEGMENT_GAP':

@@ -2,7 +2,7 @@
  * Turns a command's DB_PATH or REPLICA_URL argument into the replicas to read, the way Litestream does:
  * a URL names one replica directly (no config); a path is looked up in the config file.
  */
-import { ReplicateError } from '../errors.js';
+import { isReplicateError, ReplicateError } from '../errors.js';
 import { buildReplicaClient, findDb, isUrl, loadConfig, replicaFromUrl, replicaName, type Config, type DbConfig } from '../config/index.js';
 import type { NamedReplica } from '../replica/listing.js';
 import type { CliIo } from './io.js';
@@ -20,8 +20,27 @@ export interface Target {
   config?: Config;
 }
 
-export async function loadCliConfig(flags: ConfigFlags, io: CliIo): Promise<Config> {
-  return loadConfig({ path: flags.config, expandEnv: flags.expandEnv !== false, env: io.env, cwd: io.cwd, homeDir: io.homeDir });
+/**
+ * Loads the config as every command does. A missing file names the ways to give one (the library's
+ * message cannot: it knows no command line). Unless `reportWarnings` is false (replicate logs them
+ * through its logger), what the config would silently ignore is printed on stderr as `warning:` lines,
+ * so that an unknown key is seen whichever command reads the file.
+ */
+export async function loadCliConfig(flags: ConfigFlags, io: CliIo, opts: { reportWarnings?: boolean } = {}): Promise<Config> {
+  let config: Config;
+  try {
+    config = await loadConfig({ path: flags.config, expandEnv: flags.expandEnv !== false, env: io.env, cwd: io.cwd, homeDir: io.homeDir });
+  } catch (err) {
+    if (!isReplicateError(err, 'CONFIG') || err.details.reason !== 'not-found') throw err;
+    const from = flags.config
+      ? 'given with -config'
+      : io.env.LITESTREAM_CONFIG
+        ? 'from $LITESTREAM_CONFIG; -config PATH names another file'
+        : 'the default; name the file with -config PATH or set LITESTREAM_CONFIG';
+    throw new ReplicateError('CONFIG', `${err.message} (${from})`, { cause: err.cause, details: err.details });
+  }
+  if (opts.reportWarnings !== false) for (const w of config.warnings) io.stderr.write(`warning: ${w}\n`);
+  return config;
 }
 
 export async function resolveTarget(arg: string | undefined, flags: ConfigFlags & { replica?: string }, io: CliIo): Promise<Target> {

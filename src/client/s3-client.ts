@@ -21,6 +21,8 @@ export interface S3ReplicaClientOptions {
   region?: string;
   endpoint?: string;
   forcePathStyle?: boolean;
+  /** Accept any TLS certificate from the endpoint (a self-signed one on a private store). */
+  skipVerify?: boolean;
   accessKeyId?: string;
   secretAccessKey?: string;
   /**
@@ -76,7 +78,11 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
         ...(o.checksums === 'when_required' ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
         maxAttempts: 5, // the SDK's own retries with backoff for 5xx, throttling and resets
         // Without these a stalled connection would hang an upload forever.
-        requestHandler: { connectionTimeout: 5_000, socketTimeout: o.requestTimeoutMs ?? 30_000 },
+        requestHandler: {
+          connectionTimeout: 5_000,
+          socketTimeout: o.requestTimeoutMs ?? 30_000,
+          ...(o.skipVerify ? { httpsAgent: { rejectUnauthorized: false } } : {}),
+        },
       });
       // Count every operation as it is sent (multipart parts included).
       s3.middlewareStack.add(

@@ -37,6 +37,7 @@ export function buildReplicaClient(r: ResolvedReplica, env: Env = {}): ReplicaCl
         region: r.region,
         endpoint: r.endpoint,
         forcePathStyle: r.forcePathStyle,
+        skipVerify: r.skipVerify,
         checksums: r.checksums === 'when-required' ? 'when_required' : 'when_supported',
         accessKeyId: r.accessKeyId ?? env.LITESTREAM_ACCESS_KEY_ID,
         secretAccessKey: r.secretAccessKey ?? env.LITESTREAM_SECRET_ACCESS_KEY,

@@ -4,7 +4,7 @@ export type { ParseOptions, LoadOptions } from './config.js';
 export { parseDuration, parseDurationNs, durationFromYaml } from './duration.js';
 export { expandEnv } from './env-expand.js';
 export type { Env } from './env-expand.js';
-export { isUrl, parseReplicaUrl, parseS3Host, absolutePath, expandHome, cleanPath, redactUrl } from './replica-url.js';
+export { isUrl, parseReplicaUrl, parseS3Host, absolutePath, expandHome, cleanPath, redactUrl, endpointWithScheme } from './replica-url.js';
 export type { ParsedReplicaUrl, S3HostInfo } from './replica-url.js';
 export { resolveReplicaLocation } from './replica-resolve.js';
 export { buildReplicaClient, replicaFromUrl } from './build-client.js';

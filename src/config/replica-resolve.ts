@@ -5,7 +5,7 @@
  * prefix the place.
  */
 import { ReplicateError } from '../errors.js';
-import { absolutePath, parseReplicaUrl, parseS3Host } from './replica-url.js';
+import { absolutePath, endpointWithScheme, parseReplicaUrl, parseS3Host } from './replica-url.js';
 import type { ReplicaConfig, ReplicaType } from './types.js';
 
 function fail(detail: string, details: Record<string, unknown> = {}): ReplicateError {
@@ -31,6 +31,9 @@ export function resolveReplicaLocation(input: ReplicaConfig, cwd: string, homeDi
     if (BUCKET_TYPES.includes(t) && r.bucket !== undefined) throw fail(`cannot specify url & bucket for ${t} replica`);
     if (t === 'sftp' && r.host !== undefined) throw fail(`cannot specify url & host for ${t} replica`);
     const u = parseReplicaUrl(r.url, cwd, homeDir);
+    if (u.query !== undefined && t !== 's3' && t !== 'file') {
+      throw fail(`a ${t} replica URL takes no query options (got ${u.query.map(([k]) => JSON.stringify(k)).join(', ')}); use the replica's config keys`);
+    }
     switch (t) {
       case 'file':
         r.path = u.path || undefined;
@@ -43,6 +46,7 @@ export function resolveReplicaLocation(input: ReplicaConfig, cwd: string, homeDi
         r.endpoint ??= h.endpoint;
         // Litestream: a URL-derived path style turns it on even over `force-path-style: false`.
         if (h.forcePathStyle) r.forcePathStyle = true;
+        if (u.query !== undefined) applyS3Query(r, input, u.query);
         break;
       }
       case 'gcs':
@@ -76,4 +80,53 @@ export function resolveReplicaLocation(input: ReplicaConfig, cwd: string, homeDi
 export function withoutUndefined<T extends object>(o: T): T {
   for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
   return o;
+}
+
+/** The query options an s3 replica URL takes, with their config-key twins. */
+const S3_QUERY_KEYS = { endpoint: 'endpoint', region: 'region', forcePathStyle: 'force-path-style', skipVerify: 'skip-verify' } as const;
+type S3QueryKey = keyof typeof S3_QUERY_KEYS;
+
+/**
+ * `s3://bucket/path?endpoint=host:port&region=…&forcePathStyle=true&skipVerify=true`, as later Litestream
+ * versions read them (v0.3.13 ignores a query): they override what the host implies (ParseHost); an
+ * endpoint turns path-style addressing on unless `forcePathStyle=false`; a scheme-less endpoint gets http
+ * for local hosts, https otherwise. Stricter than Litestream, so that nothing is silently ignored: an
+ * unknown or repeated key, an empty value, a boolean other than true/false, or an option also set by its
+ * config key (`endpoint:` …) is an error.
+ */
+function applyS3Query(r: ReplicaConfig, configured: ReplicaConfig, query: readonly (readonly [string, string])[]): void {
+  const unknown = query.map(([k]) => k).filter((k) => !Object.hasOwn(S3_QUERY_KEYS, k));
+  if (unknown.length > 0) {
+    throw fail(
+      `unknown query option${unknown.length === 1 ? '' : 's'} ${unknown.map((k) => JSON.stringify(k)).join(', ')} in s3 replica URL ` +
+        `(supported: ${Object.keys(S3_QUERY_KEYS).join(', ')})`,
+      { options: unknown },
+    );
+  }
+  const values = new Map<S3QueryKey, string>();
+  for (const [k, v] of query as readonly (readonly [S3QueryKey, string])[]) {
+    if (values.has(k)) throw fail(`query option "${k}" is given twice in s3 replica URL`);
+    if (v === '') throw fail(`query option "${k}" in s3 replica URL has no value`);
+    const configKey = S3_QUERY_KEYS[k];
+    const field = ({ endpoint: 'endpoint', region: 'region', forcePathStyle: 'forcePathStyle', skipVerify: 'skipVerify' } as const)[k];
+    if (configured[field] !== undefined) throw fail(`${configKey} is given twice: as "${k}" in the url and as ${configKey}:`);
+    values.set(k, v);
+  }
+  const bool = (k: 'forcePathStyle' | 'skipVerify'): boolean | undefined => {
+    const v = values.get(k);
+    if (v === undefined) return undefined;
+    if (v !== 'true' && v !== 'false') throw fail(`query option "${k}" in s3 replica URL must be true or false, got ${JSON.stringify(v)}`);
+    return v === 'true';
+  };
+  const forcePathStyle = bool('forcePathStyle');
+  const skipVerify = bool('skipVerify');
+  const endpoint = values.get('endpoint');
+  if (endpoint !== undefined) {
+    r.endpoint = endpointWithScheme(endpoint);
+    r.forcePathStyle = true;
+  }
+  const region = values.get('region');
+  if (region !== undefined) r.region = region;
+  if (forcePathStyle !== undefined) r.forcePathStyle = forcePathStyle;
+  if (skipVerify !== undefined) r.skipVerify = skipVerify;
 }

@@ -26,6 +26,11 @@ export interface ParsedReplicaUrl {
   user?: string;
   /** The password from `user:password@host` (sftp only uses it). Never put it in a message. */
   password?: string;
+  /**
+   * The query options (`?endpoint=…&region=…`), decoded, in order; absent when the URL has none. Not for
+   * file URLs, whose query stays part of the path as in Litestream.
+   */
+  query?: readonly (readonly [string, string])[];
 }
 
 /** Go's `path.Clean`: one slash, no `.`, `..` folded, no trailing slash; "" → ".". */
@@ -220,10 +225,31 @@ export function parseReplicaUrl(url: string, cwd: string, homeDir: string): Pars
     const s = fileUrlPath(u);
     return { type: 'file', host: '', path: s === '' ? '' : absolutePath(cleanPath(s), cwd, homeDir) };
   }
-  if (u.scheme === 'sftp') return { type: 'sftp', host: u.host, path: u.path, ...who };
+  // Litestream v0.3.13 ignores a query here; later versions read options from it (see replica-resolve.ts).
+  const query = u.rawQuery === '' ? {} : { query: [...new URLSearchParams(u.rawQuery)] };
+  if (u.scheme === 'sftp') return { type: 'sftp', host: u.host, path: u.path, ...who, ...query };
   let path = cleanPath(u.path);
   if (path.startsWith('/')) path = path.slice(1);
-  return { type: u.scheme, host: u.host, path, ...who };
+  return { type: u.scheme, host: u.host, path, ...who, ...query };
+}
+
+/**
+ * An endpoint given without a scheme gets one, as later Litestream versions do for `?endpoint=`: http for
+ * a local or private-network host (a MinIO on the LAN), https for everything else.
+ */
+export function endpointWithScheme(endpoint: string): string {
+  if (/^https?:\/\//i.test(endpoint)) return endpoint;
+  const host = (splitHostPort(endpoint)?.host ?? endpoint).replace(/^\[|\]$/g, '').toLowerCase();
+  const local =
+    host === 'localhost' ||
+    host.endsWith('.localhost') ||
+    host.endsWith('.local') ||
+    host === '::1' ||
+    /^127\./.test(host) ||
+    /^10\./.test(host) ||
+    /^192\.168\./.test(host) ||
+    /^172\.(1[6-9]|2\d|3[01])\./.test(host);
+  return `${local ? 'http' : 'https'}://${endpoint}`;
 }
 
 export interface S3HostInfo {

@@ -4,7 +4,7 @@
  */
 import { collect, type OpOptions, type ReplicaClient } from '../client/replica-client.js';
 import { describeError, ReplicateError } from '../errors.js';
-import { generationBounds, type GenerationListing } from './restore-plan.js';
+import { generationBounds, restorableRange, type GenerationListing } from './restore-plan.js';
 
 /** A replica client together with the name it has in config (its type when unnamed). */
 export interface NamedReplica {
@@ -41,14 +41,24 @@ export async function listReplica(replica: NamedReplica, opts: OpOptions & { gen
 export interface GenerationRow {
   replica: string;
   generation: string;
+  /** The oldest object of any kind (Litestream's `start`). */
   start: Date;
+  /** The newest object. */
   end: Date;
+  /**
+   * The oldest snapshot: a restore reaches any time from here to `end`. Later than `start` when retention
+   * kept WAL segments written before the oldest snapshot it kept; undefined when the generation has no
+   * snapshot (nothing in it can be restored).
+   */
+  restorableFrom?: Date;
 }
 
 /** One row per generation that holds anything, as the `generations` command shows them. */
 export function generationRows(listings: readonly GenerationListing[]): GenerationRow[] {
   return listings.flatMap((g) => {
     const b = generationBounds(g);
-    return b ? [{ replica: g.replica, generation: g.generation, start: b.createdAt, end: b.updatedAt }] : [];
+    if (!b) return [];
+    const first = restorableRange(g).first;
+    return [{ replica: g.replica, generation: g.generation, start: b.createdAt, end: b.updatedAt, ...(first ? { restorableFrom: first } : {}) }];
   });
 }

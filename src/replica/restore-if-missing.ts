@@ -13,10 +13,10 @@ import { lstat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { describeError, errnoCode, isReplicateError, ReplicateError } from '../errors.js';
 import { nullLogger } from '../logger.js';
+import { formatPos } from '../pos.js';
 import type { ReplicaClient } from '../client/replica-client.js';
 import type { NamedReplica } from './listing.js';
 import { restore, type RestoreOptions, type RestoreResult } from './restore.js';
-import type { RestorePlan } from './restore-plan.js';
 
 export type RestoreIfMissingOptions = Pick<RestoreOptions, 'parallelism' | 'integrityCheck' | 'metaPath' | 'restoreMarker' | 'onProgress' | 'signal' | 'logger'>;
 
@@ -48,13 +48,13 @@ export async function restoreIfMissing(
   if (replicas.length === 0) throw new ReplicateError('CONFIG', `no replicas configured for ${path}: nothing to restore it from`);
   try {
     const result = await restore(replicas, { ...opts, outputPath: path });
-    const stateAt = planStateAt(result.plan, result.indexesApplied);
+    const stateAt = result.stateAt;
     log.info('database restored', {
       db: path,
       replica: result.plan.replica,
       generation: result.plan.generation,
       stateAt: stateAt.toISOString(),
-      indexes: result.indexesApplied,
+      position: formatPos(result.position),
     });
     return { kind: 'restored', dbPath: path, result, stateAt };
   } catch (err) {
@@ -67,13 +67,6 @@ export async function restoreIfMissing(
     if (err instanceof ReplicateError) throw err;
     throw new ReplicateError('IO', `restoring ${path} at start-up: ${describeError(err)}`, { cause: err });
   }
-}
-
-/** The time of the newest object a restore applied: its last WAL segment, or its snapshot. */
-export function planStateAt(plan: RestorePlan, indexesApplied = plan.indexes.length): Date {
-  let t = plan.snapshot.createdAt.getTime();
-  for (const ix of plan.indexes.slice(0, indexesApplied)) for (const s of ix.segments) t = Math.max(t, s.createdAt.getTime());
-  return new Date(t);
 }
 
 async function fileExists(path: string): Promise<boolean> {

@@ -91,3 +91,56 @@ export async function moveIntoPlace(tmpPath: string, outputPath: string, opts: {
   }
   await fsyncDir(dirname(outputPath));
 }
+
+/** The files that make up a database besides itself, as SQLite names them. */
+const COMPANIONS = ['-wal', '-shm', '-journal'] as const;
+
+/**
+ * Where `moveAsideAndPlace` puts an existing database: `<db>.replaced-<UTC time>` in the same directory
+ * (a rename never crosses a file system), its `-wal`, `-shm` and `-journal` renamed with it so that SQLite
+ * still opens the set together. A name already taken gets a counter.
+ */
+async function asideName(outputPath: string, now: Date): Promise<string> {
+  const stamp = now.toISOString().replace(/[-:]/g, '');
+  for (let n = 0; ; n++) {
+    const name = `${outputPath}.replaced-${stamp}${n === 0 ? '' : `-${n}`}`;
+    const taken = await Promise.all([name, ...COMPANIONS.map((c) => name + c)].map((p) => lstat(p).then(() => true, () => false)));
+    if (!taken.some(Boolean)) return name;
+  }
+}
+
+/**
+ * Gives the finished, fsynced `tmpPath` the name `outputPath` when a database (or a WAL or journal of one)
+ * is there already: after `checkNotInUse` passes, each existing file of the set is renamed aside (a
+ * rename is atomic per file), the database first, so that no moment has the old WAL beside the new
+ * database; then the restored file is linked into place without replacing anything. Returns the names the
+ * old files now have. If the last step fails, the old files stay aside under those names (the message
+ * says so) rather than over whatever took their place.
+ */
+export async function moveAsideAndPlace(tmpPath: string, outputPath: string, checkNotInUse: (path: string) => void, now: Date): Promise<string[]> {
+  const dbExists = await lstat(outputPath).then(() => true, () => false);
+  if (dbExists) checkNotInUse(outputPath);
+  const aside = await asideName(outputPath, now);
+  const moved: string[] = [];
+  for (const suffix of ['', ...COMPANIONS]) {
+    const from = outputPath + suffix;
+    try {
+      await rename(from, aside + suffix);
+      moved.push(aside + suffix);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') continue;
+      throw new ReplicateError('IO', `moving ${from} aside to ${aside + suffix}: ${describeError(err)}${movedNote(moved)}`, { cause: err, details: { path: from, movedAside: moved } });
+    }
+  }
+  try {
+    await moveIntoPlace(tmpPath, outputPath, { synced: true });
+  } catch (err) {
+    if (err instanceof ReplicateError) throw new ReplicateError(err.code, `${err.message}${movedNote(moved)}`, { cause: err.cause ?? err, details: { ...err.details, movedAside: moved } });
+    throw err;
+  }
+  return moved;
+}
+
+function movedNote(moved: readonly string[]): string {
+  return moved.length === 0 ? '' : ` (the existing files were moved aside: ${moved.join(', ')})`;
+}

@@ -13,18 +13,20 @@ import { randomBytes } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
 import type { WalSegmentInfo } from '../client/replica-client.js';
-import { describeError, errnoCode, ReplicateError, throwIfAborted, type ErrorCode } from '../errors.js';
+import { describeError, errnoCode, isReplicateError, ReplicateError, throwIfAborted, type ErrorCode } from '../errors.js';
 import { decodeLz4Frame, LZ4_BLOCK_SIZE } from '../internal/lz4-frame.js';
 import { PipelinedWriter } from '../internal/pipelined-writer.js';
 import { formatHex8 } from '../layout.js';
+import type { Pos } from '../pos.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { MetaDir, defaultMetaPath } from '../shipper/meta.js';
 import { fileDigest, removeRestoreMarker, writeRestoreMarker, RESTORE_MARKER_VERSION } from '../shipper/restore-marker.js';
 import { checkIntegrity } from '../sqlite/restore-db.js';
+import { assertDatabaseNotInUse } from '../sqlite/database-in-use.js';
 import { WalApplier } from '../sqlite/wal-apply.js';
 import { listReplica, type NamedReplica } from './listing.js';
 import { OrderedPrefetch, resumableChunks, type ObjectSource, type RetryOptions } from './object-fetch.js';
-import { assertOutputFree, moveIntoPlace, prepareOutputDir, removeDirs } from './restore-output.js';
+import { assertOutputFree, moveAsideAndPlace, moveIntoPlace, prepareOutputDir, removeDirs } from './restore-output.js';
 import {
   chooseGeneration,
   formatRestorableRanges,
@@ -51,8 +53,16 @@ export interface RestoreProgress {
 }
 
 export interface RestoreOptions {
-  /** Where the restored database goes; must not exist. */
+  /** Where the restored database goes; must not exist (unless `replaceExisting`). */
   outputPath: string;
+  /**
+   * When a database is at `outputPath` already: once the restore has succeeded (built, checked and
+   * fsynced under a temp name), rename it and its `-wal`, `-shm` and `-journal` aside to
+   * `<output>.replaced-<UTC time>` and put the restored database in its place. Refused with
+   * DATABASE_IN_USE (the temp file removed, the existing files untouched) while another process has the
+   * database open; that is asked just before the renames.
+   */
+  replaceExisting?: boolean;
   generation?: string;
   index?: number;
   timestamp?: Date;
@@ -81,6 +91,18 @@ export interface RestoreOptions {
 export interface RestoreResult {
   outputPath: string;
   plan: RestorePlan;
+  /**
+   * The replica position the restored database corresponds to: the end of the last WAL index applied, or
+   * the snapshot's index at offset 0 when no WAL was applied.
+   */
+  position: Pos;
+  /**
+   * The point in time restored: the creation time of the last WAL segment applied (the upload that
+   * carried the last transaction restored), or of the snapshot when it is later or no WAL was applied.
+   */
+  stateAt: Date;
+  /** With `replaceExisting`: the names the files that were at the output path were moved to. */
+  movedAside?: string[];
   /** Indexes actually applied (fewer than planned only with stopAtGap). */
   indexesApplied: number;
   /** Set when stopAtGap cut the restore short. */
@@ -130,7 +152,7 @@ async function planWithListings(
   return { replica, plan: planRestore(chosen, opts), listings };
 }
 
-export interface PreviewRestoreOptions extends Pick<RestoreOptions, 'generation' | 'index' | 'timestamp' | 'stopAtGap' | 'signal'> {
+export interface PreviewRestoreOptions extends Pick<RestoreOptions, 'generation' | 'index' | 'timestamp' | 'stopAtGap' | 'signal' | 'replaceExisting'> {
   /** When given, the preview says whether a restore could write there (read-only check). */
   outputPath?: string;
 }
@@ -141,7 +163,12 @@ export interface RestorePreview extends RestorePlanSummary {
   readonly replicaType: string;
   readonly replicaLocation: string;
   /** Set when `outputPath` was given; `error` is what a restore would fail with (OUTPUT_EXISTS, OUTPUT_NOT_WRITABLE). */
-  readonly output?: { readonly path: string; readonly error?: { readonly code: ErrorCode; readonly message: string } };
+  readonly output?: {
+    readonly path: string;
+    readonly error?: { readonly code: ErrorCode; readonly message: string };
+    /** With `replaceExisting`: a database is there, and a restore would move it aside. */
+    readonly replaces?: boolean;
+  };
 }
 
 /**
@@ -161,7 +188,8 @@ export async function previewRestore(replicas: readonly NamedReplica[], opts: Pr
         throw err;
       },
     );
-    output = error ? { path, error } : { path };
+    if (error?.code === 'OUTPUT_EXISTS' && opts.replaceExisting) output = { path, replaces: true };
+    else output = error ? { path, error } : { path };
   }
   return { ...summary, replicaType: replica.client.type, replicaLocation: replica.client.location, output };
 }
@@ -169,7 +197,12 @@ export async function previewRestore(replicas: readonly NamedReplica[], opts: Pr
 /** Restores the newest matching state from the replicas to `opts.outputPath`. */
 export async function restore(replicas: readonly NamedReplica[], opts: RestoreOptions): Promise<RestoreResult> {
   const outputPath = resolve(opts.outputPath);
-  await assertOutputFree(outputPath);
+  await assertOutputFree(outputPath).catch((err: unknown) => {
+    // With replaceExisting an existing output is expected; whether it is in use is asked only once the
+    // restore is ready to take its place: asking SQLite opens the database, and a check that passes folds
+    // its WAL into it, which must not happen to a database that a failed restore then leaves where it was.
+    if (!(opts.replaceExisting && isReplicateError(err, 'OUTPUT_EXISTS'))) throw err;
+  });
   const { replica, plan } = await planReplicaRestore(replicas, opts);
   return executeRestore(replica, plan, { ...opts, outputPath });
 }
@@ -275,12 +308,28 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
     const endPos = { generation: plan.generation, ...restoredEnd(plan, applied) };
     const wantMarker = opts.restoreMarker === true && latest;
     const digest = wantMarker ? await fileDigest(tmpPath).catch((err: unknown) => describeError(err)) : undefined;
-    await moveIntoPlace(tmpPath, outputPath, { synced: true });
+    let movedAside: string[] | undefined;
+    if (opts.replaceExisting) {
+      movedAside = await moveAsideAndPlace(tmpPath, outputPath, assertDatabaseNotInUse, new Date());
+      if (movedAside.length > 0) log.info('existing database moved aside', { output: outputPath, movedTo: movedAside.join(',') });
+    } else {
+      await moveIntoPlace(tmpPath, outputPath, { synced: true });
+    }
     succeeded = true;
     const markerWritten = await recordRestore(replica, outputPath, digest === undefined ? undefined : { ...endPos, digest }, opts, log);
     report('done');
     log.info('restore complete', { output: outputPath, indexes: applied.count });
-    return { outputPath, plan, indexesApplied: applied.count, stoppedAt, ...(markerWritten ? { markerWritten: endPos } : {}) };
+    const stateAt = new Date(Math.max(plan.snapshot.createdAt.getTime(), applied.lastSegmentAt ?? 0));
+    return {
+      outputPath,
+      plan,
+      position: endPos,
+      stateAt,
+      indexesApplied: applied.count,
+      stoppedAt,
+      ...(markerWritten ? { markerWritten: endPos } : {}),
+      ...(movedAside && movedAside.length > 0 ? { movedAside } : {}),
+    };
   } finally {
     await prefetch.close();
     applier?.close();
@@ -319,6 +368,8 @@ interface AppliedIndexes {
   count: number;
   /** Byte length of the last index applied. */
   lastSize: number;
+  /** createdAt of the newest segment whose bytes were applied (ms since the epoch). */
+  lastSegmentAt?: number;
   stoppedAt?: string;
 }
 
@@ -387,7 +438,9 @@ async function applyIndexes(
       }
       const ix = plan.indexes[current]!;
       output ??= Buffer.allocUnsafe(LZ4_BLOCK_SIZE);
-      written += await applySegment(source.where, body, applier, ix.endOffset === undefined ? Infinity : ix.endOffset - written, output, inputScratch);
+      const used = await applySegment(source.where, body, applier, ix.endOffset === undefined ? Infinity : ix.endOffset - written, output, inputScratch);
+      written += used;
+      if (used > 0) out.lastSegmentAt = Math.max(out.lastSegmentAt ?? 0, seg.createdAt.getTime());
     }
     if (current >= 0) endIndex();
     return out;
@@ -550,5 +603,4 @@ function wrapStep(err: unknown, step: string): unknown {
   }
   return new ReplicateError('IO', `${step}: ${describeError(err)}`, { cause: err });
 }
-
 

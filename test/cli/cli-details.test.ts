@@ -81,7 +81,8 @@ describe('command line details', () => {
     }
     const r = await runCli(['generations', '-config', cfg, dbPath]);
     expect(r.code, r.stderr).toBe(0);
-    expect(parseTable(r.stdout)).toEqual([{ name: 'file', generation: GEN, lag: '1m30s', start: '2026-01-02T03:04:05Z', end: '2026-01-02T03:04:05Z' }]);
+    // No local meta directory: the newest generation is the current one.
+    expect(parseTable(r.stdout)).toEqual([{ name: 'file', generation: GEN, lag: '1m30s', start: '2026-01-02T03:04:05.000Z', end: '2026-01-02T03:04:05.000Z', status: 'current' }]);
   });
 
   it('restores a database in WAL journal mode that keeps Litestream’s tables, as Litestream does', async () => {

@@ -160,8 +160,12 @@ describe('restore -dry-run', () => {
     const real = await runCli(['restore', '-o', out, url]);
     expect(real.code, real.stderr).toBe(0);
     const indexes = e.segments.length === 0 ? 0 : e.segments.at(-1)!.index - e.snapshot.index + 1;
-    expect(real.stderr).toContain(
-      `from replica file, generation ${e.g.generation}, snapshot index ${e.snapshot.index}, ${indexes} WAL ${indexes === 1 ? 'index' : 'indexes'}`,
+    // It says the point in time it restored: the dry run's `state at`.
+    expect(real.stderr).toMatch(
+      new RegExp(
+        `^restored ${out} to ${field(r.stdout, 'state at')} \\(replica file, generation ${e.g.generation}, index \\d+, offset \\d+; ` +
+          `from snapshot index ${e.snapshot.index}, ${indexes} WAL ${indexes === 1 ? 'index' : 'indexes'}\\)\n$`,
+      ),
     );
     expect(contentDigest(out)).toBe(fx.truth.at(-1)!.digest);
   });
@@ -208,7 +212,11 @@ describe('restore -dry-run', () => {
 
     const real = await runCli(['restore', '-timestamp', truth.at.toISOString(), '-o', out, url]);
     expect(real.code, real.stderr).toBe(0);
-    expect(real.stderr).toContain(`generation ${e.g.generation}, snapshot index ${e.snapshot.index}`);
+    expect(real.stderr).toContain(`generation ${e.g.generation}, index `);
+    expect(real.stderr).toContain(`from snapshot index ${e.snapshot.index},`);
+    // The point in time restored: at or before the one asked for, and the one the dry run planned.
+    expect(real.stderr).toContain(`restored ${out} to ${field(r.stdout, 'state at')} (`);
+    expect(Date.parse(field(r.stdout, 'state at'))).toBeLessThanOrEqual(truth.at.getTime());
     expect(contentDigest(out)).toBe(truth.digest);
   });
 

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { LoggedProcess } from '../helpers/oracle.js';
 import { createBucket } from '../servers/s3-server.js';
@@ -32,6 +33,15 @@ interface Boot {
   code: number | null;
   log: string;
   seen?: { boot: number; n: number }[];
+}
+
+function boots(path: string): { boot: number; n: number }[] {
+  const db = new Database(path, { readonly: true });
+  try {
+    return db.prepare('SELECT boot, COUNT(*) AS n FROM boots GROUP BY boot ORDER BY boot').all() as { boot: number; n: number }[];
+  } finally {
+    db.close();
+  }
 }
 
 async function closedPort(): Promise<number> {
@@ -137,12 +147,17 @@ describe('the container start-up (examples/docker/entrypoint.sh)', () => {
     expect(gens.code, gens.err).toBe(0);
     const r = await stn(['restore', '-timestamp', afterFirstBoot, '-o', out, dbPath]);
     expect(r.code, r.err).toBe(0);
-    const { default: Database } = await import('better-sqlite3');
-    const db = new Database(out, { readonly: true });
-    try {
-      expect(db.prepare('SELECT boot, COUNT(*) AS n FROM boots GROUP BY boot ORDER BY boot').all()).toEqual([{ boot: 1, n: 20 }]);
-    } finally {
-      db.close();
-    }
+    expect(r.err).toMatch(new RegExp(`^restored ${out} to \\S+Z \\(replica s3, generation`));
+    expect(boots(out)).toEqual([{ boot: 1, n: 20 }]);
+
+    // In place, over the database a later boot left (the application stopped): the old files are moved aside.
+    const fifth = await boot(5);
+    expect(fifth.code, fifth.log).toBe(0);
+    const inPlace = await stn(['restore', '-timestamp', afterFirstBoot, '-replace-existing', dbPath]);
+    expect(inPlace.code, inPlace.err).toBe(0);
+    expect(boots(dbPath)).toEqual([{ boot: 1, n: 20 }]);
+    const aside = readdirSync(data).filter((f) => /^station\.db\.replaced-[^-]+$/.test(f));
+    expect(aside).toHaveLength(1);
+    expect(boots(join(data, aside[0]!)).map((b) => b.boot)).toEqual([1, 2, 3, 5]);
   });
 });

@@ -234,3 +234,17 @@ export function parseTable(text: string): Record<string, string>[] {
     return Object.fromEntries(keys.map((k, i) => [k, cells[i] ?? '']));
   });
 }
+
+/**
+ * Our listing rows as Litestream v0.3.13 prints them, for comparing the two: times in whole seconds
+ * (ours have milliseconds), without our `status` column, and generations in Litestream's order (by name;
+ * ours are oldest first). docs/compatibility.md lists these differences.
+ */
+export function asLitestreamPrints(rows: readonly Record<string, string>[]): Record<string, string>[] {
+  const out = rows.map(({ status: _status, ...row }) => {
+    for (const k of ['start', 'end', 'created']) if (row[k] !== undefined) row[k] = row[k]!.replace(/\.\d{3}Z$/, 'Z');
+    return row;
+  });
+  if (out.some((r) => 'name' in r && 'start' in r)) out.sort((a, b) => (a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : a.generation! < b.generation! ? -1 : a.generation! > b.generation! ? 1 : 0));
+  return out;
+}

@@ -3,8 +3,9 @@ import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { describeError } from '../../errors.js';
 import { collect } from '../../client/replica-client.js';
-import { generationRows, listReplica, type NamedReplica } from '../../replica/listing.js';
-import { formatLag, formatTable, formatTimestamp } from '../format.js';
+import { generationRows, listReplica, type GenerationRow, type NamedReplica } from '../../replica/listing.js';
+import { defaultMetaPath, MetaDir } from '../../shipper/meta.js';
+import { formatLag, formatTable, formatTimestampMs } from '../format.js';
 import type { CliIo, RunContext } from '../io.js';
 import type { ConfigFlags } from '../target.js';
 
@@ -32,6 +33,18 @@ async function eachReplica<T>(io: CliIo, ctx: RunContext, replicas: readonly Nam
   return out;
 }
 
+/**
+ * The generation the local database is on, from its meta directory; undefined when there is none or it
+ * cannot be read (the listing then marks the newest generation instead).
+ */
+async function localGeneration(metaPath: string): Promise<string | undefined> {
+  return new MetaDir(metaPath).readGeneration().catch(() => undefined);
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 function addConfigOptions(cmd: Command): Command {
   return cmd
     .option('--config <path>', 'config file (default: $LITESTREAM_CONFIG or /etc/litestream.yml)')
@@ -40,7 +53,7 @@ function addConfigOptions(cmd: Command): Command {
 
 export function registerListings(program: Command, io: CliIo, ctx: RunContext): void {
   addConfigOptions(program.command('generations'))
-    .description('list the generations of a database or replica, with their time ranges')
+    .description('list the generations of a database or replica, oldest first, with the time range each restores')
     .argument('[target]', 'DB_PATH or REPLICA_URL')
     .option('--replica <name>', 'only this replica')
     .action(async (arg: string | undefined, flags: ListFlags) => {
@@ -54,13 +67,35 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
         const known = times.filter((x): x is number => x !== undefined);
         if (known.length > 0) dbUpdatedAt = Math.max(...known);
       }
-      const rows = await eachReplica(io, ctx, t.replicas, async (r) => generationRows(await listReplica(r, { signal: io.signal })));
+      const local = t.db ? await localGeneration(t.db.metaPath ?? defaultMetaPath(t.db.path)) : undefined;
+      const rows = await eachReplica(io, ctx, t.replicas, async (r) => {
+        // Oldest first within each replica (Litestream lists by name, which for our names is newest first).
+        const gens = generationRows(await listReplica(r, { signal: io.signal })).sort((a, b) => a.start.getTime() - b.start.getTime() || cmp(a.generation, b.generation));
+        const newest = gens.reduce<GenerationRow | undefined>((best, g) => (g.restorableFrom && (!best || g.end >= best.end) ? g : best), undefined);
+        return gens.map((g) => ({ g, current: local !== undefined ? g.generation === local : g === newest }));
+      });
       io.stdout.write(
         formatTable(
-          ['name', 'generation', 'lag', 'start', 'end'],
-          rows.map((g) => [g.replica, g.generation, formatLag(dbUpdatedAt - g.end.getTime()), formatTimestamp(g.start), formatTimestamp(g.end)]),
+          ['name', 'generation', 'lag', 'start', 'end', 'status'],
+          rows.map(({ g, current }) => [
+            g.replica,
+            g.generation,
+            // A clock step (or a database file touched from another machine) can put the database's last
+            // change before the replica's last upload: that is no lag, not a negative one.
+            formatLag(Math.max(0, dbUpdatedAt - g.end.getTime())),
+            formatTimestampMs(g.restorableFrom ?? g.start),
+            formatTimestampMs(g.end),
+            current ? 'current' : g.restorableFrom ? '' : 'no-snapshot',
+          ]),
         ),
       );
+      // The explanation goes to stderr so that stdout stays a table for scripts.
+      if (rows.length > 0) {
+        const which = local !== undefined
+          ? `current: the generation ${t.db!.path} is on (${local})`
+          : 'current: the newest generation of each replica, the one a restore uses';
+        io.stderr.write(`restorable: any -timestamp from a generation's start to its end (a later one restores its end); ${which}\n`);
+      }
     });
 
   addConfigOptions(program.command('snapshots'))
@@ -79,7 +114,7 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
       io.stdout.write(
         formatTable(
           ['replica', 'generation', 'index', 'size', 'created'],
-          rows.map(({ r, s }) => [r.name, s.generation, String(s.index), String(s.size), formatTimestamp(s.createdAt)]),
+          rows.map(({ r, s }) => [r.name, s.generation, String(s.index), String(s.size), formatTimestampMs(s.createdAt)]),
         ),
       );
     });
@@ -101,7 +136,7 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
       io.stdout.write(
         formatTable(
           ['replica', 'generation', 'index', 'offset', 'size', 'created'],
-          rows.map(({ r, s }) => [r.name, s.generation, String(s.index), String(s.offset), String(s.size), formatTimestamp(s.createdAt)]),
+          rows.map(({ r, s }) => [r.name, s.generation, String(s.index), String(s.offset), String(s.size), formatTimestampMs(s.createdAt)]),
         ),
       );
     });

@@ -61,7 +61,8 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     });
     specs = [{ dbPath, options: { dbPath, replicas } }];
   } else {
-    const cfg = await config.loadConfig({ path: flags.config, expandEnv: flags.expandEnv !== false, env: io.env, cwd: io.cwd, homeDir: io.homeDir });
+    // Its warnings go through the logger below, as Litestream-style log lines.
+    const cfg = await (await import('../target.js')).loadCliConfig(flags, io, { reportWarnings: false });
     log = createCliLogger({ level: cfg.logging.level, type: cfg.logging.type, stream: cfg.logging.stderr ? io.stderr : io.stdout });
     for (const w of cfg.warnings) log.warn(w);
     if (cfg.addr !== undefined && cfg.addr !== '') metrics = { addr: cfg.addr, healthMaxLagMs: cfg.healthMaxLagMs };

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ReplicateError, isReplicateError } from '../../errors.js';
 import { expandHome } from '../../config/replica-url.js';
-import type { IntegrityCheck, RestorePreview } from '../../replica/restore.js';
+import type { IntegrityCheck, RestorePreview, RestoreResult } from '../../replica/restore.js';
 import type { RestoreTarget } from '../../replica/restore-plan.js';
 import { MAX_INDEX, formatHex8 } from '../../layout.js';
 import { formatTable } from '../format.js';
@@ -26,6 +26,7 @@ interface RestoreFlags {
   integrityCheck?: string;
   stopAtGap?: boolean;
   dryRun?: boolean;
+  replaceExisting?: boolean;
 }
 
 export function registerRestore(program: Command, io: CliIo): void {
@@ -46,6 +47,7 @@ export function registerRestore(program: Command, io: CliIo): void {
     .option('--integrity-check <mode>', `check the restored database: ${INTEGRITY_CHECKS.join('|')}`, 'quick')
     .option('--stop-at-gap', 'on a missing WAL index or segment, restore up to the last consistent point instead of failing')
     .option('--dry-run', 'print what would be restored (replica, generation, snapshot, WAL segments, bytes) without downloading or writing')
+    .option('--replace-existing', 'when the output exists: after a successful restore, move it and its -wal/-shm aside (<db>.replaced-<time>) and put the restored database in its place; refused while the database is in use')
     .action(async (target: string | undefined, flags: RestoreFlags) => {
       const index = flags.index === undefined ? undefined : parseHexIndex(flags.index);
       const timestamp = flags.timestamp === undefined ? undefined : parseTimestamp(flags.timestamp);
@@ -54,6 +56,10 @@ export function registerRestore(program: Command, io: CliIo): void {
       }
       const parallelism = parsePositiveInt(flags.parallelism ?? '8', '-parallelism');
       const integrityCheck = parseIntegrityCheck(flags.integrityCheck ?? 'quick');
+      const replaceExisting = flags.replaceExisting === true;
+      if (replaceExisting && flags.ifDbNotExists) {
+        throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify -replace-existing and -if-db-not-exists together');
+      }
 
       const [{ resolveTarget }, { restore, previewRestore }, { createProgress }] = await Promise.all([
         import('../target.js'),
@@ -69,7 +75,7 @@ export function registerRestore(program: Command, io: CliIo): void {
       if (flags.dryRun) {
         // A dry run plans (and fails) exactly like a restore, but needs no output path.
         try {
-          const preview = await previewRestore(t.replicas, { ...what, outputPath: output });
+          const preview = await previewRestore(t.replicas, { ...what, outputPath: output, replaceExisting });
           const skip = flags.ifDbNotExists === true && output !== undefined && (await exists(output));
           io.stdout.write(formatRestorePreview(preview, { ifDbNotExists: skip }));
           io.stderr.write('dry run: nothing was downloaded or written\n');
@@ -94,13 +100,9 @@ export function registerRestore(program: Command, io: CliIo): void {
       try {
         // The restore marker (a SHA-256 of the whole file) only when replication will use it.
         const restoreMarker = t.db?.continueAfterRestore === true;
-        const result = await restore(t.replicas, { ...what, outputPath: output, parallelism, integrityCheck, restoreMarker, onProgress: progress?.update });
+        const result = await restore(t.replicas, { ...what, outputPath: output, parallelism, integrityCheck, restoreMarker, replaceExisting, onProgress: progress?.update });
         progress?.stop();
-        const p = result.plan;
-        io.stderr.write(
-          `restored ${output} from replica ${p.replica}, generation ${p.generation}, snapshot index ${p.snapshot.index}` +
-            `, ${result.indexesApplied} WAL ${result.indexesApplied === 1 ? 'index' : 'indexes'}\n`,
-        );
+        io.stderr.write(formatRestoreResult(result));
         if (result.stoppedAt) io.stderr.write(`warning: restore stopped early at a gap: ${result.stoppedAt}\n`);
       } catch (err) {
         progress?.stop();
@@ -111,6 +113,20 @@ export function registerRestore(program: Command, io: CliIo): void {
         throw err;
       }
     });
+}
+
+/**
+ * The success report on stderr: the point in time restored (exact enough to pass back as -timestamp) and
+ * the replica position, then where the replaced database went.
+ */
+export function formatRestoreResult(result: RestoreResult): string {
+  const p = result.plan;
+  const pos = result.position;
+  let text =
+    `restored ${result.outputPath} to ${result.stateAt.toISOString()} (replica ${p.replica}, generation ${pos.generation}, ` +
+    `index ${pos.index}, offset ${pos.offset}; from snapshot index ${p.snapshot.index}, ${plural(result.indexesApplied, 'WAL index', 'WAL indexes')})\n`;
+  if (result.movedAside) text += `the database that was there was moved aside: ${result.movedAside.join(', ')}\n`;
+  return text;
 }
 
 /** Decimal (as the listings print indexes) with the hexadecimal form `-index` takes. */
@@ -157,6 +173,7 @@ export function formatRestorePreview(p: RestorePreview, opts: { ifDbNotExists?: 
   if (p.output !== undefined) {
     let note = '';
     if (opts.ifDbNotExists) note = ' (exists: -if-db-not-exists would skip the restore)';
+    else if (p.output.replaces) note = ' (exists: -replace-existing would move it and its -wal/-shm aside)';
     else if (p.output.error) note = ` (a restore would fail: ${p.output.error.message})`;
     lines.push(['output', `${p.output.path}${note}`]);
   }

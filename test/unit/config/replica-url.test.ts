@@ -25,7 +25,8 @@ describe('parseReplicaUrl: spec §2.2 examples', () => {
     ['s3://b//a/../x', { type: 's3', host: 'b', path: 'x' }],
     ['s3://my.bucket.com:9000/x/y/', { type: 's3', host: 'my.bucket.com:9000', path: 'x/y' }],
     ['s3://mybkt.s3.us-west-000.backblazeb2.com/db', { type: 's3', host: 'mybkt.s3.us-west-000.backblazeb2.com', path: 'db' }],
-    ['s3://bkt/db?endpoint=http://x', { type: 's3', host: 'bkt', path: 'db' }], // query strings are ignored
+    // Litestream v0.3.13 ignores a query; we return it, decoded, and replica-resolve.ts applies or refuses it.
+    ['s3://bkt/db?endpoint=http://x', { type: 's3', host: 'bkt', path: 'db', query: [['endpoint', 'http://x']] }],
     ['s3://bkt/db#frag', { type: 's3', host: 'bkt', path: 'db' }],
     ['s3://bkt/a%20b', { type: 's3', host: 'bkt', path: 'a b' }], // cloud paths are decoded
     ['S3://bkt/db', { type: 's3', host: 'bkt', path: 'db' }], // Go lower-cases the scheme

@@ -102,7 +102,8 @@ for name in "${addons[@]}"; do
 done
 
 # 4. The suite, with that Node first on PATH (npm, tsc and vitest run on it, and so does every process
-#    the tests start).
+#    the tests start). The lock's descriptor is not passed on: a process that outlived the run would
+#    otherwise hold the lock and stall the next one.
 echo "test-on-node: npm test on $("$node_bin" -v) (modules ABI $("$node_bin" -p process.versions.modules)) in ${work#"$root"/}"
 cd "$work"
-PATH="$nodedir/bin:$PATH" npm_config_nodedir="$nodedir" STN_TEST_NODE="$version" npm test -- "$@"
+PATH="$nodedir/bin:$PATH" npm_config_nodedir="$nodedir" STN_TEST_NODE="$version" npm test -- "$@" 9>&-

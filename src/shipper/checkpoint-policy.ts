@@ -36,9 +36,18 @@ export interface CheckpointInputs {
   shadowSize: number;
   /** Milliseconds (monotonic) since the last checkpoint or since the shipper started. */
   idleMs: number;
+  /**
+   * Bytes at the start of this shadow index that our own restart write put there (0 when the cycle
+   * began otherwise). A cycle holding nothing else has nothing to checkpoint: checkpointing it would
+   * restart the WAL with another write of ours, and with a low `min-checkpoint-page-count` (1 frame
+   * reaches it) every sync would begin a new WAL index, uploaded to every replica, while the database
+   * is idle. (Litestream does that once per monitor tick.)
+   */
+  ownSize?: number;
 }
 
 export function checkpointMode(p: CheckpointPolicy, x: CheckpointInputs): CheckpointMode | undefined {
+  if (x.ownSize !== undefined && x.shadowSize <= x.ownSize) return undefined;
   if (p.truncatePageCount > 0 && x.walSize >= calcWalSize(x.pageSize, p.truncatePageCount)) return 'TRUNCATE';
   if (p.maxCheckpointPageCount > 0 && x.shadowSize >= calcWalSize(x.pageSize, p.maxCheckpointPageCount)) return 'RESTART';
   if (x.shadowSize >= calcWalSize(x.pageSize, p.minCheckpointPageCount)) return 'PASSIVE';

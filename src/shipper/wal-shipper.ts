@@ -75,6 +75,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private reopening = false;
   private snapshotsRunning = 0;
   private lastCheckpointAt = monotonicMs();
+  /** The shadow index our last checkpoint began, and its size then (see CheckpointInputs.ownSize). */
+  private ownRestart: { generation: string; index: number; size: number } | undefined;
   /** A new generation asked for by a replica (requestNewGeneration), taken at the next tick. */
   private generationRequest: { generation: string; reason: string } | undefined;
   private retainFrom: () => number | undefined = () => undefined;
@@ -390,7 +392,9 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     const cur = this.cursor.current;
     if (this.snapshotsRunning > 0 || !cur || !this.db) return;
     const now = monotonicMs();
-    const mode = checkpointMode(this.policy, { pageSize: this.db.pageSize, walSize: cur.size, shadowSize: cur.size, idleMs: now - this.lastCheckpointAt });
+    const own = this.ownRestart;
+    const ownSize = own && own.generation === cur.generation && own.index === cur.index ? own.size : 0;
+    const mode = checkpointMode(this.policy, { pageSize: this.db.pageSize, walSize: cur.size, shadowSize: cur.size, idleMs: now - this.lastCheckpointAt, ownSize });
     if (!mode || !this.throttle.allowed(now)) return;
     const counts = this.counters.checkpoints[mode];
     let out;
@@ -412,6 +416,9 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     if (out.followed) return; // the WAL had restarted: followed instead; no checkpoint was run
     this.lastCheckpointAt = now;
     this.throttle.record(now, out.restarted);
+    // What the new cycle holds right after the checkpoint is (at most) our own restart write.
+    const after = this.cursor.current;
+    this.ownRestart = out.restarted && after ? { generation: after.generation, index: after.index, size: after.size } : undefined;
     if (!out.restarted && out.event.log !== out.event.checkpointed) {
       this.log.debug('checkpoint could not backfill every frame (readers hold older snapshots)', { db: this.dbPath, log: out.event.log, checkpointed: out.event.checkpointed });
     }

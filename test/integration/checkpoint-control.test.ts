@@ -74,6 +74,25 @@ describe('checkpoint control', () => {
     await bothRestoreTo(s.dir, s.replicaDir, contentDigest(s.dbPath));
   });
 
+  it('min-checkpoint-page-count 1, then quiet: our own restart write is not checkpointed again (no new WAL index per sync)', async () => {
+    // One frame reaches the threshold, and our restart write is one frame: each checkpoint used to begin
+    // a cycle that asked for the next one, ~100 new WAL indexes a second (each uploaded) on an idle database.
+    const s = await setup({ minCheckpointPageCount: 1 });
+    await writeFromProcess('node', s.dbPath, 1, 1, 100);
+    await waitFor(() => s.checkpoints.some((c) => c.newIndex !== undefined), 'the checkpoint after the commit');
+    await sleep(300);
+    const after = s.checkpoints.length;
+    const index = s.r.shipper.pos()!.index;
+    await sleep(1500); // idle: 15 polls, and the watcher sees our own writes
+    expect(s.checkpoints.length - after, 'checkpoints while idle').toBe(0);
+    expect(s.r.shipper.pos()!.index).toBe(index);
+    // A commit of the application's is checkpointed as before.
+    await writeFromProcess('node', s.dbPath, 2, 1, 100);
+    await waitFor(() => s.r.shipper.pos()!.index > index, 'the checkpoint after the second commit');
+    await s.r.sync();
+    await bothRestoreTo(s.dir, s.replicaDir, contentDigest(s.dbPath));
+  });
+
   it('an application reader holding the WAL: attempts back off and write nothing; the restart follows its release', async () => {
     const s = await setup({ minCheckpointPageCount: 10 });
     await writeFromProcess('node', s.dbPath, 1, 30, 4000);

@@ -23,6 +23,16 @@ describe('checkpointMode (Litestream v0.3.13 thresholds)', () => {
     expect(mode(2, 2, 3_600_000, { ...DEFAULT_CHECKPOINT_POLICY, checkpointIntervalMs: 0 })).toBeUndefined();
   });
 
+  it('a cycle holding only our own restart write is never checkpointed, whatever the thresholds', () => {
+    const low = { ...DEFAULT_CHECKPOINT_POLICY, minCheckpointPageCount: 1 };
+    const x = (shadowPages: number, ownPages: number, idleMs = 0) =>
+      checkpointMode(low, { pageSize: page, walSize: size(shadowPages), shadowSize: size(shadowPages), idleMs, ownSize: ownPages === 0 ? 0 : size(ownPages) });
+    expect(x(1, 1)).toBeUndefined();
+    expect(x(2, 2, 3_600_000)).toBeUndefined();
+    expect(x(2, 1)).toBe('PASSIVE');
+    expect(x(1, 0)).toBe('PASSIVE');
+  });
+
   it('0 switches RESTART and TRUNCATE off', () => {
     const off = { ...DEFAULT_CHECKPOINT_POLICY, maxCheckpointPageCount: 0, truncatePageCount: 0 };
     expect(mode(600_000, 600_000, 0, off)).toBe('PASSIVE');

@@ -41,25 +41,37 @@ const replication = await startReplication({ ...options, logger: log });
 const maxLagMs = Number(process.env.HEALTH_MAX_LAG_SECONDS ?? 60) * 1000;
 const server = createServer(async (req, res) => {
   const reply = (status, body) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-  if (req.method === 'POST' && req.url === '/notes') {
-    let body = '';
-    for await (const chunk of req) body += chunk;
-    const { lastInsertRowid } = db.prepare('INSERT INTO notes (body, at) VALUES (?, ?)').run(body, new Date().toISOString());
-    return reply(201, { id: Number(lastInsertRowid) });
+  try {
+    if (req.method === 'POST' && req.url === '/notes') {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const { lastInsertRowid } = db.prepare('INSERT INTO notes (body, at) VALUES (?, ?)').run(body, new Date().toISOString());
+      return reply(201, { id: Number(lastInsertRowid) });
+    }
+    if (req.method === 'GET' && req.url === '/notes') return reply(200, db.prepare('SELECT COUNT(*) AS count FROM notes').get());
+    if (req.method === 'GET' && req.url === '/healthz') {
+      // The same verdict as `replicate`'s /healthz, from the replication's own figures.
+      const health = evaluateHealth([await replication.status()], maxLagMs);
+      return reply(health.healthy ? 200 : 503, health);
+    }
+    reply(404, { error: 'not found' });
+  } catch (err) {
+    log.error('request failed', { url: req.url, error: describeError(err) });
+    if (!res.headersSent) reply(500, { error: 'internal error' });
   }
-  if (req.method === 'GET' && req.url === '/notes') return reply(200, db.prepare('SELECT COUNT(*) AS count FROM notes').get());
-  if (req.method === 'GET' && req.url === '/healthz') {
-    // The same verdict as `replicate`'s /healthz, from the replication's own figures.
-    const health = evaluateHealth([await replication.status()], maxLagMs);
-    return reply(health.healthy ? 200 : 503, health);
-  }
-  reply(404, { error: 'not found' });
 });
 server.listen(Number(process.env.PORT ?? 8585), () => log.info('listening', { port: server.address().port }));
 
-// 4. SIGTERM: stop taking requests, close the app's connection, then the final sync.
-process.once('SIGTERM', async () => {
-  server.close();
+// 4. SIGTERM (or Ctrl-C): stop taking requests and finish those in flight, close the app's connection,
+//    then the final sync uploads what is left. The exit code says whether it did.
+let stopping = false;
+async function shutdown(signal) {
+  if (stopping) return;
+  stopping = true;
+  log.info('shutting down', { signal });
+  const closed = new Promise((resolve) => server.close(resolve));
+  server.closeIdleConnections();
+  await closed;
   db.close();
   try {
     await replication.close();
@@ -68,4 +80,6 @@ process.once('SIGTERM', async () => {
     log.error('final sync failed; the last changes are only in the local database', { error: describeError(err) });
     process.exit(1);
   }
-});
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));

@@ -177,7 +177,9 @@ async function readDirOrEmpty(dir: string) {
     return await readdir(dir, { withFileTypes: true });
   } catch (err) {
     const code = errnoCode(err);
-    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    // A directory not created yet is an empty replica (a first boot). A path through a file (ENOTDIR)
+    // is a misconfigured or broken replica, never "no backup": start-up must not begin a new history on it.
+    if (code === 'ENOENT') return [];
     throw new ReplicateError('IO', `[file] listing ${dir}: ${describeError(err)}`, { cause: err, details: { path: dir } });
   }
 }

@@ -10,8 +10,8 @@ export const DEFAULT_HEALTH_MAX_LAG_MS = 60_000;
 
 export interface HealthReport {
   healthy: boolean;
-  /** "ok", or "behind" when a replica's lag is over the threshold. */
-  status: 'ok' | 'behind';
+  /** "ok"; "behind" when a replica's lag is over the threshold; "starting" before replication runs. */
+  status: 'ok' | 'behind' | 'starting';
   maxLagSeconds: number;
   /** Every replica of every database, with its lag; `behind` marks those over the threshold. */
   replicas: { db: string; name: string; lagSeconds: number; behind: boolean; error?: string }[];
@@ -30,4 +30,9 @@ export function evaluateHealth(statuses: readonly ReplicationStatus[], maxLagMs:
   );
   const healthy = replicas.every((r) => !r.behind);
   return { healthy, status: healthy ? 'ok' : 'behind', maxLagSeconds, replicas };
+}
+
+/** The verdict before the replications have started (a start-up restore still running): not healthy. */
+export function startingReport(maxLagMs: number): HealthReport {
+  return { healthy: false, status: 'starting', maxLagSeconds: maxLagMs / 1000, replicas: [] };
 }

@@ -14,7 +14,7 @@ import type { Registry } from 'prom-client';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
 import { nullLogger, type Logger } from '../logger.js';
 import type { Replication } from '../replication.js';
-import { DEFAULT_HEALTH_MAX_LAG_MS, evaluateHealth } from './health.js';
+import { DEFAULT_HEALTH_MAX_LAG_MS, evaluateHealth, startingReport } from './health.js';
 import { promClient, registerReplicationMetrics, StatusReader, type ReplicationSource } from './prometheus-metrics.js';
 
 export interface BindAddress {
@@ -46,6 +46,12 @@ export interface MetricsServerOptions {
   replications: ReplicationSource;
   /** /healthz answers 503 once a replica's lag is over this (default 60 s). */
   healthMaxLagMs?: number;
+  /**
+   * While this returns true, /healthz answers 503 with status "starting" (the replications are not all
+   * running yet, e.g. during `replicate -restore-if-db-not-exists`'s restore): a probe must not see a
+   * process that has not started replicating as healthy.
+   */
+  starting?: () => boolean;
   /**
    * Where the metrics are registered (default: a registry of its own). Anything else in it is served too
    * (the CLI adds Node's process metrics this way).
@@ -91,7 +97,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
       return;
     }
     if (path === '/healthz') {
-      const report = evaluateHealth(await reader.read(), maxLagMs);
+      const report = opts.starting?.() ? startingReport(maxLagMs) : evaluateHealth(await reader.read(), maxLagMs);
       res.writeHead(report.healthy ? 200 : 503, { 'content-type': 'application/json' }).end(req.method === 'HEAD' ? undefined : `${JSON.stringify(report)}\n`);
       return;
     }

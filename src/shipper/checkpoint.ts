@@ -35,7 +35,7 @@ export type CheckpointOutcome =
   | { busy: true }
   /** The WAL had restarted (or diverged) before the checkpoint could begin: followed instead. */
   | { busy: false; followed: true }
-  | { busy: false; followed: false; restarted: boolean; event: CheckpointEvent };
+  | { busy: false; followed: false; restarted: boolean; /** The new cycle began with our seq write (no application frame before it). */ seqBeganCycle: boolean; event: CheckpointEvent };
 
 /** Runs the sequence (see above). */
 export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: CheckpointMode, lockWaitMs: number): CheckpointOutcome {
@@ -65,8 +65,19 @@ export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: Checkpo
   if (!out.value) return { busy: false, followed: true };
   db.step('unlocked');
   const result = out.value;
+  // Whether our seq write is what began the next cycle (the WAL was still the fully backfilled old one
+  // under the lock), as opposed to an application commit that got in first.
+  let seqBeganCycle = false;
   if (result.busy === 0 && result.log > 0 && result.checkpointed === result.log) {
-    db.tryWithWriteLock(lockWaitMs, () => db.writeSeq(), { commit: true });
+    db.tryWithWriteLock(
+      lockWaitMs,
+      () => {
+        const idx = db.walIndex();
+        seqBeganCycle = idx !== undefined && idx.committed === result.log && idx.backfilled === result.log;
+        db.writeSeq();
+      },
+      { commit: true },
+    );
     db.step('committed');
   }
   let newIndex: number | undefined;
@@ -77,5 +88,5 @@ export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: Checkpo
   }
   const now = cursor.current!;
   const restarted = now.generation !== before.generation || now.index !== before.index;
-  return { busy: false, followed: false, restarted, event: { mode, log: result.log, checkpointed: result.checkpointed, ...(newIndex !== undefined ? { newIndex } : {}) } };
+  return { busy: false, followed: false, restarted, seqBeganCycle: restarted && seqBeganCycle, event: { mode, log: result.log, checkpointed: result.checkpointed, ...(newIndex !== undefined ? { newIndex } : {}) } };
 }

@@ -71,6 +71,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   private closed = false;
   /** close() has begun: the background wait for the database must not start following it any more. */
   private closing = false;
+  private closingDone: Promise<void> | undefined;
   private opening: Promise<unknown> | undefined;
   private reopening = false;
   private snapshotsRunning = 0;
@@ -416,9 +417,10 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     if (out.followed) return; // the WAL had restarted: followed instead; no checkpoint was run
     this.lastCheckpointAt = now;
     this.throttle.record(now, out.restarted);
-    // What the new cycle holds right after the checkpoint is (at most) our own restart write.
+    // A new cycle our seq write began holds, right after the checkpoint, that write and maybe application
+    // commits after it; the size now is what we know to be ours, or close enough (see ownSize).
     const after = this.cursor.current;
-    this.ownRestart = out.restarted && after ? { generation: after.generation, index: after.index, size: after.size } : undefined;
+    this.ownRestart = out.seqBeganCycle && after ? { generation: after.generation, index: after.index, size: after.size } : undefined;
     if (!out.restarted && out.event.log !== out.event.checkpointed) {
       this.log.debug('checkpoint could not backfill every frame (readers hold older snapshots)', { db: this.dbPath, log: out.event.log, checkpointed: out.event.checkpointed });
     }
@@ -531,8 +533,14 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
   }
 
   /** Stops following the database and closes its connections (a final sync first). */
-  async close(): Promise<void> {
-    if (this.closed || this.closing) return;
+  close(): Promise<void> {
+    // A second caller waits for the same close (the final sync included), not just for it to have begun.
+    this.closingDone ??= this.closeOnce();
+    return this.closingDone;
+  }
+
+  private async closeOnce(): Promise<void> {
+    if (this.closed) return;
     this.closing = true;
     this.scheduler?.stop();
     if (this.db) await this.sync().catch((err: unknown) => this.log.warn('final sync failed', { db: this.dbPath, error: describeError(err) }));

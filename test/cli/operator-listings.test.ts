@@ -98,7 +98,7 @@ describe('generations', () => {
       for (const l of lines.slice(1)) expect(l.slice(at - 2, at + 1), l).toMatch(/^  \S$/);
     }
     expect(r.stderr).toBe(
-      "restorable: any -timestamp from a generation's start to its end (a later one restores its end); current: the newest generation of each replica, the one a restore uses\n",
+      "restorable: any -timestamp from a generation's start to its end (a later one restores its end); current: the newest generation of each replica (a restore of the latest state takes the newest across replicas)\n",
     );
   });
 

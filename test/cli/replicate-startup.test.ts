@@ -93,6 +93,29 @@ describe('replicate at start-up', () => {
     expect(await bothRestore(replicaDir, dir)).toEqual([live, live]);
   });
 
+  it('library: a database created and written by another process between two looks of the background wait is shipped by close()', async () => {
+    // Deterministic form of the test above: the application runs synchronously (execFileSync), so the
+    // background wait cannot look again before close() begins.
+    const { startReplication } = await import('../../src/replication.js');
+    const { FileReplicaClient } = await import('../../src/client/file-client.js');
+    const dir = tmp();
+    const dbPath = join(dir, 'station.db');
+    const replicaDir = join(dir, 'replica');
+    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }) }], waitForDatabase: false, inline: true });
+    execFileSync(process.execPath, [
+      '-e',
+      `const D = require(${JSON.stringify(require.resolve('better-sqlite3'))});
+       const db = new D(${JSON.stringify(dbPath)}); db.pragma('journal_mode = WAL');
+       db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)');
+       db.prepare("INSERT INTO t (v, n) VALUES ('between two looks', 1)").run();
+       db.close();`,
+    ]);
+    expect(r.shipper.opened).toBe(false);
+    await r.close();
+    const live = contentDigest(dbPath);
+    expect(await bothRestore(replicaDir, dir)).toEqual([live, live]);
+  });
+
   it('an -exec command line that cannot be split is refused before anything is replicated', async () => {
     const dir = tmp();
     const dbPath = join(dir, 'app.db');

@@ -191,7 +191,7 @@ describe('replicate -restore-if-db-not-exists', () => {
     await createBucket(endpoint, bucket);
     const proxy = await startFaultProxy(endpoint);
     try {
-      const config = s3Config(dir, dbPath, proxy.endpoint, bucket);
+      const config = s3Config(dir, dbPath, proxy.endpoint, bucket, 'addr: 127.0.0.1:0\n');
       expect((await boot(['-config', config], dbPath, 1, dir)).code).toBe(0);
       loseVolume(dbPath);
 
@@ -213,7 +213,15 @@ describe('replicate -restore-if-db-not-exists', () => {
         }),
       );
       procs.push(p);
-      await new Promise((r) => setTimeout(r, 1500));
+      // While the restore runs, /healthz says "starting" (503): a probe must not pass a process that
+      // does not replicate yet.
+      const line = p.lines[await p.waitForLog(/msg="serving metrics"/)]!;
+      const addr = /addr=(\S+)/.exec(line)![1]!;
+      await new Promise((r) => setTimeout(r, 500));
+      const health = await fetch(`http://${addr}/healthz`);
+      expect(health.status).toBe(503);
+      expect(((await health.json()) as { status: string }).status).toBe('starting');
+      await new Promise((r) => setTimeout(r, 500));
       p.stop('SIGTERM');
       expect(await p.exit, p.tail()).toBe(1);
       expect(p.lines.join('\n')).toMatch(/-restore-if-db-not-exists: interrupted by a signal; nothing was written/);
@@ -222,6 +230,17 @@ describe('replicate -restore-if-db-not-exists', () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  it('a file replica whose path runs through a file is an error, not an empty replica', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'station.db');
+    writeFileSync(join(dir, 'backups'), 'not a directory (an unmounted volume, a typo)');
+    const r = await boot([dbPath, `file://${join(dir, 'backups', 'station-db')}`], dbPath, 1, dir);
+    expect(r.code, r.log).toBe(1);
+    expect(r.log).toMatch(/ENOTDIR|not a directory/);
+    expect(r.seen).toBeUndefined();
+    expect(existsSync(dbPath)).toBe(false);
   });
 
   it('a -wal left without its database is refused with what to do, not restored under', async () => {

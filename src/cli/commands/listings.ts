@@ -91,9 +91,10 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
       );
       // The explanation goes to stderr so that stdout stays a table for scripts.
       if (rows.length > 0) {
+        const listed = rows.some((x) => x.current);
         const which = local !== undefined
-          ? `current: the generation ${t.db!.path} is on (${local})`
-          : 'current: the newest generation of each replica, the one a restore uses';
+          ? `current: the generation ${t.db!.path} is on (${local}${listed ? '' : ', in no replica yet'})`
+          : 'current: the newest generation of each replica (a restore of the latest state takes the newest across replicas)';
         io.stderr.write(`restorable: any -timestamp from a generation's start to its end (a later one restores its end); ${which}\n`);
       }
     });

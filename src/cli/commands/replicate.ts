@@ -91,7 +91,8 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     const registry = new Registry();
     // Node's process_* and nodejs_* metrics, where Litestream has Go's process_* and go_*.
     collectDefaultMetrics({ register: registry });
-    server = await startMetricsServer({ addr: bind, replications: () => started, healthMaxLagMs: metrics.healthMaxLagMs, registry, logger: log });
+    // Not healthy until every database replicates (a start-up restore can take minutes).
+    server = await startMetricsServer({ addr: bind, replications: () => started, healthMaxLagMs: metrics.healthMaxLagMs, registry, logger: log, starting: () => starting });
   }
 
   const stop = new AbortController();

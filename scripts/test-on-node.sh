@@ -96,8 +96,17 @@ for name in "${addons[@]}"; do
   rm -rf "$dst"
   mkdir -p "$(dirname "$dst")"
   (cd "$src" && tar --exclude=./build -cf - .) | (mkdir -p "$dst" && tar -xf - -C "$dst")
-  (cd "$dst" && PATH="$nodedir/bin:$PATH" "$node_bin" "$node_gyp" rebuild --release --nodedir="$nodedir" --jobs=2 >build.log 2>&1) \
+  # npm_config_nodedir too: run from an npm script (`npm run test:all`), npm exports its own config (this
+  # machine's `nodedir=/usr`, the system Node's headers) to the environment, and node-gyp takes that over
+  # the --nodedir flag: the addon was built for the wrong Node.
+  (cd "$dst" && PATH="$nodedir/bin:$PATH" npm_config_nodedir="$nodedir" "$node_bin" "$node_gyp" rebuild --release --nodedir="$nodedir" --jobs=2 >build.log 2>&1) \
     || { tail -40 "$dst/build.log" >&2; echo "test-on-node: building $name for Node $version failed" >&2; exit 1; }
+  # Every binary it built must load in that Node (an addon built against other headers says so here,
+  # not as sixty failing tests).
+  while IFS= read -r addon; do
+    "$node_bin" -e 'process.dlopen({ exports: {} }, process.argv[1])' "$addon" \
+      || { echo "test-on-node: $addon does not load in Node $version" >&2; exit 1; }
+  done < <(find "$dst/build/Release" -maxdepth 1 -name '*.node' ! -name 'test_*') # test_*: SQLite test extensions, not Node addons
   echo "$stamp" >"$dst/.built-for"
 done
 

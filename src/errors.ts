@@ -45,6 +45,15 @@ export const ERROR_CODES = [
    * writes to it, or a local tail was lost): a new generation was started.
    */
   'REPLICA_DIVERGED',
+  /**
+   * Another instance holds the replica's lease (see src/lease/): this one may not write there yet, or a
+   * `lease -break` named a holder other than the one holding it.
+   */
+  'LEASE_HELD',
+  /** This instance lost its lease (not renewed in time, or taken over): it stopped writing at once. */
+  'LEASE_LOST',
+  /** The replica's backend has no atomic lease primitive, and replicating unleased was not asked for. */
+  'LEASE_UNSUPPORTED',
   /** A local or remote I/O operation failed for a reason not covered above. */
   'IO',
   /** The operation was aborted through its AbortSignal. */

@@ -3,6 +3,8 @@
  *
  *   <root>/generations/<generation>/snapshots/<index hex8>.snapshot.lz4
  *   <root>/generations/<generation>/wal/<index hex8>_<offset hex8>.wal.lz4
+ *   <root>/lease/<version hex16>.json            (ours: the replica's lease, see src/lease/; Litestream
+ *                                                  looks only under generations/ and never sees it)
  *
  * Keys are joined with POSIX `path.join` semantics (which clean `//`, `.` and `..` the way Go's
  * `path.Join` does), so a root of "" or "." gives keys that start at `generations/…`.
@@ -18,10 +20,15 @@ const GENERATION_RE = /^[0-9a-f]{16}$/;
 const SNAPSHOT_RE = /^([0-9a-f]{8})\.snapshot\.lz4$/;
 const WAL_SEGMENT_RE = /^([0-9a-f]{8})_([0-9a-f]{8})\.wal\.lz4$/;
 const SHADOW_WAL_RE = /^([0-9a-f]{8})\.wal$/;
+const LEASE_RECORD_RE = /^([0-9a-f]{16})\.json$/;
 
 export const GENERATIONS_DIR = 'generations';
 export const SNAPSHOTS_DIR = 'snapshots';
 export const WAL_DIR = 'wal';
+/** Beside generations/: the lease's records (file backend) or the prefix of its object (object stores). */
+export const LEASE_DIR = 'lease';
+/** The lease's one object in an object store (conditional writes on it; see src/lease/). */
+export const LEASE_OBJECT = 'lease.json';
 
 /** Lowercase hex only: directories such as `ABCDEF…` are not generations (Litestream skips them too). */
 export function isGenerationName(name: string): boolean {
@@ -63,6 +70,19 @@ export function parseShadowWalName(base: string): { index: number } | undefined 
   return m ? { index: parseInt(m[1]!, 16) } : undefined;
 }
 
+/** A lease record's name on the file backend: its version, 16 hex digits, so names sort as versions. */
+export function leaseRecordName(version: number): string {
+  if (!Number.isSafeInteger(version) || version < 1) throw new RangeError(`invalid lease record version: ${version}`);
+  return `${version.toString(16).padStart(16, '0')}.json`;
+}
+
+export function parseLeaseRecordName(base: string): { version: number } | undefined {
+  const m = LEASE_RECORD_RE.exec(base);
+  if (!m) return undefined;
+  const version = parseInt(m[1]!, 16);
+  return Number.isSafeInteger(version) && version >= 1 ? { version } : undefined;
+}
+
 /** Key builders for one replica root. `join` is POSIX for object stores; the file backend passes its own. */
 export class ReplicaLayout {
   constructor(
@@ -93,6 +113,20 @@ export class ReplicaLayout {
 
   walSegmentPath(generation: string, index: number, offset: number): string {
     return this.join(this.walDir(generation), walSegmentName(index, offset));
+  }
+
+  /** file: the directory of lease records. */
+  leaseDir(): string {
+    return this.join(this.root, LEASE_DIR);
+  }
+
+  leaseRecordPath(version: number): string {
+    return this.join(this.leaseDir(), leaseRecordName(version));
+  }
+
+  /** Object stores: the lease object. */
+  leaseObjectKey(): string {
+    return this.join(this.root, LEASE_OBJECT);
   }
 }
 

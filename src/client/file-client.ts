@@ -10,7 +10,8 @@ import { NotFoundError, ReplicateError, errnoCode, describeError } from '../erro
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { writeFileAtomic } from '../internal/atomic-file.js';
-import { CLIENT_TRANSFER, RECYCLE_AFTER_CHUNKS, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import { FileLeaseStore } from './file-lease.js';
+import { CLIENT_TRANSFER, RECYCLE_AFTER_CHUNKS, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
 
 export interface FileReplicaClientOptions {
   /** Absolute path of the replica root. */
@@ -28,11 +29,22 @@ export class FileReplicaClient implements ReplicaClient {
   readonly location: string;
   private readonly layout: ReplicaLayout;
   private readonly counts = new OperationCounter();
+  private readonly lease: FileLeaseStore;
 
   constructor(private readonly options: FileReplicaClientOptions) {
     if (!isAbsolute(options.path)) throw new RangeError(`file replica path must be absolute: ${options.path}`);
     this.location = options.path;
     this.layout = new ReplicaLayout(options.path, join);
+    this.lease = new FileLeaseStore(this.layout, { dirMode: options.dirMode, fileMode: options.fileMode, count: (op) => this.counts.add(op) });
+  }
+
+  /** The lease: versioned records written by exclusive link (see file-lease.ts). */
+  readLease(): Promise<StoredLease | undefined> {
+    return this.lease.read();
+  }
+
+  writeLease(body: Buffer, expected: string | undefined): Promise<string | undefined> {
+    return this.lease.write(body, expected);
   }
 
   async generations(): Promise<string[]> {

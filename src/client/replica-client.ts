@@ -43,6 +43,13 @@ export interface WalSegmentInfo {
   readonly createdAt: Date;
 }
 
+/** The lease object as stored, with the version its conditional writes compare against. */
+export interface StoredLease {
+  readonly body: Buffer;
+  /** Opaque: a file record's sequence, an S3/ABS ETag, a GCS generation. */
+  readonly version: string;
+}
+
 /** A byte stream to upload: a Readable or any async iterable of chunks. */
 export type ObjectBody = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
@@ -98,6 +105,22 @@ export interface ReplicaClient {
   deleteSnapshot(generation: string, index: number, opts?: OpOptions): Promise<void>;
   deleteWalSegments(positions: readonly Pos[], opts?: OpOptions): Promise<void>;
 
+  /**
+   * Lease primitives (see src/lease/replica-lease.ts, which owns the record's format and the rules). A
+   * backend implements both with its store's own atomic primitive, or neither: then replication reports
+   * that the replica has no atomic lease.
+   *
+   * `readLease`: the current lease object, or undefined when there is none.
+   */
+  readLease?(opts?: OpOptions): Promise<StoredLease | undefined>;
+  /**
+   * `writeLease`: stores `body` as the lease object only if the stored version is still `expected`
+   * (undefined: only if there is no lease object at all) — a compare-and-swap, of which exactly one of
+   * any number of concurrent callers with the same `expected` wins. Returns the new version, or
+   * undefined when the condition failed (someone else wrote first; nothing was written).
+   */
+  writeLease?(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined>;
+
   /** Requests sent so far, by kind (for a backend's own retries and multipart parts, see its module). */
   requestCounts(): Readonly<OperationCounts>;
 
@@ -105,6 +128,14 @@ export interface ReplicaClient {
   snapshotLocation(generation: string, index: number): string;
   /** A key for messages: where one WAL segment lives (no I/O). */
   walSegmentLocation(pos: Pos): string;
+}
+
+/** A client with both lease primitives. */
+export type LeaseCapableClient = ReplicaClient & Required<Pick<ReplicaClient, 'readLease' | 'writeLease'>>;
+
+/** Whether the client can hold a lease atomically (it implements both primitives). */
+export function supportsLease(client: ReplicaClient): client is LeaseCapableClient {
+  return typeof client.readLease === 'function' && typeof client.writeLease === 'function';
 }
 
 /** Collects an async iterable into an array (listings are small: names and sizes, not bytes). */

@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { collect, type ReplicaClient } from '../../src/client/replica-client.js';
+import { collect, supportsLease, type LeaseCapableClient, type ReplicaClient } from '../../src/client/replica-client.js';
+import { encodeLeaseRecord, type LeaseRecord } from '../../src/lease/lease-record.js';
+import { breakLease, ReplicaLease } from '../../src/lease/replica-lease.js';
 import { isNotFound } from '../../src/errors.js';
 import { startReplication } from '../../src/replication.js';
 import { pollsOf } from '../helpers/shipper-polls.js';
@@ -33,7 +35,16 @@ async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-export function describeReplicaClientContract(name: string, factory: () => Promise<ContractFixture>): void {
+export interface ContractOptions {
+  /**
+   * Whether the backend implements the lease primitives (ReplicaClient.readLease/writeLease). Each
+   * backend's test file says so explicitly; the suite checks the claim, and runs the lease contract
+   * only for those that do (issue 14: file now; s3, gcs and abs next).
+   */
+  lease: boolean;
+}
+
+export function describeReplicaClientContract(name: string, factory: () => Promise<ContractFixture>, options: ContractOptions = { lease: false }): void {
   describe(`ReplicaClient contract: ${name}`, () => {
     let fx: ContractFixture;
     let c: ReplicaClient;
@@ -215,6 +226,123 @@ export function describeReplicaClientContract(name: string, factory: () => Promi
       }
       await expect(c.writeWalSegment({ generation: GEN_A, index: 0, offset: 0 }, failing())).rejects.toThrow(/source broke/);
       expect(await collect(c.walSegments(GEN_A))).toEqual([]);
+    });
+  });
+
+  if (!options.lease) {
+    describe(`ReplicaClient lease contract: ${name}`, () => {
+      it('declares no lease primitives (so replication reports it has no atomic lease)', async () => {
+        const fx = await factory();
+        try {
+          expect(supportsLease(fx.client)).toBe(false);
+        } finally {
+          await fx.cleanup();
+        }
+      });
+    });
+    return;
+  }
+
+  describe(`ReplicaClient lease contract: ${name}`, () => {
+    let fx: ContractFixture;
+    let c: LeaseCapableClient;
+    const leases: ReplicaLease[] = [];
+    beforeEach(async () => {
+      fx = await factory();
+      expect(supportsLease(fx.client)).toBe(true);
+      c = fx.client as LeaseCapableClient;
+    });
+    afterEach(async () => {
+      for (const l of leases.splice(0)) await l.release();
+      await fx.cleanup();
+    });
+    const lease = (opts: Partial<ConstructorParameters<typeof ReplicaLease>[0]> = {}) => {
+      const l = new ReplicaLease({ client: c, replica: 'r', ttlMs: 2000, ...opts });
+      leases.push(l);
+      return l;
+    };
+    const record = (instance: string, ttlMs = 2000): LeaseRecord => ({
+      holder: { host: 'elsewhere', pid: 1, instance },
+      acquiredAt: '2026-01-01T00:00:00.000Z',
+      renewedAt: '2026-01-01T00:00:00.000Z',
+      ttlMs,
+    });
+
+    it('has no lease object in an empty replica', async () => {
+      expect(await c.readLease()).toBeUndefined();
+    });
+
+    it('creates the lease object only if there is none', async () => {
+      const v1 = await c.writeLease(Buffer.from('first'), undefined);
+      expect(v1).toBeTypeOf('string');
+      expect(await c.writeLease(Buffer.from('second'), undefined)).toBeUndefined();
+      const stored = await c.readLease();
+      expect(stored?.body.toString()).toBe('first');
+      expect(stored?.version).toBe(v1);
+    });
+
+    it('replaces the lease object only at the expected version', async () => {
+      const v1 = (await c.writeLease(Buffer.from('one'), undefined))!;
+      const v2 = await c.writeLease(Buffer.from('two'), v1);
+      expect(v2).toBeTypeOf('string');
+      expect(v2).not.toBe(v1);
+      expect(await c.writeLease(Buffer.from('stale'), v1)).toBeUndefined();
+      expect(await c.readLease()).toEqual({ body: Buffer.from('two'), version: v2 });
+    });
+
+    it('lets exactly one of many concurrent writers win', async () => {
+      const v1 = (await c.writeLease(Buffer.from('base'), undefined))!;
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => c.writeLease(Buffer.from(`writer ${i}`), v1)));
+      const winners = results.flatMap((v, i) => (v === undefined ? [] : [i]));
+      expect(winners).toHaveLength(1);
+      expect((await c.readLease())?.body.toString()).toBe(`writer ${winners[0]}`);
+      const creators = await Promise.all(Array.from({ length: 4 }, () => c.writeLease(Buffer.from('x'), undefined)));
+      expect(creators.every((v) => v === undefined)).toBe(true);
+    });
+
+    it('keeps the lease object out of the generation listing', async () => {
+      await c.writeLease(Buffer.from('lease'), undefined);
+      await c.writeSnapshot(GEN_A, 0, body('snap'));
+      expect(await c.generations()).toEqual([GEN_A]);
+    });
+
+    it('ReplicaLease: one holder at a time; a release hands it over at once', async () => {
+      const a = lease({ identity: { instance: 'aaaa' } });
+      const b = lease({ identity: { instance: 'bbbb' } });
+      expect(await a.tryAcquire()).toBeUndefined();
+      expect(a.held).toBe(true);
+      const seen = await b.tryAcquire();
+      expect(seen?.record.holder?.instance).toBe('aaaa');
+      expect(() => b.assertHeld()).toThrow(expect.objectContaining({ code: 'LEASE_LOST' }));
+      await a.release();
+      expect(() => a.assertHeld()).toThrow(expect.objectContaining({ code: 'LEASE_LOST' }));
+      expect((await b.read())?.record.holder).toBeNull();
+      expect(await b.tryAcquire()).toBeUndefined();
+      expect((await b.read())?.record.holder?.instance).toBe('bbbb');
+    });
+
+    it('ReplicaLease: a lease nobody renews is taken once it stayed unchanged for its TTL', async () => {
+      await c.writeLease(encodeLeaseRecord(record('dead', 600)), undefined);
+      const b = lease({ identity: { instance: 'bbbb' }, pollMs: 50 });
+      // The first look only starts the clock: the holder may have renewed just before.
+      expect((await b.tryAcquire())?.record.holder?.instance).toBe('dead');
+      await b.acquire(AbortSignal.timeout(30_000));
+      expect(b.held).toBe(true);
+      expect((await b.read())?.record.holder?.instance).toBe('bbbb');
+    });
+
+    it('ReplicaLease: a holder whose lease is broken loses it at its next renewal and stops writing', async () => {
+      const a = lease({ identity: { instance: 'aaaa' }, ttlMs: 900 });
+      await a.acquire();
+      const lost = new Promise((resolve) => a.once('lost', resolve));
+      await breakLease(c, 'aaaa');
+      expect(await lost).toMatchObject({ code: 'LEASE_LOST' });
+      expect(a.held).toBe(false);
+      expect(a.lostSignal.aborted).toBe(true);
+      expect(() => a.assertHeld()).toThrow(expect.objectContaining({ code: 'LEASE_LOST' }));
+      // Breaking names the holder: a lease that moved on is not broken by mistake.
+      await c.writeLease(encodeLeaseRecord(record('cccc')), (await c.readLease())!.version);
+      await expect(breakLease(c, 'aaaa')).rejects.toMatchObject({ code: 'LEASE_HELD' });
     });
   });
 }

@@ -1,0 +1,322 @@
+/**
+ * One writer per replica: the lease a replicator holds on a replica path before it writes there, so
+ * that two instances (a rolling deployment, a copy started by mistake) never interleave two histories.
+ *
+ * The store gives one primitive, a compare-and-swap of the lease object (ReplicaClient.writeLease);
+ * everything else is here, the same for every backend:
+ * - acquire: take a free lease (none, released, expired) with a conditional write; only one wins.
+ * - expiry is judged by the waiter's own monotonic clock, never by comparing the holder's wall-clock
+ *   times with ours: a lease is expired when the same version has been seen unchanged for its TTL.
+ *   Clock skew between machines then does not matter, only clock rates over one TTL do.
+ * - the holder renews every TTL/3 and counts its own deadline from the moment it *sent* its last
+ *   successful renewal: deadline = sent + TTL - margin (margin = TTL/5). A waiter starts counting only
+ *   once it has seen that renewal's version, which is after it was sent; so the holder stops writing
+ *   at least `margin` before anyone can take over, and the margin covers clock-rate differences and an
+ *   upload in flight at the deadline (each write checks the lease first; see guarded-client.ts).
+ * - release: a clean stop writes a released record (holder null), which a waiter takes at once.
+ * See docs/lease.md.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { pid as processId } from 'node:process';
+import { supportsLease, type LeaseCapableClient, type ReplicaClient } from '../client/replica-client.js';
+import { abortError, describeError, ReplicateError } from '../errors.js';
+import { abortableSleep } from '../internal/abortable-sleep.js';
+import { monotonicMs } from '../internal/clock.js';
+import { nullLogger, type Logger } from '../logger.js';
+import { decodeLeaseRecord, describeHolder, encodeLeaseRecord, type LeaseHolder, type LeaseRecord } from './lease-record.js';
+
+export const DEFAULT_LEASE_TTL_MS = 30_000;
+/** Shortest TTL accepted: renewals every TTL/3 must have time to reach the store. */
+export const MIN_LEASE_TTL_MS = 500;
+
+export interface ReplicaLeaseOptions {
+  client: ReplicaClient;
+  /** The replica's name, for logs. */
+  replica: string;
+  ttlMs?: number;
+  /** Who we are; host, pid and a random instance id by default. */
+  identity?: Partial<Omit<LeaseHolder, 'generation'>>;
+  logger?: Logger;
+  /**
+   * Whether a holder is known to be gone without waiting for its TTL (the CLI: a dead process on this
+   * host, see src/cli/lease-liveness.ts). Only ever asked about other instances.
+   */
+  holderGone?: (holder: LeaseHolder) => boolean;
+  /** Wall clock for the record's times (people read them; expiry never does). */
+  now?: () => number;
+  /** How often a waiter looks at the lease (default: TTL/4, at most 500 ms). */
+  pollMs?: number;
+}
+
+/** The lease as stored, read back. */
+export interface LeaseState {
+  record: LeaseRecord;
+  version: string;
+}
+
+type State = 'idle' | 'held' | 'lost' | 'released';
+
+export interface ReplicaLeaseEvents {
+  /** The lease was lost: not renewed in time, or someone else wrote it. Writes stop at once. */
+  lost: [ReplicateError];
+}
+
+export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
+  readonly client: LeaseCapableClient;
+  readonly replica: string;
+  readonly ttlMs: number;
+  readonly identity: Omit<LeaseHolder, 'generation'>;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly pollMs: number;
+  private state_: State = 'idle';
+  private version: string | undefined;
+  private acquiredAt: string | undefined;
+  /** Monotonic time at which the last successful write of the record was sent. */
+  private sentAt = -Infinity;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private keeper: Promise<void> | undefined;
+  private readonly stopKeeper = new AbortController();
+  private readonly lostController = new AbortController();
+  /** The version a waiter has seen, and since when (monotonic). */
+  private seen: { version: string; since: number } | undefined;
+  private generationOf: () => string | undefined = () => undefined;
+
+  constructor(private readonly opts: ReplicaLeaseOptions) {
+    super();
+    if (!supportsLease(opts.client)) {
+      throw new ReplicateError('LEASE_UNSUPPORTED', `replica ${opts.replica} (${opts.client.type}: ${opts.client.location}) has no atomic lease`, { details: { replica: opts.replica, type: opts.client.type } });
+    }
+    this.client = opts.client;
+    this.replica = opts.replica;
+    this.ttlMs = opts.ttlMs ?? DEFAULT_LEASE_TTL_MS;
+    if (!(this.ttlMs >= MIN_LEASE_TTL_MS)) throw new ReplicateError('INVALID_ARGUMENT', `replica ${opts.replica}: lease-ttl must be at least ${MIN_LEASE_TTL_MS}ms, got ${this.ttlMs}`);
+    this.identity = {
+      host: opts.identity?.host ?? hostname(),
+      pid: opts.identity?.pid ?? processId,
+      instance: opts.identity?.instance ?? randomBytes(8).toString('hex'),
+      ...(opts.identity?.pidNamespace !== undefined ? { pidNamespace: opts.identity.pidNamespace } : {}),
+    };
+    this.log = opts.logger ?? nullLogger;
+    this.now = opts.now ?? Date.now;
+    this.pollMs = opts.pollMs ?? Math.min(500, this.ttlMs / 4);
+  }
+
+  /** Time before the TTL at which the holder stops writing (see the file comment). */
+  get marginMs(): number {
+    return this.ttlMs / 5;
+  }
+
+  get state(): State {
+    return this.state_;
+  }
+
+  get held(): boolean {
+    return this.state_ === 'held' && monotonicMs() < this.deadline();
+  }
+
+  /** Aborted when the lease is lost: in-flight writes are abandoned. */
+  get lostSignal(): AbortSignal {
+    return this.lostController.signal;
+  }
+
+  /** Where the record says we write (updated at each renewal). */
+  setGenerationSource(fn: () => string | undefined): void {
+    this.generationOf = fn;
+  }
+
+  /** Throws LEASE_LOST unless the lease is held and inside its deadline. Called before every write. */
+  assertHeld(): void {
+    if (this.state_ === 'held' && monotonicMs() >= this.deadline()) this.lose('not renewed in time');
+    if (this.state_ !== 'held') {
+      throw new ReplicateError('LEASE_LOST', `replica ${this.replica}: not writing, the lease is not held (${this.state_})`, { details: { replica: this.replica, location: this.client.location } });
+    }
+  }
+
+  /** The lease as stored now (undefined: no lease object). */
+  async read(): Promise<LeaseState | undefined> {
+    return readLease(this.client);
+  }
+
+  /**
+   * Takes the lease if it is free (none, released, expired by our observation, or its holder known
+   * gone). Returns undefined when taken, else the lease as it stands (someone else holds it).
+   */
+  async tryAcquire(): Promise<LeaseState | undefined> {
+    if (this.state_ === 'held') return undefined;
+    if (this.state_ !== 'idle') throw new ReplicateError('LEASE_LOST', `replica ${this.replica}: a lease object cannot be acquired again once ${this.state_}`);
+    const current = await this.read();
+    let expected: string | undefined;
+    let from: LeaseHolder | null | undefined;
+    if (current) {
+      const { record, version } = current;
+      if (!this.isFree(current)) return current;
+      expected = version;
+      from = record.holder;
+    }
+    const sent = monotonicMs();
+    const at = new Date(this.now()).toISOString();
+    const version = await this.client.writeLease(encodeLeaseRecord(this.recordFor(at, at)), expected);
+    if (version === undefined) return (await this.read()) ?? current; // lost the race: look again
+    this.state_ = 'held';
+    this.version = version;
+    this.acquiredAt = at;
+    this.sentAt = sent;
+    this.armDeadline();
+    this.keeper = this.keep();
+    const fields = { replica: this.replica, location: this.client.location, ttl: `${this.ttlMs}ms`, instance: this.identity.instance };
+    if (from) this.log.warn('replica lease taken over from an instance that stopped renewing it', { ...fields, previous: describeHolder(from) });
+    else this.log.info('replica lease acquired', fields);
+    return undefined;
+  }
+
+  /** Waits until the lease is ours, logging who holds it (once per holder). Throws ABORTED on `signal`. */
+  async acquire(signal?: AbortSignal): Promise<void> {
+    let reported: string | undefined;
+    for (;;) {
+      if (signal?.aborted) throw abortError(signal);
+      let current: LeaseState | undefined;
+      try {
+        current = await this.tryAcquire();
+        if (current === undefined) return;
+      } catch (err) {
+        if (err instanceof ReplicateError && err.code !== 'IO') throw err;
+        this.log.warn('replica lease: store unreachable; retrying', { replica: this.replica, location: this.client.location, error: describeError(err) });
+      }
+      const holder = current?.record.holder;
+      if (current && holder && reported !== holder.instance) {
+        reported = holder.instance;
+        this.log.warn('replica lease held by another instance; waiting for it to be released or to expire before writing', {
+          replica: this.replica,
+          location: this.client.location,
+          holder: describeHolder(holder),
+          ...(holder.generation !== undefined ? { generation: holder.generation } : {}),
+          since: current.record.acquiredAt,
+          renewed: current.record.renewedAt,
+          ttl: `${current.record.ttlMs}ms`,
+        });
+      }
+      await abortableSleep(this.pollMs, signal);
+    }
+  }
+
+  /** Gives the lease up (a clean stop): waiters take it at once. Never throws; a failure is logged. */
+  async release(): Promise<void> {
+    this.stopKeeper.abort();
+    await this.keeper;
+    this.clearDeadline();
+    if (this.state_ !== 'held') return;
+    this.state_ = 'released';
+    const at = new Date(this.now()).toISOString();
+    try {
+      const body = encodeLeaseRecord({ holder: null, acquiredAt: this.acquiredAt ?? at, renewedAt: at, releasedAt: at, ttlMs: this.ttlMs });
+      const v = await this.client.writeLease(body, this.version);
+      if (v === undefined) this.log.warn('replica lease was not ours any more at release', { replica: this.replica, location: this.client.location });
+      else this.log.info('replica lease released', { replica: this.replica, location: this.client.location });
+    } catch (err) {
+      this.log.warn('replica lease release failed; others take over once it expires', { replica: this.replica, location: this.client.location, error: describeError(err) });
+    }
+  }
+
+  private isFree({ record, version }: LeaseState): boolean {
+    if (record.holder === null) return true;
+    if (record.holder.instance === this.identity.instance) return true;
+    if (this.opts.holderGone?.(record.holder) === true) return true;
+    const t = monotonicMs();
+    if (this.seen?.version !== version) {
+      this.seen = { version, since: t };
+      return false;
+    }
+    return t - this.seen.since >= record.ttlMs;
+  }
+
+  private recordFor(acquiredAt: string, renewedAt: string): LeaseRecord {
+    const generation = this.generationOf();
+    return { holder: { ...this.identity, ...(generation !== undefined ? { generation } : {}) }, acquiredAt, renewedAt, ttlMs: this.ttlMs };
+  }
+
+  private deadline(): number {
+    return this.sentAt + this.ttlMs - this.marginMs;
+  }
+
+  private armDeadline(): void {
+    this.clearDeadline();
+    const ms = Math.max(0, this.deadline() - monotonicMs());
+    this.deadlineTimer = setTimeout(() => this.lose('not renewed in time'), ms);
+    // The keeper's sleeps keep nobody alive either: the lease lives as long as its replication does.
+    this.deadlineTimer.unref();
+  }
+
+  private clearDeadline(): void {
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
+  }
+
+  /** Renews every TTL/3; retries failures until the deadline, which `lose`s it (armDeadline's timer). */
+  private async keep(): Promise<void> {
+    const stop = this.stopKeeper.signal;
+    let wait = this.ttlMs / 3;
+    while (this.state_ === 'held' && !stop.aborted) {
+      await abortableSleep(Math.max(0, this.sentAt + wait - monotonicMs()), stop);
+      if (this.state_ !== 'held' || stop.aborted) return;
+      const sent = monotonicMs();
+      try {
+        const v = await this.client.writeLease(encodeLeaseRecord(this.recordFor(this.acquiredAt!, new Date(this.now()).toISOString())), this.version, { signal: this.lostSignal });
+        if (this.state_ !== 'held') return;
+        if (v === undefined) {
+          this.lose('someone else wrote the lease (taken over or broken by hand)');
+          return;
+        }
+        this.version = v;
+        this.sentAt = sent;
+        wait = this.ttlMs / 3;
+        this.armDeadline();
+      } catch (err) {
+        if (this.state_ !== 'held') return;
+        this.log.warn('replica lease renewal failed; retrying until its deadline', { replica: this.replica, location: this.client.location, error: describeError(err) });
+        // Sooner than the next regular renewal: there is at most TTL - margin - TTL/3 left.
+        wait = monotonicMs() - this.sentAt + Math.min(1000, this.ttlMs / 10);
+      }
+    }
+  }
+
+  private lose(why: string): void {
+    if (this.state_ !== 'held') return;
+    this.state_ = 'lost';
+    this.clearDeadline();
+    this.stopKeeper.abort();
+    const err = new ReplicateError('LEASE_LOST', `replica ${this.replica}: lease lost (${why}); stopped writing to ${this.client.location}`, {
+      details: { replica: this.replica, location: this.client.location },
+    });
+    this.log.error('replica lease lost; stopped writing', { replica: this.replica, location: this.client.location, reason: why });
+    this.lostController.abort(err);
+    if (this.listenerCount('lost') > 0) this.emit('lost', err);
+  }
+}
+
+/** The lease of a replica as stored (undefined: none). */
+export async function readLease(client: LeaseCapableClient): Promise<LeaseState | undefined> {
+  const stored = await client.readLease();
+  if (!stored) return undefined;
+  return { record: decodeLeaseRecord(stored.body, client.location), version: stored.version };
+}
+
+/**
+ * Breaks a lease by hand (`stn-replicate lease -break`): writes a released record, only if the lease
+ * is still held by `instance` (so a lease that moved on meanwhile is not broken by mistake).
+ */
+export async function breakLease(client: LeaseCapableClient, instance: string, now = Date.now()): Promise<LeaseState> {
+  const current = await readLease(client);
+  const holder = current?.record.holder;
+  if (!current || !holder) throw new ReplicateError('NOT_FOUND', `breaking the lease of ${client.location}: nobody holds it`);
+  if (holder.instance !== instance) {
+    throw new ReplicateError('LEASE_HELD', `breaking the lease of ${client.location}: it is held by instance ${holder.instance}, not ${instance}`, { details: { holder } });
+  }
+  const at = new Date(now).toISOString();
+  const body = encodeLeaseRecord({ holder: null, acquiredAt: current.record.acquiredAt, renewedAt: current.record.renewedAt, releasedAt: at, ttlMs: current.record.ttlMs });
+  const version = await client.writeLease(body, current.version);
+  if (version === undefined) throw new ReplicateError('LEASE_HELD', `breaking the lease of ${client.location}: it changed meanwhile; look again`);
+  return current;
+}

@@ -29,6 +29,7 @@ import { WalShipper } from './shipper/wal-shipper.js';
 import type { CheckpointStepHook } from './shipper/db-connection.js';
 import type { ReplicationStatus } from './replication-status.js';
 import { monotonicMs } from './internal/clock.js';
+import type { ReplicaLease } from './lease/replica-lease.js';
 
 export interface ReplicaSpec {
   /** Defaults to the client's type; must be unique per database. */
@@ -43,6 +44,13 @@ export interface ReplicaSpec {
   retentionCheckIntervalMs?: number;
   /** Litestream's `validation-interval` (default 0: never). */
   validationIntervalMs?: number;
+  /**
+   * The replica's lease (src/lease/replica-lease.ts, for a client with the lease primitives): taken
+   * before the first write (startReplication waits for it if it is not held yet), checked before every
+   * write, released by close(). When it is lost, the replica stops writing at once and 'leaseLost' and
+   * 'error' are emitted. Replication with a lease runs on the calling thread.
+   */
+  lease?: ReplicaLease;
 }
 
 export interface ReplicationOptions {
@@ -86,6 +94,8 @@ export interface ReplicationEvents {
   retention: [{ replica: string } & RetentionResult];
   validation: [{ replica: string } & ValidationResult];
   error: [{ replica?: string; error: unknown }];
+  /** A replica's lease was lost (not renewed in time, or taken over): it stopped writing for good. */
+  leaseLost: [{ replica: string; error: ReplicateError }];
   /** After close(), whether or not its final sync succeeded. */
   close: [];
 }
@@ -202,6 +212,7 @@ export class InProcessReplication extends Replication {
           validationIntervalMs: r.validationIntervalMs,
           now: opts.now,
           logger: this.log,
+          lease: r.lease,
         }),
     );
     // Shadow WAL files are kept until every replica is past them.
@@ -234,6 +245,7 @@ export class InProcessReplication extends Replication {
       r.on('retention', (e: RetentionResult) => this.emit('retention', { replica: r.name, ...e }));
       r.on('validation', (e: ValidationResult) => this.emit('validation', { replica: r.name, ...e }));
       r.on('error', (error) => forward({ replica: r.name, error }));
+      r.on('leaseLost', (error: ReplicateError) => this.emit('leaseLost', { replica: r.name, error }));
     }
   }
 
@@ -270,7 +282,16 @@ export class InProcessReplication extends Replication {
   /** Opens the database (waiting while it does not exist) and starts replicating in the background. */
   static override async start(opts: ReplicationOptions): Promise<InProcessReplication> {
     const r = new InProcessReplication(opts);
-    await r.shipper.start(opts.signal, { waitForDatabase: opts.waitForDatabase });
+    // Leases before anything is written (a snapshot comes with the first sync); one that is held
+    // elsewhere is waited for here (the lease logs who holds it).
+    const leases = r.replicas.flatMap((x) => (x.lease ? [x.lease] : []));
+    try {
+      for (const l of leases) if (l.state === 'idle') await l.acquire(opts.signal);
+      await r.shipper.start(opts.signal, { waitForDatabase: opts.waitForDatabase });
+    } catch (err) {
+      await Promise.all(leases.map((l) => l.release()));
+      throw err;
+    }
     for (const replica of r.replicas) replica.start();
     return r;
   }
@@ -315,6 +336,8 @@ export class InProcessReplication extends Replication {
       failure = err;
     }
     await this.shipper.close();
+    // After the final sync: a waiting instance takes over from the last state this one uploaded.
+    await Promise.all(this.replicas.map((r) => r.lease?.release()));
     this.emit('close');
     if (failure) throw failure;
   }
@@ -326,7 +349,9 @@ export class InProcessReplication extends Replication {
  */
 export async function startReplication(opts: ReplicationOptions): Promise<Replication> {
   const names = replicaNames(opts);
-  if (opts.inline === true || opts.now !== undefined || opts.checkpointStepHook !== undefined) return InProcessReplication.start(opts);
+  // A lease object lives on this thread (its timers, its 'lost' event): so does its replication.
+  const leased = opts.replicas.some((r) => r.lease !== undefined);
+  if (opts.inline === true || leased || opts.now !== undefined || opts.checkpointStepHook !== undefined) return InProcessReplication.start(opts);
   // Loaded on use: the CLI (always in-process) never loads the worker side.
   const { WorkerReplication, transferableClients } = await import('./embedded/worker-replication.js');
   const clients = transferableClients(opts.replicas.map((r) => r.client));

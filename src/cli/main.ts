@@ -10,6 +10,7 @@ import type { CliIo, RunContext } from './io.js';
 import { registerRestore } from './commands/restore.js';
 import { registerListings } from './commands/listings.js';
 import { registerReplicate } from './commands/replicate.js';
+import { registerLease } from './commands/lease.js';
 
 /** Long flag names that may be written with a single dash. */
 const LONG_FLAGS = new Set([
@@ -28,6 +29,7 @@ const LONG_FLAGS = new Set([
   'replace-existing',
   'exec',
   'restore-if-db-not-exists',
+  'break',
   'help',
 ]);
 
@@ -89,6 +91,7 @@ export async function main(argv: readonly string[], ioOverride?: Partial<CliIo>)
   registerReplicate(program, io, ctx);
   registerRestore(program, io);
   registerListings(program, io, ctx);
+  registerLease(program, io, ctx);
 
   // Only replicate acts on a signal itself (a final sync); every other command ends by it, as by default.
   program.hook('preAction', (_program, action) => {

@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
+import { MIN_LEASE_TTL_MS } from '../lease/replica-lease.js';
 import { expandEnv, type Env } from './env-expand.js';
 import { resolveReplicaLocation, withoutUndefined } from './replica-resolve.js';
 import { absolutePath, isUrl } from './replica-url.js';
@@ -40,6 +41,7 @@ const REPLICA_KEYS = [
   'type', 'name', 'url', 'path', 'sync-interval', 'snapshot-interval', 'retention', 'retention-check-interval',
   'validation-interval', 'bucket', 'region', 'endpoint', 'force-path-style', 'skip-verify', 'checksums', 'access-key-id',
   'secret-access-key', 'account-name', 'account-key', 'host', 'user', 'password', 'key-path', 'age',
+  'lease', 'lease-ttl',
 ] as const;
 const AGE_KEYS = ['identities', 'recipients'] as const;
 
@@ -207,7 +209,11 @@ function parseReplica(raw: unknown, where: string, ctx: Ctx): ReplicaConfig {
     password: f.str('password'),
     keyPath: f.str('key-path'),
     age: identities.length + recipients.length > 0 ? { identities, recipients } : undefined,
+    lease: f.bool('lease'),
+    leaseTtlMs: f.duration('lease-ttl'),
   };
+  // Renewals every TTL/3 need time to reach the store (and a TTL in seconds written as "30" would be 30 ns).
+  if (cfg.leaseTtlMs !== undefined && cfg.leaseTtlMs < MIN_LEASE_TTL_MS) throw f.fail('lease-ttl', `must be at least ${MIN_LEASE_TTL_MS}ms`);
   return at(where, () => resolveReplicaLocation(cfg, ctx.opts.cwd, ctx.opts.homeDir));
 }
 

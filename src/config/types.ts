@@ -64,6 +64,10 @@ export interface ReplicaConfig {
   keyPath?: string;
   /** Set only when `age:` lists at least one identity or recipient. */
   age?: AgeConfig;
+  /** Ours (`lease`): false replicates without the replica's lease (see docs/lease.md); unset: leased. */
+  lease?: boolean;
+  /** Ours (`lease-ttl`): the lease's TTL (unset: 30 s). */
+  leaseTtlMs?: number;
 }
 
 export interface DbConfig {

@@ -1,6 +1,7 @@
 /** A Replica's options (one destination of one database). */
 import type { ReplicaClient } from '../client/replica-client.js';
 import type { Logger } from '../logger.js';
+import type { ReplicaLease } from '../lease/replica-lease.js';
 
 export interface ReplicaOptions {
   name: string;
@@ -22,4 +23,9 @@ export interface ReplicaOptions {
    */
   now?: () => number;
   logger?: Logger;
+  /**
+   * The replica's lease (see src/lease/): every write checks it is held; when it is lost the replica
+   * stops at once and emits 'leaseLost' and 'error'. Acquiring and releasing it is the owner's job.
+   */
+  lease?: ReplicaLease;
 }

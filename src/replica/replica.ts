@@ -13,6 +13,8 @@ import { monotonicMs } from '../internal/clock.js';
 import { StopSignal } from '../internal/stop-signal.js';
 import { encodeLz4Frame } from '../internal/lz4-frame.js';
 import { formatHex8 } from '../layout.js';
+import { guardedClient } from '../lease/guarded-client.js';
+import type { ReplicaLease } from '../lease/replica-lease.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
 import { markerPos, type RestoreMarker } from '../shipper/restore-marker.js';
@@ -39,6 +41,8 @@ const MAX_BACKOFF_MS = 30_000;
 export class Replica extends EventEmitter {
   readonly name: string;
   readonly client: ReplicaClient;
+  /** The lease this replica writes under (undefined: unleased). */
+  readonly lease: ReplicaLease | undefined;
   private readonly syncIntervalMs: number;
   readonly snapshotIntervalMs: number;
   readonly retentionMs: number;
@@ -74,7 +78,8 @@ export class Replica extends EventEmitter {
   ) {
     super();
     this.name = opts.name;
-    this.client = opts.client;
+    this.lease = opts.lease;
+    this.client = opts.lease ? guardedClient(opts.client, opts.lease) : opts.client;
     this.syncIntervalMs = opts.syncIntervalMs ?? 1000;
     this.snapshotIntervalMs = opts.snapshotIntervalMs ?? 0;
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
@@ -93,6 +98,17 @@ export class Replica extends EventEmitter {
     this.firstSync = { promise: new Promise<void>((r) => (resolveFirst = r)), resolve: () => resolveFirst() };
     this.log = opts.logger ?? nullLogger;
     shipper.on('position', () => this.wake?.());
+    if (opts.lease) {
+      opts.lease.setGenerationSource(() => this.position?.generation ?? shipper.pos()?.generation);
+      opts.lease.on('lost', (err) => {
+        // Nothing more is written (the guarded client refuses it); the loops stop without waiting.
+        this.lastError = err;
+        this.stop_.stop();
+        this.wake?.();
+        this.emit('leaseLost', err);
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+      });
+    }
     shipper.addRestoreCheck(this.name, (marker) => this.checkRestoredPosition(marker));
   }
 

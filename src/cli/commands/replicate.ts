@@ -10,6 +10,8 @@ import type { Replication, ReplicationOptions } from '../../replication.js';
 import type { MetricsServer } from '../../metrics/metrics-server.js';
 import type { CliIo, RunContext } from '../io.js';
 import { createCliLogger } from '../log.js';
+import { leaseFor, type LeaseConfig } from '../lease-setup.js';
+import type { ReplicaLease } from '../../lease/replica-lease.js';
 import { splitShellWords } from '../shell-words.js';
 import { SignalLatch } from '../signal-latch.js';
 
@@ -47,7 +49,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   const { buildReplicaClient, replicaName, DEFAULT_SYNC_INTERVAL_MS } = config;
 
   let log: Logger;
-  let specs: { dbPath: string; options: ReplicationSpecOptions }[];
+  let specs: { dbPath: string; options: ReplicationSpecOptions; leases: LeaseConfig[] }[];
   let exec = flags.exec;
   let metrics: { addr: string; healthMaxLagMs: number | undefined } | undefined;
   if (db !== undefined) {
@@ -59,7 +61,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
       const r = config.replicaFromUrl(u, io.cwd, io.homeDir);
       return { name: replicaName(r), client: buildReplicaClient(r, io.env), syncIntervalMs: DEFAULT_SYNC_INTERVAL_MS };
     });
-    specs = [{ dbPath, options: { dbPath, replicas } }];
+    specs = [{ dbPath, options: { dbPath, replicas }, leases: replicas.map(() => ({})) }];
   } else {
     // Its warnings go through the logger below, as Litestream-style log lines.
     const cfg = await (await import('../target.js')).loadCliConfig(flags, io, { reportWarnings: false });
@@ -68,7 +70,11 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     if (cfg.addr !== undefined && cfg.addr !== '') metrics = { addr: cfg.addr, healthMaxLagMs: cfg.healthMaxLagMs };
     exec ??= cfg.exec;
     if (cfg.dbs.length === 0) log.warn('no databases specified in configuration');
-    specs = cfg.dbs.map((d) => ({ dbPath: d.path, options: config.replicationOptionsFor(d, io.env) }));
+    specs = cfg.dbs.map((d) => ({
+      dbPath: d.path,
+      options: config.replicationOptionsFor(d, io.env),
+      leases: d.replicas.map((r) => ({ lease: r.lease, leaseTtlMs: r.leaseTtlMs })),
+    }));
   }
 
   // A command line that cannot be split is a usage error, found before anything is replicated.
@@ -79,6 +85,19 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     } catch (err) {
       throw new ReplicateError('INVALID_ARGUMENT', `-exec: ${describeError(err)}`, { cause: err });
     }
+  }
+
+  // One lease per replica (see docs/lease.md): held before anything is written there — before the
+  // start-up restore and before the application starts — and released after the final sync.
+  const leases: ReplicaLease[] = [];
+  for (const s of specs) {
+    s.options.replicas.forEach((r, i) => {
+      const lease = leaseFor(r.name ?? r.client.type, r.client, s.leases[i] ?? {}, log);
+      if (lease) {
+        r.lease = lease;
+        leases.push(lease);
+      }
+    });
   }
 
   const started: Replication[] = [];
@@ -104,18 +123,46 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   let starting = true;
   // A start-up restore is stopped by a signal (nothing is written then): there is nothing to sync yet.
   let restoringAtStartup = flags.restoreIfDbNotExists === true;
+  // Waiting for a lease held elsewhere is stopped by a signal too: nothing is written before it is held.
+  let acquiringLeases = leases.length > 0;
+  // A lease lost while replicating (not renewed in time, taken over): this instance stops, non-zero.
+  let leaseLost = false;
+  for (const lease of leases) {
+    lease.on('lost', (err) => {
+      leaseLost = true;
+      log.error('stopping: this instance may no longer write to the replica', { replica: lease.replica, error: describeError(err) });
+      if (child && child.exitCode === null) child.kill('SIGTERM');
+      stop.abort();
+    });
+  }
   const onSignal = (sig: NodeJS.Signals) => {
     signalled = sig;
     log.info('signal received, shutting down', { signal: sig });
     if (child && child.exitCode === null) child.kill(sig); // the app stops first; we follow when it exits
-    else if (!starting || restoringAtStartup) stop.abort();
+    else if (!starting || restoringAtStartup || acquiringLeases) stop.abort();
   };
   // A signal caught while this command was loading and reading its config arrives here now: replication
   // still starts and then stops with a final sync, as Litestream does.
   const signals = io.signals ?? SignalLatch.install();
   signals.take(onSignal);
   try {
-    // The start-up restore: before anything else touches the databases, and before the application runs.
+    try {
+      for (const lease of leases) {
+        if (signalled) stop.abort();
+        await lease.acquire(stop.signal);
+      }
+    } catch (err) {
+      if (!(signalled && stop.signal.aborted)) throw err;
+      // A standby instance stopped while it waited (a rolling deployment ending): nothing was written.
+      await Promise.all(leases.map((l) => l.release()));
+      await server?.close();
+      log.info('stopped while waiting for a replica lease; nothing was written', { signal: signalled });
+      return 0;
+    } finally {
+      acquiringLeases = false;
+    }
+    // The start-up restore: before anything else touches the databases, and before the application
+    // runs; after the leases, so that it starts from the last state of the instance that held them.
     if (flags.restoreIfDbNotExists === true) {
       const restoring = new AbortController();
       const abortRestore = () => restoring.abort();
@@ -167,6 +214,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     // A failed start (the start-up restore, a database that cannot be opened): the metrics server must
     // not keep the process alive, nor what did start keep running.
     for (const r of started) await r.close().catch(() => undefined);
+    await Promise.all(leases.map((l) => l.release()));
     await server?.close();
     throw err;
   } finally {
@@ -185,9 +233,12 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
       log.error('final sync failed; these changes are only in the local database', { db: r.dbPath, error: describeError(err) });
     }
   }
+  // Those of databases that never started (close() released the others after their final sync).
+  await Promise.all(leases.map((l) => l.release()));
   await server?.close();
   const appCode = childExit ? await childExit : undefined;
   log.info('stn-replicate shut down', signalled ? { signal: signalled } : {});
+  if (leaseLost) return appCode !== undefined && appCode !== 0 ? appCode : 1;
   if (appCode !== undefined && appCode !== 0) return appCode;
   return failed ? 1 : 0;
 }

@@ -267,6 +267,8 @@ describe('parseConfig: errors name the file and the place', () => {
     [db('path: /r\nretention: 1d'), 'CONFIG', `${P}: retention: unknown unit "d" in duration "1d" (want e.g. "1s", "1h30m", "500ms"; units ns us ms s m h)`],
     [db('path: /r\nretention: "5"'), 'CONFIG', `${P}: retention: missing unit in duration "5" (want e.g. "1s", "1h30m", "500ms"; units ns us ms s m h)`],
     [db('path: /r\nskip-verify: maybe'), 'CONFIG', `${P}: skip-verify: want true or false, got "maybe"`],
+    [db('path: /r\nlease-ttl: 100ms'), 'CONFIG', `${P}: lease-ttl: must be at least 500ms`],
+    [db('path: /r\nlease: sometimes'), 'CONFIG', `${P}: lease: want true or false, got "sometimes"`],
     [db('path: [a, b]'), 'CONFIG', `${P}: path: want a string, got a list`],
     [db('path: /r\nage: [x]'), 'CONFIG', `${P}.age: want a mapping, got a list`],
     ['logging:\n  type: xml\n', 'CONFIG', `config ${SRC}: logging: type: want "text" or "json", got "xml"`],
@@ -355,5 +357,16 @@ describe('loadConfig, configPath, findDb', () => {
     expect(findDb(c, '/data//b.db', '/', '/home/me').path).toBe('/data/b.db');
     const e = errorOf(() => findDb(c, 'b.db', '/data/x', '/home/me'));
     expect({ code: e.code, message: e.message }).toEqual({ code: 'NOT_FOUND', message: 'database not found in config: /data/x/b.db' });
+  });
+});
+
+describe('parseConfig: the replica lease (ours)', () => {
+  it('reads lease and lease-ttl per replica; unset stays unset', () => {
+    const c = parseConfig('dbs:\n  - path: /db\n    replicas:\n      - name: a\n        path: /a\n        lease-ttl: 2s\n      - name: b\n        path: /b\n        lease: false\n      - name: c\n        path: /c\n', base);
+    const [a, b, cc] = c.dbs[0]!.replicas;
+    expect([a!.lease, a!.leaseTtlMs]).toEqual([undefined, 2000]);
+    expect([b!.lease, b!.leaseTtlMs]).toEqual([false, undefined]);
+    expect([cc!.lease, cc!.leaseTtlMs]).toEqual([undefined, undefined]);
+    expect(c.warnings).toEqual([]);
   });
 });

@@ -10,8 +10,12 @@ export type { Pos } from './pos.js';
 export { formatPos, comparePos } from './pos.js';
 export { ReplicaLayout, MAX_INDEX, isGenerationName, snapshotName, walSegmentName, parseSnapshotName, parseWalSegmentName } from './layout.js';
 
-export type { ReplicaClient, SnapshotInfo, WalSegmentInfo, ObjectBody, OpOptions, OperationCounts, ReplicaOperation } from './client/replica-client.js';
-export { collect } from './client/replica-client.js';
+export type { ReplicaClient, SnapshotInfo, WalSegmentInfo, ObjectBody, OpOptions, OperationCounts, ReplicaOperation, StoredLease, LeaseCapableClient } from './client/replica-client.js';
+export { collect, supportsLease } from './client/replica-client.js';
+export { ReplicaLease, readLease, breakLease, DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from './lease/replica-lease.js';
+export type { ReplicaLeaseOptions, LeaseState, ReplicaLeaseEvents } from './lease/replica-lease.js';
+export { LEASE_FORMAT, describeHolder } from './lease/lease-record.js';
+export type { LeaseHolder, LeaseRecord } from './lease/lease-record.js';
 export { FileReplicaClient } from './client/file-client.js';
 export type { FileReplicaClientOptions } from './client/file-client.js';
 // The cloud SDKs are loaded only when a client of that kind first talks to its store.

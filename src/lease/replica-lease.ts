@@ -175,6 +175,7 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
   /** Waits until the lease is ours, logging who holds it (once per holder). Throws ABORTED on `signal`. */
   async acquire(signal?: AbortSignal): Promise<void> {
     let reported: string | undefined;
+    let failing: string | undefined;
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
       let current: LeaseState | undefined;
@@ -183,7 +184,11 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
         if (current === undefined) return;
       } catch (err) {
         if (err instanceof ReplicateError && err.code !== 'IO') throw err;
-        this.log.warn('replica lease: store unreachable; retrying', { replica: this.replica, location: this.client.location, error: describeError(err) });
+        // Once per distinct error: the store may stay down for long, and nothing is written meanwhile.
+        if (failing !== describeError(err)) {
+          failing = describeError(err);
+          this.log.warn('replica lease cannot be read or written; retrying (nothing is written to the replica meanwhile)', { replica: this.replica, location: this.client.location, error: failing });
+        }
       }
       const holder = current?.record.holder;
       if (current && holder && reported !== holder.instance) {

@@ -31,7 +31,7 @@ export function pidNamespace(): string | undefined {
  * process to us), and that pid is free — or is our own pid, which no other live process can have. A pid
  * reused by an unrelated process reads as alive: we then wait for the TTL, the safe direction.
  */
-export function holderGoneOnThisHost(holder: LeaseHolder, ns = pidNamespace()): boolean {
+export function holderGoneOnThisHost(holder: LeaseHolder, ns: string | undefined): boolean {
   if (holder.host !== hostname() || ns === undefined || holder.pidNamespace !== ns) return false;
   if (holder.pid === process.pid) return true;
   try {

@@ -7,7 +7,7 @@
  * replica, lease records and all.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -95,7 +95,7 @@ function insertRows(db: Database.Database, from: number, count: number): void {
 /** The first instance, replicating a database the test writes to; returns once its first rows are uploaded. */
 async function firstInstance(dir: string, replicaDir: string): Promise<{ a: Instance; db: Database.Database; dbPath: string }> {
   const dbPath = join(dir, 'volume-a', 'app.db');
-  await import('node:fs/promises').then((fs) => fs.mkdir(join(dir, 'volume-a')));
+  mkdirSync(join(dir, 'volume-a'));
   const db = openSourceDb(dbPath);
   insertRows(db, 1, 50);
   const a = start(['-config', config(dir, 'a', dbPath, replicaDir)]);
@@ -106,6 +106,8 @@ async function firstInstance(dir: string, replicaDir: string): Promise<{ a: Inst
 
 /** The second instance: a fresh volume, restore first, then the application (boot-app) under -exec. */
 function secondInstance(dir: string, replicaDir: string): { b: Instance; dbPath: string; seenFile: string } {
+  // A fresh volume: an empty directory.
+  mkdirSync(join(dir, 'volume-b'));
   const dbPath = join(dir, 'volume-b', 'app.db');
   const seenFile = join(dir, 'seen-b.json');
   const app = `${process.execPath} ${bootApp} ${dbPath} 2 ${seenFile} 30`;
@@ -248,8 +250,11 @@ describe('leases and replicas Litestream wrote', () => {
     const { LitestreamReplicator } = await import('../helpers/oracle.js');
     const ls = LitestreamReplicator.start({ dbPath, replicaDir });
     procs.push(ls);
-    await ls.waitForLog(/snapshot written/);
-    expect(await ls.stop('SIGTERM')).toBe(0);
+    await ls.waitForLog(/msg="snapshot written"/);
+    // Stopped once idle: Litestream's final sync races its own upload of the first segment otherwise.
+    await ls.waitForLog(/msg="wal segment written"/);
+    expect(await ls.stop('SIGINT'), ls.tail()).toBe(0);
+    expect(existsSync(join(replicaDir, 'lease'))).toBe(false);
     const p = spawnBin(['replicate', dbPath, `file://${replicaDir}`]);
     procs.push(p);
     await p.waitForLog(/msg="replica lease acquired"/);

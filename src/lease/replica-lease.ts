@@ -172,17 +172,28 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     return undefined;
   }
 
-  /** Waits until the lease is ours, logging who holds it (once per holder). Throws ABORTED on `signal`. */
+  /**
+   * Waits until the lease is ours, logging who holds it (once per holder). Throws ABORTED on `signal`.
+   * A store that fails at the first look is an error (a misconfigured or unreachable replica must not
+   * leave a replicator waiting silently, nor start an application); once the lease could be read, store
+   * errors while waiting are retried.
+   */
   async acquire(signal?: AbortSignal): Promise<void> {
     let reported: string | undefined;
     let failing: string | undefined;
+    let reached = false;
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
       let current: LeaseState | undefined;
       try {
         current = await this.tryAcquire();
         if (current === undefined) return;
+        reached = true;
       } catch (err) {
+        if (!reached) {
+          const code = err instanceof ReplicateError ? err.code : 'IO';
+          throw new ReplicateError(code, `replica ${this.replica}: taking the lease at ${this.client.location}: ${describeError(err)}`, { cause: err, details: { replica: this.replica, location: this.client.location } });
+        }
         if (err instanceof ReplicateError && err.code !== 'IO') throw err;
         // Once per distinct error: the store may stay down for long, and nothing is written meanwhile.
         if (failing !== describeError(err)) {

@@ -97,3 +97,18 @@ describe('file backend lease records', () => {
     }
   });
 });
+
+describe('file backend lease at start-up', () => {
+  it('a replica path that runs through a file fails the acquisition at once instead of waiting', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'stn-file-lease-'));
+    try {
+      await writeFile(join(dir, 'backups'), 'not a directory (an unmounted volume, a typo)');
+      const c = new FileReplicaClient({ path: join(dir, 'backups', 'app') });
+      const lease = new ReplicaLease({ client: c, replica: 'file', ttlMs: 2000 });
+      await expect(lease.acquire()).rejects.toThrow(/taking the lease at .*backups\/app: .*ENOTDIR/);
+      expect(lease.state).toBe('idle');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

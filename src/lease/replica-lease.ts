@@ -83,6 +83,8 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
   /** The version a waiter has seen, and since when (monotonic). */
   private seen: { version: string; since: number } | undefined;
   private generationOf: () => string | undefined = () => undefined;
+  /** Whether the lease could be read at least once (see acquire). */
+  private everRead = false;
 
   constructor(private readonly opts: ReplicaLeaseOptions) {
     super();
@@ -148,6 +150,7 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     if (this.state_ === 'held') return undefined;
     if (this.state_ !== 'idle') throw new ReplicateError('LEASE_LOST', `replica ${this.replica}: a lease object cannot be acquired again once ${this.state_}`);
     const current = await this.read();
+    this.everRead = true;
     let expected: string | undefined;
     let from: LeaseHolder | null | undefined;
     if (current) {
@@ -174,23 +177,21 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
 
   /**
    * Waits until the lease is ours, logging who holds it (once per holder). Throws ABORTED on `signal`.
-   * A store that fails at the first look is an error (a misconfigured or unreachable replica must not
-   * leave a replicator waiting silently, nor start an application); once the lease could be read, store
-   * errors while waiting are retried.
+   * A lease that cannot even be read at the first look is an error (a misconfigured or unreachable
+   * replica must not leave a replicator waiting silently); once it could be read, store errors (a
+   * write refused during an outage, a dropped connection) are retried.
    */
   async acquire(signal?: AbortSignal): Promise<void> {
     let reported: string | undefined;
     let failing: string | undefined;
-    let reached = false;
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
       let current: LeaseState | undefined;
       try {
         current = await this.tryAcquire();
         if (current === undefined) return;
-        reached = true;
       } catch (err) {
-        if (!reached) {
+        if (!this.everRead) {
           const code = err instanceof ReplicateError ? err.code : 'IO';
           throw new ReplicateError(code, `replica ${this.replica}: taking the lease at ${this.client.location}: ${describeError(err)}`, { cause: err, details: { replica: this.replica, location: this.client.location } });
         }

@@ -166,9 +166,11 @@ describe('two replicate processes on one file replica', () => {
     await expectWaiting(a, b, db, replicaDir, bDb, seenFile);
     // What a uploaded before it dies (a sync of its own, read from the replica by Litestream).
     const uploaded = join(dir, 'uploaded.db');
+    const genA = generations(replicaDir)[0]!;
     await a.stop('SIGKILL');
     db.close();
-    await litestreamRestore(replicaDir, uploaded);
+    // a's generation by name: b may be writing its own meanwhile.
+    await litestreamRestore(replicaDir, uploaded, ['-generation', genA]);
     expect(await b.exit).toBe(0);
     expect(b.lines.join('\n')).toMatch(/msg="replica lease taken over from an instance that stopped renewing it"/);
     // b started from exactly what a had uploaded, and its app's rows came on top.

@@ -3,11 +3,11 @@
  * them: each instance on its own volume, the second started with -restore-if-db-not-exists. The second
  * writes nothing while the first holds the lease and says who holds it; it takes over on a clean stop,
  * after a SIGKILL, and after the TTL when the first stops renewing (SIGSTOP) — and the first, resumed,
- * finds its lease lost, writes nothing more and exits non-zero. The real Litestream restores the
- * replica, lease records and all.
+ * finds its lease lost, writes nothing more and exits non-zero; so does a holder that cannot renew.
+ * The real Litestream restores the replica, lease records and all.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -237,8 +237,27 @@ describe('two replicate processes on one file replica', () => {
     expect(await a.exit).not.toBe(0);
     expect(a.lines.join('\n')).toMatch(/lease lost \(someone else wrote the lease/);
     db.close();
+    const byDb = await runCli(['lease', '-config', join(dir, 'a.yml'), join(dir, 'volume-a', 'app.db')]);
+    expect(byDb.code, byDb.stderr).toBe(0);
+    expect(byDb.stdout).toMatch(/\nfile\s+released\s/);
     const after = await runCli(['lease', `file://${replicaDir}`]);
     expect(after.stdout).toMatch(/\nfile\s+released\s/);
+  });
+});
+
+describe('a holder that cannot renew', () => {
+  it('stops writing at its deadline, logs why, and exits non-zero', async () => {
+    const dir = tmp();
+    const replicaDir = join(dir, 'replica');
+    const { a, db } = await firstInstance(dir, replicaDir);
+    // The lease records become unwritable (the directory turns into a file: ENOTDIR, even as root).
+    renameSync(join(replicaDir, 'lease'), join(dir, 'lease.moved'));
+    writeFileSync(join(replicaDir, 'lease'), 'not a directory');
+    expect(await a.exit).not.toBe(0);
+    const log = a.lines.join('\n');
+    expect(log).toMatch(/msg="replica lease renewal failed; retrying until its deadline"/);
+    expect(log).toMatch(/msg="replica lease lost; stopped writing" .*reason="not renewed in time"/);
+    db.close();
   });
 });
 

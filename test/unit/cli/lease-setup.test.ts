@@ -40,7 +40,7 @@ describe('holderGoneOnThisHost', () => {
 });
 
 describe('leaseFor', () => {
-  it('leases a file replica, not one configured lease: false, and says when a backend has no lease yet', () => {
+  it('leases a file replica, not one configured lease: false; says when a backend has no lease yet; refuses others', () => {
     const log = recordingLogger();
     const file = new FileReplicaClient({ path: '/tmp/stn-lease-setup-unused' });
     const lease = leaseFor('file', file, { leaseTtlMs: 2000 }, log);
@@ -49,9 +49,14 @@ describe('leaseFor', () => {
     expect(leaseFor('file', file, { lease: false }, log)).toBeUndefined();
     const s3 = new S3ReplicaClient({ bucket: 'b', path: 'p', region: 'us-east-1', accessKeyId: 'k', secretAccessKey: 's' });
     expect(leaseFor('s3', s3, {}, log)).toBeUndefined();
+    // A client of any other kind without the lease primitives is refused unless lease: false.
+    const custom = Object.assign(Object.create(file) as FileReplicaClient, { type: 'custom', readLease: undefined, writeLease: undefined });
+    expect(() => leaseFor('custom', custom, {}, log)).toThrow(expect.objectContaining({ code: 'LEASE_UNSUPPORTED', message: expect.stringMatching(/set lease: false/) }));
+    expect(leaseFor('custom', custom, { lease: false }, log)).toBeUndefined();
     expect(log.lines.map((l) => [l.level, l.msg.slice(0, 40)])).toEqual([
       ['warn', 'replicating without a lease (lease: fals'],
       ['warn', 'replica has no atomic lease on this back'],
+      ['warn', 'replicating without a lease (lease: fals'],
     ]);
   });
 });

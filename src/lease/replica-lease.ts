@@ -185,7 +185,8 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     let reported: string | undefined;
     let failing: string | undefined;
     for (;;) {
-      if (signal?.aborted) throw abortError(signal);
+      // No abort check before the first try: a free lease is taken even when a stop is already asked
+      // for (a signal held from start-up), so that the final sync can still run; only waiting ends.
       let current: LeaseState | undefined;
       try {
         current = await this.tryAcquire();
@@ -215,6 +216,7 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
           ttl: `${current.record.ttlMs}ms`,
         });
       }
+      if (signal?.aborted) throw abortError(signal);
       await abortableSleep(this.pollMs, signal);
     }
   }

@@ -122,9 +122,10 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   // would leave nothing to make the final sync with.
   let starting = true;
   // A start-up restore is stopped by a signal (nothing is written then): there is nothing to sync yet.
-  let restoringAtStartup = flags.restoreIfDbNotExists === true;
+  let restoringAtStartup = false;
   // Waiting for a lease held elsewhere is stopped by a signal too: nothing is written before it is held.
   let acquiringLeases = leases.length > 0;
+  const leaseWait = new AbortController();
   // A lease lost while replicating (not renewed in time, taken over): this instance stops, non-zero.
   let leaseLost = false;
   for (const lease of leases) {
@@ -139,7 +140,8 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     signalled = sig;
     log.info('signal received, shutting down', { signal: sig });
     if (child && child.exitCode === null) child.kill(sig); // the app stops first; we follow when it exits
-    else if (!starting || restoringAtStartup || acquiringLeases) stop.abort();
+    else if (acquiringLeases) leaseWait.abort(); // only a wait for another holder ends here (see below)
+    else if (!starting || restoringAtStartup) stop.abort();
   };
   // A signal caught while this command was loading and reading its config arrives here now: replication
   // still starts and then stops with a final sync, as Litestream does.
@@ -147,12 +149,14 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   signals.take(onSignal);
   try {
     try {
+      // A signal held from start-up does not stop a lease that is free: it is taken at the first try, and
+      // replication starts and makes its final sync as without leases. It stops a wait for another holder.
       for (const lease of leases) {
-        if (signalled) stop.abort();
-        await lease.acquire(stop.signal);
+        if (signalled) leaseWait.abort();
+        await lease.acquire(leaseWait.signal);
       }
     } catch (err) {
-      if (!(signalled && stop.signal.aborted)) throw err;
+      if (!(signalled && leaseWait.signal.aborted)) throw err;
       // A standby instance stopped while it waited (a rolling deployment ending): nothing was written.
       await Promise.all(leases.map((l) => l.release()));
       await server?.close();
@@ -164,6 +168,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     // The start-up restore: before anything else touches the databases, and before the application
     // runs; after the leases, so that it starts from the last state of the instance that held them.
     if (flags.restoreIfDbNotExists === true) {
+      restoringAtStartup = true;
       const restoring = new AbortController();
       const abortRestore = () => restoring.abort();
       stop.signal.addEventListener('abort', abortRestore, { once: true });

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { writeFromProcess } from '../helpers/app-process.js';
 import { runBin, spawnBin } from '../helpers/cli.js';
+import { freePort } from '../helpers/free-port.js';
 import { LoggedProcess, litestreamBin, oracleEnv } from '../helpers/oracle.js';
 import { sqliteOnce } from '../helpers/sqlite-cli.js';
 import { SOURCE_SCHEMA } from '../helpers/source-db.js';
@@ -124,14 +125,6 @@ function keepWriting(dbPath: string): { stop(): Promise<void>; rows(): number } 
   };
 }
 
-/** A port free right now (for Litestream, which needs one in its config). */
-async function freePort(): Promise<number> {
-  const s: Server = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 const dirs: string[] = [];
 const procs: LoggedProcess[] = [];

@@ -7,11 +7,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
+import { freePort } from '../helpers/free-port.js';
 import { LoggedProcess, oracleEnv, runLitestream } from '../helpers/oracle.js';
 import { contentDigest } from '../helpers/source-db.js';
 import { spawn } from 'node:child_process';
@@ -50,14 +50,6 @@ function generations(replicaDir: string): string[] {
   return readdirSync(join(replicaDir, 'generations'));
 }
 
-/** A port on 127.0.0.1 that nothing listens on. */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 function s3Config(dir: string, dbPath: string, endpoint: string, bucket: string, top = ''): string {
   const config = join(dir, 'litestream.yml');
@@ -150,7 +142,7 @@ describe('replicate -restore-if-db-not-exists', () => {
     const dir = tmp();
     const dbPath = join(dir, 'station.db');
     // With the metrics server on, too: it must not keep the failed command alive.
-    const config = s3Config(dir, dbPath, `http://127.0.0.1:${await closedPort()}`, 'backups', 'addr: 127.0.0.1:0\n');
+    const config = s3Config(dir, dbPath, `http://127.0.0.1:${await freePort()}`, 'backups', 'addr: 127.0.0.1:0\n');
     const r = await boot(['-config', config], dbPath, 1, dir);
     expect(r.code, r.log).not.toBe(0);
     expect(r.code).not.toBeNull();

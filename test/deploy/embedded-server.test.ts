@@ -5,10 +5,10 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/free-port.js';
 import { LoggedProcess } from '../helpers/oracle.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -59,10 +59,7 @@ describe('examples/embedded/server.mjs', () => {
   it('does not start when its store cannot be reached and the database is missing', async () => {
     rmSync(data, { recursive: true, force: true });
     mkdirSync(data);
-    const srv = createServer();
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    const closed = (srv.address() as { port: number }).port;
-    await new Promise<void>((r) => srv.close(() => r()));
+    const closed = await freePort();
     const config = join(dir, 'unreachable.yml');
     writeFileSync(
       config,

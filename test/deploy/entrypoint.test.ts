@@ -7,11 +7,11 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { freePort } from '../helpers/free-port.js';
 import { LoggedProcess } from '../helpers/oracle.js';
 import { createBucket } from '../servers/s3-server.js';
 
@@ -44,13 +44,6 @@ function boots(path: string): { boot: number; n: number }[] {
   }
 }
 
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 describe('the container start-up (examples/docker/entrypoint.sh)', () => {
   const endpoint = inject('s3Endpoint');
@@ -133,7 +126,7 @@ describe('the container start-up (examples/docker/entrypoint.sh)', () => {
 
   it('store unreachable with the volume lost: non-zero exit, the app never runs, no database file', async () => {
     loseVolume();
-    const r = await boot(4, { LITESTREAM_S3_ENDPOINT: `http://127.0.0.1:${await closedPort()}` });
+    const r = await boot(4, { LITESTREAM_S3_ENDPOINT: `http://127.0.0.1:${await freePort()}` });
     expect(r.code, r.log).not.toBe(0);
     expect(r.code).not.toBeNull();
     expect(r.log).toMatch(/not starting the application/);

@@ -10,5 +10,4 @@ describeReplicaClientContract('abs (azurite)', async () => {
   await createContainer(endpoint, container);
   const client = new AbsReplicaClient({ accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, bucket: container, path: 'db/replica', endpoint, listPageSize: 3 });
   return { client, cleanup: async () => undefined, clockSlackMs: 1500 };
-  // Issue 14: conditional writes on this store come next; until then it declares no lease.
-}, { lease: false });
+}, { lease: true });

@@ -8,5 +8,4 @@ describeReplicaClientContract('gcs (firebase-tools storage emulator)', async () 
   const bucket = `contract-${randomBytes(4).toString('hex')}`;
   const client = new GcsReplicaClient({ bucket, path: 'db/replica', endpoint: inject('gcsEndpoint'), listPageSize: 3 });
   return { client, cleanup: async () => undefined, clockSlackMs: 1500 };
-  // Issue 14: conditional writes on this store come next; until then it declares no lease.
-}, { lease: false });
+}, { lease: true });

@@ -13,8 +13,7 @@ describeReplicaClientContract('s3 (fauxqs)', async () => {
   const client = new S3ReplicaClient({ bucket, path: 'db/replica', endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test', listPageSize: 3 });
   // S3 LastModified has one-second resolution.
   return { client, cleanup: async () => undefined, clockSlackMs: 1500 };
-  // Issue 14: conditional writes on this store come next; until then it declares no lease.
-}, { lease: false });
+}, { lease: true });
 
 describeReplicaClientContract('s3 (fauxqs), checksums only when required', async () => {
   const endpoint = inject('s3Endpoint');
@@ -22,8 +21,7 @@ describeReplicaClientContract('s3 (fauxqs), checksums only when required', async
   await createBucket(endpoint, bucket);
   const client = new S3ReplicaClient({ bucket, path: '', endpoint, accessKeyId: 'test', secretAccessKey: 'test', checksums: 'when_required', listPageSize: 2 });
   return { client, cleanup: async () => undefined, clockSlackMs: 1500 };
-  // Issue 14: conditional writes on this store come next; until then it declares no lease.
-}, { lease: false });
+}, { lease: true });
 
 describe('s3 deleteGeneration', () => {
   it('deletes the generation by its prefix with the slash, never a key that only starts with its name (P6)', async () => {

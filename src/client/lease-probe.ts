@@ -18,7 +18,7 @@
  * The probe object lives under `<root>/lease/`, outside `generations/`, so Litestream never lists it.
  */
 import { randomBytes } from 'node:crypto';
-import { ReplicateError } from '../errors.js';
+import { describeError, ReplicateError } from '../errors.js';
 import { abortableSleep } from '../internal/abortable-sleep.js';
 
 export interface ConditionalWrites {
@@ -54,7 +54,10 @@ export async function probeConditionalWrites(w: ConditionalWrites): Promise<void
     } catch (err) {
       // The verdict is final; an outage (a reset, a lost reply: conditional writes are not retried by
       // the SDKs here, see the clients) is tried again with a fresh key, a little later.
-      if ((err instanceof ReplicateError && err.code !== 'IO') || attempt >= PROBE_ATTEMPTS) throw err;
+      if (err instanceof ReplicateError && err.code !== 'IO') throw err;
+      if (attempt >= PROBE_ATTEMPTS) {
+        throw new ReplicateError('IO', `the start-up probe of conditional writes (${PROBE_ATTEMPTS} tries): ${describeError(err)}`, { cause: err, details: { type: w.type, location: w.location } });
+      }
       await abortableSleep(250 * attempt);
     }
   }

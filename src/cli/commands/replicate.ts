@@ -156,7 +156,13 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
         await lease.acquire(leaseWait.signal);
       }
     } catch (err) {
-      if (!(signalled && leaseWait.signal.aborted)) throw err;
+      if (!(signalled && leaseWait.signal.aborted)) {
+        // The store unreachable at the first look, or one that does not enforce conditional writes
+        // (LEASE_UNSUPPORTED, which names `lease: false`): nothing written, nothing started.
+        const code = err instanceof ReplicateError ? err.code : 'IO';
+        const details = err instanceof ReplicateError ? err.details : {};
+        throw new ReplicateError(code, `${describeError(err)}; not replicating${execWords !== undefined ? ' and not starting the application' : ''}`, { cause: err, details });
+      }
       // A standby instance stopped while it waited (a rolling deployment ending): nothing was written.
       await Promise.all(leases.map((l) => l.release()));
       await server?.close();

@@ -282,7 +282,7 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
     return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
   }
 
-  probeLease(): Promise<void> {
+  probeLease(opts?: OpOptions): Promise<void> {
     return probeConditionalWrites({
       type: this.type,
       location: this.location,
@@ -290,15 +290,15 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
       bogusVersion: '"0x0000000000000000"',
       createCondition: 'If-None-Match: *',
       replaceCondition: 'If-Match',
-      put: (key, body, expected) => this.conditionalPut(key, body, expected),
-      remove: async (key) => {
+      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
+      remove: async (key, signal) => {
         const c = await this.client();
-        await retryStalled(this.idleMs, STALL_TRIES, undefined, (guard) => {
+        await retryStalled(this.idleMs, STALL_TRIES, signal, (guard) => {
           this.counts.add('DELETE');
           return c.getBlobClient(key).deleteIfExists({ abortSignal: guard.signal });
         });
       },
-    });
+    }, opts?.signal);
   }
 
   /**

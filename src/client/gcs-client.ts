@@ -301,7 +301,7 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
     return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
   }
 
-  probeLease(): Promise<void> {
+  probeLease(opts?: OpOptions): Promise<void> {
     return probeConditionalWrites({
       type: this.type,
       location: this.location,
@@ -310,11 +310,11 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
       bogusVersion: '1',
       createCondition: 'ifGenerationMatch=0',
       replaceCondition: 'ifGenerationMatch=<generation>',
-      put: (key, body, expected) => this.conditionalPut(key, body, expected),
-      remove: async (key) => {
-        await (await this.bucket()).file(key).delete({ ignoreNotFound: true });
+      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
+      remove: async (key, signal) => {
+        await abandonOn(signal, (await this.bucket()).file(key).delete({ ignoreNotFound: true }));
       },
-    });
+    }, opts?.signal);
   }
 
   /**

@@ -278,7 +278,7 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
   }
 
-  probeLease(): Promise<void> {
+  probeLease(opts?: OpOptions): Promise<void> {
     return probeConditionalWrites({
       type: this.type,
       location: this.location,
@@ -286,12 +286,12 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       bogusVersion: '"00000000000000000000000000000000"',
       createCondition: 'If-None-Match: *',
       replaceCondition: 'If-Match',
-      put: (key, body, expected) => this.conditionalPut(key, body, expected),
-      remove: async (key) => {
+      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
+      remove: async (key, signal) => {
         const { s3, sdk } = await this.sdk();
-        await s3.send(new sdk.DeleteObjectCommand({ Bucket: this.opts.bucket, Key: key }));
+        await s3.send(new sdk.DeleteObjectCommand({ Bucket: this.opts.bucket, Key: key }), { abortSignal: signal });
       },
-    });
+    }, opts?.signal);
   }
 
   /**

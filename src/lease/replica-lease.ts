@@ -154,22 +154,28 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
   }
 
   /** The lease as stored now (undefined: no lease object). */
-  async read(): Promise<LeaseState | undefined> {
-    return readLease(this.client);
+  async read(signal?: AbortSignal): Promise<LeaseState | undefined> {
+    return readLease(this.client, signal);
+  }
+
+  /** Whether the lease could be read at least once (an acquisition that never could is not "waiting"). */
+  get looked(): boolean {
+    return this.everRead;
   }
 
   /**
    * Takes the lease if it is free (none, released, expired by our observation, or its holder known
-   * gone). Returns undefined when taken, else the lease as it stands (someone else holds it).
+   * gone). Returns undefined when taken, else the lease as it stands (someone else holds it). `signal`
+   * abandons the requests (a stop asked for while the store does not answer).
    */
-  async tryAcquire(): Promise<LeaseState | undefined> {
+  async tryAcquire(signal?: AbortSignal): Promise<LeaseState | undefined> {
     if (this.state_ === 'held') return undefined;
     if (this.state_ !== 'idle') throw new ReplicateError('LEASE_LOST', `replica ${this.replica}: a lease object cannot be acquired again once ${this.state_}`);
     if (!this.probed) {
-      await this.client.probeLease?.();
+      await this.client.probeLease?.({ signal });
       this.probed = true;
     }
-    const current = await this.read();
+    const current = await this.read(signal);
     this.everRead = true;
     let expected: string | undefined;
     let from: LeaseHolder | null | undefined;
@@ -181,8 +187,8 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     }
     const sent = monotonicMs();
     const at = new Date(this.now()).toISOString();
-    const version = await this.client.writeLease(encodeLeaseRecord(this.recordFor(at, at)), expected, { signal: this.requestSignal() });
-    if (version === undefined) return (await this.read()) ?? current; // lost the race: look again
+    const version = await this.client.writeLease(encodeLeaseRecord(this.recordFor(at, at)), expected, { signal: this.requestSignal(signal) });
+    if (version === undefined) return (await this.read(signal)) ?? current; // lost the race: look again
     this.state_ = 'held';
     this.version = version;
     this.acquiredAt = at;
@@ -207,15 +213,21 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     // While the store fails, the looks back off (doubling up to LEASE_RETRY_CAP_MS); once it answers,
     // they are every pollMs again, so a release is seen within pollMs.
     let errorWait = this.pollMs;
+    // No abort check before the first try: a free lease is taken even when a stop is already asked for
+    // (a signal held from start-up), so that the final sync can still run; only waiting ends — and a
+    // try that hangs on a store that does not answer, when the stop comes while it runs.
+    const tries = signal?.aborted ? undefined : signal;
     for (;;) {
       let failed = false;
-      // No abort check before the first try: a free lease is taken even when a stop is already asked
-      // for (a signal held from start-up), so that the final sync can still run; only waiting ends.
       let current: LeaseState | undefined;
       try {
-        current = await this.tryAcquire();
+        current = await this.tryAcquire(tries);
         if (current === undefined) return;
       } catch (err) {
+        if (tries?.aborted) {
+          if (this.everRead) throw abortError(signal);
+          throw new ReplicateError('ABORTED', `replica ${this.replica}: taking the lease at ${this.client.location}: interrupted by a signal before the store answered`, { cause: err, details: { replica: this.replica, location: this.client.location } });
+        }
         if (!this.everRead) {
           const code = err instanceof ReplicateError ? err.code : 'IO';
           throw new ReplicateError(code, `replica ${this.replica}: taking the lease at ${this.client.location}: ${describeError(err)}`, { cause: err, details: { replica: this.replica, location: this.client.location } });
@@ -289,8 +301,9 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
    * request stuck on a dead connection is tried again (on a fresh one) well before the deadline. Its
    * outcome is then unknown, which the callers allow for (see the file comment).
    */
-  private requestSignal(): AbortSignal {
-    return AbortSignal.any([this.lostSignal, AbortSignal.timeout(Math.max(MIN_WRITE_TIMEOUT_MS, this.ttlMs / 4))]);
+  private requestSignal(outer?: AbortSignal): AbortSignal {
+    const signals = [this.lostSignal, AbortSignal.timeout(Math.max(MIN_WRITE_TIMEOUT_MS, this.ttlMs / 4))];
+    return AbortSignal.any(outer ? [...signals, outer] : signals);
   }
 
   /**
@@ -385,8 +398,8 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
 }
 
 /** The lease of a replica as stored (undefined: none). */
-export async function readLease(client: LeaseCapableClient): Promise<LeaseState | undefined> {
-  const stored = await client.readLease();
+export async function readLease(client: LeaseCapableClient, signal?: AbortSignal): Promise<LeaseState | undefined> {
+  const stored = await client.readLease(signal ? { signal } : undefined);
   if (!stored) return undefined;
   return { record: decodeLeaseRecord(stored.body, client.location), version: stored.version };
 }

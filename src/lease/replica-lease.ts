@@ -270,7 +270,7 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     const at = new Date(this.now()).toISOString();
     try {
       const body = encodeLeaseRecord({ holder: null, acquiredAt: this.acquiredAt ?? at, renewedAt: at, releasedAt: at, ttlMs: this.ttlMs });
-      const v = await this.client.writeLease(body, this.version);
+      const v = await this.client.writeLease(body, this.version, { signal: this.requestSignal() });
       if (v === undefined) this.log.warn('replica lease was not ours any more at release', { replica: this.replica, location: this.client.location });
       else this.log.info('replica lease released', { replica: this.replica, location: this.client.location });
     } catch (err) {

@@ -41,7 +41,7 @@ export interface ContractOptions {
   /**
    * Whether the backend implements the lease primitives (ReplicaClient.readLease/writeLease). Each
    * backend's test file says so explicitly; the suite checks the claim, and runs the lease contract
-   * only for those that do (issue 14: file now; s3, gcs and abs next).
+   * only for those that do (every built-in backend: file, s3, gcs, abs).
    */
   lease: boolean;
 }

@@ -3,8 +3,11 @@
  *
  *   <root>/generations/<generation>/snapshots/<index hex8>.snapshot.lz4
  *   <root>/generations/<generation>/wal/<index hex8>_<offset hex8>.wal.lz4
- *   <root>/lease/<version hex16>.json            (ours: the replica's lease, see src/lease/; Litestream
- *                                                  looks only under generations/ and never sees it)
+ *   <root>/lease/<version hex16>.json            (ours: the replica's lease on the file backend, see
+ *   <root>/lease/lease.json                       src/lease/; on object stores one object, and the
+ *   <root>/lease/probe-<hex>                       start-up probe of conditional writes, removed after it;
+ *                                                  Litestream looks only under generations/ and never
+ *                                                  sees any of them)
  *
  * Keys are joined with POSIX `path.join` semantics (which clean `//`, `.` and `..` the way Go's
  * `path.Join` does), so a root of "" or "." gives keys that start at `generations/…`.
@@ -126,7 +129,12 @@ export class ReplicaLayout {
 
   /** Object stores: the lease object. */
   leaseObjectKey(): string {
-    return this.join(this.root, LEASE_OBJECT);
+    return this.join(this.leaseDir(), LEASE_OBJECT);
+  }
+
+  /** Object stores: a throwaway object for the start-up probe of conditional writes (src/client/lease-probe.ts). */
+  leaseProbeKey(id: string): string {
+    return this.join(this.leaseDir(), `probe-${id}`);
   }
 }
 

@@ -14,6 +14,12 @@ export interface FaultProxy {
   endpoint: string;
   mode: FaultMode;
   faults: number;
+  /**
+   * The next `count` requests `match` selects reach the store, which handles them, but their answers
+   * are lost (the connection to the client is cut when the store answers): a lost reply, whose outcome
+   * the client cannot know. Counted in `faults`.
+   */
+  loseReplies(match: (method: string, url: string) => boolean, count: number): void;
   /** Counts (and holds back) the requests `match` selects; see RequestGate. Replaces any earlier gate. */
   gate(match: (method: string, url: string) => boolean, barrier: number): RequestGate;
   close(): Promise<void>;
@@ -37,6 +43,7 @@ const GATE_SAFETY_MS = 10_000;
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const upstream = new URL(target);
   const stalled = new Set<ServerResponse>();
+  let losing: { match: (method: string, url: string) => boolean; left: number } | undefined;
   let gate: { match: (method: string, url: string) => boolean; state: RequestGate; held: (() => void)[]; open: boolean; timer?: NodeJS.Timeout } | undefined;
   const openGate = () => {
     if (!gate || gate.open) return;
@@ -53,6 +60,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       const state: RequestGate = { barrier, reached: false, total: 0, inFlight: 0, maxInFlight: 0 };
       gate = { match, state, held: [], open: false };
       return state;
+    },
+    loseReplies: (match, count) => {
+      losing = { match, left: count };
     },
     close: async () => undefined,
   };
@@ -87,9 +97,17 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       }
       return;
     }
+    const lose = losing !== undefined && losing.left > 0 && losing.match(req.method ?? '', req.url ?? '');
+    if (lose) losing!.left--;
     const out = request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
+        if (lose) {
+          proxy.faults++;
+          up.resume();
+          req.socket.destroy();
+          return;
+        }
         res.writeHead(up.statusCode ?? 502, up.headers);
         if (mode === 'stallBody') {
           proxy.faults++;

@@ -5,6 +5,12 @@
  * benchmark should not break when a test helper is refactored), plus hooks that report every request
  * so a benchmark can count what each replicator asks of the store.
  *
+ * Conditional writes: fauxqs 1.9 ignores If-None-Match and If-Match on PUT and DELETE (it overwrites),
+ * which the lease (src/lease/) depends on; a precondition layer here enforces them against fauxqs's own
+ * object store, as Amazon S3 does (412 PreconditionFailed; 404 NoSuchKey for If-Match on a missing key).
+ * `conditionalWrites: false` leaves fauxqs as shipped: a stand-in for an S3-compatible store that
+ * ignores the conditions, which the lease's start-up probe must catch.
+ *
  * Limits to know: fauxqs keeps objects in memory, and its Fastify body limit is 11 MiB per request, so
  * anything larger must go multipart with parts of at most that (both tools use 5 MiB parts; the
  * restore bench's uploader 8 MiB).
@@ -12,6 +18,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import { buildApp } from 'fauxqs';
 import { findRoot } from './root.js';
 import { classify, type S3Request } from './s3-requests.js';
@@ -26,6 +33,8 @@ export interface S3ServerOptions {
    * milliseconds), so that two objects written in the same second tie as they do on S3.
    */
   secondResolution?: boolean;
+  /** Enforce If-None-Match / If-Match on PUT and DELETE of an object (default true; see above). */
+  conditionalWrites?: boolean;
 }
 
 export interface S3Server {
@@ -39,7 +48,10 @@ export interface S3Server {
 const NOT_S3 = /^\/(health|_fauxqs)(\/|$|\?)/;
 
 export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Server> {
-  const app = buildApp({ logger: false, host: '127.0.0.1', defaultRegion: 'us-east-1' });
+  // The object store is created here (buildApp takes it), so that the precondition layer can read it.
+  const s3Store = await newS3Store();
+  const app = buildApp({ logger: false, host: '127.0.0.1', defaultRegion: 'us-east-1', stores: { s3Store } } as unknown as Parameters<typeof buildApp>[0]);
+  if (opts.conditionalWrites ?? true) await enforceConditionalWrites(app, s3Store);
   // CompleteMultipartUpload bodies from Go's SDK (Litestream), patched before fauxqs's handler runs:
   // - the ETag quotes are escaped as `&#34;`, which fauxqs does not decode: rewritten to `&quot;`;
   // - the parts come with their elements in either order (`<ETag>` or `<PartNumber>` first) in the same
@@ -92,6 +104,61 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('fauxqs did not report a port');
   return { endpoint: `http://127.0.0.1:${address.port}`, version: `fauxqs ${fauxqsVersion()}`, stop: () => app.close() };
+}
+
+/** fauxqs's object store: objects by key, per bucket (what its S3 routes read and write). */
+interface FauxqsS3Store {
+  buckets: Map<string, Map<string, { etag: string }>>;
+}
+
+interface FauxqsS3Error {
+  statusCode: number;
+  toXml(): string;
+}
+
+/** fauxqs's modules outside its package exports (S3Store, S3Error), by file. */
+async function fauxqsModule<T>(rel: string): Promise<T> {
+  return (await import(pathToFileURL(join(findRoot(), 'node_modules', 'fauxqs', 'dist', rel)).href)) as T;
+}
+
+async function newS3Store(): Promise<FauxqsS3Store> {
+  const { S3Store } = await fauxqsModule<{ S3Store: new () => FauxqsS3Store }>('s3/s3Store.js');
+  return new S3Store();
+}
+
+/**
+ * Checks If-None-Match / If-Match of an object PUT or DELETE against the stored ETag, before fauxqs's
+ * handler runs. Atomic: the hook calls `done()` synchronously, Fastify then runs the route handler in
+ * the same tick, and fauxqs's object handlers write to the store without awaiting anything, so no
+ * other request can come between the check and the write (measured: of 20 concurrent conditional
+ * writers on one key, exactly one wins). Conditions on copies and multipart parts are not checked
+ * (nothing here sends them); If-None-Match with an ETag (not `*`) is refused with 501.
+ */
+async function enforceConditionalWrites(app: ReturnType<typeof buildApp>, store: FauxqsS3Store): Promise<void> {
+  const { S3Error } = await fauxqsModule<{ S3Error: new (code: string, message: string, status: number) => FauxqsS3Error }>('common/errors.js');
+  const failed = () => new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', 412);
+  const bare = (etag: string) => etag.replace(/^W\//, '').replace(/^"|"$/g, '');
+  app.addHook('preHandler', (request, reply, done) => {
+    const inm = request.headers['if-none-match'];
+    const im = request.headers['if-match'];
+    if ((request.method !== 'PUT' && request.method !== 'DELETE') || (inm === undefined && im === undefined)) return done();
+    if (request.headers['x-amz-copy-source'] !== undefined || String(request.url).includes('uploadId=')) return done();
+    const params = request.params as { bucket?: string; '*'?: string };
+    const objects = params.bucket !== undefined ? store.buckets.get(params.bucket) : undefined;
+    const key = params['*'];
+    if (!objects || !key) return done();
+    const current = objects.get(key);
+    const fail = (e: FauxqsS3Error) => void reply.header('content-type', 'application/xml').status(e.statusCode).send(e.toXml());
+    if (inm !== undefined) {
+      if (request.method === 'DELETE' || inm !== '*') return fail(new S3Error('NotImplemented', 'A header you provided implies functionality that is not implemented', 501));
+      if (current) return fail(failed());
+    }
+    if (im !== undefined) {
+      if (!current) return fail(new S3Error('NoSuchKey', 'The specified key does not exist.', 404));
+      if (im !== '*' && bare(String(im)) !== bare(current.etag)) return fail(failed());
+    }
+    done();
+  });
 }
 
 /** Creates a bucket (fauxqs accepts a plain PUT /<bucket>). */

@@ -11,14 +11,6 @@ import type { Logger } from '../logger.js';
 import type { LeaseHolder } from '../lease/lease-record.js';
 import { ReplicaLease } from '../lease/replica-lease.js';
 
-/**
- * Backends whose lease is still to come (issue 14 delivers it backend by backend: conditional writes on
- * s3, gcs and abs next). Their replicas replicate unleased meanwhile, with a warning, as they did before.
- * Every other backend without the lease primitives is refused unless the config says `lease: false`.
- * Remove a type from here when its client implements readLease/writeLease.
- */
-const LEASE_PENDING: ReadonlySet<string> = new Set(['s3', 'gcs', 'abs']);
-
 /** A replica's lease settings as configured (`lease:`, `lease-ttl:`; unset: leased, 30 s). */
 export interface LeaseConfig {
   lease?: boolean;
@@ -51,8 +43,9 @@ export function holderGoneOnThisHost(holder: LeaseHolder, ns: string | undefined
 }
 
 /**
- * The lease for one replica, or undefined to replicate it unleased: when the config says `lease: false`,
- * or (for now, see LEASE_PENDING) its backend's lease is still to come. LEASE_UNSUPPORTED otherwise.
+ * The lease for one replica, or undefined to replicate it unleased when the config says `lease: false`.
+ * A client without the lease primitives is LEASE_UNSUPPORTED; a store that does not enforce conditional
+ * writes is found out by the lease's start-up probe (ReplicaLease.tryAcquire), with the same code.
  */
 export function leaseFor(replica: string, client: ReplicaClient, cfg: LeaseConfig, log: Logger): ReplicaLease | undefined {
   if (cfg.lease === false) {
@@ -60,10 +53,6 @@ export function leaseFor(replica: string, client: ReplicaClient, cfg: LeaseConfi
     return undefined;
   }
   if (!supportsLease(client)) {
-    if (LEASE_PENDING.has(client.type)) {
-      log.warn('replica has no atomic lease on this backend yet; replicating unleased (set lease: false to silence this)', { replica, type: client.type, location: client.location });
-      return undefined;
-    }
     throw new ReplicateError('LEASE_UNSUPPORTED', `replica ${replica} (${client.type}: ${client.location}) has no atomic lease: another instance could write to it at the same time; set lease: false on it to replicate unleased anyway`, {
       details: { replica, type: client.type },
     });

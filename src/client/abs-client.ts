@@ -5,6 +5,9 @@
  * The SDK retries 5xx, throttling and resets itself, but has no client-side timeout for a connection
  * that accepts a request and never answers, so every request runs under a StallGuard: no progress for
  * `tryTimeoutMs` abandons it (and reads, listings and deletes are tried again).
+ *
+ * The lease (src/lease/) is one blob, `<path>/lease/lease.json`, changed with conditional Put Blobs
+ * (If-None-Match / If-Match on its ETag), which a start-up probe checks the store enforces.
  */
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -13,11 +16,12 @@ import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError } from './cloud-error.js';
 import { ReplicaLayout, isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
+import { probeConditionalWrites } from './lease-probe.js';
 
 import type { Pos } from '../pos.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
-import { guardBody, retryStalled, StalledError } from './stall-guard.js';
-import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import { guardBody, retryStalled, StallGuard, StalledError } from './stall-guard.js';
+import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
 
 export interface AbsReplicaClientOptions {
   accountName: string;
@@ -44,6 +48,7 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
   protected readonly scheme = 'abs';
   protected readonly bucketName: string;
   private container: Promise<ContainerClient> | undefined;
+  private leaseContainer: Promise<ContainerClient> | undefined;
   private readonly counts = new OperationCounter();
   private readonly idleMs: number;
 
@@ -67,17 +72,28 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
   }
 
   private client(): Promise<ContainerClient> {
-    this.container ??= (async () => {
-      const sdk = await import('@azure/storage-blob');
-      const o = this.opts;
-      const credential = new sdk.StorageSharedKeyCredential(o.accountName, o.accountKey);
-      const service = new sdk.BlobServiceClient(o.endpoint ?? `https://${o.accountName}.blob.core.windows.net`, credential, {
-        // Retries with backoff for 5xx, throttling and resets; a stalled try is abandoned and retried.
-        retryOptions: { maxTries: 5, retryDelayInMs: 200, maxRetryDelayInMs: 5_000 },
-      });
-      return service.getContainerClient(o.bucket);
-    })();
+    // Retries with backoff for 5xx, throttling and resets; a stalled try is abandoned and retried.
+    this.container ??= this.makeContainer(5);
     return this.container;
+  }
+
+  /**
+   * For the lease's conditional writes: requests sent once. A retried conditional upload whose first
+   * try committed (its reply lost) would be refused (412/409) — our own write seen as someone else's.
+   */
+  private leaseClient(): Promise<ContainerClient> {
+    this.leaseContainer ??= this.makeContainer(1);
+    return this.leaseContainer;
+  }
+
+  private async makeContainer(maxTries: number): Promise<ContainerClient> {
+    const sdk = await import('@azure/storage-blob');
+    const o = this.opts;
+    const credential = new sdk.StorageSharedKeyCredential(o.accountName, o.accountKey);
+    const service = new sdk.BlobServiceClient(o.endpoint ?? `https://${o.accountName}.blob.core.windows.net`, credential, {
+      retryOptions: { maxTries, retryDelayInMs: 200, maxRetryDelayInMs: 5_000 },
+    });
+    return service.getContainerClient(o.bucket);
   }
 
   private fail(doing: string, key: string, err: unknown): ReplicateError {
@@ -238,5 +254,84 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
     const prefix = `${this.layout.generationDir(generation)}/`;
     const keys = (await this.listObjects(prefix, opts)).map((b) => b.key);
     await this.deleteKeys(keys, opts);
+  }
+
+  /** The lease blob and its ETag, from one download (so they always belong together). */
+  async readLease(opts?: OpOptions): Promise<StoredLease | undefined> {
+    const c = await this.client();
+    const key = this.layout.leaseObjectKey();
+    try {
+      return await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, async (guard) => {
+        this.counts.add('GET');
+        const res = await c.getBlobClient(key).download(0, undefined, { abortSignal: guard.signal });
+        const chunks: Buffer[] = [];
+        for await (const chunk of res.readableStreamBody as Readable) {
+          guard.touch();
+          chunks.push(chunk as Buffer);
+        }
+        if (!res.etag) throw new Error('the store answered without an ETag, which the lease compares against');
+        return { body: Buffer.concat(chunks), version: res.etag };
+      });
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+      throw this.fail('reading', key, err);
+    }
+  }
+
+  writeLease(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
+    return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
+  }
+
+  probeLease(opts?: OpOptions): Promise<void> {
+    return probeConditionalWrites({
+      type: this.type,
+      location: this.location,
+      keyFor: (id) => this.layout.leaseProbeKey(id),
+      bogusVersion: '"0x0000000000000000"',
+      createCondition: 'If-None-Match: *',
+      replaceCondition: 'If-Match',
+      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
+      remove: async (key, signal) => {
+        const c = await this.client();
+        await retryStalled(this.idleMs, STALL_TRIES, signal, (guard) => {
+          this.counts.add('DELETE');
+          return c.getBlobClient(key).deleteIfExists({ abortSignal: guard.signal });
+        });
+      },
+    }, opts?.signal);
+  }
+
+  /**
+   * One Put Blob (never staged blocks) with If-None-Match: * (create only) or If-Match: <ETag>
+   * (replace only that version), sent once, under a stall guard (a stalled try is not tried again).
+   */
+  private async conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
+    const blob = (await this.leaseClient()).getBlockBlobClient(key);
+    const guard = new StallGuard(this.idleMs, opts?.signal);
+    this.counts.add('PUT');
+    let etag: string | undefined;
+    try {
+      const res = await blob.upload(body, body.length, {
+        conditions: expected === undefined ? { ifNoneMatch: '*' } : { ifMatch: expected },
+        blobHTTPHeaders: { blobContentType: 'application/json' },
+        abortSignal: guard.signal,
+      });
+      etag = res.etag;
+    } catch (err) {
+      const status = (err as { statusCode?: number }).statusCode;
+      // 412 ConditionNotMet (a changed or missing blob), 409 BlobAlreadyExists (create only): nothing written.
+      if (status === 412 || status === 409) return undefined;
+      if (status === 501) {
+        throw new ReplicateError('LEASE_UNSUPPORTED', `[abs] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
+          cause: err,
+          details: { container: this.opts.bucket, key },
+        });
+      }
+      throw this.fail('writing (conditionally)', key, guard.stalled ? new StalledError(this.idleMs, 1, err) : err);
+    } finally {
+      guard.done();
+    }
+    if (!etag) throw this.fail('writing (conditionally)', key, new Error('the store answered without an ETag, which the lease compares against'));
+    return etag;
   }
 }

@@ -7,6 +7,9 @@
  * SDK can retry it); a bigger one is a resumable upload in 8 MiB chunks, each retried on its own, so a
  * blip in the middle of a 1 GB snapshot resends one chunk, not the snapshot. Memory stays bounded by
  * about two chunks either way.
+ *
+ * The lease (src/lease/) is one object, `<path>/lease/lease.json`, changed with single-request uploads
+ * under generation preconditions (ifGenerationMatch), which a start-up probe checks the store enforces.
  */
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
@@ -17,10 +20,11 @@ import { describeCloudError } from './cloud-error.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
 import { ReplicaLayout, isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
+import { probeConditionalWrites } from './lease-probe.js';
 
 import type { Pos } from '../pos.js';
 import { guardBody } from './stall-guard.js';
-import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
 
 export interface GcsReplicaClientOptions {
   bucket: string;
@@ -49,6 +53,7 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
   protected readonly scheme = 'gs';
   protected readonly bucketName: string;
   private bucketHandle: Promise<Bucket> | undefined;
+  private leaseBucketHandle: Promise<Bucket> | undefined;
   private readonly counts = new OperationCounter();
 
   constructor(private readonly opts: GcsReplicaClientOptions) {
@@ -70,27 +75,35 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
   }
 
   private bucket(): Promise<Bucket> {
-    this.bucketHandle ??= (async () => {
-      const sdk = await import('@google-cloud/storage');
-      const o = this.opts;
-      const storage = new sdk.Storage({
-        ...(o.endpoint !== undefined ? { apiEndpoint: o.endpoint, projectId: o.projectId ?? 'stn-replicate' } : {}),
-        ...(o.projectId !== undefined ? { projectId: o.projectId } : {}),
-        timeout: o.requestTimeoutMs ?? 60_000,
-        retryOptions: {
-          autoRetry: true,
-          maxRetries: 5,
-          maxRetryDelay: 5,
-          retryDelayMultiplier: 2,
-          totalTimeout: 300,
-          // Every write here is idempotent: an object at a position always holds the same bytes, so
-          // writing it twice is harmless, and deleting a deleted object succeeds.
-          idempotencyStrategy: sdk.IdempotencyStrategy.RetryAlways,
-        },
-      });
-      return storage.bucket(o.bucket);
-    })();
+    // Every write here is idempotent: an object at a position always holds the same bytes, so writing
+    // it twice is harmless, and deleting a deleted object succeeds.
+    this.bucketHandle ??= this.makeBucket(true);
     return this.bucketHandle;
+  }
+
+  /**
+   * For the lease's conditional writes: a Storage of its own whose requests are sent once. With a
+   * precondition the SDK would retry a save on a transient error, and a retry whose first try committed
+   * (its reply lost) would be refused with 412 — our own write seen as someone else's. (A Storage of its
+   * own, too, because the SDK switches retries off and on again in the Storage object's shared options.)
+   */
+  private leaseBucket(): Promise<Bucket> {
+    this.leaseBucketHandle ??= this.makeBucket(false);
+    return this.leaseBucketHandle;
+  }
+
+  private async makeBucket(retries: boolean): Promise<Bucket> {
+    const sdk = await import('@google-cloud/storage');
+    const o = this.opts;
+    const storage = new sdk.Storage({
+      ...(o.endpoint !== undefined ? { apiEndpoint: o.endpoint, projectId: o.projectId ?? 'stn-replicate' } : {}),
+      ...(o.projectId !== undefined ? { projectId: o.projectId } : {}),
+      timeout: o.requestTimeoutMs ?? 60_000,
+      retryOptions: retries
+        ? { autoRetry: true, maxRetries: 5, maxRetryDelay: 5, retryDelayMultiplier: 2, totalTimeout: 300, idempotencyStrategy: sdk.IdempotencyStrategy.RetryAlways }
+        : { autoRetry: false, maxRetries: 0, idempotencyStrategy: sdk.IdempotencyStrategy.RetryNever },
+    });
+    return storage.bucket(o.bucket);
   }
 
   private fail(doing: string, key: string, err: unknown): ReplicateError {
@@ -249,4 +262,97 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
     const keys = (await this.listObjects(`${this.layout.generationDir(generation)}/`, opts)).map((o) => o.key);
     await this.deleteKeys(keys, opts);
   }
+
+  /**
+   * The lease object and its generation, from one response (the media download's x-goog-generation
+   * header), so they always belong together. Generations are decimal strings beyond 2^53 on real GCS:
+   * kept as strings.
+   */
+  async readLease(opts?: OpOptions): Promise<StoredLease | undefined> {
+    const b = await this.bucket();
+    const key = this.layout.leaseObjectKey();
+    this.counts.add('GET');
+    const chunks: Buffer[] = [];
+    let generation: string | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const stream = b.file(key).createReadStream({ validation: false });
+        const onAbort = () => stream.destroy(new ReplicateError('ABORTED', `[gcs] reading gs://${this.opts.bucket}/${key}: aborted`));
+        opts?.signal?.addEventListener('abort', onAbort, { once: true });
+        stream
+          .on('response', (res: { headers?: Record<string, string | string[] | undefined> }) => {
+            const g = res.headers?.['x-goog-generation'];
+            generation = Array.isArray(g) ? g[0] : g;
+          })
+          .on('data', (c: Buffer) => chunks.push(c))
+          .once('end', resolve)
+          .once('error', reject)
+          .once('close', () => opts?.signal?.removeEventListener('abort', onAbort));
+      });
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw this.fail('reading', key, err);
+    }
+    if (!generation) throw this.fail('reading', key, new Error('the store answered without x-goog-generation, which the lease compares against'));
+    return { body: Buffer.concat(chunks), version: generation };
+  }
+
+  writeLease(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
+    return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
+  }
+
+  probeLease(opts?: OpOptions): Promise<void> {
+    return probeConditionalWrites({
+      type: this.type,
+      location: this.location,
+      keyFor: (id) => this.layout.leaseProbeKey(id),
+      // Generations are timestamps in microseconds: 1 was never one.
+      bogusVersion: '1',
+      createCondition: 'ifGenerationMatch=0',
+      replaceCondition: 'ifGenerationMatch=<generation>',
+      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
+      remove: async (key, signal) => {
+        await abandonOn(signal, (await this.bucket()).file(key).delete({ ignoreNotFound: true }));
+      },
+    }, opts?.signal);
+  }
+
+  /**
+   * One single-request upload (never resumable: the condition would apply at its finalization) with
+   * ifGenerationMatch: 0 (create only) or the expected generation (replace only that one), sent once.
+   * `signal` abandons the wait (the SDK's save takes none); the outcome then counts as failed.
+   */
+  private async conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
+    const file = (await this.leaseBucket()).file(key);
+    this.counts.add('PUT');
+    try {
+      await abandonOn(opts?.signal, file.save(body, { resumable: false, contentType: 'application/json', preconditionOpts: { ifGenerationMatch: expected ?? 0 } }));
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      // conditionNotMet: someone else wrote first (or, for a generation, the object is gone).
+      if (code === 412) return undefined;
+      if (code === 501) {
+        throw new ReplicateError('LEASE_UNSUPPORTED', `[gcs] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
+          cause: err,
+          details: { bucket: this.opts.bucket, key },
+        });
+      }
+      throw this.fail('writing (conditionally)', key, err);
+    }
+    const generation = (file.metadata as { generation?: string | number }).generation;
+    if (generation === undefined || generation === '') throw this.fail('writing (conditionally)', key, new Error('the store answered without a generation, which the lease compares against'));
+    return String(generation);
+  }
+}
+
+/** Waits for `work`, or rejects when `signal` aborts first (the request itself runs on, unobserved). */
+function abandonOn<T>(signal: AbortSignal | undefined, work: Promise<T>): Promise<T> {
+  if (!signal) return work;
+  work.catch(() => undefined); // abandoned: its own failure is nobody's concern any more
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new ReplicateError('ABORTED', 'request abandoned', { cause: signal.reason }));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

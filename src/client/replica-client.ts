@@ -120,6 +120,16 @@ export interface ReplicaClient {
    * undefined when the condition failed (someone else wrote first; nothing was written).
    */
   writeLease?(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined>;
+  /**
+   * For a backend whose store may not enforce its conditions (object stores, S3-compatible ones above
+   * all): checks on a throwaway object that it does (src/client/lease-probe.ts), and throws
+   * LEASE_UNSUPPORTED if not. ReplicaLease runs it once before its first acquisition.
+   *
+   * Implementations of writeLease must never report a write as done ("won") unless the store confirmed
+   * it: a timeout, a reset or a 5xx throws. They send each conditional write once (no SDK retries: a
+   * retried request whose first try committed would see its own write and report "condition failed").
+   */
+  probeLease?(opts?: OpOptions): Promise<void>;
 
   /** Requests sent so far, by kind (for a backend's own retries and multipart parts, see its module). */
   requestCounts(): Readonly<OperationCounts>;

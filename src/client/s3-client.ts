@@ -2,6 +2,8 @@
  * The `s3` backend (AWS S3 and S3-compatible stores) with the official SDK, loaded only when used.
  * Keys are Litestream's layout under the configured prefix; createdAt is the listing's LastModified
  * (as Litestream uses it); uploads stream through @aws-sdk/lib-storage (multipart above 5 MiB).
+ * The lease (src/lease/) is one object, `<path>/lease/lease.json`, changed with conditional PutObjects
+ * (If-None-Match / If-Match on its ETag), which a start-up probe checks the store enforces.
  */
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -10,9 +12,10 @@ import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError, withErrorContext } from './cloud-error.js';
 import { ReplicaLayout, isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
+import { probeConditionalWrites } from './lease-probe.js';
 
 import type { Pos } from '../pos.js';
-import { CLIENT_TRANSFER, countingStream, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type ReplicaOperation, type OpOptions, type ReplicaClient, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import { CLIENT_TRANSFER, countingStream, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type ReplicaOperation, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
 
 export interface S3ReplicaClientOptions {
   bucket: string;
@@ -44,7 +47,8 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
   protected readonly layout: ReplicaLayout;
   protected readonly scheme = 's3';
   protected readonly bucketName: string;
-  private client: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3') }> | undefined;
+  private client: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3'); region: string }> | undefined;
+  private leaseClient: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3') }> | undefined;
   private readonly counts = new OperationCounter();
 
   /** For a replication worker thread (see CLIENT_TRANSFER): a copy of the options, and the counter. */
@@ -70,32 +74,52 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       const sdk = await import('@aws-sdk/client-s3');
       const o = this.opts;
       const region = o.region ?? (o.endpoint !== undefined ? 'us-east-1' : await this.lookUpRegion(sdk));
-      const s3: S3Client = new sdk.S3Client({
-        region,
-        ...(o.endpoint ? { endpoint: o.endpoint } : {}),
-        forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined,
-        ...(o.accessKeyId || o.secretAccessKey ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } } : {}),
-        ...(o.checksums === 'when_required' ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
-        maxAttempts: 5, // the SDK's own retries with backoff for 5xx, throttling and resets
-        // Without these a stalled connection would hang an upload forever.
-        requestHandler: {
-          connectionTimeout: 5_000,
-          socketTimeout: o.requestTimeoutMs ?? 30_000,
-          ...(o.skipVerify ? { httpsAgent: { rejectUnauthorized: false } } : {}),
-        },
-      });
-      // Count every operation as it is sent (multipart parts included).
-      s3.middlewareStack.add(
-        (next, context) => async (args) => {
-          const op = operationOf(context.commandName);
-          if (op) this.counts.add(op);
-          return next(args);
-        },
-        { step: 'finalizeRequest', name: 'stnRequestCounter' },
-      );
-      return { s3, sdk };
+      // The SDK's own retries with backoff for 5xx, throttling and resets.
+      return { s3: this.makeClient(sdk, region, 5), sdk, region };
     })();
     return this.client;
+  }
+
+  /**
+   * The client for the lease's conditional writes: the same settings, but each request is sent once. A
+   * retried conditional PUT whose first try committed (its reply lost) would be refused by the store as
+   * "condition failed" — our own write seen as someone else's. Sent once, such an outcome throws, and
+   * ReplicaLease looks again (see its handling of a failed write).
+   */
+  private leaseSdk() {
+    this.leaseClient ??= (async () => {
+      const { sdk, region } = await this.sdk();
+      return { s3: this.makeClient(sdk, region, 1), sdk };
+    })();
+    return this.leaseClient;
+  }
+
+  private makeClient(sdk: typeof import('@aws-sdk/client-s3'), region: string, maxAttempts: number): S3Client {
+    const o = this.opts;
+    const s3: S3Client = new sdk.S3Client({
+      region,
+      ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+      forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined,
+      ...(o.accessKeyId || o.secretAccessKey ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } } : {}),
+      ...(o.checksums === 'when_required' ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
+      maxAttempts,
+      // Without these a stalled connection would hang an upload forever.
+      requestHandler: {
+        connectionTimeout: 5_000,
+        socketTimeout: o.requestTimeoutMs ?? 30_000,
+        ...(o.skipVerify ? { httpsAgent: { rejectUnauthorized: false } } : {}),
+      },
+    });
+    // Count every operation as it is sent (multipart parts included).
+    s3.middlewareStack.add(
+      (next, context) => async (args) => {
+        const op = operationOf(context.commandName);
+        if (op) this.counts.add(op);
+        return next(args);
+      },
+      { step: 'finalizeRequest', name: 'stnRequestCounter' },
+    );
+    return s3;
   }
 
   /**
@@ -193,8 +217,7 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       const out = await s3.send(new sdk.GetObjectCommand({ Bucket: this.opts.bucket, Key: key }), { abortSignal: opts?.signal });
       return withErrorContext(out.Body as Readable, (e) => this.fail('reading', key, e));
     } catch (err) {
-      const name = (err as { name?: string }).name;
-      if (name === 'NoSuchKey' || name === 'NotFound' || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) {
+      if (isMissing(err)) {
         throw new NotFoundError(`[s3] object not found: s3://${this.opts.bucket}/${key}`, { cause: err, details: { bucket: this.opts.bucket, key } });
       }
       throw this.fail('reading', key, err);
@@ -235,6 +258,83 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       opts,
     );
   }
+
+  /** The lease object and its ETag, from one response (so they always belong together). */
+  async readLease(opts?: OpOptions): Promise<StoredLease | undefined> {
+    const { s3, sdk } = await this.sdk();
+    const key = this.layout.leaseObjectKey();
+    try {
+      const out = await s3.send(new sdk.GetObjectCommand({ Bucket: this.opts.bucket, Key: key }), { abortSignal: opts?.signal });
+      const body = Buffer.from(await out.Body!.transformToByteArray());
+      if (!out.ETag) throw new Error('the store answered without an ETag, which the lease compares against');
+      return { body, version: out.ETag };
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw this.fail('reading', key, err);
+    }
+  }
+
+  writeLease(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
+    return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
+  }
+
+  probeLease(opts?: OpOptions): Promise<void> {
+    return probeConditionalWrites({
+      type: this.type,
+      location: this.location,
+      keyFor: (id) => this.layout.leaseProbeKey(id),
+      bogusVersion: '"00000000000000000000000000000000"',
+      createCondition: 'If-None-Match: *',
+      replaceCondition: 'If-Match',
+      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
+      remove: async (key, signal) => {
+        const { s3, sdk } = await this.sdk();
+        await s3.send(new sdk.DeleteObjectCommand({ Bucket: this.opts.bucket, Key: key }), { abortSignal: signal });
+      },
+    }, opts?.signal);
+  }
+
+  /**
+   * One PutObject (never multipart: the condition would then sit on CompleteMultipartUpload) with
+   * If-None-Match: * (create only) or If-Match: <ETag> (replace only that version), sent once. The ETag
+   * comes back quoted and is passed back verbatim.
+   */
+  private async conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
+    const { s3, sdk } = await this.leaseSdk();
+    let out;
+    try {
+      out = await s3.send(
+        new sdk.PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: body, ContentType: 'application/json', ...(expected === undefined ? { IfNoneMatch: '*' } : { IfMatch: expected }) }),
+        { abortSignal: opts?.signal },
+      );
+    } catch (err) {
+      const status = statusOf(err);
+      const name = (err as { name?: string }).name;
+      // Someone else wrote first (412), or a concurrent conditional write on the key (409
+      // ConditionalRequestConflict): nothing of ours was written.
+      if (status === 412 || name === 'PreconditionFailed' || status === 409 || name === 'ConditionalRequestConflict') return undefined;
+      // If-Match on a key that is not there (AWS answers 404; Ceph 412).
+      if (expected !== undefined && isMissing(err) && name !== 'NoSuchBucket') return undefined;
+      if (status === 501 || name === 'NotImplemented') {
+        throw new ReplicateError('LEASE_UNSUPPORTED', `[s3] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
+          cause: err,
+          details: { bucket: this.opts.bucket, key },
+        });
+      }
+      throw this.fail('writing (conditionally)', key, err);
+    }
+    if (!out.ETag) throw this.fail('writing (conditionally)', key, new Error('the store answered without an ETag, which the lease compares against'));
+    return out.ETag;
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+}
+
+function isMissing(err: unknown): boolean {
+  const name = (err as { name?: string }).name;
+  return name === 'NoSuchKey' || name === 'NotFound' || statusOf(err) === 404;
 }
 
 function operationOf(command: string | undefined): ReplicaOperation | undefined {

@@ -14,6 +14,12 @@
  *   at least `margin` before anyone can take over, and the margin covers clock-rate differences and an
  *   upload in flight at the deadline (each write checks the lease first; see guarded-client.ts).
  * - release: a clean stop writes a released record (holder null), which a waiter takes at once.
+ * - a write whose outcome is unknown (it threw: a timeout, a reset, a 5xx) never counts as done; the
+ *   store may still hold it, so the next look recognises our own record (an acquisition: a record of
+ *   our instance is ours to take; a renewal: the exact bytes of a write that threw) instead of taking it
+ *   for someone else's. The clients send conditional writes once, without SDK retries, for that reason.
+ * - before the first acquisition, a store that may not enforce its conditions (object stores) is probed
+ *   (ReplicaClient.probeLease): a store that ignores them fails with LEASE_UNSUPPORTED.
  * See docs/lease.md.
  */
 import { randomBytes } from 'node:crypto';
@@ -28,6 +34,12 @@ import { nullLogger, type Logger } from '../logger.js';
 import { decodeLeaseRecord, describeHolder, encodeLeaseRecord, type LeaseHolder, type LeaseRecord } from './lease-record.js';
 
 export const DEFAULT_LEASE_TTL_MS = 30_000;
+/** Longest wait between two looks while the store fails (the wait doubles from pollMs up to this). */
+export const LEASE_RETRY_CAP_MS = 5_000;
+/** Shortest time a lease write may take before it is abandoned and tried again (see requestSignal). */
+const MIN_WRITE_TIMEOUT_MS = 1_000;
+/** Renewals whose outcome is unknown that are remembered (more fail before the deadline only on tiny TTLs). */
+const MAX_UNCONFIRMED = 32;
 /** Shortest TTL accepted: renewals every TTL/3 must have time to reach the store. */
 export const MIN_LEASE_TTL_MS = 500;
 
@@ -85,6 +97,10 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
   private generationOf: () => string | undefined = () => undefined;
   /** Whether the lease could be read at least once (see acquire). */
   private everRead = false;
+  /** Whether the store's conditional writes were probed (ReplicaClient.probeLease). */
+  private probed = false;
+  /** Renewals that threw since the last confirmed one (the store may hold one of them), and when each was sent. */
+  private unconfirmed: { body: Buffer; sent: number }[] = [];
 
   constructor(private readonly opts: ReplicaLeaseOptions) {
     super();
@@ -138,18 +154,28 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
   }
 
   /** The lease as stored now (undefined: no lease object). */
-  async read(): Promise<LeaseState | undefined> {
-    return readLease(this.client);
+  async read(signal?: AbortSignal): Promise<LeaseState | undefined> {
+    return readLease(this.client, signal);
+  }
+
+  /** Whether the lease could be read at least once (an acquisition that never could is not "waiting"). */
+  get looked(): boolean {
+    return this.everRead;
   }
 
   /**
    * Takes the lease if it is free (none, released, expired by our observation, or its holder known
-   * gone). Returns undefined when taken, else the lease as it stands (someone else holds it).
+   * gone). Returns undefined when taken, else the lease as it stands (someone else holds it). `signal`
+   * abandons the requests (a stop asked for while the store does not answer).
    */
-  async tryAcquire(): Promise<LeaseState | undefined> {
+  async tryAcquire(signal?: AbortSignal): Promise<LeaseState | undefined> {
     if (this.state_ === 'held') return undefined;
     if (this.state_ !== 'idle') throw new ReplicateError('LEASE_LOST', `replica ${this.replica}: a lease object cannot be acquired again once ${this.state_}`);
-    const current = await this.read();
+    if (!this.probed) {
+      await this.client.probeLease?.({ signal });
+      this.probed = true;
+    }
+    const current = await this.read(signal);
     this.everRead = true;
     let expected: string | undefined;
     let from: LeaseHolder | null | undefined;
@@ -161,8 +187,8 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     }
     const sent = monotonicMs();
     const at = new Date(this.now()).toISOString();
-    const version = await this.client.writeLease(encodeLeaseRecord(this.recordFor(at, at)), expected);
-    if (version === undefined) return (await this.read()) ?? current; // lost the race: look again
+    const version = await this.client.writeLease(encodeLeaseRecord(this.recordFor(at, at)), expected, { signal: this.requestSignal(signal) });
+    if (version === undefined) return (await this.read(signal)) ?? current; // lost the race: look again
     this.state_ = 'held';
     this.version = version;
     this.acquiredAt = at;
@@ -170,7 +196,7 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     this.armDeadline();
     this.keeper = this.keep();
     const fields = { replica: this.replica, location: this.client.location, ttl: `${this.ttlMs}ms`, instance: this.identity.instance };
-    if (from) this.log.warn('replica lease taken over from an instance that stopped renewing it', { ...fields, previous: describeHolder(from) });
+    if (from && from.instance !== this.identity.instance) this.log.warn('replica lease taken over from an instance that stopped renewing it', { ...fields, previous: describeHolder(from) });
     else this.log.info('replica lease acquired', fields);
     return undefined;
   }
@@ -184,19 +210,30 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
   async acquire(signal?: AbortSignal): Promise<void> {
     let reported: string | undefined;
     let failing: string | undefined;
+    // While the store fails, the looks back off (doubling up to LEASE_RETRY_CAP_MS); once it answers,
+    // they are every pollMs again, so a release is seen within pollMs.
+    let errorWait = this.pollMs;
+    // No abort check before the first try: a free lease is taken even when a stop is already asked for
+    // (a signal held from start-up), so that the final sync can still run; only waiting ends — and a
+    // try that hangs on a store that does not answer, when the stop comes while it runs.
+    const tries = signal?.aborted ? undefined : signal;
     for (;;) {
-      // No abort check before the first try: a free lease is taken even when a stop is already asked
-      // for (a signal held from start-up), so that the final sync can still run; only waiting ends.
+      let failed = false;
       let current: LeaseState | undefined;
       try {
-        current = await this.tryAcquire();
+        current = await this.tryAcquire(tries);
         if (current === undefined) return;
       } catch (err) {
+        if (tries?.aborted) {
+          if (this.everRead) throw abortError(signal);
+          throw new ReplicateError('ABORTED', `replica ${this.replica}: taking the lease at ${this.client.location}: interrupted by a signal before the store answered`, { cause: err, details: { replica: this.replica, location: this.client.location } });
+        }
         if (!this.everRead) {
           const code = err instanceof ReplicateError ? err.code : 'IO';
           throw new ReplicateError(code, `replica ${this.replica}: taking the lease at ${this.client.location}: ${describeError(err)}`, { cause: err, details: { replica: this.replica, location: this.client.location } });
         }
         if (err instanceof ReplicateError && err.code !== 'IO') throw err;
+        failed = true;
         // Once per distinct error: the store may stay down for long, and nothing is written meanwhile.
         if (failing !== describeError(err)) {
           failing = describeError(err);
@@ -204,7 +241,8 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
         }
       }
       const holder = current?.record.holder;
-      if (current && holder && reported !== holder.instance) {
+      // (Our own instance as the holder is an acquisition whose reply was lost: taken at the next look.)
+      if (current && holder && reported !== holder.instance && holder.instance !== this.identity.instance) {
         reported = holder.instance;
         this.log.warn('replica lease held by another instance; waiting for it to be released or to expire before writing', {
           replica: this.replica,
@@ -217,7 +255,8 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
         });
       }
       if (signal?.aborted) throw abortError(signal);
-      await abortableSleep(this.pollMs, signal);
+      await abortableSleep(failed ? errorWait : this.pollMs, signal);
+      errorWait = failed ? Math.min(LEASE_RETRY_CAP_MS, errorWait * 2) : this.pollMs;
     }
   }
 
@@ -231,7 +270,7 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     const at = new Date(this.now()).toISOString();
     try {
       const body = encodeLeaseRecord({ holder: null, acquiredAt: this.acquiredAt ?? at, renewedAt: at, releasedAt: at, ttlMs: this.ttlMs });
-      const v = await this.client.writeLease(body, this.version);
+      const v = await this.client.writeLease(body, this.version, { signal: this.requestSignal() });
       if (v === undefined) this.log.warn('replica lease was not ours any more at release', { replica: this.replica, location: this.client.location });
       else this.log.info('replica lease released', { replica: this.replica, location: this.client.location });
     } catch (err) {
@@ -241,6 +280,7 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
 
   private isFree({ record, version }: LeaseState): boolean {
     if (record.holder === null) return true;
+    // Ours: an acquisition of ours that the store took although its reply was lost (the write threw).
     if (record.holder.instance === this.identity.instance) return true;
     if (this.opts.holderGone?.(record.holder) === true) return true;
     const t = monotonicMs();
@@ -254,6 +294,29 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
   private recordFor(acquiredAt: string, renewedAt: string): LeaseRecord {
     const generation = this.generationOf();
     return { holder: { ...this.identity, ...(generation !== undefined ? { generation } : {}) }, acquiredAt, renewedAt, ttlMs: this.ttlMs };
+  }
+
+  /**
+   * For one lease write: abandoned when the lease is lost, and after a while of its own, so that a
+   * request stuck on a dead connection is tried again (on a fresh one) well before the deadline. Its
+   * outcome is then unknown, which the callers allow for (see the file comment).
+   */
+  private requestSignal(outer?: AbortSignal): AbortSignal {
+    const signals = [this.lostSignal, AbortSignal.timeout(Math.max(MIN_WRITE_TIMEOUT_MS, this.ttlMs / 4))];
+    return AbortSignal.any(outer ? [...signals, outer] : signals);
+  }
+
+  /**
+   * After a renewal was refused: whether the stored record is one of our renewals that threw (the store
+   * took it, its reply was lost). Lease records are unique per write (our instance id, and a renewal
+   * time that differs between our attempts), so equal bytes mean that write of ours.
+   */
+  private async ownUnconfirmedWrite(): Promise<{ version: string; sent: number } | undefined> {
+    if (this.unconfirmed.length === 0) return undefined;
+    const stored = await this.client.readLease();
+    if (!stored) return undefined;
+    const mine = this.unconfirmed.find((u) => u.body.equals(stored.body));
+    return mine ? { version: stored.version, sent: mine.sent } : undefined;
   }
 
   private deadline(): number {
@@ -281,23 +344,42 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
       await abortableSleep(Math.max(0, this.sentAt + wait - monotonicMs()), stop);
       if (this.state_ !== 'held' || stop.aborted) return;
       const sent = monotonicMs();
+      const body = encodeLeaseRecord(this.recordFor(this.acquiredAt!, new Date(this.now()).toISOString()));
+      let v: string | undefined;
+      let answered = false;
       try {
-        const v = await this.client.writeLease(encodeLeaseRecord(this.recordFor(this.acquiredAt!, new Date(this.now()).toISOString())), this.version, { signal: this.lostSignal });
-        if (this.state_ !== 'held') return;
+        v = await this.client.writeLease(body, this.version, { signal: this.requestSignal() });
+        answered = true;
         if (v === undefined) {
-          this.lose('someone else wrote the lease (taken over or broken by hand)');
-          return;
+          // Refused: someone else wrote — or the store holds a renewal of ours whose reply was lost.
+          const mine = await this.ownUnconfirmedWrite();
+          if (this.state_ !== 'held') return;
+          if (!mine) {
+            this.lose('someone else wrote the lease (taken over or broken by hand)');
+            return;
+          }
+          // Counted from when that write was sent, which is before anyone could see it.
+          this.version = mine.version;
+          this.sentAt = mine.sent;
+          this.unconfirmed = [];
+          this.armDeadline();
+          wait = 0; // this renewal is still to be made
+          continue;
         }
-        this.version = v;
-        this.sentAt = sent;
-        wait = this.ttlMs / 3;
-        this.armDeadline();
       } catch (err) {
         if (this.state_ !== 'held') return;
+        if (!answered) this.unconfirmed = [...this.unconfirmed, { body, sent }].slice(-MAX_UNCONFIRMED);
         this.log.warn('replica lease renewal failed; retrying until its deadline', { replica: this.replica, location: this.client.location, error: describeError(err) });
         // Sooner than the next regular renewal: there is at most TTL - margin - TTL/3 left.
         wait = monotonicMs() - this.sentAt + Math.min(1000, this.ttlMs / 10);
+        continue;
       }
+      if (this.state_ !== 'held') return;
+      this.version = v;
+      this.sentAt = sent;
+      this.unconfirmed = [];
+      wait = this.ttlMs / 3;
+      this.armDeadline();
     }
   }
 
@@ -316,8 +398,8 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
 }
 
 /** The lease of a replica as stored (undefined: none). */
-export async function readLease(client: LeaseCapableClient): Promise<LeaseState | undefined> {
-  const stored = await client.readLease();
+export async function readLease(client: LeaseCapableClient, signal?: AbortSignal): Promise<LeaseState | undefined> {
+  const stored = await client.readLease(signal ? { signal } : undefined);
   if (!stored) return undefined;
   return { record: decodeLeaseRecord(stored.body, client.location), version: stored.version };
 }

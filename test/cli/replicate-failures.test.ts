@@ -1,7 +1,9 @@
 /**
  * `stn-replicate replicate` as a real process when a replica fails: the final sync at SIGTERM says which
  * database and which replica were not brought up to date (exit 1), and `-exec` starts the application
- * although a replica is unreachable, while the healthy replica keeps working.
+ * although an unleased replica (`lease: false`) is unreachable, while the healthy replica keeps working.
+ * A leased replica whose store is unreachable at start-up is another matter: its lease cannot be taken,
+ * so nothing is replicated and the application is not started (exit 1).
  */
 import { createRequire } from 'node:module';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -71,11 +73,8 @@ describe('replicate: a replica that fails', () => {
     expect(p.lines.at(-1)).toMatch(/msg="stn-replicate shut down" signal=SIGTERM/);
   });
 
-  it('-exec starts the application although a replica is unreachable; the other replica gets everything', async () => {
-    const s = await setup();
-    const proxy: FaultProxy = await startFaultProxy(inject('s3Endpoint'));
-    undo.push(() => proxy.close());
-    proxy.mode = 'drop'; // every connection to the store is cut
+  /** A config with a file replica and an s3 replica behind `proxy` (`s3Extra`: more keys of the latter). */
+  function twoReplicas(s: { dir: string; dbPath: string; replicaDir: string }, proxy: FaultProxy, s3Extra: string[]): string {
     const cfg = join(s.dir, 'litestream.yml');
     writeFileSync(
       cfg,
@@ -92,15 +91,31 @@ describe('replicate: a replica that fails', () => {
         '        region: us-east-1',
         '        access-key-id: k',
         '        secret-access-key: s',
+        ...s3Extra.map((l) => `        ${l}`),
         '',
       ].join('\n'),
     );
+    return cfg;
+  }
+
+  function writingApp(s: { dir: string; dbPath: string }): string {
     const app = join(s.dir, 'app.cjs');
     writeFileSync(
       app,
       `const D=require(${JSON.stringify(require.resolve('better-sqlite3'))});console.log('app started');` +
         `const db=new D(${JSON.stringify(s.dbPath)});db.pragma('busy_timeout=5000');db.prepare("INSERT INTO t (v, n) VALUES ('from the app', 2)").run();db.close();`,
     );
+    return app;
+  }
+
+  it('-exec starts the application although an unleased replica is unreachable; the other replica gets everything', async () => {
+    const s = await setup();
+    const proxy: FaultProxy = await startFaultProxy(inject('s3Endpoint'));
+    undo.push(() => proxy.close());
+    proxy.mode = 'drop'; // every connection to the store is cut
+    // Unleased: a leased replica's unreachable store keeps everything from starting (the next test).
+    const cfg = twoReplicas(s, proxy, ['lease: false']);
+    const app = writingApp(s);
     const p = start(['replicate', '-config', cfg, '-exec', `${process.execPath} ${app}`]);
     // The app's exit ends the run; the final sync to the unreachable replica fails, so the code is 1.
     expect(await p.exit).toBe(1);
@@ -116,5 +131,22 @@ describe('replicate: a replica that fails', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(contentDigest(out)).toBe(contentDigest(s.dbPath));
     expect(rowCount(out)).toBe(2);
+  });
+
+  it('a leased replica whose store is unreachable at start-up: nothing is replicated, the application does not start, exit 1', async () => {
+    const s = await setup();
+    const proxy: FaultProxy = await startFaultProxy(inject('s3Endpoint'));
+    undo.push(() => proxy.close());
+    proxy.mode = 'drop';
+    const cfg = twoReplicas(s, proxy, []);
+    const app = writingApp(s);
+    const p = start(['replicate', '-config', cfg, '-exec', `${process.execPath} ${app}`]);
+    expect(await p.exit).toBe(1);
+    expect(lineWith(p, /^app started$/)).toBe(-1);
+    expect(lineWith(p, /^error: replica s3: taking the lease at s3:\/\/unreachable\/app: .*; nothing was written, not replicating and not starting the application$/), p.tail()).toBeGreaterThanOrEqual(0);
+    expect(proxy.faults).toBeGreaterThan(0);
+    // The file replica's lease was taken first and given back; nothing else was written there.
+    expect(existsSync(join(s.replicaDir, 'generations'))).toBe(false);
+    expect(rowCount(s.dbPath)).toBe(1);
   });
 });

@@ -51,12 +51,13 @@ function generations(replicaDir: string): string[] {
 }
 
 
-function s3Config(dir: string, dbPath: string, endpoint: string, bucket: string, top = ''): string {
+/** `replica`: more keys of the replica (e.g. `lease: false`). */
+function s3Config(dir: string, dbPath: string, endpoint: string, bucket: string, top = '', replica: string[] = []): string {
   const config = join(dir, 'litestream.yml');
   writeFileSync(
     config,
     `${top}dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: station-db\n        endpoint: ${endpoint}\n` +
-      `        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n        sync-interval: 100ms\n`,
+      `        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n        sync-interval: 100ms\n${replica.map((l) => `        ${l}\n`).join('')}`,
   );
   return config;
 }
@@ -141,16 +142,23 @@ describe('replicate -restore-if-db-not-exists', () => {
   it('with the store unreachable it exits non-zero: the app never runs and no database file exists', async () => {
     const dir = tmp();
     const dbPath = join(dir, 'station.db');
-    // With the metrics server on, too: it must not keep the failed command alive.
-    const config = s3Config(dir, dbPath, `http://127.0.0.1:${await freePort()}`, 'backups', 'addr: 127.0.0.1:0\n');
-    const r = await boot(['-config', config], dbPath, 1, dir);
-    expect(r.code, r.log).not.toBe(0);
-    expect(r.code).not.toBeNull();
-    expect(r.log).toMatch(/-restore-if-db-not-exists: .*not starting the application/);
-    expect(r.log).toMatch(/ECONNREFUSED|connect/i);
-    expect(r.log).not.toMatch(/starting subprocess/);
-    expect(r.seen).toBeUndefined();
-    expectNoDatabase(dbPath);
+    const endpoint = `http://127.0.0.1:${await freePort()}`;
+    // Leased (the default): the lease, taken before the restore, cannot be. Unleased: the restore fails.
+    for (const [replica, failed] of [
+      [[], /replica s3: taking the lease at s3:\/\/backups\/station-db: .*; nothing was written, not replicating and not starting the application/],
+      [['lease: false'], /-restore-if-db-not-exists: .*not starting the application/],
+    ] as const) {
+      // With the metrics server on, too: it must not keep the failed command alive.
+      const config = s3Config(dir, dbPath, endpoint, 'backups', 'addr: 127.0.0.1:0\n', [...replica]);
+      const r = await boot(['-config', config], dbPath, 1, dir);
+      expect(r.code, r.log).not.toBe(0);
+      expect(r.code).not.toBeNull();
+      expect(r.log).toMatch(failed);
+      expect(r.log).toMatch(/ECONNREFUSED|connect/i);
+      expect(r.log).not.toMatch(/starting subprocess/);
+      expect(r.seen).toBeUndefined();
+      expectNoDatabase(dbPath);
+    }
   });
 
   it('with the bucket missing it exits non-zero and names it; an empty bucket is a first boot', async () => {
@@ -195,30 +203,38 @@ describe('replicate -restore-if-db-not-exists', () => {
       expectNoDatabase(dbPath);
 
       // A store that accepts connections and never answers: the operator (or the orchestrator) stops it.
+      // Leased (the default), the lease is taken before the restore, so the hang is there; unleased, in
+      // the restore.
       proxy.mode = 'stall';
-      const seenFile = join(dir, 'seen-3.json');
-      const p = new LoggedProcess(
-        '',
-        spawn(process.execPath, [bin, 'replicate', '-restore-if-db-not-exists', '-exec', `${process.execPath} ${bootApp} ${dbPath} 3 ${seenFile}`, '-config', config], {
-          env: oracleEnv(),
-          stdio: ['ignore', 'pipe', 'pipe'],
-        }),
-      );
-      procs.push(p);
-      // While the restore runs, /healthz says "starting" (503): a probe must not pass a process that
-      // does not replicate yet.
-      const line = p.lines[await p.waitForLog(/msg="serving metrics"/)]!;
-      const addr = /addr=(\S+)/.exec(line)![1]!;
-      await new Promise((r) => setTimeout(r, 500));
-      const health = await fetch(`http://${addr}/healthz`);
-      expect(health.status).toBe(503);
-      expect(((await health.json()) as { status: string }).status).toBe('starting');
-      await new Promise((r) => setTimeout(r, 500));
-      p.stop('SIGTERM');
-      expect(await p.exit, p.tail()).toBe(1);
-      expect(p.lines.join('\n')).toMatch(/-restore-if-db-not-exists: interrupted by a signal; nothing was written/);
-      expect(existsSync(seenFile)).toBe(false);
-      expectNoDatabase(dbPath);
+      for (const [replica, interrupted] of [
+        [[], /taking the lease at s3:\/\/denied-\w+\/station-db: interrupted by a signal before the store answered; nothing was written, not replicating and not starting the application/],
+        [['lease: false'], /-restore-if-db-not-exists: interrupted by a signal; nothing was written/],
+      ] as const) {
+        const stalled = s3Config(dir, dbPath, proxy.endpoint, bucket, 'addr: 127.0.0.1:0\n', [...replica]);
+        const seenFile = join(dir, 'seen-3.json');
+        const p = new LoggedProcess(
+          '',
+          spawn(process.execPath, [bin, 'replicate', '-restore-if-db-not-exists', '-exec', `${process.execPath} ${bootApp} ${dbPath} 3 ${seenFile}`, '-config', stalled], {
+            env: oracleEnv(),
+            stdio: ['ignore', 'pipe', 'pipe'],
+          }),
+        );
+        procs.push(p);
+        // Meanwhile /healthz says "starting" (503): a probe must not pass a process that does not
+        // replicate yet.
+        const line = p.lines[await p.waitForLog(/msg="serving metrics"/)]!;
+        const addr = /addr=(\S+)/.exec(line)![1]!;
+        await new Promise((r) => setTimeout(r, 500));
+        const health = await fetch(`http://${addr}/healthz`);
+        expect(health.status).toBe(503);
+        expect(((await health.json()) as { status: string }).status).toBe('starting');
+        await new Promise((r) => setTimeout(r, 500));
+        p.stop('SIGTERM');
+        expect(await p.exit, p.tail()).toBe(1);
+        expect(p.lines.join('\n')).toMatch(interrupted);
+        expect(existsSync(seenFile)).toBe(false);
+        expectNoDatabase(dbPath);
+      }
     } finally {
       await proxy.close();
     }

@@ -20,6 +20,8 @@ export interface ContractFixture {
   cleanup(): Promise<void>;
   /** Allowed difference between object timestamps and the local clock (e.g. S3's 1 s resolution). */
   clockSlackMs?: number;
+  /** Object stores: every key under the replica's path, read with the store's own SDK (not the client). */
+  keys?(): Promise<string[]>;
 }
 
 const GEN_A = '0123456789abcdef';
@@ -39,7 +41,7 @@ export interface ContractOptions {
   /**
    * Whether the backend implements the lease primitives (ReplicaClient.readLease/writeLease). Each
    * backend's test file says so explicitly; the suite checks the claim, and runs the lease contract
-   * only for those that do (issue 14: file now; s3, gcs and abs next).
+   * only for those that do (every built-in backend: file, s3, gcs, abs).
    */
   lease: boolean;
 }
@@ -298,6 +300,20 @@ export function describeReplicaClientContract(name: string, factory: () => Promi
       expect((await c.readLease())?.body.toString()).toBe(`writer ${winners[0]}`);
       const creators = await Promise.all(Array.from({ length: 4 }, () => c.writeLease(Buffer.from('x'), undefined)));
       expect(creators.every((v) => v === undefined)).toBe(true);
+    });
+
+    it('passes the start-up probe of conditional writes, which leaves no object behind', async () => {
+      if (c.probeLease === undefined) {
+        expect(c.type).toBe('file'); // link(2) is atomic wherever the file backend runs: nothing to probe
+        return;
+      }
+      await c.writeLease(Buffer.from('the lease'), undefined);
+      const before = (await fx.keys!()).sort();
+      expect(before.some((k) => k.endsWith('lease/lease.json'))).toBe(true);
+      await c.probeLease();
+      expect((await fx.keys!()).sort()).toEqual(before);
+      expect((await c.readLease())?.body.toString()).toBe('the lease');
+      expect(await c.generations()).toEqual([]);
     });
 
     it('keeps the lease object out of the generation listing', async () => {

@@ -13,10 +13,18 @@ export interface GcsServer {
   stop(): Promise<void>;
 }
 
-export async function startGcsServer(): Promise<GcsServer> {
+export interface GcsServerOptions {
+  /**
+   * Enforce generation preconditions (default true). Off: the emulator as shipped, which ignores them —
+   * a stand-in for a store without them, for the lease's start-up probe.
+   */
+  preconditions?: boolean;
+}
+
+export async function startGcsServer(opts: GcsServerOptions = {}): Promise<GcsServer> {
   const blobs = mkdtempSync(join(tmpdir(), 'stn-gcs-'));
   const server = await startChildServer('gcs emulator', [join(import.meta.dirname, 'gcs-emulator.cjs')], /listening on (\d+)/, {
-    env: { PATH: process.env.PATH ?? '', TMPDIR: blobs },
+    env: { PATH: process.env.PATH ?? '', TMPDIR: blobs, ...(opts.preconditions === false ? { GCS_EMULATOR_PRECONDITIONS: 'off' } : {}) },
   });
   return {
     endpoint: `http://127.0.0.1:${server.port}`,

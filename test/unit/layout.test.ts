@@ -40,6 +40,13 @@ describe('object names', () => {
     expect(new ReplicaLayout('/abs').generationDir(gen)).toBe(`/abs/generations/${gen}`);
     expect(() => new ReplicaLayout('').generationDir('../etc')).toThrow(/invalid generation/);
   });
+
+  it('keeps the lease beside generations/, under lease/ on every backend', () => {
+    expect(new ReplicaLayout('db').leaseObjectKey()).toBe('db/lease/lease.json');
+    expect(new ReplicaLayout('').leaseObjectKey()).toBe('lease/lease.json');
+    expect(new ReplicaLayout('.').leaseProbeKey('3f9c0a1b2c3d4e5f')).toBe('lease/probe-3f9c0a1b2c3d4e5f');
+    expect(new ReplicaLayout('db').leaseRecordPath(2)).toBe('db/lease/0000000000000002.json');
+  });
 });
 
 describe('positions', () => {

@@ -147,16 +147,27 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   // still starts and then stops with a final sync, as Litestream does.
   const signals = io.signals ?? SignalLatch.install();
   signals.take(onSignal);
+  let acquiring: ReplicaLease | undefined;
   try {
     try {
       // A signal held from start-up does not stop a lease that is free: it is taken at the first try, and
       // replication starts and makes its final sync as without leases. It stops a wait for another holder.
       for (const lease of leases) {
         if (signalled) leaseWait.abort();
+        acquiring = lease;
         await lease.acquire(leaseWait.signal);
       }
     } catch (err) {
-      if (!(signalled && leaseWait.signal.aborted)) throw err;
+      // Stopped while waiting for another holder (a standby at the end of a rolling deployment) is a
+      // clean stop; anything else is not: the store unreachable at the first look, one that does not
+      // enforce conditional writes (LEASE_UNSUPPORTED, which names `lease: false`), or a stop while the
+      // store never answered. Nothing was written, nothing started.
+      const waiting = signalled !== undefined && leaseWait.signal.aborted && acquiring?.looked === true;
+      if (!waiting) {
+        const code = err instanceof ReplicateError ? err.code : 'IO';
+        const details = err instanceof ReplicateError ? err.details : {};
+        throw new ReplicateError(code, `${describeError(err)}; nothing was written, not replicating${execWords !== undefined ? ' and not starting the application' : ''}`, { cause: err, details });
+      }
       // A standby instance stopped while it waited (a rolling deployment ending): nothing was written.
       await Promise.all(leases.map((l) => l.release()));
       await server?.close();

@@ -9,6 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { holderGoneOnThisHost, leaseFor, pidNamespace } from '../../../src/cli/lease-setup.js';
 import { FileReplicaClient } from '../../../src/client/file-client.js';
 import { S3ReplicaClient } from '../../../src/client/s3-client.js';
+import { GcsReplicaClient } from '../../../src/client/gcs-client.js';
+import { AbsReplicaClient } from '../../../src/client/abs-client.js';
 import { recordingLogger } from '../../helpers/recording-logger.js';
 
 const ns = pidNamespace();
@@ -40,7 +42,7 @@ describe('holderGoneOnThisHost', () => {
 });
 
 describe('leaseFor', () => {
-  it('leases a file replica, not one configured lease: false; says when a backend has no lease yet; refuses others', () => {
+  it('leases file, s3, gcs and abs replicas, not one configured lease: false; refuses a client without the lease primitives', () => {
     const log = recordingLogger();
     const file = new FileReplicaClient({ path: '/tmp/stn-lease-setup-unused' });
     const lease = leaseFor('file', file, { leaseTtlMs: 2000 }, log);
@@ -48,14 +50,17 @@ describe('leaseFor', () => {
     expect(lease?.identity.pidNamespace).toBe(ns);
     expect(leaseFor('file', file, { lease: false }, log)).toBeUndefined();
     const s3 = new S3ReplicaClient({ bucket: 'b', path: 'p', region: 'us-east-1', accessKeyId: 'k', secretAccessKey: 's' });
-    expect(leaseFor('s3', s3, {}, log)).toBeUndefined();
+    expect(leaseFor('s3', s3, {}, log)?.client).toBe(s3);
+    const gcs = new GcsReplicaClient({ bucket: 'b', path: 'p' });
+    expect(leaseFor('gcs', gcs, {}, log)?.client).toBe(gcs);
+    const abs = new AbsReplicaClient({ accountName: 'a', accountKey: Buffer.from('k').toString('base64'), bucket: 'c', path: 'p' });
+    expect(leaseFor('abs', abs, {}, log)?.client).toBe(abs);
     // A client of any other kind without the lease primitives is refused unless lease: false.
     const custom = Object.assign(Object.create(file) as FileReplicaClient, { type: 'custom', readLease: undefined, writeLease: undefined });
     expect(() => leaseFor('custom', custom, {}, log)).toThrow(expect.objectContaining({ code: 'LEASE_UNSUPPORTED', message: expect.stringMatching(/set lease: false/) }));
     expect(leaseFor('custom', custom, { lease: false }, log)).toBeUndefined();
     expect(log.lines.map((l) => [l.level, l.msg.slice(0, 40)])).toEqual([
       ['warn', 'replicating without a lease (lease: fals'],
-      ['warn', 'replica has no atomic lease on this back'],
       ['warn', 'replicating without a lease (lease: fals'],
     ]);
   });

@@ -6,7 +6,7 @@
  * replicates and says what will need the identity), identities without recipients (refused).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Decrypter } from 'age-encryption';
@@ -20,7 +20,9 @@ import { parseTable, runLitestream } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb } from '../helpers/source-db.js';
 import { startFaultProxy } from '../servers/fault-proxy.js';
 import { createBucket } from '../servers/s3-server.js';
+import { FileReplicaClient } from '../../src/client/file-client.js';
 import { S3ReplicaClient } from '../../src/client/s3-client.js';
+import { startReplication, type InProcessReplication } from '../../src/replication.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stn-age-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -170,6 +172,59 @@ describe('age on a file replica, with the real Litestream', () => {
     } finally {
       db.close();
     }
+  });
+
+  it('validation and continue-after-restore read the encrypted replica with the identities', async () => {
+    const dbPath = join(dir, 'validated.db');
+    const replicaDir = join(dir, 'validated-replica');
+    const app = openSourceDb(dbPath);
+    const r = await startReplication({ dbPath, replicas: [{ name: 'file', client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10, age: BOTH }], minCheckpointPageCount: 5, inline: true });
+    try {
+      for (let step = 0; step < 4; step++) app.transaction(mixedWrite(app, step))();
+      const v = await (r as InProcessReplication).replicas[0]!.validate();
+      expect(v.status).toBe('ok');
+    } finally {
+      await r.close();
+      app.close();
+    }
+    await expectEncryptedLz4(replicaDir, KEY.identity);
+
+    // A restore through a config with continue-after-restore leaves its marker; replication then checks
+    // (decrypting the last segment) that the replica still ends there, and continues the generation.
+    const restored = join(dir, 'validated-restored.db');
+    const config = join(dir, 'continue.yml');
+    writeFileSync(
+      config,
+      [
+        'logging:',
+        '  level: debug',
+        'dbs:',
+        `  - path: ${restored}`,
+        '    continue-after-restore: true',
+        '    monitor-interval: 50ms',
+        '    replicas:',
+        `      - path: ${replicaDir}`,
+        '        sync-interval: 10ms',
+        ...ageLines(BOTH).map((l) => `        ${l}`),
+        '',
+      ].join('\n'),
+    );
+    const rr = await runCli(['restore', '-config', config, restored]);
+    expect(rr.code, rr.stderr).toBe(0);
+    const [generation] = readdirSync(join(replicaDir, 'generations'));
+    const p = startReplicator('ours', config);
+    const db = openSourceDb(restored);
+    try {
+      await p.waitForLog(/continuing generation/);
+      const after = p.lines.length;
+      db.transaction(mixedWrite(db, 9))();
+      await waitForUpload(p, restored, after);
+    } finally {
+      expect(await p.stop('SIGTERM')).toBe(0);
+    }
+    expect(readdirSync(join(replicaDir, 'generations'))).toEqual([generation]);
+    await expectRestoresTo('litestream', config, restored, join(dir, 'continued-by-litestream.db'), contentDigest(db));
+    db.close();
   });
 
   it('identities without recipients: replicate refuses (Litestream would write unencrypted objects it cannot read back)', async () => {

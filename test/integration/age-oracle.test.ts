@@ -104,6 +104,18 @@ describe('age on a file replica, with the real Litestream', () => {
     await expectSameListings(['-config', config, dbPath]);
   });
 
+  it('replicate -restore-if-db-not-exists restores an encrypted replica with the config\'s identity', async () => {
+    const replicaDir = join(dir, 'ours-replica'); // written with age by the first test
+    const booted = join(dir, 'booted.db');
+    const config = fileConfig('boot', booted, replicaDir, BOTH);
+    // The app (-exec) exits at once: replication then makes its final sync and stops.
+    const r = await runBin(['replicate', '-restore-if-db-not-exists', '-config', config, '-exec', `${process.execPath} -e 0`]);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/database restored/);
+    expect(contentDigest(booted)).toBe(contentDigest(join(dir, 'ours.db')));
+    expectNoSecretIn(r.stdout, r.stderr);
+  });
+
   it('no identity or the wrong one: a named error, exit 1, nothing left behind, no secret printed', async () => {
     const dbPath = join(dir, 'ours.db'); // replicated with age by the first test
     const replicaDir = join(dir, 'ours-replica');

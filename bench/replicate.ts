@@ -4,7 +4,7 @@
  *
  *   npm run bench:replicate -- [--runs N] [--tx N] [--commits N] [--p1-sync-interval D]
  *                              [--min-checkpoint-page-count N] [--timer auto|gnu-time|python]
- *                              [--skip-verify] [--keep]
+ *                              [--skip-verify] [--keep] [--age]
  *
  *   P1  app write throughput while replicated / without a replicator. The app is a separate Node process
  *       (better-sqlite3, synchronous=FULL, WAL, busy_timeout 5000) doing --tx transactions of 5 rows of
@@ -15,6 +15,9 @@
  *   P4  replicator CPU (user+sys) over its whole life during a P1 run, from GNU time (or Python's
  *       resource); also the CPU used during the app's run alone, from /proc/<pid>/stat.
  *   P5  replicator peak RSS during a P1 run, from the same timer.
+ *
+ * --age: both tools replicate with `age:` (a key pair made for the run; every object LZ4-compressed, then
+ * encrypted), and the replica check restores through the config (only a config holds the identity).
  *
  * Every run gets a fresh temp dir and a clean environment (PATH, HOME). Each replicator must have
  * written its snapshot (or first WAL segment) before the app starts; it is stopped with SIGINT
@@ -30,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
+import { ageConfigLines, newAgeKeys } from './lib/age-replica.js';
 import { countRows, createDb, ROWS_PER_TX, runApp, writeApp, SCHEMA } from './lib/replicate-app.js';
 import {
   cleanEnv,
@@ -123,9 +127,10 @@ async function waitStarted(rep: TimedReplicator, watcher: SegmentWatcher, timeou
   }
 }
 
-/** Restores the replica with the real Litestream and counts the rows. */
-function verifyReplica(replicaDir: string, out: string): { rows: number } | { error: string } {
-  const r = spawnSync(litestreamBin(), ['restore', '-o', out, `file://${replicaDir}`], { env: cleanEnv(), encoding: 'utf8' });
+/** Restores the replica with the real Litestream (through `config` with --age) and counts the rows. */
+function verifyReplica(replicaDir: string, out: string, via?: { config: string; dbPath: string }): { rows: number } | { error: string } {
+  const source = via ? ['-config', via.config, via.dbPath] : [`file://${replicaDir}`];
+  const r = spawnSync(litestreamBin(), ['restore', '-o', out, ...source], { env: cleanEnv(), encoding: 'utf8' });
   if (r.status !== 0) return { error: `litestream restore exited ${r.status}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}` };
   try {
     return { rows: countRows(out) };
@@ -167,6 +172,8 @@ interface Ctx {
   minCheckpointPageCount: number | undefined;
   verify: boolean;
   keep: boolean;
+  /** --age: the replica's `age:` lines (undefined: no encryption). */
+  ageLines: string[] | undefined;
 }
 
 async function p1Run(ctx: Ctx, run: number, variant: Variant): Promise<P1Sample> {
@@ -187,6 +194,7 @@ async function p1Run(ctx: Ctx, run: number, variant: Variant): Promise<P1Sample>
       replicaDir,
       syncInterval: ctx.p1SyncInterval,
       minCheckpointPageCount: ctx.minCheckpointPageCount,
+      ageLines: ctx.ageLines,
     });
     const watcher = new SegmentWatcher(replicaDir);
     const rep = TimedReplicator.start(variant, ctx.root, config, ctx.timer, join(dir, 'time.txt'));
@@ -219,7 +227,7 @@ async function p1Run(ctx: Ctx, run: number, variant: Variant): Promise<P1Sample>
     }
     if (ctx.verify && sample.appSeconds !== undefined) {
       const expectedRows = ctx.tx * ROWS_PER_TX;
-      const v = verifyReplica(replicaDir, join(dir, 'restored.sqlite'));
+      const v = verifyReplica(replicaDir, join(dir, 'restored.sqlite'), ctx.ageLines ? { config, dbPath } : undefined);
       sample.verify = 'rows' in v ? { expectedRows, rows: v.rows, ok: v.rows === expectedRows } : { expectedRows, error: v.error, ok: false };
     }
     sample.ok = sample.error === undefined && sample.appSeconds !== undefined;
@@ -262,7 +270,7 @@ async function p2Run(ctx: Ctx, tool: Tool, commits: number): Promise<P2Result> {
   const dbPath = join(dir, 'db.sqlite');
   const replicaDir = join(dir, 'replica');
   createDb(dbPath);
-  const config = writeConfig(join(dir, 'litestream.yml'), { dbPath, replicaDir, syncInterval: P2_SYNC_INTERVAL });
+  const config = writeConfig(join(dir, 'litestream.yml'), { dbPath, replicaDir, syncInterval: P2_SYNC_INTERVAL, ageLines: ctx.ageLines });
   const watcher = new SegmentWatcher(replicaDir);
   const rep = TimedReplicator.start(tool, ctx.root, config, ctx.timer, join(dir, 'time.txt'));
   const result: P2Result = { tool, ok: false, commits: [], missed: 0 };
@@ -380,6 +388,7 @@ async function main(): Promise<void> {
       timer: { type: 'string', default: 'auto' },
       'skip-verify': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
+      age: { type: 'boolean', default: false },
     },
   });
   const posInt = (name: string, v: string | undefined) => {
@@ -404,6 +413,7 @@ async function main(): Promise<void> {
     minCheckpointPageCount: mcpc,
     verify: !values['skip-verify'],
     keep: values.keep,
+    ageLines: values.age ? ageConfigLines(await newAgeKeys()) : undefined,
   };
   const log = (s: string) => console.log(s);
   const started = performance.now();
@@ -412,7 +422,7 @@ async function main(): Promise<void> {
   const git = (args: string[]) => spawnSync('git', args, { cwd: root, encoding: 'utf8' }).stdout?.trim() ?? '';
   const commit = `${git(['rev-parse', '--short', 'HEAD']) || 'unknown'}${git(['status', '--porcelain', '--', 'src']) ? '+dirty src' : ''}`;
   log(`bench:replicate  litestream ${lsVersion}  node ${process.version}  ${cpus().length} CPUs  timer ${ctx.timer}  tmp ${tmpRoot}`);
-  log(`P1/P4/P5: ${runs} run(s) x ${tx} tx (sync-interval ${ctx.p1SyncInterval}${mcpc ? `, min-checkpoint-page-count ${mcpc}` : ''}); P2: ${commits} commits per tool (sync-interval ${P2_SYNC_INTERVAL})`);
+  log(`P1/P4/P5: ${runs} run(s) x ${tx} tx (sync-interval ${ctx.p1SyncInterval}${mcpc ? `, min-checkpoint-page-count ${mcpc}` : ''}); P2: ${commits} commits per tool (sync-interval ${P2_SYNC_INTERVAL})${ctx.ageLines ? '; age: every object encrypted (both tools)' : ''}`);
 
   // Warm-up (untimed): page cache for node, better-sqlite3 and both binaries.
   {
@@ -601,7 +611,7 @@ async function main(): Promise<void> {
     litestream: lsVersion,
     commit,
     timer: ctx.timer,
-    options: { runs, tx, commits, p1SyncInterval: ctx.p1SyncInterval, p2SyncInterval: P2_SYNC_INTERVAL, minCheckpointPageCount: mcpc ?? null, verify: ctx.verify },
+    options: { runs, tx, commits, p1SyncInterval: ctx.p1SyncInterval, p2SyncInterval: P2_SYNC_INTERVAL, minCheckpointPageCount: mcpc ?? null, verify: ctx.verify, age: ctx.ageLines !== undefined },
     targets: TARGET,
     referenceLitestream: REF,
     totalSeconds,
@@ -609,7 +619,7 @@ async function main(): Promise<void> {
     p1,
     p2,
   };
-  const jsonPath = join(outDir, `replicate-${createdAt.replace(/[:.]/g, '-')}.json`);
+  const jsonPath = join(outDir, `replicate${ctx.ageLines ? '-age' : ''}-${createdAt.replace(/[:.]/g, '-')}.json`);
   writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
   text.push('', `JSON: ${relative(root, jsonPath)}`);
   log(text.join('\n'));

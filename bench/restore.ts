@@ -2,17 +2,21 @@
  * `npm run bench:restore`: restore time and peak memory of stn-replicate against the real Litestream
  * v0.3.13 on the same ~200 MB replica (written by Litestream itself), in one run, alternating.
  *
- *   npm run bench:restore -- [--runs N] [--backend file|s3] [--fixture large|huge|long-history]
- *                            [--latency-ms N] [--rebuild] [--timer auto|gnu-time|python] [--only-litestream]
+ *   npm run bench:restore -- [--runs N] [--backend file|s3] [--fixture large|huge|long-history|small]
+ *                            [--latency-ms N] [--age] [--rebuild] [--timer auto|gnu-time|python] [--only-litestream]
  *
  *   --runs N             timed runs per variant after one untimed warm-up (default 3)
  *   --backend s3         restore from a local S3 server (fauxqs, in a child process on 127.0.0.1) instead
  *                        of the file replica: the same objects are copied into a bucket (and read back
  *                        to check them), and both tools read it through the same litestream.yml
  *   --fixture            large (default): ~200 MB, one snapshot and ~7 WAL indexes; huge: the same at
- *                        ~1 GB; long-history: a 4 MiB snapshot and ~1,150 small WAL segments
+ *                        ~1 GB; long-history: a 4 MiB snapshot and ~1,150 small WAL segments; small: ~10 MB
+ *                        (a quick check that the harness runs, not a measurement)
  *   --latency-ms N       with --backend s3, hold every request back N ms (a proxy in the server's
  *                        process), as a store across a network does (default 0; 20 for long-history)
+ *   --age                restore an age-encrypted replica: the fixture's objects encrypted to a key pair made
+ *                        for the run (as Litestream stores them with `age:`: LZ4, then age), read by both
+ *                        tools through a litestream.yml that holds the keys; compare with a run without it
  *   --rebuild            rebuild the cached fixture in bench/out/restore-fixture[-<fixture>]/
  *   --timer              how to measure the child: GNU time (default when present) or Python's resource
  *   --only-litestream    (or STN_BENCH_ONLY_LITESTREAM=1) stand Litestream in for our CLI, to check the
@@ -30,7 +34,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, writeFile
 import { dirname, join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { contentDigest } from './lib/digest.js';
-import { buildFixture, fixturePaths, loadFixture, PROFILES, type FixtureProfile, type Manifest } from './lib/fixture.js';
+import { ageConfigLines, encryptReplica, newAgeKeys, type AgeKeys } from './lib/age-replica.js';
+import { buildFixture, fixturePaths, loadFixture, PROFILES, replicaStats, type FixtureProfile, type Manifest } from './lib/fixture.js';
 import { cleanEnv, litestreamBin, litestreamVersion } from './lib/litestream.js';
 import { measure, pickTimer, run, type Command, type Sample } from './lib/measure.js';
 import { findRoot } from './lib/root.js';
@@ -82,8 +87,8 @@ interface S3Source {
  */
 async function setUpS3(
   dir: string,
-  paths: ReturnType<typeof fixturePaths>,
-  manifest: Manifest,
+  replica: { dir: string; files: Manifest['replica']['files'] },
+  age: AgeKeys | undefined,
   env: Record<string, string>,
   latencyMs: number,
   log: (s: string) => void,
@@ -95,12 +100,12 @@ async function setUpS3(
     const target: S3Target = { endpoint: server.directEndpoint, bucket: 'restore-bench', prefix: 'station-db' };
     await createBucket(target.endpoint, target.bucket);
     log(`s3: ${server.version} at ${target.endpoint}; copying the replica to s3://${target.bucket}/${target.prefix}`);
-    const upload = await uploadReplica(target, paths.replica, manifest.replica.files);
-    await verifyReplica(target, paths.replica, manifest.replica.files);
+    const upload = await uploadReplica(target, replica.dir, replica.files);
+    await verifyReplica(target, replica.dir, replica.files);
     log(`s3: ${upload.objects} objects, ${(upload.bytes / 2 ** 20).toFixed(1)} MiB in ${upload.seconds.toFixed(1)} s; read back, same sha256`);
     const dbPath = join(dir, 'station.db');
     const config = join(dir, 'litestream.yml');
-    writeFileSync(config, s3Config(dbPath, { ...target, endpoint: server.endpoint }));
+    writeFileSync(config, s3Config(dbPath, { ...target, endpoint: server.endpoint }, age ? ageConfigLines(age) : []));
     if (latencyMs > 0) log(`s3: every request the tools make is held back ${latencyMs} ms`);
     return {
       server,
@@ -123,6 +128,7 @@ async function main(): Promise<void> {
       rebuild: { type: 'boolean', default: false },
       timer: { type: 'string', default: 'auto' },
       'only-litestream': { type: 'boolean', default: false },
+      age: { type: 'boolean', default: false },
     },
   });
   const runs = Number(values.runs);
@@ -157,10 +163,30 @@ async function main(): Promise<void> {
     log(`fixture: reusing ${relative(root, paths.dir)} (built ${manifest.builtAt}; --rebuild to redo)`);
   }
 
+  // With --age the fixture's objects are encrypted (afresh each run, to a new key pair) into restore-age/.
+  let age: { keys: AgeKeys; replica: { dir: string; files: Manifest['replica']['files'] }; encryptSeconds: number; bytes: number } | undefined;
+  if (values.age) {
+    const keys = await newAgeKeys();
+    const dir = join(outDir, 'restore-age', 'replica');
+    resetDir(dir);
+    log(`age: encrypting the replica's ${manifest.replica.files.length} objects to a new key pair…`);
+    const done = await encryptReplica(paths.replica, manifest.replica.files, dir, keys);
+    age = { keys, replica: { dir, files: replicaStats(dir).files }, encryptSeconds: done.seconds, bytes: done.bytes };
+    log(`age: ${(done.bytes / 2 ** 20).toFixed(1)} MiB in ${done.seconds.toFixed(1)} s`);
+  }
+  const replica = age?.replica ?? { dir: paths.replica, files: manifest.replica.files };
   // With --backend s3 the replica's objects go into a bucket of a local S3 server that lives until the end.
-  const s3 = backend === 's3' ? await setUpS3(join(outDir, 'restore-s3'), paths, manifest, env, latencyMs, log) : undefined;
+  const s3 = backend === 's3' ? await setUpS3(join(outDir, 'restore-s3'), replica, age?.keys, env, latencyMs, log) : undefined;
   try {
-    const all = variants(root, paths, s3?.args ?? [`file://${paths.replica}`], onlyLitestream);
+    // An encrypted file replica is read through a config too: only a config holds the identity.
+    let source = s3?.args ?? [`file://${paths.replica}`];
+    if (age && !s3) {
+      const config = join(outDir, 'restore-age', 'litestream.yml');
+      const dbPath = join(outDir, 'restore-age', 'station.db');
+      writeFileSync(config, ['dbs:', `  - path: ${dbPath}`, '    replicas:', '      - type: file', `        path: ${age.replica.dir}`, ...ageConfigLines(age.keys).map((l) => `        ${l}`), ''].join('\n'));
+      source = ['-config', config, dbPath];
+    }
+    const all = variants(root, paths, source, onlyLitestream);
     const checks = warmUpAndCheck(all, paths, manifest, work, env, log);
     const { samples, requests } = await timedRuns(all, runs, timer, work, env, s3?.server, log);
     rmSync(work, { recursive: true, force: true });
@@ -191,13 +217,14 @@ async function main(): Promise<void> {
       runs,
       onlyLitestream,
       backend,
+      ...(age ? { age: { encryptSeconds: age.encryptSeconds, bytes: age.bytes } } : {}),
       ...(s3 ? { s3: { ...s3.info, requestsPerRestore: Object.fromEntries(all.map((v) => [v.name, requests.get(v)!])) } } : {}),
       fixture: { profile: profile.name, dir: relative(root, paths.dir), reused, builtAt: manifest.builtAt, buildSeconds: manifest.buildSeconds, db: manifest.db, replica },
       correctness: checks,
       variants: results,
       ratios: ratios(results),
     };
-    const jsonPath = join(outDir, `restore-${profile.name}${s3 ? '-s3' : ''}-${report.createdAt.replace(/[:.]/g, '-')}.json`);
+    const jsonPath = join(outDir, `restore-${profile.name}${s3 ? '-s3' : ''}${age ? '-age' : ''}-${report.createdAt.replace(/[:.]/g, '-')}.json`);
     writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
     log(`\n${formatReport(report)}\n\nJSON: ${relative(root, jsonPath)}`);
   } finally {

@@ -19,8 +19,13 @@ export const ERROR_CODES = [
    * considered; `details.ranges` holds what can be restored. A later timestamp is not an error.
    */
   'TIMESTAMP_OUT_OF_RANGE',
-  /** An object's bytes are not what they should be: LZ4 framing, content checksum, truncation. */
+  /** An object's bytes are not what they should be: LZ4 framing, content checksum, age authentication, truncation. */
   'CORRUPT_OBJECT',
+  /**
+   * An age-encrypted object that the replica's age identities cannot open: none configured
+   * (`details.reason` "missing") or none matches the object's recipients ("no-match").
+   */
+  'AGE_IDENTITY',
   /** A WAL file (or WAL segment) breaks the SQLite WAL format: header, salts, checksums. */
   'INVALID_WAL',
   /** A WAL index between the snapshot and the last index has no segments. */

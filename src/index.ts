@@ -27,6 +27,8 @@ export { AbsReplicaClient } from './client/abs-client.js';
 export type { AbsReplicaClientOptions } from './client/abs-client.js';
 
 export { encodeLz4Frame, decodeLz4Frame } from './internal/lz4-frame.js';
+export { ObjectCodec, hasAgeKeys } from './replica/object-codec.js';
+export type { AgeOptions, ObjectDecodeOptions } from './replica/object-codec.js';
 export { parseWalHeader, WalScanner, walChecksum } from './sqlite/wal-format.js';
 export type { WalHeader, WalScanResult } from './sqlite/wal-format.js';
 

@@ -30,6 +30,7 @@ import type { CheckpointStepHook } from './shipper/db-connection.js';
 import type { ReplicationStatus } from './replication-status.js';
 import { monotonicMs } from './internal/clock.js';
 import type { ReplicaLease } from './lease/replica-lease.js';
+import type { AgeOptions } from './replica/object-codec.js';
 
 export interface ReplicaSpec {
   /** Defaults to the client's type; must be unique per database. */
@@ -51,6 +52,13 @@ export interface ReplicaSpec {
    * 'error' are emitted. Replication with a lease runs on the calling thread.
    */
   lease?: ReplicaLease;
+  /**
+   * Litestream's `age:` (X25519 keys): objects are encrypted to the recipients after LZ4 compression;
+   * the identities decrypt (validation, continuing a generation after a restart). Identities without
+   * recipients are refused; recipients without identities replicate with a warning. Keys are secrets
+   * held in memory only (also when sent to a worker thread).
+   */
+  age?: AgeOptions;
 }
 
 export interface ReplicationOptions {
@@ -213,6 +221,7 @@ export class InProcessReplication extends Replication {
           now: opts.now,
           logger: this.log,
           lease: r.lease,
+          age: r.age,
         }),
     );
     // Shadow WAL files are kept until every replica is past them.
@@ -282,6 +291,9 @@ export class InProcessReplication extends Replication {
   /** Opens the database (waiting while it does not exist) and starts replicating in the background. */
   static override async start(opts: ReplicationOptions): Promise<InProcessReplication> {
     const r = new InProcessReplication(opts);
+    // Each replica's codec, which loads the age library for a replica with keys and checks them with
+    // it: a key it rejects fails the start, before any lease is taken.
+    await Promise.all(r.replicas.map((x) => x.codec()));
     // Leases before anything is written (a snapshot comes with the first sync); one that is held
     // elsewhere is waited for here (the lease logs who holds it).
     const leases = r.replicas.flatMap((x) => (x.lease ? [x.lease] : []));

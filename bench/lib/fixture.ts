@@ -21,7 +21,7 @@ const MiB = 1024 * 1024;
 
 /** What a fixture holds: a database loaded before Litestream starts, then live transactions it ships. */
 export interface FixtureProfile {
-  name: 'large' | 'huge' | 'long-history';
+  name: 'large' | 'huge' | 'long-history' | 'small';
   /** Database size before Litestream starts: this all goes into the snapshot. */
   initialBytes: number;
   liveTxs: number;
@@ -50,6 +50,8 @@ export const PROFILES: Record<FixtureProfile['name'], FixtureProfile> = {
    * `sync-interval: 1s` leave, compressed in time. Restoring it is one request per segment, and
    * Litestream reads one index's segments one after another.
    */
+  /** A few seconds to build and restore: a check that the harness (and a variant such as --age) runs, not a measurement. */
+  small: { name: 'small', initialBytes: 8 * MiB, liveTxs: 6, txInsertBytes: 256 * 1024, txUpdates: 20, minCheckpointPages: 100, minIndexes: 2, minSegments: 4, interval: '100ms' },
   'long-history': { name: 'long-history', initialBytes: 4 * MiB, liveTxs: 1150, txInsertBytes: 300, txUpdates: 0, minCheckpointPages: 100_000, minIndexes: 1, minSegments: 1100, interval: '10ms' },
 };
 

@@ -40,6 +40,8 @@ export interface ConfigOptions {
   replicaDir: string;
   syncInterval: string;
   minCheckpointPageCount?: number;
+  /** The replica's `age:` lines (--age), indented under the replica item. */
+  ageLines?: string[];
 }
 
 /** The one config file both tools read (Litestream's YAML keys; everything else at its default). */
@@ -52,6 +54,7 @@ export function writeConfig(path: string, o: ConfigOptions): string {
     '      - type: file',
     `        path: ${o.replicaDir}`,
     `        sync-interval: ${o.syncInterval}`,
+    ...(o.ageLines ?? []).map((l) => `        ${l}`),
     '',
   ];
   writeFileSync(path, lines.join('\n'));

@@ -60,6 +60,8 @@ export interface Report {
   runs: number;
   onlyLitestream: boolean;
   backend: 'file' | 's3';
+  /** With --age: the replica's objects were age-encrypted (to a key pair made for the run) before the runs. */
+  age?: { encryptSeconds: number; bytes: number };
   s3?: S3Info;
   fixture: { profile: string; dir: string; reused: boolean; builtAt: string; buildSeconds: number; db: Manifest['db']; replica: Omit<Manifest['replica'], 'files'> };
   /** sameBytesAsLitestream: our variants whose output file is byte-identical to Litestream's. */
@@ -98,8 +100,9 @@ export function formatReport(r: Report): string {
   const f = r.fixture;
   const rep = f.replica;
   const lines = [
-    `restore benchmark: stn-replicate vs Litestream ${r.litestream}, ${r.s3 ? 'from S3 (local server)' : 'from a file replica'}`,
+    `restore benchmark: stn-replicate vs Litestream ${r.litestream}, ${r.s3 ? 'from S3 (local server)' : 'from a file replica'}${r.age ? ', age-encrypted' : ''}`,
     '',
+    ...(r.age ? [`age         every object age-encrypted (X25519, LZ4 inside, as Litestream writes with age:): ${mib(r.age.bytes)} MiB, encrypted in ${num(r.age.encryptSeconds, 1)} s before the runs`] : []),
     `fixture     ${f.profile}: ${f.dir} (${f.reused ? 'cached' : 'built now'}, ${f.builtAt}, build ${num(f.buildSeconds, 0)} s)`,
     ...(r.s3
       ? [

@@ -143,6 +143,10 @@ function hintFor(err: unknown): string | undefined {
       return 'the replica is missing WAL data; -stop-at-gap restores up to the last consistent point before it';
     case 'TIMESTAMP_OUT_OF_RANGE':
       return 'pick a -timestamp inside one of the ranges above, or list them with `stn-replicate restore -dry-run`';
+    case 'AGE_IDENTITY':
+      return err.details.reason === 'missing'
+        ? 'list the secret key (AGE-SECRET-KEY-1…) under age: identities: of this replica in the config and restore with -config; a replica URL alone cannot decrypt'
+        : 'the object was encrypted to other recipients: list the matching secret key under age: identities: (several may be listed, one per entry or line)';
     case 'CORRUPT_OBJECT':
       return 'the named object is damaged; restore an earlier point with -timestamp or -index, or another replica with -replica';
     default:

@@ -59,6 +59,6 @@ export async function resolveTarget(arg: string | undefined, flags: ConfigFlags 
       throw new ReplicateError('NOT_FOUND', `replica "${flags.replica}" not found for database "${db.path}"`);
     }
   }
-  const replicas = configured.map((r) => ({ name: replicaName(r), client: buildReplicaClient(r, io.env) }));
+  const replicas = configured.map((r) => ({ name: replicaName(r), client: buildReplicaClient(r, io.env), age: r.age }));
   return { replicas, db, config };
 }

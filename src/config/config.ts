@@ -12,6 +12,7 @@ import { resolveReplicaLocation, withoutUndefined } from './replica-resolve.js';
 import { absolutePath, isUrl } from './replica-url.js';
 import { isReplicaType, LOG_LEVELS, type Config, type DbConfig, type LoggingConfig, type LogLevel, type ReplicaConfig } from './types.js';
 import { Fields, isNull, parseYaml } from './yaml-values.js';
+import { listShapeProblems } from '../internal/age-keys.js';
 
 export interface ParseOptions {
   /** False for `-no-expand-env`: `$VAR` stays literal. */
@@ -183,6 +184,9 @@ function parseReplica(raw: unknown, where: string, ctx: Ctx): ReplicaConfig {
   ageFields?.reportUnknown(AGE_KEYS, ctx.warnings);
   const identities = ageFields?.strings('identities') ?? [];
   const recipients = ageFields?.strings('recipients') ?? [];
+  // Their form only (no age library here); loadConfig checks their checksums. Never quoted: secrets.
+  const ageProblem = [...listShapeProblems('identity', 'identities', identities), ...listShapeProblems('recipient', 'recipients', recipients)][0];
+  if (ageProblem !== undefined) throw new ReplicateError('CONFIG', `${where}.age.${ageProblem}`, { details: { key: 'age' } });
 
   const cfg: ReplicaConfig = {
     type,
@@ -235,7 +239,29 @@ export async function loadConfig(opts: LoadOptions): Promise<Config> {
     }
     throw new ReplicateError('CONFIG', `reading config ${path}: ${describeError(err)}`, { cause: err, details: { path } });
   }
-  return parseConfig(text, { expandEnv: opts.expandEnv, env: opts.env, cwd: opts.cwd, homeDir: opts.homeDir, sourcePath: path });
+  const config = parseConfig(text, { expandEnv: opts.expandEnv, env: opts.env, cwd: opts.cwd, homeDir: opts.homeDir, sourcePath: path });
+  await checkAgeKeys(config);
+  return config;
+}
+
+/**
+ * Checks every age key with the age library (checksums; parseConfig checked their form), as Litestream
+ * does for every command that reads the config. The library is loaded only when a replica has keys.
+ */
+async function checkAgeKeys(config: Config): Promise<void> {
+  if (!config.dbs.some((d) => d.replicas.some((r) => r.age))) return;
+  const { parseAgeKeys } = await import('../internal/age-stream.js');
+  config.dbs.forEach((d, i) =>
+    d.replicas.forEach((r, j) => {
+      if (!r.age) return;
+      try {
+        parseAgeKeys(r.age);
+      } catch (err) {
+        if (!(err instanceof ReplicateError)) throw err;
+        throw new ReplicateError('CONFIG', `config ${config.path}: dbs[${i}].replicas[${j}].${err.message}`, { details: { ...err.details, path: config.path } });
+      }
+    }),
+  );
 }
 
 /** The config entry for a database path from the command line: made absolute (`~` expanded), matched exactly. */

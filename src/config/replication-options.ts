@@ -35,6 +35,7 @@ export function replicationOptionsFor(db: DbConfig, env: Env = {}): ReplicationO
       retentionMs: r.retentionMs,
       retentionCheckIntervalMs: r.retentionCheckIntervalMs,
       validationIntervalMs: r.validationIntervalMs,
+      age: r.age,
     })),
   };
 }

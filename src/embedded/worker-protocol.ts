@@ -10,6 +10,7 @@ import type { LogFields } from '../logger.js';
 import type { Pos } from '../pos.js';
 import type { ReplicationOptions } from '../replication.js';
 import type { RetentionResult, ValidationCounts, ValidationResult } from '../replica/replica.js';
+import type { AgeOptions } from '../replica/object-codec.js';
 import type { ShadowWalUsage } from '../shipper/shadow-limit.js';
 import type { ClientDescription } from './client-transfer.js';
 import type { OperationCounts } from '../client/replica-client.js';
@@ -43,6 +44,8 @@ export interface WorkerInit extends PlainOptions {
     retentionMs?: number;
     retentionCheckIntervalMs?: number;
     validationIntervalMs?: number;
+    /** Secrets (age identities): held in memory, never logged. */
+    age?: AgeOptions;
   }[];
 }
 

@@ -134,6 +134,7 @@ export class WorkerReplication extends Replication {
         retentionMs: r.retentionMs,
         retentionCheckIntervalMs: r.retentionCheckIntervalMs,
         validationIntervalMs: r.validationIntervalMs,
+        age: r.age,
       })),
     };
     // No inherited execArgv: the worker runs only library code, and some of the process's flags are

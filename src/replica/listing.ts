@@ -5,11 +5,17 @@
 import { collect, type OpOptions, type ReplicaClient } from '../client/replica-client.js';
 import { describeError, ReplicateError } from '../errors.js';
 import { generationBounds, restorableRange, type GenerationListing } from './restore-plan.js';
+import type { AgeOptions } from './object-codec.js';
 
 /** A replica client together with the name it has in config (its type when unnamed). */
 export interface NamedReplica {
   readonly name: string;
   readonly client: ReplicaClient;
+  /**
+   * Its age keys (Litestream's `age:`), for restores: the identities decrypt encrypted objects. Listings
+   * do not need them (names and sizes are not encrypted).
+   */
+  readonly age?: AgeOptions;
 }
 
 export async function listGeneration(replica: NamedReplica, generation: string, opts?: OpOptions): Promise<GenerationListing> {

@@ -2,6 +2,7 @@
 import type { ReplicaClient } from '../client/replica-client.js';
 import type { Logger } from '../logger.js';
 import type { ReplicaLease } from '../lease/replica-lease.js';
+import type { AgeOptions } from './object-codec.js';
 
 export interface ReplicaOptions {
   name: string;
@@ -28,4 +29,11 @@ export interface ReplicaOptions {
    * stops at once and emits 'leaseLost' and 'error'. Acquiring and releasing it is the owner's job.
    */
   lease?: ReplicaLease;
+  /**
+   * age encryption (Litestream's `age:`): every object written is encrypted to the recipients after LZ4
+   * compression; the identities decrypt for validation and for finding where the replica ends after a
+   * restart. Identities without recipients are refused (objects would be written in the clear); recipients
+   * without identities replicate, with a warning (see docs/config.md).
+   */
+  age?: AgeOptions;
 }

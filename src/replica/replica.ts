@@ -8,10 +8,9 @@
 import { EventEmitter } from 'node:events';
 import { open } from 'node:fs/promises';
 import { collect, type ReplicaClient, type SnapshotInfo } from '../client/replica-client.js';
-import { describeError, errnoCode, ReplicateError } from '../errors.js';
+import { describeError, errnoCode, isReplicateError, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
 import { StopSignal } from '../internal/stop-signal.js';
-import { encodeLz4Frame } from '../internal/lz4-frame.js';
 import { formatHex8 } from '../layout.js';
 import { guardedClient } from '../lease/guarded-client.js';
 import type { ReplicaLease } from '../lease/replica-lease.js';
@@ -20,6 +19,7 @@ import { comparePos, formatPos, type Pos } from '../pos.js';
 import { markerPos, type RestoreMarker } from '../shipper/restore-marker.js';
 import type { WalShipper } from '../shipper/wal-shipper.js';
 import { WAL_HEADER_SIZE, frameAlign, parseWalHeader } from '../sqlite/wal-format.js';
+import { checkAgeKeyShapes, hasAgeKeys, ObjectCodec, type AgeOptions } from './object-codec.js';
 import { retentionCheckPeriod } from './retention.js';
 import { retentionLoop, snapshotLoop, validationLoop, type ScheduleHost } from './replica-schedules.js';
 import { runRetention, type RetentionResult } from './retention-run.js';
@@ -37,6 +37,8 @@ export const DEFAULT_RETENTION_MS = 24 * 3600_000;
 export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
 
 const MAX_BACKOFF_MS = 30_000;
+/** Segment ends remembered for a replica that encrypts but cannot decrypt (see uploadedEnds). */
+const MAX_REMEMBERED_ENDS = 64;
 
 export class Replica extends EventEmitter {
   readonly name: string;
@@ -71,6 +73,14 @@ export class Replica extends EventEmitter {
   private lastSyncAt = -Infinity;
   private queue: Promise<unknown> = Promise.resolve();
   private lastError: unknown;
+  private readonly age: AgeOptions | undefined;
+  private codecPromise: Promise<ObjectCodec> | undefined;
+  /**
+   * Where each segment uploaded by this process ends, by its name: for a replica with age recipients but
+   * no identities, which cannot decode its own last segment to find where it ends after a failed sync.
+   * (After a restart the map is empty, and a new generation starts instead; see syncOnce.)
+   */
+  private readonly uploadedEnds = new Map<string, number>();
 
   constructor(
     private readonly shipper: WalShipper,
@@ -97,6 +107,22 @@ export class Replica extends EventEmitter {
     let resolveFirst!: () => void;
     this.firstSync = { promise: new Promise<void>((r) => (resolveFirst = r)), resolve: () => resolveFirst() };
     this.log = opts.logger ?? nullLogger;
+    this.age = hasAgeKeys(opts.age) ? opts.age : undefined;
+    checkAgeKeyShapes(this.age, opts.name);
+    if (this.age && !this.age.recipients?.length) {
+      // Litestream writes such a replica in the clear and then cannot read it back with the same config.
+      throw new ReplicateError(
+        'INVALID_ARGUMENT',
+        `replica ${opts.name}: age identities without recipients: snapshots and WAL segments would be written unencrypted; ` +
+          'add the public key of each identity under age: recipients: (`age-keygen -y KEYFILE` prints it)',
+        { details: { replica: opts.name } },
+      );
+    }
+    if (this.age && !this.age.identities?.length) {
+      this.log.warn('replica encrypts with age but has no identities: restoring it, validating it and continuing its generation after a restart need the identity (a restart starts a new generation instead)', {
+        replica: opts.name,
+      });
+    }
     shipper.on('position', () => this.wake?.());
     if (opts.lease) {
       opts.lease.setGenerationSource(() => this.position?.generation ?? shipper.pos()?.generation);
@@ -120,7 +146,13 @@ export class Replica extends EventEmitter {
   private async checkRestoredPosition(marker: RestoreMarker): Promise<string | undefined> {
     const snapshots = await collect(this.client.snapshots(marker.generation));
     if (snapshots.length === 0) return `replica ${this.name} holds no snapshot of generation ${marker.generation}`;
-    const end = await this.calcPos(marker.generation);
+    let end: Pos;
+    try {
+      end = await this.calcPos(marker.generation);
+    } catch (err) {
+      if (isReplicateError(err, 'AGE_IDENTITY')) return `replica ${this.name} cannot read where it ends: ${err.message}`;
+      throw err;
+    }
     const restored = markerPos(marker);
     if (comparePos(end, restored) !== 0) {
       return `replica ${this.name} moved on since the restore (it ends at ${formatPos(end)}, the restore at ${formatPos(restored)})`;
@@ -135,6 +167,15 @@ export class Replica extends EventEmitter {
   private set position(pos: Pos | undefined) {
     this.position_ = pos;
     if (pos !== undefined) this.confirmed = pos;
+  }
+
+  /**
+   * How this replica's objects are encoded (LZ4, and age when configured). Made once; the age library is
+   * loaded then, and only for a replica with keys. Replication awaits it before starting, so a key the
+   * library rejects fails the start.
+   */
+  codec(): Promise<ObjectCodec> {
+    return (this.codecPromise ??= ObjectCodec.create(this.age, this.name));
   }
 
   /** What this replica holds, as far as it knows (undefined until the first sync). */
@@ -226,6 +267,7 @@ export class Replica extends EventEmitter {
       const result = await validateReplica({
         replica: this.name,
         client: this.client,
+        age: this.age,
         shipper: this.shipper,
         log: this.log,
         syncedPosition: async () => {
@@ -335,12 +377,16 @@ export class Replica extends EventEmitter {
 
   private async syncOnce(): Promise<void> {
     try {
-      const db = this.shipper.pos();
+      let db = this.shipper.pos();
       if (!db) return;
       if (!this.position || this.position.generation !== db.generation) {
-        const snapshots = await collect(this.client.snapshots(db.generation));
-        if (snapshots.length === 0) await this.takeSnapshot(true); // already in the serialized queue
-        this.position = await this.calcPos(db.generation);
+        try {
+          this.position = await this.startPosition(db.generation);
+        } catch (err) {
+          if (!isReplicateError(err, 'AGE_IDENTITY')) throw err;
+          db = await this.unreadableEnd(db.generation, err);
+          this.position = await this.startPosition(db.generation);
+        }
         this.log.debug('replica position', { replica: this.name, position: formatPos(this.position) });
       }
       // Up to the shipper's position at the start, not its moving end: under writes faster than the
@@ -359,6 +405,33 @@ export class Replica extends EventEmitter {
       if (this.listenerCount('error') > 0) this.emit('error', err);
       throw err;
     }
+  }
+
+  /** Where uploads of `generation` start: after the remote's end, with a first snapshot if it has none. */
+  private async startPosition(generation: string): Promise<Pos> {
+    const snapshots = await collect(this.client.snapshots(generation));
+    if (snapshots.length === 0) await this.takeSnapshot(true); // already in the serialized queue
+    return this.calcPos(generation);
+  }
+
+  /**
+   * The remote's last segment of the current generation is age-encrypted and this replica cannot open it
+   * (no identities, or none that matches): where the remote ends cannot be known, and uploading from a
+   * guess could leave a hole or overlap. A new generation (with a snapshot) is always safe; returns the
+   * shipper's position in it. Litestream fails every sync instead (spec §11, P2).
+   */
+  private async unreadableEnd(generation: string, err: ReplicateError): Promise<Pos> {
+    const reason = `replica ${this.name} cannot read its last wal segment of generation ${generation} to find where it ends (age: ${err.details.reason === 'missing' ? 'no identities' : 'no matching identity'})`;
+    this.log.warn('replica cannot continue its generation: its last wal segment is age-encrypted and cannot be decrypted here; starting a new generation (configure age.identities to continue generations across restarts)', {
+      replica: this.name,
+      generation,
+      object: String(err.details.object ?? ''),
+    });
+    this.shipper.requestNewGeneration(generation, reason);
+    await this.shipper.sync();
+    const db = this.shipper.pos();
+    if (!db || db.generation === generation) throw new ReplicateError('IO', `replica ${this.name}: ${reason}; no new generation could be started`, { cause: err });
+    return db;
   }
 
   /**
@@ -398,7 +471,7 @@ export class Replica extends EventEmitter {
       // another would drop SQLite's locks).
       const source = image();
       try {
-        const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeLz4Frame(source));
+        const info = await this.client.writeSnapshot(pos.generation, pos.index, (await this.codec()).encode(source));
         this.counters.putBytes += info.size;
         this.counters.lastUploadAt = this.now();
         this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: info.size });
@@ -411,8 +484,12 @@ export class Replica extends EventEmitter {
   }
 
   /** Spec §6.3: resume after the last segment (decoded to learn its length), or at the snapshot's index. */
-  private calcPos(generation: string): Promise<Pos> {
-    return remoteEnd(this.client, this.name, generation, (n) => (this.counters.getBytes += n));
+  private async calcPos(generation: string): Promise<Pos> {
+    const codec = await this.codec();
+    return remoteEnd(this.client, codec, this.name, generation, {
+      onRead: (n) => (this.counters.getBytes += n),
+      knownEnd: codec.encrypts && !codec.decrypts ? (s) => this.uploadedEnds.get(formatPos(s)) : undefined,
+    });
   }
 
   /** Uploads the next segment, or moves to the next index; false when there is nothing to do. */
@@ -509,7 +586,13 @@ export class Replica extends EventEmitter {
 
   private async uploadSegment(path: string, pos: Pos, end: number, pageSize: number): Promise<void> {
     const started = monotonicMs();
-    const info = await uploadShadowSegment(this.client, this.name, path, pos, end, pageSize);
+    const codec = await this.codec();
+    if (codec.encrypts && !codec.decrypts) {
+      // Before the upload: a write that reaches the store but fails on the way back still ends here.
+      this.uploadedEnds.set(formatPos(pos), end);
+      if (this.uploadedEnds.size > MAX_REMEMBERED_ENDS) this.uploadedEnds.delete(this.uploadedEnds.keys().next().value!);
+    }
+    const info = await uploadShadowSegment(this.client, codec, this.name, path, pos, end, pageSize);
     this.counters.walBytes += end - pos.offset;
     this.counters.putBytes += info.size;
     this.counters.lastUploadAt = this.now();

@@ -16,6 +16,7 @@ import { nullLogger } from '../logger.js';
 import { formatPos } from '../pos.js';
 import type { ReplicaClient } from '../client/replica-client.js';
 import type { NamedReplica } from './listing.js';
+import type { AgeOptions } from './object-codec.js';
 import { restore, type RestoreOptions, type RestoreResult } from './restore.js';
 
 export type RestoreIfMissingOptions = Pick<RestoreOptions, 'parallelism' | 'integrityCheck' | 'metaPath' | 'restoreMarker' | 'onProgress' | 'signal' | 'logger'>;
@@ -34,12 +35,12 @@ export type RestoreIfMissingOutcome =
  */
 export async function restoreIfMissing(
   dbPath: string,
-  replicaSpecs: readonly { readonly name?: string; readonly client: ReplicaClient }[],
+  replicaSpecs: readonly { readonly name?: string; readonly client: ReplicaClient; readonly age?: AgeOptions }[],
   opts: RestoreIfMissingOptions = {},
 ): Promise<RestoreIfMissingOutcome> {
   const log = opts.logger ?? nullLogger;
   // The replicas of a ReplicationOptions (their default name is the client's type, as replication names them).
-  const replicas: NamedReplica[] = replicaSpecs.map((r) => ({ name: r.name ?? r.client.type, client: r.client }));
+  const replicas: NamedReplica[] = replicaSpecs.map((r) => ({ name: r.name ?? r.client.type, client: r.client, age: r.age }));
   const path = resolve(dbPath);
   if (await fileExists(path)) {
     log.info('database exists, not restoring', { db: path });

@@ -14,7 +14,7 @@ import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
 import type { WalSegmentInfo } from '../client/replica-client.js';
 import { describeError, errnoCode, isReplicateError, ReplicateError, throwIfAborted, type ErrorCode } from '../errors.js';
-import { decodeLz4Frame, LZ4_BLOCK_SIZE } from '../internal/lz4-frame.js';
+import { LZ4_BLOCK_SIZE } from '../internal/lz4-frame.js';
 import { PipelinedWriter } from '../internal/pipelined-writer.js';
 import { formatHex8 } from '../layout.js';
 import type { Pos } from '../pos.js';
@@ -25,6 +25,7 @@ import { checkIntegrity } from '../sqlite/restore-db.js';
 import { assertDatabaseNotInUse } from '../sqlite/database-in-use.js';
 import { WalApplier } from '../sqlite/wal-apply.js';
 import { listReplica, type NamedReplica } from './listing.js';
+import { ObjectCodec } from './object-codec.js';
 import { OrderedPrefetch, resumableChunks, type ObjectSource, type RetryOptions } from './object-fetch.js';
 import { assertOutputFree, moveAsideAndPlace, moveIntoPlace, prepareOutputDir, removeDirs } from './restore-output.js';
 import {
@@ -211,6 +212,8 @@ export async function restore(replicas: readonly NamedReplica[], opts: RestoreOp
 export async function executeRestore(replica: NamedReplica, plan: RestorePlan, opts: RestoreOptions): Promise<RestoreResult> {
   const log = opts.logger ?? nullLogger;
   const outputPath = resolve(opts.outputPath);
+  // Before anything is written: a key the age library rejects fails here.
+  const codec = await ObjectCodec.create(replica.age, replica.name);
   const parallelism = Math.max(1, opts.parallelism ?? 8);
   const integrity = opts.integrityCheck ?? 'quick';
   const createdDirs = await prepareOutputDir(outputPath);
@@ -261,12 +264,12 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
       throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${tmpPath}: ${describeError(err)}`, { cause: err });
     });
     prefetch.start();
-    const { pageSize, size } = await restoreSnapshot(replica, plan, handle, countBytes, onRetry, opts.signal);
+    const { pageSize, size } = await restoreSnapshot(replica, codec, plan, handle, countBytes, onRetry, opts.signal);
     throwIfAborted(opts.signal);
 
     report('apply');
     applier = new WalApplier(handle, size / pageSize, { pageSize, spillPath });
-    const applied = await applyIndexes(replica, plan, prefetch, applier, opts, () => {
+    const applied = await applyIndexes(codec, plan, prefetch, applier, opts, () => {
       progress.indexesApplied++;
       opts.onProgress?.({ ...progress });
     });
@@ -380,7 +383,7 @@ interface AppliedIndexes {
  * the last commit before it instead.
  */
 async function applyIndexes(
-  replica: NamedReplica,
+  codec: ObjectCodec,
   plan: RestorePlan,
   prefetch: OrderedPrefetch,
   applier: WalApplier,
@@ -438,7 +441,7 @@ async function applyIndexes(
       }
       const ix = plan.indexes[current]!;
       output ??= Buffer.allocUnsafe(LZ4_BLOCK_SIZE);
-      const used = await applySegment(source.where, body, applier, ix.endOffset === undefined ? Infinity : ix.endOffset - written, output, inputScratch);
+      const used = await applySegment(codec, source.where, body, applier, ix.endOffset === undefined ? Infinity : ix.endOffset - written, output, inputScratch);
       written += used;
       if (used > 0) out.lastSegmentAt = Math.max(out.lastSegmentAt ?? 0, seg.createdAt.getTime());
     }
@@ -450,11 +453,11 @@ async function applyIndexes(
 }
 
 /** Decodes one segment into the applier; returns the bytes used (a requested end offset can cut it). */
-async function applySegment(where: string, body: AsyncIterable<Buffer>, applier: WalApplier, limit: number, output: Buffer, inputScratch: { buffer?: Buffer }): Promise<number> {
+async function applySegment(codec: ObjectCodec, where: string, body: AsyncIterable<Buffer>, applier: WalApplier, limit: number, output: Buffer, inputScratch: { buffer?: Buffer }): Promise<number> {
   let n = 0;
   // The applier copies what it keeps before the next chunk is pulled, so one output buffer serves every
   // block of every segment (segments are decoded one at a time), and one input scratch too.
-  for await (let chunk of decodeLz4Frame({ label: where, outputBuffer: output, inputScratch })(body)) {
+  for await (let chunk of codec.decode(body, { label: where, outputBuffer: output, inputScratch })) {
     // A segment can run past a requested end position (it was uploaded later, with more frames): the
     // rest is decoded (so the frame's checksums are still checked) but not used.
     if (n + chunk.length > limit) chunk = chunk.subarray(0, limit - n);
@@ -528,6 +531,7 @@ const WRITES_IN_FLIGHT = 2;
 /** Decodes the snapshot into the (empty) output file; returns its page size and decoded size. */
 async function restoreSnapshot(
   replica: NamedReplica,
+  codec: ObjectCodec,
   plan: RestorePlan,
   handle: FileHandle,
   countBytes: (n: number) => void,
@@ -539,8 +543,9 @@ async function restoreSnapshot(
     where,
     size: plan.snapshot.size,
     // The decoder below is done with each chunk long before it pulls RECYCLE_AFTER_CHUNKS more (it holds
-    // at most one 4 MiB block's worth), so a backend may reuse its read buffers.
-    open: (s) => openObject(() => replica.client.snapshotReader(plan.generation, plan.snapshot.index, { signal: s, recycleReadBuffers: true }), 'snapshot', where),
+    // at most one 4 MiB block's worth), so a backend may reuse its read buffers. Not when the object may
+    // be age-encrypted: the decryption's stream queues are not ours to bound.
+    open: (s) => openObject(() => replica.client.snapshotReader(plan.generation, plan.snapshot.index, { signal: s, recycleReadBuffers: !codec.decrypts }), 'snapshot', where),
   };
   async function* counted(): AsyncGenerator<Buffer> {
     for await (const chunk of resumableChunks(source, { signal, onRetry })) {
@@ -552,7 +557,7 @@ async function restoreSnapshot(
   let header: Buffer | undefined;
   const writer = new PipelinedWriter(handle, 0, WRITES_IN_FLIGHT);
   try {
-    for await (const chunk of decodeLz4Frame({ label: where, reuseOutput: OUTPUT_RING })(counted())) {
+    for await (const chunk of codec.decode(counted(), { label: where, reuseOutput: OUTPUT_RING })) {
       if (!header) header = Buffer.from(chunk.subarray(0, 100));
       await writer.write(chunk);
       size += chunk.length;

@@ -5,17 +5,29 @@
 import { open } from 'node:fs/promises';
 import { collect, type ReplicaClient, type WalSegmentInfo } from '../client/replica-client.js';
 import { ReplicateError } from '../errors.js';
-import { decodeLz4Frame, encodeLz4Frame } from '../internal/lz4-frame.js';
 import type { Pos } from '../pos.js';
 import { WAL_HEADER_SIZE, frameSize, parseWalHeader } from '../sqlite/wal-format.js';
+import type { ObjectCodec } from './object-codec.js';
 
 const READ_CHUNK = 1024 * 1024;
 
+export interface RemoteEndOptions {
+  /** Stored bytes read (for the GET byte counter). */
+  onRead?: (bytes: number) => void;
+  /**
+   * Where a segment ends when the caller knows it without reading it (it uploaded it itself); consulted
+   * only for the last segment, and only by a replica that cannot decrypt what it encrypts.
+   */
+  knownEnd?: (segment: WalSegmentInfo) => number | undefined;
+}
+
 /**
  * Where the replica's copy of a generation ends: after its last segment (decoded to learn its length),
- * or at the start of its newest snapshot's index. NO_BACKUPS when the generation has no snapshot.
+ * or at the start of its newest snapshot's index. NO_BACKUPS when the generation has no snapshot;
+ * AGE_IDENTITY when the last segment is encrypted and cannot be decrypted (and its end is not known).
  */
-export async function remoteEnd(client: ReplicaClient, replica: string, generation: string, onRead?: (bytes: number) => void): Promise<Pos> {
+export async function remoteEnd(client: ReplicaClient, codec: ObjectCodec, replica: string, generation: string, opts: RemoteEndOptions = {}): Promise<Pos> {
+  const { onRead } = opts;
   const snapshots = await collect(client.snapshots(generation));
   if (snapshots.length === 0) throw new ReplicateError('NO_BACKUPS', `replica ${replica}: no snapshot available in generation ${generation}`);
   const snapshotIndex = Math.max(...snapshots.map((s) => s.index));
@@ -23,6 +35,8 @@ export async function remoteEnd(client: ReplicaClient, replica: string, generati
   let last: WalSegmentInfo | undefined;
   for (const s of segments) if (!last || s.index > last.index || (s.index === last.index && s.offset > last.offset)) last = s;
   if (!last || last.index < snapshotIndex) return { generation, index: snapshotIndex, offset: 0 };
+  const known = opts.knownEnd?.(last);
+  if (known !== undefined) return { generation, index: last.index, offset: known };
   let length = 0;
   const reader = await client.walSegmentReader(last);
   async function* counted(): AsyncGenerator<Buffer> {
@@ -31,7 +45,7 @@ export async function remoteEnd(client: ReplicaClient, replica: string, generati
       yield chunk;
     }
   }
-  for await (const chunk of decodeLz4Frame({ label: client.walSegmentLocation(last) })(counted())) length += chunk.length;
+  for await (const chunk of codec.decode(counted(), { label: client.walSegmentLocation(last) })) length += chunk.length;
   return { generation, index: last.index, offset: last.offset + length };
 }
 
@@ -39,7 +53,7 @@ export async function remoteEnd(client: ReplicaClient, replica: string, generati
  * Uploads shadow WAL file `path`'s bytes [pos.offset, end) as the segment named `pos`. Every frame must
  * carry the file's salts: a segment never mixes two WAL cycles.
  */
-export async function uploadShadowSegment(client: ReplicaClient, replica: string, path: string, pos: Pos, end: number, pageSize: number): Promise<WalSegmentInfo> {
+export async function uploadShadowSegment(client: ReplicaClient, codec: ObjectCodec, replica: string, path: string, pos: Pos, end: number, pageSize: number): Promise<WalSegmentInfo> {
   const handle = await open(path, 'r');
   try {
     const header = Buffer.allocUnsafe(WAL_HEADER_SIZE);
@@ -67,7 +81,7 @@ export async function uploadShadowSegment(client: ReplicaClient, replica: string
         at += want;
       }
     }
-    return await client.writeWalSegment(pos, encodeLz4Frame(bytes()));
+    return await client.writeWalSegment(pos, codec.encode(bytes()));
   } finally {
     await handle.close();
   }

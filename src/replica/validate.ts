@@ -16,6 +16,7 @@ import type { WalShipper } from '../shipper/wal-shipper.js';
 import { listGeneration } from './listing.js';
 import { executeRestore } from './restore.js';
 import { planRestore } from './restore-plan.js';
+import type { AgeOptions } from './object-codec.js';
 
 /** One validation: the replica restored at `position` against the live database there. */
 export interface ValidationResult {
@@ -38,6 +39,8 @@ export interface ValidationCounts {
 export interface ValidationRun {
   replica: string;
   client: ReplicaClient;
+  /** The replica's age keys: its identities decrypt the restore. */
+  age?: AgeOptions;
   shipper: WalShipper;
   log: Logger;
   /** Syncs the replica and returns its position after. */
@@ -58,7 +61,7 @@ export async function validateReplica(v: ValidationRun): Promise<ValidationResul
     await rm(dir, { recursive: true, force: true });
     // A restore of the database: the directory takes the database's mode and owner, as the meta directory.
     await shipper.meta.ensureDir(dir);
-    const named = { name: replica, client: v.client };
+    const named = { name: replica, client: v.client, age: v.age };
     const plan = planRestore(await listGeneration(named, pos.generation), { index: pos.index, offset: pos.offset });
     const output = join(dir, 'restored.db');
     await executeRestore(named, plan, { outputPath: output, integrityCheck: 'none', parallelism: 4, restoreMarker: false });

@@ -16,6 +16,7 @@ import { contentDigest, openSourceDb, textOf } from './source-db.js';
 import type { FaultMode, FaultProxy } from '../servers/fault-proxy.js';
 import { collect, type ReplicaClient } from '../../src/client/replica-client.js';
 import { startReplication } from '../../src/replication.js';
+import type { AgeOptions } from '../../src/replica/object-codec.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
 
@@ -155,6 +156,8 @@ export interface OutageRun {
   attempts: number;
   /** When set, a sync() during the outage must fail with this message. */
   failingSync?: RegExp;
+  /** The replica's age keys, if any. */
+  age?: AgeOptions;
 }
 
 /**
@@ -165,7 +168,7 @@ export interface OutageRun {
 export async function replicateThroughOutage(o: OutageRun): Promise<{ app: Database.Database; errors: unknown[] }> {
   const app = openSourceDb(o.dbPath);
   const errors: unknown[] = [];
-  const r = await startReplication({ dbPath: o.dbPath, replicas: [{ client: o.client, syncIntervalMs: 10 }], minCheckpointPageCount: 20 });
+  const r = await startReplication({ dbPath: o.dbPath, replicas: [{ client: o.client, syncIntervalMs: 10, age: o.age }], minCheckpointPageCount: 20 });
   r.on('error', (e) => errors.push(e.error));
   try {
     const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');

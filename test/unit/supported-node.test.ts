@@ -35,6 +35,7 @@ const FLOAT: Record<string, ['minor' | 'major', string]> = {
   '@aws-sdk/lib-storage': ['minor', 'as client-s3, and released with it'],
   '@azure/storage-blob': ['minor', 'the Azure SDK raised its Node floor inside 12.x before'],
   '@google-cloud/storage': ['major', 'Google drops Node versions in majors'],
+  'age-encryption': ['minor', 'pinned exactly: pre-1.0, and every encrypted replica is read through it (its @noble/* dependencies declare node >= 20.19)'],
   'better-sqlite3': ['major', 'its engines list Node lines per major; 13.x crashes on Node 20'],
   'cli-progress': ['major', 'engines >=4, unchanged for years'],
   commander: ['major', 'drops Node versions in majors (14: Node 20)'],

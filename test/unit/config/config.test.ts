@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configPath, findDb, loadConfig, parseConfig, replicaName, type Config } from '../../../src/config/index.js';
 import { isReplicateError, type ReplicateError } from '../../../src/errors.js';
+import { KEY, OTHER, secretPart } from '../../helpers/age-keys.js';
 
 const SRC = '/etc/litestream.yml';
 const base = { expandEnv: true, env: {}, cwd: '/work/app', homeDir: '/home/me', sourcePath: SRC };
@@ -51,9 +52,9 @@ dbs:
       - url: file:///backup/station-db
         name: local
         age:
-          identities: [AGE-SECRET-KEY-1XYZ]
+          identities: [${KEY.identity}]
           recipients:
-            - age1abc
+            - ${KEY.recipient}
       - path: relative/replica
         sync-interval: 1s
   - path: /data/other.db
@@ -119,7 +120,7 @@ describe('parseConfig: a full litestream.yml', () => {
       name: 'local',
       url: 'file:///backup/station-db',
       path: '/backup/station-db',
-      age: { identities: ['AGE-SECRET-KEY-1XYZ'], recipients: ['age1abc'] },
+      age: { identities: [KEY.identity], recipients: [KEY.recipient] },
       accessKeyId: 'TOPKEY',
       secretAccessKey: 'TOPSECRET',
     });
@@ -368,5 +369,67 @@ describe('parseConfig: the replica lease (ours)', () => {
     expect([b!.lease, b!.leaseTtlMs]).toEqual([false, undefined]);
     expect([cc!.lease, cc!.leaseTtlMs]).toEqual([undefined, undefined]);
     expect(c.warnings).toEqual([]);
+  });
+});
+
+describe('parseConfig and loadConfig: age keys', () => {
+  const withAge = (age: string) => `dbs:\n  - path: /db\n    replicas:\n      - path: /r\n        age:\n${age.replace(/^/gm, '          ')}\n`;
+  const P = `config ${SRC}: dbs[0].replicas[0].age`;
+  // Its last character changed within the bech32 alphabet: well formed, wrong checksum.
+  const flipped = (key: string) => {
+    const [a, b] = key.startsWith('age1') ? ['q', 'p'] : ['Q', 'P'];
+    return key.slice(0, -1) + (key.endsWith(a) ? b : a);
+  };
+
+  it('reads each entry as a key file: several keys per entry, # comments and blank lines skipped', () => {
+    const c = parseConfig(withAge(`identities:\n  - |\n    # the replica's key\n    ${KEY.identity}\n\n    ${OTHER.identity}\nrecipients: [${KEY.recipient}]`), base);
+    expect(c.dbs[0]!.replicas[0]!.age).toEqual({ identities: [`# the replica's key\n${KEY.identity}\n\n${OTHER.identity}\n`], recipients: [KEY.recipient] });
+    // No keys at all is no encryption.
+    expect(parseConfig(withAge('identities: []'), base).dbs[0]!.replicas[0]!.age).toBeUndefined();
+  });
+
+  it.each([
+    ['identities: [not-a-key]', `${P}.identities[0]: not an age X25519 secret key (want AGE-SECRET-KEY-1 and 58 more characters, as age-keygen writes it)`],
+    [`identities: [${KEY.recipient}]`, `${P}.identities[0]: this is a recipient (a public key, age1…): it belongs under age.recipients; identities are secret keys (AGE-SECRET-KEY-1…)`],
+    [`recipients: [${KEY.identity}]`, `${P}.recipients[0]: this is a secret key (an identity): it belongs under age.identities; recipients are public keys (age1…, \`age-keygen -y\` prints them)`],
+    [`identities: [${KEY.identity.toLowerCase()}]`, `${P}.identities[0]: an age secret key is written in upper case (AGE-SECRET-KEY-1…)`],
+    [`identities: ["${KEY.identity} "]`, `${P}.identities[0]: it has spaces or tabs around it (Litestream does not trim keys either)`],
+    [`identities: [${KEY.identity.slice(0, -2)}]`, `${P}.identities[0]: not an age X25519 secret key (want AGE-SECRET-KEY-1 and 58 more characters, as age-keygen writes it)`],
+    [`recipients: [age1pq1${'q'.repeat(60)}]`, `${P}.recipients[0]: post-quantum and tag keys are not supported: Litestream v0.3.13 reads X25519 age keys only (age-keygen without -pq)`],
+    ['recipients: ["ssh-ed25519 AAAAC3Nz"]', `${P}.recipients[0]: SSH keys are not supported: Litestream v0.3.13 reads X25519 age keys only`],
+    [`identities:\n  - "# only a comment"`, `${P}.identities[0]: holds no secret key (only blank or # lines)`],
+    [`identities:\n  - |\n    ${KEY.identity}\n    # next\n    ${KEY.recipient}`, `${P}.identities[0] line 3: this is a recipient (a public key, age1…): it belongs under age.recipients; identities are secret keys (AGE-SECRET-KEY-1…)`],
+  ])('%j is refused, naming where, never the key', (age, message) => {
+    const e = errorOf(() => parseConfig(withAge(age), base));
+    expect({ code: e.code, message: e.message }).toEqual({ code: 'CONFIG', message });
+    for (const k of [KEY, OTHER]) {
+      expect(e.message).not.toContain(secretPart(k.identity));
+      expect(e.message.toLowerCase()).not.toContain(secretPart(k.identity).toLowerCase());
+    }
+  });
+
+  it('loadConfig checks checksums with the age library, without quoting the key', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'stn-config-age-'));
+    try {
+      const file = join(dir, 'ls.yml');
+      const badId = flipped(KEY.identity);
+      await writeFile(file, withAge(`identities: [${badId}]\nrecipients: [${KEY.recipient}]`));
+      const err = (await loadConfig({ path: file, expandEnv: true, env: {}, cwd: dir, homeDir: dir }).catch((e: unknown) => e)) as ReplicateError;
+      expect({ code: err.code, message: err.message }).toEqual({
+        code: 'CONFIG',
+        message: `config ${file}: dbs[0].replicas[0].age.identities[0]: not a valid age secret key (its checksum does not match: a character was changed or lost)`,
+      });
+      expect(JSON.stringify({ m: err.message, d: err.details, c: String(err.cause) })).not.toContain(secretPart(badId).slice(0, 20));
+
+      await writeFile(file, withAge(`identities: [${KEY.identity}]\nrecipients: [${flipped(KEY.recipient)}]`));
+      const rerr = (await loadConfig({ path: file, expandEnv: true, env: {}, cwd: dir, homeDir: dir }).catch((e: unknown) => e)) as ReplicateError;
+      expect(rerr.message).toBe(`config ${file}: dbs[0].replicas[0].age.recipients[0]: not a valid age recipient (its checksum does not match: a character was changed or lost)`);
+
+      await writeFile(file, withAge(`identities: [${KEY.identity}]\nrecipients: [${KEY.recipient}, ${OTHER.recipient}]`));
+      const ok = await loadConfig({ path: file, expandEnv: true, env: {}, cwd: dir, homeDir: dir });
+      expect(ok.dbs[0]!.replicas[0]!.age).toEqual({ identities: [KEY.identity], recipients: [KEY.recipient, OTHER.recipient] });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -54,6 +54,15 @@ export const ERROR_CODES = [
   'LEASE_LOST',
   /** The replica's backend has no atomic lease primitive, and replicating unleased was not asked for. */
   'LEASE_UNSUPPORTED',
+  /**
+   * A server's identity could not be verified (sftp: its SSH host key is unknown, does not match the
+   * configured one or known_hosts, or is revoked); `details.fingerprint` is the key it offered.
+   */
+  'HOST_KEY_NOT_TRUSTED',
+  /** The server refused our credentials (sftp: wrong password, a key it does not accept). */
+  'AUTH_FAILED',
+  /** The server could not be reached: connection refused, no route, unknown host, or no answer in time. */
+  'UNREACHABLE',
   /** A local or remote I/O operation failed for a reason not covered above. */
   'IO',
   /** The operation was aborted through its AbortSignal. */

@@ -101,6 +101,14 @@ export function isReplicateError(err: unknown, code?: ErrorCode): err is Replica
   return err instanceof ReplicateError && (code === undefined || err.code === code);
 }
 
+/**
+ * Whether trying again later could succeed: an I/O failure, or a server that could not be reached; not
+ * a refused login, an untrusted host key, a missing object or bad input.
+ */
+export function isTransientError(err: unknown): boolean {
+  return isReplicateError(err) && (err.code === 'IO' || err.code === 'UNREACHABLE');
+}
+
 export function isNotFound(err: unknown): boolean {
   return isReplicateError(err, 'NOT_FOUND');
 }

@@ -143,6 +143,12 @@ function hintFor(err: unknown): string | undefined {
       return 'the replica is missing WAL data; -stop-at-gap restores up to the last consistent point before it';
     case 'TIMESTAMP_OUT_OF_RANGE':
       return 'pick a -timestamp inside one of the ranges above, or list them with `stn-replicate restore -dry-run`';
+    case 'HOST_KEY_NOT_TRUSTED':
+      return 'an sftp replica trusts the host key in its host-key, else those in known-hosts-path (default ~/.ssh/known_hosts); insecure-ignore-host-key: true turns the check off, for test setups only';
+    case 'AUTH_FAILED':
+      return "check the replica's user, password and key-path (the key's public half must be in the server's authorized_keys)";
+    case 'UNREACHABLE':
+      return 'check the host and port, and that the server is running and reachable from this machine';
     case 'CORRUPT_OBJECT':
       return 'the named object is damaged; restore an earlier point with -timestamp or -index, or another replica with -replica';
     default:

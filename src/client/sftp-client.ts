@@ -241,8 +241,9 @@ export class SftpReplicaClient implements ReplicaClient {
     let handle: Buffer | undefined;
     try {
       handle = await f.createExclusive(tmp, opts);
-      const n = await f.writeAll(handle, tmp, body, opts);
-      await f.sync(handle, tmp, opts);
+      // Messages name the object, not its temp file.
+      const n = await f.writeAll(handle, path, body, opts);
+      await f.sync(handle, path, opts);
       const h = handle;
       handle = undefined;
       await f.call(`closing ${this.base}${tmp}`, (s, cb) => s.close(h, cb), opts);

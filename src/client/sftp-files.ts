@@ -60,7 +60,10 @@ export class RemoteFiles {
     }
   }
 
-  /** Writes the body at increasing offsets, up to IN_FLIGHT requests at a time; returns the byte count. */
+  /**
+   * Writes the body at increasing offsets, up to IN_FLIGHT requests at a time; returns the byte count.
+   * `path` is for messages.
+   */
   async writeAll(handle: Buffer, path: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
     const pending = new Set<Promise<void>>();
     let failure: unknown;

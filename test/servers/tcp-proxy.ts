@@ -1,0 +1,98 @@
+/**
+ * A TCP proxy on 127.0.0.1 in front of a test server (the sftp tests' sshd), which can misbehave on
+ * demand below any protocol: drop every connection (and refuse new ones), or stall (connections stay
+ * open and nothing is passed on, either way). Counts connections and faults, so a test can prove the
+ * client really reconnected and the fault was really hit.
+ */
+import { connect, createServer, type Socket } from 'node:net';
+
+export type TcpFaultMode = 'pass' | 'drop' | 'stall';
+
+export interface TcpProxy {
+  host: string;
+  port: number;
+  /** `host:port`. */
+  address: string;
+  /**
+   * 'drop' closes every open connection at once and each new one as it arrives; 'stall' stops passing
+   * bytes on the open connections and on new ones (which stay stalled when the mode goes back to 'pass').
+   */
+  mode: TcpFaultMode;
+  /** Connections accepted so far. */
+  readonly connections: number;
+  /** Connections dropped or stalled. */
+  readonly faults: number;
+  close(): Promise<void>;
+}
+
+interface Pair {
+  client: Socket;
+  upstream: Socket;
+  stalled: boolean;
+}
+
+export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+  const pairs = new Set<Pair>();
+  let mode: TcpFaultMode = 'pass';
+  let connections = 0;
+  let faults = 0;
+  const end = (p: Pair) => {
+    p.client.destroy();
+    p.upstream.destroy();
+    pairs.delete(p);
+  };
+  const server = createServer((client) => {
+    connections++;
+    if (mode === 'drop') {
+      faults++;
+      client.destroy();
+      return;
+    }
+    const upstream = connect(targetPort, targetHost);
+    const pair: Pair = { client, upstream, stalled: mode === 'stall' };
+    if (pair.stalled) faults++;
+    pairs.add(pair);
+    client.on('data', (d) => {
+      if (!pair.stalled) upstream.write(d);
+    });
+    upstream.on('data', (d) => {
+      if (!pair.stalled) client.write(d);
+    });
+    for (const s of [client, upstream]) {
+      s.on('error', () => end(pair));
+      s.on('close', () => end(pair));
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    host: '127.0.0.1',
+    port,
+    address: `127.0.0.1:${port}`,
+    get mode() {
+      return mode;
+    },
+    set mode(m: TcpFaultMode) {
+      mode = m;
+      for (const p of [...pairs]) {
+        if (m === 'drop') {
+          faults++;
+          end(p);
+        } else if (m === 'stall' && !p.stalled) {
+          faults++;
+          p.stalled = true;
+        }
+      }
+    },
+    get connections() {
+      return connections;
+    },
+    get faults() {
+      return faults;
+    },
+    close: async () => {
+      for (const p of [...pairs]) end(p);
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

@@ -34,7 +34,9 @@ export class RemoteFiles {
 
   /** Creates `path` (which must not exist), making its parent directories first when they are missing. */
   async createExclusive(path: string, opts?: OpOptions): Promise<Buffer> {
-    const open = () => this.call<Buffer>(`creating ${this.base}${path}`, (s, cb) => s.open(path, 'wx', { mode: FILE_MODE }, cb), opts);
+    // Sent again on a fresh connection when the one it went out on was dead (the first request after a
+    // long idle time); if it had arrived after all, the second try finds the name taken and fails.
+    const open = () => this.call<Buffer>(`creating ${this.base}${path}`, (s, cb) => s.open(path, 'wx', { mode: FILE_MODE }, cb), opts, true);
     try {
       return await open();
     } catch (err) {
@@ -50,7 +52,7 @@ export class RemoteFiles {
     for (let d = dir; d !== '.' && d !== '/' && d !== ''; d = posix.dirname(d)) parts.unshift(d);
     for (const d of parts) {
       try {
-        await this.call(`creating directory ${this.base}${d}`, (s, cb) => s.mkdir(d, { mode: DIR_MODE }, cb), opts);
+        await this.call(`creating directory ${this.base}${d}`, (s, cb) => s.mkdir(d, { mode: DIR_MODE }, cb), opts, true);
       } catch (err) {
         if (sftpStatus(err) === undefined) throw err;
         // Exists (OpenSSH answers a generic failure), or a real failure: stat says which.
@@ -134,8 +136,10 @@ export class RemoteFiles {
   }
 
   /**
-   * The file's bytes in order, up to IN_FLIGHT reads of CHUNK bytes ahead; closes the handle at the
-   * end, on failure, and when the consumer stops early.
+   * The file's bytes in order, reading ahead: two reads of CHUNK bytes at first, twice as many after
+   * each full chunk, up to IN_FLIGHT (so a small WAL segment costs two reads, a large snapshot streams
+   * at IN_FLIGHT × CHUNK per round trip). Closes the handle at the end, on failure, and when the
+   * consumer stops early.
    */
   async *readAll(handle: Buffer, path: string, opts: OpOptions | undefined, wrap: (err: unknown) => Error): AsyncGenerator<Buffer> {
     // The signal is checked before each read rather than listened to by each of the reads in flight.
@@ -148,8 +152,9 @@ export class RemoteFiles {
     };
     const ahead: { at: number; data: Promise<Buffer> }[] = [];
     let next = 0;
+    let window = 2;
     const fill = () => {
-      while (ahead.length < IN_FLIGHT) {
+      while (ahead.length < window) {
         const p = read(next, CHUNK);
         p.catch(() => undefined); // observed when its turn comes
         ahead.push({ at: next, data: p });
@@ -162,16 +167,22 @@ export class RemoteFiles {
         const { at, data } = ahead.shift()!;
         let buf = await data;
         if (buf.length === 0) return; // end of file
-        // A short answer before the end: the rest of that range, before anything after it.
-        let filled = buf.length;
-        while (filled < CHUNK) {
-          const more = await read(at + filled, CHUNK - filled);
-          if (more.length === 0) break;
-          buf = Buffer.concat([buf, more]);
-          filled += more.length;
+        if (buf.length < CHUNK) {
+          // Short: the end of the file if the next range is empty; else the server answered less than
+          // asked mid-file, and the rest of this range comes before anything after it.
+          if (ahead.length === 0) fill();
+          if ((await ahead[0]!.data).length === 0) {
+            yield buf;
+            return;
+          }
+          while (buf.length < CHUNK) {
+            const more = await read(at + buf.length, CHUNK - buf.length);
+            if (more.length === 0) break;
+            buf = Buffer.concat([buf, more]);
+          }
         }
         yield buf;
-        if (filled < CHUNK) return;
+        window = Math.min(IN_FLIGHT, window * 2);
         fill();
       }
     } catch (err) {

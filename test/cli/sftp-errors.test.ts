@@ -122,6 +122,12 @@ describe('sftp replicas that cannot be used', () => {
     expect(await codeOf(client({ hostKey: readFileSync(`${server.keyPath}.pub`, 'utf8') }))).toBe('HOST_KEY_NOT_TRUSTED');
     expect(await codeOf(client({ password: WRONG_PASSWORD }))).toBe('AUTH_FAILED');
     expect(await codeOf(client({ host: `127.0.0.1:${await freePort()}` }))).toBe('UNREACHABLE');
+    // A key that cannot be used is the config's fault: a missing file, a passphrase-protected key.
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'a passphrase', '-f', join(dir, 'encrypted_key')]);
+    const missing = await client({ password: undefined, keyPath: join(dir, 'no-such-key') }).generations().catch((e: Error) => e);
+    expect(missing).toMatchObject({ code: 'CONFIG', message: expect.stringMatching(/^\[sftp\] reading key-path .*no-such-key: ENOENT/) });
+    const encrypted = await client({ password: undefined, keyPath: join(dir, 'encrypted_key') }).generations().catch((e: Error) => e);
+    expect(encrypted).toMatchObject({ code: 'CONFIG', message: expect.stringMatching(/^\[sftp\] key-path .*encrypted_key: .*(passphrase|Encrypted).*an unencrypted OpenSSH or PEM private key is needed/) });
   });
 
   it('replicate (the binary) stops at once with the error and exit 1 when the host key is wrong', async () => {

@@ -65,6 +65,22 @@ describe('sftp backend specifics', () => {
     reader.close();
   });
 
+  it('reads back objects of every size around the read size (64 KiB) byte for byte', async () => {
+    const c = client(server.newDir());
+    try {
+      for (const [i, size] of [0, 1, 65535, 65536, 65537, 3 * 65536, 200_000].entries()) {
+        const bytes = Buffer.alloc(size);
+        for (let j = 0; j < size; j++) bytes[j] = (j * 31 + i) & 0xff;
+        await c.writeWalSegment({ generation: GEN, index: i, offset: 0 }, [bytes]);
+        const parts: Buffer[] = [];
+        for await (const p of await c.walSegmentReader({ generation: GEN, index: i, offset: 0 })) parts.push(p as Buffer);
+        expect(Buffer.concat(parts).equals(bytes), `size ${size}`).toBe(true);
+      }
+    } finally {
+      c.close();
+    }
+  });
+
   it('creates files 0600 and directories 0700 (they hold the database)', async () => {
     const root = server.newDir();
     const c = client(`${root}/a/b`);

@@ -99,7 +99,9 @@ for name in $(printf '%s\n' "${!addon_dirs[@]}" | sort); do
     echo "test-on-node: $name $stamp (built earlier)"
     continue
   fi
-  echo "test-on-node: building $name (${subs[*]}) for Node $version"
+  where=""
+  [ "${subs[*]}" = . ] || where=" (${subs[*]})"
+  echo "test-on-node: building $name$where for Node $version"
   rm -rf "$dst"
   mkdir -p "$(dirname "$dst")" "$dst"
   excludes=()

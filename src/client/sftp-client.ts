@@ -43,7 +43,10 @@ export interface SftpReplicaClientOptions {
   insecureIgnoreHostKey?: boolean;
   /** TCP connection, SSH handshake, login and SFTP channel together (default 30 s). */
   connectTimeoutMs?: number;
-  /** One SFTP request without an answer (default 30 s); the connection is then dropped and opened again. */
+  /**
+   * A connection with requests waiting that gets no answer for this long (default 30 s) is dropped and
+   * opened again; its requests fail.
+   */
   requestTimeoutMs?: number;
 }
 

@@ -3,8 +3,8 @@
  * and opened again after it was lost (a server restart, a dropped network, a request that timed out).
  *
  * - Nothing waits forever: opening the session (TCP, SSH handshake, login, SFTP channel) has a time
- *   limit, and so has every request; a request without an answer in time drops the connection, so
- *   the requests queued behind it fail at once and the next one reconnects.
+ *   limit, and a connection with requests waiting that gets no answer for the request timeout is
+ *   dropped, so those requests fail at once and the next one reconnects.
  * - Requests that only read or delete are tried once more on a fresh connection when the one they
  *   were sent on turns out to be dead (it was lost while idle); uploads are not (their body is spent),
  *   the replica's own retries take over.
@@ -17,6 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import type { Client, ConnectConfig, ServerHostKeyAlgorithm, SFTPWrapper } from 'ssh2';
 import { abortError, describeError, errnoCode, ReplicateError, type ErrorCode } from '../errors.js';
+import { monotonicMs } from '../internal/clock.js';
 import { blobKeyType, fingerprint, judgeHostKey, knownHostsKeys, knownHostsName, preferredHostKeyAlgorithms, type HostKeyVerdict, type HostPublicKey, type TrustedHostKeys } from './ssh-host-keys.js';
 
 /** How the server's host key is checked. */
@@ -51,7 +52,11 @@ interface Session {
   sftp: SFTPWrapper;
   sock: Socket;
   closed: boolean;
-  inFlight: number;
+  /** Requests without an answer yet: how to fail each, and how long it may go without any answer. */
+  pending: Map<(err: unknown) => void, { doing: string; limitMs: number }>;
+  /** Monotonic time of the last answer (or of the moment the connection became busy). */
+  lastAnswer: number;
+  watchdog: NodeJS.Timeout | undefined;
 }
 
 type Ssh2 = typeof import('ssh2');
@@ -84,13 +89,13 @@ export class SftpConnection {
    * connection, aborts, and every failure to open one). `retry`: the request is idempotent and may be
    * sent again on a fresh connection when the one it went out on was already dead.
    */
-  async request<T>(doing: string, fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void, opts: { signal?: AbortSignal; retry?: boolean } = {}): Promise<T> {
+  async request<T>(doing: string, fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void, opts: { signal?: AbortSignal; retry?: boolean; slowMs?: number } = {}): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       if (opts.signal?.aborted) throw abortError(opts.signal);
       const reused = this.live !== undefined && !this.live.closed;
       const s = await this.session();
       try {
-        return await this.send(s, doing, fn, opts.signal);
+        return await this.send(s, doing, fn, opts.signal, Math.max(this.o.requestTimeoutMs, opts.slowMs ?? 0));
       } catch (err) {
         if (err instanceof ReplicateError || !(await this.lost(s, err))) throw err;
         if (opts.retry && reused && attempt === 1) continue;
@@ -106,35 +111,65 @@ export class SftpConnection {
     if (s) this.drop(s);
   }
 
-  private send<T>(s: Session, doing: string, fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void, signal: AbortSignal | undefined): Promise<T> {
+  /**
+   * The request timeout is "no answer at all for requestTimeoutMs while requests are waiting", not "this
+   * request took longer than that": sixteen writes in flight on a slow link each take long, but answers
+   * keep coming. A request may allow itself longer (an fsync of a large file).
+   */
+  private send<T>(s: Session, doing: string, fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void, signal: AbortSignal | undefined, limitMs: number): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let done = false;
       const finish = (err: unknown, value?: T) => {
         if (done) return;
         done = true;
-        clearTimeout(timer);
+        s.pending.delete(finish);
         signal?.removeEventListener('abort', onAbort);
-        if (--s.inFlight === 0 && !s.closed) s.sock.unref();
+        if (s.pending.size === 0) {
+          clearTimeout(s.watchdog);
+          s.watchdog = undefined;
+          if (!s.closed) s.sock.unref();
+        }
         if (err !== undefined && err !== null) reject(err);
         else resolve(value as T);
       };
       const onAbort = () => finish(abortError(signal));
-      const timer = setTimeout(() => {
-        // The server or the network stopped answering: drop the connection, so the requests queued on
-        // it fail now and the next one connects again.
-        this.drop(s);
-        finish(new ReplicateError('IO', `[sftp] ${doing}: no answer from ${this.where} for ${this.o.requestTimeoutMs} ms; the connection was dropped (the next request opens a new one)`, { details: { server: this.where } }));
-      }, this.o.requestTimeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
-      s.inFlight++;
-      s.sock.ref();
+      if (s.pending.size === 0) {
+        s.lastAnswer = monotonicMs();
+        s.sock.ref();
+      }
+      s.pending.set(finish, { doing, limitMs });
+      this.watch(s);
       try {
-        fn(s.sftp, (err, value) => finish(err ?? undefined, value));
+        fn(s.sftp, (err, value) => {
+          s.lastAnswer = monotonicMs();
+          finish(err ?? undefined, value);
+        });
       } catch (err) {
         // ssh2 throws for what the server does not offer, and when the channel is gone.
         finish(err);
       }
     });
+  }
+
+  /** Drops the connection when it has gone without any answer for longer than its waiting requests allow. */
+  private watch(s: Session): void {
+    if (s.watchdog !== undefined || s.pending.size === 0) return;
+    const limit = Math.max(...[...s.pending.values()].map((p) => p.limitMs));
+    const idle = monotonicMs() - s.lastAnswer;
+    s.watchdog = setTimeout(() => {
+      s.watchdog = undefined;
+      if (s.pending.size === 0) return;
+      const still = Math.max(...[...s.pending.values()].map((p) => p.limitMs));
+      const silent = monotonicMs() - s.lastAnswer;
+      if (silent < still) return this.watch(s);
+      // The server or the network stopped answering: drop the connection, so every request waiting on
+      // it fails now, and the next one connects again.
+      this.drop(s);
+      for (const [fail, p] of [...s.pending]) {
+        fail(new ReplicateError('IO', `[sftp] ${p.doing}: no answer from ${this.where} for ${Math.round(silent)} ms; the connection was dropped (the next request opens a new one)`, { details: { server: this.where } }));
+      }
+    }, Math.max(0, limit - idle));
   }
 
   /** Whether `err` came from the connection going away rather than from the server's answer. */
@@ -146,6 +181,8 @@ export class SftpConnection {
 
   private drop(s: Session): void {
     s.closed = true;
+    clearTimeout(s.watchdog);
+    s.watchdog = undefined;
     if (this.live === s) this.live = undefined;
     s.sock.destroy();
   }
@@ -202,7 +239,7 @@ export class SftpConnection {
           if (settled) return;
           settled = true;
           clearTimeout(timer);
-          session = { ssh, sftp, sock, closed: false, inFlight: 0 };
+          session = { ssh, sftp, sock, closed: false, pending: new Map(), lastAnswer: monotonicMs(), watchdog: undefined };
           sftp.on('close', markClosed);
           sftp.on('error', markClosed);
           sock.unref();

@@ -12,6 +12,8 @@ import { SFTP_STATUS, sftpStatus, type SftpConnection } from './sftp-connection.
 /** Upload and download pipelining: requests of CHUNK bytes, up to IN_FLIGHT at a time (1 MiB). */
 export const CHUNK = 64 * 1024;
 export const IN_FLIGHT = 16;
+/** How long an fsync of an uploaded file may go without an answer (the request timeout for the rest). */
+const FSYNC_TIMEOUT_MS = 10 * 60_000;
 /** Replicas hold the database's content: readable by the login user only. */
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -24,8 +26,8 @@ export class RemoteFiles {
     readonly base: string,
   ) {}
 
-  call<T>(doing: string, fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void, opts?: OpOptions, retry = false): Promise<T> {
-    return this.conn.request(doing, fn, { signal: opts?.signal, retry });
+  call<T>(doing: string, fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void, opts?: OpOptions, retry = false, slowMs?: number): Promise<T> {
+    return this.conn.request(doing, fn, { signal: opts?.signal, retry, ...(slowMs !== undefined ? { slowMs } : {}) });
   }
 
   supports(ext: string): Promise<boolean> {
@@ -105,7 +107,8 @@ export class RemoteFiles {
   /** fsync@openssh.com where the server offers it: the bytes are on the server's disk before the rename. */
   async sync(handle: Buffer, path: string, opts?: OpOptions): Promise<void> {
     if (!(await this.supports('fsync@openssh.com'))) return;
-    await this.call(`syncing ${this.base}${path}`, (s, cb) => s.ext_openssh_fsync(handle, cb), opts);
+    // Flushing a large file to a slow disk can take minutes, with nothing else to answer meanwhile.
+    await this.call(`syncing ${this.base}${path}`, (s, cb) => s.ext_openssh_fsync(handle, cb), opts, false, FSYNC_TIMEOUT_MS);
   }
 
   /**

@@ -2,7 +2,8 @@
  * The sftp backend when the connection misbehaves, with a TCP proxy between the client and a real sshd:
  * a connection dropped while idle is replaced without the caller noticing; one dropped mid-upload fails
  * that upload and leaves no temp file; a server that stops answering fails the request after the
- * request timeout instead of hanging (before the handshake, mid-request, mid-download); and an app
+ * request timeout instead of hanging (before the handshake, mid-request, mid-download), while a slow
+ * link whose answers keep coming does not; and an app
  * that writes through an outage is replicated with no gap once the server answers again.
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,7 +38,7 @@ async function throughProxy(o: Partial<SftpReplicaClientOptions> = {}): Promise<
   const proxy = await startTcpProxy(server.host, server.port);
   proxies.push(proxy);
   const remote = server.newDir('faults');
-  const client = new SftpReplicaClient({ host: proxy.address, user: server.user, keyPath: server.keyPath, hostKey: server.hostKey, path: remote, requestTimeoutMs: 500, connectTimeoutMs: 1000, ...o });
+  const client = new SftpReplicaClient({ host: proxy.address, user: server.user, keyPath: server.keyPath, hostKey: server.hostKey, path: remote, requestTimeoutMs: 2000, connectTimeoutMs: 2000, ...o });
   clients.push(client);
   return { client, proxy, remote };
 }
@@ -75,22 +76,34 @@ describe('sftp connection faults', () => {
   });
 
   it('gives up on a server that stops answering after the request timeout, then connects again', async () => {
-    const { client, proxy } = await throughProxy();
+    const { client, proxy } = await throughProxy({ requestTimeoutMs: 500 });
     await client.writeSnapshot(GEN, 3, body('before the stall'));
     proxy.mode = 'stall';
-    await expect(client.generations()).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/no answer from stn-sftp@127\.0\.0\.1:\d+ for 500 ms; the connection was dropped/) });
+    await expect(client.generations()).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/no answer from stn-sftp@127\.0\.0\.1:\d+ for \d+ ms; the connection was dropped/) });
     proxy.mode = 'pass';
     expect(await client.generations()).toEqual([GEN]);
   });
 
+  it('does not give up on a slow link while answers keep coming, though each write waits longer than the timeout', async () => {
+    const { client, proxy, remote } = await throughProxy({ requestTimeoutMs: 1000 });
+    await client.generations(); // connected at full speed
+    // 256 KiB/s up: with 1 MiB of writes in flight the last ones wait about four seconds for their
+    // answers, while an answer comes every quarter of a second.
+    proxy.uplinkBytesPerSec = 256 << 10;
+    const info = await client.writeSnapshot(GEN, 5, [Buffer.alloc(1 << 20, 5)]);
+    expect(info.size).toBe(1 << 20);
+    expect(readdirSync(join(remote, 'generations', GEN, 'snapshots'))).toEqual(['00000005.snapshot.lz4']);
+    expect(proxy.connections).toBe(1);
+  });
+
   it('gives up on a server that accepts connections but never completes the handshake: UNREACHABLE', async () => {
-    const { client, proxy } = await throughProxy();
+    const { client, proxy } = await throughProxy({ connectTimeoutMs: 1000 });
     proxy.mode = 'stall';
     await expect(client.generations()).rejects.toMatchObject({ code: 'UNREACHABLE', message: expect.stringMatching(/no SSH session within 1000 ms \(the server did not complete the SSH handshake and login\)/) });
   });
 
   it('fails a download that stalls mid-way instead of hanging', async () => {
-    const { client, proxy } = await throughProxy();
+    const { client, proxy } = await throughProxy({ requestTimeoutMs: 1000 });
     await client.writeSnapshot(GEN, 4, [Buffer.alloc(8 << 20, 7)]);
     const reader = await client.snapshotReader(GEN, 4);
     const it = reader[Symbol.asyncIterator]();
@@ -99,7 +112,7 @@ describe('sftp connection faults', () => {
     const drain = async () => {
       for (;;) if ((await it.next()).done) return;
     };
-    await expect(drain()).rejects.toThrow(/\[sftp\] reading sftp:\/\/.*00000004\.snapshot\.lz4: .*no answer from .* for 500 ms/);
+    await expect(drain()).rejects.toThrow(/\[sftp\] reading sftp:\/\/.*00000004\.snapshot\.lz4: .*no answer from .* for \d+ ms/);
   });
 
   it.each<TcpFaultMode>(['drop', 'stall'])('replicates an app that writes through a %s of every connection, with no gap, restorable by Litestream', async (mode) => {

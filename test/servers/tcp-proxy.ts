@@ -1,7 +1,7 @@
 /**
  * A TCP proxy on 127.0.0.1 in front of a test server (the sftp tests' sshd), which can misbehave on
- * demand below any protocol: drop every connection (and refuse new ones), or stall (connections stay
- * open and nothing is passed on, either way). Counts connections and faults, so a test can prove the
+ * demand below any protocol: drop every connection (and refuse new ones), stall (connections stay
+ * open and nothing is passed on, either way), or pass the client's bytes on slowly (a slow uplink). Counts connections and faults, so a test can prove the
  * client really reconnected and the fault was really hit.
  */
 import { connect, createServer, type Socket } from 'node:net';
@@ -18,6 +18,8 @@ export interface TcpProxy {
    * bytes on the open connections and on new ones (which stay stalled when the mode goes back to 'pass').
    */
   mode: TcpFaultMode;
+  /** Bytes per second passed on from the client to the server (undefined: no limit): a slow uplink. */
+  uplinkBytesPerSec: number | undefined;
   /** Connections accepted so far. */
   readonly connections: number;
   /** Connections dropped or stalled. */
@@ -29,13 +31,39 @@ interface Pair {
   client: Socket;
   upstream: Socket;
   stalled: boolean;
+  /** Bytes from the client waiting for the uplink limit. */
+  queue: Buffer[];
+  pumping: boolean;
 }
+
+const TICK_MS = 10;
 
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const pairs = new Set<Pair>();
   let mode: TcpFaultMode = 'pass';
   let connections = 0;
   let faults = 0;
+  let uplink: number | undefined;
+  // Passes queued client bytes on at the uplink rate, one tick's worth at a time.
+  const pump = (p: Pair) => {
+    if (p.pumping) return;
+    p.pumping = true;
+    const step = () => {
+      if (p.stalled || !pairs.has(p)) return;
+      let budget = uplink === undefined ? Infinity : Math.max(1, Math.floor((uplink * TICK_MS) / 1000));
+      while (budget > 0 && p.queue.length > 0) {
+        const head = p.queue[0]!;
+        const n = Math.min(budget, head.length);
+        p.upstream.write(head.subarray(0, n));
+        budget -= n;
+        if (n === head.length) p.queue.shift();
+        else p.queue[0] = head.subarray(n);
+      }
+      if (p.queue.length === 0) p.pumping = false;
+      else setTimeout(step, TICK_MS);
+    };
+    step();
+  };
   const end = (p: Pair) => {
     p.client.destroy();
     p.upstream.destroy();
@@ -49,11 +77,13 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       return;
     }
     const upstream = connect(targetPort, targetHost);
-    const pair: Pair = { client, upstream, stalled: mode === 'stall' };
+    const pair: Pair = { client, upstream, stalled: mode === 'stall', queue: [], pumping: false };
     if (pair.stalled) faults++;
     pairs.add(pair);
-    client.on('data', (d) => {
-      if (!pair.stalled) upstream.write(d);
+    client.on('data', (d: Buffer) => {
+      if (pair.stalled) return;
+      pair.queue.push(d);
+      pump(pair);
     });
     upstream.on('data', (d) => {
       if (!pair.stalled) client.write(d);
@@ -83,6 +113,12 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
           p.stalled = true;
         }
       }
+    },
+    get uplinkBytesPerSec() {
+      return uplink;
+    },
+    set uplinkBytesPerSec(rate: number | undefined) {
+      uplink = rate;
     },
     get connections() {
       return connections;

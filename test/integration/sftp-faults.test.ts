@@ -58,6 +58,16 @@ describe('sftp connection faults', () => {
     expect(proxy.faults).toBe(1);
   });
 
+  it("reconnects after the server's session processes were killed (SIGKILL)", async () => {
+    const remote = server.newDir('killed');
+    const client = new SftpReplicaClient({ host: server.address, user: server.user, keyPath: server.keyPath, knownHostsPath: server.knownHostsPath, path: remote });
+    clients.push(client);
+    await client.writeSnapshot(GEN, 1, body('before'));
+    expect(server.killSessions()).toBeGreaterThan(0);
+    await client.writeWalSegment({ generation: GEN, index: 1, offset: 0 }, body('after'));
+    expect((await collect(client.walSegments(GEN))).map((w) => w.index)).toEqual([1]);
+  });
+
   it('fails an upload whose connection drops mid-way, leaves no temp file, and the next upload works', async () => {
     const { client, proxy, remote } = await throughProxy();
     await client.generations(); // connected

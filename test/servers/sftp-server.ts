@@ -35,6 +35,8 @@ export interface SftpServer {
   knownHostsPath: string;
   /** A new empty directory the user owns (absolute), for one replica. */
   newDir(name?: string): string;
+  /** SIGKILLs every connection's processes (the listener stays): what a crash on the server does to a session. */
+  killSessions(): number;
   /** The server's log (sshd -e), for failing tests. */
   log(): string;
   stop(): Promise<void>;
@@ -180,6 +182,17 @@ export async function startSftpServer(): Promise<SftpServer> {
         mkdirSync(d, { mode: 0o755 });
         chownSync(d, ids.uid, ids.gid);
         return d;
+      },
+      killSessions: () => {
+        const pids = descendants(child.pid!);
+        for (const p of pids) {
+          try {
+            process.kill(p, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+        return pids.length;
       },
       log: () => log,
       stop: async () => {

@@ -77,7 +77,11 @@ export class SftpConnection {
     this.where = `${o.user}@${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}`;
   }
 
-  /** Whether the server offers `ext` (e.g. `posix-rename@openssh.com`) on the current session. */
+  /**
+   * Whether the server offers `ext` (e.g. `posix-rename@openssh.com`) on the current session. ssh2 keeps
+   * the server's extension list in a private field (it has no public accessor); without it the answer is
+   * no, and the callers take their fallback paths (a plain rename, no fsync).
+   */
   async supports(ext: string): Promise<boolean> {
     const s = await this.session();
     return (s.sftp as unknown as { _extensions?: Record<string, string> })._extensions?.[ext] !== undefined;

@@ -65,48 +65,63 @@ git ls-files -z --cached --others --exclude-standard \
   | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
   | tar --null -T - -cf - | tar -xf - -C "$work"
 
-# 3. The node-gyp addons, found rather than listed, so a new one is not missed: a package with a
-#    binding.gyp that npm built (build/Release/*.node). Only top-level packages can be redirected by
-#    the copy's node_modules; a nested one would need its parent copied too, so it stops the run.
+# 3. The node-gyp addons, found rather than listed, so a new one is not missed: a binding.gyp that npm
+#    built (build/Release/*.node), at a package's root (better-sqlite3, lz4) or in a subdirectory of it
+#    (ssh2's optional lib/protocol/crypto, were its install script allowed). The whole package is copied
+#    and each of its addons rebuilt in the copy. Only top-level packages can be redirected by the copy's
+#    node_modules; a nested one would need its parent copied too, so it stops the run.
 node_gyp="$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js"
 [ -f "$node_gyp" ] || { echo "test-on-node: node-gyp not found beside npm ($node_gyp)" >&2; exit 1; }
-addons=()
+declare -A addon_dirs=() # package name -> its addon directories (relative to the package; "." at its root)
 while IFS= read -r gyp; do
   dir="$(dirname "$gyp")"
-  compgen -G "$dir/build/Release/*.node" >/dev/null || continue # not built at install (e.g. re2, scripts off)
+  compgen -G "$dir/build/Release/*.node" >/dev/null || continue # not built at install (e.g. re2, ssh2: scripts off)
   rel="${dir#node_modules/}"
   if [[ "$rel" == */node_modules/* ]]; then
     echo "test-on-node: nested native addon $dir cannot be rebuilt for another Node by this script" >&2
     exit 1
   fi
-  addons+=("$rel")
+  if [[ "$rel" == @* ]]; then name="$(cut -d/ -f1-2 <<<"$rel")"; else name="${rel%%/*}"; fi
+  sub="${rel#"$name"}"
+  sub="${sub#/}"
+  addon_dirs[$name]+="${sub:-.}"$'\n'
 done < <(find node_modules -name binding.gyp -not -path '*/test/*' -not -path '*/deps/*' | sort)
-[ ${#addons[@]} -gt 0 ] || { echo "test-on-node: found no node-gyp addon (better-sqlite3 at least is expected)" >&2; exit 1; }
+[ ${#addon_dirs[@]} -gt 0 ] || { echo "test-on-node: found no node-gyp addon (better-sqlite3 at least is expected)" >&2; exit 1; }
 
-for name in "${addons[@]}"; do
+for name in $(printf '%s\n' "${!addon_dirs[@]}" | sort); do
   src="node_modules/$name"
   dst="$work/node_modules/$name"
+  mapfile -t subs < <(printf '%s' "${addon_dirs[$name]}")
   # Rebuilt when the installed package or the Node version changes; otherwise the last build is reused.
   stamp="$(node -p "require('./$src/package.json').version")@node-$version"
+  [ "${subs[*]}" = . ] || stamp+=" ${subs[*]}"
   if [ "$(cat "$dst/.built-for" 2>/dev/null)" = "$stamp" ]; then
     echo "test-on-node: $name $stamp (built earlier)"
     continue
   fi
-  echo "test-on-node: building $name for Node $version"
+  where=""
+  [ "${subs[*]}" = . ] || where=" (${subs[*]})"
+  echo "test-on-node: building $name$where for Node $version"
   rm -rf "$dst"
-  mkdir -p "$(dirname "$dst")"
-  (cd "$src" && tar --exclude=./build -cf - .) | (mkdir -p "$dst" && tar -xf - -C "$dst")
-  # npm_config_nodedir too: run from an npm script (`npm run test:all`), npm exports its own config (this
-  # machine's `nodedir=/usr`, the system Node's headers) to the environment, and node-gyp takes that over
-  # the --nodedir flag: the addon was built for the wrong Node.
-  (cd "$dst" && PATH="$nodedir/bin:$PATH" npm_config_nodedir="$nodedir" "$node_bin" "$node_gyp" rebuild --release --nodedir="$nodedir" --jobs=2 >build.log 2>&1) \
-    || { tail -40 "$dst/build.log" >&2; echo "test-on-node: building $name for Node $version failed" >&2; exit 1; }
-  # Every binary it built must load in that Node (an addon built against other headers says so here,
-  # not as sixty failing tests).
-  while IFS= read -r addon; do
-    "$node_bin" -e 'process.dlopen({ exports: {} }, process.argv[1])' "$addon" \
-      || { echo "test-on-node: $addon does not load in Node $version" >&2; exit 1; }
-  done < <(find "$dst/build/Release" -maxdepth 1 -name '*.node' ! -name 'test_*') # test_*: SQLite test extensions, not Node addons
+  mkdir -p "$(dirname "$dst")" "$dst"
+  excludes=()
+  for sub in "${subs[@]}"; do
+    if [ "$sub" = . ]; then excludes+=(--exclude=./build); else excludes+=("--exclude=./$sub/build"); fi
+  done
+  (cd "$src" && tar "${excludes[@]}" -cf - .) | tar -xf - -C "$dst"
+  for sub in "${subs[@]}"; do
+    # npm_config_nodedir too: run from an npm script (`npm run test:all`), npm exports its own config
+    # (this machine's `nodedir=/usr`, the system Node's headers) to the environment, and node-gyp takes
+    # that over the --nodedir flag: the addon was built for the wrong Node.
+    (cd "$dst/$sub" && PATH="$nodedir/bin:$PATH" npm_config_nodedir="$nodedir" "$node_bin" "$node_gyp" rebuild --release --nodedir="$nodedir" --jobs=2 >build.log 2>&1) \
+      || { tail -40 "$dst/$sub/build.log" >&2; echo "test-on-node: building $name ($sub) for Node $version failed" >&2; exit 1; }
+    # Every binary it built must load in that Node (an addon built against other headers says so here,
+    # not as sixty failing tests).
+    while IFS= read -r addon; do
+      "$node_bin" -e 'process.dlopen({ exports: {} }, process.argv[1])' "$addon" \
+        || { echo "test-on-node: $addon does not load in Node $version" >&2; exit 1; }
+    done < <(find "$dst/$sub/build/Release" -maxdepth 1 -name '*.node' ! -name 'test_*') # test_*: SQLite test extensions, not Node addons
+  done
   echo "$stamp" >"$dst/.built-for"
 done
 

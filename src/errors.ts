@@ -59,6 +59,15 @@ export const ERROR_CODES = [
   'LEASE_LOST',
   /** The replica's backend has no atomic lease primitive, and replicating unleased was not asked for. */
   'LEASE_UNSUPPORTED',
+  /**
+   * A server's identity could not be verified (sftp: its SSH host key is unknown, does not match the
+   * configured one or known_hosts, or is revoked); `details.fingerprint` is the key it offered.
+   */
+  'HOST_KEY_NOT_TRUSTED',
+  /** The server refused our credentials (sftp: wrong password, a key it does not accept). */
+  'AUTH_FAILED',
+  /** The server could not be reached: connection refused, no route, unknown host, or no answer in time. */
+  'UNREACHABLE',
   /** A local or remote I/O operation failed for a reason not covered above. */
   'IO',
   /** The operation was aborted through its AbortSignal. */
@@ -95,6 +104,14 @@ export class NotFoundError extends ReplicateError {
 
 export function isReplicateError(err: unknown, code?: ErrorCode): err is ReplicateError {
   return err instanceof ReplicateError && (code === undefined || err.code === code);
+}
+
+/**
+ * Whether trying again later could succeed: an I/O failure, or a server that could not be reached; not
+ * a refused login, an untrusted host key, a missing object or bad input.
+ */
+export function isTransientError(err: unknown): boolean {
+  return isReplicateError(err) && (err.code === 'IO' || err.code === 'UNREACHABLE');
 }
 
 export function isNotFound(err: unknown): boolean {

@@ -25,6 +25,8 @@ export { GcsReplicaClient } from './client/gcs-client.js';
 export type { GcsReplicaClientOptions } from './client/gcs-client.js';
 export { AbsReplicaClient } from './client/abs-client.js';
 export type { AbsReplicaClientOptions } from './client/abs-client.js';
+export { SftpReplicaClient } from './client/sftp-client.js';
+export type { SftpReplicaClientOptions } from './client/sftp-client.js';
 
 export { encodeLz4Frame, decodeLz4Frame } from './internal/lz4-frame.js';
 export { ObjectCodec, hasAgeKeys } from './replica/object-codec.js';

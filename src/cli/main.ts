@@ -147,6 +147,12 @@ function hintFor(err: unknown): string | undefined {
       return err.details.reason === 'missing'
         ? 'list the secret key (AGE-SECRET-KEY-1…) under age: identities: of this replica in the config and restore with -config; a replica URL alone cannot decrypt'
         : 'the object was encrypted to other recipients: list the matching secret key under age: identities: (several may be listed, one per entry or line)';
+    case 'HOST_KEY_NOT_TRUSTED':
+      return 'an sftp replica trusts the host key in its host-key, else those in known-hosts-path (default ~/.ssh/known_hosts); insecure-ignore-host-key: true turns the check off, for test setups only';
+    case 'AUTH_FAILED':
+      return "check the replica's user, password and key-path (the key's public half must be in the server's authorized_keys)";
+    case 'UNREACHABLE':
+      return 'check the host and port, and that the server is running and reachable from this machine';
     case 'CORRUPT_OBJECT':
       return 'the named object is damaged; restore an earlier point with -timestamp or -index, or another replica with -replica';
     default:

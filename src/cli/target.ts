@@ -48,7 +48,7 @@ export async function resolveTarget(arg: string | undefined, flags: ConfigFlags 
   if (isUrl(arg)) {
     if (flags.config !== undefined) throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify a replica URL and the -config flag');
     const r = replicaFromUrl(arg, io.cwd, io.homeDir);
-    return { replicas: [{ name: replicaName(r), client: buildReplicaClient(r, io.env) }] };
+    return { replicas: [{ name: replicaName(r), client: buildReplicaClient(r, io.env, io.homeDir) }] };
   }
   const config = await loadCliConfig(flags, io);
   const db = findDb(config, arg, io.cwd, io.homeDir);
@@ -59,6 +59,6 @@ export async function resolveTarget(arg: string | undefined, flags: ConfigFlags 
       throw new ReplicateError('NOT_FOUND', `replica "${flags.replica}" not found for database "${db.path}"`);
     }
   }
-  const replicas = configured.map((r) => ({ name: replicaName(r), client: buildReplicaClient(r, io.env), age: r.age }));
+  const replicas = configured.map((r) => ({ name: replicaName(r), client: buildReplicaClient(r, io.env, io.homeDir), age: r.age }));
   return { replicas, db, config };
 }

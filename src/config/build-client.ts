@@ -1,16 +1,16 @@
 /**
  * Turns a resolved replica into a ReplicaClient, and a command-line replica URL into a replica.
- * `sftp` is not written yet; its config is parsed and validated all the same.
  */
 import { ReplicateError } from '../errors.js';
 import { FileReplicaClient } from '../client/file-client.js';
 import { S3ReplicaClient } from '../client/s3-client.js';
 import { AbsReplicaClient } from '../client/abs-client.js';
 import { GcsReplicaClient } from '../client/gcs-client.js';
+import { SftpReplicaClient } from '../client/sftp-client.js';
 import type { ReplicaClient } from '../client/replica-client.js';
 import type { Env } from './env-expand.js';
 import { resolveReplicaLocation } from './replica-resolve.js';
-import { parseReplicaUrl, redactUrl } from './replica-url.js';
+import { expandHome, parseReplicaUrl, redactUrl } from './replica-url.js';
 import { isReplicaType, type ReplicaConfig } from './types.js';
 
 /**
@@ -22,8 +22,9 @@ export type ResolvedReplica = Pick<ReplicaConfig, 'type'> & Partial<ReplicaConfi
 /**
  * Builds the client for one replica. `env` is for backends that read credentials from the environment
  * (LITESTREAM_AZURE_ACCOUNT_KEY, AWS_*) or their emulator (STORAGE_EMULATOR_HOST); file needs none.
+ * `homeDir` is for sftp: `~` in its key and known_hosts paths, and the default ~/.ssh/known_hosts.
  */
-export function buildReplicaClient(r: ResolvedReplica, env: Env = {}): ReplicaClient {
+export function buildReplicaClient(r: ResolvedReplica, env: Env = {}, homeDir?: string): ReplicaClient {
   switch (r.type) {
     case 'file':
       if (r.path === undefined || r.path === '') throw new ReplicateError('CONFIG', 'file replica path required');
@@ -60,12 +61,41 @@ export function buildReplicaClient(r: ResolvedReplica, env: Env = {}): ReplicaCl
       return new GcsReplicaClient({ bucket: r.bucket, path: r.path, ...(endpoint ? { endpoint } : {}) });
     }
     case 'sftp':
-      throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `replica type "${r.type}" is not supported yet by stn-replicate (file, s3, gcs and abs only in this version)`, {
-        details: { type: r.type },
-      });
+      return buildSftpClient(r, homeDir);
     default:
       throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `unknown replica type: ${JSON.stringify(r.type)}`, { details: { type: r.type } });
   }
+}
+
+/**
+ * The sftp client: Litestream's keys, plus the host key check Litestream v0.3.13 lacks: `host-key`, else
+ * `known-hosts-path`, else ~/.ssh/known_hosts; `insecure-ignore-host-key: true` turns it off.
+ */
+function buildSftpClient(r: ResolvedReplica, homeDir: string | undefined): SftpReplicaClient {
+  if (r.host === undefined || r.host === '') throw new ReplicateError('CONFIG', 'host required for sftp replica');
+  if (r.user === undefined || r.user === '') throw new ReplicateError('CONFIG', 'user required for sftp replica');
+  const home = (p: string, key: string) => {
+    if ((p === '~' || p.startsWith('~/')) && !homeDir) throw new ReplicateError('CONFIG', `sftp replica ${key} ${p}: no home directory to expand ~ with`);
+    return expandHome(p, homeDir ?? '');
+  };
+  const set = [r.hostKey !== undefined && 'host-key', r.knownHostsPath !== undefined && 'known-hosts-path', r.insecureIgnoreHostKey === true && 'insecure-ignore-host-key'].filter(Boolean);
+  if (set.length > 1) throw new ReplicateError('CONFIG', `sftp replica: ${set.join(' and ')} are given together; give one`);
+  let knownHostsPath: string | undefined;
+  if (r.knownHostsPath !== undefined) knownHostsPath = home(r.knownHostsPath, 'known-hosts-path');
+  else if (r.hostKey === undefined && r.insecureIgnoreHostKey !== true) {
+    if (!homeDir) throw new ReplicateError('CONFIG', 'sftp replica: no home directory for the default ~/.ssh/known_hosts; set known-hosts-path or host-key');
+    knownHostsPath = home('~/.ssh/known_hosts', 'known-hosts-path');
+  }
+  return new SftpReplicaClient({
+    host: r.host,
+    user: r.user,
+    ...(r.password !== undefined ? { password: r.password } : {}),
+    ...(r.keyPath !== undefined ? { keyPath: home(r.keyPath, 'key-path') } : {}),
+    ...(r.path !== undefined ? { path: r.path } : {}),
+    ...(r.hostKey !== undefined ? { hostKey: r.hostKey } : {}),
+    ...(knownHostsPath !== undefined ? { knownHostsPath } : {}),
+    ...(r.insecureIgnoreHostKey === true ? { insecureIgnoreHostKey: true } : {}),
+  });
 }
 
 /**

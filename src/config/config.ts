@@ -42,7 +42,7 @@ const REPLICA_KEYS = [
   'type', 'name', 'url', 'path', 'sync-interval', 'snapshot-interval', 'retention', 'retention-check-interval',
   'validation-interval', 'bucket', 'region', 'endpoint', 'force-path-style', 'skip-verify', 'checksums', 'access-key-id',
   'secret-access-key', 'account-name', 'account-key', 'host', 'user', 'password', 'key-path', 'age',
-  'lease', 'lease-ttl',
+  'lease', 'lease-ttl', 'host-key', 'known-hosts-path', 'insecure-ignore-host-key',
 ] as const;
 const AGE_KEYS = ['identities', 'recipients'] as const;
 
@@ -212,10 +212,16 @@ function parseReplica(raw: unknown, where: string, ctx: Ctx): ReplicaConfig {
     user: f.str('user'),
     password: f.str('password'),
     keyPath: f.str('key-path'),
+    hostKey: f.str('host-key'),
+    knownHostsPath: f.str('known-hosts-path'),
+    insecureIgnoreHostKey: f.bool('insecure-ignore-host-key'),
     age: identities.length + recipients.length > 0 ? { identities, recipients } : undefined,
     lease: f.bool('lease'),
     leaseTtlMs: f.duration('lease-ttl'),
   };
+  if (cfg.insecureIgnoreHostKey === true) {
+    ctx.warnings.push(`${where}: insecure-ignore-host-key: the sftp server's host key is not verified, so anyone on the network path can pose as the server and read or change the replica; use it for test setups only (set host-key or known-hosts-path instead)`);
+  }
   // Renewals every TTL/3 need time to reach the store (and a TTL in seconds written as "30" would be 30 ns).
   if (cfg.leaseTtlMs !== undefined && cfg.leaseTtlMs < MIN_LEASE_TTL_MS) throw f.fail('lease-ttl', `must be at least ${MIN_LEASE_TTL_MS}ms`);
   return at(where, () => resolveReplicaLocation(cfg, ctx.opts.cwd, ctx.opts.homeDir));

@@ -13,10 +13,11 @@ export const DEFAULT_SYNC_INTERVAL_MS = 1000;
 
 /**
  * The options that replicate `db` as configured. `env` supplies the credentials the config leaves to
- * the environment (LITESTREAM_ACCESS_KEY_ID…); the library never reads `process.env` itself. Clients
+ * the environment (LITESTREAM_ACCESS_KEY_ID…), `homeDir` the home directory for sftp's `~` paths and
+ * default known_hosts; the library never reads `process.env` itself. Clients
  * are created here but connect only when first used.
  */
-export function replicationOptionsFor(db: DbConfig, env: Env = {}): ReplicationOptions {
+export function replicationOptionsFor(db: DbConfig, env: Env = {}, homeDir?: string): ReplicationOptions {
   return {
     dbPath: db.path,
     metaPath: db.metaPath,
@@ -28,7 +29,7 @@ export function replicationOptionsFor(db: DbConfig, env: Env = {}): ReplicationO
     continueAfterRestore: db.continueAfterRestore,
     replicas: db.replicas.map((r) => ({
       name: replicaName(r),
-      client: buildReplicaClient(r, env),
+      client: buildReplicaClient(r, env, homeDir),
       syncIntervalMs: r.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS,
       // Unset keys take Litestream's defaults in the library (no scheduled snapshots, 24 h retention checked hourly).
       snapshotIntervalMs: r.snapshotIntervalMs,

@@ -61,7 +61,14 @@ export interface ReplicaConfig {
   host?: string;
   user?: string;
   password?: string;
+  /** sftp: a private key file, as written (`~` is expanded when the client is built). */
   keyPath?: string;
+  /** Ours (`host-key`), sftp: the server's public host key line(s) to trust. */
+  hostKey?: string;
+  /** Ours (`known-hosts-path`), sftp: a known_hosts file; unset: ~/.ssh/known_hosts (unless host-key). */
+  knownHostsPath?: string;
+  /** Ours (`insecure-ignore-host-key`), sftp: accept any host key, as Litestream v0.3.13 does; for tests. */
+  insecureIgnoreHostKey?: boolean;
   /** Set only when `age:` lists at least one identity or recipient. */
   age?: AgeConfig;
   /** Ours (`lease`): false replicates without the replica's lease (see docs/lease.md); unset: leased. */

@@ -4,26 +4,29 @@
  * in the worker. Anything else — a custom ReplicaClient, a subclass of a built-in one, an instance with a
  * method replaced — cannot be rebuilt faithfully, and the replication runs in-process instead.
  *
- * The description may hold credentials (S3 keys, the Azure account key): it travels in the worker's
- * `workerData`, in memory only, and is never logged or put in an error.
+ * The description may hold credentials (S3 keys, the Azure account key, an sftp password): it travels in
+ * the worker's `workerData`, in memory only, and is never logged or put in an error.
  */
 import { AbsReplicaClient, type AbsReplicaClientOptions } from '../client/abs-client.js';
 import { FileReplicaClient, type FileReplicaClientOptions } from '../client/file-client.js';
 import { GcsReplicaClient, type GcsReplicaClientOptions } from '../client/gcs-client.js';
 import { CLIENT_TRANSFER, type ClientTransfer, type OperationCounter, type ReplicaClient } from '../client/replica-client.js';
 import { S3ReplicaClient, type S3ReplicaClientOptions } from '../client/s3-client.js';
+import { SftpReplicaClient, type SftpReplicaClientOptions } from '../client/sftp-client.js';
 
 export type ClientDescription =
   | { type: 'file'; options: FileReplicaClientOptions }
   | { type: 's3'; options: S3ReplicaClientOptions }
   | { type: 'gcs'; options: GcsReplicaClientOptions }
-  | { type: 'abs'; options: AbsReplicaClientOptions };
+  | { type: 'abs'; options: AbsReplicaClientOptions }
+  | { type: 'sftp'; options: SftpReplicaClientOptions };
 
 const BUILT_IN = [
   ['file', FileReplicaClient],
   ['s3', S3ReplicaClient],
   ['gcs', GcsReplicaClient],
   ['abs', AbsReplicaClient],
+  ['sftp', SftpReplicaClient],
 ] as const;
 
 /**
@@ -52,5 +55,7 @@ export function clientFromDescription(d: ClientDescription): ReplicaClient {
       return new GcsReplicaClient(d.options);
     case 'abs':
       return new AbsReplicaClient(d.options);
+    case 'sftp':
+      return new SftpReplicaClient(d.options);
   }
 }

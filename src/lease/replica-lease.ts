@@ -27,7 +27,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { pid as processId } from 'node:process';
 import { supportsLease, type LeaseCapableClient, type ReplicaClient } from '../client/replica-client.js';
-import { abortError, describeError, ReplicateError } from '../errors.js';
+import { abortError, describeError, isTransientError, ReplicateError } from '../errors.js';
 import { abortableSleep } from '../internal/abortable-sleep.js';
 import { monotonicMs } from '../internal/clock.js';
 import { nullLogger, type Logger } from '../logger.js';
@@ -232,7 +232,7 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
           const code = err instanceof ReplicateError ? err.code : 'IO';
           throw new ReplicateError(code, `replica ${this.replica}: taking the lease at ${this.client.location}: ${describeError(err)}`, { cause: err, details: { replica: this.replica, location: this.client.location } });
         }
-        if (err instanceof ReplicateError && err.code !== 'IO') throw err;
+        if (err instanceof ReplicateError && !isTransientError(err)) throw err;
         failed = true;
         // Once per distinct error: the store may stay down for long, and nothing is written meanwhile.
         if (failing !== describeError(err)) {

@@ -15,7 +15,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
-import { isReplicateError, ReplicateError, throwIfAborted } from '../errors.js';
+import { isReplicateError, isTransientError, ReplicateError, throwIfAborted } from '../errors.js';
 import { abortableSleep } from '../internal/abortable-sleep.js';
 
 export interface ObjectSource {
@@ -39,7 +39,7 @@ export interface RetryOptions {
 /** Whether another try could succeed: connection-level failures, not a missing object or bad input. */
 export function isRetryable(err: unknown, signal?: AbortSignal): boolean {
   if (signal?.aborted) return false;
-  if (isReplicateError(err)) return err.code === 'IO';
+  if (isReplicateError(err)) return isTransientError(err);
   return true; // stream errors from the SDKs and sockets (ECONNRESET, premature close, stalls)
 }
 

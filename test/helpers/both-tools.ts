@@ -27,10 +27,13 @@ export async function expectBothRestore(replicaDir: string, dir: string, expecte
   return { ours, theirs };
 }
 
-/** `target`: a replica URL, or `-config PATH DB_PATH`; `env` for both tools (never the host's own). */
-export async function expectSameListings(target: string[], env: Record<string, string> = {}): Promise<void> {
+/**
+ * `target`: a replica URL, or `-config PATH DB_PATH`; `env` for both tools (never the host's own);
+ * `homeDir` for ours (see runCli).
+ */
+export async function expectSameListings(target: string[], env: Record<string, string> = {}, homeDir?: string): Promise<void> {
   for (const cmd of ['generations', 'snapshots', 'wal']) {
-    const ours = await runCli([cmd, ...target], { env });
+    const ours = await runCli([cmd, ...target], { env, ...(homeDir !== undefined ? { homeDir } : {}) });
     const theirs = await runLitestream([cmd, ...target], env);
     expect(ours.code, `${cmd}: ${ours.stderr}`).toBe(0);
     expect(theirs.code, `litestream ${cmd}: ${theirs.stderr}`).toBe(0);

@@ -20,10 +20,11 @@ class Capture extends Writable {
   }
 }
 
-export async function runCli(args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string } = {}): Promise<CliResult> {
+/** `homeDir`: the home directory the CLI is given (default: this user's), e.g. for sftp's ~/.ssh/known_hosts. */
+export async function runCli(args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string; homeDir?: string } = {}): Promise<CliResult> {
   const stdout = new Capture();
   const stderr = new Capture();
-  const code = await main(args, { stdout, stderr, env: opts.env ?? {}, cwd: opts.cwd ?? process.cwd(), homeDir: homedir() });
+  const code = await main(args, { stdout, stderr, env: opts.env ?? {}, cwd: opts.cwd ?? process.cwd(), homeDir: opts.homeDir ?? homedir() });
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
 

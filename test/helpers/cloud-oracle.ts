@@ -13,7 +13,7 @@ import { mixedWrite, waitForUpload } from './fixtures.js';
 import { LoggedProcess, litestreamBin, oracleEnv, parseTable, runLitestream } from './oracle.js';
 import { pollsOf } from './shipper-polls.js';
 import { contentDigest, openSourceDb, textOf } from './source-db.js';
-import type { FaultMode, FaultProxy } from '../servers/fault-proxy.js';
+import type { FaultMode } from '../servers/fault-proxy.js';
 import { collect, type ReplicaClient } from '../../src/client/replica-client.js';
 import { startReplication } from '../../src/replication.js';
 import type { AgeOptions } from '../../src/replica/object-codec.js';
@@ -143,11 +143,18 @@ export function writeOracleConfig(path: string, dbPath: string, replica: string[
   return path;
 }
 
-export interface OutageRun {
+/** What an outage needs of a fault proxy: the HTTP one (fault-proxy.ts) or the TCP one (tcp-proxy.ts). */
+export interface OutageProxy<M extends string> {
+  mode: M | 'pass';
+  readonly faults: number;
+  close(): Promise<void>;
+}
+
+export interface OutageRun<M extends string = FaultMode> {
   client: ReplicaClient;
   dbPath: string;
-  proxy: FaultProxy;
-  mode: FaultMode;
+  proxy: OutageProxy<M>;
+  mode: M;
   /** Transactions committed while the store fails, 40 ms apart. */
   outageWrites: number;
   /** Transactions committed once it answers again. */
@@ -165,7 +172,7 @@ export interface OutageRun {
  * store answers again it catches up in the same generation. Returns the app's database (open, for the
  * caller's restore check) and the replication errors reported on the way.
  */
-export async function replicateThroughOutage(o: OutageRun): Promise<{ app: Database.Database; errors: unknown[] }> {
+export async function replicateThroughOutage<M extends string>(o: OutageRun<M>): Promise<{ app: Database.Database; errors: unknown[] }> {
   const app = openSourceDb(o.dbPath);
   const errors: unknown[] = [];
   const r = await startReplication({ dbPath: o.dbPath, replicas: [{ client: o.client, syncIntervalMs: 10, age: o.age }], minCheckpointPageCount: 20 });

@@ -42,6 +42,7 @@ const FLOAT: Record<string, ['minor' | 'major', string]> = {
   lz4: ['major', 'a ^0.6 range is already one minor line'],
   'lz4-napi': ['minor', 'held to one minor line since it was chosen (prebuilt binaries per platform)'],
   'prom-client': ['minor', 'pinned exactly: the metrics exposition only (engines ^16 || ^18 || >=20 at 15.1.3)'],
+  ssh2: ['minor', 'the SSH protocol stack under the sftp backend (engines >=10.16): its algorithm lists and defaults change in minors, so it moves deliberately'],
   'xxhash-wasm': ['major', 'WebAssembly, no engines'],
   yaml: ['major', 'engines >=14.6 across 2.x'],
 };

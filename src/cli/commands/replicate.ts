@@ -59,7 +59,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     log = createCliLogger({ level: 'info', type: 'text', stream: io.stderr });
     const replicas = urls.map((u) => {
       const r = config.replicaFromUrl(u, io.cwd, io.homeDir);
-      return { name: replicaName(r), client: buildReplicaClient(r, io.env), syncIntervalMs: DEFAULT_SYNC_INTERVAL_MS };
+      return { name: replicaName(r), client: buildReplicaClient(r, io.env, io.homeDir), syncIntervalMs: DEFAULT_SYNC_INTERVAL_MS };
     });
     specs = [{ dbPath, options: { dbPath, replicas }, leases: replicas.map(() => ({})) }];
   } else {
@@ -72,7 +72,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     if (cfg.dbs.length === 0) log.warn('no databases specified in configuration');
     specs = cfg.dbs.map((d) => ({
       dbPath: d.path,
-      options: config.replicationOptionsFor(d, io.env),
+      options: config.replicationOptionsFor(d, io.env, io.homeDir),
       leases: d.replicas.map((r) => ({ lease: r.lease, leaseTtlMs: r.leaseTtlMs })),
     }));
   }

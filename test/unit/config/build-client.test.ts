@@ -50,10 +50,28 @@ describe('buildReplicaClient', () => {
     expect(errorOf(() => buildReplicaClient({ type: 'gcs' })).message).toBe('bucket required for gcs replica');
   });
 
-  it('says sftp is not supported yet', () => {
-    const e = errorOf(() => buildReplicaClient({ type: 'sftp', host: 'h', user: 'u' }));
-    expect(e.code).toBe('UNKNOWN_REPLICA_TYPE');
-    expect(e.message).toBe('replica type "sftp" is not supported yet by stn-replicate (file, s3, gcs and abs only in this version)');
+  it('builds an sftp client (no connection yet): known_hosts by default, ~ expanded, the password never in its location', () => {
+    const c = buildReplicaClient({ type: 'sftp', host: 'nas.local:2222', user: 'backup', password: 'hunter2', path: '/srv/db', keyPath: '~/.ssh/id_ed25519' }, {}, '/home/me');
+    expect(c.type).toBe('sftp');
+    expect(c.location).toBe('sftp://backup@nas.local:2222/srv/db');
+    expect(c.snapshotLocation('0123456789abcdef', 1)).toBe('sftp://backup@nas.local:2222/srv/db/generations/0123456789abcdef/snapshots/00000001.snapshot.lz4');
+    const options = (c as unknown as { options: Record<string, unknown> }).options;
+    expect(options).toMatchObject({ knownHostsPath: '/home/me/.ssh/known_hosts', keyPath: '/home/me/.ssh/id_ed25519' });
+    // A relative path is below the login directory; port 22 by default.
+    expect(buildReplicaClient({ type: 'sftp', host: 'h', user: 'u', path: 'db', knownHostsPath: '/k' }).location).toBe('sftp://u@h:22/~/db');
+  });
+
+  it('sftp: one way to trust the host key, a parsable host-key, and a home for the default known_hosts', () => {
+    const base = { type: 'sftp' as const, host: 'h', user: 'u' };
+    expect(errorOf(() => buildReplicaClient({ ...base, hostKey: 'ssh-ed25519 AAAA', knownHostsPath: '/k' }, {}, '/home/me'))).toMatchObject({
+      code: 'CONFIG',
+      message: 'sftp replica: host-key and known-hosts-path are given together; give one',
+    });
+    expect(errorOf(() => buildReplicaClient({ ...base, insecureIgnoreHostKey: true, knownHostsPath: '/k' }, {}, '/home/me')).message).toMatch(/known-hosts-path and insecure-ignore-host-key are given together/);
+    expect(errorOf(() => buildReplicaClient({ ...base, hostKey: 'not a key' }, {}, '/home/me'))).toMatchObject({ code: 'CONFIG', message: expect.stringMatching(/host-key: line 1 is not an SSH public key/) });
+    expect(errorOf(() => buildReplicaClient(base)).message).toMatch(/no home directory for the default ~\/.ssh\/known_hosts; set known-hosts-path or host-key/);
+    expect(errorOf(() => buildReplicaClient({ ...base, host: 'h:x', knownHostsPath: '/k' })).message).toMatch(/sftp replica host "h:x" is not "host" or "host:port"/);
+    expect(buildReplicaClient({ ...base, insecureIgnoreHostKey: true }).type).toBe('sftp');
   });
 });
 

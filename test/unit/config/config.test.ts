@@ -230,6 +230,18 @@ describe('parseConfig: details', () => {
     ]);
   });
 
+  it("reads sftp's host key settings (ours), and warns when the host key check is turned off", () => {
+    const r = (s: string) => parseConfig(one(s), base);
+    const keyed = r('type: sftp\nhost: h:2222\nuser: u\nhost-key: ssh-ed25519 AAAAC3Nza host\nknown-hosts-path: ~/kh');
+    expect(keyed.dbs[0]!.replicas[0]).toMatchObject({ hostKey: 'ssh-ed25519 AAAAC3Nza host', knownHostsPath: '~/kh' });
+    expect(keyed.warnings).toEqual([]);
+    const insecure = r('url: sftp://u@h/p\ninsecure-ignore-host-key: true');
+    expect(insecure.dbs[0]!.replicas[0]).toMatchObject({ insecureIgnoreHostKey: true });
+    expect(insecure.warnings).toEqual([
+      `config ${SRC}: dbs[0].replicas[0]: insecure-ignore-host-key: the sftp server's host key is not verified, so anyone on the network path can pose as the server and read or change the replica; use it for test setups only (set host-key or known-hosts-path instead)`,
+    ]);
+  });
+
   it('warns about a database listed twice and replicas sharing a name', () => {
     const c = parseConfig('dbs:\n  - path: /db\n    replicas:\n      - path: /a\n      - path: /b\n  - path: /x/../db\n', base);
     expect(c.warnings).toEqual([

@@ -7,6 +7,7 @@ import { AbsReplicaClient } from '../../../src/client/abs-client.js';
 import { FileReplicaClient } from '../../../src/client/file-client.js';
 import { GcsReplicaClient } from '../../../src/client/gcs-client.js';
 import { S3ReplicaClient } from '../../../src/client/s3-client.js';
+import { SftpReplicaClient } from '../../../src/client/sftp-client.js';
 import type { ReplicaClient } from '../../../src/client/replica-client.js';
 import { clientFromDescription, describeClient } from '../../../src/embedded/client-transfer.js';
 import { rebuildError, serializeError } from '../../../src/embedded/worker-protocol.js';
@@ -18,6 +19,7 @@ describe('client transfer', () => {
     new S3ReplicaClient({ bucket: 'b', path: 'db', endpoint: 'http://127.0.0.1:9', accessKeyId: 'k', secretAccessKey: 's', requestTimeoutMs: 500 }),
     new GcsReplicaClient({ bucket: 'b', path: 'db', endpoint: 'http://127.0.0.1:9' }),
     new AbsReplicaClient({ accountName: 'acct', accountKey: Buffer.from('key').toString('base64'), bucket: 'c', path: 'db', endpoint: 'http://127.0.0.1:9/acct' }),
+    new SftpReplicaClient({ host: '127.0.0.1:9', user: 'u', password: 'p', knownHostsPath: '/etc/ssh/ssh_known_hosts', path: '/srv/db', requestTimeoutMs: 500 }),
   ];
 
   it.each(clients.map((c) => [c.type, c] as const))('rebuilds a %s client with the same type and location, through structured clone', (_type, client) => {

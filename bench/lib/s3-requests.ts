@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks';
 
-export const KINDS = ['LIST', 'GET', 'PUT', 'DELETE', 'HEAD', 'MULTIPART', 'OTHER'] as const;
+export const KINDS = ['LIST', 'GET', 'PUT', 'DELETE', 'HEAD', 'MULTIPART', 'LEASE', 'OTHER'] as const;
 export type RequestKind = (typeof KINDS)[number];
 export type KindCounts = Record<RequestKind, number>;
 
@@ -33,10 +33,17 @@ export function totalOf(c: KindCounts): number {
   return KINDS.reduce((n, k) => n + c[k], 0);
 }
 
+/** The requests that replicate data: everything but the lease's (which Litestream has no counterpart of). */
+export function replicationTotalOf(c: KindCounts): number {
+  return totalOf(c) - c.LEASE;
+}
+
 /**
  * LIST: a GET on the bucket itself (ListObjects/ListObjectsV2, with list-type/prefix/delimiter).
  * MULTIPART: create (POST ?uploads), each part (PUT ?partNumber&uploadId), complete (POST ?uploadId),
- * abort (DELETE ?uploadId). DELETE includes the batch DeleteObjects (POST ?delete). OTHER: bucket
+ * abort (DELETE ?uploadId). DELETE includes the batch DeleteObjects (POST ?delete). LEASE: any request
+ * on an object under `lease/` beside `generations/` (ours only: the lease's renewals, its start-up probe),
+ * counted apart so that replication traffic compares like for like with Litestream's. OTHER: bucket
  * creation and anything unexpected.
  */
 export function classify(method: string, url: string): S3Request {
@@ -50,6 +57,7 @@ export function classify(method: string, url: string): S3Request {
 }
 
 function kindOf(method: string, key: string, q: URLSearchParams): [RequestKind, string] {
+  if (/(^|\/)lease\//.test(key)) return ['LEASE', `${method} lease`];
   if (method === 'POST' && q.has('uploads')) return ['MULTIPART', 'CreateMultipartUpload'];
   if (method === 'PUT' && q.has('uploadId')) return ['MULTIPART', 'UploadPart'];
   if (method === 'POST' && q.has('uploadId')) return ['MULTIPART', 'CompleteMultipartUpload'];

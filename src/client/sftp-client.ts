@@ -116,6 +116,11 @@ export class SftpReplicaClient implements ReplicaClient {
     return this.lease.write(body, expected, opts);
   }
 
+  /** Checks that the server's plain rename refuses to replace (what the lease's create rests on). */
+  probeLease(opts?: OpOptions): Promise<void> {
+    return this.lease.checkExclusiveRename(opts);
+  }
+
   async generations(opts?: OpOptions): Promise<string[]> {
     const entries = await this.list(this.layout.generationsDir(), opts);
     return entries

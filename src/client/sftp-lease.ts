@@ -130,8 +130,11 @@ export class SftpLeaseStore {
     }
   }
 
-  /** Refuses a server whose plain rename replaces an existing file (see the file comment). */
-  private checkExclusiveRename(opts?: OpOptions): Promise<void> {
+  /**
+   * Refuses a server whose plain rename replaces an existing file (see the file comment); once per
+   * client. The client's probeLease, which ReplicaLease runs before its first acquisition.
+   */
+  checkExclusiveRename(opts?: OpOptions): Promise<void> {
     this.checked ??= this.probe(opts).catch((err: unknown) => {
       if (!isReplicateError(err, 'LEASE_UNSUPPORTED')) this.checked = undefined;
       throw err;

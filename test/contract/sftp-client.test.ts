@@ -24,14 +24,23 @@ afterAll(async () => {
 // SFTP v3 file times are whole seconds.
 const clockSlackMs = 1500;
 
+/** Every file under a replica's directory (the server is local), as paths relative to it. */
+function filesUnder(root: string): () => Promise<string[]> {
+  return async () => (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+    .filter((d) => d.isFile())
+    .map((d) => join(d.parentPath, d.name).slice(root.length + 1));
+}
+
 describeReplicaClientContract('sftp (OpenSSH, key login, known_hosts)', async () => {
-  const client = new SftpReplicaClient({ host: server.address, user: server.user, keyPath: server.keyPath, knownHostsPath: server.knownHostsPath, path: `${server.newDir()}/db/replica` });
-  return { client, cleanup: async () => client.close(), clockSlackMs };
+  const root = `${server.newDir()}/db/replica`;
+  const client = new SftpReplicaClient({ host: server.address, user: server.user, keyPath: server.keyPath, knownHostsPath: server.knownHostsPath, path: root });
+  return { client, cleanup: async () => client.close(), clockSlackMs, keys: filesUnder(root) };
 }, { lease: true });
 
 describeReplicaClientContract('sftp (OpenSSH, password login, host-key)', async () => {
-  const client = new SftpReplicaClient({ host: server.address, user: server.user, password: server.password, hostKey: server.hostKey, path: server.newDir() });
-  return { client, cleanup: async () => client.close(), clockSlackMs };
+  const root = server.newDir();
+  const client = new SftpReplicaClient({ host: server.address, user: server.user, password: server.password, hostKey: server.hostKey, path: root });
+  return { client, cleanup: async () => client.close(), clockSlackMs, keys: filesUnder(root) };
 }, { lease: true });
 
 describe('sftp backend specifics', () => {

@@ -15,8 +15,8 @@
  * anything larger must go multipart with parts of at most that (both tools use 5 MiB parts; the
  * restore bench's uploader 8 MiB).
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { buildApp } from 'fauxqs';
@@ -116,9 +116,22 @@ interface FauxqsS3Error {
   toXml(): string;
 }
 
+/**
+ * fauxqs's package directory, found as Node finds packages: in the nearest node_modules above the
+ * repository root that has it (the Node 24 run of scripts/test-on-node.sh runs from a directory under
+ * .cache/ whose own node_modules holds only rebuilt addons, the rest coming from the repository's).
+ */
+function fauxqsDir(): string {
+  for (let dir = findRoot(); ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', 'fauxqs');
+    if (existsSync(join(candidate, 'package.json'))) return candidate;
+    if (dirname(dir) === dir) throw new Error('cannot find the fauxqs package in any node_modules above the repository');
+  }
+}
+
 /** fauxqs's modules outside its package exports (S3Store, S3Error), by file. */
 async function fauxqsModule<T>(rel: string): Promise<T> {
-  return (await import(pathToFileURL(join(findRoot(), 'node_modules', 'fauxqs', 'dist', rel)).href)) as T;
+  return (await import(pathToFileURL(join(fauxqsDir(), 'dist', rel)).href)) as T;
 }
 
 async function newS3Store(): Promise<FauxqsS3Store> {
@@ -170,7 +183,7 @@ export async function createBucket(endpoint: string, bucket: string): Promise<vo
 /** The installed fauxqs version, from its package.json under the repository's node_modules. */
 function fauxqsVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(join(findRoot(), 'node_modules', 'fauxqs', 'package.json'), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(readFileSync(join(fauxqsDir(), 'package.json'), 'utf8')) as { version?: string };
     return pkg.version ?? 'unknown';
   } catch {
     return 'unknown';

@@ -8,11 +8,12 @@
  * - expiry is judged by the waiter's own monotonic clock, never by comparing the holder's wall-clock
  *   times with ours: a lease is expired when the same version has been seen unchanged for its TTL.
  *   Clock skew between machines then does not matter, only clock rates over one TTL do.
- * - the holder renews every TTL/3 and counts its own deadline from the moment it *sent* its last
- *   successful renewal: deadline = sent + TTL - margin (margin = TTL/5). A waiter starts counting only
- *   once it has seen that renewal's version, which is after it was sent; so the holder stops writing
- *   at least `margin` before anyone can take over, and the margin covers clock-rate differences and an
- *   upload in flight at the deadline (each write checks the lease first; see guarded-client.ts).
+ * - the holder renews every TTL/3 (up to TTL/30 early: see renewalDue) and counts its own deadline
+ *   from the moment it *sent* its last successful renewal: deadline = sent + TTL - margin (margin =
+ *   TTL/5). A waiter starts counting only once it has seen that renewal's version, which is after it
+ *   was sent; so the holder stops writing at least `margin` before anyone can take over, and the
+ *   margin covers clock-rate differences and an upload in flight at the deadline (each write checks
+ *   the lease first; see guarded-client.ts).
  * - release: a clean stop writes a released record (holder null), which a waiter takes at once.
  * - a write whose outcome is unknown (it threw: a timeout, a reset, a 5xx) never counts as done; the
  *   store may still hold it, so the next look recognises our own record (an acquisition: a record of

@@ -2,12 +2,14 @@
  * `npm run bench:idle`: the S3 requests an idle replicated database costs, stn-replicate against the
  * real Litestream v0.3.13, counted by a local S3 server (fauxqs, in process) that sees every request.
  *
- *   npm run bench:idle -- [--seconds N] [--settle N] [--dbs N] [--timer auto|gnu-time|python] [--keep]
+ *   npm run bench:idle -- [--seconds N] [--settle N] [--dbs N] [--no-lease] [--timer auto|gnu-time|python] [--keep]
  *
  *   --seconds N   length of each tool's idle window (default 60)
  *   --dbs N       databases in the one config (default 1), each with its own replica path in the bucket:
  *                 what many databases in one `replicate -config` cost idle (CPU and peak RSS are reported)
  *   --settle N    seconds between the snapshot and the window (default 90); see below
+ *   --no-lease    ours replicates without the replica's lease (`lease: false`): what the lease's renewals
+ *                 cost, by difference with a run with it (Litestream has no lease)
  *   --keep        keep the temp dir (databases, configs)
  *
  * Each tool in turn, in its own bucket with its own copy of the database and the same config (one s3
@@ -55,6 +57,7 @@ interface Ctx {
   windowSeconds: number;
   settleSeconds: number;
   dbs: number;
+  noLease: boolean;
 }
 
 interface ToolResult {
@@ -114,7 +117,7 @@ async function idleRun(ctx: Ctx, tool: Tool): Promise<ToolResult> {
     const dbPath = join(dir, ctx.dbs === 1 ? 'db.sqlite' : `db-${i}.sqlite`);
     createIdleDb(dbPath);
     // Each database's entry of a one-database config, under one `dbs:` key.
-    entries.push(...s3Config(dbPath, { endpoint: ctx.endpoint, bucket, prefix: ctx.dbs === 1 ? 'db' : `db-${i}` }, [`sync-interval: ${SYNC_INTERVAL}`]).split('\n').slice(1));
+    entries.push(...s3Config(dbPath, { endpoint: ctx.endpoint, bucket, prefix: ctx.dbs === 1 ? 'db' : `db-${i}` }, [`sync-interval: ${SYNC_INTERVAL}`, ...(ctx.noLease && tool === 'ours' ? ['lease: false'] : [])]).split('\n').slice(1));
   }
   writeFileSync(config, ['dbs:', ...entries.filter((l) => l !== ''), ''].join('\n'));
 
@@ -166,7 +169,9 @@ async function idleRun(ctx: Ctx, tool: Tool): Promise<ToolResult> {
   });
   result.startupSample = requests.samples(bucket, 'startup').map(since(t0));
   result.windowSample = requests.samples(bucket, 'window').map(since(windowStart));
-  result.warnOrErrorLines = rep.lines.map((l) => l.text).filter((t) => /level=(WARN|ERROR)|\bpanic\b/i.test(t)).slice(0, 10);
+  // (With --no-lease, ours warns once per replica that it replicates unleased: asked for, not a problem.)
+  const asked = (t: string) => ctx.noLease && /replicating without a lease/.test(t);
+  result.warnOrErrorLines = rep.lines.map((l) => l.text).filter((t) => /level=(WARN|ERROR)|\bpanic\b/i.test(t) && !asked(t)).slice(0, 10);
   return result;
 }
 
@@ -178,7 +183,7 @@ function table(header: string[], rows: string[][]): string {
 
 const f = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(d));
 
-function formatReport(o: { dbs: number; createdAt: string; server: string; litestream: string; windowSeconds: number; settleSeconds: number; results: ToolResult[]; stray: string[] }): string {
+function formatReport(o: { dbs: number; noLease: boolean; createdAt: string; server: string; litestream: string; windowSeconds: number; settleSeconds: number; results: ToolResult[]; stray: string[] }): string {
   const rs = o.results;
   const perHourRow = (label: string, pick: (r: ToolResult) => [number | undefined, number]) =>
     [label, ...rs.map((r) => {
@@ -191,7 +196,7 @@ function formatReport(o: { dbs: number; createdAt: string; server: string; lites
     `idle benchmark: S3 requests of an idle replicated database, stn-replicate vs Litestream ${o.litestream} (${o.createdAt})`,
     '',
     `server   ${o.server} in process on 127.0.0.1, counting every request by bucket (one per tool)`,
-    `config   ${o.dbs} database${o.dbs === 1 ? '' : 's'}, each with one s3 replica, sync-interval ${SYNC_INTERVAL}, all else default (monitor-interval 1s,`,
+    `config   ${o.dbs} database${o.dbs === 1 ? '' : 's'}, each with one s3 replica, sync-interval ${SYNC_INTERVAL}${o.noLease ? ', ours with lease: false' : ''}, all else default (monitor-interval 1s,`,
     `         retention 24h checked every 1h, no snapshot-interval, no validation); ~1 MiB WAL-mode databases, no writes after the tool starts`,
     `window   ${o.windowSeconds} s per tool, starting ${o.settleSeconds} s after its snapshot is complete in the bucket`,
     '',
@@ -240,6 +245,7 @@ async function main(): Promise<void> {
       timer: { type: 'string', default: 'auto' },
       keep: { type: 'boolean', default: false },
       dbs: { type: 'string', default: '1' },
+      'no-lease': { type: 'boolean', default: false },
     },
   });
   const dbs = Number(values.dbs);
@@ -256,7 +262,7 @@ async function main(): Promise<void> {
   const requests = new RequestLog();
   const server = await startS3Server({ onRequest: requests.onRequest, onResponse: requests.onResponse });
   const tmp = mkdtempSync(join(tmpdir(), 'stn-bench-idle-'));
-  const ctx: Ctx = { root, tmp, endpoint: server.endpoint, requests, timer: pickTimer(values.timer), windowSeconds, settleSeconds, dbs };
+  const ctx: Ctx = { root, tmp, endpoint: server.endpoint, requests, timer: pickTimer(values.timer), windowSeconds, settleSeconds, dbs, noLease: values['no-lease'] };
   const results: ToolResult[] = [];
   try {
     log(`bench:idle  ${server.version} at ${server.endpoint}  window ${windowSeconds} s per tool  tmp ${tmp}`);
@@ -281,6 +287,7 @@ async function main(): Promise<void> {
     windowSeconds,
     settleSeconds,
     dbs,
+    noLease: values['no-lease'],
     results,
     stray: requests.strayBuckets(results.map((r) => r.bucket)),
   };

@@ -13,6 +13,7 @@ import { describeCloudError, withErrorContext } from './cloud-error.js';
 import { ReplicaLayout, isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
 import { probeConditionalWrites } from './lease-probe.js';
+import { LeasePut, recordLeaseTarget } from './s3-lease-put.js';
 
 import type { Pos } from '../pos.js';
 import { CLIENT_TRANSFER, countingStream, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type ReplicaOperation, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
@@ -49,6 +50,10 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
   protected readonly bucketName: string;
   private client: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3'); region: string }> | undefined;
   private leaseClient: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3') }> | undefined;
+  /** The lease's writes after the first, signed and sent without the SDK's middleware (s3-lease-put.ts). */
+  private leasePut: LeasePut | undefined;
+  /** The store refused a request sent that way: the lease's writes stay with the SDK. */
+  private leasePutRefused = false;
   private readonly counts = new OperationCounter();
 
   /** For a replication worker thread (see CLIENT_TRANSFER): a copy of the options, and the counter. */
@@ -89,7 +94,11 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
   private leaseSdk() {
     this.leaseClient ??= (async () => {
       const { sdk, region } = await this.sdk();
-      return { s3: this.makeClient(sdk, region, 1), sdk };
+      const s3 = this.makeClient(sdk, region, 1);
+      recordLeaseTarget(s3, this.layout.leaseObjectKey(), (target) => {
+        if (!this.leasePutRefused) this.leasePut ??= new LeasePut(s3, target);
+      });
+      return { s3, sdk };
     })();
     return this.leaseClient;
   }
@@ -301,12 +310,16 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
    */
   private async conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
     const { s3, sdk } = await this.leaseSdk();
-    let out;
+    let out: { ETag?: string | undefined };
     try {
-      out = await s3.send(
-        new sdk.PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: body, ContentType: 'application/json', ...(expected === undefined ? { IfNoneMatch: '*' } : { IfMatch: expected }) }),
-        { abortSignal: opts?.signal },
-      );
+      const lean = key === this.layout.leaseObjectKey() ? this.leasePut : undefined;
+      const answer = lean ? await this.leanPut(lean, body, expected, opts?.signal) : undefined;
+      out =
+        answer ??
+        (await s3.send(
+          new sdk.PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: body, ContentType: 'application/json', ...(expected === undefined ? { IfNoneMatch: '*' } : { IfMatch: expected }) }),
+          { abortSignal: opts?.signal },
+        ));
     } catch (err) {
       const status = statusOf(err);
       const name = (err as { name?: string }).name;
@@ -325,6 +338,27 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     }
     if (!out.ETag) throw this.fail('writing (conditionally)', key, new Error('the store answered without an ETag, which the lease compares against'));
     return out.ETag;
+  }
+
+  /**
+   * The lease write through LeasePut: its answer as the SDK would give it (an error with the store's
+   * code and status, which conditionalPut maps the same way). Undefined — send it through the SDK, and
+   * from now on every lease write — when the store refused the request itself (400, 403, a redirect):
+   * the replayed request may be what it objects to, and a refused request wrote nothing, so sending it
+   * again is safe. A 5xx or no answer is thrown as it is (the write's outcome is unknown).
+   */
+  private async leanPut(lean: LeasePut, body: Buffer, expected: string | undefined, signal: AbortSignal | undefined): Promise<{ ETag?: string } | undefined> {
+    this.counts.add('PUT');
+    const a = await lean.send(body, expected, signal);
+    if (a.status >= 200 && a.status < 300) return { ETag: a.etag };
+    const known = a.status === 412 || a.status === 409 || a.status === 404 || a.status === 501 || a.status >= 500;
+    if (!known) {
+      this.leasePut = undefined;
+      this.leasePutRefused = true;
+      return undefined;
+    }
+    const name = a.code ?? (a.status === 412 ? 'PreconditionFailed' : a.status === 404 ? 'NotFound' : 'UnknownError');
+    throw Object.assign(new Error(a.message ?? `the store answered HTTP ${a.status}`), { name, $metadata: { httpStatusCode: a.status } });
   }
 }
 

@@ -8,11 +8,12 @@
  * - expiry is judged by the waiter's own monotonic clock, never by comparing the holder's wall-clock
  *   times with ours: a lease is expired when the same version has been seen unchanged for its TTL.
  *   Clock skew between machines then does not matter, only clock rates over one TTL do.
- * - the holder renews every TTL/3 and counts its own deadline from the moment it *sent* its last
- *   successful renewal: deadline = sent + TTL - margin (margin = TTL/5). A waiter starts counting only
- *   once it has seen that renewal's version, which is after it was sent; so the holder stops writing
- *   at least `margin` before anyone can take over, and the margin covers clock-rate differences and an
- *   upload in flight at the deadline (each write checks the lease first; see guarded-client.ts).
+ * - the holder renews every TTL/3 (up to TTL/30 early: see renewalDue) and counts its own deadline
+ *   from the moment it *sent* its last successful renewal: deadline = sent + TTL - margin (margin =
+ *   TTL/5). A waiter starts counting only once it has seen that renewal's version, which is after it
+ *   was sent; so the holder stops writing at least `margin` before anyone can take over, and the
+ *   margin covers clock-rate differences and an upload in flight at the deadline (each write checks
+ *   the lease first; see guarded-client.ts).
  * - release: a clean stop writes a released record (holder null), which a waiter takes at once.
  * - a write whose outcome is unknown (it threw: a timeout, a reset, a 5xx) never counts as done; the
  *   store may still hold it, so the next look recognises our own record (an acquisition: a record of
@@ -341,7 +342,7 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     const stop = this.stopKeeper.signal;
     let wait = this.ttlMs / 3;
     while (this.state_ === 'held' && !stop.aborted) {
-      await abortableSleep(Math.max(0, this.sentAt + wait - monotonicMs()), stop);
+      await sleepUntil(renewalDue(this.sentAt, wait, this.ttlMs), stop);
       if (this.state_ !== 'held' || stop.aborted) return;
       const sent = monotonicMs();
       const body = encodeLeaseRecord(this.recordFor(this.acquiredAt!, new Date(this.now()).toISOString()));
@@ -395,6 +396,53 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     this.lostController.abort(err);
     if (this.listenerCount('lost') > 0) this.emit('lost', err);
   }
+}
+
+/**
+ * When a renewal `wait` after `sentAt` is made: a regular one (TTL/3) early by less than TTL/30 (1 s
+ * of the default TTL), on a grid of that step shared by every lease of the process (the monotonic clock
+ * is the process's), so that the leases of many replicas renew together, in one wake-up of an idle
+ * process every TTL/3, instead of each in its own. Earlier never weakens the lease: its deadline counts
+ * from when a renewal is sent. Once together they stay together (each next one is due TTL/3 after a
+ * send that happened just past a grid point). Retries (a shorter wait) are not moved.
+ */
+function renewalDue(sentAt: number, wait: number, ttlMs: number): number {
+  const due = sentAt + wait;
+  if (wait < ttlMs / 3) return due;
+  const step = ttlMs / 30;
+  return Math.max(sentAt, Math.floor(due / step) * step);
+}
+
+/** One timer per instant (monotonic ms) that sleepUntil is asked for: renewals due together wake together. */
+const wakeups = new Map<number, { timer: NodeJS.Timeout; waiters: Set<() => void> }>();
+
+/** Resolves at monotonic time `at`, or early when `signal` aborts (the caller checks it after). */
+function sleepUntil(at: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted || at <= monotonicMs()) return Promise.resolve();
+  return new Promise((resolve) => {
+    let w = wakeups.get(at);
+    if (!w) {
+      const waiters = new Set<() => void>();
+      const timer = setTimeout(() => {
+        wakeups.delete(at);
+        for (const wake of waiters) wake();
+      }, at - monotonicMs());
+      w = { timer, waiters };
+      wakeups.set(at, w);
+    }
+    const group = w;
+    const wake = () => {
+      group.waiters.delete(wake);
+      signal.removeEventListener('abort', wake);
+      if (group.waiters.size === 0 && wakeups.get(at) === group) {
+        clearTimeout(group.timer);
+        wakeups.delete(at);
+      }
+      resolve();
+    };
+    group.waiters.add(wake);
+    signal.addEventListener('abort', wake, { once: true });
+  });
 }
 
 /** The lease of a replica as stored (undefined: none). */

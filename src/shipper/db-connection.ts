@@ -26,7 +26,7 @@ import Database from 'better-sqlite3';
 import { describeError, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
 import { DatabaseFile } from './database-file.js';
-import { readWalHeaderBytesSync } from './shadow-wal.js';
+import { WalFile } from './wal-file.js';
 
 /** How often a wait for the write lock tries again (see beginImmediate). */
 const LOCK_POLL_MS = 0.2;
@@ -67,6 +67,10 @@ export class ShipperDb {
   stepHook: CheckpointStepHook | undefined;
   private writeLocked = false;
   private trusted = false;
+  /** The `-wal` as syncs read it (header, frame salts): one descriptor kept across syncs (wal-file.ts). */
+  readonly wal: WalFile;
+  /** `PRAGMA wal_checkpoint(NOOP)`, prepared once: it runs on every sync of every database. */
+  private readonly noop: Database.Statement;
 
   private constructor(
     readonly path: string,
@@ -75,7 +79,10 @@ export class ShipperDb {
     private readonly ckpt: Database.Database,
     private readonly lock: Database.Database,
     readonly pageSize: number,
-  ) {}
+  ) {
+    this.wal = new WalFile(`${path}-wal`);
+    this.noop = ckpt.prepare('PRAGMA wal_checkpoint(NOOP)');
+  }
 
   /**
    * Opens the file's descriptor, then the connections; converts the database to WAL mode and creates
@@ -213,13 +220,16 @@ export class ShipperDb {
   /**
    * A WAL shorter than its header (a new database, or one an application TRUNCATE-checkpointed while our
    * read transaction sat in slot 0, i.e. with everything copied): our write gives it a header. Throws a
-   * busy error when the write lock could not be had within `waitMs`.
+   * busy error when the write lock could not be had within `waitMs`. Returns the header it found there
+   * (undefined after writing one), which a caller may use as its first read of the header.
    */
-  ensureWalHeader(walPath: string, waitMs: number): void {
-    if (readWalHeaderBytesSync(walPath)) return;
+  ensureWalHeader(waitMs: number): Buffer | undefined {
+    const header = this.wal.header();
+    if (header) return header;
     if (!this.tryWithWriteLock(waitMs, () => this.writeSeq(), { commit: true })) {
-      throw Object.assign(new Error(`database is locked: ${walPath} needs a header`), { code: 'SQLITE_BUSY' });
+      throw Object.assign(new Error(`database is locked: ${this.wal.path} needs a header`), { code: 'SQLITE_BUSY' });
     }
+    return undefined;
   }
 
   /**
@@ -252,7 +262,7 @@ export class ShipperDb {
 
   /** SQLite's wal-index: committed frames (mxFrame) and frames backfilled into the database (nBackfill). */
   walIndex(): { committed: number; backfilled: number } | undefined {
-    const [r] = this.ckpt.pragma('wal_checkpoint(NOOP)') as CheckpointResult[];
+    const r = this.noop.get() as CheckpointResult | undefined;
     return r && r.busy === 0 && r.log >= 0 ? { committed: r.log, backfilled: r.checkpointed } : undefined;
   }
 
@@ -264,12 +274,14 @@ export class ShipperDb {
 
   /**
    * committedFrames() for the cycle whose header is `header`, without the write lock: the header is read
-   * before and after, so the count is of that cycle (and can only be too low, never too high).
+   * before and after, so the count is of that cycle (and can only be too low, never too high; a WAL
+   * cycle never comes back, its salts change at every restart). `before`: a read of the header made
+   * earlier by the caller, used as the first one.
    */
-  committedFramesOf(walPath: string, header: Buffer): number | undefined {
-    if (!readWalHeaderBytesSync(walPath)?.equals(header)) return undefined;
+  committedFramesOf(header: Buffer, before: Buffer | undefined = this.wal.header()): number | undefined {
+    if (!before?.equals(header)) return undefined;
     const n = this.committedFrames();
-    return readWalHeaderBytesSync(walPath)?.equals(header) ? n : undefined;
+    return this.wal.header()?.equals(header) ? n : undefined;
   }
 
   /** A PASSIVE checkpoint (never waits, never restarts the WAL by itself). */
@@ -296,6 +308,7 @@ export class ShipperDb {
     this.ckpt.close();
     this.lock.close();
     this.file.release();
+    this.wal.close();
   }
 
   /** BEGIN alone takes no snapshot; the SELECT does. A transaction left without one is rolled back. */

@@ -11,7 +11,7 @@ import { parseWalHeader } from '../sqlite/wal-format.js';
 import type { ShipperDb } from './db-connection.js';
 import type { MetaDir } from './meta.js';
 import { statSync } from 'node:fs';
-import { copyToShadow, fsyncFileSync, initShadow, readFrameSaltsSync, readWalHeaderBytesSync, type CopyResult } from './shadow-wal.js';
+import { copyToShadow, fsyncFileSync, initShadow, readWalHeaderBytesSync, type CopyResult } from './shadow-wal.js';
 
 /** The current shadow file and the WAL cycle it follows. */
 export interface Current {
@@ -121,9 +121,9 @@ export class ShadowCursor {
    * the header. Undefined when the WAL is no longer the cycle the shadow follows (a restart to follow
    * under the lock).
    */
-  copyUnlocked(db: ShipperDb, fsync: boolean): CopyResult | undefined {
+  copyUnlocked(db: ShipperDb, fsync: boolean, header?: Buffer): CopyResult | undefined {
     const cur = this.cur!;
-    const committed = db.committedFramesOf(this.walPath, cur.header);
+    const committed = db.committedFramesOf(cur.header, header);
     if (committed === undefined) return undefined;
     // Nothing new (an idle database): SQLite's committed count for this very cycle (same header, read
     // before and after it) is what the shadow holds, and frames of a cycle are never rewritten, so the
@@ -139,10 +139,10 @@ export class ShadowCursor {
    * in between and find nothing committed yet. Also true for the frames a writer killed mid-commit left
    * (SQLite discards those), so whoever asks again must back off.
    */
-  frameInProgress(): boolean {
+  frameInProgress(db: ShipperDb): boolean {
     const cur = this.cur;
     if (!cur) return false;
-    const salts = readFrameSaltsSync(this.walPath, cur.size);
+    const salts = db.wal.frameSalts(cur.size);
     return salts !== undefined && salts.equals(cur.header.subarray(16, 24));
   }
 

@@ -148,12 +148,6 @@ function lastCommitCandidate(wal: number, header: WalHeader, from: number, buf: 
   }
 }
 
-/** The salts (8 bytes) of the frame that starts at `offset` in the file, if a whole frame header is there. */
-export function readFrameSaltsSync(path: string, offset: number): Buffer | undefined {
-  const head = readRange(path, WAL_FRAME_HEADER_SIZE, offset);
-  return head?.length === WAL_FRAME_HEADER_SIZE ? head.subarray(8, 16) : undefined;
-}
-
 export interface CopyResult {
   /** Shadow size after the copy (frame-aligned, ends at a commit). */
   shadowSize: number;

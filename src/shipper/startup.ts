@@ -46,7 +46,7 @@ export async function prepareStart(c: StartContext): Promise<StartPlan> {
   const real = readWalHeaderBytesSync(c.walPath);
   if (repaired && real && real.equals(c.meta.shadowHeaderSync(generation, index) ?? Buffer.alloc(0))) {
     // The bulk of what was written meanwhile, so that the locked part is short (up to SQLite's commit point).
-    const committed = c.db.committedFramesOf(c.walPath, real);
+    const committed = c.db.committedFramesOf(real);
     if (committed !== undefined) copyToShadow(c.walPath, shadowPath, { fsync: false, maxSize: c.cursor.maxFileBytes, verifyLastFrame: true, maxFrames: committed });
   }
   return { generation, index, candidate: undefined };

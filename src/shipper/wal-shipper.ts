@@ -278,9 +278,10 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       await this.meta.adoptPermissionsOf(this.dbPath);
       await this.meta.ensure();
       await this.meta.removeTempFiles();
-      db.ensureWalHeader(this.walPath, this.busyTimeoutMs);
+      db.ensureWalHeader(this.busyTimeoutMs);
       this.walIno = await this.walInode();
       this.cursor.walIno = this.walIno;
+      db.wal.keepOnly(this.walIno);
       const c: StartContext = { db, meta: this.meta, cursor: this.cursor, restore: this.restore, dbPath: this.dbPath, walPath: this.walPath, log: this.log };
       const plan = await prepareStart(c);
       db.step('start-prepared');
@@ -292,7 +293,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
         if (decided) break;
         // An application TRUNCATE emptied the WAL meanwhile (we hold no read transaction yet): a header again.
         if (attempt >= 5) throw new ReplicateError('IO', `opening ${this.dbPath}: ${this.walPath} keeps losing its header (checkpointed with TRUNCATE over and over)`);
-        db.ensureWalHeader(this.walPath, this.busyTimeoutMs);
+        db.ensureWalHeader(this.busyTimeoutMs);
       }
       // Consumed either way; a crash before this leaves it to the next start, which finds a generation and drops it.
       if (plan.generation === undefined) await this.restore.dropMarker();
@@ -342,7 +343,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       return;
     }
     // A WAL replaced or deleted underneath us: our connections still hold the old file; start afresh.
-    if ((await this.walInode()) !== this.walIno) {
+    const walIno = await this.walInode();
+    if (walIno !== this.walIno) {
       this.log.warn('wal file was replaced or deleted by another process; reopening the database', { db: this.dbPath });
       this.db.close();
       this.db = undefined;
@@ -353,13 +355,16 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       return;
     }
     const db = this.db;
+    // The descriptor the header reads below go through is of the file the path names (checked just now).
+    db.wal.keepOnly(walIno);
     const request = this.generationRequest;
     this.generationRequest = undefined;
     if (request && request.generation === cursor.current.generation) this.startNewGeneration(request.reason);
-    db.ensureWalHeader(this.walPath, this.busyTimeoutMs);
+    // Its read of the header is the first of the two around SQLite's committed count (copyUnlocked).
+    const header = db.ensureWalHeader(this.busyTimeoutMs);
     let copy;
     try {
-      copy = cursor.copyUnlocked(db, durable);
+      copy = cursor.copyUnlocked(db, durable, header);
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
       this.startNewGeneration('no shadow wal (the shadow file was removed)');
@@ -370,7 +375,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       this.maybeCheckpoint();
       // Also after a copy that appended: the watch was off since the event that asked for this sync,
       // and a transaction that wrote its frames meanwhile publishes them with no event of its own.
-      if (cursor.frameInProgress()) outcome = copy.appended > 0 ? 'in-progress-after-copy' : 'in-progress';
+      if (cursor.frameInProgress(db)) outcome = copy.appended > 0 ? 'in-progress-after-copy' : 'in-progress';
     } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.settleLocked(db))) {
       // A restart to follow (or a shadow that looked diverged without the lock): decided under the lock.
       // No checkpoint while that waits: it would vouch for a cycle never copied.

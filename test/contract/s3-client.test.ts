@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -72,5 +74,74 @@ describe('s3 deleteGeneration', () => {
     const left = await raw.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'db/' }));
     expect((left.Contents ?? []).map((o) => o.Key).sort()).toEqual([...foreign].sort());
     raw.destroy();
+  });
+});
+
+/**
+ * A recording proxy in front of the local S3 server: what the client sends, on the wire. `refuseNext`
+ * answers the next request that did not come through the SDK with a 403, as a store that does not
+ * accept it would.
+ */
+async function recordingProxy(target: string) {
+  const seen: { method: string; url: string; viaSdk: boolean; status: number }[] = [];
+  const up = new URL(target);
+  let refuseNext = false;
+  const server = createServer((req, res) => {
+    // The SDK adds its invocation id to every request it sends.
+    const viaSdk = req.headers['amz-sdk-invocation-id'] !== undefined;
+    if (!viaSdk && refuseNext) {
+      refuseNext = false;
+      req.resume();
+      seen.push({ method: req.method!, url: req.url!, viaSdk, status: 403 });
+      res.writeHead(403, { 'content-type': 'application/xml' }).end('<?xml version="1.0"?><Error><Code>SignatureDoesNotMatch</Code><Message>refused by the test</Message></Error>');
+      return;
+    }
+    const fwd = httpRequest({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      seen.push({ method: req.method!, url: req.url!, viaSdk, status: r.statusCode! });
+      res.writeHead(r.statusCode!, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(fwd);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    seen,
+    refuseNext: () => (refuseNext = true),
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+describe('s3 lease writes after the first: signed and sent without the SDK (s3-lease-put.ts)', () => {
+  it('renewals and the release go out without the SDK and keep their conditions; a refusal sends them through the SDK from then on', async () => {
+    const bucket = `lean-${randomBytes(4).toString('hex')}`;
+    await createBucket(inject('s3Endpoint'), bucket);
+    const proxy = await recordingProxy(inject('s3Endpoint'));
+    try {
+      const client = new S3ReplicaClient({ bucket, path: 'db/my replica', endpoint: proxy.endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test' });
+      const leaseWrites = () => proxy.seen.filter((s) => s.method === 'PUT' && s.url.includes('/lease/lease.json'));
+      const v1 = (await client.writeLease(Buffer.from('one'), undefined))!;
+      expect(leaseWrites().map((s) => s.viaSdk)).toEqual([true]);
+      // Through LeasePut: the conditions hold (a stale version and a second create are refused).
+      const v2 = (await client.writeLease(Buffer.from('two'), v1))!;
+      expect(v2).toMatch(/^".+"$/);
+      expect(await client.writeLease(Buffer.from('stale'), v1)).toBeUndefined();
+      expect(await client.writeLease(Buffer.from('again'), undefined)).toBeUndefined();
+      expect(await client.readLease()).toEqual({ body: Buffer.from('two'), version: v2 });
+      expect(leaseWrites().map((s) => [s.viaSdk, s.status])).toEqual([[true, 200], [false, 200], [false, 412], [false, 412]]);
+      // The key's space was sent encoded as the SDK encodes it, to the same path.
+      expect(new Set(leaseWrites().map((s) => s.url.split('?')[0]))).toEqual(new Set([`/${bucket}/db/my%20replica/lease/lease.json`]));
+      expect(client.requestCounts().PUT).toBe(4);
+
+      // A store that refuses such a request: the same write goes through the SDK, and so do the next ones.
+      proxy.refuseNext();
+      const v3 = (await client.writeLease(Buffer.from('three'), v2))!;
+      expect(await client.readLease()).toEqual({ body: Buffer.from('three'), version: v3 });
+      expect(await client.writeLease(Buffer.from('four'), v3)).toMatch(/^".+"$/);
+      expect(leaseWrites().slice(4).map((s) => [s.viaSdk, s.status])).toEqual([[false, 403], [true, 200], [true, 200]]);
+    } finally {
+      await proxy.close();
+    }
   });
 });

@@ -3,12 +3,13 @@
  * repairShadow cuts a shadow back to its last commit — the two halves of "a SIGKILL at any instruction
  * leaves a shadow that ends at a commit".
  */
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { copyToShadow, cycleFollowsShadow, initShadow, readFrameSaltsSync, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
+import { copyToShadow, cycleFollowsShadow, initShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
+import { WalFile } from '../../../src/shipper/wal-file.js';
 import { WalScanner } from '../../../src/sqlite/wal-format.js';
 
 const dirs: string[] = [];
@@ -36,15 +37,48 @@ function walWithOpenTransaction(rows: number) {
   return { dir, db, walPath, committed: scan.result().committedSize, fileSize: statSync(walPath).size };
 }
 
-describe('readFrameSaltsSync', () => {
+describe('WalFile (the -wal read through one descriptor kept across syncs)', () => {
   it("finds the cycle's salts just past the commit while a transaction is being written, and nothing once it is committed", () => {
     const w = walWithOpenTransaction(50);
-    const salts = readWalHeaderBytesSync(w.walPath)!.subarray(16, 24);
-    expect(readFrameSaltsSync(w.walPath, w.committed)?.equals(salts)).toBe(true);
+    const wal = new WalFile(w.walPath);
+    const salts = wal.header()!.subarray(16, 24);
+    expect(wal.header()?.equals(readWalHeaderBytesSync(w.walPath)!)).toBe(true);
+    expect(wal.frameSalts(w.committed)?.equals(salts)).toBe(true);
     w.db.exec('COMMIT');
     const end = statSync(w.walPath).size;
-    expect(readFrameSaltsSync(w.walPath, end)).toBeUndefined();
+    expect(wal.frameSalts(end)).toBeUndefined();
     w.db.close();
+    wal.close();
+  });
+
+  it('sees the file change in place (emptied, a new header), and follows the path to another file once told its inode', () => {
+    const w = walWithOpenTransaction(5);
+    w.db.exec('COMMIT');
+    // Closing the last connection deletes the WAL: put its bytes back, a file nobody else has open.
+    const bytes = readFileSync(w.walPath);
+    w.db.close();
+    writeFileSync(w.walPath, bytes);
+    const wal = new WalFile(w.walPath);
+    const first = wal.header()!;
+    // Emptied (a TRUNCATE checkpoint) and given another header, on the same inode: read as it is now.
+    truncateSync(w.walPath, 0);
+    expect(wal.header()).toBeUndefined();
+    const other = Buffer.from(first);
+    other.writeUInt32BE(other.readUInt32BE(16) + 1, 16);
+    writeFileSync(w.walPath, other);
+    expect(wal.header()?.equals(other)).toBe(true);
+    // Replaced by another file: the old descriptor stays on the old one until keepOnly is told the new inode.
+    const replacement = join(w.dir, 'replacement');
+    writeFileSync(replacement, first);
+    renameSync(replacement, w.walPath);
+    expect(wal.header()?.equals(other)).toBe(true);
+    wal.keepOnly(statSync(w.walPath, { bigint: true }).ino);
+    expect(wal.header()?.equals(first)).toBe(true);
+    // Gone: nothing to read.
+    rmSync(w.walPath);
+    wal.keepOnly(undefined);
+    expect(wal.header()).toBeUndefined();
+    wal.close();
   });
 });
 

@@ -1,7 +1,6 @@
 /**
- * The lease's conditional PutObject without the SDK's middleware stack: signed here (AWS Signature
- * Version 4) and sent through the S3 client's own request handler (its agents, TLS settings and
- * timeouts).
+ * The lease's conditional PutObject without the SDK's middleware stack: signed with the client's own
+ * SigV4 signer and sent through its own request handler (its agents, TLS settings and timeouts).
  *
  * Why: a replica renews its lease every TTL/3 (10 s by default), for as long as it replicates. Through
  * the SDK each renewal cost ~3 ms of CPU (middleware, endpoint rules, checksums, user agent), which for
@@ -15,7 +14,6 @@
  * name) records nothing, and the lease keeps the SDK's path. Credentials come from the SDK's own
  * provider (cached and refreshed by it), and the SDK's clock-skew correction applies.
  */
-import { createHash, createHmac } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 
@@ -76,15 +74,12 @@ function hasSessionToken(headers: Record<string, string> | undefined): boolean {
   return headers !== undefined && Object.keys(headers).some((h) => h.toLowerCase() === 'x-amz-s3session-token');
 }
 
-/** The signing key of one day, region and secret (HMAC chain), kept for the next request. */
-interface KeyCache {
-  id: string;
-  key: Buffer;
+/** The SDK's own SigV4 signer, as the S3 client resolves it (`config.signer`). */
+export interface LeaseSigner {
+  sign(request: never, opts: { signingDate: Date; signingRegion: string; signingService: string }): Promise<{ headers: Record<string, string> }>;
 }
 
 export class LeasePut {
-  private signingKey: KeyCache | undefined;
-
   constructor(
     private readonly s3: S3Client,
     readonly target: LeaseTarget,
@@ -97,10 +92,10 @@ export class LeasePut {
    */
   async send(body: Buffer, expected: string | undefined, signal?: AbortSignal): Promise<LeasePutAnswer> {
     const { s3, target } = this;
-    const creds = await s3.config.credentials();
+    const signer = (await (s3.config.signer as unknown as () => Promise<LeaseSigner>)());
     // The SDK's correction for a skewed local clock (learnt from the store's answers), as it signs.
     const offset = (s3.config as { systemClockOffset?: number }).systemClockOffset ?? 0;
-    const headers = signLeasePut(target, body, expected, creds, new Date(Date.now() + offset), (secret, day) => this.keyFor(secret, day));
+    const headers = await signLeasePut(signer, target, body, expected, new Date(Date.now() + offset));
     const { response } = await s3.config.requestHandler.handle(
       { method: 'PUT', protocol: target.protocol, hostname: target.hostname, port: target.port, path: target.path, query: {}, headers, body } as never,
       signal ? { abortSignal: signal } : {},
@@ -111,53 +106,24 @@ export class LeasePut {
     if (status >= 200 && status < 300) return { status, etag, code: undefined, message: undefined };
     return { status, etag, code: xmlField(text, 'Code'), message: xmlField(text, 'Message') };
   }
-
-  private keyFor(secret: string, day: string): Buffer {
-    const id = `${day}/${this.target.region}/${sha256Hex(secret)}`;
-    if (this.signingKey?.id !== id) this.signingKey = { id, key: signingKey(secret, day, this.target.region) };
-    return this.signingKey.key;
-  }
 }
 
-/** The signed headers of the lease's PutObject (SigV4, payload signed), `authorization` included. */
-export function signLeasePut(
-  target: LeaseTarget,
-  body: Buffer,
-  expected: string | undefined,
-  creds: { accessKeyId: string; secretAccessKey: string; sessionToken?: string | undefined },
-  date: Date,
-  keyFor: (secret: string, day: string) => Buffer = (secret, day) => signingKey(secret, day, target.region),
-): Record<string, string> {
-  const amzDate = date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
-  const day = amzDate.slice(0, 8);
-  const payloadHash = sha256Hex(body);
+/**
+ * The signed headers of the lease's PutObject, `authorization` included: the request is assembled here
+ * and signed by the SDK's own SigV4 signer (the client's credentials, payload hash in
+ * x-amz-content-sha256, S3's unescaped paths), so no signing is written here.
+ */
+export async function signLeasePut(signer: LeaseSigner, target: LeaseTarget, body: Buffer, expected: string | undefined, date: Date): Promise<Record<string, string>> {
   const headers: Record<string, string> = {
     'content-length': String(body.length),
     'content-type': 'application/json',
     host: target.host,
-    'x-amz-content-sha256': payloadHash,
-    'x-amz-date': amzDate,
   };
   if (expected === undefined) headers['if-none-match'] = '*';
   else headers['if-match'] = expected;
-  if (creds.sessionToken) headers['x-amz-security-token'] = creds.sessionToken;
-  const names = Object.keys(headers).sort();
-  const signedHeaders = names.join(';');
-  const canonical = ['PUT', target.path, '', ...names.map((h) => `${h}:${headers[h]!.trim().replace(/\s+/g, ' ')}`), '', signedHeaders, payloadHash].join('\n');
-  const scope = `${day}/${target.region}/s3/aws4_request`;
-  const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256Hex(canonical)].join('\n');
-  const signature = createHmac('sha256', keyFor(creds.secretAccessKey, day)).update(toSign).digest('hex');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
-  return headers;
-}
-
-function signingKey(secret: string, day: string, region: string): Buffer {
-  const hmac = (key: string | Buffer, data: string) => createHmac('sha256', key).update(data).digest();
-  return hmac(hmac(hmac(hmac(`AWS4${secret}`, day), region), 's3'), 'aws4_request');
-}
-
-function sha256Hex(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  const request = { method: 'PUT', protocol: target.protocol, hostname: target.hostname, port: target.port, path: target.path, query: {}, headers, body };
+  const signed = await signer.sign(request as never, { signingDate: date, signingRegion: target.region, signingService: 's3' });
+  return signed.headers;
 }
 
 function headerOf(headers: Record<string, string>, name: string): string | undefined {

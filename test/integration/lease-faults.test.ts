@@ -88,8 +88,9 @@ describe.each(BACKENDS)('lease on $name when replies are lost or the store is do
     return { l, log };
   };
 
-  // The rule is ReplicaLease's, the same for every backend: on one of them.
-  it.runIf(backend.name === 's3')('an acquisition whose reply was lost is completed at the next look, not waited for as someone else\'s', async () => {
+  // The rule is ReplicaLease's, the same for every backend: defined for one of them only (not reported
+  // as skipped on the others).
+  if (backend.name === 's3') it('an acquisition whose reply was lost is completed at the next look, not waited for as someone else\'s', async () => {
     const { proxy, viaProxy, direct } = await setup();
     const { l, log } = lease(viaProxy, 'aaaa');
     proxy.loseReplies(leaseWrite, 1);

@@ -16,7 +16,6 @@ import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError } from './cloud-error.js';
 import { ReplicaLayout, isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
-import { probeConditionalWrites } from './lease-probe.js';
 
 import type { Pos } from '../pos.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
@@ -278,34 +277,21 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
     }
   }
 
-  writeLease(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
-    return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
-  }
+  protected readonly leaseConditions = { bogusVersion: '"0x0000000000000000"', create: 'If-None-Match: *', replace: 'If-Match' };
 
-  probeLease(opts?: OpOptions): Promise<void> {
-    return probeConditionalWrites({
-      type: this.type,
-      location: this.location,
-      keyFor: (id) => this.layout.leaseProbeKey(id),
-      bogusVersion: '"0x0000000000000000"',
-      createCondition: 'If-None-Match: *',
-      replaceCondition: 'If-Match',
-      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
-      remove: async (key, signal) => {
-        const c = await this.client();
-        await retryStalled(this.idleMs, STALL_TRIES, signal, (guard) => {
-          this.counts.add('DELETE');
-          return c.getBlobClient(key).deleteIfExists({ abortSignal: guard.signal });
-        });
-      },
-    }, opts?.signal);
+  protected async removeProbe(key: string, signal?: AbortSignal): Promise<void> {
+    const c = await this.client();
+    await retryStalled(this.idleMs, STALL_TRIES, signal, (guard) => {
+      this.counts.add('DELETE');
+      return c.getBlobClient(key).deleteIfExists({ abortSignal: guard.signal });
+    });
   }
 
   /**
    * One Put Blob (never staged blocks) with If-None-Match: * (create only) or If-Match: <ETag>
    * (replace only that version), sent once, under a stall guard (a stalled try is not tried again).
    */
-  private async conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
+  protected async conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
     const blob = (await this.leaseClient()).getBlockBlobClient(key);
     const guard = new StallGuard(this.idleMs, opts?.signal);
     this.counts.add('PUT');

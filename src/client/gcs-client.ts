@@ -20,7 +20,6 @@ import { describeCloudError } from './cloud-error.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
 import { ReplicaLayout, isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
-import { probeConditionalWrites } from './lease-probe.js';
 
 import type { Pos } from '../pos.js';
 import { guardBody } from './stall-guard.js';
@@ -297,24 +296,11 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
     return { body: Buffer.concat(chunks), version: generation };
   }
 
-  writeLease(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
-    return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
-  }
+  // Generations are timestamps in microseconds: 1 was never one.
+  protected readonly leaseConditions = { bogusVersion: '1', create: 'ifGenerationMatch=0', replace: 'ifGenerationMatch=<generation>' };
 
-  probeLease(opts?: OpOptions): Promise<void> {
-    return probeConditionalWrites({
-      type: this.type,
-      location: this.location,
-      keyFor: (id) => this.layout.leaseProbeKey(id),
-      // Generations are timestamps in microseconds: 1 was never one.
-      bogusVersion: '1',
-      createCondition: 'ifGenerationMatch=0',
-      replaceCondition: 'ifGenerationMatch=<generation>',
-      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
-      remove: async (key, signal) => {
-        await abandonOn(signal, (await this.bucket()).file(key).delete({ ignoreNotFound: true }));
-      },
-    }, opts?.signal);
+  protected async removeProbe(key: string, signal?: AbortSignal): Promise<void> {
+    await abandonOn(signal, (await this.bucket()).file(key).delete({ ignoreNotFound: true }));
   }
 
   /**
@@ -322,7 +308,7 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
    * ifGenerationMatch: 0 (create only) or the expected generation (replace only that one), sent once.
    * `signal` abandons the wait (the SDK's save takes none); the outcome then counts as failed.
    */
-  private async conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
+  protected async conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
     const file = (await this.leaseBucket()).file(key);
     this.counts.add('PUT');
     try {

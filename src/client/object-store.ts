@@ -1,11 +1,13 @@
 /**
  * What the s3, gcs and abs backends share: turning a store's object listing into Litestream positions,
- * and addressing snapshots and segments by key. A backend supplies the store's own calls (list the
- * objects under a prefix, delete keys) and its URL scheme for messages.
+ * addressing snapshots and segments by key, and the lease's write and start-up probe. A backend supplies
+ * the store's own calls (list the objects under a prefix, delete keys, one conditional write, delete a
+ * probe object), its URL scheme and its conditions' names for messages.
  */
 import { posix } from 'node:path';
 import { parseSnapshotName, parseWalSegmentName, type ReplicaLayout } from '../layout.js';
 import type { Pos } from '../pos.js';
+import { probeConditionalWrites } from './lease-probe.js';
 import type { OpOptions, SnapshotInfo, WalSegmentInfo } from './replica-client.js';
 
 export interface StoredObject {
@@ -26,6 +28,35 @@ export abstract class ObjectStoreClient {
   protected abstract listObjects(prefix: string, opts?: OpOptions): Promise<StoredObject[]>;
   /** Deletes keys; a key that is not there is not an error. */
   protected abstract deleteKeys(keys: string[], opts?: OpOptions): Promise<void>;
+  /**
+   * One conditional write of `key`, sent once: create only (`expected` undefined) or replace only that
+   * version. The new version, or undefined when the condition failed (nothing written).
+   */
+  protected abstract conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined>;
+  /** Deletes a lease probe object, unconditionally. */
+  protected abstract removeProbe(key: string, signal?: AbortSignal): Promise<void>;
+  /** For the probe (lease-probe.ts): a version the store never gives out, and its conditions' names. */
+  protected abstract readonly leaseConditions: { bogusVersion: string; create: string; replace: string };
+  abstract readonly type: string;
+  abstract readonly location: string;
+
+  writeLease(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
+    return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
+  }
+
+  probeLease(opts?: OpOptions): Promise<void> {
+    const c = this.leaseConditions;
+    return probeConditionalWrites({
+      type: this.type,
+      location: this.location,
+      keyFor: (id) => this.layout.leaseProbeKey(id),
+      bogusVersion: c.bogusVersion,
+      createCondition: c.create,
+      replaceCondition: c.replace,
+      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
+      remove: (key, signal) => this.removeProbe(key, signal),
+    }, opts?.signal);
+  }
 
   async *snapshots(generation: string, opts?: OpOptions): AsyncIterable<SnapshotInfo> {
     const out: SnapshotInfo[] = [];

@@ -12,7 +12,6 @@ import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError, withErrorContext } from './cloud-error.js';
 import { ReplicaLayout, isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
-import { probeConditionalWrites } from './lease-probe.js';
 import { LeasePut, recordLeaseTarget } from './s3-lease-put.js';
 
 import type { Pos } from '../pos.js';
@@ -283,24 +282,11 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     }
   }
 
-  writeLease(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
-    return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
-  }
+  protected readonly leaseConditions = { bogusVersion: '"00000000000000000000000000000000"', create: 'If-None-Match: *', replace: 'If-Match' };
 
-  probeLease(opts?: OpOptions): Promise<void> {
-    return probeConditionalWrites({
-      type: this.type,
-      location: this.location,
-      keyFor: (id) => this.layout.leaseProbeKey(id),
-      bogusVersion: '"00000000000000000000000000000000"',
-      createCondition: 'If-None-Match: *',
-      replaceCondition: 'If-Match',
-      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
-      remove: async (key, signal) => {
-        const { s3, sdk } = await this.sdk();
-        await s3.send(new sdk.DeleteObjectCommand({ Bucket: this.opts.bucket, Key: key }), { abortSignal: signal });
-      },
-    }, opts?.signal);
+  protected async removeProbe(key: string, signal?: AbortSignal): Promise<void> {
+    const { s3, sdk } = await this.sdk();
+    await s3.send(new sdk.DeleteObjectCommand({ Bucket: this.opts.bucket, Key: key }), { abortSignal: signal });
   }
 
   /**
@@ -308,7 +294,7 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
    * If-None-Match: * (create only) or If-Match: <ETag> (replace only that version), sent once. The ETag
    * comes back quoted and is passed back verbatim.
    */
-  private async conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
+  protected async conditionalPut(key: string, body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
     const { s3, sdk } = await this.leaseSdk();
     let out: { ETag?: string | undefined };
     try {

@@ -19,7 +19,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { findRoot } from './lib/root.js';
+import { findRoot, median } from './lib/shared.js';
 
 interface Triple {
   p50: number;
@@ -38,12 +38,6 @@ interface Sample {
 type Mode = 'none' | 'ours' | 'inline';
 const NAMES: Record<Mode, string> = { none: 'no replication', ours: 'stn-replicate embedded', inline: 'in-process (inline)' };
 const TARGET = { p99PlusMs: 1, maxPlusMs: 5 };
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function main(): void {
   const { values } = parseArgs({

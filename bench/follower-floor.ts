@@ -19,8 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDb, runApp, writeApp } from './lib/replicate-app.js';
-import { cleanEnv } from './lib/replicate-proc.js';
-import { findRoot } from './lib/root.js';
+import { cleanEnv, findRoot, median } from './lib/shared.js';
 
 type Variant = 'alone' | 'hold' | 'copy';
 const VARIANTS: Variant[] = ['alone', 'hold', 'copy'];
@@ -61,11 +60,6 @@ function startFollower(script: string, dbPath: string, mode: Variant): Promise<C
     child.once('error', reject);
     child.stdout.once('data', () => resolve(child));
   });
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 async function main(): Promise<void> {

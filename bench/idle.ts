@@ -35,12 +35,12 @@ import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
-import { pickTimer, procCpuSeconds, litestreamVersion, TimedReplicator, type Timer, type Tool } from './lib/replicate-proc.js';
+import { procCpuSeconds, TimedReplicator, type Tool } from './lib/replicate-proc.js';
 import { RequestLog } from './lib/request-log.js';
-import { findRoot } from './lib/root.js';
 import { s3Config } from './lib/s3-replica.js';
 import { KINDS, replicationTotalOf, totalOf, zeroCounts, type KindCounts, type S3Request } from './lib/s3-requests.js';
 import { createBucket, startS3Server } from './lib/s3-server.js';
+import { findRoot, litestreamVersion, pickTimer, table, type Timer } from './lib/shared.js';
 
 const TOOLS: Tool[] = ['ours', 'litestream'];
 const NAMES: Record<Tool, string> = { ours: 'stn-replicate', litestream: 'litestream v0.3.13' };
@@ -173,12 +173,6 @@ async function idleRun(ctx: Ctx, tool: Tool): Promise<ToolResult> {
   const asked = (t: string) => ctx.noLease && /replicating without a lease/.test(t);
   result.warnOrErrorLines = rep.lines.map((l) => l.text).filter((t) => /level=(WARN|ERROR)|\bpanic\b/i.test(t) && !asked(t)).slice(0, 10);
   return result;
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].map((l) => `  ${l}`).join('\n');
 }
 
 const f = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(d));

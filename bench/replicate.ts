@@ -25,29 +25,17 @@
  * Litestream and the row count checked. Prints the report and writes it, with every sample, to
  * bench/out/replicate-<timestamp>.json. (Event-loop delay does not apply: the app is a separate process.)
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { ageConfigLines, newAgeKeys } from './lib/age-replica.js';
 import { countRows, createDb, ROWS_PER_TX, runApp, writeApp, SCHEMA } from './lib/replicate-app.js';
-import {
-  cleanEnv,
-  litestreamBin,
-  litestreamVersion,
-  pickTimer,
-  procCpuSeconds,
-  SegmentWatcher,
-  TimedReplicator,
-  writeConfig,
-  type Timer,
-  type Tool,
-  type Usage,
-} from './lib/replicate-proc.js';
+import { procCpuSeconds, SegmentWatcher, TimedReplicator, writeConfig, type Tool, type Usage } from './lib/replicate-proc.js';
+import { cleanEnv, findRoot, litestreamBin, litestreamVersion, median, pickTimer, table, type Timer } from './lib/shared.js';
 
 type Variant = 'baseline' | Tool;
 const NAMES: Record<Variant, string> = { baseline: 'no replicator', ours: 'stn-replicate', litestream: 'litestream v0.3.13' };
@@ -62,23 +50,8 @@ const REF = {
 };
 const TARGET = { p1Ratio: 0.9, p2p50Ms: 20, p2p90Ms: 50 };
 
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) || !existsSync(join(dir, 'bin', 'stn-replicate.js'))) {
-    if (dirname(dir) === dir) throw new Error('cannot find the stn-replicate repository root');
-    dir = dirname(dir);
-  }
-  return dir;
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 /** Nearest-rank percentile. */
 function percentile(xs: number[], p: number): number {
@@ -364,12 +337,6 @@ function loggedErrors(p1: P1Sample[], p2: P2Result[]): string[] {
   for (const s of p1) if (s.variant !== 'baseline' && s.log) add(`P1 run ${s.run + 1}`, s.variant, s.log.warnOrError);
   for (const r of p2) if (r.log) add('P2', r.tool, r.log.warnOrError);
   return [...groups].map(([k, where]) => `${k}  [${where.join(', ')}]`);
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].map((l) => `  ${l}`).join('\n');
 }
 
 const f = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(d));

@@ -36,14 +36,13 @@ import { parseArgs } from 'node:util';
 import { contentDigest } from './lib/digest.js';
 import { ageConfigLines, encryptReplica, newAgeKeys, type AgeKeys } from './lib/age-replica.js';
 import { buildFixture, fixturePaths, loadFixture, PROFILES, replicaStats, type FixtureProfile, type Manifest } from './lib/fixture.js';
-import { cleanEnv, litestreamBin, litestreamVersion } from './lib/litestream.js';
-import { measure, pickTimer, run, type Command, type Sample } from './lib/measure.js';
-import { findRoot } from './lib/root.js';
+import { measure, run, type Command, type Sample } from './lib/measure.js';
 import { formatReport, ratios, stats, type Report, type Role, type S3Info, type VariantResult } from './lib/report.js';
 import { S3ServerChild } from './lib/s3-child.js';
 import { createBucket } from './lib/s3-server.js';
 import { s3Config, uploadReplica, verifyReplica, type S3Target } from './lib/s3-replica.js';
 import { totalOf, type KindCounts } from './lib/s3-requests.js';
+import { cleanEnv, findRoot, litestreamBin, litestreamVersion, pickTimer } from './lib/shared.js';
 
 interface Variant {
   name: string;
@@ -142,7 +141,7 @@ async function main(): Promise<void> {
   if (latencyMs > 0 && backend !== 's3') throw new Error('--latency-ms needs --backend s3');
   const onlyLitestream = values['only-litestream'] || process.env.STN_BENCH_ONLY_LITESTREAM === '1';
   const timer = pickTimer(values.timer);
-  const env = cleanEnv();
+  const env = cleanEnv({ LANG: 'C' });
 
   const root = findRoot();
   const outDir = join(root, 'bench', 'out');

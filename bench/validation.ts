@@ -25,8 +25,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
-import { cleanEnv, litestreamVersion, pickTimer, TimedReplicator, type Tool } from './lib/replicate-proc.js';
-import { findRoot } from './lib/root.js';
+import { TimedReplicator, type Tool } from './lib/replicate-proc.js';
+import { cleanEnv, findRoot, litestreamVersion, pickTimer } from './lib/shared.js';
 
 const TOOLS: Tool[] = ['ours', 'litestream'];
 const NAMES: Record<Tool, string> = { ours: 'stn-replicate', litestream: 'litestream v0.3.13' };

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
+import { onLines } from '../bench/lib/shared.js';
 
 const SETPRIV = '/usr/bin/setpriv';
 
@@ -45,20 +46,8 @@ export class Proc {
       child.once('close', (code, signal) => this.finish({ code, signal }, resolve));
     });
     for (const stream of [child.stdout, child.stderr]) {
-      let buf = '';
-      stream?.on('data', (d: Buffer) => {
-        this.log?.write(d);
-        buf += d.toString();
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) !== -1) {
-          this.line(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-        }
-      });
-      stream?.on('end', () => {
-        if (buf !== '') this.line(buf);
-        buf = '';
-      });
+      stream?.on('data', (d: Buffer) => this.log?.write(d));
+      onLines(stream, (l) => this.line(l));
     }
     child.stdin?.on('error', () => undefined); // writing to a process that just died is not an error here
   }

@@ -12,8 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startAbsServer, type AbsServer } from '../bench/lib/abs-server.js';
-import { litestreamBin } from '../bench/lib/litestream.js';
-import { findRoot } from '../bench/lib/root.js';
+import { cleanEnv, findRoot, litestreamBin } from '../bench/lib/shared.js';
 import { startS3Server, type S3Server } from '../bench/lib/s3-server.js';
 import { runRound } from './harness.js';
 import { mixSeed, Rng } from './random.js';
@@ -55,7 +54,7 @@ const replicator = resolveReplicator(args.replicator, tools);
 const rootDir = resolve(args.dir ?? join(tmpdir(), `stn-torture-${replicator.name}-${seed}`));
 mkdirSync(rootDir, { recursive: true });
 const jsonPath = resolve(args.json ?? join(rootDir, 'summary.json'));
-const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', LANG: 'C' };
+const env = cleanEnv({ LANG: 'C' });
 
 /** Round i: seed (round 0 has the run's seed, so `--seed X --rounds 1` replays any round) and backend. */
 function roundOf(i: number): { seed: number; backend: Backend } {

@@ -13,7 +13,8 @@ import { basename, dirname, join, relative } from 'node:path';
 import Database from 'better-sqlite3';
 import { RowGenerator, SCHEMA, TABLE, rowBytes } from './data.js';
 import { contentDigest, type Digest } from './digest.js';
-import { Replicator, cleanEnv, litestreamBin, litestreamVersion } from './litestream.js';
+import { Replicator } from './litestream.js';
+import { cleanEnv, litestreamBin, litestreamVersion } from './shared.js';
 
 /** Bump when the workload or layout changes, so old caches are rebuilt. */
 const FIXTURE_FORMAT = 5;
@@ -211,7 +212,7 @@ export async function buildFixture(p: FixturePaths, pr: FixtureProfile, log: (s:
 
   const digest = contentDigest(p.db);
   const check = join(p.dir, 'verify', 'db');
-  const r = spawnSync(litestreamBin(), ['restore', '-o', check, `file://${p.replica}`], { env: cleanEnv(), encoding: 'utf8' });
+  const r = spawnSync(litestreamBin(), ['restore', '-o', check, `file://${p.replica}`], { env: cleanEnv({ LANG: 'C' }), encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`litestream restore of the new fixture failed:\n${r.stderr}`);
   const restored = contentDigest(check);
   rmSync(dirname(check), { recursive: true, force: true });

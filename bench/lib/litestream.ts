@@ -1,31 +1,10 @@
 /**
- * The real Litestream v0.3.13 binary, as the fixture writer and as the baseline restore.
- *
- * Self-contained on purpose: the test helpers under test/ change with the test suite, and a benchmark
- * that breaks whenever a test helper is refactored is a benchmark nobody runs.
+ * The real Litestream v0.3.13 binary as the restore bench's fixture writer (its binary, version and
+ * environment are in ./shared.js).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-
-export function litestreamBin(): string {
-  const pkg = createRequire(import.meta.url).resolve('@flydotio/litestream-linux-x64/package.json');
-  return join(dirname(pkg), 'litestream');
-}
-
-export function litestreamVersion(): string {
-  const r = spawnSync(litestreamBin(), ['version'], { encoding: 'utf8', env: cleanEnv() });
-  return r.stdout.trim();
-}
-
-/**
- * Every child (Litestream, our CLI, cp) gets the same minimal environment: no AWS_* or LITESTREAM_*
- * from the host can change what is restored from where, and both tools see identical settings.
- */
-export function cleanEnv(): Record<string, string> {
-  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', LANG: 'C' };
-}
+import { cleanEnv, litestreamBin, onLines } from './shared.js';
 
 export interface ReplicateOptions {
   dbPath: string;
@@ -45,18 +24,12 @@ export class Replicator {
   private readonly listeners = new Set<() => void>();
 
   private constructor(private readonly child: ChildProcess) {
-    let buf = '';
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        this.lines.push(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-      }
+    const onLine = (line: string) => {
+      this.lines.push(line);
       for (const l of this.listeners) l();
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    onLines(child.stdout, onLine);
+    onLines(child.stderr, onLine);
     this.exited = new Promise((resolve) =>
       child.on('exit', (code) => {
         this.exitCode = code;
@@ -82,7 +55,7 @@ export class Replicator {
     ].join('\n');
     writeFileSync(o.configPath, yml);
     const child = spawn(litestreamBin(), ['replicate', '-config', o.configPath], {
-      env: cleanEnv(),
+      env: cleanEnv({ LANG: 'C' }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     return new Replicator(child);

@@ -6,11 +6,10 @@
  * resource.getrusage(RUSAGE_CHILDREN), which on Linux reports the same wait4() figures.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-
-export type Timer = 'gnu-time' | 'python';
+import type { Timer } from './shared.js';
 
 export interface Sample {
   seconds: number;
@@ -20,12 +19,6 @@ export interface Sample {
 export interface Command {
   cmd: string;
   args: string[];
-}
-
-export function pickTimer(wanted: string | undefined): Timer {
-  if (wanted === 'python' || wanted === 'gnu-time') return wanted;
-  if (wanted !== undefined && wanted !== 'auto') throw new Error(`--timer must be auto, gnu-time or python, not ${wanted}`);
-  return existsSync('/usr/bin/time') ? 'gnu-time' : 'python';
 }
 
 // Wall time around subprocess.run; RUSAGE_CHILDREN's ru_maxrss is the largest (here: only) child, in KiB.

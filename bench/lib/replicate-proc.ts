@@ -2,38 +2,16 @@
  * Replicator processes for `bench:replicate`: our CLI or the real Litestream, each run under a public
  * resource timer (GNU time, or Python's resource module) so both are measured the same way from outside.
  *
- * Self-contained on purpose (like the restore bench): the test helpers under test/ change with the test
- * suite, and they cannot wrap the replicator in a timer.
+ * Every child gets PATH and HOME only (shared.ts's cleanEnv): no AWS_ or LITESTREAM_ variables from
+ * the host, identical for both tools.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { cleanEnv, litestreamBin, onLines, type Timer } from './shared.js';
 
-export type Timer = 'gnu-time' | 'python';
 export type Tool = 'ours' | 'litestream';
-
-export function litestreamBin(): string {
-  const pkg = createRequire(import.meta.url).resolve('@flydotio/litestream-linux-x64/package.json');
-  return join(dirname(pkg), 'litestream');
-}
-
-/** Every child gets PATH and HOME only: no AWS_ or LITESTREAM_ variables from the host, identical for both tools. */
-export function cleanEnv(): Record<string, string> {
-  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
-}
-
-export function litestreamVersion(): string {
-  const r = spawnSync(litestreamBin(), ['version'], { encoding: 'utf8', env: cleanEnv() });
-  return (r.stdout || r.stderr || '').trim();
-}
-
-export function pickTimer(wanted: string | undefined): Timer {
-  if (wanted === 'python' || wanted === 'gnu-time') return wanted;
-  if (wanted !== undefined && wanted !== 'auto') throw new Error(`--timer must be auto, gnu-time or python, not ${wanted}`);
-  return existsSync('/usr/bin/time') ? 'gnu-time' : 'python';
-}
 
 export interface ConfigOptions {
   dbPath: string;
@@ -140,19 +118,12 @@ export class TimedReplicator {
     private readonly child: ChildProcess,
     private readonly timeFile: string,
   ) {
-    let buf = '';
-    const onData = (d: Buffer) => {
-      const t = performance.now();
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        this.lines.push({ t, text: buf.slice(0, nl) });
-        buf = buf.slice(nl + 1);
-      }
+    const onLine = (text: string) => {
+      this.lines.push({ t: performance.now(), text });
       for (const l of this.listeners) l();
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    onLines(child.stdout, onLine);
+    onLines(child.stderr, onLine);
     this.exited = new Promise((resolve) =>
       child.on('exit', (code) => {
         this.exitCode = code;

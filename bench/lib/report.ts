@@ -3,7 +3,8 @@
  * sample, so runs on different days or machines can be compared without re-parsing text.
  */
 import type { Manifest } from './fixture.js';
-import type { Sample, Timer } from './measure.js';
+import type { Sample } from './measure.js';
+import type { Timer } from './shared.js';
 import { KINDS, totalOf, type KindCounts } from './s3-requests.js';
 import type { UploadResult } from './s3-replica.js';
 

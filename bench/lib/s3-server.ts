@@ -20,7 +20,7 @@ import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { buildApp } from 'fauxqs';
-import { findRoot } from './root.js';
+import { findRoot } from './shared.js';
 import { classify, type S3Request } from './s3-requests.js';
 
 export interface S3ServerOptions {

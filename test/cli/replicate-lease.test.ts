@@ -22,12 +22,13 @@ import { collect, type LeaseCapableClient } from '../../src/client/replica-clien
 import { S3ReplicaClient } from '../../src/client/s3-client.js';
 import { startReplicator } from '../helpers/cloud-oracle.js';
 import { runCli } from '../helpers/cli.js';
-import { LoggedProcess, oracleEnv, runLitestream } from '../helpers/oracle.js';
+import { cleanEnv, stnReplicateBin } from '../../bench/lib/shared.js';
+import { LoggedProcess, runLitestream } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb, rowCount } from '../helpers/source-db.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
 import { createBucket } from '../servers/s3-server.js';
 
-const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
+const bin = stnReplicateBin();
 const bootApp = join(import.meta.dirname, '..', 'helpers', 'boot-app.cjs');
 const dirs: string[] = [];
 const procs: LoggedProcess[] = [];
@@ -118,7 +119,7 @@ function config(dir: string, name: string, dbPath: string, target: Target): stri
 }
 
 function start(args: string[], env: Record<string, string> = {}): Instance {
-  const p = new Instance('', spawn(process.execPath, [bin, 'replicate', ...args], { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
+  const p = new Instance('', spawn(process.execPath, [bin, 'replicate', ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
   procs.push(p);
   return p;
 }

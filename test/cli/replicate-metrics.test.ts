@@ -16,7 +16,8 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { writeFromProcess } from '../helpers/app-process.js';
 import { runBin, spawnBin } from '../helpers/cli.js';
 import { freePort } from '../helpers/free-port.js';
-import { LoggedProcess, litestreamBin, oracleEnv } from '../helpers/oracle.js';
+import { cleanEnv, litestreamBin } from '../../bench/lib/shared.js';
+import { LoggedProcess } from '../helpers/oracle.js';
 import { sqliteOnce } from '../helpers/sqlite-cli.js';
 import { SOURCE_SCHEMA } from '../helpers/source-db.js';
 import { startFaultProxy } from '../servers/fault-proxy.js';
@@ -266,7 +267,7 @@ describe('replicate with addr: /metrics and /healthz', () => {
       writeFileSync(config, s3Config({ addr: `127.0.0.1:${port}`, dbPath, bucket, endpoint }));
       const p =
         tool === 'litestream'
-          ? new LoggedProcess(config, spawn(litestreamBin(), ['replicate', '-config', config], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] }))
+          ? new LoggedProcess(config, spawn(litestreamBin(), ['replicate', '-config', config], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] }))
           : spawnBin(['replicate', '-config', config]);
       procs.push(p);
       await p.waitForLog(/msg="snapshot written"|snapshot written/);

@@ -11,11 +11,12 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { holdWriteLock, sqliteCli, writeFromProcess } from '../helpers/app-process.js';
-import { LoggedProcess, oracleEnv, runLitestream } from '../helpers/oracle.js';
+import { cleanEnv, stnReplicateBin } from '../../bench/lib/shared.js';
+import { LoggedProcess, runLitestream } from '../helpers/oracle.js';
 import { contentDigest, rowCount } from '../helpers/source-db.js';
 
 const require = createRequire(import.meta.url);
-const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
+const bin = stnReplicateBin();
 const dirs: string[] = [];
 const procs: LoggedProcess[] = [];
 const undo: (() => void)[] = [];
@@ -30,7 +31,7 @@ function tmp(): string {
   return d;
 }
 function spawnStn(args: string[]): LoggedProcess {
-  const child = spawn(process.execPath, [bin, ...args], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [bin, ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   const p = new LoggedProcess('', child);
   procs.push(p);
   return p;

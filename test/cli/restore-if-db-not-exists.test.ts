@@ -12,11 +12,12 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { freePort } from '../helpers/free-port.js';
-import { LoggedProcess, oracleEnv, runLitestream } from '../helpers/oracle.js';
+import { cleanEnv, stnReplicateBin } from '../../bench/lib/shared.js';
+import { LoggedProcess, runLitestream } from '../helpers/oracle.js';
 import { contentDigest } from '../helpers/source-db.js';
 import { spawn } from 'node:child_process';
 
-const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
+const bin = stnReplicateBin();
 const bootApp = join(import.meta.dirname, '..', 'helpers', 'boot-app.cjs');
 const dirs: string[] = [];
 const procs: LoggedProcess[] = [];
@@ -34,7 +35,7 @@ function tmp(): string {
 async function boot(args: string[], dbPath: string, n: number, dir: string): Promise<{ code: number | null; log: string; seen?: { boot: number; n: number }[] }> {
   const seenFile = join(dir, `seen-${n}.json`);
   const app = `${process.execPath} ${bootApp} ${dbPath} ${n} ${seenFile}`;
-  const p = new LoggedProcess('', spawn(process.execPath, [bin, 'replicate', '-restore-if-db-not-exists', '-exec', app, ...args], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] }));
+  const p = new LoggedProcess('', spawn(process.execPath, [bin, 'replicate', '-restore-if-db-not-exists', '-exec', app, ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] }));
   procs.push(p);
   const code = await p.exit;
   const seen = existsSync(seenFile) ? (JSON.parse(readFileSync(seenFile, 'utf8')) as { boot: number; n: number }[]) : undefined;
@@ -215,7 +216,7 @@ describe('replicate -restore-if-db-not-exists', () => {
         const p = new LoggedProcess(
           '',
           spawn(process.execPath, [bin, 'replicate', '-restore-if-db-not-exists', '-exec', `${process.execPath} ${bootApp} ${dbPath} 3 ${seenFile}`, '-config', stalled], {
-            env: oracleEnv(),
+            env: cleanEnv(),
             stdio: ['ignore', 'pipe', 'pipe'],
           }),
         );

@@ -1,10 +1,10 @@
 /** Runs the stn-replicate CLI in process, capturing its output. */
 import { spawn } from 'node:child_process';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { main } from '../../src/cli/main.js';
-import { LoggedProcess, oracleEnv } from './oracle.js';
+import { cleanEnv, stnReplicateBin } from '../../bench/lib/shared.js';
+import { LoggedProcess } from './oracle.js';
 
 export interface CliResult {
   code: number;
@@ -30,7 +30,7 @@ export async function runCli(args: string[], opts: { env?: Record<string, string
 
 /** The built binary as a child process (for exit codes and stdio as a user sees them). */
 export function runBin(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<CliResult> {
-  const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
+  const bin = stnReplicateBin();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], { cwd: opts.cwd, env: { PATH: process.env.PATH ?? '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -47,6 +47,6 @@ export function runBin(args: string[], opts: { env?: Record<string, string>; cwd
  * environment is minimal (oracleEnv) plus `env`.
  */
 export function spawnBin(args: string[], env: Record<string, string> = {}): LoggedProcess {
-  const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
-  return new LoggedProcess('', spawn(process.execPath, [bin, ...args], { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
+  const bin = stnReplicateBin();
+  return new LoggedProcess('', spawn(process.execPath, [bin, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
 }

@@ -5,12 +5,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { expect } from 'vitest';
 import { runCli } from './cli.js';
 import { mixedWrite, waitForUpload } from './fixtures.js';
-import { LoggedProcess, litestreamBin, oracleEnv, parseTable, runLitestream } from './oracle.js';
+import { cleanEnv, litestreamBin, stnReplicateBin } from '../../bench/lib/shared.js';
+import { LoggedProcess, parseTable, runLitestream } from './oracle.js';
 import { pollsOf } from './shipper-polls.js';
 import { contentDigest, openSourceDb, textOf } from './source-db.js';
 import type { FaultMode } from '../servers/fault-proxy.js';
@@ -18,7 +18,7 @@ import { collect, type ReplicaClient } from '../../src/client/replica-client.js'
 import { startReplication } from '../../src/replication.js';
 import type { AgeOptions } from '../../src/replica/object-codec.js';
 
-const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
+const bin = stnReplicateBin();
 
 export type Tool = 'ours' | 'litestream';
 
@@ -27,7 +27,7 @@ export type ToolEnv = Record<string, string>;
 
 export function startReplicator(tool: Tool, config: string, env: ToolEnv = {}): LoggedProcess {
   const [cmd, args] = tool === 'ours' ? [process.execPath, [bin, 'replicate', '-config', config]] : [litestreamBin(), ['replicate', '-config', config]];
-  return new LoggedProcess(config, spawn(cmd, args as string[], { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
+  return new LoggedProcess(config, spawn(cmd, args as string[], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 /** Replicates `writes` varied transactions with `tool`, waiting for each upload; returns the source digest. */

@@ -7,20 +7,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { cleanEnv, litestreamBin, onLines, stnReplicateBin } from '../../bench/lib/shared.js';
 import { integrityErrors } from './source-db.js';
-
-export function litestreamBin(): string {
-  const pkg = createRequire(import.meta.url).resolve('@flydotio/litestream-linux-x64/package.json');
-  return join(dirname(pkg), 'litestream');
-}
-
-/** A minimal environment: never let the oracle inherit cloud credentials from the host. */
-export function oracleEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...extra };
-}
 
 export interface ReplicatorOptions {
   dbPath: string;
@@ -81,24 +71,14 @@ export class LoggedProcess {
     protected readonly child: ChildProcess,
   ) {
     this.exit = new Promise((r) => child.once('exit', (code) => r(code)));
-    let buf = '';
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        this.lines.push(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        this.check();
-      }
+    child.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    const onLine = (line: string) => {
+      this.lines.push(line);
+      this.check();
     };
-    child.stdout!.on('data', (d: Buffer) => {
-      this.stdout += d.toString();
-      onData(d);
-    });
-    child.stderr!.on('data', (d: Buffer) => {
-      this.stderr += d.toString();
-      onData(d);
-    });
+    onLines(child.stdout, onLine);
+    onLines(child.stderr, onLine);
     child.on('exit', (code) => {
       this.exited = code;
       for (const w of this.waiters.splice(0)) w.reject(new Error(`litestream exited (${code}) while waiting for ${w.re}:\n${this.tail()}`));
@@ -172,7 +152,7 @@ export class LoggedProcess {
 export class LitestreamReplicator extends LoggedProcess {
   static start(o: ReplicatorOptions): LitestreamReplicator {
     const configPath = writeLitestreamConfig(o);
-    const child = spawn(litestreamBin(), ['replicate', '-config', configPath], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(litestreamBin(), ['replicate', '-config', configPath], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     return new LitestreamReplicator(configPath, child);
   }
 }
@@ -180,8 +160,8 @@ export class LitestreamReplicator extends LoggedProcess {
 /** `stn-replicate replicate -config …` (the built binary) with the same config as the oracle's. */
 export function startStnReplicator(o: ReplicatorOptions): LoggedProcess {
   const configPath = writeLitestreamConfig(o);
-  const bin = join(import.meta.dirname, '..', '..', 'bin', 'stn-replicate.js');
-  const child = spawn(process.execPath, [bin, 'replicate', '-config', configPath], { env: oracleEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const bin = stnReplicateBin();
+  const child = spawn(process.execPath, [bin, 'replicate', '-config', configPath], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   return new LoggedProcess(configPath, child);
 }
 
@@ -214,7 +194,7 @@ export async function runLitestream(args: string[], env: Record<string, string> 
 
 function runLitestreamRaw(args: string[], env: Record<string, string>): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(litestreamBin(), args, { env: oracleEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(litestreamBin(), args, { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

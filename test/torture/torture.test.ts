@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { litestreamBin } from '../../bench/lib/litestream.js';
+import { cleanEnv, litestreamBin } from '../../bench/lib/shared.js';
 import { runRound } from '../../torture/harness.js';
 import { resolveReplicator } from '../../torture/replicator.js';
 import type { Backend } from '../../torture/store.js';
@@ -46,7 +46,7 @@ describe(`torture, short profile (seed ${seed})`, () => {
         tools,
         appJs,
         servers: { s3Endpoint: inject('s3Endpoint'), absEndpoint: inject('absEndpoint') },
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', LANG: 'C' },
+        env: cleanEnv({ LANG: 'C' }),
         asRoot: process.getuid?.() === 0,
         keep: false,
         plan: { calmCheckpoints: true },

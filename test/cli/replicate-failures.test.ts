@@ -6,30 +6,24 @@
  * so nothing is replicated and the application is not started (exit 1).
  */
 import { createRequire } from 'node:module';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { spawnBin } from '../helpers/cli.js';
 import { lockDir } from '../helpers/lock-dir.js';
 import { runLitestream, type LoggedProcess } from '../helpers/oracle.js';
 import { contentDigest, rowCount, SOURCE_SCHEMA } from '../helpers/source-db.js';
 import { SqliteShell, sqliteOnce } from '../helpers/sqlite-cli.js';
 import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
 const require = createRequire(import.meta.url);
-const dirs: string[] = [];
-const procs: LoggedProcess[] = [];
-const undo: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-  for (const u of undo.splice(0)) await u();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-replicate-fail-');
+const undo = closeAfterEach((u: () => unknown) => u());
+const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
 
 async function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'stn-replicate-fail-'));
-  dirs.push(dir);
+  const dir = tmp();
   const dbPath = join(dir, 'app.db');
   await sqliteOnce(dbPath, `PRAGMA journal_mode = WAL;\n${SOURCE_SCHEMA}\nINSERT INTO t (v, n) VALUES ('before', 0);`);
   return { dir, dbPath, replicaDir: join(dir, 'replica') };

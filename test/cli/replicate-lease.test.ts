@@ -9,12 +9,11 @@
  * restores every replica, lease object and all, and a replica Litestream wrote is taken over as before.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { AbsReplicaClient } from '../../src/client/abs-client.js';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { GcsReplicaClient } from '../../src/client/gcs-client.js';
@@ -27,17 +26,14 @@ import { LoggedProcess, runLitestream } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb, rowCount } from '../helpers/source-db.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
 import { createBucket } from '../servers/s3-server.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
 const bin = stnReplicateBin();
 const bootApp = join(import.meta.dirname, '..', 'helpers', 'boot-app.cjs');
-const dirs: string[] = [];
-const procs: LoggedProcess[] = [];
-afterEach(async () => {
-  for (const p of procs.splice(0)) {
-    if (p instanceof Instance) p.resume();
-    await p.stop('SIGKILL');
-  }
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+const tmp = tempDirs('stn-lease-');
+const procs = closeAfterEach(async (p: LoggedProcess) => {
+  if (p instanceof Instance) p.resume();
+  await p.stop('SIGKILL');
 });
 
 class Instance extends LoggedProcess {
@@ -47,12 +43,6 @@ class Instance extends LoggedProcess {
   pause(): void {
     this.child.kill('SIGSTOP');
   }
-}
-
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'stn-lease-'));
-  dirs.push(d);
-  return d;
 }
 
 /** A replica both instances (and Litestream) point at. */

@@ -8,11 +8,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { writeFromProcess } from '../helpers/app-process.js';
 import { runBin, spawnBin } from '../helpers/cli.js';
 import { freePort } from '../helpers/free-port.js';
@@ -22,6 +21,7 @@ import { sqliteOnce } from '../helpers/sqlite-cli.js';
 import { SOURCE_SCHEMA } from '../helpers/source-db.js';
 import { startFaultProxy } from '../servers/fault-proxy.js';
 import { createBucket } from '../servers/s3-server.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
 const LITESTREAM_NAMES = [
   'litestream_db_size',
@@ -127,20 +127,9 @@ function keepWriting(dbPath: string): { stop(): Promise<void>; rows(): number } 
 }
 
 
-const dirs: string[] = [];
-const procs: LoggedProcess[] = [];
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c().catch(() => undefined);
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'stn-metrics-'));
-  dirs.push(d);
-  return d;
-}
+const tmp = tempDirs('stn-metrics-');
+const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
+const cleanups = closeAfterEach((c: () => Promise<unknown>) => c().catch(() => undefined));
 
 function s3Config(o: { addr: string; dbPath: string; bucket: string; endpoint: string; extra?: string[] }): string {
   return [

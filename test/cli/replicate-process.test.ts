@@ -4,29 +4,20 @@
  */
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnBin } from '../helpers/cli.js';
 import { type LoggedProcess, runLitestream, startStnReplicator } from '../helpers/oracle.js';
 import { waitForUpload } from '../helpers/fixtures.js';
 import { contentDigest, openSourceDb, rowCount } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
 const require = createRequire(import.meta.url);
-const dirs: string[] = [];
-const procs: LoggedProcess[] = [];
-afterEach(async () => {
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'stn-replicate-'));
-  dirs.push(d);
-  return d;
-}
+const tmp = tempDirs('stn-replicate-');
+const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
 function spawnStn(args: string[], env: Record<string, string> = {}): LoggedProcess {
   const p = spawnBin(args, env);
   procs.push(p);

@@ -5,31 +5,21 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { holdWriteLock, sqliteCli, writeFromProcess } from '../helpers/app-process.js';
 import { cleanEnv, stnReplicateBin } from '../../bench/lib/shared.js';
 import { LoggedProcess, runLitestream } from '../helpers/oracle.js';
 import { contentDigest, rowCount } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
 const require = createRequire(import.meta.url);
 const bin = stnReplicateBin();
-const dirs: string[] = [];
-const procs: LoggedProcess[] = [];
-const undo: (() => void)[] = [];
-afterEach(async () => {
-  for (const u of undo.splice(0)) u();
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'stn-startup-'));
-  dirs.push(d);
-  return d;
-}
+const tmp = tempDirs('stn-startup-');
+const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
+const undo = closeAfterEach((u: () => void) => u());
 function spawnStn(args: string[]): LoggedProcess {
   const child = spawn(process.execPath, [bin, ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   const p = new LoggedProcess('', child);

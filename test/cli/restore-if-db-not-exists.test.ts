@@ -6,31 +6,21 @@
  * left behind.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { freePort } from '../helpers/free-port.js';
 import { cleanEnv, stnReplicateBin } from '../../bench/lib/shared.js';
 import { LoggedProcess, runLitestream } from '../helpers/oracle.js';
 import { contentDigest } from '../helpers/source-db.js';
 import { spawn } from 'node:child_process';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
 const bin = stnReplicateBin();
 const bootApp = join(import.meta.dirname, '..', 'helpers', 'boot-app.cjs');
-const dirs: string[] = [];
-const procs: LoggedProcess[] = [];
-afterEach(async () => {
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'stn-restore-if-missing-'));
-  dirs.push(d);
-  return d;
-}
-
+const tmp = tempDirs('stn-restore-if-missing-');
+const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
 /** One boot: the command with the app as -exec; returns the exit code, the log and what the app saw. */
 async function boot(args: string[], dbPath: string, n: number, dir: string): Promise<{ code: number | null; log: string; seen?: { boot: number; n: number }[] }> {
   const seenFile = join(dir, `seen-${n}.json`);

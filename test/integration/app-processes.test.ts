@@ -4,25 +4,20 @@
  * any descriptor of the file in our process drops every POSIX lock we hold on it, and then the last
  * application connection to close checkpoints and deletes the `-wal`, which ends the generation.
  */
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { locksHeldBy, sqliteCli, WRITER_KINDS, writeFromProcess } from '../helpers/app-process.js';
 import { runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
 import { contentDigest, rowCount } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const procs: LoggedProcess[] = [];
-afterEach(async () => {
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-app-procs-');
+const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
 
 async function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'stn-app-procs-'));
-  dirs.push(dir);
+  const dir = tmp();
   const dbPath = join(dir, 'app.db');
   await sqliteCli(dbPath, 'PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER); CREATE INDEX t_n ON t (n);');
   return { dir, dbPath, replicaDir: join(dir, 'replica') };

@@ -10,10 +10,9 @@
  * is: that is the design, not a failure. Only with the replicator stopped can the application truncate
  * the WAL, and then continuity with the replica is lost for whatever it wrote meanwhile.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { WalScanner } from '../../src/sqlite/wal-format.js';
@@ -21,19 +20,14 @@ import { expectBothRestore } from '../helpers/both-tools.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { contentDigest, rowCount, SOURCE_SCHEMA } from '../helpers/source-db.js';
 import { SqliteShell, sqliteOnce } from '../helpers/sqlite-cli.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-const shells: SqliteShell[] = [];
-afterEach(async () => {
-  for (const s of shells.splice(0)) s.kill();
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-app-ckpt-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
+const shells = closeAfterEach((s: SqliteShell) => s.kill());
 
 async function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'stn-app-ckpt-'));
-  dirs.push(dir);
+  const dir = tmp();
   const dbPath = join(dir, 'app.db');
   const walPath = `${dbPath}-wal`;
   const replicaDir = join(dir, 'replica');

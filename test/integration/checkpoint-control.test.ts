@@ -4,11 +4,10 @@
  * A WAL cycle that grows past what v0.3 segment names can address (4 GiB; lowered here) stops being
  * copied, says so once, and the generation ends at the next restart. Applications are other processes.
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startReplication, type Replication, type ReplicationOptions } from '../../src/replication.js';
 import { runCli } from '../helpers/cli.js';
@@ -16,19 +15,14 @@ import { holdReadTransaction, sqliteCli, writeFromProcess } from '../helpers/app
 import { runLitestream } from '../helpers/oracle.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { contentDigest } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-const releases: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const r of releases.splice(0)) await r();
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-ckpt-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
+const releases = closeAfterEach((r: () => Promise<void>) => r());
 
 async function setup(opts: Partial<ReplicationOptions>) {
-  const dir = mkdtempSync(join(tmpdir(), 'stn-ckpt-'));
-  dirs.push(dir);
+  const dir = tmp();
   const dbPath = join(dir, 'app.db');
   const replicaDir = join(dir, 'replica');
   await sqliteCli(dbPath, 'PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER);');
@@ -139,8 +133,7 @@ describe('checkpoint control', () => {
   });
 
   it("an application's TRUNCATE, and the random salts of the next writer: followed, no new generation", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-ckpt-'));
-    dirs.push(dir);
+    const dir = tmp();
     const dbPath = join(dir, 'app.db');
     const replicaDir = join(dir, 'replica');
     await sqliteCli(dbPath, 'PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER);');

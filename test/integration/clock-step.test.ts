@@ -3,8 +3,6 @@
  * resumed) must not stall uploads for the length of the step. The replica's background loop — not
  * sync(), which uploads directly — has to carry each write to the replica after the step.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -14,13 +12,12 @@ import { startReplication, type ReplicaView, type Replication } from '../../src/
 import { runCli } from '../helpers/cli.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
+const tmp = tempDirs('stn-clockstep-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 afterEach(async () => {
   vi.restoreAllMocks();
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 function appWrite(dbPath: string, seq: number): void {
@@ -51,8 +48,7 @@ async function backgroundCatchesUp(r: Replication, replica: ReplicaView): Promis
 
 describe('a backward step of the wall clock', () => {
   it('does not stall uploads: the replica catches up after each write, and both tools restore it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-clockstep-'));
-    dirs.push(dir);
+    const dir = tmp();
     const dbPath = join(dir, 'app.db');
     const replicaDir = join(dir, 'replica');
     appWrite(dbPath, 0);

@@ -4,23 +4,19 @@
  * every temp file there take the database file's mode (directories: execute added wherever read is
  * set) and, when we run as root (as these tests do), its owner and group.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import type { WalSegmentInfo } from '../../src/client/replica-client.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { defaultMetaPath } from '../../src/shipper/meta.js';
 import { runCli } from '../helpers/cli.js';
 import { openSourceDb, textOf } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-perms-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 const UID = 1234;
 const GID = 5678;
@@ -74,8 +70,7 @@ describe('local state takes the database file’s permissions and owner', () => 
     [0o640, 0o750],
   ] as const) {
     it(`database ${octal(dbMode)} owned by ${UID}:${GID}: meta directory, generation file, shadow WAL files, validation scratch`, async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'stn-perms-'));
-      dirs.push(dir);
+      const dir = tmp();
       const dbPath = join(dir, 'app.db');
       appWrite(dbPath, 0, 1);
       chmodSync(dbPath, dbMode);
@@ -112,8 +107,7 @@ describe('local state takes the database file’s permissions and owner', () => 
   }
 
   it('a restore marker takes the restored database’s mode and owner', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-perms-'));
-    dirs.push(dir);
+    const dir = tmp();
     const dbPath = join(dir, 'app.db');
     const replicaDir = join(dir, 'replica');
     appWrite(dbPath, 0, 3);

@@ -17,11 +17,10 @@
  * minutes between generations, and retention thresholds placed just before a kept snapshot so that
  * every state inside the window is restorable.
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { collect } from '../../src/client/replica-client.js';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import type { RetentionResult } from '../../src/replica/replica.js';
@@ -32,15 +31,11 @@ import { expectSameListings } from '../helpers/both-tools.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { HOUR, MIN, SIM_START, Stamper, verifyRetainedStates, type RecordedState } from '../helpers/simulated-history.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-const apps: Database.Database[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const a of apps.splice(0)) if (a.open) a.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-long-history-');
+const apps = closeAfterEach((a: Database.Database) => { if (a.open) a.close(); });
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 const RETENTION = 6 * HOUR;
 const BATCH_EVERY = 20 * MIN;
@@ -60,8 +55,7 @@ const ENDINGS: readonly Ending[] = ['meta directory lost', 'WAL deleted', 'WAL t
 
 describe('a simulated long history', () => {
   it('four generations, retention twice: every retained state restores by timestamp, Litestream agrees', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-long-history-'));
-    dirs.push(dir);
+    const dir = tmp();
     const dbPath = join(dir, 'app.db');
     const replicaDir = join(dir, 'replica');
     const replicaUrl = `file://${replicaDir}`;

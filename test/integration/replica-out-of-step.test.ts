@@ -8,10 +8,8 @@
  *   new generation, and the replica continues in it.
  * Either way, both tools then restore the source exactly.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { collect } from '../../src/client/replica-client.js';
 import { ReplicateError } from '../../src/errors.js';
@@ -21,13 +19,10 @@ import { runCli } from '../helpers/cli.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-outofstep-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 function appWrite(dbPath: string, seq: number, rows = 6): void {
   const db = openSourceDb(dbPath);
@@ -42,8 +37,7 @@ function appWrite(dbPath: string, seq: number, rows = 6): void {
 }
 
 function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'stn-outofstep-'));
-  dirs.push(dir);
+  const dir = tmp();
   const dbPath = join(dir, 'app.db');
   const replicaDir = join(dir, 'replica');
   const client = new FileReplicaClient({ path: replicaDir });

@@ -2,29 +2,19 @@
  * The embedded API: an app writes with its own better-sqlite3 connection, `await sync()` returns, and
  * the replica restores — with the real Litestream and with ours — to exactly that state.
  */
-import { mkdtempSync, rmSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { restore } from '../../src/replica/restore.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import { expectBothRestore, expectSameListings } from '../helpers/both-tools.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'stn-embedded-'));
-  dirs.push(d);
-  return d;
-}
+const tmp = tempDirs('stn-embedded-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 describe('embedded replication', () => {
   it('await sync() means the replica restores to exactly what was committed, by both tools', async () => {

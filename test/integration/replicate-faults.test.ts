@@ -4,10 +4,9 @@
  * crash, clear errors, a new generation only where continuity is really lost, and every restore (ours
  * and Litestream's) equal to the source.
  */
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import type { Logger } from '../../src/logger.js';
 import { startReplication, type Replication } from '../../src/replication.js';
@@ -16,19 +15,14 @@ import { runCli } from '../helpers/cli.js';
 import { lockDir } from '../helpers/lock-dir.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-const unlock: (() => void)[] = [];
-afterEach(async () => {
-  for (const u of unlock.splice(0)) u();
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-faults-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
+const unlock = closeAfterEach((u: () => void) => u());
 
 function setup(opts: { minCheckpointPageCount?: number; maxShadowWalBytes?: number; logger?: Logger } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'stn-faults-'));
-  dirs.push(dir);
+  const dir = tmp();
   const dbPath = join(dir, 'app.db');
   const replicaDir = join(dir, 'replica');
   const app = openSourceDb(dbPath);
@@ -147,8 +141,7 @@ describe('replication faults', () => {
   });
 
   it('a database in a read-only directory fails with a clear error', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-faults-ro-'));
-    dirs.push(dir);
+    const dir = tmp('stn-faults-ro-');
     const sub = join(dir, 'data');
     mkdirSync(sub);
     const app = openSourceDb(join(sub, 'app.db'));

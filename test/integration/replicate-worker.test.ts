@@ -9,30 +9,20 @@
  * `npm run build` first, as for the CLI and torture tests.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { isReplicateError, ReplicateError } from '../../src/errors.js';
 import { startReplication, type Replication, type ReplicationOptions } from '../../src/replication.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
 const root = join(import.meta.dirname, '..', '..');
-const dirs: string[] = [];
-const open: Replication[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'stn-worker-'));
-  dirs.push(d);
-  return d;
-}
+const tmp = tempDirs('stn-worker-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 async function start(opts: ReplicationOptions): Promise<Replication> {
   const r = await startReplication(opts);

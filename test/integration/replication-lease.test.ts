@@ -4,10 +4,9 @@
  * by hand here) — stops writing at once, emits 'leaseLost' and 'error', and close() fails without
  * writing. Real SQLite, a real file replica, an application in another process.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { breakLease, ReplicaLease } from '../../src/lease/replica-lease.js';
 import { startReplication, type Replication } from '../../src/replication.js';
@@ -15,15 +14,11 @@ import { writeFromProcess } from '../helpers/app-process.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { sqliteOnce } from '../helpers/sqlite-cli.js';
 import { SOURCE_SCHEMA } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-const leases: ReplicaLease[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const l of leases.splice(0)) await l.release();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-lease-lib-');
+const leases = closeAfterEach((l: ReplicaLease) => l.release());
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 function objects(replicaDir: string): string[] {
   const gens = join(replicaDir, 'generations');
@@ -41,8 +36,7 @@ function safeReaddir(d: string): string[] {
 
 describe('startReplication with a lease', () => {
   it('waits for the holder, writes only once it holds the lease, and stops at once when it is lost', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-lease-lib-'));
-    dirs.push(dir);
+    const dir = tmp();
     const dbPath = join(dir, 'app.db');
     const replicaDir = join(dir, 'replica');
     await sqliteOnce(dbPath, `PRAGMA journal_mode=WAL; ${SOURCE_SCHEMA}`);

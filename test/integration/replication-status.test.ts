@@ -8,10 +8,9 @@
  * (every write there fails with ENOTDIR, even as root); moving it back makes it reachable again.
  * The worker runs the compiled code in dist/: `npm run build` first.
  */
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startMetricsServer } from '../../src/metrics/metrics-server.js';
 import { startReplication, type Replication } from '../../src/replication.js';
@@ -19,13 +18,10 @@ import type { ReplicationStatus } from '../../src/replication-status.js';
 import { writeFromProcess } from '../helpers/app-process.js';
 import { sqliteOnce } from '../helpers/sqlite-cli.js';
 import { SOURCE_SCHEMA } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-status-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -45,8 +41,7 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
 for (const inline of [true, false]) {
   describe(`replication.status() ${inline ? 'in-process' : 'from the worker thread'}`, () => {
     it('counts what happens, and lag rises while the store is unreachable and returns to 0', async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'stn-status-'));
-      dirs.push(dir);
+      const dir = tmp();
       const dbPath = join(dir, 'app.db');
       const replicaDir = join(dir, 'replica');
       await sqliteOnce(dbPath, `PRAGMA journal_mode=WAL; ${SOURCE_SCHEMA}`);

@@ -3,11 +3,10 @@
  * restored database continues that generation (no new snapshot) when that is provably safe, and starts a
  * new generation, saying why, when it is not. Litestream's own restore of the replica is the oracle.
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import type { Logger } from '../../src/logger.js';
 import { restore } from '../../src/replica/restore.js';
@@ -16,17 +15,9 @@ import { runCli } from '../helpers/cli.js';
 import { mixedWrite, waitForUpload } from '../helpers/fixtures.js';
 import { LitestreamReplicator, runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb } from '../helpers/source-db.js';
+import { tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs('stn-continuity-');
 
 const replicatorOpts = (dbPath: string, replicaDir: string) => ({ dbPath, replicaDir, syncInterval: '10ms', minCheckpointPageCount: 5, monitorInterval: '50ms', continueAfterRestore: true });
 

@@ -6,11 +6,10 @@
  * simulated time of the step that wrote it. After each retention run, every recorded state that the
  * retained objects cover must restore to exactly its content, by timestamp.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { collect } from '../../src/client/replica-client.js';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { restore } from '../../src/replica/restore.js';
@@ -20,21 +19,11 @@ import { defaultMetaPath } from '../../src/shipper/meta.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { HOUR, SIM_START, Stamper, verifyRetainedStates, type RecordedState } from '../helpers/simulated-history.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-const apps: Database.Database[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const a of apps.splice(0)) a.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'stn-retention-'));
-  dirs.push(d);
-  return d;
-}
+const tmp = tempDirs('stn-retention-');
+const apps = closeAfterEach((a: Database.Database) => a.close());
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 /** A fresh app database (closed after the test) and a file replica beside it, by default a plain one. */
 function appAndReplica<C = FileReplicaClient>(makeClient: (path: string) => C = (path) => new FileReplicaClient({ path }) as C) {

@@ -3,11 +3,10 @@
  * noticing (integrity_check says ok, the restore simply lacks rows). Each builds the exact state or
  * timing that random torture rounds rarely hit, and checks that both tools restore every committed row.
  */
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { collect, type WalSegmentInfo } from '../../src/client/replica-client.js';
 import { decodeLz4Frame } from '../../src/internal/lz4-frame.js';
@@ -25,19 +24,14 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 import { runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-const procs: LoggedProcess[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-safety-');
+const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 async function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'stn-safety-'));
-  dirs.push(dir);
+  const dir = tmp();
   const dbPath = join(dir, 'app.db');
   await sqliteCli(dbPath, 'PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER);');
   return { dir, dbPath, replicaDir: join(dir, 'replica') };

@@ -5,11 +5,9 @@
  * time T in between — a point-in-time restore at T would fall back to an older generation (ours) or
  * fail with "no snapshots available" (Litestream). The scheduled snapshot is skipped instead.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { collect } from '../../src/client/replica-client.js';
 import { startReplication, type Replication } from '../../src/replication.js';
@@ -17,13 +15,10 @@ import { runCli } from '../helpers/cli.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-snapidx-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 /** Apart from the file system's coarse clock: object times before it, the next write's after it. */
 const SETTLE_MS = 25;
@@ -48,8 +43,7 @@ async function bytesOf(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
 
 describe('scheduled snapshots at an index that already has one', () => {
   it('leave the existing snapshot (time and bytes) alone, and a point-in-time restore between them is exact with both tools', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-snapidx-'));
-    dirs.push(dir);
+    const dir = tmp();
     const dbPath = join(dir, 'app.db');
     const replicaDir = join(dir, 'replica');
     appWrite(dbPath, 0, 5);

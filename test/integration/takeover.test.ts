@@ -3,19 +3,16 @@
  * generation (no new generation when nothing changed in between), and both tools restore the result to
  * the source's content.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { expectBothRestore } from '../helpers/both-tools.js';
 import { waitForUpload, mixedWrite } from '../helpers/fixtures.js';
 import { LitestreamReplicator, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb } from '../helpers/source-db.js';
+import { tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-takeover-a-');
 
 async function writeSome(p: LoggedProcess, db: ReturnType<typeof openSourceDb>, dbPath: string, from: number, n: number): Promise<void> {
   for (let step = from; step < from + n; step++) {
@@ -29,8 +26,7 @@ const opts = (dir: string) => ({ dbPath: join(dir, 'db.sqlite'), replicaDir: joi
 
 describe('takeover', () => {
   it('Litestream replicates and stops; stn-replicate resumes the same generation', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-takeover-a-'));
-    dirs.push(dir);
+    const dir = tmp();
     const o = opts(dir);
     const db = openSourceDb(o.dbPath);
     const ls = LitestreamReplicator.start(o);
@@ -55,8 +51,7 @@ describe('takeover', () => {
   });
 
   it('stn-replicate replicates and stops; Litestream resumes the same generation', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-takeover-b-'));
-    dirs.push(dir);
+    const dir = tmp('stn-takeover-b-');
     const o = opts(dir);
     const db = openSourceDb(o.dbPath);
     const ours = startStnReplicator(o);

@@ -4,11 +4,10 @@
  * new WAL indexes); a snapshot whose bytes were changed (re-encoded, so LZ4 finds nothing wrong) is a
  * mismatch; an object that is damaged is an error. Every outcome is counted.
  */
-import { mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { collect } from '../../src/client/replica-client.js';
 import type { ValidationResult } from '../../src/replica/replica.js';
@@ -18,19 +17,10 @@ import { runCli } from '../helpers/cli.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { rewriteObject } from '../helpers/replica-objects.js';
 import { openSourceDb, textOf } from '../helpers/source-db.js';
+import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
-const dirs: string[] = [];
-const open: Replication[] = [];
-afterEach(async () => {
-  for (const r of open.splice(0)) await r.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'stn-validate-'));
-  dirs.push(d);
-  return d;
-}
+const tmp = tempDirs('stn-validate-');
+const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 async function setup(opts: { validationIntervalMs?: number; prefillRows?: number } = {}) {
   const dir = tmp();

@@ -1,14 +1,11 @@
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync, chownSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, statSync, writeFileSync, chownSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { writeFileAtomic } from '../../../src/internal/atomic-file.js';
 import { dirModeFor, mkdirWithPermissions, permissionsOf } from '../../../src/internal/file-permissions.js';
+import { tempDirs } from '../../helpers/after-each.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-perms-unit-');
 
 describe('file permissions from the database file', () => {
   it('directories get execute wherever read is set', () => {
@@ -21,8 +18,7 @@ describe('file permissions from the database file', () => {
   });
 
   it('created directories and atomically written files take the mode exactly (whatever the umask) and the owner', async () => {
-    const d = mkdtempSync(join(tmpdir(), 'stn-perms-unit-'));
-    dirs.push(d);
+    const d = tmp();
     const db = join(d, 'db');
     writeFileSync(db, '');
     chmodSync(db, 0o660); // group-writable: the umask (022 here) would clear that

@@ -3,17 +3,14 @@
  * ("the first generation in ascending name order wins when the last object times are equal", which
  * happens on stores with 1-second timestamps) lands on the newest lineage, with both tools.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isGenerationName } from '../../../src/layout.js';
 import { MetaDir, newGenerationName } from '../../../src/shipper/meta.js';
+import { tempDirs } from '../../helpers/after-each.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-genname-');
 
 const T = Date.parse('2026-03-01T12:00:00.000Z');
 
@@ -55,8 +52,7 @@ describe('generation names', () => {
   });
 
   it('MetaDir names the next generation below every generation it knows (the generation file and leftover directories)', async () => {
-    const d = mkdtempSync(join(tmpdir(), 'stn-genname-'));
-    dirs.push(d);
+    const d = tmp();
     const meta = new MetaDir(join(d, '.db-litestream'));
     // A fresh meta directory: a name from the clock.
     expect(isGenerationName(await meta.newGenerationName())).toBe(true);

@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ReplicateError } from '../../../src/errors.js';
 import { MetaDir } from '../../../src/shipper/meta.js';
 import {
@@ -15,15 +14,12 @@ import {
   writeRestoreMarker,
   type RestoreMarker,
 } from '../../../src/shipper/restore-marker.js';
+import { tempDirs } from '../../helpers/after-each.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-marker-');
 
 function meta(): MetaDir {
-  const d = mkdtempSync(join(tmpdir(), 'stn-marker-'));
-  dirs.push(d);
+  const d = tmp();
   return new MetaDir(join(d, '.db-litestream'));
 }
 

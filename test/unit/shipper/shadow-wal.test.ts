@@ -3,24 +3,20 @@
  * repairShadow cuts a shadow back to its last commit — the two halves of "a SIGKILL at any instruction
  * leaves a shadow that ends at a commit".
  */
-import { appendFileSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { copyToShadow, cycleFollowsShadow, initShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
 import { WalFile } from '../../../src/shipper/wal-file.js';
 import { WalScanner } from '../../../src/sqlite/wal-format.js';
+import { tempDirs } from '../../helpers/after-each.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('stn-shadow-unit-');
 
 /** A WAL database with one committed transaction and, left open, a big one spilling frames into the WAL. */
 function walWithOpenTransaction(rows: number) {
-  const dir = mkdtempSync(join(tmpdir(), 'stn-shadow-unit-'));
-  dirs.push(dir);
+  const dir = tmp();
   const dbPath = join(dir, 'db.sqlite');
   const db = new Database(dbPath);
   db.pragma('journal_mode = WAL');
@@ -172,8 +168,7 @@ describe('durability', () => {
 
 describe('cycleFollowsShadow', () => {
   it('a region past the shadow overwritten by the new cycle (a rolled-back spill) proves nothing: false', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-follows-'));
-    dirs.push(dir);
+    const dir = tmp('stn-follows-');
     const dbPath = join(dir, 'c.db');
     const walPath = `${dbPath}-wal`;
     const db = new Database(dbPath);

@@ -35,7 +35,7 @@ function bytes(n: number, seed: number): Buffer {
 function randomChunks(data: Buffer, seed: number, maxChunk: number): Buffer[] {
   const r = rng(seed);
   const out: Buffer[] = [];
-  for (let at = 0; at < data.length; ) {
+  for (let at = 0; at < data.length;) {
     const n = r() % (maxChunk + 1); // 0 is a valid (empty) chunk
     out.push(data.subarray(at, at + n));
     at += n;

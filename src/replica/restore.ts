@@ -15,7 +15,6 @@ import { dirname, basename, join, resolve } from 'node:path';
 import type { WalSegmentInfo } from '../client/replica-client.js';
 import { describeError, errnoCode, isReplicateError, ReplicateError, throwIfAborted, type ErrorCode } from '../errors.js';
 import { LZ4_BLOCK_SIZE } from '../internal/lz4-frame.js';
-import { PipelinedWriter } from '../internal/pipelined-writer.js';
 import { formatHex8 } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { nullLogger, type Logger } from '../logger.js';
@@ -259,6 +258,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
   });
   let handle: FileHandle | undefined;
   let applier: WalApplier | undefined;
+  let snapshotSynced: Promise<unknown> | undefined;
   try {
     handle = await open(tmpPath, 'wx', 0o600).catch((err: unknown) => {
       throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${tmpPath}: ${describeError(err)}`, { cause: err });
@@ -266,6 +266,12 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
     prefetch.start();
     const { pageSize, size } = await restoreSnapshot(replica, codec, plan, handle, countBytes, onRetry, opts.signal);
     throwIfAborted(opts.signal);
+    // The snapshot's pages go to disk on the thread pool while the WAL is applied on this thread, so the
+    // fsync at the end has only the WAL's pages left to write (it was ~70 ms after a 200 MB restore).
+    snapshotSynced = handle.datasync().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
 
     report('apply');
     applier = new WalApplier(handle, size / pageSize, { pageSize, spillPath });
@@ -285,8 +291,9 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
     // The fsync runs on the thread pool while SQLite checks the file on this thread: both are needed, and
     // neither waits for the other.
     report('check');
+    const early = snapshotSynced;
     const synced = handle.sync().then(
-      () => undefined,
+      async () => (await early) ?? undefined,
       (err: unknown) => err,
     );
     let checkFailure: unknown;
@@ -335,6 +342,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
     };
   } finally {
     await prefetch.close();
+    await snapshotSynced;
     applier?.close();
     await handle?.close().catch(() => undefined);
     for (const f of tmpFiles) await rm(f, { force: true }).catch(() => undefined);
@@ -520,14 +528,6 @@ async function recordRestore(
   }
 }
 
-/**
- * The snapshot's decoded blocks are written by a PipelinedWriter with one write in flight while the next
- * block decodes (a write to the page cache takes about as long as a decode): the block being written, the
- * one being decoded and one spare make a ring of 3 output buffers (4 MiB each), safe and flat in memory.
- */
-const OUTPUT_RING = 3;
-const WRITES_IN_FLIGHT = 2;
-
 /** Decodes the snapshot into the (empty) output file; returns its page size and decoded size. */
 async function restoreSnapshot(
   replica: NamedReplica,
@@ -553,23 +553,16 @@ async function restoreSnapshot(
       yield chunk;
     }
   }
-  let size = 0;
-  let header: Buffer | undefined;
-  const writer = new PipelinedWriter(handle, 0, WRITES_IN_FLIGHT);
+  let size: number;
+  let header: Buffer;
   try {
-    for await (const chunk of codec.decode(counted(), { label: where, reuseOutput: OUTPUT_RING })) {
-      if (!header) header = Buffer.from(chunk.subarray(0, 100));
-      await writer.write(chunk);
-      size += chunk.length;
-    }
-    await writer.finish();
+    // Decoded and written on a worker thread while this one reads and hashes (lz4-frame-to-file.ts).
     // No fsync here: the finished database is fsynced once, before it is linked into place.
+    ({ size, head: header } = await codec.decodeToFile(counted(), handle.fd, { label: where }));
   } catch (err) {
     throw wrapStep(err, `restoring snapshot ${where}`);
-  } finally {
-    await writer.finish().catch(() => undefined);
   }
-  if (!header || size < 512 || header.subarray(0, 16).toString('latin1') !== 'SQLite format 3\0') {
+  if (size < 512 || header.subarray(0, 16).toString('latin1') !== 'SQLite format 3\0') {
     throw new ReplicateError('CORRUPT_OBJECT', `restoring snapshot ${where}: decoded data is not a SQLite database`, {
       details: { object: where },
     });

@@ -20,8 +20,6 @@ import type { Pos } from '../pos.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { MetaDir, defaultMetaPath } from '../shipper/meta.js';
 import { fileDigest, removeRestoreMarker, writeRestoreMarker, RESTORE_MARKER_VERSION } from '../shipper/restore-marker.js';
-import { checkIntegrity } from '../sqlite/restore-db.js';
-import { assertDatabaseNotInUse } from '../sqlite/database-in-use.js';
 import { WalApplier } from '../sqlite/wal-apply.js';
 import { listReplica, type NamedReplica } from './listing.js';
 import { ObjectCodec } from './object-codec.js';
@@ -215,6 +213,10 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
   const codec = await ObjectCodec.create(replica.age, replica.name);
   const parallelism = Math.max(1, opts.parallelism ?? 8);
   const integrity = opts.integrityCheck ?? 'quick';
+  // SQLite (better-sqlite3) is needed only for the check at the end: it loads now, while this thread
+  // mostly waits on the snapshot's decoding, instead of at start-up (and not at all without a check).
+  const integrityModule = integrity === 'none' ? undefined : import('../sqlite/restore-db.js');
+  integrityModule?.catch(() => undefined); // awaited (and its failure reported) at the check
   const createdDirs = await prepareOutputDir(outputPath);
   const tmpPath = join(dirname(outputPath), `.${basename(outputPath)}.${randomBytes(4).toString('hex')}.restore-tmp`);
   const spillPath = `${tmpPath}-spill`;
@@ -298,7 +300,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
     );
     let checkFailure: unknown;
     try {
-      if (integrity !== 'none') checkIntegrity(tmpPath, integrity);
+      if (integrity !== 'none') (await integrityModule!).checkIntegrity(tmpPath, integrity);
     } catch (err) {
       checkFailure = err;
     }
@@ -320,6 +322,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
     const digest = wantMarker ? await fileDigest(tmpPath).catch((err: unknown) => describeError(err)) : undefined;
     let movedAside: string[] | undefined;
     if (opts.replaceExisting) {
+      const { assertDatabaseNotInUse } = await import('../sqlite/database-in-use.js');
       movedAside = await moveAsideAndPlace(tmpPath, outputPath, assertDatabaseNotInUse, new Date());
       if (movedAside.length > 0) log.info('existing database moved aside', { output: outputPath, movedTo: movedAside.join(',') });
     } else {

@@ -48,6 +48,12 @@ export interface DecodedToFile {
   size: number;
   /** The first `headBytes` decoded bytes (fewer if the payload is shorter). */
   head: Buffer;
+  /**
+   * The block buffers the decoder used (each of the frame's block size; none for linked blocks), free
+   * now: a caller that decodes more frames next (a restore's WAL segments) reuses them instead of
+   * allocating its own while these wait for the garbage collector.
+   */
+  buffers: Buffer[];
 }
 
 /** Bytes per write call (see the module comment). */
@@ -83,7 +89,7 @@ export async function decodeLz4FrameToFile(source: AsyncIterable<Uint8Array>, fd
         writeAllSync(fd, chunk, size);
         size += chunk.length;
       }
-      return { size, head };
+      return { size, head, buffers: [] };
     }
     return await decodeIndependentBlocks(reader, frame.blockMax, fd, label, headBytes, frame);
   } finally {
@@ -180,7 +186,7 @@ async function decodeIndependentBlocks(
       throw failure ?? err;
     }
     await finishFrame(reader, frame, hasher.digest(), BigInt(total), label);
-    return { size: total, head };
+    return { size: total, head, buffers: [...outViews, ...inViews] };
   } finally {
     // Never return while the worker may still write to `fd` (the caller closes it, and the number can be
     // reused): terminate() resolves once the thread has stopped, after any write call in progress.

@@ -266,7 +266,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
       throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${tmpPath}: ${describeError(err)}`, { cause: err });
     });
     prefetch.start();
-    const { pageSize, size } = await restoreSnapshot(replica, codec, plan, handle, countBytes, onRetry, opts.signal);
+    const { pageSize, size, buffers } = await restoreSnapshot(replica, codec, plan, handle, countBytes, onRetry, opts.signal);
     throwIfAborted(opts.signal);
     // The snapshot's pages go to disk on the thread pool while the WAL is applied on this thread, so the
     // fsync at the end has only the WAL's pages left to write (it was ~70 ms after a 200 MB restore).
@@ -277,7 +277,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
 
     report('apply');
     applier = new WalApplier(handle, size / pageSize, { pageSize, spillPath });
-    const applied = await applyIndexes(codec, plan, prefetch, applier, opts, () => {
+    const applied = await applyIndexes(codec, plan, prefetch, applier, opts, buffers, () => {
       progress.indexesApplied++;
       opts.onProgress?.({ ...progress });
     });
@@ -399,14 +399,16 @@ async function applyIndexes(
   prefetch: OrderedPrefetch,
   applier: WalApplier,
   opts: RestoreOptions,
+  buffers: Buffer[],
   onIndexApplied: () => void,
 ): Promise<AppliedIndexes> {
   const out: AppliedIndexes = { count: 0, lastSize: 0 };
   let current = -1;
   let written = 0;
   let name = '';
-  let output: Buffer | undefined;
-  const inputScratch: { buffer?: Buffer } = {};
+  // The snapshot decoder's block buffers, when it had them, serve as the WAL decoder's output and input.
+  let output: Buffer | undefined = buffers.find((b) => b.length >= LZ4_BLOCK_SIZE);
+  const inputScratch: { buffer?: Buffer } = { buffer: buffers.find((b) => b !== output) };
 
   const endIndex = (): boolean => {
     const ix = plan.indexes[current]!;
@@ -540,7 +542,7 @@ async function restoreSnapshot(
   countBytes: (n: number) => void,
   onRetry: RetryOptions['onRetry'],
   signal?: AbortSignal,
-): Promise<{ pageSize: number; size: number }> {
+): Promise<{ pageSize: number; size: number; buffers: Buffer[] }> {
   const where = replica.client.snapshotLocation(plan.generation, plan.snapshot.index);
   const source: ObjectSource = {
     where,
@@ -558,10 +560,11 @@ async function restoreSnapshot(
   }
   let size: number;
   let header: Buffer;
+  let buffers: Buffer[];
   try {
     // Decoded and written on a worker thread while this one reads and hashes (lz4-frame-to-file.ts).
     // No fsync here: the finished database is fsynced once, before it is linked into place.
-    ({ size, head: header } = await codec.decodeToFile(counted(), handle.fd, { label: where }));
+    ({ size, head: header, buffers } = await codec.decodeToFile(counted(), handle.fd, { label: where }));
   } catch (err) {
     throw wrapStep(err, `restoring snapshot ${where}`);
   }
@@ -577,7 +580,7 @@ async function restoreSnapshot(
       details: { object: where },
     });
   }
-  return { pageSize, size };
+  return { pageSize, size, buffers };
 }
 
 async function openObject<T>(fn: () => Promise<T>, what: string, where: string): Promise<T> {

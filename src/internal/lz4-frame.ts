@@ -14,7 +14,8 @@
  *   | BD 0x70 (4 MiB blocks) | HC 0xB9 | blocks… | end mark 0 | xxh32 of the whole payload.
  * Never set the block-checksum flag: Litestream's LZ4 library rejects it.
  *
- * This is the only importer of the LZ4 libraries.
+ * This module and lz4-frame-to-file.ts (which decodes a frame's blocks on a worker thread) are the only
+ * importers of the LZ4 libraries.
  */
 import { createRequire } from 'node:module';
 import xxhash from 'xxhash-wasm';

@@ -14,7 +14,8 @@
  *   | BD 0x70 (4 MiB blocks) | HC 0xB9 | blocks… | end mark 0 | xxh32 of the whole payload.
  * Never set the block-checksum flag: Litestream's LZ4 library rejects it.
  *
- * This is the only importer of the LZ4 libraries.
+ * This module and lz4-frame-to-file.ts (which decodes a frame's blocks on a worker thread) are the only
+ * importers of the LZ4 libraries.
  */
 import { createRequire } from 'node:module';
 import xxhash from 'xxhash-wasm';
@@ -40,9 +41,9 @@ interface Liblz4 {
 // not use (~70 ms of start-up).
 const liblz4 = createRequire(import.meta.url)('lz4/build/Release/lz4.node') as Liblz4;
 
-type Hasher = { update(input: Uint8Array): unknown; digest(): number };
+export type Hasher = { update(input: Uint8Array): unknown; digest(): number };
 let xxhashApi: ReturnType<typeof xxhash> | undefined;
-async function newHasher(): Promise<Hasher> {
+export async function newHasher(): Promise<Hasher> {
   xxhashApi ??= xxhash();
   return (await xxhashApi).create32(0);
 }
@@ -52,7 +53,7 @@ async function newHasher(): Promise<Hasher> {
  * shrinks: fed 4 MiB blocks, every process would keep 4+ MiB for it. Slices keep that memory small.
  */
 const HASH_SLICE = 256 * 1024;
-function hashInSlices(hasher: Hasher, data: Uint8Array): void {
+export function hashInSlices(hasher: Hasher, data: Uint8Array): void {
   for (let at = 0; at < data.length; at += HASH_SLICE) hasher.update(data.subarray(at, at + HASH_SLICE));
 }
 
@@ -259,18 +260,30 @@ export function decodeLz4Frame(options: DecodeOptions = {}) {
   };
 }
 
-function corrupt(label: string | undefined, detail: string, cause?: unknown): ReplicateError {
+export function corrupt(label: string | undefined, detail: string, cause?: unknown): ReplicateError {
   const what = label ? `decoding lz4 frame of ${label}` : 'decoding lz4 frame';
   return new ReplicateError('CORRUPT_OBJECT', `${what}: ${detail}`, { cause, details: label ? { object: label } : {} });
 }
 
-async function readExact(reader: ByteReader, n: number, label: string | undefined, what: string, scratch?: Buffer): Promise<Buffer> {
+export async function readExact(reader: ByteReader, n: number, label: string | undefined, what: string, scratch?: Buffer): Promise<Buffer> {
   const buf = await reader.read(n, scratch);
   if (buf.length < n) throw corrupt(label, `object is truncated (unexpected end of data in ${what})`);
   return buf;
 }
 
-async function* decodeFrame(reader: ByteReader, label: string | undefined, reuseOutput: number, outputBuffer?: Buffer, inputScratch: { buffer?: Buffer } = {}): AsyncGenerator<Buffer> {
+/** What a frame's descriptor says about the blocks that follow it. */
+export interface FrameHeader {
+  /** Blocks decode on their own (Litestream's frames); else each refers to the previous 64 KiB of output. */
+  independent: boolean;
+  blockChecksum: boolean;
+  hasContentChecksum: boolean;
+  contentSize: bigint | undefined;
+  /** The largest decoded size of a block. */
+  blockMax: number;
+}
+
+/** Reads up to the first block: skippable frames, magic, descriptor (checked against its checksum). */
+export async function readFrameHeader(reader: ByteReader, label: string | undefined): Promise<FrameHeader> {
   if (await reader.atEnd()) throw corrupt(label, 'object is empty (no lz4 frame)');
   let magic: number;
   for (;;) {
@@ -285,10 +298,7 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined, reuse
   const flg = descriptor[0]!;
   const bd = descriptor[1]!;
   if (flg >> 6 !== 1) throw corrupt(label, `unsupported frame version ${flg >> 6}`);
-  const independent = (flg & 0x20) !== 0;
-  const blockChecksum = (flg & 0x10) !== 0;
   const hasContentSize = (flg & 0x08) !== 0;
-  const hasContentChecksum = (flg & 0x04) !== 0;
   const hasDictId = (flg & 0x01) !== 0;
   const blockMax = BLOCK_MAX_SIZES[(bd >> 4) & 0x7];
   if (blockMax === undefined) throw corrupt(label, `invalid block size id ${(bd >> 4) & 0x7}`);
@@ -296,8 +306,65 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined, reuse
   const hc = (await readExact(reader, 1, label, 'frame descriptor'))[0]!;
   const expectedHc = ((await xxh32(Buffer.concat([descriptor, extra]))) >>> 8) & 0xff;
   if (hc !== expectedHc) throw corrupt(label, 'frame header checksum mismatch');
-  const contentSize = hasContentSize ? extra.readBigUInt64LE(0) : undefined;
+  return {
+    independent: (flg & 0x20) !== 0,
+    blockChecksum: (flg & 0x10) !== 0,
+    hasContentChecksum: (flg & 0x04) !== 0,
+    contentSize: hasContentSize ? extra.readBigUInt64LE(0) : undefined,
+    blockMax,
+  };
+}
 
+/** A data block's header: 0 is the end mark; else its stored length and whether it is stored as is. */
+export function parseBlockHeader(header: number, frame: FrameHeader, label: string | undefined): { length: number; stored: boolean } {
+  const length = header & 0x7fffffff;
+  if (length > frame.blockMax) throw corrupt(label, `block of ${length} bytes exceeds the frame's ${frame.blockMax}-byte maximum`);
+  return { length, stored: (header & BLOCK_UNCOMPRESSED_FLAG) !== 0 };
+}
+
+/** Reads a block's checksum (when the frame has them) and checks it against the block's stored bytes. */
+export async function checkBlockChecksum(reader: ByteReader, frame: FrameHeader, data: Uint8Array, label: string | undefined): Promise<void> {
+  if (!frame.blockChecksum) return;
+  const stored = (await readExact(reader, 4, label, 'block checksum')).readUInt32LE(0);
+  const h = await newHasher();
+  hashInSlices(h, data);
+  const actual = h.digest() >>> 0;
+  if (stored !== actual) throw corrupt(label, `block checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${actual.toString(16)})`);
+}
+
+/**
+ * After the end mark: the content checksum (when the frame has one) against `digest` of the decoded
+ * bytes, the content size (when the header gave one), and nothing after the frame.
+ */
+export async function finishFrame(reader: ByteReader, frame: FrameHeader, digest: number, total: bigint, label: string | undefined): Promise<void> {
+  if (frame.hasContentChecksum) {
+    const expected = (await readExact(reader, 4, label, 'content checksum')).readUInt32LE(0);
+    const actual = digest >>> 0;
+    if (expected !== actual) {
+      throw corrupt(label, `content checksum mismatch (stored 0x${expected.toString(16)}, computed 0x${actual.toString(16)})`);
+    }
+  }
+  if (frame.contentSize !== undefined && frame.contentSize !== total) {
+    throw corrupt(label, `content size mismatch (header says ${frame.contentSize}, decoded ${total})`);
+  }
+  if (!(await reader.atEnd())) throw corrupt(label, 'unexpected data after the lz4 frame');
+}
+
+async function* decodeFrame(reader: ByteReader, label: string | undefined, reuseOutput: number, outputBuffer?: Buffer, inputScratch: { buffer?: Buffer } = {}): AsyncGenerator<Buffer> {
+  const frame = await readFrameHeader(reader, label);
+  yield* decodeBlocks(reader, frame, label, reuseOutput, outputBuffer, inputScratch);
+}
+
+/** The blocks of a frame whose header was read, decoded on this thread, then the frame's end checked. */
+export async function* decodeBlocks(
+  reader: ByteReader,
+  frame: FrameHeader,
+  label: string | undefined,
+  reuseOutput = 0,
+  outputBuffer?: Buffer,
+  inputScratch: { buffer?: Buffer } = {},
+): AsyncGenerator<Buffer> {
+  const { independent, blockMax } = frame;
   const hasher = await newHasher();
   const sizePrefix = Buffer.alloc(4);
   sizePrefix.writeUInt32LE(blockMax, 0);
@@ -315,12 +382,10 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined, reuse
   for (;;) {
     const header = (await readExact(reader, 4, label, 'block header')).readUInt32LE(0);
     if (header === 0) break;
-    const stored = (header & BLOCK_UNCOMPRESSED_FLAG) !== 0;
-    const length = header & 0x7fffffff;
-    if (length > blockMax) throw corrupt(label, `block of ${length} bytes exceeds the frame's ${blockMax}-byte maximum`);
+    const { length, stored } = parseBlockHeader(header, frame, label);
     if (stored) {
       const data = await readExact(reader, length, label, 'block data');
-      if (blockChecksum) await readExact(reader, 4, label, 'block checksum');
+      await checkBlockChecksum(reader, frame, data, label);
       if (!independent) history = tail64k(history, data);
       yield emit(data);
       continue;
@@ -329,7 +394,7 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined, reuse
       // Compressed input is decoded at once, so one scratch buffer serves every block.
       if (!inputScratch.buffer || inputScratch.buffer.length < length) inputScratch.buffer = Buffer.allocUnsafe(length);
       const data = await readExact(reader, length, label, 'block data', inputScratch.buffer);
-      if (blockChecksum) await readExact(reader, 4, label, 'block checksum');
+      await checkBlockChecksum(reader, frame, data, label);
       // Output: from the ring when the consumer allows it; else a fresh buffer (the consumer may still
       // hold the previous one) no bigger than the block can expand to (LZ4 output is at most ~255x its
       // input), so small segments stay small.
@@ -343,14 +408,14 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined, reuse
         out = Buffer.allocUnsafe(Math.min(blockMax, length * 256 + 64));
       }
       const n = liblz4.uncompress(data, out);
-      if (n < 0) throw corrupt(label, `block does not decode (liblz4 error at input byte ${-n})`);
+      if (n < 0) throw corrupt(label, blockDecodeFailure(n));
       yield emit(out.subarray(0, n));
       continue;
     }
     // Linked blocks refer to the previous 64 KiB of output; only lz4-napi takes a dictionary.
     const prefixed = await reader.readPrefixed(length, sizePrefix);
     if (prefixed.length - sizePrefix.length < length) throw corrupt(label, 'object is truncated (unexpected end of data in block data)');
-    if (blockChecksum) await readExact(reader, 4, label, 'block checksum');
+    await checkBlockChecksum(reader, frame, prefixed.subarray(sizePrefix.length), label);
     let out: Buffer;
     try {
       const { uncompress } = await import('lz4-napi'); // loaded only for this rare frame kind
@@ -361,18 +426,12 @@ async function* decodeFrame(reader: ByteReader, label: string | undefined, reuse
     history = tail64k(history, out);
     yield emit(out);
   }
+  await finishFrame(reader, frame, hasher.digest(), total, label);
+}
 
-  if (hasContentChecksum) {
-    const expected = (await readExact(reader, 4, label, 'content checksum')).readUInt32LE(0);
-    const actual = hasher.digest() >>> 0;
-    if (expected !== actual) {
-      throw corrupt(label, `content checksum mismatch (stored 0x${expected.toString(16)}, computed 0x${actual.toString(16)})`);
-    }
-  }
-  if (contentSize !== undefined && contentSize !== total) {
-    throw corrupt(label, `content size mismatch (header says ${contentSize}, decoded ${total})`);
-  }
-  if (!(await reader.atEnd())) throw corrupt(label, 'unexpected data after the lz4 frame');
+/** The message for liblz4's negative result (shared with the worker thread's decoder). */
+export function blockDecodeFailure(result: number): string {
+  return `block does not decode (liblz4 error at input byte ${-result})`;
 }
 
 function tail64k(history: Buffer | undefined, out: Buffer): Buffer {

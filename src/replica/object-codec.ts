@@ -17,6 +17,7 @@
 import { ReplicateError } from '../errors.js';
 import { listShapeProblems, startsLikeAge, AGE_INTRO } from '../internal/age-keys.js';
 import { decodeLz4Frame, encodeLz4Frame, type DecodeOptions } from '../internal/lz4-frame.js';
+import { decodeLz4FrameToFile, type DecodedToFile } from '../internal/lz4-frame-to-file.js';
 
 /**
  * A replica's age keys as Litestream's config has them: each entry the body of a key file (one key per
@@ -108,22 +109,33 @@ export class ObjectCodec {
   decode(stored: AsyncIterable<Uint8Array>, opts: ObjectDecodeOptions): AsyncGenerator<Buffer> {
     const self = this;
     return (async function* decode() {
-      const { head, rest, close } = await peek(stored, AGE_INTRO.length);
-      if (!startsLikeAge(head)) {
-        yield* decodeLz4Frame(opts)(rest);
-        return;
-      }
-      if (!self.decryptFor) {
-        await close();
-        throw new ReplicateError(
-          'AGE_IDENTITY',
-          `reading ${opts.label}: the object is age-encrypted and replica ${self.replica} has no age identities; ` +
-            'add the secret key under age: identities: in the replica\'s config (a restore from a replica URL cannot decrypt: use -config)',
-          { details: { object: opts.label, replica: self.replica, reason: 'missing' } },
-        );
-      }
-      yield* decodeLz4Frame(opts)(self.decryptFor({ label: opts.label, replica: self.replica })(rest));
+      yield* decodeLz4Frame(opts)(await self.lz4Frame(stored, opts.label));
     })();
+  }
+
+  /**
+   * Stored bytes → payload bytes written into the file open at `fd` from offset 0, the LZ4 blocks decoded
+   * and written on a worker thread (see lz4-frame-to-file.ts): for a restore's snapshot. Same errors as
+   * `decode`.
+   */
+  async decodeToFile(stored: AsyncIterable<Uint8Array>, fd: number, opts: { label: string }): Promise<DecodedToFile> {
+    return decodeLz4FrameToFile(await this.lz4Frame(stored, opts.label), fd, opts);
+  }
+
+  /** The object's LZ4 frame: the object itself, or what its age decryption yields. */
+  private async lz4Frame(stored: AsyncIterable<Uint8Array>, label: string): Promise<AsyncIterable<Uint8Array>> {
+    const { head, rest, close } = await peek(stored, AGE_INTRO.length);
+    if (!startsLikeAge(head)) return rest;
+    if (!this.decryptFor) {
+      await close();
+      throw new ReplicateError(
+        'AGE_IDENTITY',
+        `reading ${label}: the object is age-encrypted and replica ${this.replica} has no age identities; ` +
+          'add the secret key under age: identities: in the replica\'s config (a restore from a replica URL cannot decrypt: use -config)',
+        { details: { object: label, replica: this.replica, reason: 'missing' } },
+      );
+    }
+    return this.decryptFor({ label, replica: this.replica })(rest);
   }
 }
 

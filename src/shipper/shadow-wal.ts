@@ -8,7 +8,7 @@
  * Synchronous on purpose: these run while the shipper holds SQLite's write lock, and an application
  * writing on the same thread (embedded use) must never find the lock held across an await.
  */
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { tempPathFor } from '../internal/atomic-file.js';
@@ -347,23 +347,32 @@ function appendInTwoPasses(shadow: number, wal: number, chain: FrameChain, buf: 
 }
 
 /**
- * Starts shadow file `path` with the real WAL's header (checked) and copies its committed frames. The
- * header is written atomically (temp file, fsync, rename, directory fsync) so a crash never leaves a
- * shadow file without its header; the file (and any directory made for it) gets `perms` before the first
- * byte is written: shadow files are page images of the database.
+ * Starts shadow file `path` with the real WAL's header (checked) and its committed frames. Written
+ * atomically (temp file, one fsync, rename, directory fsync), so a crash never leaves a shadow file
+ * without its header; the file (and any directory made for it) gets `perms` before the first byte is
+ * written: shadow files are page images of the database.
  */
 export function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer, opts: CopyOptions & { perms?: FilePermissions } = {}): CopyResult {
   parseWalHeader(headerBytes, `wal ${walPath}`); // throws INVALID_WAL on a bad header checksum
   const perms = opts.perms ?? DEFAULT_FILE_PERMISSIONS;
   mkdirWithPermissionsSync(dirname(shadowPath), perms);
   const tmp = tempPathFor(shadowPath);
-  const fd = openSync(tmp, 'wx', perms.fileMode);
+  const fd = openSync(tmp, 'wx+', perms.fileMode);
+  let copy: CopyResult;
   try {
-    applyPermissionsToFdSync(fd, perms, 'file');
-    writeAtSync(fd, headerBytes, 0);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      applyPermissionsToFdSync(fd, perms, 'file');
+      writeAtSync(fd, headerBytes, 0);
+      // The frames go in before the rename: one fsync for the header and them (this runs under the write
+      // lock, at every WAL restart).
+      copy = appendCommitted(fd, tmp, walPath, { maxSize: opts.maxSize, maxFrames: opts.maxFrames });
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
   }
   renameSync(tmp, shadowPath);
   const dir = openSync(dirname(shadowPath), 'r');
@@ -372,7 +381,7 @@ export function initShadow(walPath: string, shadowPath: string, headerBytes: Buf
   } finally {
     closeSync(dir);
   }
-  return copyToShadow(walPath, shadowPath, { maxSize: opts.maxSize, maxFrames: opts.maxFrames });
+  return copy;
 }
 
 export interface ShadowRepair {

@@ -71,6 +71,10 @@ export class ShipperDb {
   readonly wal: WalFile;
   /** `PRAGMA wal_checkpoint(NOOP)`, prepared once: it runs on every sync of every database. */
   private readonly noop: Database.Statement;
+  /** The statements of every checkpoint, prepared on first use (inside the transactions they run in). */
+  private passive: Database.Statement | undefined;
+  private seqUpsert: Database.Statement | undefined;
+  private readSnapshot: Database.Statement | undefined;
 
   private constructor(
     readonly path: string,
@@ -114,6 +118,9 @@ export class ShipperDb {
       ckpt = new Database(path, { fileMustExist: true, timeout: opts.busyTimeoutMs });
       ckpt.pragma('wal_autocheckpoint = 0');
       lock = new Database(path, { fileMustExist: true, readonly: true, timeout: opts.busyTimeoutMs });
+      // From here on `rw` waits for the write lock only in beginImmediate, by polling: no busy handler
+      // (reading and setting busy_timeout around every BEGIN IMMEDIATE cost two PRAGMA statements).
+      rw.pragma('busy_timeout = 0');
       return new ShipperDb(path, file, rw, ckpt, lock, pageSize);
     } catch (err) {
       for (const c of [rw, ckpt, lock]) c?.close();
@@ -150,22 +157,16 @@ export class ShipperDb {
    * commit of the application got slower), where polling took it in 0.2 ms at the median, every time.
    */
   private beginImmediate(waitMs: number): boolean {
-    const previous = Number(this.rw.pragma('busy_timeout', { simple: true }));
-    this.rw.pragma('busy_timeout = 0');
     const deadline = monotonicMs() + Math.max(0, waitMs);
-    try {
-      for (;;) {
-        try {
-          this.rw.exec('BEGIN IMMEDIATE');
-          return true;
-        } catch (err) {
-          if (!isBusy(err)) throw err;
-          if (monotonicMs() >= deadline) return false;
-          Atomics.wait(PAUSE, 0, 0, LOCK_POLL_MS);
-        }
+    for (;;) {
+      try {
+        this.rw.exec('BEGIN IMMEDIATE');
+        return true;
+      } catch (err) {
+        if (!isBusy(err)) throw err;
+        if (monotonicMs() >= deadline) return false;
+        Atomics.wait(PAUSE, 0, 0, LOCK_POLL_MS);
       }
-    } finally {
-      this.rw.pragma(`busy_timeout = ${previous}`);
     }
   }
 
@@ -286,14 +287,15 @@ export class ShipperDb {
 
   /** A PASSIVE checkpoint (never waits, never restarts the WAL by itself). */
   passiveCheckpoint(): CheckpointResult {
-    const [result] = this.ckpt.pragma('wal_checkpoint(PASSIVE)') as CheckpointResult[];
-    return result ?? { busy: 1, log: -1, checkpointed: -1 };
+    this.passive ??= this.ckpt.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+    return (this.passive.get() as CheckpointResult | undefined) ?? { busy: 1, log: -1, checkpointed: -1 };
   }
 
   /** Writes Litestream's seq row inside the write-locked transaction (committed with `commit: true`). */
   writeSeq(): void {
     this.assertWriteLocked('writeSeq');
-    this.rw.prepare(SEQ_UPSERT).run();
+    this.seqUpsert ??= this.rw.prepare(SEQ_UPSERT);
+    this.seqUpsert.run();
   }
 
   step(name: string): void {
@@ -315,7 +317,8 @@ export class ShipperDb {
   private beginRead(): void {
     this.lock.exec('BEGIN');
     try {
-      this.lock.prepare('SELECT COUNT(1) FROM _litestream_seq').pluck().get();
+      this.readSnapshot ??= this.lock.prepare('SELECT COUNT(1) FROM _litestream_seq').pluck();
+      this.readSnapshot.get();
     } catch (err) {
       if (this.lock.inTransaction) this.lock.exec('ROLLBACK');
       throw err;

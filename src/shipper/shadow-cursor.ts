@@ -231,7 +231,8 @@ export class ShadowCursor {
     // restart can end a cycle with frames, and it ends it where the shadow ends.
     if (!reason && next.salt1 !== ((old.salt1 + 1) >>> 0)) this.log.debug('wal restarted with new salts', { db: this.dbPath, salt1: next.salt1, previous: old.salt1 });
     // The old index is final: durable before replicas see the next one (they upload it to its end then).
-    fsyncFileSync(this.shadowPath(cur));
+    // Usually it is already: the settle before our checkpoint fsynced it to its end.
+    if (!this.durableToEnd()) fsyncFileSync(this.shadowPath(cur));
     if (reason) this.newGenerationLocked(db, reason);
     else this.startIndexLocked(db, cur.generation, cur.index + 1, real);
   }

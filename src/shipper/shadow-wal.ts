@@ -8,7 +8,7 @@
  * Synchronous on purpose: these run while the shipper holds SQLite's write lock, and an application
  * writing on the same thread (embedded use) must never find the lock held across an await.
  */
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { tempPathFor } from '../internal/atomic-file.js';
@@ -76,21 +76,33 @@ function shadowState(fd: number, path: string): { header: WalHeader; size: numbe
 class FrameChain {
   end: number;
   committed: number;
+  /** The checksum chain's value at `committed` (where a later pass over the same frames starts from). */
+  committedSum: Checksum;
   stoppedBy: string | undefined;
   capped = false;
-  private sum: Checksum;
+  /** The checksum chain's value at `end`. */
+  sum: Checksum;
+  readonly pageSize: number;
 
   constructor(
-    private readonly header: WalHeader,
+    readonly header: WalHeader,
     from: number,
     checksum: Checksum,
-    private readonly maxSize: number,
+    readonly maxSize: number,
     /** SQLite's commit point: frames past it are not committed, whatever they look like. */
-    private readonly commitLimit = Infinity,
+    readonly commitLimit = Infinity,
   ) {
+    this.pageSize = header.pageSize;
     this.end = from;
     this.committed = from;
+    this.committedSum = checksum;
     this.sum = checksum;
+  }
+
+  /** Goes back to the end of the last commit frame accepted (frames after it are to be checked again). */
+  rewindToCommitted(): void {
+    this.end = this.committed;
+    this.sum = this.committedSum;
   }
 
   /** Checks the whole frames of `chunk` (which starts at `this.end`); false once the chain stops. */
@@ -121,7 +133,10 @@ class FrameChain {
       }
       this.sum = sum;
       this.end += fsize;
-      if (fh.commit !== 0) this.committed = this.end;
+      if (fh.commit !== 0) {
+        this.committed = this.end;
+        this.committedSum = sum;
+      }
     }
     return true;
   }
@@ -228,74 +243,136 @@ function appendCommitted(shadow: number, shadowPath: string, walPath: string, op
     }
     const available = fstatSync(wal).size - state.size;
     if (available < fsize) return none();
-    const chunkFrames = Math.max(1, Math.min(CHUNK_FRAMES, Math.ceil(available / fsize)));
-    const buf = Buffer.allocUnsafe(chunkFrames * fsize);
-
-    // Pass 1: where does the last commit end?
-    let scanTo = Infinity;
-    if (available > buf.length) {
-      scanTo = lastCommitCandidate(wal, header, state.size, buf);
-      if (scanTo === state.size) return none();
-    }
-    const first = new FrameChain(header, state.size, state.checksum, maxSize, commitLimit);
-    let held: Buffer | undefined; // pass 1's only chunk, when it covered everything
-    for (let at = state.size; at < scanTo; ) {
-      const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, scanTo - at)), at);
-      const whole = chunk.subarray(0, Math.floor(chunk.length / fsize) * fsize);
-      const going = first.accept(whole);
-      held = at === state.size ? whole : undefined;
-      at += whole.length;
-      if (!going || whole.length < buf.length) break;
-    }
-    const target = first.committed;
-    if (target === state.size) return { ...none(first.stoppedBy), capped: first.capped };
-
-    // Pass 2: write [state.size, target).
-    let written: number;
-    if (held && held.length >= target - state.size) {
-      writeAtSync(shadow, held.subarray(0, target - state.size), state.size);
-      written = target;
-    } else {
-      const second = new FrameChain(header, state.size, state.checksum, maxSize, commitLimit);
-      for (let at = state.size; at < target; ) {
-        const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, target - at)), at);
-        const whole = chunk.subarray(0, Math.floor(chunk.length / fsize) * fsize);
-        const going = second.accept(whole);
-        const good = second.end - at;
-        if (good > 0) writeAtSync(shadow, whole.subarray(0, good), at);
-        at += good;
-        if (!going || good < whole.length || whole.length === 0) break;
-      }
-      written = second.committed;
-      // Only if the WAL changed between the passes (a restart by someone while we held no read lock):
-      // cut back to the last commit this pass saw. A kill right here leaves frames past the last commit,
-      // which repairShadow removes at the next start.
-      if (second.end > written) ftruncateSync(shadow, written);
-    }
-    return { shadowSize: written, appended: written - state.size, capped: first.capped, diverged: false, ...(first.stoppedBy ? { stoppedBy: first.stoppedBy } : {}) };
+    const buf = copyBuffer(Math.max(1, Math.min(CHUNK_FRAMES, Math.ceil(available / fsize))) * fsize);
+    const chain = new FrameChain(header, state.size, state.checksum, maxSize, commitLimit);
+    // With SQLite's commit point known (every sync of the shipper passes it) no frame past it is read, and
+    // each frame is read and checked once; without it, a first pass must find the last commit.
+    const written =
+      commitLimit !== Infinity
+        ? appendInOnePass(shadow, wal, chain, buf, Math.min(commitLimit, state.size + Math.floor(available / fsize) * fsize))
+        : appendInTwoPasses(shadow, wal, chain, buf, state.size + available);
+    if (written === state.size) return { ...none(chain.stoppedBy), capped: chain.capped };
+    return { shadowSize: written, appended: written - state.size, capped: chain.capped, diverged: false, ...(chain.stoppedBy ? { stoppedBy: chain.stoppedBy } : {}) };
   } finally {
     closeSync(wal);
   }
 }
 
 /**
- * Starts shadow file `path` with the real WAL's header (checked) and copies its committed frames. The
- * header is written atomically (temp file, fsync, rename, directory fsync) so a crash never leaves a
- * shadow file without its header; the file (and any directory made for it) gets `perms` before the first
- * byte is written: shadow files are page images of the database.
+ * One read buffer for every copy on this thread (copies are synchronous: never two at once). A fresh
+ * one per copy (up to 1 MiB, a hundred copies a second under a steady write load) was garbage for the
+ * collector and kept the process's memory high.
+ */
+let scratch: Buffer | undefined;
+function copyBuffer(bytes: number): Buffer {
+  if (!scratch || scratch.length < bytes) scratch = Buffer.allocUnsafeSlow(bytes);
+  return scratch.subarray(0, bytes);
+}
+
+/**
+ * Appends the WAL's frames [chain.end, end) — `end` at or before SQLite's commit point — as they are
+ * checked, each whole transaction once its commit frame is read: frames after the last commit frame of
+ * a chunk stay in the buffer, ahead of the next read. A transaction larger than the buffer goes on in
+ * two passes from its first frame. Returns the shadow's new size (the end of the last commit written).
+ */
+function appendInOnePass(shadow: number, wal: number, chain: FrameChain, buf: Buffer, end: number): number {
+  let written = chain.end;
+  while (chain.end < end) {
+    const carry = chain.end - written; // buf[0, carry): checked frames of a transaction not committed yet
+    if (buf.length - carry < frameSize(chain.pageSize)) {
+      chain.rewindToCommitted();
+      return appendInTwoPasses(shadow, wal, chain, buf, end);
+    }
+    const want = Math.min(buf.length - carry, end - chain.end);
+    const chunk = readAtSync(wal, buf.subarray(carry, carry + want), chain.end);
+    const whole = chunk.subarray(0, Math.floor(chunk.length / frameSize(chain.pageSize)) * frameSize(chain.pageSize));
+    const going = chain.accept(whole);
+    if (chain.committed > written) {
+      writeAtSync(shadow, buf.subarray(0, chain.committed - written), written);
+      buf.copyWithin(0, chain.committed - written, chain.end - written);
+      written = chain.committed;
+    }
+    if (!going || whole.length < want) break;
+  }
+  return written;
+}
+
+/**
+ * Appends the WAL's committed frames from chain.end on, reading no further than `fileEnd`: a first pass
+ * finds the last commit (by frame headers, then by the checksum chain up to it), the second writes
+ * exactly the frames up to it, from the first pass's buffer when it held them all (the usual few
+ * frames), else re-read and re-checked. Returns the shadow's new size; `chain` tells why it stopped.
+ */
+function appendInTwoPasses(shadow: number, wal: number, chain: FrameChain, buf: Buffer, fileEnd: number): number {
+  const from = chain.end;
+  const fromSum = chain.sum;
+  // Pass 1: where does the last commit end?
+  let scanTo = Infinity;
+  if (fileEnd - from > buf.length) {
+    scanTo = lastCommitCandidate(wal, chain.header, from, buf);
+    if (scanTo === from) return from;
+  }
+  let held: Buffer | undefined; // pass 1's only chunk, when it covered everything
+  for (let at = from; at < scanTo; ) {
+    const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, scanTo - at)), at);
+    const whole = chunk.subarray(0, Math.floor(chunk.length / frameSize(chain.pageSize)) * frameSize(chain.pageSize));
+    const going = chain.accept(whole);
+    held = at === from ? whole : undefined;
+    at += whole.length;
+    if (!going || whole.length < buf.length) break;
+  }
+  const target = chain.committed;
+  if (target === from) return from;
+
+  // Pass 2: write [from, target).
+  if (held && held.length >= target - from) {
+    writeAtSync(shadow, held.subarray(0, target - from), from);
+    return target;
+  }
+  const second = new FrameChain(chain.header, from, fromSum, chain.maxSize, chain.commitLimit);
+  for (let at = from; at < target; ) {
+    const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, target - at)), at);
+    const whole = chunk.subarray(0, Math.floor(chunk.length / frameSize(chain.pageSize)) * frameSize(chain.pageSize));
+    const going = second.accept(whole);
+    const good = second.end - at;
+    if (good > 0) writeAtSync(shadow, whole.subarray(0, good), at);
+    at += good;
+    if (!going || good < whole.length || whole.length === 0) break;
+  }
+  // Only if the WAL changed between the passes (a restart by someone while we held no read lock): cut
+  // back to the last commit this pass saw. A kill right here leaves frames past the last commit, which
+  // repairShadow removes at the next start.
+  if (second.end > second.committed) ftruncateSync(shadow, second.committed);
+  return second.committed;
+}
+
+/**
+ * Starts shadow file `path` with the real WAL's header (checked) and its committed frames. Written
+ * atomically (temp file, one fsync, rename, directory fsync), so a crash never leaves a shadow file
+ * without its header; the file (and any directory made for it) gets `perms` before the first byte is
+ * written: shadow files are page images of the database.
  */
 export function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer, opts: CopyOptions & { perms?: FilePermissions } = {}): CopyResult {
   parseWalHeader(headerBytes, `wal ${walPath}`); // throws INVALID_WAL on a bad header checksum
   const perms = opts.perms ?? DEFAULT_FILE_PERMISSIONS;
   mkdirWithPermissionsSync(dirname(shadowPath), perms);
   const tmp = tempPathFor(shadowPath);
-  const fd = openSync(tmp, 'wx', perms.fileMode);
+  const fd = openSync(tmp, 'wx+', perms.fileMode);
+  let copy: CopyResult;
   try {
-    applyPermissionsToFdSync(fd, perms, 'file');
-    writeAtSync(fd, headerBytes, 0);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      applyPermissionsToFdSync(fd, perms, 'file');
+      writeAtSync(fd, headerBytes, 0);
+      // The frames go in before the rename: one fsync for the header and them (this runs under the write
+      // lock, at every WAL restart).
+      copy = appendCommitted(fd, tmp, walPath, { maxSize: opts.maxSize, maxFrames: opts.maxFrames });
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
   }
   renameSync(tmp, shadowPath);
   const dir = openSync(dirname(shadowPath), 'r');
@@ -304,7 +381,7 @@ export function initShadow(walPath: string, shadowPath: string, headerBytes: Buf
   } finally {
     closeSync(dir);
   }
-  return copyToShadow(walPath, shadowPath, { maxSize: opts.maxSize, maxFrames: opts.maxFrames });
+  return copy;
 }
 
 export interface ShadowRepair {

@@ -109,6 +109,81 @@ describe('copyToShadow', () => {
   });
 });
 
+describe('copyToShadow up to SQLite\'s commit point (maxFrames: one pass)', () => {
+  /** Commits of mixed sizes (one of 400 pages: larger than a copy's read buffer), and mxFrame after each. */
+  function walOfCommits() {
+    const dir = mkdtempSync(join(tmpdir(), 'stn-shadow-unit-'));
+    dirs.push(dir);
+    const dbPath = join(dir, 'db.sqlite');
+    const db = new Database(dbPath);
+    db.pragma('journal_mode = WAL');
+    db.pragma('wal_autocheckpoint = 0');
+    db.pragma('cache_size = 5');
+    db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)');
+    const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+    const noop = db.prepare('PRAGMA wal_checkpoint(NOOP)');
+    const marks: number[] = [];
+    for (const rows of [1, 3, 120, 2, 400, 1, 1, 300, 5]) {
+      db.transaction(() => {
+        for (let i = 0; i < rows; i++) insert.run('p'.repeat(3000));
+      })();
+      marks.push((noop.get() as { log: number }).log);
+    }
+    return { dir, db, walPath: `${dbPath}-wal`, marks };
+  }
+
+  it('copies exactly the frames up to the commit point, in one copy or commit by commit', () => {
+    const w = walOfCommits();
+    const fsize = 4096 + 24;
+    const wal = readFileSync(w.walPath);
+    const header = readWalHeaderBytesSync(w.walPath)!;
+    const whole = join(w.dir, 'whole.wal');
+    initShadow(w.walPath, whole, header, { maxFrames: 0 });
+    const last = w.marks.at(-1)!;
+    const all = copyToShadow(w.walPath, whole, { maxFrames: last, verifyLastFrame: true });
+    expect(all.shadowSize).toBe(32 + last * fsize);
+    expect(readFileSync(whole).equals(wal.subarray(0, 32 + last * fsize))).toBe(true);
+
+    const stepwise = join(w.dir, 'stepwise.wal');
+    initShadow(w.walPath, stepwise, header, { maxFrames: 0 });
+    for (const mark of w.marks) {
+      const copy = copyToShadow(w.walPath, stepwise, { maxFrames: mark, verifyLastFrame: true });
+      expect(copy.shadowSize).toBe(32 + mark * fsize);
+      expect(statSync(stepwise).size).toBe(32 + mark * fsize);
+    }
+    expect(readFileSync(stepwise).equals(readFileSync(whole))).toBe(true);
+    w.db.close();
+  });
+
+  it('stops at the commit point even where frames past it look committed', () => {
+    const w = walOfCommits();
+    const fsize = 4096 + 24;
+    const shadow = join(w.dir, 'shadow.wal');
+    initShadow(w.walPath, shadow, readWalHeaderBytesSync(w.walPath)!, { maxFrames: 0 });
+    // Where a killed writer's frames would be: valid, committed-looking, but not published.
+    const copy = copyToShadow(w.walPath, shadow, { maxFrames: w.marks[3]! });
+    expect(copy.shadowSize).toBe(32 + w.marks[3]! * fsize);
+    w.db.close();
+  });
+
+  it('a corrupt frame inside a large transaction: nothing of that transaction is written', () => {
+    const w = walOfCommits();
+    const fsize = 4096 + 24;
+    // Damage a page in the middle of the 400-page transaction (commit 5) of a copy of the WAL.
+    const copyPath = join(w.dir, 'damaged-wal');
+    const bytes = Buffer.from(readFileSync(w.walPath));
+    const bad = 32 + (w.marks[3]! + 200) * fsize + 24 + 100;
+    bytes[bad] = bytes[bad]! ^ 0xff;
+    writeFileSync(copyPath, bytes);
+    const shadow = join(w.dir, 'shadow.wal');
+    initShadow(copyPath, shadow, bytes.subarray(0, 32), { maxFrames: 0 });
+    const copy = copyToShadow(copyPath, shadow, { maxFrames: w.marks.at(-1)! });
+    expect(copy.shadowSize).toBe(32 + w.marks[3]! * fsize);
+    expect(statSync(shadow).size).toBe(32 + w.marks[3]! * fsize);
+    w.db.close();
+  });
+});
+
 describe('repairShadow', () => {
   it('cuts uncommitted frames and a torn tail back to the last commit', () => {
     const w = walWithOpenTransaction(50);

@@ -118,7 +118,13 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       ...(o.endpoint ? { endpoint: o.endpoint } : {}),
       forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined,
       ...(o.accessKeyId || o.secretAccessKey ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } } : {}),
-      ...(o.checksums === 'when_required' ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
+      ...(o.checksums === 'when_required' ? { requestChecksumCalculation: 'WHEN_REQUIRED' } : {}),
+      // Reads are not checked by the SDK: by default it asks for the object's stored checksum and, on AWS
+      // (which stores a CRC64NVME for every new object), hashes the whole body on this thread in
+      // JavaScript: ~230 ms per 90 MiB snapshot, 2.5x the time to receive it. What we read is checked
+      // end to end already: LZ4 frames carry a content checksum (age, its MACs), WAL frames their
+      // checksums, and a restored database its integrity check.
+      responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts,
       // Without these a stalled connection would hang an upload forever.
       requestHandler: {

@@ -83,7 +83,7 @@ describe('s3 deleteGeneration', () => {
  * accept it would.
  */
 async function recordingProxy(target: string) {
-  const seen: { method: string; url: string; viaSdk: boolean; status: number }[] = [];
+  const seen: { method: string; url: string; viaSdk: boolean; status: number; checksumMode?: string }[] = [];
   const up = new URL(target);
   let refuseNext = false;
   const server = createServer((req, res) => {
@@ -97,7 +97,8 @@ async function recordingProxy(target: string) {
       return;
     }
     const fwd = httpRequest({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-      seen.push({ method: req.method!, url: req.url!, viaSdk, status: r.statusCode! });
+      const checksumMode = req.headers['x-amz-checksum-mode'];
+      seen.push({ method: req.method!, url: req.url!, viaSdk, status: r.statusCode!, ...(typeof checksumMode === 'string' ? { checksumMode } : {}) });
       res.writeHead(r.statusCode!, r.headers);
       r.pipe(res);
     });
@@ -112,6 +113,29 @@ async function recordingProxy(target: string) {
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
+
+describe('s3 reads', () => {
+  it('ask for no stored checksum (x-amz-checksum-mode): the SDK would hash whole snapshots on the event loop; LZ4 content checksums cover them', async () => {
+    const endpoint = inject('s3Endpoint');
+    const bucket = `reads-${randomBytes(4).toString('hex')}`;
+    await createBucket(endpoint, bucket);
+    const proxy = await recordingProxy(endpoint);
+    const client = new S3ReplicaClient({ bucket, path: 'db', endpoint: proxy.endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test' });
+    try {
+      const gen = '0123456789abcdef';
+      const body = randomBytes(300_000);
+      await client.writeSnapshot(gen, 0, Readable.from([body]));
+      const chunks: Buffer[] = [];
+      for await (const c of await client.snapshotReader(gen, 0)) chunks.push(c as Buffer);
+      expect(Buffer.concat(chunks).equals(body)).toBe(true);
+      const gets = proxy.seen.filter((r) => r.method === 'GET' && r.url.includes('/snapshots/'));
+      expect(gets).toHaveLength(1);
+      expect(gets[0]!.checksumMode).toBeUndefined();
+    } finally {
+      await proxy.close();
+    }
+  });
+});
 
 describe('s3 lease writes after the first: signed and sent without the SDK (s3-lease-put.ts)', () => {
   it('renewals and the release go out without the SDK and keep their conditions; a refusal sends them through the SDK from then on', async () => {

@@ -50,23 +50,31 @@ export function recordLeaseTarget(s3: S3Client, key: string, onTarget: (t: Lease
     (next, context) => async (args) => {
       // The deserialize step runs last before the request is sent: the request is final and signed.
       const input = args.input as { Key?: unknown };
-      const req = args.request as {
-        protocol?: string;
-        hostname?: string;
-        port?: number;
-        path?: string;
-        headers?: Record<string, string>;
-      };
-      const auth = req.headers?.authorization ?? req.headers?.Authorization;
-      const scope = typeof auth === 'string' ? SIGV4_S3.exec(auth) : null;
-      const host = req.headers?.host ?? req.headers?.Host;
-      if (context.commandName === 'PutObjectCommand' && input.Key === key && scope && req.protocol && req.hostname && req.path && host && !hasSessionToken(req.headers)) {
-        onTarget({ protocol: req.protocol, hostname: req.hostname, port: req.port, path: req.path, host, region: scope[1]! });
-      }
+      const target = context.commandName === 'PutObjectCommand' && input.Key === key ? signedTarget(args.request) : undefined;
+      if (target) onTarget(target);
       return next(args);
     },
     { step: 'deserialize', name: 'stnLeaseTarget' },
   );
+}
+
+/**
+ * Where a request the SDK is about to send goes, and the scope it is signed for; undefined unless it is
+ * plain SigV4 for s3 (see the file comment). Called in the deserialize step, when the request is final.
+ */
+export function signedTarget(request: unknown): LeaseTarget | undefined {
+  const req = request as {
+    protocol?: string;
+    hostname?: string;
+    port?: number;
+    path?: string;
+    headers?: Record<string, string>;
+  };
+  const auth = req.headers?.authorization ?? req.headers?.Authorization;
+  const scope = typeof auth === 'string' ? SIGV4_S3.exec(auth) : null;
+  const host = req.headers?.host ?? req.headers?.Host;
+  if (!scope || !req.protocol || !req.hostname || !req.path || !host || hasSessionToken(req.headers)) return undefined;
+  return { protocol: req.protocol, hostname: req.hostname, port: req.port, path: req.path, host, region: scope[1]! };
 }
 
 /** An S3 Express session (its own token header): not replayed. */
@@ -126,13 +134,13 @@ export async function signLeasePut(signer: LeaseSigner, target: LeaseTarget, bod
   return signed.headers;
 }
 
-function headerOf(headers: Record<string, string>, name: string): string | undefined {
+export function headerOf(headers: Record<string, string>, name: string): string | undefined {
   for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === name) return v;
   return undefined;
 }
 
 /** Reads a response body of at most 64 KiB (an error document; a success has none), draining the rest. */
-async function readSmall(body: Readable | undefined): Promise<string> {
+export async function readSmall(body: Readable | undefined): Promise<string> {
   if (!body) return '';
   const chunks: Buffer[] = [];
   let size = 0;
@@ -144,7 +152,7 @@ async function readSmall(body: Readable | undefined): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function xmlField(xml: string, name: string): string | undefined {
+export function xmlField(xml: string, name: string): string | undefined {
   const m = new RegExp(`<${name}>([^<]*)</${name}>`).exec(xml);
   return m ? m[1] : undefined;
 }

@@ -26,6 +26,8 @@ const READ_CHUNK = 1024 * 1024;
 
 export class FileReplicaClient implements ReplicaClient {
   readonly type = 'file';
+  /** writeFileAtomic writes each chunk (awaited) before it pulls the next. */
+  readonly consumesBodyInOrder = true;
   readonly location: string;
   private readonly layout: ReplicaLayout;
   private readonly counts = new OperationCounter();

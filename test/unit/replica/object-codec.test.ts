@@ -74,6 +74,15 @@ describe('ObjectCodec', () => {
     }
   });
 
+  it('reuseOutput is ignored when encrypting: the age stage may queue the frame\'s chunks', async () => {
+    const codec = await ObjectCodec.create({ identities: [KEY.identity], recipients: [KEY.recipient] }, 'r');
+    // Several LZ4 blocks, so a reused output buffer would be overwritten while the age stage holds it.
+    const big = Buffer.concat([Buffer.alloc(5 * 1024 * 1024, 'stn-replicate '), randomBytes(4 * 1024 * 1024)]);
+    const kept: Buffer[] = [];
+    for await (const c of codec.encode(chunksOf(big, 1024 * 1024), { reuseOutput: true })) kept.push(c);
+    expect(await collectBytes(codec.decode(chunksOf(Buffer.concat(kept), 65_536), { label: 'obj' }))).toEqual(big);
+  });
+
   it('reads what the age library encrypted on its own (an LZ4 frame inside), and plain objects whatever the keys', async () => {
     const frame = await collectBytes(encodeLz4Frame(chunksOf(payload, 4096)));
     const e = new Encrypter();

@@ -95,10 +95,14 @@ export class ObjectCodec {
     return this.identities.length > 0;
   }
 
-  /** Payload bytes → stored bytes: one LZ4 frame, encrypted when the replica has recipients. */
-  encode(payload: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
-    const framed = encodeLz4Frame(payload);
-    return this.encryptStage ? this.encryptStage(framed) : framed;
+  /**
+   * Payload bytes → stored bytes: one LZ4 frame, encrypted when the replica has recipients.
+   * `reuseOutput` (see EncodeOptions) is for a consumer that is done with each chunk before it pulls the
+   * next; it is ignored when encrypting, since the age stage queues the frame's chunks.
+   */
+  encode(payload: AsyncIterable<Uint8Array>, opts: { reuseOutput?: boolean } = {}): AsyncGenerator<Buffer> {
+    if (this.encryptStage) return this.encryptStage(encodeLz4Frame(payload));
+    return encodeLz4Frame(payload, { reuseOutput: opts.reuseOutput === true });
   }
 
   /**

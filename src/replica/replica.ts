@@ -471,7 +471,7 @@ export class Replica extends EventEmitter {
       // another would drop SQLite's locks).
       const source = image();
       try {
-        const info = await this.client.writeSnapshot(pos.generation, pos.index, (await this.codec()).encode(source));
+        const info = await this.client.writeSnapshot(pos.generation, pos.index, (await this.codec()).encode(source, { reuseOutput: this.client.consumesBodyInOrder === true }));
         this.counters.putBytes += info.size;
         this.counters.lastUploadAt = this.now();
         this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: info.size });

@@ -135,7 +135,7 @@ export async function signLeasePut(signer: LeaseSigner, target: LeaseTarget, bod
 }
 
 /** The SDK's HTTP handler's answer (typed `any` through the client's config), as far as send reads it. */
-interface HandledPut {
+export interface HandledPut {
   response: { statusCode: number; headers: Record<string, string>; body: Readable | undefined };
 }
 

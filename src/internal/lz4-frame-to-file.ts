@@ -5,10 +5,10 @@
  * decoding, hashing and writing 200 MB run one after the other; split this way they take about the time
  * of the slowest.
  *
- * The checks are the frame decoder's (lz4-frame.ts), in the same order, with the same errors: header
- * checksum, each block's length and checksum (when the frame has them) before it is decoded, a block that
- * does not decode, the content checksum over the whole decoded stream, the content size, truncation,
- * bytes after the frame. A block is written before the content checksum is known, as the streaming
+ * The checks are the streaming decoder's (lz4-frame-format.ts, lz4-frame-decoder.ts), in the same
+ * order, with the same errors: header checksum, each block's length and checksum (when the frame has
+ * them) before it is decoded, a block that does not decode, the content checksum over the whole decoded
+ * stream, the content size, truncation, bytes after the frame. A block is written before the content checksum is known, as the streaming
  * decoder yields it: the caller writes into a temp file that a failure removes.
  *
  * Memory is fixed: two input and two output slots of the frame's block size in shared memory (the same
@@ -22,19 +22,10 @@
  */
 import { Worker } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
-import {
-  ByteReader,
-  checkBlockChecksum,
-  corrupt,
-  decodeBlocks,
-  finishFrame,
-  hashInSlices,
-  newHasher,
-  parseBlockHeader,
-  readExact,
-  readFrameHeader,
-  blockDecodeFailure,
-} from './lz4-frame.js';
+import { ByteReader } from './byte-reader.js';
+import { decodeBlocks } from './lz4-frame-decoder.js';
+import { blockDecodeFailure, checkBlockChecksum, corrupt, finishFrame, parseBlockHeader, readExact, readFrameHeader } from './lz4-frame-format.js';
+import { hashInSlices, newHasher } from './xxh32.js';
 
 export interface DecodeToFileOptions {
   /** What is being decoded, for error messages (e.g. the object key). */

@@ -21,53 +21,32 @@
  *   for someone else's. The clients send conditional writes once, without SDK retries, for that reason.
  * - before the first acquisition, a store that may not enforce its conditions (object stores) is probed
  *   (ReplicaClient.probeLease): a store that ignores them fails with LEASE_UNSUPPORTED.
- * See docs/lease.md.
+ * See docs/lease.md. Its parts: lease-options.ts (options, defaults, limits), renewal-schedule.ts (when
+ * renewals are made), stored-lease.ts (reading and breaking the stored lease without holding it),
+ * lease-record.ts (the record's format), guarded-client.ts (the check before every write).
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { pid as processId } from 'node:process';
-import { supportsLease, type LeaseCapableClient, type ReplicaClient } from '../client/replica-client.js';
+import { supportsLease, type LeaseCapableClient } from '../client/replica-client.js';
 import { abortError, describeError, isTransientError, ReplicateError } from '../errors.js';
 import { abortableSleep } from '../internal/abortable-sleep.js';
 import { monotonicMs } from '../internal/clock.js';
 import { nullLogger, type Logger } from '../logger.js';
-import { decodeLeaseRecord, describeHolder, encodeLeaseRecord, type LeaseHolder, type LeaseRecord } from './lease-record.js';
+import { DEFAULT_LEASE_TTL_MS, LEASE_RETRY_CAP_MS, MIN_LEASE_TTL_MS, type ReplicaLeaseOptions } from './lease-options.js';
+import { describeHolder, encodeLeaseRecord, type LeaseHolder, type LeaseRecord } from './lease-record.js';
+import { renewalDue, sleepUntil } from './renewal-schedule.js';
+import { readLease, type LeaseState } from './stored-lease.js';
 
-export const DEFAULT_LEASE_TTL_MS = 30_000;
-/** Longest wait between two looks while the store fails (the wait doubles from pollMs up to this). */
-export const LEASE_RETRY_CAP_MS = 5_000;
+// What a user of the lease needs (its options, the stored lease's helpers), importable from this one module.
+export { DEFAULT_LEASE_TTL_MS, LEASE_RETRY_CAP_MS, MIN_LEASE_TTL_MS, type ReplicaLeaseOptions } from './lease-options.js';
+export { breakLease, readLease, type LeaseState } from './stored-lease.js';
+
 /** Shortest time a lease write may take before it is abandoned and tried again (see requestSignal). */
 const MIN_WRITE_TIMEOUT_MS = 1_000;
 /** Renewals whose outcome is unknown that are remembered (more fail before the deadline only on tiny TTLs). */
 const MAX_UNCONFIRMED = 32;
-/** Shortest TTL accepted: renewals every TTL/3 must have time to reach the store. */
-export const MIN_LEASE_TTL_MS = 500;
-
-export interface ReplicaLeaseOptions {
-  client: ReplicaClient;
-  /** The replica's name, for logs. */
-  replica: string;
-  ttlMs?: number;
-  /** Who we are; host, pid and a random instance id by default. */
-  identity?: Partial<Omit<LeaseHolder, 'generation'>>;
-  logger?: Logger;
-  /**
-   * Whether a holder is known to be gone without waiting for its TTL (the CLI: a dead process on this
-   * host, see src/cli/lease-liveness.ts). Only ever asked about other instances.
-   */
-  holderGone?: (holder: LeaseHolder) => boolean;
-  /** Wall clock for the record's times (people read them; expiry never does). */
-  now?: () => number;
-  /** How often a waiter looks at the lease (default: TTL/4, at most 500 ms). */
-  pollMs?: number;
-}
-
-/** The lease as stored, read back. */
-export interface LeaseState {
-  record: LeaseRecord;
-  version: string;
-}
 
 type State = 'idle' | 'held' | 'lost' | 'released';
 
@@ -396,76 +375,4 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     this.lostController.abort(err);
     if (this.listenerCount('lost') > 0) this.emit('lost', err);
   }
-}
-
-/**
- * When a renewal `wait` after `sentAt` is made: a regular one (TTL/3) early by less than TTL/30 (1 s
- * of the default TTL), on a grid of that step shared by every lease of the process (the monotonic clock
- * is the process's), so that the leases of many replicas renew together, in one wake-up of an idle
- * process every TTL/3, instead of each in its own. Earlier never weakens the lease: its deadline counts
- * from when a renewal is sent. Once together they stay together (each next one is due TTL/3 after a
- * send that happened just past a grid point). Retries (a shorter wait) are not moved.
- */
-function renewalDue(sentAt: number, wait: number, ttlMs: number): number {
-  const due = sentAt + wait;
-  if (wait < ttlMs / 3) return due;
-  const step = ttlMs / 30;
-  return Math.max(sentAt, Math.floor(due / step) * step);
-}
-
-/** One timer per instant (monotonic ms) that sleepUntil is asked for: renewals due together wake together. */
-const wakeups = new Map<number, { timer: NodeJS.Timeout; waiters: Set<() => void> }>();
-
-/** Resolves at monotonic time `at`, or early when `signal` aborts (the caller checks it after). */
-function sleepUntil(at: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted || at <= monotonicMs()) return Promise.resolve();
-  return new Promise((resolve) => {
-    let w = wakeups.get(at);
-    if (!w) {
-      const waiters = new Set<() => void>();
-      const timer = setTimeout(() => {
-        wakeups.delete(at);
-        for (const wake of waiters) wake();
-      }, at - monotonicMs());
-      w = { timer, waiters };
-      wakeups.set(at, w);
-    }
-    const group = w;
-    const wake = () => {
-      group.waiters.delete(wake);
-      signal.removeEventListener('abort', wake);
-      if (group.waiters.size === 0 && wakeups.get(at) === group) {
-        clearTimeout(group.timer);
-        wakeups.delete(at);
-      }
-      resolve();
-    };
-    group.waiters.add(wake);
-    signal.addEventListener('abort', wake, { once: true });
-  });
-}
-
-/** The lease of a replica as stored (undefined: none). */
-export async function readLease(client: LeaseCapableClient, signal?: AbortSignal): Promise<LeaseState | undefined> {
-  const stored = await client.readLease(signal ? { signal } : undefined);
-  if (!stored) return undefined;
-  return { record: decodeLeaseRecord(stored.body, client.location), version: stored.version };
-}
-
-/**
- * Breaks a lease by hand (`stn-replicate lease -break`): writes a released record, only if the lease
- * is still held by `instance` (so a lease that moved on meanwhile is not broken by mistake).
- */
-export async function breakLease(client: LeaseCapableClient, instance: string, now = Date.now()): Promise<LeaseState> {
-  const current = await readLease(client);
-  const holder = current?.record.holder;
-  if (!current || !holder) throw new ReplicateError('NOT_FOUND', `breaking the lease of ${client.location}: nobody holds it`);
-  if (holder.instance !== instance) {
-    throw new ReplicateError('LEASE_HELD', `breaking the lease of ${client.location}: it is held by instance ${holder.instance}, not ${instance}`, { details: { holder } });
-  }
-  const at = new Date(now).toISOString();
-  const body = encodeLeaseRecord({ holder: null, acquiredAt: current.record.acquiredAt, renewedAt: current.record.renewedAt, releasedAt: at, ttlMs: current.record.ttlMs });
-  const version = await client.writeLease(body, current.version);
-  if (version === undefined) throw new ReplicateError('LEASE_HELD', `breaking the lease of ${client.location}: it changed meanwhile; look again`);
-  return current;
 }

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { collect, supportsLease, type LeaseCapableClient, type ReplicaClient } from '../../src/client/replica-client.js';
 import { encodeLeaseRecord, type LeaseRecord } from '../../src/lease/lease-record.js';
 import { breakLease, ReplicaLease } from '../../src/lease/replica-lease.js';
-import { isNotFound } from '../../src/errors.js';
+import { isNotFound, NotFoundError } from '../../src/errors.js';
 import { startReplication } from '../../src/replication.js';
 import { pollsOf } from '../helpers/shipper-polls.js';
 import { openSourceDb } from '../helpers/source-db.js';
@@ -348,6 +348,8 @@ export function describeReplicaClientContract(name: string, factory: () => Promi
     });
 
     it('ReplicaLease: a holder whose lease is broken loses it at its next renewal and stops writing', async () => {
+      // Nothing to break yet: a NotFoundError, as for any missing object.
+      await expect(breakLease(c, 'aaaa')).rejects.toBeInstanceOf(NotFoundError);
       const a = lease({ identity: { instance: 'aaaa' }, ttlMs: 900 });
       await a.acquire();
       const lost = new Promise((resolve) => a.once('lost', resolve));

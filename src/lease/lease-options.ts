@@ -1,0 +1,32 @@
+/**
+ * What a ReplicaLease is given: its options, their defaults and limits. Separate from the lease itself so
+ * that config validation (lease-ttl) and the library's exports can name them without the lease's code.
+ */
+import type { ReplicaClient } from '../client/replica-client.js';
+import type { Logger } from '../logger.js';
+import type { LeaseHolder } from './lease-record.js';
+
+export const DEFAULT_LEASE_TTL_MS = 30_000;
+/** Longest wait between two looks while the store fails (the wait doubles from pollMs up to this). */
+export const LEASE_RETRY_CAP_MS = 5_000;
+/** Shortest TTL accepted: renewals every TTL/3 must have time to reach the store. */
+export const MIN_LEASE_TTL_MS = 500;
+
+export interface ReplicaLeaseOptions {
+  client: ReplicaClient;
+  /** The replica's name, for logs. */
+  replica: string;
+  ttlMs?: number;
+  /** Who we are; host, pid and a random instance id by default. */
+  identity?: Partial<Omit<LeaseHolder, 'generation'>>;
+  logger?: Logger;
+  /**
+   * Whether a holder is known to be gone without waiting for its TTL (the CLI: a dead process on this
+   * host, see src/cli/lease-liveness.ts). Only ever asked about other instances.
+   */
+  holderGone?: (holder: LeaseHolder) => boolean;
+  /** Wall clock for the record's times (people read them; expiry never does). */
+  now?: () => number;
+  /** How often a waiter looks at the lease (default: TTL/4, at most 500 ms). */
+  pollMs?: number;
+}

@@ -265,8 +265,10 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
     handle = await open(tmpPath, 'wx', 0o600).catch((err: unknown) => {
       throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${tmpPath}: ${describeError(err)}`, { cause: err });
     });
-    prefetch.start();
-    const { pageSize, size, buffers } = await restoreSnapshot(replica, codec, plan, handle, countBytes, onRetry, opts.signal);
+    // The WAL's reads ahead start once the snapshot's first bytes are in, not before its request: from an
+    // object store they would otherwise queue ahead of it (the snapshot is what the restore waits on),
+    // and they go out through the lean path its GetObject records (s3-object-get.ts), not the SDK's.
+    const { pageSize, size, buffers } = await restoreSnapshot(replica, codec, plan, handle, countBytes, onRetry, opts.signal, () => prefetch.start());
     throwIfAborted(opts.signal);
     // The snapshot's pages go to disk on the thread pool while the WAL is applied on this thread, so the
     // fsync at the end has only the WAL's pages left to write (it was ~70 ms after a 200 MB restore).
@@ -542,6 +544,7 @@ async function restoreSnapshot(
   countBytes: (n: number) => void,
   onRetry: RetryOptions['onRetry'],
   signal?: AbortSignal,
+  onFirstBytes?: () => void,
 ): Promise<{ pageSize: number; size: number; buffers: Buffer[] }> {
   const where = replica.client.snapshotLocation(plan.generation, plan.snapshot.index);
   const source: ObjectSource = {
@@ -553,7 +556,10 @@ async function restoreSnapshot(
     open: (s) => openObject(() => replica.client.snapshotReader(plan.generation, plan.snapshot.index, { signal: s, recycleReadBuffers: !codec.decrypts }), 'snapshot', where),
   };
   async function* counted(): AsyncGenerator<Buffer> {
+    let first = onFirstBytes;
     for await (const chunk of resumableChunks(source, { signal, onRetry })) {
+      first?.();
+      first = undefined;
       countBytes(chunk.length);
       yield chunk;
     }

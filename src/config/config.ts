@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
-import { MIN_LEASE_TTL_MS } from '../lease/replica-lease.js';
+import { DEFAULT_CONFIG_PATH, MIN_LEASE_TTL_MS } from './defaults.js';
 import { expandEnv, type Env } from './env-expand.js';
 import { resolveReplicaLocation, withoutUndefined } from './replica-resolve.js';
 import { absolutePath, isUrl } from './replica-url.js';
@@ -33,7 +33,7 @@ export interface LoadOptions {
   homeDir: string;
 }
 
-export const DEFAULT_CONFIG_PATH = '/etc/litestream.yml';
+export { DEFAULT_CONFIG_PATH };
 
 const TOP_KEYS = ['dbs', 'exec', 'addr', 'health-max-lag', 'access-key-id', 'secret-access-key', 'logging'] as const;
 const LOGGING_KEYS = ['level', 'type', 'stderr'] as const;

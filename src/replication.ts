@@ -29,6 +29,7 @@ import { WalShipper } from './shipper/wal-shipper.js';
 import type { CheckpointStepHook } from './shipper/db-connection.js';
 import type { ReplicationStatus } from './replication-status.js';
 import { monotonicMs } from './internal/clock.js';
+import { reportError } from './internal/report-error.js';
 import type { ReplicaLease } from './lease/replica-lease.js';
 import type { ReplicaOptions } from './replica/replica-options.js';
 
@@ -236,10 +237,7 @@ export class InProcessReplication extends Replication {
     }, () => this.behindReplicas());
     this.shipper.on('generation', (e) => this.emit('generation', e));
     this.shipper.on('checkpoint', (e) => this.emit('checkpoint', e));
-    // Forwarded only when someone listens: an unheard 'error' event would throw inside the sync loop.
-    const forward = (e: { replica?: string; error: unknown }) => {
-      if (this.listenerCount('error') > 0) this.emit('error', e);
-    };
+    const forward = (e: { replica?: string; error: unknown }) => reportError(this, e);
     this.shipper.on('error', (error) => forward({ error }));
     for (const r of this.replicas) {
       r.on('snapshot', (s: SnapshotInfo) => {
@@ -324,7 +322,7 @@ export class InProcessReplication extends Replication {
           // Generation names do not order lineages in time (ours sort descending): a replica that moved
           // on to a newer generation since holds the target in that generation's snapshot.
           const caughtUp = p !== undefined && (p.generation === target.generation ? comparePos(p, target) >= 0 : p.generation === this.shipper.pos()?.generation);
-          if (!caughtUp) throw new Error(`at ${formatPos(p)}, wanted ${formatPos(target)}`);
+          if (!caughtUp) throw new ReplicateError('IO', `at ${formatPos(p)}, wanted ${formatPos(target)}`);
         } catch (err) {
           failures.push(`${r.name} (${r.client.location}): ${describeError(err)}`);
         }

@@ -1,5 +1,5 @@
 /**
- * litestream.yml: loading, environment expansion, validation into typed objects (spec §9). Litestream
+ * litestream.yml: loading, environment expansion, validation into typed objects (docs/config.md). Litestream
  * v0.3.13 semantics, except where a comment says otherwise. The library never reads `process`: env,
  * cwd and the home directory are passed in. Every error names the file and the place
  * ("config /etc/litestream.yml: dbs[0].replicas[1]: …") and never quotes a secret.

@@ -5,7 +5,7 @@
  * ("config /etc/litestream.yml: dbs[0].replicas[1]: …") and never quotes a secret.
  */
 import { readFile } from 'node:fs/promises';
-import { describeError, errnoCode, ReplicateError } from '../errors.js';
+import { describeError, errnoCode, NotFoundError, ReplicateError } from '../errors.js';
 import { DEFAULT_CONFIG_PATH, MIN_LEASE_TTL_MS } from './defaults.js';
 import { expandEnv, type Env } from './env-expand.js';
 import { resolveReplicaLocation, withoutUndefined } from './replica-resolve.js';
@@ -274,7 +274,7 @@ async function checkAgeKeys(config: Config): Promise<void> {
 export function findDb(config: Config, dbPath: string, cwd: string, homeDir: string): DbConfig {
   const abs = absolutePath(dbPath, cwd, homeDir);
   const db = config.dbs.find((d) => d.path === abs);
-  if (!db) throw new ReplicateError('NOT_FOUND', `database not found in config: ${abs}`, { details: { path: abs, config: config.path } });
+  if (!db) throw new NotFoundError(`database not found in config: ${abs}`, { details: { path: abs, config: config.path } });
   return db;
 }
 

@@ -29,22 +29,17 @@ import { WalShipper } from './shipper/wal-shipper.js';
 import type { CheckpointStepHook } from './shipper/db-connection.js';
 import type { ReplicationStatus } from './replication-status.js';
 import { monotonicMs } from './internal/clock.js';
+import { reportError } from './internal/report-error.js';
 import type { ReplicaLease } from './lease/replica-lease.js';
-import type { AgeOptions } from './replica/object-codec.js';
+import type { ReplicaOptions } from './replica/replica-options.js';
 
-export interface ReplicaSpec {
+/**
+ * One destination of a replicated database: a Replica's options (src/replica/replica-options.ts, the
+ * schedule keys with their defaults) less what startReplication supplies itself (the clock, the logger).
+ */
+export interface ReplicaSpec extends Omit<ReplicaOptions, 'name' | 'now' | 'logger' | 'lease'> {
   /** Defaults to the client's type; must be unique per database. */
   name?: string;
-  client: ReplicaClient;
-  syncIntervalMs?: number;
-  /** Litestream's `snapshot-interval` (default 0: no scheduled snapshots). */
-  snapshotIntervalMs?: number;
-  /** Litestream's `retention` (default 24 h; 0 keeps everything). */
-  retentionMs?: number;
-  /** Litestream's `retention-check-interval` (default 1 h). */
-  retentionCheckIntervalMs?: number;
-  /** Litestream's `validation-interval` (default 0: never). */
-  validationIntervalMs?: number;
   /**
    * The replica's lease (src/lease/replica-lease.ts, for a client with the lease primitives): taken
    * before the first write (startReplication waits for it if it is not held yet), checked before every
@@ -52,27 +47,32 @@ export interface ReplicaSpec {
    * 'error' are emitted. Replication with a lease runs on the calling thread.
    */
   lease?: ReplicaLease;
-  /**
-   * Litestream's `age:` (X25519 keys): objects are encrypted to the recipients after LZ4 compression;
-   * the identities decrypt (validation, continuing a generation after a restart). Identities without
-   * recipients are refused; recipients without identities replicate with a warning. Keys are secrets
-   * held in memory only (also when sent to a worker thread).
-   */
-  age?: AgeOptions;
 }
 
+/**
+ * What startReplication takes; a database of a `litestream.yml` becomes one through
+ * replicationOptionsFromConfig (src/config/replication-options.ts). Defaults: src/config/defaults.ts.
+ */
 export interface ReplicationOptions {
   dbPath: string;
+  /** Litestream's `meta-path` (default `<dir>/.<name>-litestream`). */
   metaPath?: string;
+  /** Litestream's `monitor-interval`: the poll period behind file watching (default 1 s). */
   monitorIntervalMs?: number;
+  /** Litestream's `checkpoint-interval` (default 1 min; 0: no time-based checkpoints). */
   checkpointIntervalMs?: number;
+  /** Litestream's `min-checkpoint-page-count` (default 1000). */
   minCheckpointPageCount?: number;
+  /** Litestream's `max-checkpoint-page-count` (default 10,000; 0: no forced RESTART checkpoints). */
   maxCheckpointPageCount?: number;
-  /** Most bytes of shadow WAL kept for replicas that are behind (default 1 GiB; 0: no limit); see WalShipper. */
+  /**
+   * Ours (`max-shadow-wal-size`; Litestream has no such limit): most bytes of shadow WAL kept for replicas
+   * that are behind (default 1 GiB; 0: no limit); see WalShipper.
+   */
   maxShadowWalBytes?: number;
   /** Largest shadow WAL file (default 4 GiB, what v0.3 segment names address); see WalShipper. Lower only in tests. */
   maxShadowWalFileBytes?: number;
-  /** Continue a restored generation when provably safe (default false); see WalShipper. */
+  /** Ours (`continue-after-restore`): continue a restored generation when provably safe (default false); see WalShipper. */
   continueAfterRestore?: boolean;
   replicas: ReplicaSpec[];
   /** The clock object ages are judged by (retention window, snapshot schedule); default Date.now. For tests. */
@@ -237,10 +237,7 @@ export class InProcessReplication extends Replication {
     }, () => this.behindReplicas());
     this.shipper.on('generation', (e) => this.emit('generation', e));
     this.shipper.on('checkpoint', (e) => this.emit('checkpoint', e));
-    // Forwarded only when someone listens: an unheard 'error' event would throw inside the sync loop.
-    const forward = (e: { replica?: string; error: unknown }) => {
-      if (this.listenerCount('error') > 0) this.emit('error', e);
-    };
+    const forward = (e: { replica?: string; error: unknown }) => reportError(this, e);
     this.shipper.on('error', (error) => forward({ error }));
     for (const r of this.replicas) {
       r.on('snapshot', (s: SnapshotInfo) => {
@@ -325,7 +322,7 @@ export class InProcessReplication extends Replication {
           // Generation names do not order lineages in time (ours sort descending): a replica that moved
           // on to a newer generation since holds the target in that generation's snapshot.
           const caughtUp = p !== undefined && (p.generation === target.generation ? comparePos(p, target) >= 0 : p.generation === this.shipper.pos()?.generation);
-          if (!caughtUp) throw new Error(`at ${formatPos(p)}, wanted ${formatPos(target)}`);
+          if (!caughtUp) throw new ReplicateError('IO', `at ${formatPos(p)}, wanted ${formatPos(target)}`);
         } catch (err) {
           failures.push(`${r.name} (${r.client.location}): ${describeError(err)}`);
         }

@@ -7,7 +7,7 @@
 import { createServer } from 'node:http';
 import { homedir } from 'node:os';
 import Database from 'better-sqlite3';
-import { describeError, evaluateHealth, loadConfig, replicationOptionsFor, restoreIfMissing, startReplication } from 'stn-replicate';
+import { describeError, evaluateHealth, loadConfig, replicationOptionsFromConfig, restoreIfMissing, startReplication } from 'stn-replicate';
 
 // The library never reads the environment or prints: the application hands it both.
 const log = {
@@ -19,7 +19,7 @@ const log = {
 
 const config = await loadConfig({ path: process.env.LITESTREAM_CONFIG, env: process.env, cwd: process.cwd(), homeDir: homedir() });
 const dbConfig = config.dbs[0];
-const options = replicationOptionsFor(dbConfig, process.env);
+const options = replicationOptionsFromConfig(dbConfig, process.env);
 
 // 1. Missing database: restore it. No backup at all: a first boot. Anything else: do not start.
 try {

@@ -8,14 +8,12 @@ import { hostname } from 'node:os';
 import { supportsLease, type ReplicaClient } from '../client/replica-client.js';
 import { errnoCode, ReplicateError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { ReplicaConfig } from '../config/types.js';
 import type { LeaseHolder } from '../lease/lease-record.js';
 import { ReplicaLease } from '../lease/replica-lease.js';
 
-/** A replica's lease settings as configured (`lease:`, `lease-ttl:`; unset: leased, 30 s). */
-export interface LeaseConfig {
-  lease?: boolean;
-  leaseTtlMs?: number;
-}
+/** A replica's lease settings as configured (`lease:`, `lease-ttl:`; unset: leased, DEFAULT_LEASE_TTL_MS). */
+export type LeaseConfig = Pick<ReplicaConfig, 'lease' | 'leaseTtlMs'>;
 
 /** Linux: this process's pid namespace, e.g. `pid:[4026531836]`; undefined elsewhere. */
 export function pidNamespace(): string | undefined {

@@ -1,3 +1,4 @@
+import { ReplicateError } from '../errors.js';
 /** Splits a command line the way a POSIX shell splits words (quotes and backslashes), for `-exec`. */
 export function splitShellWords(line: string): string[] {
   const words: string[] = [];
@@ -28,7 +29,7 @@ export function splitShellWords(line: string): string[] {
       inWord = true;
     }
   }
-  if (quote) throw new Error(`unterminated ${quote} quote in: ${line}`);
+  if (quote) throw new ReplicateError('INVALID_ARGUMENT', `unterminated ${quote} quote in: ${line}`);
   if (inWord) words.push(word);
   return words;
 }

@@ -2,8 +2,8 @@
  * SIGINT and SIGTERM caught from the first line of the executable, before the command's modules load.
  *
  * `replicate` installs its own handlers only once its modules are loaded and its config is read, which
- * takes a second or more on a loaded machine. A SIGTERM in that window used to end the process at once
- * (Node's default action), skipping the final sync: an orchestrator that stops a replicator it has just
+ * takes a second or more on a loaded machine. Left to Node's default action, a SIGTERM in that window
+ * would end the process at once, skipping the final sync: an orchestrator that stops a replicator it has just
  * restarted loses whatever the application committed since the previous one died. Litestream catches
  * the signal before it opens anything and acts on it once replication has started; so do we.
  *

@@ -2,7 +2,7 @@
  * Turns a command's DB_PATH or REPLICA_URL argument into the replicas to read, the way Litestream does:
  * a URL names one replica directly (no config); a path is looked up in the config file.
  */
-import { isReplicateError, ReplicateError } from '../errors.js';
+import { isReplicateError, NotFoundError, ReplicateError } from '../errors.js';
 import { buildReplicaClient, findDb, isUrl, loadConfig, replicaFromUrl, replicaName, type Config, type DbConfig } from '../config/index.js';
 import type { NamedReplica } from '../replica/listing.js';
 import type { CliIo } from './io.js';
@@ -56,7 +56,7 @@ export async function resolveTarget(arg: string | undefined, flags: ConfigFlags 
   if (flags.replica !== undefined) {
     configured = configured.filter((r) => replicaName(r) === flags.replica);
     if (configured.length === 0) {
-      throw new ReplicateError('NOT_FOUND', `replica "${flags.replica}" not found for database "${db.path}"`);
+      throw new NotFoundError(`replica "${flags.replica}" not found for database "${db.path}"`);
     }
   }
   const replicas = configured.map((r) => ({ name: replicaName(r), client: buildReplicaClient(r, io.env, io.homeDir), age: r.age }));

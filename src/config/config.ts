@@ -1,12 +1,12 @@
 /**
- * litestream.yml: loading, environment expansion, validation into typed objects (spec §9). Litestream
+ * litestream.yml: loading, environment expansion, validation into typed objects (docs/config.md). Litestream
  * v0.3.13 semantics, except where a comment says otherwise. The library never reads `process`: env,
  * cwd and the home directory are passed in. Every error names the file and the place
  * ("config /etc/litestream.yml: dbs[0].replicas[1]: …") and never quotes a secret.
  */
 import { readFile } from 'node:fs/promises';
-import { describeError, errnoCode, ReplicateError } from '../errors.js';
-import { MIN_LEASE_TTL_MS } from '../lease/replica-lease.js';
+import { describeError, errnoCode, NotFoundError, ReplicateError } from '../errors.js';
+import { DEFAULT_CONFIG_PATH, MIN_LEASE_TTL_MS } from './defaults.js';
 import { expandEnv, type Env } from './env-expand.js';
 import { resolveReplicaLocation, withoutUndefined } from './replica-resolve.js';
 import { absolutePath, isUrl } from './replica-url.js';
@@ -33,7 +33,7 @@ export interface LoadOptions {
   homeDir: string;
 }
 
-export const DEFAULT_CONFIG_PATH = '/etc/litestream.yml';
+export { DEFAULT_CONFIG_PATH };
 
 const TOP_KEYS = ['dbs', 'exec', 'addr', 'health-max-lag', 'access-key-id', 'secret-access-key', 'logging'] as const;
 const LOGGING_KEYS = ['level', 'type', 'stderr'] as const;
@@ -274,7 +274,7 @@ async function checkAgeKeys(config: Config): Promise<void> {
 export function findDb(config: Config, dbPath: string, cwd: string, homeDir: string): DbConfig {
   const abs = absolutePath(dbPath, cwd, homeDir);
   const db = config.dbs.find((d) => d.path === abs);
-  if (!db) throw new ReplicateError('NOT_FOUND', `database not found in config: ${abs}`, { details: { path: abs, config: config.path } });
+  if (!db) throw new NotFoundError(`database not found in config: ${abs}`, { details: { path: abs, config: config.path } });
   return db;
 }
 

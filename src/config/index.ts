@@ -1,5 +1,5 @@
 export * from './types.js';
-export { parseConfig, loadConfig, configPath, findDb, replicaName, DEFAULT_CONFIG_PATH } from './config.js';
+export { parseConfig, loadConfig, configPath, findDb, replicaName } from './config.js';
 export type { ParseOptions, LoadOptions } from './config.js';
 export { parseDuration, parseDurationNs, durationFromYaml } from './duration.js';
 export { expandEnv } from './env-expand.js';
@@ -9,4 +9,5 @@ export type { ParsedReplicaUrl, S3HostInfo } from './replica-url.js';
 export { resolveReplicaLocation } from './replica-resolve.js';
 export { buildReplicaClient, replicaFromUrl } from './build-client.js';
 export type { ResolvedReplica } from './build-client.js';
-export { replicationOptionsFor, DEFAULT_SYNC_INTERVAL_MS } from './replication-options.js';
+export { replicationOptionsFromConfig, replicaSpecFromConfig } from './replication-options.js';
+export * from './defaults.js';

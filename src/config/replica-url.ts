@@ -1,11 +1,11 @@
 /**
  * Replica URLs (`file:///path`, `s3://bucket/path`, `gcs://bucket/path`, `abs://account@container/path`,
- * `sftp://user:password@host:port/path`) split the way Litestream v0.3.13 splits them (spec §2.2): Go's
+ * `sftp://user:password@host:port/path`) split the way Litestream v0.3.13 splits them (docs/config.md, Replicas): Go's
  * `net/url` parse, then `ParseReplicaURL` (`cmd/litestream/main.go`). Also the path helpers every config
  * path goes through: `~` expansion, making absolute, Go's `path.Clean`.
  */
 import { posix } from 'node:path';
-import { ReplicateError } from '../errors.js';
+import { describeError, ReplicateError } from '../errors.js';
 
 /** A string "is a URL" iff it starts with `scheme://` (Litestream's isURL). */
 export function isUrl(s: string): boolean {
@@ -97,7 +97,7 @@ interface GoUrl {
 function unescape(s: string): string {
   if (!s.includes('%')) return s;
   const bad = /%(?![0-9a-fA-F]{2})/.exec(s);
-  if (bad) throw new Error(`invalid URL escape ${JSON.stringify(s.slice(bad.index, bad.index + 3))}`);
+  if (bad) throw new ReplicateError('INVALID_ARGUMENT', `invalid URL escape ${JSON.stringify(s.slice(bad.index, bad.index + 3))}`);
   return s.replace(/(?:%[0-9a-fA-F]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ''), 'hex').toString('utf8'));
 }
 
@@ -105,12 +105,12 @@ function unescape(s: string): string {
 function parseGoUrl(raw: string): GoUrl {
   // Go's url.Parse rejects ASCII control characters: matching them is the point.
   // eslint-disable-next-line no-control-regex
-  if (/[\x00-\x1f\x7f]/.test(raw)) throw new Error('invalid control character in URL');
+  if (/[\x00-\x1f\x7f]/.test(raw)) throw new ReplicateError('INVALID_ARGUMENT', 'invalid control character in URL');
   const hash = raw.indexOf('#');
   const fragment = hash === -1 ? '' : raw.slice(hash + 1);
   let rest = hash === -1 ? raw : raw.slice(0, hash);
   const sm = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(rest);
-  if (rest.startsWith(':')) throw new Error('missing protocol scheme');
+  if (rest.startsWith(':')) throw new ReplicateError('INVALID_ARGUMENT', 'missing protocol scheme');
   const scheme = sm ? sm[1]!.toLowerCase() : '';
   if (sm) rest = rest.slice(sm[0].length);
   let rawQuery = '';
@@ -127,7 +127,7 @@ function parseGoUrl(raw: string): GoUrl {
       url.opaque = rest; // rootless: "file:relative/dir"
       return url;
     }
-    if (rest.split('/')[0]!.includes(':')) throw new Error('first path segment in URL cannot contain colon');
+    if (rest.split('/')[0]!.includes(':')) throw new ReplicateError('INVALID_ARGUMENT', 'first path segment in URL cannot contain colon');
   }
   if (rest.startsWith('//') && (scheme !== '' || !rest.startsWith('///'))) {
     const slash = rest.indexOf('/', 2);
@@ -137,7 +137,7 @@ function parseGoUrl(raw: string): GoUrl {
     url.host = parseHost(at === -1 ? authority : authority.slice(at + 1));
     if (at !== -1) {
       const userinfo = authority.slice(0, at);
-      if (!/^[A-Za-z0-9\-._:~!$&'()*+,;=%@]*$/.test(userinfo)) throw new Error('invalid userinfo');
+      if (!/^[A-Za-z0-9\-._:~!$&'()*+,;=%@]*$/.test(userinfo)) throw new ReplicateError('INVALID_ARGUMENT', 'invalid userinfo');
       url.userinfo = userinfo;
       const colon = userinfo.indexOf(':');
       url.user = unescape(colon === -1 ? userinfo : userinfo.slice(0, colon));
@@ -153,14 +153,14 @@ function parseHost(host: string): string {
   let colonPort = '';
   if (host.startsWith('[')) {
     const close = host.lastIndexOf(']');
-    if (close === -1) throw new Error("missing ']' in host");
+    if (close === -1) throw new ReplicateError('INVALID_ARGUMENT', "missing ']' in host");
     colonPort = host.slice(close + 1);
   } else if (host.includes(':')) {
     colonPort = host.slice(host.lastIndexOf(':'));
   }
-  if (colonPort !== '' && !/^:[0-9]*$/.test(colonPort)) throw new Error(`invalid port ${JSON.stringify(colonPort)} after host`);
+  if (colonPort !== '' && !/^:[0-9]*$/.test(colonPort)) throw new ReplicateError('INVALID_ARGUMENT', `invalid port ${JSON.stringify(colonPort)} after host`);
   const bad = /[^A-Za-z0-9\-._~!$&'()*+,;=:[\]<>"%\u0080-\uffff]/.exec(host);
-  if (bad) throw new Error(`invalid character ${JSON.stringify(bad[0])} in host name`);
+  if (bad) throw new ReplicateError('INVALID_ARGUMENT', `invalid character ${JSON.stringify(bad[0])} in host name`);
   return unescape(host);
 }
 
@@ -208,7 +208,7 @@ function fileUrlPath(u: GoUrl): string {
 }
 
 /**
- * Splits a replica URL as Litestream does (spec §2.2). File URLs give an absolute path (relative and
+ * Splits a replica URL as Litestream does (docs/config.md, Replicas). File URLs give an absolute path (relative and
  * `~` forms resolved against `cwd` / `homeDir`), or "" when the URL names no path at all.
  * Throws ReplicateError('INVALID_ARGUMENT') for a URL Go's parser rejects or one without a scheme.
  */
@@ -217,7 +217,7 @@ export function parseReplicaUrl(url: string, cwd: string, homeDir: string): Pars
   try {
     u = parseGoUrl(url);
   } catch (err) {
-    throw new ReplicateError('INVALID_ARGUMENT', `invalid replica URL ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
+    throw new ReplicateError('INVALID_ARGUMENT', `invalid replica URL ${redactUrl(url)}: ${describeError(err)}`, { cause: err });
   }
   if (u.scheme === '') {
     throw new ReplicateError('INVALID_ARGUMENT', `invalid replica URL ${redactUrl(url)}: replica url scheme required`);
@@ -282,7 +282,7 @@ function splitHostPort(s: string): { host: string; port: string } | undefined {
 }
 
 /**
- * Litestream's `s3.ParseHost` (spec §2.4): bucket, region and endpoint from an s3 URL host for the
+ * Litestream's `s3.ParseHost` (the URL host presets of docs/config.md, Replicas): bucket, region and endpoint from an s3 URL host for the
  * providers it recognises (MinIO on localhost, Backblaze, Filebase, DigitalOcean, Scaleway, Linode);
  * anything else is the bucket name, port dropped. The regexes are Litestream's, unescaped dots included.
  */

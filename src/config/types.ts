@@ -1,7 +1,11 @@
 /**
- * The typed shape of a litestream.yml once parsed and validated. "Unset" is `undefined` (the defaults
- * Litestream applies live with the code that uses each value); durations are milliseconds and say so.
+ * The typed shape of a litestream.yml once parsed and validated. "Unset" is `undefined` (the defaults are
+ * in defaults.ts); durations are milliseconds and say so. The keys that are runtime options too take
+ * their type and meaning from `ReplicationOptions` and `ReplicaSpec` (one definition per option);
+ * replicationOptionsFromConfig turns one into the other.
  */
+import type { ReplicaSpec, ReplicationOptions } from '../replication.js';
+
 
 export const REPLICA_TYPES = ['file', 's3', 'gcs', 'abs', 'sftp'] as const;
 export type ReplicaType = (typeof REPLICA_TYPES)[number];
@@ -23,7 +27,10 @@ export interface AgeConfig {
   recipients: string[];
 }
 
-export interface ReplicaConfig {
+/** A replica's keys that are its `ReplicaSpec` schedule as they are. */
+type ReplicaScheduleKeys = 'syncIntervalMs' | 'snapshotIntervalMs' | 'retentionMs' | 'retentionCheckIntervalMs' | 'validationIntervalMs';
+
+export interface ReplicaConfig extends Pick<ReplicaSpec, ReplicaScheduleKeys> {
   /** Always set after parsing: the URL scheme, else `type:`, else "file". */
   type: ReplicaType;
   /** `name:`; the effective name is `replicaName(r)` (name, else type). */
@@ -35,11 +42,6 @@ export interface ReplicaConfig {
    * (from the URL: cleaned, no leading "/"; "." for the bucket root); sftp: the remote path.
    */
   path?: string;
-  syncIntervalMs?: number;
-  snapshotIntervalMs?: number;
-  retentionMs?: number;
-  retentionCheckIntervalMs?: number;
-  validationIntervalMs?: number;
   /** s3/gcs bucket, abs container (from the URL host when a URL is given). */
   bucket?: string;
   region?: string;
@@ -73,24 +75,24 @@ export interface ReplicaConfig {
   age?: AgeConfig;
   /** Ours (`lease`): false replicates without the replica's lease (see docs/lease.md); unset: leased. */
   lease?: boolean;
-  /** Ours (`lease-ttl`): the lease's TTL (unset: 30 s). */
+  /** Ours (`lease-ttl`): the lease's TTL (unset: DEFAULT_LEASE_TTL_MS, 30 s). */
   leaseTtlMs?: number;
 }
 
-export interface DbConfig {
+/** A database's keys that are `ReplicationOptions` as they are. */
+type DbOptionKeys =
+  | 'monitorIntervalMs'
+  | 'checkpointIntervalMs'
+  | 'minCheckpointPageCount'
+  | 'maxCheckpointPageCount'
+  | 'maxShadowWalBytes'
+  | 'continueAfterRestore';
+
+export interface DbConfig extends Pick<ReplicationOptions, DbOptionKeys> {
   /** Absolute path of the database file (`~` expanded). */
   path: string;
   /** Absolute (`~` expanded); Litestream's default is `<dir>/.<name>-litestream`. */
   metaPath?: string;
-  monitorIntervalMs?: number;
-  checkpointIntervalMs?: number;
-  /** > 0 when set. */
-  minCheckpointPageCount?: number;
-  maxCheckpointPageCount?: number;
-  /** stn-replicate's `max-shadow-wal-size` (Litestream has no such limit). */
-  maxShadowWalBytes?: number;
-  /** stn-replicate's `continue-after-restore` (default false). */
-  continueAfterRestore?: boolean;
   replicas: ReplicaConfig[];
 }
 

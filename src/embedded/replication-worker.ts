@@ -9,12 +9,13 @@
  * the application thread turns into failed calls and an 'error' event of its own.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { ReplicateError } from '../errors.js';
 import { nullLogger, type LogFields, type Logger } from '../logger.js';
 import { InProcessReplication } from '../replication.js';
 import { clientFromDescription } from './client-transfer.js';
 import { cloneable, serializeError, type CallMethod, type CallResult, type FromWorker, type ReplicationState, type ToWorker, type WorkerInit } from './worker-protocol.js';
 
-if (!parentPort) throw new Error('replication-worker.js runs as a worker thread only');
+if (!parentPort) throw new ReplicateError('INVALID_ARGUMENT', 'replication-worker.js runs as a worker thread only');
 const port = parentPort;
 const init = workerData as WorkerInit;
 const abort = new AbortController();
@@ -68,7 +69,7 @@ async function run(method: CallMethod, i: number | undefined): Promise<CallResul
   const r = replication!;
   const replica = () => {
     const x = i === undefined ? undefined : r.replicas[i];
-    if (!x) throw new Error(`no replica #${i}`);
+    if (!x) throw new ReplicateError('INVALID_ARGUMENT', `no replica #${i}`);
     return x;
   };
   switch (method) {
@@ -91,7 +92,7 @@ async function run(method: CallMethod, i: number | undefined): Promise<CallResul
     case 'status':
       return r.statusNow();
     default:
-      throw new Error(`unknown call ${String(method)}`);
+      throw new ReplicateError('INVALID_ARGUMENT', `unknown call ${String(method)}`);
   }
 }
 
@@ -100,7 +101,7 @@ function receive(m: ToWorker): void {
     abort.abort();
     return;
   }
-  if (m.t !== 'call') throw new Error(`replication worker: unknown message ${JSON.stringify(m)}`);
+  if (m.t !== 'call') throw new ReplicateError('INVALID_ARGUMENT', `replication worker: unknown message ${JSON.stringify(m)}`);
   run(m.method, m.replica).then(
     (value) => post({ t: 'reply', id: m.id, ok: true, value, state: state() }),
     (err: unknown) => post({ t: 'reply', id: m.id, ok: false, error: serializeError(err), state: state() }),

@@ -8,9 +8,8 @@ import type { SnapshotInfo } from '../client/replica-client.js';
 import { ERROR_CODES, NotFoundError, ReplicateError, type ErrorCode } from '../errors.js';
 import type { LogFields } from '../logger.js';
 import type { Pos } from '../pos.js';
-import type { ReplicationOptions } from '../replication.js';
+import type { ReplicaSpec, ReplicationOptions } from '../replication.js';
 import type { RetentionResult, ValidationCounts, ValidationResult } from '../replica/replica.js';
-import type { AgeOptions } from '../replica/object-codec.js';
 import type { ShadowWalUsage } from '../shipper/shadow-limit.js';
 import type { ClientDescription } from './client-transfer.js';
 import type { OperationCounts } from '../client/replica-client.js';
@@ -36,17 +35,8 @@ export interface WorkerInit extends PlainOptions {
   aborted: boolean;
   /** Whether log lines are wanted at all (no logger given: none are sent). */
   log: boolean;
-  replicas: {
-    name: string;
-    client: ClientDescription;
-    syncIntervalMs?: number;
-    snapshotIntervalMs?: number;
-    retentionMs?: number;
-    retentionCheckIntervalMs?: number;
-    validationIntervalMs?: number;
-    /** Secrets (age identities): held in memory, never logged. */
-    age?: AgeOptions;
-  }[];
+  /** A ReplicaSpec whose client is described; its age identities are secrets: held in memory, never logged. */
+  replicas: (Omit<ReplicaSpec, 'name' | 'client' | 'lease'> & { name: string; client: ClientDescription })[];
 }
 
 export interface ReplicaState {

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { OperationCounter, OperationCounts, ReplicaClient, SnapshotInfo } from '../client/replica-client.js';
 import { describeError, ReplicateError } from '../errors.js';
+import { reportError } from '../internal/report-error.js';
 import { nullLogger, type Logger } from '../logger.js';
 import type { Pos } from '../pos.js';
 import type { RetentionResult, ValidationCounts, ValidationResult } from '../replica/replica.js';
@@ -144,7 +145,7 @@ export class WorkerReplication extends Replication {
     this.worker.on('message', (m: FromWorker) => this.receive(m));
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => {
-      if (!this.closed) this.fail(new Error(`the worker thread exited (code ${code})`));
+      if (!this.closed) this.fail(new ReplicateError('IO', `the worker thread exited (code ${code})`));
     });
     this.signal = opts.signal;
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
@@ -228,8 +229,7 @@ export class WorkerReplication extends Replication {
   private emitEvent(name: string, payload: Record<string, unknown>): void {
     if (name === 'error') {
       const e = payload as { replica?: string; error: Parameters<typeof rebuildError>[0] };
-      // As in-process: an 'error' event only when someone listens (unheard, it would throw here).
-      if (this.listenerCount('error') > 0) this.emit('error', { ...(e.replica !== undefined ? { replica: e.replica } : {}), error: rebuildError(e.error) });
+      reportError(this, { ...(e.replica !== undefined ? { replica: e.replica } : {}), error: rebuildError(e.error) });
       return;
     }
     (this.emit as (n: string, p: unknown) => boolean)(name, payload);
@@ -260,7 +260,7 @@ export class WorkerReplication extends Replication {
     for (const p of this.pending.values()) p.reject(this.failure);
     this.pending.clear();
     this.updateRef();
-    if (this.listenerCount('error') > 0) this.emit('error', { error: this.failure });
+    reportError(this, { error: this.failure });
   }
 
   override async sync(): Promise<void> {

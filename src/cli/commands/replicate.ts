@@ -46,7 +46,6 @@ export function registerReplicate(program: Command, io: CliIo, ctx: RunContext):
 async function replicate(db: string | undefined, urls: string[], flags: ReplicateFlags, io: CliIo): Promise<number> {
   const { startReplication } = await import('../../replication.js');
   const config = await import('../../config/index.js');
-  const { buildReplicaClient, replicaName, DEFAULT_SYNC_INTERVAL_MS } = config;
 
   let log: Logger;
   let specs: { dbPath: string; options: ReplicationSpecOptions; leases: LeaseConfig[] }[];
@@ -57,10 +56,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     if (urls.length === 0) throw new ReplicateError('INVALID_ARGUMENT', `must specify at least one replica URL for ${db}`);
     const dbPath = config.absolutePath(db, io.cwd, io.homeDir);
     log = createCliLogger({ level: 'info', type: 'text', stream: io.stderr });
-    const replicas = urls.map((u) => {
-      const r = config.replicaFromUrl(u, io.cwd, io.homeDir);
-      return { name: replicaName(r), client: buildReplicaClient(r, io.env, io.homeDir), syncIntervalMs: DEFAULT_SYNC_INTERVAL_MS };
-    });
+    const replicas = urls.map((u) => config.replicaSpecFromConfig(config.replicaFromUrl(u, io.cwd, io.homeDir), io.env, io.homeDir));
     specs = [{ dbPath, options: { dbPath, replicas }, leases: replicas.map(() => ({})) }];
   } else {
     // Its warnings go through the logger below, as Litestream-style log lines.
@@ -72,7 +68,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     if (cfg.dbs.length === 0) log.warn('no databases specified in configuration');
     specs = cfg.dbs.map((d) => ({
       dbPath: d.path,
-      options: config.replicationOptionsFor(d, io.env, io.homeDir),
+      options: config.replicationOptionsFromConfig(d, io.env, io.homeDir),
       leases: d.replicas.map((r) => ({ lease: r.lease, leaseTtlMs: r.leaseTtlMs })),
     }));
   }

@@ -2,6 +2,7 @@ import { lstat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ReplicateError, isReplicateError } from '../../errors.js';
+import { DEFAULT_RESTORE_PARALLELISM } from '../../config/defaults.js';
 import { expandHome } from '../../config/replica-url.js';
 import type { IntegrityCheck, RestorePreview, RestoreResult } from '../../replica/restore.js';
 import type { RestoreTarget } from '../../replica/restore-plan.js';
@@ -41,7 +42,7 @@ export function registerRestore(program: Command, io: CliIo): void {
     .option('--generation <name>', 'restore from this generation only')
     .option('--index <hex>', 'restore up to and including this WAL index (hexadecimal)')
     .option('--timestamp <time>', 'restore the state at this time (RFC 3339, e.g. 2024-11-11T10:00:00Z)')
-    .option('--parallelism <n>', 'WAL segments downloaded at once', '8')
+    .option('--parallelism <n>', 'WAL segments downloaded at once', String(DEFAULT_RESTORE_PARALLELISM))
     .option('--if-db-not-exists', 'exit 0 without restoring when the output already exists')
     .option('--if-replica-exists', 'exit 0 without restoring when the replica holds no backup')
     .option('--integrity-check <mode>', `check the restored database: ${INTEGRITY_CHECKS.join('|')}`, 'quick')
@@ -54,7 +55,7 @@ export function registerRestore(program: Command, io: CliIo): void {
       if (index !== undefined && timestamp !== undefined) {
         throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify index & timestamp to restore');
       }
-      const parallelism = parsePositiveInt(flags.parallelism ?? '8', '-parallelism');
+      const parallelism = parsePositiveInt(flags.parallelism ?? String(DEFAULT_RESTORE_PARALLELISM), '-parallelism');
       const integrityCheck = parseIntegrityCheck(flags.integrityCheck ?? 'quick');
       const replaceExisting = flags.replaceExisting === true;
       if (replaceExisting && flags.ifDbNotExists) {

@@ -57,7 +57,7 @@ export type { HealthReport } from './metrics/health.js';
 export type { ReplicationOptions, ReplicaSpec, ReplicationEvents, ShipperView, ReplicaView } from './replication.js';
 export { WalShipper } from './shipper/wal-shipper.js';
 export type { ShipperOptions, GenerationEvent, CheckpointEvent, RestoreCheck } from './shipper/wal-shipper.js';
-export type { RestoreMarker } from './shipper/restore-marker.js';
+export type { RestoreMarker } from './meta/restore-marker.js';
 export { Replica } from './replica/replica.js';
 export type { ReplicaOptions, RetentionResult } from './replica/replica.js';
 export { planRetention, firstSnapshotDelay, retentionCheckPeriod } from './replica/retention.js';

@@ -23,7 +23,7 @@ import type { Pos } from './pos.js';
 import { Replica, type RetentionResult, type ValidationCounts, type ValidationResult } from './replica/replica.js';
 import type { SnapshotInfo, WalSegmentInfo } from './client/replica-client.js';
 import type { CheckpointPolicy } from './shipper/checkpoint-policy.js';
-import type { MetaDir } from './shipper/meta.js';
+import type { MetaDir } from './meta/meta-dir.js';
 import type { ShadowWalUsage } from './shipper/shadow-limit.js';
 import { WalShipper } from './shipper/wal-shipper.js';
 import type { CheckpointStepHook } from './shipper/db-connection.js';

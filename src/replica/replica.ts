@@ -16,7 +16,7 @@ import { guardedClient } from '../lease/guarded-client.js';
 import type { ReplicaLease } from '../lease/replica-lease.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
-import { markerPos, type RestoreMarker } from '../shipper/restore-marker.js';
+import { markerPos, type RestoreMarker } from '../meta/restore-marker.js';
 import type { WalShipper } from '../shipper/wal-shipper.js';
 import { WAL_HEADER_SIZE, frameAlign, parseWalHeader } from '../sqlite/wal-format.js';
 import { checkAgeKeyShapes, hasAgeKeys, ObjectCodec, type AgeOptions } from './object-codec.js';

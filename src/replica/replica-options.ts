@@ -7,7 +7,11 @@ import type { AgeOptions } from './object-codec.js';
 import type { RetentionResult } from './retention-run.js';
 import type { ValidationResult } from './validate.js';
 
-export interface ReplicaOptions {
+/**
+ * What one running Replica is built from: a replica of the public API (ReplicaSpec in replication.ts)
+ * once resolved: its name decided (unique per database), the replication's logger and clock attached.
+ */
+export interface ReplicaRuntimeOptions {
   name: string;
   client: ReplicaClient;
   /** Least time between two uploads under load (default 1 s); an upload after a quiet period starts at once. */
@@ -40,6 +44,9 @@ export interface ReplicaOptions {
    */
   age?: AgeOptions;
 }
+
+/** @deprecated The old name of ReplicaRuntimeOptions (it did not say how it differs from ReplicaSpec). */
+export type ReplicaOptions = ReplicaRuntimeOptions;
 
 export interface ReplicaEvents {
   /** A snapshot was written (not when one already at that index was kept). */

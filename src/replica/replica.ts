@@ -28,10 +28,10 @@ import { validateReplica, type ValidationCounts, type ValidationResult } from '.
 
 export type { RetentionResult } from './retention-run.js';
 export type { ValidationCounts, ValidationResult } from './validate.js';
-export type { ReplicaOptions, ReplicaEvents } from './replica-options.js';
+export type { ReplicaEvents, ReplicaOptions, ReplicaRuntimeOptions } from './replica-options.js';
 export type { ReplicaStats } from '../replication-status.js';
 import type { ReplicaStats } from '../replication-status.js';
-import type { ReplicaEvents, ReplicaOptions } from './replica-options.js';
+import type { ReplicaEvents, ReplicaRuntimeOptions } from './replica-options.js';
 
 export const DEFAULT_RETENTION_MS = 24 * 3600_000;
 export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
@@ -61,7 +61,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
 
   constructor(
     private readonly shipper: WalShipper,
-    opts: ReplicaOptions,
+    opts: ReplicaRuntimeOptions,
   ) {
     super();
     this.name = opts.name;

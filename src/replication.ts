@@ -21,9 +21,9 @@ import { nullLogger, type Logger } from './logger.js';
 import { comparePos, formatPos } from './pos.js';
 import type { Pos } from './pos.js';
 import { Replica, type RetentionResult, type ValidationCounts, type ValidationResult } from './replica/replica.js';
-import type { SnapshotInfo, WalSegmentInfo } from './client/replica-client.js';
+import type { SnapshotInfo } from './client/replica-client.js';
 import type { CheckpointPolicy } from './shipper/checkpoint-policy.js';
-import type { MetaDir } from './shipper/meta.js';
+import type { MetaDir } from './meta/meta-dir.js';
 import type { ShadowWalUsage } from './shipper/shadow-limit.js';
 import { WalShipper } from './shipper/wal-shipper.js';
 import type { CheckpointStepHook } from './shipper/db-connection.js';
@@ -240,18 +240,18 @@ export class InProcessReplication extends Replication {
     const forward = (e: { replica?: string; error: unknown }) => reportError(this, e);
     this.shipper.on('error', (error) => forward({ error }));
     for (const r of this.replicas) {
-      r.on('snapshot', (s: SnapshotInfo) => {
+      r.on('snapshot', (s) => {
         this.trimTimeline();
         this.emit('snapshot', { replica: r.name, ...s });
       });
-      r.on('segment', (s: WalSegmentInfo) => {
+      r.on('segment', (s) => {
         this.trimTimeline();
         this.emit('segment', { replica: r.name, ...s });
       });
-      r.on('retention', (e: RetentionResult) => this.emit('retention', { replica: r.name, ...e }));
-      r.on('validation', (e: ValidationResult) => this.emit('validation', { replica: r.name, ...e }));
+      r.on('retention', (e) => this.emit('retention', { replica: r.name, ...e }));
+      r.on('validation', (e) => this.emit('validation', { replica: r.name, ...e }));
       r.on('error', (error) => forward({ replica: r.name, error }));
-      r.on('leaseLost', (error: ReplicateError) => this.emit('leaseLost', { replica: r.name, error }));
+      r.on('leaseLost', (error) => this.emit('leaseLost', { replica: r.name, error }));
     }
   }
 

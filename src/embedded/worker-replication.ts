@@ -22,7 +22,7 @@ import { nullLogger, type Logger } from '../logger.js';
 import type { Pos } from '../pos.js';
 import type { RetentionResult, ValidationCounts, ValidationResult } from '../replica/replica.js';
 import { Replication, type ReplicaView, type ReplicationOptions, type ShipperView } from '../replication.js';
-import { defaultMetaPath, MetaDir } from '../shipper/meta.js';
+import { defaultMetaPath, MetaDir } from '../meta/meta-dir.js';
 import type { ShadowWalUsage } from '../shipper/shadow-limit.js';
 import { describeClient, type ClientDescription } from './client-transfer.js';
 import type { ReplicationStatus } from '../replication-status.js';

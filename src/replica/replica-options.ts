@@ -1,10 +1,17 @@
-/** A Replica's options (one destination of one database). */
-import type { ReplicaClient } from '../client/replica-client.js';
+/** A Replica's options (one destination of one database) and the events it emits. */
+import type { ReplicaClient, SnapshotInfo, WalSegmentInfo } from '../client/replica-client.js';
+import type { ReplicateError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ReplicaLease } from '../lease/replica-lease.js';
 import type { AgeOptions } from './object-codec.js';
+import type { RetentionResult } from './retention-run.js';
+import type { ValidationResult } from './validate.js';
 
-export interface ReplicaOptions {
+/**
+ * What one running Replica is built from: a replica of the public API (ReplicaSpec in replication.ts)
+ * once resolved: its name decided (unique per database), the replication's logger and clock attached.
+ */
+export interface ReplicaRuntimeOptions {
   name: string;
   client: ReplicaClient;
   /** Least time between two uploads under load (default 1 s); an upload after a quiet period starts at once. */
@@ -36,4 +43,20 @@ export interface ReplicaOptions {
    * without identities replicate, with a warning (see docs/config.md).
    */
   age?: AgeOptions;
+}
+
+/** @deprecated The old name of ReplicaRuntimeOptions (it did not say how it differs from ReplicaSpec). */
+export type ReplicaOptions = ReplicaRuntimeOptions;
+
+export interface ReplicaEvents {
+  /** A snapshot was written (not when one already at that index was kept). */
+  snapshot: [SnapshotInfo];
+  /** A WAL segment was written. */
+  segment: [WalSegmentInfo];
+  retention: [RetentionResult];
+  validation: [ValidationResult];
+  /** The lease was lost: the replica stopped writing for good ('error' follows with the same error). */
+  leaseLost: [ReplicateError];
+  /** A background failure (a sync, a scheduled snapshot, retention or validation); only when listened to. */
+  error: [unknown];
 }

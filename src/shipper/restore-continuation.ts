@@ -18,8 +18,8 @@ import { MAX_INDEX } from '../layout.js';
 import type { Logger } from '../logger.js';
 import type { Pos } from '../pos.js';
 import type { DatabaseFile } from './database-file.js';
-import type { MetaDir } from './meta.js';
-import { markerPos, readContinuedFrom, readRestoreMarker, removeRestoreMarker, type RestoreMarker } from './restore-marker.js';
+import type { MetaDir } from '../meta/meta-dir.js';
+import { markerPos, readContinuedFrom, readRestoreMarker, removeRestoreMarker, type RestoreMarker } from '../meta/restore-marker.js';
 import { readWalHeaderBytesSync } from './shadow-wal.js';
 
 /**

@@ -9,7 +9,7 @@ import type { Logger } from '../logger.js';
 import type { Pos } from '../pos.js';
 import { parseWalHeader } from '../sqlite/wal-format.js';
 import type { ShipperDb } from './db-connection.js';
-import type { MetaDir } from './meta.js';
+import type { MetaDir } from '../meta/meta-dir.js';
 import { statSync } from 'node:fs';
 import { copyToShadow, fsyncFileSync, initShadow, readWalHeaderBytesSync, type CopyResult } from './shadow-wal.js';
 

@@ -9,9 +9,9 @@ import { MAX_INDEX, formatHex8 } from '../layout.js';
 import type { Logger } from '../logger.js';
 import { frameAlign, parseWalHeader } from '../sqlite/wal-format.js';
 import type { ShipperDb } from './db-connection.js';
-import type { MetaDir } from './meta.js';
+import type { MetaDir } from '../meta/meta-dir.js';
 import type { RestoreCandidate, RestoreContinuation } from './restore-continuation.js';
-import { writeContinuedFromSync } from './restore-marker.js';
+import { writeContinuedFromSync } from '../meta/restore-marker.js';
 import type { ShadowCursor } from './shadow-cursor.js';
 import { copyToShadow, cycleFollowsShadow, fsyncFileSync, readWalHeaderBytesSync, repairShadow } from './shadow-wal.js';
 

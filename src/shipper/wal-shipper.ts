@@ -21,7 +21,7 @@ import type { Pos } from '../pos.js';
 import { runCheckpoint } from './checkpoint.js';
 import { CheckpointThrottle, DEFAULT_CHECKPOINT_POLICY, checkpointMode, type CheckpointPolicy } from './checkpoint-policy.js';
 import { ShipperDb, type CheckpointStepHook } from './db-connection.js';
-import { MetaDir, defaultMetaPath } from './meta.js';
+import { MetaDir, defaultMetaPath } from '../meta/meta-dir.js';
 import { RestoreContinuation, type RestoreCheck } from './restore-continuation.js';
 import { ShadowCursor, walInodeSync } from './shadow-cursor.js';
 import { DEFAULT_MAX_SHADOW_WAL_BYTES, ShadowLimit, type ShadowWalUsage } from './shadow-limit.js';

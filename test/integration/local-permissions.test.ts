@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import type { WalSegmentInfo } from '../../src/client/replica-client.js';
 import { startReplication, type Replication } from '../../src/replication.js';
-import { defaultMetaPath } from '../../src/shipper/meta.js';
+import { defaultMetaPath } from '../../src/meta/meta-dir.js';
 import { runCli } from '../helpers/cli.js';
 import { openSourceDb, textOf } from '../helpers/source-db.js';
 import { closeAfterEach, tempDirs } from '../helpers/after-each.js';

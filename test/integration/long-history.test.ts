@@ -26,7 +26,7 @@ import { FileReplicaClient } from '../../src/client/file-client.js';
 import type { RetentionResult } from '../../src/replica/replica.js';
 import { restore } from '../../src/replica/restore.js';
 import { startReplication, type Replication } from '../../src/replication.js';
-import { defaultMetaPath } from '../../src/shipper/meta.js';
+import { defaultMetaPath } from '../../src/meta/meta-dir.js';
 import { expectSameListings } from '../helpers/both-tools.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { HOUR, MIN, SIM_START, Stamper, verifyRetainedStates, type RecordedState } from '../helpers/simulated-history.js';

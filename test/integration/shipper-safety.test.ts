@@ -16,7 +16,7 @@ import { runCli } from '../helpers/cli.js';
 import { holdReadTransaction, sqliteCli } from '../helpers/app-process.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
 import { ShipperDb } from '../../src/shipper/db-connection.js';
-import { MetaDir } from '../../src/shipper/meta.js';
+import { MetaDir } from '../../src/meta/meta-dir.js';
 import { ShadowCursor } from '../../src/shipper/shadow-cursor.js';
 import { runCheckpoint } from '../../src/shipper/checkpoint.js';
 import { spawn } from 'node:child_process';

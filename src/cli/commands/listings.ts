@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { describeError } from '../../errors.js';
 import { collect } from '../../client/replica-client.js';
 import { generationRows, listReplica, type GenerationRow, type NamedReplica } from '../../replica/listing.js';
-import { defaultMetaPath, MetaDir } from '../../shipper/meta.js';
+import { defaultMetaPath, MetaDir } from '../../meta/meta-dir.js';
 import { formatLag, formatTable, formatTimestampMs } from '../format.js';
 import type { CliIo, RunContext } from '../io.js';
 import type { ConfigFlags } from '../target.js';

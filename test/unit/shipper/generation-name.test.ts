@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isGenerationName } from '../../../src/layout.js';
-import { MetaDir, newGenerationName } from '../../../src/shipper/meta.js';
+import { MetaDir, newGenerationName } from '../../../src/meta/meta-dir.js';
 import { tempDirs } from '../../helpers/after-each.js';
 
 const tmp = tempDirs('stn-genname-');

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ReplicateError } from '../../../src/errors.js';
-import { MetaDir } from '../../../src/shipper/meta.js';
+import { MetaDir } from '../../../src/meta/meta-dir.js';
 import {
   RESTORE_MARKER_VERSION,
   fileDigest,
@@ -13,7 +13,7 @@ import {
   writeContinuedFrom,
   writeRestoreMarker,
   type RestoreMarker,
-} from '../../../src/shipper/restore-marker.js';
+} from '../../../src/meta/restore-marker.js';
 import { tempDirs } from '../../helpers/after-each.js';
 
 const tmp = tempDirs('stn-marker-');

@@ -8,6 +8,9 @@
  * segment applied), and the size and SHA-256 of the restored database file. If the database file is
  * still byte-identical when replication starts, the replica's state at that position *is* the database
  * file, and the current WAL cycle (read from its header on) is exactly what happened since.
+ *
+ * Beside the meta directory's layout (meta-dir.ts), below both sides: restore writes the marker,
+ * the shipper reads it, continues the generation and records that it did.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -16,7 +19,7 @@ import { errnoCode, ReplicateError } from '../errors.js';
 import { writeFileAtomic, writeFileAtomicSync } from '../internal/atomic-file.js';
 import { isGenerationName } from '../layout.js';
 import type { Pos } from '../pos.js';
-import type { MetaDir } from './meta.js';
+import type { MetaDir } from './meta-dir.js';
 
 export const RESTORE_MARKER_VERSION = 1;
 

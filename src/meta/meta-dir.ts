@@ -9,6 +9,8 @@
  *
  * The only module that joins paths inside the meta directory. Everything created here takes the
  * database file's mode and owner (file-permissions.ts): shadow WAL files are page images of it.
+ * It sits below both sides: the shipper writes here, and restore and validation (src/replica/) write
+ * their own files here too, so neither side reaches into the other for the layout.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';

@@ -112,8 +112,7 @@ describe('copyToShadow', () => {
 describe('copyToShadow up to SQLite\'s commit point (maxFrames: one pass)', () => {
   /** Commits of mixed sizes (one of 400 pages: larger than a copy's read buffer), and mxFrame after each. */
   function walOfCommits() {
-    const dir = mkdtempSync(join(tmpdir(), 'stn-shadow-unit-'));
-    dirs.push(dir);
+    const dir = tmp();
     const dbPath = join(dir, 'db.sqlite');
     const db = new Database(dbPath);
     db.pragma('journal_mode = WAL');

@@ -160,7 +160,7 @@ async function idleRun(ctx: Ctx, tool: Tool): Promise<ToolResult> {
   result.shutdown = requests.counts(bucket, 'shutdown');
   if (result.windowSeconds !== undefined) {
     const w = result.windowSeconds;
-    result.perHour = Object.fromEntries([...KINDS.map((k) => [k, (result.window[k] * HOUR_S) / w]), ['total', (totalOf(result.window) * HOUR_S) / w]]);
+    result.perHour = Object.fromEntries<number>([...KINDS.map((k): [string, number] => [k, (result.window[k] * HOUR_S) / w]), ['total', (totalOf(result.window) * HOUR_S) / w]]);
   }
   const since = (from: number | undefined) => (r: S3Request): RequestAt => ({
     atSeconds: from === undefined ? NaN : (r.t - from) / 1000,

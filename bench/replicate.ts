@@ -305,7 +305,7 @@ async function p2Run(ctx: Ctx, tool: Tool, commits: number): Promise<P2Result> {
   for (const [k, { t0, mark }] of commitTimes.entries()) {
     const next = commitTimes[k + 1]?.t0 ?? Infinity;
     const line = rep.lines.slice(mark).find((l) => l.text.includes('msg="wal segment written"') && l.t >= t0 && l.t < next);
-    if (line && result.commits[k]) result.commits[k]!.logLagMs = line.t - t0;
+    if (line && result.commits[k]) result.commits[k].logLagMs = line.t - t0;
   }
   const lags = result.commits.flatMap((c) => (c.fileLagMs !== undefined ? [c.fileLagMs] : []));
   if (lags.length > 0) {

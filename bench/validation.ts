@@ -92,7 +92,7 @@ tick();
 
 function runApp(script: string, dbPath: string): Promise<Latencies> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, dbPath, args.seconds!, args['tx-ms']!], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [script, dbPath, args.seconds, args['tx-ms']], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Latencies) : reject(new Error(`app exited ${code}`))));
@@ -171,7 +171,7 @@ async function main(): Promise<void> {
     // Each tool without validation first (its checkpoints alone), then with it: the difference is
     // what validation itself costs the application.
     for (const tool of TOOLS) {
-      for (const interval of ['0s', args.interval!]) {
+      for (const interval of ['0s', args.interval]) {
         process.stderr.write(`${NAMES[tool]}: writing for ${args.seconds}s with validation-interval ${interval}...\n`);
         results.push(await runTool(tool, interval, root, tmp, template, app));
       }

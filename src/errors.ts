@@ -121,7 +121,7 @@ export function isNotFound(err: unknown): boolean {
 /** Node's fs errors carry a string `code` such as ENOENT. */
 export function errnoCode(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err as { code: unknown }).code;
+    const code = err.code;
     return typeof code === 'string' ? code : undefined;
   }
   return undefined;

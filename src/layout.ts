@@ -90,6 +90,8 @@ export function parseLeaseRecordName(base: string): { version: number } | undefi
 export class ReplicaLayout {
   constructor(
     readonly root: string,
+    // node:path's functions do not use `this` (its types declare them as methods).
+    // eslint-disable-next-line @typescript-eslint/unbound-method
     private readonly join: (...parts: string[]) => string = posix.join,
   ) {}
 

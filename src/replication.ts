@@ -21,7 +21,7 @@ import { nullLogger, type Logger } from './logger.js';
 import { comparePos, formatPos } from './pos.js';
 import type { Pos } from './pos.js';
 import { Replica, type RetentionResult, type ValidationCounts, type ValidationResult } from './replica/replica.js';
-import type { SnapshotInfo } from './client/replica-client.js';
+import type { SnapshotInfo, WalSegmentInfo } from './client/replica-client.js';
 import type { CheckpointPolicy } from './shipper/checkpoint-policy.js';
 import type { MetaDir } from './shipper/meta.js';
 import type { ShadowWalUsage } from './shipper/shadow-limit.js';
@@ -243,11 +243,11 @@ export class InProcessReplication extends Replication {
     };
     this.shipper.on('error', (error) => forward({ error }));
     for (const r of this.replicas) {
-      r.on('snapshot', (s) => {
+      r.on('snapshot', (s: SnapshotInfo) => {
         this.trimTimeline();
         this.emit('snapshot', { replica: r.name, ...s });
       });
-      r.on('segment', (s) => {
+      r.on('segment', (s: WalSegmentInfo) => {
         this.trimTimeline();
         this.emit('segment', { replica: r.name, ...s });
       });
@@ -340,18 +340,18 @@ export class InProcessReplication extends Replication {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(this.replicas.map((r) => r.stop()));
-    let failure: unknown;
+    let failure: { err: unknown } | undefined; // boxed: whatever was thrown is rethrown below
     try {
       await this.shipper.openIfPresent();
       await this.sync();
     } catch (err) {
-      failure = err;
+      failure = { err };
     }
     await this.shipper.close();
     // After the final sync: a waiting instance takes over from the last state this one uploaded.
-    await Promise.all(this.replicas.map((r) => r.lease?.release()));
+    await Promise.all(this.replicas.map(async (r) => r.lease?.release()));
     this.emit('close');
-    if (failure) throw failure;
+    if (failure) throw failure.err;
   }
 }
 

@@ -31,7 +31,7 @@ function hashValue(h: Hash, v: unknown): void {
     const b = Buffer.from(v, 'utf8');
     h.update(`s${b.length}:`);
     h.update(b);
-  } else h.update(`${typeof v === 'bigint' ? 'i' : 'r'}${String(v)};`);
+  } else h.update(`${typeof v === 'bigint' ? 'i' : 'r'}${String(v)};`); // eslint-disable-line @typescript-eslint/no-base-to-string -- a number or bigint: SQLite's other types are above
 }
 
 export function contentDigest(db: Database.Database): string {

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 
 export interface ChildServer {
   port: number;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 export interface ChildServerOptions {

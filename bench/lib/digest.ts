@@ -19,7 +19,7 @@ function hashValue(h: Hash, v: unknown): void {
   else if (typeof v === 'number') h.update(`r${v}|`);
   else if (typeof v === 'string') h.update(`t${Buffer.byteLength(v)}:`).update(v);
   else if (Buffer.isBuffer(v)) h.update(`b${v.length}:`).update(v);
-  else throw new Error(`unexpected SQLite value ${String(v)}`);
+  else throw new Error(`unexpected SQLite value of type ${typeof v}`);
 }
 
 export function contentDigest(path: string): Digest {

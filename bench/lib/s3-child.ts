@@ -21,7 +21,7 @@ export class S3ServerChild {
   static async start(env: Record<string, string>, latencyMs = 0): Promise<S3ServerChild> {
     const script = join(dirname(fileURLToPath(import.meta.url)), 's3-server-proc.js');
     const child = spawn(process.execPath, [script], { env: { ...env, STN_BENCH_LATENCY_MS: String(latencyMs) }, stdio: ['pipe', 'pipe', 'inherit'] });
-    const rl = createInterface({ input: child.stdout! });
+    const rl = createInterface({ input: child.stdout });
     const lines = rl[Symbol.asyncIterator]();
     const first = await lines.next();
     if (first.done) throw new Error('the S3 server process exited before reporting its endpoint');

@@ -25,7 +25,7 @@ export function createProgress(io: CliIo, label: string): ProgressDisplay | unde
         if (p.bytesTotal < MIN_BYTES_FOR_BAR) return;
         bar = new cliProgress.SingleBar(
           {
-            stream: io.stderr as NodeJS.WritableStream,
+            stream: io.stderr,
             format: `${label} |{bar}| {percentage}% | {doneMb}/{totalMb} MB | {phase} {indexes}`,
             hideCursor: true,
             clearOnComplete: true,

@@ -54,7 +54,7 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
   constructor(private readonly opts: AbsReplicaClientOptions) {
     super();
     const root = opts.path ?? '';
-    this.layout = new ReplicaLayout(root, posix.join);
+    this.layout = new ReplicaLayout(root);
     this.bucketName = opts.bucket;
     this.location = `abs://${opts.accountName}@${opts.bucket}/${root === '.' ? '' : root}`;
     this.idleMs = opts.tryTimeoutMs ?? 60_000;

@@ -58,7 +58,7 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
   constructor(private readonly opts: GcsReplicaClientOptions) {
     super();
     const root = opts.path ?? '';
-    this.layout = new ReplicaLayout(root, posix.join);
+    this.layout = new ReplicaLayout(root);
     this.bucketName = opts.bucket;
     this.location = `gcs://${opts.bucket}/${root === '.' ? '' : root}`;
   }

@@ -93,6 +93,12 @@ export interface ReplicaClient {
   snapshots(generation: string, opts?: OpOptions): AsyncIterable<SnapshotInfo>;
   walSegments(generation: string, opts?: OpOptions): AsyncIterable<WalSegmentInfo>;
 
+  /**
+   * True when writeSnapshot and writeWalSegment are done with each chunk of the body (have written or
+   * copied it) before they pull the next one, and with the last before the body ends: the body may then
+   * hand out the same buffer again (the LZ4 encoder's reuseOutput). Unset: the client may queue chunks.
+   */
+  readonly consumesBodyInOrder?: boolean;
   writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo>;
   writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo>;
 

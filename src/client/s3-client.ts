@@ -81,7 +81,7 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
   constructor(private readonly opts: S3ReplicaClientOptions) {
     super();
     const root = opts.path ?? '';
-    this.layout = new ReplicaLayout(root, posix.join);
+    this.layout = new ReplicaLayout(root);
     this.bucketName = opts.bucket;
     this.location = `s3://${opts.bucket}/${root === '.' ? '' : root}`;
   }

@@ -104,12 +104,12 @@ export class LeasePut {
     // The SDK's correction for a skewed local clock (learnt from the store's answers), as it signs.
     const offset = (s3.config as { systemClockOffset?: number }).systemClockOffset ?? 0;
     const headers = await signLeasePut(signer, target, body, expected, new Date(Date.now() + offset));
-    const { response } = await s3.config.requestHandler.handle(
+    const { response } = (await s3.config.requestHandler.handle(
       { method: 'PUT', protocol: target.protocol, hostname: target.hostname, port: target.port, path: target.path, query: {}, headers, body } as never,
       signal ? { abortSignal: signal } : {},
-    );
+    )) as HandledPut;
     const status = response.statusCode;
-    const text = await readSmall(response.body as Readable | undefined);
+    const text = await readSmall(response.body);
     const etag = headerOf(response.headers, 'etag');
     if (status >= 200 && status < 300) return { status, etag, code: undefined, message: undefined };
     return { status, etag, code: xmlField(text, 'Code'), message: xmlField(text, 'Message') };
@@ -132,6 +132,11 @@ export async function signLeasePut(signer: LeaseSigner, target: LeaseTarget, bod
   const request = { method: 'PUT', protocol: target.protocol, hostname: target.hostname, port: target.port, path: target.path, query: {}, headers, body };
   const signed = await signer.sign(request as never, { signingDate: date, signingRegion: target.region, signingService: 's3' });
   return signed.headers;
+}
+
+/** The SDK's HTTP handler's answer (typed `any` through the client's config), as far as send reads it. */
+export interface HandledPut {
+  response: { statusCode: number; headers: Record<string, string>; body: Readable | undefined };
 }
 
 export function headerOf(headers: Record<string, string>, name: string): string | undefined {

@@ -17,7 +17,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { readSmall, signedTarget, xmlField, type LeaseSigner, type LeaseTarget } from './s3-lease-put.js';
+import { readSmall, signedTarget, xmlField, type HandledPut, type LeaseSigner, type LeaseTarget } from './s3-lease-put.js';
 
 /** Characters that S3 key encoding leaves as they are (and `/`, kept between segments). */
 const PLAIN_TAIL = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
@@ -77,7 +77,7 @@ export class ObjectGet {
     // The SDK's correction for a skewed local clock (learnt from the store's answers), as it signs.
     const offset = (s3.config as { systemClockOffset?: number }).systemClockOffset ?? 0;
     const { request, headers } = await signObjectGet(signer, target, tail, new Date(Date.now() + offset));
-    const { response } = await s3.config.requestHandler.handle({ ...request, headers } as never, signal ? { abortSignal: signal } : {});
+    const { response } = (await s3.config.requestHandler.handle({ ...request, headers } as never, signal ? { abortSignal: signal } : {})) as HandledPut;
     const body = response.body as Readable;
     if (response.statusCode === 200) return { status: 200, body };
     const text = await readSmall(body);

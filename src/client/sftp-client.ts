@@ -100,7 +100,7 @@ export class SftpReplicaClient implements ReplicaClient {
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
     });
     const root = options.path ?? '';
-    this.layout = new ReplicaLayout(root, posix.join);
+    this.layout = new ReplicaLayout(root);
     this.base = `sftp://${this.conn.where}${root.startsWith('/') ? '' : '/~/'}`;
     this.location = `${this.base}${root}`;
     this.f = new RemoteFiles(this.conn, this.base);

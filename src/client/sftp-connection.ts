@@ -62,7 +62,7 @@ interface Session {
 type Ssh2 = typeof import('ssh2');
 let ssh2Module: Promise<Ssh2> | undefined;
 // Loaded on first use: only sftp replicas need it.
-const loadSsh2 = (): Promise<Ssh2> => (ssh2Module ??= import('ssh2').then((m) => ((m as { default?: Ssh2 }).default ?? m) as Ssh2));
+const loadSsh2 = (): Promise<Ssh2> => (ssh2Module ??= import('ssh2').then((m) => (m as { default?: Ssh2 }).default ?? m));
 
 /** The error an established connection's pending requests get when it goes away. */
 const CONNECTION_LOST = /No response from server|Not connected|Channel not open|Unable to open channel|ECONNRESET|EPIPE|socket/i;
@@ -133,6 +133,8 @@ export class SftpConnection {
           s.watchdog = undefined;
           if (!s.closed) s.sock.unref();
         }
+        // What ssh2 answered or threw (or our own ReplicateError), passed on as it is.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
         if (err !== undefined && err !== null) reject(err);
         else resolve(value as T);
       };

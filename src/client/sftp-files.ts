@@ -70,7 +70,7 @@ export class RemoteFiles {
    */
   async writeAll(handle: Buffer, path: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
     const pending = new Set<Promise<void>>();
-    let failure: unknown;
+    let failure: { err: unknown } | undefined; // the first write that failed (boxed: any value counts)
     let offset = 0;
     const send = (buf: Buffer, at: number) => {
       // No signal per request (sixteen listeners on one signal): it is checked before each one instead.
@@ -78,7 +78,7 @@ export class RemoteFiles {
         () => void pending.delete(p),
         (err: unknown) => {
           pending.delete(p);
-          failure ??= err;
+          failure ??= { err };
         },
       );
       pending.add(p);
@@ -89,7 +89,7 @@ export class RemoteFiles {
         for (let i = 0; i < buf.length; i += CHUNK) {
           // ssh2 copies the bytes into its packet when the request is sent, so `buf` may be reused after.
           while (pending.size >= IN_FLIGHT) await Promise.race(pending);
-          if (failure !== undefined) throw failure;
+          if (failure !== undefined) throw failure.err;
           if (opts?.signal?.aborted) throw abortError(opts.signal);
           const part = buf.subarray(i, Math.min(buf.length, i + CHUNK));
           send(part, offset);
@@ -97,7 +97,7 @@ export class RemoteFiles {
         }
       }
       await Promise.all(pending);
-      if (failure !== undefined) throw failure;
+      if (failure !== undefined) throw failure.err;
       return offset;
     } finally {
       await Promise.all(pending);

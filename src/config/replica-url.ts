@@ -103,6 +103,8 @@ function unescape(s: string): string {
 
 /** Go's url.Parse, reduced to what replica URLs need; throws an Error with Go's detail. */
 function parseGoUrl(raw: string): GoUrl {
+  // Go's url.Parse rejects ASCII control characters: matching them is the point.
+  // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(raw)) throw new Error('invalid control character in URL');
   const hash = raw.indexOf('#');
   const fragment = hash === -1 ? '' : raw.slice(hash + 1);

@@ -188,7 +188,7 @@ export class Fields {
     const v = this.obj[key];
     if (isNull(v)) return [];
     if (!Array.isArray(v)) throw this.fail(key, `want a list, got ${describe(v)}`);
-    return v.map((item, i) => new Fields(this.where, { [`${key}[${i}]`]: item }).str(`${key}[${i}]`) ?? '');
+    return (v as unknown[]).map((item, i) => new Fields(this.where, { [`${key}[${i}]`]: item }).str(`${key}[${i}]`) ?? '');
   }
 
   /** A list (null is empty). */

@@ -132,7 +132,7 @@ async function start(): Promise<void> {
   const r = replication;
   const event = (name: string) => (payload: Record<string, unknown>) => post({ t: 'event', name, payload, state: state() });
   for (const name of ['generation', 'snapshot', 'segment', 'checkpoint', 'retention', 'validation'] as const) {
-    r.on(name, event(name) as never);
+    r.on(name, event(name));
   }
   r.on('error', (e) => post({ t: 'event', name: 'error', payload: { ...(e.replica !== undefined ? { replica: e.replica } : {}), error: serializeError(e.error) }, state: state() }));
   r.shipper.on('position', queueState);

@@ -20,7 +20,7 @@ import { describeError, ReplicateError } from '../errors.js';
 import { nullLogger, type Logger } from '../logger.js';
 import type { Pos } from '../pos.js';
 import type { RetentionResult, ValidationCounts, ValidationResult } from '../replica/replica.js';
-import { Replication, type ReplicaView, type ReplicationEvents, type ReplicationOptions, type ShipperView } from '../replication.js';
+import { Replication, type ReplicaView, type ReplicationOptions, type ShipperView } from '../replication.js';
 import { defaultMetaPath, MetaDir } from '../shipper/meta.js';
 import type { ShadowWalUsage } from '../shipper/shadow-limit.js';
 import { describeClient, type ClientDescription } from './client-transfer.js';
@@ -232,7 +232,7 @@ export class WorkerReplication extends Replication {
       if (this.listenerCount('error') > 0) this.emit('error', { ...(e.replica !== undefined ? { replica: e.replica } : {}), error: rebuildError(e.error) });
       return;
     }
-    (this.emit as (n: string, p: unknown) => boolean)(name as keyof ReplicationEvents, payload);
+    (this.emit as (n: string, p: unknown) => boolean)(name, payload);
   }
 
   private applyState(s: ReplicationState): void {

@@ -118,7 +118,10 @@ export async function mkdirWithPermissions(dir: string, p: FilePermissions): Pro
   for (let d = dir; ; d = dirname(d)) {
     const exists = await stat(d).then(
       () => true,
-      (err: unknown) => (errnoCode(err) === 'ENOENT' ? false : Promise.reject(err)),
+      (err: unknown) => {
+        if (errnoCode(err) === 'ENOENT') return false;
+        throw err;
+      },
     );
     if (exists) break;
     missing.unshift(d);

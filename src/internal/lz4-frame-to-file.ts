@@ -207,10 +207,11 @@ function writeAllSync(fd: number, chunk: Uint8Array, position: number): void {
  */
 function blockWorker(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
-  const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const threads = require('node:worker_threads') as typeof import('node:worker_threads');
+  const parentPort = threads.parentPort;
   const fs = require('node:fs') as typeof import('node:fs');
   const { createRequire } = require('node:module') as typeof import('node:module');
-  const data = workerData as { inputs: SharedArrayBuffer[]; outputs: SharedArrayBuffer[]; writeSlice: number; fd: number; requireFrom: string };
+  const data = threads.workerData as { inputs: SharedArrayBuffer[]; outputs: SharedArrayBuffer[]; writeSlice: number; fd: number; requireFrom: string };
   const liblz4 = createRequire(data.requireFrom)('lz4/build/Release/lz4.node') as { uncompress(input: Buffer, output: Buffer): number };
   const inputs = data.inputs.map((b) => Buffer.from(b));
   const outputs = data.outputs.map((b) => Buffer.from(b));

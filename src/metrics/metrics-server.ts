@@ -28,7 +28,7 @@ export interface BindAddress {
  * required ("must specify port for bind address", as Litestream says).
  */
 export function parseBindAddress(addr: string): BindAddress {
-  const m = /^(?:\[([^\]]*)\]|([^:\[\]]*)):(\d*)$/.exec(addr.trim());
+  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d*)$/.exec(addr.trim());
   if (!m || m[3] === '') throw new ReplicateError('CONFIG', `must specify port for bind address: ${JSON.stringify(addr)}`, { details: { addr } });
   const port = Number(m[3]);
   if (!Number.isInteger(port) || port > 65535) throw new ReplicateError('CONFIG', `invalid port in bind address: ${JSON.stringify(addr)}`, { details: { addr } });

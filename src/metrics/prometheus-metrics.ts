@@ -94,11 +94,10 @@ export function registerReplicationMetrics(registry: Registry, source: Replicati
     const collect = async function (this: Gauge | Counter) {
       const statuses = await reader.read();
       this.reset();
-      const metric = this;
       fill((labels, value) => {
         if (!Number.isFinite(value)) return;
-        if (metric instanceof Gauge) metric.set(labels, value);
-        else metric.inc(labels, value);
+        if (this instanceof Gauge) this.set(labels, value);
+        else this.inc(labels, value);
       }, statuses);
     };
     if (kind === 'gauge') new Gauge({ name, help, labelNames, registers: [registry], collect });

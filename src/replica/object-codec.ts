@@ -95,10 +95,14 @@ export class ObjectCodec {
     return this.identities.length > 0;
   }
 
-  /** Payload bytes → stored bytes: one LZ4 frame, encrypted when the replica has recipients. */
-  encode(payload: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
-    const framed = encodeLz4Frame(payload);
-    return this.encryptStage ? this.encryptStage(framed) : framed;
+  /**
+   * Payload bytes → stored bytes: one LZ4 frame, encrypted when the replica has recipients.
+   * `reuseOutput` (see EncodeOptions) is for a consumer that is done with each chunk before it pulls the
+   * next; it is ignored when encrypting, since the age stage queues the frame's chunks.
+   */
+  encode(payload: AsyncIterable<Uint8Array>, opts: { reuseOutput?: boolean } = {}): AsyncGenerator<Buffer> {
+    if (this.encryptStage) return this.encryptStage(encodeLz4Frame(payload));
+    return encodeLz4Frame(payload, { reuseOutput: opts.reuseOutput === true });
   }
 
   /**
@@ -107,10 +111,11 @@ export class ObjectCodec {
    * that this replica's identities cannot open (or when it has none).
    */
   decode(stored: AsyncIterable<Uint8Array>, opts: ObjectDecodeOptions): AsyncGenerator<Buffer> {
-    const self = this;
-    return (async function* decode() {
-      yield* decodeLz4Frame(opts)(await self.lz4Frame(stored, opts.label));
-    })();
+    return this.decodeFrames(stored, opts);
+  }
+
+  private async *decodeFrames(stored: AsyncIterable<Uint8Array>, opts: ObjectDecodeOptions): AsyncGenerator<Buffer> {
+    yield* decodeLz4Frame(opts)(await this.lz4Frame(stored, opts.label));
   }
 
   /**
@@ -144,7 +149,7 @@ export class ObjectCodec {
  * yields everything, those bytes included, exactly as the source chunked it; `close` stops the source
  * when the stream will not be read.
  */
-async function peek(source: AsyncIterable<Uint8Array>, n: number): Promise<{ head: Buffer; rest: AsyncIterable<Uint8Array>; close(): Promise<void> }> {
+async function peek(source: AsyncIterable<Uint8Array>, n: number): Promise<{ head: Buffer; rest: AsyncIterable<Uint8Array>; close: () => Promise<void> }> {
   const iterator = source[Symbol.asyncIterator]();
   const taken: Uint8Array[] = [];
   let have = 0;

@@ -175,7 +175,7 @@ export class OrderedPrefetch {
         yield chunk;
         continue;
       }
-      if (slot.failure !== undefined) throw slot.failure;
+      if (slot.failure !== undefined) throw slot.failure as Error; // what the read threw, passed on as it was
       if (slot.ended) return;
       await new Promise<void>((resolve) => (slot.wakeConsumer = resolve));
       slot.wakeConsumer = undefined;

@@ -331,7 +331,7 @@ export class Replica extends EventEmitter {
         await this.shipper.catchUp();
         await this.sync();
         failures = 0;
-      } catch (err) {
+      } catch {
         failures++;
         await this.sleep(Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(failures, 7)));
       }
@@ -425,7 +425,7 @@ export class Replica extends EventEmitter {
     this.log.warn('replica cannot continue its generation: its last wal segment is age-encrypted and cannot be decrypted here; starting a new generation (configure age.identities to continue generations across restarts)', {
       replica: this.name,
       generation,
-      object: String(err.details.object ?? ''),
+      object: typeof err.details.object === 'string' ? err.details.object : '',
     });
     this.shipper.requestNewGeneration(generation, reason);
     await this.shipper.sync();
@@ -471,7 +471,7 @@ export class Replica extends EventEmitter {
       // another would drop SQLite's locks).
       const source = image();
       try {
-        const info = await this.client.writeSnapshot(pos.generation, pos.index, (await this.codec()).encode(source));
+        const info = await this.client.writeSnapshot(pos.generation, pos.index, (await this.codec()).encode(source, { reuseOutput: this.client.consumesBodyInOrder === true }));
         this.counters.putBytes += info.size;
         this.counters.lastUploadAt = this.now();
         this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: info.size });

@@ -305,7 +305,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
       checkFailure = err;
     }
     const syncFailure = await synced;
-    if (checkFailure !== undefined) throw checkFailure;
+    if (checkFailure !== undefined) throw checkFailure as Error; // the check's own error, passed on as it was
     if (syncFailure !== undefined) throw wrapStep(syncFailure, `syncing ${tmpPath}`);
     await handle.close();
     handle = undefined;

@@ -31,7 +31,10 @@ export async function openWhenReady(w: WaitForDatabase): Promise<boolean> {
     if (w.closed() || w.signal?.aborted) return false;
     const exists = await stat(w.dbPath).then(
       () => true,
-      (err: unknown) => (errnoCode(err) === 'ENOENT' ? false : Promise.reject(err)),
+      (err: unknown) => {
+        if (errnoCode(err) === 'ENOENT') return false;
+        throw err;
+      },
     );
     let waiting: string;
     if (!exists) {

@@ -103,7 +103,7 @@ export class ShipperDb {
       rw = new Database(path, { fileMustExist: true, timeout: opts.busyTimeoutMs });
       const mode = rw.pragma('journal_mode = wal', { simple: true });
       if (String(mode).toLowerCase() !== 'wal') {
-        throw new ReplicateError('IO', `opening ${path}: cannot switch the database to WAL mode (journal_mode is ${mode})`);
+        throw new ReplicateError('IO', `opening ${path}: cannot switch the database to WAL mode (journal_mode is ${String(mode)})`);
       }
       rw.pragma('wal_autocheckpoint = 0');
       if (opts.journalSizeLimitBytes !== undefined) rw.pragma(`journal_size_limit = ${Math.max(0, Math.floor(opts.journalSizeLimitBytes))}`);

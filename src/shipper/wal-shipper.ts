@@ -458,7 +458,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     const reason = this.limit.check(cur.generation, sizes, this.describeBehind);
     if (reason) {
       this.startNewGeneration(reason);
-      await this.meta.removeOtherGenerations(this.cursor.current!.generation);
+      await this.meta.removeOtherGenerations(this.cursor.current.generation);
     }
   }
 

@@ -95,7 +95,7 @@ describe('generations', () => {
     const lines = r.stdout.trimEnd().split('\n');
     for (const h of ['generation', 'lag', 'start', 'end']) {
       const at = lines[0]!.indexOf(h);
-      for (const l of lines.slice(1)) expect(l.slice(at - 2, at + 1), l).toMatch(/^  \S$/);
+      for (const l of lines.slice(1)) expect(l.slice(at - 2, at + 1), l).toMatch(/^ {2}\S$/);
     }
     expect(r.stderr).toBe(
       "restorable: any -timestamp from a generation's start to its end (a later one restores its end); current: the newest generation of each replica (a restore of the latest state takes the newest across replicas)\n",

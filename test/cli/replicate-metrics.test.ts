@@ -22,6 +22,7 @@ import { SOURCE_SCHEMA } from '../helpers/source-db.js';
 import { startFaultProxy } from '../servers/fault-proxy.js';
 import { createBucket } from '../servers/s3-server.js';
 import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
+import { describeError } from '../../src/errors.js';
 
 const LITESTREAM_NAMES = [
   'litestream_db_size',
@@ -102,7 +103,7 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${describeError(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

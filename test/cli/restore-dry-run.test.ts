@@ -154,7 +154,7 @@ describe('restore -dry-run', () => {
     );
     // Aligned: every cell starts where its header does.
     const starts = ['first restorable', 'last restorable', 'snapshots', 'segments'].map((h) => table[0]!.indexOf(h));
-    for (const row of table.slice(1)) for (const s of starts) expect(row.slice(s - 2, s + 1), row).toMatch(/^  \S$/);
+    for (const row of table.slice(1)) for (const s of starts) expect(row.slice(s - 2, s + 1), row).toMatch(/^ {2}\S$/);
 
     // What a real restore then does is what the dry run said.
     const real = await runCli(['restore', '-o', out, url]);

@@ -220,8 +220,7 @@ describe('replicate -restore-if-db-not-exists', () => {
         expect(health.status).toBe(503);
         expect(((await health.json()) as { status: string }).status).toBe('starting');
         await new Promise((r) => setTimeout(r, 500));
-        p.stop('SIGTERM');
-        expect(await p.exit, p.tail()).toBe(1);
+        expect(await p.stop('SIGTERM'), p.tail()).toBe(1);
         expect(p.lines.join('\n')).toMatch(interrupted);
         expect(existsSync(seenFile)).toBe(false);
         expectNoDatabase(dbPath);

@@ -59,7 +59,7 @@ async function startApp(path: string, rows: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   holders.push(child);
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
+    child.stdout.once('data', () => resolve());
     child.once('exit', (code) => reject(new Error(`app exited early (${code})`)));
   });
   return child;

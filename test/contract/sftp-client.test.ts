@@ -26,7 +26,7 @@ const clockSlackMs = 1500;
 
 /** Every file under a replica's directory (the server is local), as paths relative to it. */
 function filesUnder(root: string): () => Promise<string[]> {
-  return async () => (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+  return async () => readdirSync(root, { recursive: true, withFileTypes: true })
     .filter((d) => d.isFile())
     .map((d) => join(d.parentPath, d.name).slice(root.length + 1));
 }

@@ -65,7 +65,7 @@ export async function locksHeldBy(pid: number, ino: number | bigint): Promise<st
 }
 
 /** A python process that runs `setup` (SQL statements) on its connection, says so, and holds on until released. */
-async function holdInPython(dbPath: string, setup: string[], onRelease: string[]): Promise<{ release(): Promise<void>; kill(): Promise<void> }> {
+async function holdInPython(dbPath: string, setup: string[], onRelease: string[]): Promise<{ release: () => Promise<void>; kill: () => Promise<void> }> {
   const { spawn } = await import('node:child_process');
   const py = (stmts: string[]) => stmts.map((q) => `c.execute(${JSON.stringify(q)}).fetchall()\n`).join('');
   const child = spawn(
@@ -95,7 +95,7 @@ async function holdInPython(dbPath: string, setup: string[], onRelease: string[]
  * An application process holding a read transaction open (BEGIN; SELECT …) until `release()`: a long
  * reader, which keeps SQLite from backfilling past its snapshot and so from restarting the WAL.
  */
-export function holdReadTransaction(dbPath: string): Promise<{ release(): Promise<void>; kill(): Promise<void> }> {
+export function holdReadTransaction(dbPath: string): Promise<{ release: () => Promise<void>; kill: () => Promise<void> }> {
   return holdInPython(dbPath, ['BEGIN', 'SELECT count(*) FROM sqlite_master', 'SELECT count(*) FROM t'], ['COMMIT']);
 }
 
@@ -103,7 +103,7 @@ export function holdReadTransaction(dbPath: string): Promise<{ release(): Promis
  * An application process holding the write lock (BEGIN IMMEDIATE and a write) until `release()`, which
  * commits. Creates the table `t` if needed (so it also works on a brand-new database file).
  */
-export function holdWriteLock(dbPath: string): Promise<{ release(): Promise<void> }> {
+export function holdWriteLock(dbPath: string): Promise<{ release: () => Promise<void> }> {
   return holdInPython(
     dbPath,
     ['PRAGMA journal_mode=WAL', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)', 'BEGIN IMMEDIATE', "INSERT INTO t (v, n) VALUES ('written under the lock', 0)"],

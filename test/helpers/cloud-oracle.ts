@@ -27,7 +27,7 @@ export type ToolEnv = Record<string, string>;
 
 export function startReplicator(tool: Tool, config: string, env: ToolEnv = {}): LoggedProcess {
   const [cmd, args] = tool === 'ours' ? [process.execPath, [bin, 'replicate', '-config', config]] : [litestreamBin(), ['replicate', '-config', config]];
-  return new LoggedProcess(config, spawn(cmd, args as string[], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
+  return new LoggedProcess(config, spawn(cmd, args, { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 /** Replicates `writes` varied transactions with `tool`, waiting for each upload; returns the source digest. */

@@ -222,7 +222,7 @@ export function parseTable(text: string): Record<string, string>[] {
  */
 export function asLitestreamPrints(rows: readonly Record<string, string>[]): Record<string, string>[] {
   const out = rows.map(({ status: _status, ...row }) => {
-    for (const k of ['start', 'end', 'created']) if (row[k] !== undefined) row[k] = row[k]!.replace(/\.\d{3}Z$/, 'Z');
+    for (const k of ['start', 'end', 'created']) if (row[k] !== undefined) row[k] = row[k].replace(/\.\d{3}Z$/, 'Z');
     return row;
   });
   if (out.some((r) => 'name' in r && 'start' in r)) out.sort((a, b) => (a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : a.generation! < b.generation! ? -1 : a.generation! > b.generation! ? 1 : 0));

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startMetricsServer } from '../../src/metrics/metrics-server.js';
+import { describeError } from '../../src/errors.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 import type { ReplicationStatus } from '../../src/replication-status.js';
 import { writeFromProcess } from '../helpers/app-process.js';
@@ -33,7 +34,7 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${describeError(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

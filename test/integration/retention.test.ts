@@ -173,6 +173,7 @@ describe('retention on a file replica', () => {
     r.on('snapshot', () => snapshots++);
     // Wait (on events, not on time) until retention has removed the old generation and older snapshots.
     await new Promise<void>((resolve, reject) => {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the replication's error, as it came
       r.on('error', (e) => reject(e.error));
       const writer = setInterval(() => insert(5), 50);
       r.on('retention', (e) => {

@@ -77,7 +77,10 @@ describe('shipper safety', () => {
       if (steps.length > 60) return; // enough: each injection's commits cause more checkpoints
       for (const action of ['insert', 'checkpoint', 'insert'] as const) {
         try {
-          if (action === 'insert') other.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, 0)').run(nextId, 'injected'), nextId++;
+          if (action === 'insert') {
+            other.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, 0)').run(nextId, 'injected');
+            nextId++;
+          }
           else other.pragma('wal_checkpoint(PASSIVE)');
         } catch (err) {
           if (!/locked|busy/i.test(String(err))) throw err;
@@ -169,7 +172,6 @@ describe('shipper safety', () => {
     const fsynced = new Map<number, number>(); // shadow index -> its size at the last fsync we saw
     const client = new FileReplicaClient({ path: s.replicaDir });
     const write = client.writeWalSegment.bind(client);
-    let r!: Replication;
     client.writeWalSegment = async (pos, body, opts) => {
       const durable = fsynced.get(pos.index) ?? 0; // what was durable when the upload began
       const info = await write(pos, body, opts);
@@ -177,7 +179,7 @@ describe('shipper safety', () => {
       return info;
     };
     // No poll (its syncs fsync): copies come only from file-change notifications, which do not.
-    r = await startReplication({ dbPath: s.dbPath, replicas: [{ client, syncIntervalMs: 10 }], monitorIntervalMs: 0, minCheckpointPageCount: 100_000 });
+    const r = await startReplication({ dbPath: s.dbPath, replicas: [{ client, syncIntervalMs: 10 }], monitorIntervalMs: 0, minCheckpointPageCount: 100_000 });
     open.push(r);
     const meta = r.shipper.meta;
     const fsyncShadow = meta.fsyncShadow.bind(meta);

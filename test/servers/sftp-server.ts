@@ -147,7 +147,7 @@ export async function startSftpServer(): Promise<SftpServer> {
     let log = '';
     const started = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), 15_000);
-      child.stderr!.on('data', (d: Buffer) => {
+      child.stderr.on('data', (d: Buffer) => {
         log += d.toString();
         if (log.length > 200_000) log = log.slice(-100_000);
         if (/Server listening on 127\.0\.0\.1 port/.test(log)) {

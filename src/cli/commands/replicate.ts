@@ -210,7 +210,7 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     if (execWords !== undefined && !stop.signal.aborted) {
       const [cmd, ...args] = execWords;
       log.info('starting subprocess', { command: exec });
-      child = spawn(cmd!, args, { stdio: 'inherit', env: io.env as NodeJS.ProcessEnv });
+      child = spawn(cmd!, args, { stdio: 'inherit', env: io.env });
       childExit = new Promise((resolve) => {
         child!.once('error', (err) => {
           log.error('subprocess failed to start', { command: exec, error: describeError(err) });

@@ -26,7 +26,7 @@ class Sha256 {
 }
 
 async function sdkAuthorization(target: LeaseTarget, headers: Record<string, string>, body: Buffer, creds: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }, date: Date): Promise<string> {
-  const signer = new SignatureV4({ credentials: creds, region: target.region, service: 's3', sha256: Sha256 as never, uriEscapePath: false, applyChecksum: true });
+  const signer = new SignatureV4({ credentials: creds, region: target.region, service: 's3', sha256: Sha256, uriEscapePath: false, applyChecksum: true });
   const unsigned = Object.fromEntries(Object.entries(headers).filter(([k]) => !['authorization', 'x-amz-date', 'x-amz-security-token'].includes(k)));
   const request = { method: 'PUT', protocol: target.protocol, hostname: target.hostname, port: target.port, path: target.path, query: {}, headers: unsigned, body };
   const signed = await signer.sign(request as HttpRequest, { signingDate: date });

@@ -128,12 +128,12 @@ describe('lz4 frame decoded into a file on a worker thread', () => {
     const damaged: Record<string, Buffer> = {};
     // A compressed block that no longer decodes, in the middle of the frame: its length word made short.
     const second = Buffer.from(litestreamSnapshot);
-    const word = second.readUInt32LE(blocks[1]!);
+    const word = second.readUInt32LE(blocks[1]);
     expect(word >>> 31).toBe(0);
     const cut = Buffer.alloc(second.length - 100);
     second.copy(cut, 0, 0, blocks[1]! + 4 + (word - 100));
     second.copy(cut, blocks[1]! + 4 + (word - 100), blocks[1]! + 4 + word);
-    cut.writeUInt32LE(word - 100, blocks[1]!);
+    cut.writeUInt32LE(word - 100, blocks[1]);
     damaged.shortBlock = cut;
     // A flipped bit inside a block's data: either it no longer decodes or the content checksum catches it.
     const flipped = Buffer.from(litestreamSnapshot);
@@ -151,7 +151,7 @@ describe('lz4 frame decoded into a file on a worker thread', () => {
       expect(isReplicateError(b, 'CORRUPT_OBJECT'), `${name}: ${String(b)}`).toBe(true);
       expect((b as Error).message, name).toBe((a as Error).message);
     }
-    expect(((await errors(damaged.shortBlock!))[1] as Error).message).toMatch(/block does not decode/);
+    expect(((await errors(damaged.shortBlock))[1] as Error).message).toMatch(/block does not decode/);
   });
 
   it('rejects a block whose checksum does not match, before decoding it', async () => {

@@ -60,6 +60,46 @@ describe('lz4 frame writer', () => {
     expect(whole.equals(frame)).toBe(true);
   });
 
+  it('hands out its output buffer again only with reuseOutput: chunks kept without copying stay intact', async () => {
+    const data = sample(3 * LZ4_BLOCK_SIZE + 12_345, 11);
+    const reference = await encode(data, 1024 * 1024 + 3);
+    // A consumer that queues every chunk it is given (as an upload SDK may): without reuseOutput, each
+    // is its own memory, before and after the frame ends and whatever frames are encoded meanwhile.
+    const kept: Buffer[] = [];
+    for await (const c of encodeLz4Frame(chunked(data, 1024 * 1024 + 3))) kept.push(c);
+    await encode(sample(2 * LZ4_BLOCK_SIZE, 5)); // another frame, which may take the spare buffers
+    await collectBytes(encodeLz4Frame(chunked(sample(2 * LZ4_BLOCK_SIZE, 6), LZ4_BLOCK_SIZE), { reuseOutput: true }));
+    expect(Buffer.concat(kept).equals(reference)).toBe(true);
+    expect(new Set(kept.map((c) => c.buffer)).size).toBe(kept.length);
+
+    // With reuseOutput, a consumer done with each chunk before the next gets the same bytes.
+    for (const size of [LZ4_BLOCK_SIZE, 1024 * 1024 + 3]) {
+      expect((await collectBytes(encodeLz4Frame(chunked(data, size), { reuseOutput: true }))).equals(reference)).toBe(true);
+    }
+  });
+
+  it('frames encoded at the same time with reuseOutput never share a buffer', async () => {
+    const a = sample(2 * LZ4_BLOCK_SIZE + 99, 21);
+    const b = sample(3 * LZ4_BLOCK_SIZE + 7, 22);
+    const ia = encodeLz4Frame(chunked(a, 700_001), { reuseOutput: true });
+    const ib = encodeLz4Frame(chunked(b, LZ4_BLOCK_SIZE), { reuseOutput: true });
+    const pa: Buffer[] = [];
+    const pb: Buffer[] = [];
+    // Interleaved pulls; each chunk is copied before its own frame is pulled again.
+    for (let ra = await ia.next(), rb = await ib.next(); !ra.done || !rb.done; ) {
+      if (!ra.done) {
+        pa.push(Buffer.from(ra.value));
+        ra = await ia.next();
+      }
+      if (!rb.done) {
+        pb.push(Buffer.from(rb.value));
+        rb = await ib.next();
+      }
+    }
+    expect(decompressFrameSync(Buffer.concat(pa)).equals(a)).toBe(true);
+    expect(decompressFrameSync(Buffer.concat(pb)).equals(b)).toBe(true);
+  });
+
   it("writes Litestream's exact header and a single frame that the reference decoder reads", async () => {
     for (const size of [0, 1, 1000, LZ4_BLOCK_SIZE, LZ4_BLOCK_SIZE + 17, 9_039_872]) {
       const input = sample(size, size);

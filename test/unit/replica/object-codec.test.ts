@@ -74,6 +74,17 @@ describe('ObjectCodec', () => {
     }
   });
 
+  it('reuseOutput is ignored when encrypting: the age stage may queue the frame\'s chunks', async () => {
+    const codec = await ObjectCodec.create({ identities: [KEY.identity], recipients: [KEY.recipient] }, 'r');
+    // Three LZ4 blocks (compressible: little to encrypt), so a reused output buffer would be overwritten
+    // while the age stage holds it.
+    const big = Buffer.concat([Buffer.alloc(9 * 1024 * 1024, 'stn-replicate '), randomBytes(1000)]);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i >> 12;
+    const kept: Buffer[] = [];
+    for await (const c of codec.encode(chunksOf(big, 1024 * 1024), { reuseOutput: true })) kept.push(c);
+    expect((await collectBytes(codec.decode(chunksOf(Buffer.concat(kept), 65_536), { label: 'obj' }))).equals(big)).toBe(true);
+  });
+
   it('reads what the age library encrypted on its own (an LZ4 frame inside), and plain objects whatever the keys', async () => {
     const frame = await collectBytes(encodeLz4Frame(chunksOf(payload, 4096)));
     const e = new Encrypter();

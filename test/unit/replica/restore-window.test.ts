@@ -141,7 +141,7 @@ describe('summarizePlan', () => {
     expect(s.stateAt).toEqual(at(201));
     expect(s.truncatedReason).toMatch(/missing WAL index: b{16}\/00000001/);
     const text = formatRestorePreview({ ...s, replicaType: 'file', replicaLocation: '/r' });
-    expect(text).toMatch(/^stops early  missing WAL index: b{16}\/00000001$/m);
+    expect(text).toMatch(/^stops early {2}missing WAL index: b{16}\/00000001$/m);
   });
 
   it('with an index, and with the snapshot alone', () => {

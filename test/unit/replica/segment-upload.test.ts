@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../../src/client/file-client.js';
+import type { ObjectBody, ReplicaClient, WalSegmentInfo } from '../../../src/client/replica-client.js';
+import { decodeLz4Frame } from '../../../src/internal/lz4-frame.js';
+import type { Pos } from '../../../src/pos.js';
 import { ObjectCodec } from '../../../src/replica/object-codec.js';
 import { uploadShadowSegment } from '../../../src/replica/segment-io.js';
 
@@ -20,7 +23,7 @@ afterEach(() => {
 const FSIZE = 4096 + 24;
 
 /** A WAL of 60 committed single-page-ish transactions, copied as a shadow file. */
-function shadowFile() {
+function shadowFile(transactions = 60) {
   const dir = mkdtempSync(join(tmpdir(), 'stn-segment-unit-'));
   dirs.push(dir);
   const db = new Database(join(dir, 'db.sqlite'));
@@ -28,7 +31,7 @@ function shadowFile() {
   db.pragma('wal_autocheckpoint = 0');
   db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)');
   const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
-  for (let i = 0; i < 60; i++) insert.run('s'.repeat(3000));
+  for (let i = 0; i < transactions; i++) insert.run(`${i}`.repeat(3000 / `${i}`.length));
   const bytes = readFileSync(join(dir, 'db.sqlite-wal'));
   db.close();
   const path = join(dir, 'shadow.wal');
@@ -73,5 +76,36 @@ describe('uploadShadowSegment', () => {
         code: 'INVALID_WAL',
       });
     }
+  });
+
+  it('a client that keeps the chunks it is given (not consumesBodyInOrder) gets chunks nothing reuses', async () => {
+    const s = shadowFile(1500); // ~6 MiB: two LZ4 blocks per segment
+    const codec = ObjectCodec.plain('file');
+    const kept = new Map<string, Buffer[]>();
+    // Holds every chunk, uncopied, until all uploads are done (as an SDK queueing parts might).
+    const keeping = {
+      async writeWalSegment(pos: Pos, body: ObjectBody): Promise<WalSegmentInfo> {
+        const chunks: Buffer[] = [];
+        for await (const c of body) chunks.push(c as Buffer);
+        kept.set(`${pos.index}/${pos.offset}`, chunks);
+        return { ...pos, size: chunks.reduce((n, c) => n + c.length, 0), createdAt: new Date() };
+      },
+    } as unknown as ReplicaClient;
+    const generation = '0123456789abcdef';
+    const mid = 32 + 100 * FSIZE;
+    const uploads: [Pos, number][] = [
+      [{ generation, index: 0, offset: 0 }, s.bytes.length],
+      [{ generation, index: 1, offset: mid }, s.bytes.length],
+      [{ generation, index: 2, offset: 0 }, mid],
+    ];
+    for (const [pos, end] of uploads) await uploadShadowSegment(keeping, codec, 'file', s.path, pos, end, 4096);
+    // Meanwhile a file client (which may reuse its buffers) uploads too.
+    await uploadShadowSegment(s.client, codec, 'file', s.path, { generation, index: 3, offset: 0 }, s.bytes.length, 4096);
+    for (const [pos, end] of uploads) {
+      const out: Buffer[] = [];
+      for await (const c of decodeLz4Frame()((async function* () { yield* kept.get(`${pos.index}/${pos.offset}`)!; })())) out.push(Buffer.from(c));
+      expect(Buffer.concat(out).equals(s.bytes.subarray(pos.offset, end)), `segment ${pos.index}`).toBe(true);
+    }
+    expect((await segmentBytes(s.client, { generation, index: 3, offset: 0 })).equals(s.bytes)).toBe(true);
   });
 });

@@ -196,8 +196,9 @@ export class ShadowCursor {
   frames(): number {
     const cur = this.cur!;
     // The header is parsed (and its checksum checked) once per index, not at every sync.
-    if (this.frameBytesOf?.header !== cur.header) this.frameBytesOf = { header: cur.header, bytes: 24 + parseWalHeader(cur.header).pageSize };
-    return (cur.size - 32) / this.frameBytesOf.bytes;
+    let memo = this.frameBytesOf;
+    if (memo?.header !== cur.header) this.frameBytesOf = memo = { header: cur.header, bytes: 24 + parseWalHeader(cur.header).pageSize };
+    return (cur.size - 32) / memo.bytes;
   }
 
   /**

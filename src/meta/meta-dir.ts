@@ -258,16 +258,6 @@ export class MetaDir {
     }
   }
 
-  /** shadowSize without the thread pool (once per sync of every database). */
-  shadowSizeSync(generation: string, index: number): number | undefined {
-    try {
-      return statSync(this.shadowWalPath(generation, index)).size;
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return undefined;
-      throw err;
-    }
-  }
-
   async shadowSize(generation: string, index: number): Promise<number | undefined> {
     try {
       return (await stat(this.shadowWalPath(generation, index))).size;

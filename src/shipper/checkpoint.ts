@@ -10,10 +10,11 @@
  * (journal_size_limit); an application commit that gets in first restarts it instead, which is as good.
  * The next index starts under the write lock again.
  *
- * Most of the backfill happens before the write lock, so the application's writers wait only for the
- * tail: a PASSIVE checkpoint while our read transaction is held can copy frames into the database file
- * only up to our read mark, and cannot restart the WAL (a reader is on it), so nothing can be lost by
- * it; the one under the lock then has only the frames committed since to copy.
+ * A PASSIVE checkpoint before the write lock, while our read transaction is held, can copy frames into
+ * the database file only up to our read mark, and cannot restart the WAL (a reader is on it), so nothing
+ * can be lost by it. But the read transaction is taken when an index begins, at the first frames of the
+ * cycle, so that one backfills only those: the rest of the cycle is backfilled under the lock (measured:
+ * 61 of 1,561 frames with the mark there), and the application's writers wait for it.
  *
  * Litestream releases its read lock and checkpoints without the write lock, so a transaction committed
  * between its copy and its checkpoint can be backfilled and overwritten without ever being copied.

@@ -44,6 +44,8 @@ export class ShadowCursor {
   appendedBytes = 0;
   /** Frames of the current index when the read transaction was last (re)taken on its cycle. */
   private relocked: { generation: string; index: number; frames: number } | undefined;
+  private pathMemo: { generation: string; index: number; path: string } | undefined;
+  private frameBytesOf: { header: Buffer; bytes: number } | undefined;
 
   constructor(
     private readonly meta: MetaDir,
@@ -71,7 +73,12 @@ export class ShadowCursor {
   }
 
   shadowPath(cur: Current = this.cur!): string {
-    return this.meta.shadowWalPath(cur.generation, cur.index);
+    // Every sync asks for it (a path joined from four parts, each time): kept for the index it names.
+    const p = this.pathMemo;
+    if (p && p.generation === cur.generation && p.index === cur.index) return p.path;
+    const path = this.meta.shadowWalPath(cur.generation, cur.index);
+    this.pathMemo = { generation: cur.generation, index: cur.index, path };
+    return path;
   }
 
   set(cur: Current, durable: boolean): void {
@@ -188,7 +195,10 @@ export class ShadowCursor {
   /** Frames of the current cycle in the shadow file. */
   frames(): number {
     const cur = this.cur!;
-    return (cur.size - 32) / (24 + parseWalHeader(cur.header).pageSize);
+    // The header is parsed (and its checksum checked) once per index, not at every sync.
+    let memo = this.frameBytesOf;
+    if (memo?.header !== cur.header) this.frameBytesOf = memo = { header: cur.header, bytes: 24 + parseWalHeader(cur.header).pageSize };
+    return (cur.size - 32) / memo.bytes;
   }
 
   /**

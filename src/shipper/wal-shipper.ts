@@ -376,6 +376,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       // Also after a copy that appended: the watch was off since the event that asked for this sync,
       // and a transaction that wrote its frames meanwhile publishes them with no event of its own.
       if (cursor.frameInProgress(db)) outcome = copy.appended > 0 ? 'in-progress-after-copy' : 'in-progress';
+      else if (copy.appended > 0) outcome = 'copied';
     } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.settleLocked(db))) {
       // A restart to follow (or a shadow that looked diverged without the lock): decided under the lock.
       // No checkpoint while that waits: it would vouch for a cycle never copied.
@@ -452,8 +453,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       const olderSizes = await Promise.all(older.map(async (i) => (await this.meta.shadowSize(cur.generation, i)) ?? 0));
       this.shadowListing = { key, olderSizes };
     }
-    const current = this.meta.shadowSizeSync(cur.generation, cur.index);
-    const sizes = current === undefined ? this.shadowListing.olderSizes : [...this.shadowListing.olderSizes, current];
+    // The current file is what the cursor copied into it (a file gone is found by the next copy).
+    const sizes = [...this.shadowListing.olderSizes, cur.size];
     const reason = this.limit.check(cur.generation, sizes, this.describeBehind);
     if (reason) {
       this.startNewGeneration(reason);

@@ -17,7 +17,7 @@ afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-function scheduler(outcomes: SyncOutcome[]) {
+function scheduler(outcomes: SyncOutcome[], opts: { minGapMs?: number; onRun?: (n: number, s: SyncScheduler) => void } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'stn-scheduler-'));
   const dbPath = join(dir, 'app.db');
   writeFileSync(dbPath, '');
@@ -27,10 +27,11 @@ function scheduler(outcomes: SyncOutcome[]) {
     dbPath,
     walPath: `${dbPath}-wal`,
     monitorIntervalMs: 60_000, // no poll during the test: only a notification or a recheck can run a sync
-    minGapMs: 15,
+    minGapMs: opts.minGapMs ?? 15,
     log: nullLogger,
     run: async () => {
       runs.push(performance.now());
+      opts.onRun?.(runs.length, s);
       return outcomes.shift();
     },
   });
@@ -74,10 +75,34 @@ describe('SyncScheduler', () => {
   });
 
   it('runs once per file event when no transaction is in progress', async () => {
-    const { runs, walPath } = scheduler([]);
+    const { runs, walPath } = scheduler(['copied']);
     writeFileSync(walPath, 'frames');
     await until(() => runs.length === 1, 'one sync');
     await sleep(300);
     expect(runs).toHaveLength(1);
+  });
+
+  it('while the app writes faster than the gap, syncs after each gap without the watch, then arms it and looks once more', async () => {
+    let walPath = '';
+    const watching: boolean[] = [];
+    // The first sync's commit is followed by another within the gap (a busy app): the second sync waited
+    // for the gap and copied, so the ones after it run on the gap alone. Writes made while they run make
+    // no sync of their own (no watch); the first sync that finds nothing arms it and asks for one more.
+    const { runs, walPath: w } = scheduler(['copied', 'copied', 'copied', undefined, undefined], {
+      minGapMs: 200,
+      onRun: (n, s) => {
+        watching.push(s.watching);
+        if (n <= 3) writeFileSync(walPath, `frames ${n}`);
+      },
+    });
+    walPath = w;
+    writeFileSync(walPath, 'frames');
+    await until(() => runs.length === 5, `5 syncs, got ${runs.length}`);
+    await sleep(600);
+    expect(runs).toHaveLength(5);
+    // Armed for the first two (a commit may come at any time), not for the busy ones, armed for the last.
+    expect(watching).toEqual([true, true, false, false, true]);
+    writeFileSync(walPath, 'frames again'); // armed again: a commit wakes a sync
+    await until(() => runs.length === 6, 'a sync from the armed watch');
   });
 });

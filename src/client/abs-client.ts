@@ -272,10 +272,7 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
       // 412 ConditionNotMet (a changed or missing blob), 409 BlobAlreadyExists (create only): nothing written.
       if (status === 412 || status === 409) return undefined;
       if (status === 501) {
-        throw new ReplicateError('LEASE_UNSUPPORTED', `[abs] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
-          cause: err,
-          details: { container: this.opts.bucket, key },
-        });
+        throw this.leaseUnsupported(err, { container: this.opts.bucket, key });
       }
       throw this.fail('writing (conditionally)', key, guard.stalled ? new StalledError(this.idleMs, 1, err) : err);
     } finally {

@@ -281,10 +281,7 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
       // conditionNotMet: someone else wrote first (or, for a generation, the object is gone).
       if (code === 412) return undefined;
       if (code === 501) {
-        throw new ReplicateError('LEASE_UNSUPPORTED', `[gcs] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
-          cause: err,
-          details: { bucket: this.opts.bucket, key },
-        });
+        throw this.leaseUnsupported(err, { bucket: this.opts.bucket, key });
       }
       throw this.fail('writing (conditionally)', key, err);
     }

@@ -7,6 +7,8 @@
  */
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
+import { ReplicateError } from '../errors.js';
+import { describeCloudError } from './cloud-error.js';
 import { parseSnapshotName, parseWalSegmentName, ReplicaLayout } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { probeConditionalWrites } from './lease-probe.js';
@@ -101,6 +103,14 @@ export abstract class ObjectStoreClient {
 
   writeLease(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
     return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
+  }
+
+  /** What a conditional write answered "not implemented" (HTTP 501) fails with: no lease on this store. */
+  protected leaseUnsupported(err: unknown, details: Record<string, unknown>): ReplicateError {
+    return new ReplicateError('LEASE_UNSUPPORTED', `[${this.type}] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
+      cause: err,
+      details,
+    });
   }
 
   probeLease(opts?: OpOptions): Promise<void> {

@@ -343,10 +343,7 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       // If-Match on a key that is not there (AWS answers 404; Ceph 412).
       if (expected !== undefined && isMissing(err) && name !== 'NoSuchBucket') return undefined;
       if (status === 501 || name === 'NotImplemented') {
-        throw new ReplicateError('LEASE_UNSUPPORTED', `[s3] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
-          cause: err,
-          details: { bucket: this.opts.bucket, key },
-        });
+        throw this.leaseUnsupported(err, { bucket: this.opts.bucket, key });
       }
       throw this.fail('writing (conditionally)', key, err);
     }

@@ -14,13 +14,11 @@ import type { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError } from './cloud-error.js';
-import { ReplicaLayout, isGenerationName } from '../layout.js';
+import { isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
-
-import type { Pos } from '../pos.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
 import { guardBody, retryStalled, StallGuard, StalledError } from './stall-guard.js';
-import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
+import type { ObjectBody, OpOptions, ReplicaClient, StoredLease } from './replica-client.js';
 
 export interface AbsReplicaClientOptions {
   accountName: string;
@@ -42,32 +40,14 @@ const STALL_TRIES = 3;
 
 export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient {
   readonly type = 'abs';
-  readonly location: string;
-  protected readonly layout: ReplicaLayout;
   protected readonly scheme = 'abs';
-  protected readonly bucketName: string;
   private container: Promise<ContainerClient> | undefined;
   private leaseContainer: Promise<ContainerClient> | undefined;
-  private readonly counts = new OperationCounter();
   private readonly idleMs: number;
 
   constructor(private readonly opts: AbsReplicaClientOptions) {
-    super();
-    const root = opts.path ?? '';
-    this.layout = new ReplicaLayout(root);
-    this.bucketName = opts.bucket;
-    this.location = `abs://${opts.accountName}@${opts.bucket}/${root === '.' ? '' : root}`;
+    super(opts, `abs://${opts.accountName}@${opts.bucket}`);
     this.idleMs = opts.tryTimeoutMs ?? 60_000;
-  }
-
-  /** For a replication worker thread (see CLIENT_TRANSFER): a copy of the options, and the counter. */
-  [CLIENT_TRANSFER](): ClientTransfer {
-    return { options: { ...this.opts }, counter: this.counts };
-  }
-
-  /** Requests by kind: one LIST per listing page, one PUT per upload, one GET per read, one DELETE per blob. */
-  requestCounts(): Readonly<OperationCounts> {
-    return this.counts.read();
   }
 
   private client(): Promise<ContainerClient> {
@@ -147,9 +127,9 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
    * Uploads a body of unknown length with bounded memory: a body that fits in one block is one Put Blob;
    * a bigger one is staged as 4 MiB blocks (two in flight) and committed. Every request carries a
    * stall guard, and a block that stalled is sent again (blocks are buffers, so that is safe); the
-   * body is never read twice.
+   * body is never read twice. Every request (Put Blob, each Put Block, Put Block List) counts as a PUT.
    */
-  private async put(key: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
+  protected async putObject(key: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
     const c = await this.client();
     const blob = c.getBlockBlobClient(key);
     const headers = { blobHTTPHeaders: { blobContentType: 'application/octet-stream' } };
@@ -194,17 +174,7 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
     }
   }
 
-  async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {
-    const size = await this.put(this.layout.snapshotPath(generation, index), body, opts);
-    return { generation, index, size, createdAt: new Date() };
-  }
-
-  async writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo> {
-    const size = await this.put(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), body, opts);
-    return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt: new Date() };
-  }
-
-  private async get(key: string, opts?: OpOptions): Promise<Readable> {
+  protected async getObject(key: string, opts?: OpOptions): Promise<Readable> {
     const c = await this.client();
     try {
       return await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, async (first) => {
@@ -219,14 +189,6 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
       }
       throw this.fail('reading', key, err);
     }
-  }
-
-  snapshotReader(generation: string, index: number, opts?: OpOptions): Promise<Readable> {
-    return this.get(this.layout.snapshotPath(generation, index), opts);
-  }
-
-  walSegmentReader(pos: Pos, opts?: OpOptions): Promise<Readable> {
-    return this.get(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), opts);
   }
 
   protected async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
@@ -259,8 +221,9 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
   async readLease(opts?: OpOptions): Promise<StoredLease | undefined> {
     const c = await this.client();
     const key = this.layout.leaseObjectKey();
+    let read: { body: Buffer; etag: string | undefined };
     try {
-      return await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, async (guard) => {
+      read = await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, async (guard) => {
         this.counts.add('GET');
         const res = await c.getBlobClient(key).download(0, undefined, { abortSignal: guard.signal });
         const chunks: Buffer[] = [];
@@ -268,13 +231,14 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
           guard.touch();
           chunks.push(chunk as Buffer);
         }
-        if (!res.etag) throw new Error('the store answered without an ETag, which the lease compares against');
-        return { body: Buffer.concat(chunks), version: res.etag };
+        return { body: Buffer.concat(chunks), etag: res.etag };
       });
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) return undefined;
       throw this.fail('reading', key, err);
     }
+    if (!read.etag) throw this.fail('reading', key, new Error('the store answered without an ETag, which the lease compares against'));
+    return { body: read.body, version: read.etag };
   }
 
   protected readonly leaseConditions = { bogusVersion: '"0x0000000000000000"', create: 'If-None-Match: *', replace: 'If-Match' };
@@ -308,10 +272,7 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
       // 412 ConditionNotMet (a changed or missing blob), 409 BlobAlreadyExists (create only): nothing written.
       if (status === 412 || status === 409) return undefined;
       if (status === 501) {
-        throw new ReplicateError('LEASE_UNSUPPORTED', `[abs] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
-          cause: err,
-          details: { container: this.opts.bucket, key },
-        });
+        throw this.leaseUnsupported(err, { container: this.opts.bucket, key });
       }
       throw this.fail('writing (conditionally)', key, guard.stalled ? new StalledError(this.idleMs, 1, err) : err);
     } finally {

@@ -18,12 +18,10 @@ import type { Bucket } from '@google-cloud/storage';
 import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError } from './cloud-error.js';
 import { fixedChunks } from '../internal/fixed-chunks.js';
-import { ReplicaLayout, isGenerationName } from '../layout.js';
+import { isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
-
-import type { Pos } from '../pos.js';
 import { guardBody } from './stall-guard.js';
-import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
+import type { ObjectBody, OpOptions, ReplicaClient, StoredLease } from './replica-client.js';
 
 export interface GcsReplicaClientOptions {
   bucket: string;
@@ -47,30 +45,12 @@ const DELETE_CONCURRENCY = 16;
 
 export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient {
   readonly type = 'gcs';
-  readonly location: string;
-  protected readonly layout: ReplicaLayout;
   protected readonly scheme = 'gs';
-  protected readonly bucketName: string;
   private bucketHandle: Promise<Bucket> | undefined;
   private leaseBucketHandle: Promise<Bucket> | undefined;
-  private readonly counts = new OperationCounter();
 
   constructor(private readonly opts: GcsReplicaClientOptions) {
-    super();
-    const root = opts.path ?? '';
-    this.layout = new ReplicaLayout(root);
-    this.bucketName = opts.bucket;
-    this.location = `gcs://${opts.bucket}/${root === '.' ? '' : root}`;
-  }
-
-  /** For a replication worker thread (see CLIENT_TRANSFER): a copy of the options, and the counter. */
-  [CLIENT_TRANSFER](): ClientTransfer {
-    return { options: { ...this.opts }, counter: this.counts };
-  }
-
-  /** Requests by kind: one LIST per listing page, one PUT per upload, one GET per read, one DELETE per object. */
-  requestCounts(): Readonly<OperationCounts> {
-    return this.counts.read();
+    super(opts, `gcs://${opts.bucket}`);
   }
 
   private bucket(): Promise<Bucket> {
@@ -153,7 +133,8 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
     return out;
   }
 
-  private async put(key: string, body: ObjectBody, opts?: OpOptions): Promise<{ size: number; createdAt: Date }> {
+  /** One PUT per upload, whether single-request or resumable (see the module's comment). */
+  protected async putObject(key: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
     const b = await this.bucket();
     const file = b.file(key);
     this.counts.add('PUT');
@@ -164,7 +145,7 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
       const second = first.done ? first : await pieces.next();
       if (second.done) {
         await file.save(head, { resumable: false, contentType: 'application/octet-stream', ...(opts?.signal ? { signal: opts.signal } : {}) } as Parameters<typeof file.save>[1]);
-        return { size: head.length, createdAt: new Date() };
+        return head.length;
       }
       let size = 0;
       const source = Readable.from(
@@ -180,27 +161,17 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
         })(),
       );
       await pipeline(source, file.createWriteStream({ resumable: true, chunkSize: CHUNK_SIZE, contentType: 'application/octet-stream' }), { signal: opts?.signal });
-      return { size, createdAt: new Date() };
+      return size;
     } catch (err) {
       throw this.fail('writing', key, err);
     }
   }
 
-  async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {
-    const { size, createdAt } = await this.put(this.layout.snapshotPath(generation, index), body, opts);
-    return { generation, index, size, createdAt };
-  }
-
-  async writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo> {
-    const { size, createdAt } = await this.put(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), body, opts);
-    return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt };
-  }
-
   /**
    * Opens an object for reading. The SDK reports a missing object only as a stream error, so this waits
-   * for the response (or that error) before returning, to raise NotFoundError from here.
+   * for the response (or that error) before returning, to raise NotFoundError from here. One GET per read.
    */
-  private async get(key: string, opts?: OpOptions): Promise<Readable> {
+  protected async getObject(key: string, opts?: OpOptions): Promise<Readable> {
     const b = await this.bucket();
     this.counts.add('GET');
     const stream = b.file(key).createReadStream({ validation: false });
@@ -229,14 +200,6 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
     }
     // The SDK's timeout covers the wait for the response, not a body that stops arriving.
     return guardBody(stream, this.opts.requestTimeoutMs ?? 60_000, opts?.signal, (err) => this.fail('reading', key, err));
-  }
-
-  snapshotReader(generation: string, index: number, opts?: OpOptions): Promise<Readable> {
-    return this.get(this.layout.snapshotPath(generation, index), opts);
-  }
-
-  walSegmentReader(pos: Pos, opts?: OpOptions): Promise<Readable> {
-    return this.get(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), opts);
   }
 
   /** The JSON API's batch endpoint is not in the Node SDK: deletes go a few at a time, 404 ignored. */
@@ -318,10 +281,7 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
       // conditionNotMet: someone else wrote first (or, for a generation, the object is gone).
       if (code === 412) return undefined;
       if (code === 501) {
-        throw new ReplicateError('LEASE_UNSUPPORTED', `[gcs] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
-          cause: err,
-          details: { bucket: this.opts.bucket, key },
-        });
+        throw this.leaseUnsupported(err, { bucket: this.opts.bucket, key });
       }
       throw this.fail('writing (conditionally)', key, err);
     }

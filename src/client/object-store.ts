@@ -1,14 +1,18 @@
 /**
- * What the s3, gcs and abs backends share: turning a store's object listing into Litestream positions,
- * addressing snapshots and segments by key, and the lease's write and start-up probe. A backend supplies
- * the store's own calls (list the objects under a prefix, delete keys, one conditional write, delete a
- * probe object), its URL scheme and its conditions' names for messages.
+ * What the s3, gcs and abs backends share: addressing snapshots and segments by key, writing and
+ * reading them, turning a store's object listing into Litestream positions, the request counter, the
+ * replica's location, and the lease's write and start-up probe. A backend supplies only the store's own
+ * calls (upload a body to a key, open a key for reading, list the objects under a prefix, delete keys,
+ * one conditional write, delete a probe object), its URL scheme and its conditions' names for messages.
  */
 import { posix } from 'node:path';
-import { parseSnapshotName, parseWalSegmentName, type ReplicaLayout } from '../layout.js';
+import type { Readable } from 'node:stream';
+import { ReplicateError } from '../errors.js';
+import { describeCloudError } from './cloud-error.js';
+import { parseSnapshotName, parseWalSegmentName, ReplicaLayout } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { probeConditionalWrites } from './lease-probe.js';
-import type { OpOptions, SnapshotInfo, WalSegmentInfo } from './replica-client.js';
+import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
 
 export interface StoredObject {
   readonly key: string;
@@ -18,11 +22,42 @@ export interface StoredObject {
   readonly createdAt: Date;
 }
 
+/** The options every object store's client takes: where its objects live. */
+export interface ObjectStoreOptions {
+  /** Bucket (container, for abs). */
+  bucket: string;
+  /** Key prefix ("" or "." for the bucket root). */
+  path?: string;
+}
+
 export abstract class ObjectStoreClient {
-  protected abstract readonly layout: ReplicaLayout;
+  readonly location: string;
+  protected readonly layout: ReplicaLayout;
+  protected readonly bucketName: string;
+  /** Requests by kind, as the backend sends them (see its module for what counts as one). */
+  protected readonly counts = new OperationCounter();
   /** `s3`, `gs` or `abs`: the scheme of the `scheme://bucket/key` form in messages. */
   protected abstract readonly scheme: string;
-  protected abstract readonly bucketName: string;
+
+  /**
+   * `options` are the client's constructor options (carried to a replication worker thread as they
+   * are, see CLIENT_TRANSFER); `where` the start of `location`, the replica's description in messages
+   * (`s3://bucket`, `abs://account@container`).
+   */
+  protected constructor(
+    private readonly options: ObjectStoreOptions,
+    where: string,
+  ) {
+    const root = options.path ?? '';
+    this.layout = new ReplicaLayout(root);
+    this.bucketName = options.bucket;
+    this.location = `${where}/${root === '.' ? '' : root}`;
+  }
+
+  /** Uploads `body` to `key`, streaming; resolves to the bytes written. */
+  protected abstract putObject(key: string, body: ObjectBody, opts?: OpOptions): Promise<number>;
+  /** Opens `key` for reading; NotFoundError if it is not there. */
+  protected abstract getObject(key: string, opts?: OpOptions): Promise<Readable>;
 
   /** The objects under a snapshot or WAL directory (`prefix` ends in `/`), paged to the end. */
   protected abstract listObjects(prefix: string, opts?: OpOptions): Promise<StoredObject[]>;
@@ -38,10 +73,44 @@ export abstract class ObjectStoreClient {
   /** For the probe (lease-probe.ts): a version the store never gives out, and its conditions' names. */
   protected abstract readonly leaseConditions: { bogusVersion: string; create: string; replace: string };
   abstract readonly type: string;
-  abstract readonly location: string;
+
+  /** For a replication worker thread (see CLIENT_TRANSFER): a copy of the options, and the counter. */
+  [CLIENT_TRANSFER](): ClientTransfer {
+    return { options: { ...this.options }, counter: this.counts };
+  }
+
+  requestCounts(): Readonly<OperationCounts> {
+    return this.counts.read();
+  }
+
+  async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {
+    const size = await this.putObject(this.layout.snapshotPath(generation, index), body, opts);
+    return { generation, index, size, createdAt: new Date() };
+  }
+
+  async writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo> {
+    const size = await this.putObject(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), body, opts);
+    return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt: new Date() };
+  }
+
+  snapshotReader(generation: string, index: number, opts?: OpOptions): Promise<Readable> {
+    return this.getObject(this.layout.snapshotPath(generation, index), opts);
+  }
+
+  walSegmentReader(pos: Pos, opts?: OpOptions): Promise<Readable> {
+    return this.getObject(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), opts);
+  }
 
   writeLease(body: Buffer, expected: string | undefined, opts?: OpOptions): Promise<string | undefined> {
     return this.conditionalPut(this.layout.leaseObjectKey(), body, expected, opts);
+  }
+
+  /** What a conditional write answered "not implemented" (HTTP 501) fails with: no lease on this store. */
+  protected leaseUnsupported(err: unknown, details: Record<string, unknown>): ReplicateError {
+    return new ReplicateError('LEASE_UNSUPPORTED', `[${this.type}] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
+      cause: err,
+      details,
+    });
   }
 
   probeLease(opts?: OpOptions): Promise<void> {

@@ -11,13 +11,11 @@ import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { NotFoundError, ReplicateError } from '../errors.js';
 import { describeCloudError, withErrorContext } from './cloud-error.js';
-import { ReplicaLayout, isGenerationName } from '../layout.js';
+import { isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
 import { LeasePut, recordLeaseTarget } from './s3-lease-put.js';
 import { ObjectGet, recordObjectGets, tailOf } from './s3-object-get.js';
-
-import type { Pos } from '../pos.js';
-import { CLIENT_TRANSFER, countingStream, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type ReplicaOperation, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
+import { countingStream, type ObjectBody, type ReplicaOperation, type OpOptions, type ReplicaClient, type StoredLease } from './replica-client.js';
 
 export interface S3ReplicaClientOptions {
   bucket: string;
@@ -53,10 +51,7 @@ const loadLibStorage = () => requireHere('@aws-sdk/lib-storage') as typeof impor
 
 export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient {
   readonly type = 's3';
-  readonly location: string;
-  protected readonly layout: ReplicaLayout;
   protected readonly scheme = 's3';
-  protected readonly bucketName: string;
   private client: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3'); region: string }> | undefined;
   private leaseClient: Promise<{ s3: S3Client; sdk: typeof import('@aws-sdk/client-s3') }> | undefined;
   /** The lease's writes after the first, signed and sent without the SDK's middleware (s3-lease-put.ts). */
@@ -66,24 +61,9 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
   /** Reads of snapshots and segments after the first, signed and sent without the SDK's middleware (s3-object-get.ts). */
   private objectGet: ObjectGet | undefined;
   private objectGetRefused = false;
-  private readonly counts = new OperationCounter();
-
-  /** For a replication worker thread (see CLIENT_TRANSFER): a copy of the options, and the counter. */
-  [CLIENT_TRANSFER](): ClientTransfer {
-    return { options: { ...this.opts }, counter: this.counts };
-  }
-
-  /** Requests sent so far, by kind (multipart parts count as PUTs). */
-  requestCounts(): Readonly<OperationCounts> {
-    return this.counts.read();
-  }
 
   constructor(private readonly opts: S3ReplicaClientOptions) {
-    super();
-    const root = opts.path ?? '';
-    this.layout = new ReplicaLayout(root);
-    this.bucketName = opts.bucket;
-    this.location = `s3://${opts.bucket}/${root === '.' ? '' : root}`;
+    super(opts, `s3://${opts.bucket}`);
   }
 
   private sdk() {
@@ -218,7 +198,8 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     return objects.map((o) => ({ key: o.key, size: o.size, createdAt: o.lastModified }));
   }
 
-  private async put(key: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
+  /** Through lib-storage: one PutObject, or a multipart upload above 5 MiB (each part counts as a PUT). */
+  protected async putObject(key: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
     const { s3 } = await this.sdk();
     const { Upload } = loadLibStorage();
     const { stream: counted, bytes } = countingStream(body);
@@ -232,22 +213,12 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     return bytes();
   }
 
-  async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {
-    const size = await this.put(this.layout.snapshotPath(generation, index), body, opts);
-    return { generation, index, size, createdAt: new Date() };
-  }
-
-  async writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo> {
-    const size = await this.put(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), body, opts);
-    return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt: new Date() };
-  }
-
   /** Where snapshots and WAL segments live: the keys whose reads may go through ObjectGet. */
   private objectsDir(): string {
     return `${this.layout.generationsDir()}/`;
   }
 
-  private async get(key: string, opts?: OpOptions): Promise<Readable> {
+  protected async getObject(key: string, opts?: OpOptions): Promise<Readable> {
     const { s3, sdk } = await this.sdk();
     const lean = this.objectGet;
     const tail = lean ? tailOf(key, this.objectsDir()) : undefined;
@@ -293,34 +264,28 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     return undefined;
   }
 
-  snapshotReader(generation: string, index: number, opts?: OpOptions): Promise<Readable> {
-    return this.get(this.layout.snapshotPath(generation, index), opts);
-  }
-
-  walSegmentReader(pos: Pos, opts?: OpOptions): Promise<Readable> {
-    return this.get(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), opts);
-  }
-
   /** Batched, idempotent (deleting a missing key succeeds in S3). */
   protected async deleteKeys(keys: string[], opts?: OpOptions): Promise<void> {
     const { s3, sdk } = await this.sdk();
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
+      let out;
       try {
-        const out = await s3.send(
+        out = await s3.send(
           new sdk.DeleteObjectsCommand({ Bucket: this.opts.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
           { abortSignal: opts?.signal },
         );
-        const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
-        if (failed.length > 0) throw new Error(failed.map((e) => `${e.Key}: ${e.Code} ${e.Message ?? ''}`).join('; '));
       } catch (err) {
         throw this.fail('deleting', batch[0]!, err);
       }
+      // Per-key failures come back in a 200: the batch failed all the same, reported as the request's would be.
+      const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+      if (failed.length > 0) throw this.fail('deleting', batch[0]!, new Error(failed.map((e) => `${e.Key}: ${e.Code} ${e.Message ?? ''}`).join('; ')));
     }
   }
 
   async deleteGeneration(generation: string, opts?: OpOptions): Promise<void> {
-    // With the trailing slash: Litestream's prefix without it also matches other generations' keys (P6).
+    // With the trailing slash: Litestream's prefix without it also matches other generations' keys (docs/compatibility.md, Coverage).
     const { objects } = await this.list(`${this.layout.generationDir(generation)}/`, false, opts);
     await this.deleteKeys(
       objects.map((o) => o.key),
@@ -332,15 +297,17 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
   async readLease(opts?: OpOptions): Promise<StoredLease | undefined> {
     const { s3, sdk } = await this.sdk();
     const key = this.layout.leaseObjectKey();
+    let body: Buffer, etag: string | undefined;
     try {
       const out = await s3.send(new sdk.GetObjectCommand({ Bucket: this.opts.bucket, Key: key }), { abortSignal: opts?.signal });
-      const body = Buffer.from(await out.Body!.transformToByteArray());
-      if (!out.ETag) throw new Error('the store answered without an ETag, which the lease compares against');
-      return { body, version: out.ETag };
+      body = Buffer.from(await out.Body!.transformToByteArray());
+      etag = out.ETag;
     } catch (err) {
       if (isMissing(err)) return undefined;
       throw this.fail('reading', key, err);
     }
+    if (!etag) throw this.fail('reading', key, new Error('the store answered without an ETag, which the lease compares against'));
+    return { body, version: etag };
   }
 
   protected readonly leaseConditions = { bogusVersion: '"00000000000000000000000000000000"', create: 'If-None-Match: *', replace: 'If-Match' };
@@ -376,10 +343,7 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       // If-Match on a key that is not there (AWS answers 404; Ceph 412).
       if (expected !== undefined && isMissing(err) && name !== 'NoSuchBucket') return undefined;
       if (status === 501 || name === 'NotImplemented') {
-        throw new ReplicateError('LEASE_UNSUPPORTED', `[s3] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
-          cause: err,
-          details: { bucket: this.opts.bucket, key },
-        });
+        throw this.leaseUnsupported(err, { bucket: this.opts.bucket, key });
       }
       throw this.fail('writing (conditionally)', key, err);
     }

@@ -4,7 +4,7 @@
  * remote file's mtime (whole seconds: SFTP v3), as Litestream lists it.
  *
  * Unlike Litestream v0.3.13, which writes objects in place (a crash leaves a truncated object that
- * breaks its position recovery and restores; spec §11 C1, C3):
+ * breaks its position recovery and restores; docs/compatibility.md, sftp):
  * - an object is written to a temp name beside it (`<name>.<random>.tmp`, which no listing parses),
  *   fsynced where the server offers `fsync@openssh.com`, and renamed into place with
  *   `posix-rename@openssh.com` (an atomic replace), so a reader sees the whole object or none;
@@ -148,21 +148,21 @@ export class SftpReplicaClient implements ReplicaClient {
   }
 
   async writeSnapshot(generation: string, index: number, body: ObjectBody, opts?: OpOptions): Promise<SnapshotInfo> {
-    const size = await this.upload(this.layout.snapshotPath(generation, index), body, opts);
+    const size = await this.write(this.layout.snapshotPath(generation, index), body, opts);
     return { generation, index, size, createdAt: new Date() };
   }
 
   async writeWalSegment(pos: Pos, body: ObjectBody, opts?: OpOptions): Promise<WalSegmentInfo> {
-    const size = await this.upload(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), body, opts);
+    const size = await this.write(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), body, opts);
     return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt: new Date() };
   }
 
   snapshotReader(generation: string, index: number, opts?: OpOptions): Promise<Readable> {
-    return this.download(this.layout.snapshotPath(generation, index), opts);
+    return this.openReader(this.layout.snapshotPath(generation, index), opts);
   }
 
   walSegmentReader(pos: Pos, opts?: OpOptions): Promise<Readable> {
-    return this.download(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), opts);
+    return this.openReader(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), opts);
   }
 
   /** Files first, then the emptied directories, deepest first (as Litestream); what is missing is skipped. */
@@ -242,7 +242,7 @@ export class SftpReplicaClient implements ReplicaClient {
     }
   }
 
-  private async upload(path: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
+  private async write(path: string, body: ObjectBody, opts?: OpOptions): Promise<number> {
     this.counts.add('PUT');
     const f = this.f;
     const tmp = posix.join(posix.dirname(path), `${posix.basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
@@ -265,7 +265,7 @@ export class SftpReplicaClient implements ReplicaClient {
     }
   }
 
-  private async download(path: string, opts?: OpOptions): Promise<Readable> {
+  private async openReader(path: string, opts?: OpOptions): Promise<Readable> {
     this.counts.add('GET');
     const f = this.f;
     let handle: Buffer;

@@ -9,6 +9,7 @@
  * Litestream v0.3.13 accepts any host key; we do not (see docs/config.md, sftp).
  */
 import { createHash, createHmac } from 'node:crypto';
+import { ReplicateError } from '../errors.js';
 
 export interface HostPublicKey {
   /** The key type named inside the key blob (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`, …). */
@@ -45,7 +46,7 @@ function keyFromFields(type: string | undefined, base64: string | undefined): Ho
 
 /**
  * The key(s) of a `host-key` value: one public key per line, each `TYPE BASE64 [comment]` (a `.pub`
- * file's line, or `ssh-keyscan`'s output, whose leading host name is skipped). Throws a plain Error
+ * file's line, or `ssh-keyscan`'s output, whose leading host name is skipped). Throws INVALID_ARGUMENT
  * naming the line (never its content beyond the key type) when a line holds no key.
  */
 export function parseHostKeyLines(text: string): HostPublicKey[] {
@@ -55,10 +56,10 @@ export function parseHostKeyLines(text: string): HostPublicKey[] {
     if (line === '' || line.startsWith('#')) return;
     const fields = line.split(/\s+/);
     const at = fields.findIndex((f, j) => keyFromFields(f, fields[j + 1]) !== undefined);
-    if (at === -1) throw new Error(`line ${i + 1} is not an SSH public key ("TYPE BASE64", e.g. the server's /etc/ssh/ssh_host_ed25519_key.pub)`);
+    if (at === -1) throw new ReplicateError('INVALID_ARGUMENT', `line ${i + 1} is not an SSH public key ("TYPE BASE64", e.g. the server's /etc/ssh/ssh_host_ed25519_key.pub)`);
     keys.push(keyFromFields(fields[at], fields[at + 1])!);
   });
-  if (keys.length === 0) throw new Error('no public key in it');
+  if (keys.length === 0) throw new ReplicateError('INVALID_ARGUMENT', 'no public key in it');
   return keys;
 }
 

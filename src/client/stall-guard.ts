@@ -8,6 +8,7 @@
  * block uploaded, a chunk read).
  */
 import { pipeline, Transform, type Readable } from 'node:stream';
+import { ReplicateError } from '../errors.js';
 
 export class StallGuard {
   private readonly controller = new AbortController();
@@ -37,7 +38,7 @@ export class StallGuard {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.stalled = true;
-      this.controller.abort(new Error(`no progress for ${this.idleMs} ms`));
+      this.controller.abort(new ReplicateError('IO', `no progress for ${this.idleMs} ms`));
     }, this.idleMs);
     this.timer.unref();
   }

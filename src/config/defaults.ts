@@ -12,8 +12,6 @@ import { MAX_NAMED_VALUE } from '../layout.js';
 export { DEFAULT_CHECKPOINT_POLICY } from '../shipper/checkpoint-policy.js';
 export { DEFAULT_MAX_SHADOW_WAL_BYTES } from '../shipper/shadow-limit.js';
 export { DEFAULT_RETENTION_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS } from '../replica/replica.js';
-export { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../lease/replica-lease.js';
-export { DEFAULT_HEALTH_MAX_LAG_MS } from '../metrics/health.js';
 
 /** The config file read when neither `-config` nor $LITESTREAM_CONFIG names one (Litestream's). */
 export const DEFAULT_CONFIG_PATH = '/etc/litestream.yml';
@@ -38,3 +36,12 @@ export const DEFAULT_MAX_SHADOW_WAL_FILE_BYTES = MAX_NAMED_VALUE + 1;
 
 /** `restore -parallelism`, and `RestoreOptions.parallelism`: WAL segments downloaded at once. */
 export const DEFAULT_RESTORE_PARALLELISM = 8;
+
+/** `lease-ttl` (ours): how long a replica's lease lasts without a renewal. */
+export const DEFAULT_LEASE_TTL_MS = 30_000;
+
+/** The shortest `lease-ttl` accepted: renewals every TTL/3 must have time to reach the store. */
+export const MIN_LEASE_TTL_MS = 500;
+
+/** `health-max-lag` (ours): the most a replica may lag behind its database while the health check passes. */
+export const DEFAULT_HEALTH_MAX_LAG_MS = 60_000;

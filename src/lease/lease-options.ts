@@ -1,16 +1,14 @@
 /**
- * What a ReplicaLease is given: its options, their defaults and limits. Separate from the lease itself so
- * that config validation (lease-ttl) and the library's exports can name them without the lease's code.
+ * What a ReplicaLease is given: its options and their limits (the TTL's default and minimum live with
+ * every other default, in src/config/defaults.ts). Separate from the lease itself so that the library's
+ * exports can name them without the lease's code.
  */
 import type { ReplicaClient } from '../client/replica-client.js';
 import type { Logger } from '../logger.js';
 import type { LeaseHolder } from './lease-record.js';
 
-export const DEFAULT_LEASE_TTL_MS = 30_000;
 /** Longest wait between two looks while the store fails (the wait doubles from pollMs up to this). */
 export const LEASE_RETRY_CAP_MS = 5_000;
-/** Shortest TTL accepted: renewals every TTL/3 must have time to reach the store. */
-export const MIN_LEASE_TTL_MS = 500;
 
 export interface ReplicaLeaseOptions {
   client: ReplicaClient;

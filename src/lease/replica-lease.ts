@@ -34,13 +34,15 @@ import { abortError, describeError, isTransientError, ReplicateError } from '../
 import { abortableSleep } from '../internal/abortable-sleep.js';
 import { monotonicMs } from '../internal/clock.js';
 import { nullLogger, type Logger } from '../logger.js';
-import { DEFAULT_LEASE_TTL_MS, LEASE_RETRY_CAP_MS, MIN_LEASE_TTL_MS, type ReplicaLeaseOptions } from './lease-options.js';
+import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../config/defaults.js';
+import { LEASE_RETRY_CAP_MS, type ReplicaLeaseOptions } from './lease-options.js';
 import { describeHolder, encodeLeaseRecord, type LeaseHolder, type LeaseRecord } from './lease-record.js';
 import { renewalDue, sleepUntil } from './renewal-schedule.js';
 import { readLease, type LeaseState } from './stored-lease.js';
 
 // What a user of the lease needs (its options, the stored lease's helpers), importable from this one module.
-export { DEFAULT_LEASE_TTL_MS, LEASE_RETRY_CAP_MS, MIN_LEASE_TTL_MS, type ReplicaLeaseOptions } from './lease-options.js';
+export { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../config/defaults.js';
+export { LEASE_RETRY_CAP_MS, type ReplicaLeaseOptions } from './lease-options.js';
 export { breakLease, readLease, type LeaseState } from './stored-lease.js';
 
 /** Shortest time a lease write may take before it is abandoned and tried again (see requestSignal). */

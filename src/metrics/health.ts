@@ -5,9 +5,6 @@
  */
 import type { ReplicationStatus } from '../replication-status.js';
 
-/** The default of the `health-max-lag` config key. */
-export const DEFAULT_HEALTH_MAX_LAG_MS = 60_000;
-
 export interface HealthReport {
   healthy: boolean;
   /** "ok"; "behind" when a replica's lag is over the threshold; "starting" before replication runs. */

@@ -14,7 +14,8 @@ import type { Registry } from 'prom-client';
 import { describeError, errnoCode, ReplicateError } from '../errors.js';
 import { nullLogger, type Logger } from '../logger.js';
 import type { Replication } from '../replication.js';
-import { DEFAULT_HEALTH_MAX_LAG_MS, evaluateHealth, startingReport } from './health.js';
+import { DEFAULT_HEALTH_MAX_LAG_MS } from '../config/defaults.js';
+import { evaluateHealth, startingReport } from './health.js';
 import { promClient, registerReplicationMetrics, StatusReader, type ReplicationSource } from './prometheus-metrics.js';
 
 export interface BindAddress {

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
+import { DEFAULT_RESTORE_PARALLELISM } from '../config/defaults.js';
 import { describeError, ReplicateError, throwIfAborted } from '../errors.js';
 import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
@@ -27,7 +28,7 @@ export async function executeRestore(replica: NamedReplica, plan: RestorePlan, o
   const outputPath = resolve(opts.outputPath);
   // Before anything is written: a key the age library rejects fails here.
   const codec = await ObjectCodec.create(replica.age, replica.name);
-  const parallelism = Math.max(1, opts.parallelism ?? 8);
+  const parallelism = Math.max(1, opts.parallelism ?? DEFAULT_RESTORE_PARALLELISM);
   const integrity = opts.integrityCheck ?? 'quick';
   // SQLite (better-sqlite3) is needed only for the check at the end: it loads now, while this thread
   // mostly waits on the snapshot's decoding, instead of at start-up (and not at all without a check).
@@ -202,7 +203,7 @@ async function recordRestore(
       return false;
     }
     await meta.adoptPermissionsOf(outputPath); // the marker and its directory: the restored database's mode and owner
-    if (typeof end.digest === 'string') throw new Error(`digesting the restored database: ${end.digest}`);
+    if (typeof end.digest === 'string') throw new ReplicateError('IO', `digesting the restored database: ${end.digest}`);
     const { size, sha256 } = end.digest;
     await writeRestoreMarker(meta, {
       version: RESTORE_MARKER_VERSION,

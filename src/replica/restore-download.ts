@@ -10,7 +10,7 @@ import { describeError, errnoCode, NotFoundError, ReplicateError, throwIfAborted
 import { LZ4_BLOCK_SIZE } from '../internal/lz4-frame.js';
 import { formatHex8 } from '../layout.js';
 import type { WalApplier } from '../sqlite/wal-apply.js';
-import type { NamedReplica } from './listing.js';
+import type { ReplicaSource } from './listing.js';
 import type { ObjectCodec } from './object-codec.js';
 import { resumableChunks, type ObjectSource, type OrderedPrefetch, type RetryOptions } from './object-fetch.js';
 import type { RestoreOptions } from './restore-options.js';
@@ -25,7 +25,7 @@ interface SegmentSource extends ObjectSource {
   readonly indexNo: number;
 }
 
-export function segmentSources(replica: NamedReplica, plan: RestorePlan): SegmentSource[] {
+export function segmentSources(replica: ReplicaSource, plan: RestorePlan): SegmentSource[] {
   return plan.indexes.flatMap((ix, indexNo) =>
     ix.segments.map((seg) => {
       const where = replica.client.walSegmentLocation(seg);
@@ -146,7 +146,7 @@ async function applySegment(codec: ObjectCodec, where: string, body: AsyncIterab
 
 /** Decodes the snapshot into the (empty) output file; returns its page size and decoded size. */
 export async function restoreSnapshot(
-  replica: NamedReplica,
+  replica: ReplicaSource,
   codec: ObjectCodec,
   plan: RestorePlan,
   handle: FileHandle,

@@ -14,7 +14,7 @@ import { nullLogger, type Logger } from '../logger.js';
 import { MetaDir, defaultMetaPath } from '../meta/meta-dir.js';
 import { fileDigest, removeRestoreMarker, writeRestoreMarker, RESTORE_MARKER_VERSION } from '../meta/restore-marker.js';
 import { WalApplier } from '../sqlite/wal-apply.js';
-import type { NamedReplica } from './listing.js';
+import type { ReplicaSource } from './listing.js';
 import { ObjectCodec } from './object-codec.js';
 import { OrderedPrefetch } from './object-fetch.js';
 import { applyIndexes, PREFETCH_BUDGET, restoreSnapshot, segmentSources, wrapStep, type AppliedIndexes } from './restore-download.js';
@@ -23,7 +23,7 @@ import { moveAsideAndPlace, moveIntoPlace, prepareOutputDir, removeDirs } from '
 import type { RestorePlan } from './restore-plan.js';
 
 /** Runs a plan made by planReplicaRestore. */
-export async function executeRestore(replica: NamedReplica, plan: RestorePlan, opts: RestoreOptions): Promise<RestoreResult> {
+export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, opts: RestoreOptions): Promise<RestoreResult> {
   const log = opts.logger ?? nullLogger;
   const outputPath = resolve(opts.outputPath);
   // Before anything is written: a key the age library rejects fails here.
@@ -190,7 +190,7 @@ type FileDigestOrFailure = { size: number; sha256: string } | string;
  * already in place, and without a marker replication merely starts a new generation.
  */
 async function recordRestore(
-  replica: NamedReplica,
+  replica: ReplicaSource,
   outputPath: string,
   end: { generation: string; index: number; offset: number; digest: FileDigestOrFailure } | undefined,
   opts: RestoreOptions,

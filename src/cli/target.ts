@@ -4,7 +4,7 @@
  */
 import { isReplicateError, NotFoundError, ReplicateError } from '../errors.js';
 import { buildReplicaClient, findDb, isUrl, loadConfig, replicaFromUrl, replicaName, type Config, type DbConfig } from '../config/index.js';
-import type { NamedReplica } from '../replica/listing.js';
+import type { ReplicaSource } from '../replica/listing.js';
 import type { CliIo } from './io.js';
 
 export interface ConfigFlags {
@@ -14,7 +14,7 @@ export interface ConfigFlags {
 
 export interface Target {
   /** The replicas to read, in config order. */
-  replicas: NamedReplica[];
+  replicas: ReplicaSource[];
   /** Set in config mode. */
   db?: DbConfig;
   config?: Config;

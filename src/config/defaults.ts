@@ -11,7 +11,6 @@ import { MAX_NAMED_VALUE } from '../layout.js';
 
 export { DEFAULT_CHECKPOINT_POLICY } from '../shipper/checkpoint-policy.js';
 export { DEFAULT_MAX_SHADOW_WAL_BYTES } from '../shipper/shadow-limit.js';
-export { DEFAULT_RETENTION_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS } from '../replica/replica.js';
 
 /** The config file read when neither `-config` nor $LITESTREAM_CONFIG names one (Litestream's). */
 export const DEFAULT_CONFIG_PATH = '/etc/litestream.yml';
@@ -27,6 +26,12 @@ export const DEFAULT_SNAPSHOT_INTERVAL_MS = 0;
 
 /** `validation-interval`: 0, never. */
 export const DEFAULT_VALIDATION_INTERVAL_MS = 0;
+
+/** `retention`: snapshots and WAL kept for 24 h (Litestream's). */
+export const DEFAULT_RETENTION_MS = 24 * 3600_000;
+
+/** `retention-check-interval`: how often retention runs (Litestream's 1 h). */
+export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
 
 /**
  * `maxShadowWalFileBytes`: 4 GiB, the largest offset a v0.3 segment name (8 hex digits) can address

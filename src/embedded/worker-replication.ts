@@ -10,23 +10,22 @@
  * pending: an `await r.sync()` at the end of a script must not let the process exit under it (nothing
  * else may be keeping the loop alive), and background replication must not keep it alive after the app
  * is done. After close(), the worker is terminated.
+ *
+ * The proxies are in worker-proxies.ts; finding the worker's entry file (and checking the build) is
+ * worker-entry.ts.
  */
 import { Worker } from 'node:worker_threads';
-import { readdirSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
-import type { OperationCounter, OperationCounts, ReplicaClient, SnapshotInfo } from '../client/replica-client.js';
+import type { OperationCounter, OperationCounts, ReplicaClient } from '../client/replica-client.js';
 import { describeError, ReplicateError } from '../errors.js';
 import { reportError } from '../internal/report-error.js';
 import { nullLogger, type Logger } from '../logger.js';
-import type { Pos } from '../pos.js';
-import type { RetentionResult, ValidationCounts, ValidationResult } from '../replica/replica.js';
-import { Replication, type ReplicaView, type ReplicationOptions, type ShipperView } from '../replication.js';
+import { Replication, type ReplicationOptions } from '../replication.js';
 import { defaultMetaPath, MetaDir } from '../meta/meta-dir.js';
-import type { ShadowWalUsage } from '../shipper/shadow-limit.js';
 import { describeClient, type ClientDescription } from './client-transfer.js';
 import type { ReplicationStatus } from '../replication-status.js';
-import { rebuildError, type CallMethod, type CallResult, type FromWorker, type ReplicaSettings, type ReplicationState, type ToWorker, type WorkerInit } from './worker-protocol.js';
+import { workerEntry } from './worker-entry.js';
+import { ReplicaProxy, ShipperProxy } from './worker-proxies.js';
+import { rebuildError, type CallMethod, type CallResult, type FromWorker, type ReplicationState, type ToWorker, type WorkerInit } from './worker-protocol.js';
 
 export interface TransferableClient {
   description: ClientDescription;
@@ -42,45 +41,6 @@ export function transferableClients(clients: ReplicaClient[]): TransferableClien
     out.push(t);
   }
   return out;
-}
-
-let checkedBuild: string | undefined;
-
-/**
- * The worker's entry file. From dist/ (the package, the benchmarks) it sits next to this file. From the
- * TypeScript sources (vitest transforms them in memory, and Node 20 cannot run .ts in a worker thread)
- * the worker runs the compiled copy in dist/ — built by `npm run build`, which `npm test` runs first; a
- * build older than the sources is refused rather than silently tested.
- */
-function workerEntry(): URL {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new URL('./replication-worker.js', here);
-  const root = fileURLToPath(new URL('../../', here));
-  const entry = join(root, 'dist', 'src', 'embedded', 'replication-worker.js');
-  if (checkedBuild !== entry) {
-    let built: number;
-    try {
-      built = statSync(entry).mtimeMs;
-    } catch {
-      throw new ReplicateError('IO', `starting the replication worker: ${entry} is missing (run npm run build, or pass inline: true)`);
-    }
-    const newer = newestSource(join(root, 'src'));
-    if (newer.mtimeMs > built) {
-      throw new ReplicateError('IO', `starting the replication worker: the build in dist/ is older than ${newer.path} (run npm run build, or pass inline: true)`);
-    }
-    checkedBuild = entry;
-  }
-  return new URL(`file://${entry}`);
-}
-
-function newestSource(dir: string): { path: string; mtimeMs: number } {
-  let best = { path: dir, mtimeMs: 0 };
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    const c = e.isDirectory() ? newestSource(p) : e.name.endsWith('.ts') ? { path: p, mtimeMs: statSync(p).mtimeMs } : undefined;
-    if (c && c.mtimeMs > best.mtimeMs) best = c;
-  }
-  return best;
 }
 
 interface Pending {
@@ -286,115 +246,5 @@ export class WorkerReplication extends Replication {
       }
     })();
     return this.closing;
-  }
-}
-
-type ShipperState = ReplicationState['shipper'];
-
-class ShipperProxy implements ShipperView {
-  readonly walPath: string;
-  /** @internal */
-  state: ShipperState = { pos: undefined, opened: false, pageSize: undefined, usage: { bytes: 0, limit: 0, limitReached: 0 }, restoredFrom: undefined };
-
-  constructor(
-    private readonly r: WorkerReplication,
-    readonly dbPath: string,
-    readonly meta: MetaDir,
-  ) {
-    this.walPath = `${dbPath}-wal`;
-  }
-
-  get opened(): boolean {
-    return this.state.opened;
-  }
-
-  get pageSize(): number | undefined {
-    return this.state.pageSize;
-  }
-
-  pos(): Pos | undefined {
-    return this.state.pos;
-  }
-
-  restoredFrom(): Pos | undefined {
-    return this.state.restoredFrom;
-  }
-
-  shadowWalUsage(): Readonly<ShadowWalUsage> {
-    return this.state.usage;
-  }
-
-  async durablePos(): Promise<Pos | undefined> {
-    return (await this.r.call('durablePos')) as Pos | undefined;
-  }
-
-  async sync(): Promise<void> {
-    await this.r.call('shipperSync');
-  }
-}
-
-class ReplicaProxy implements ReplicaView {
-  /** @internal */
-  state: ReplicationState['replicas'][number] = { pos: undefined, error: undefined, validations: { ok: 0, mismatch: 0, error: 0 }, requestCounts: { LIST: 0, PUT: 0, GET: 0, DELETE: 0 } };
-  private settings: ReplicaSettings = { snapshotIntervalMs: 0, retentionMs: 0, retentionCheckIntervalMs: 0, validationIntervalMs: 0 };
-  private errorOf: { key: string; error: Error } | undefined;
-
-  constructor(
-    private readonly r: WorkerReplication,
-    private readonly i: number,
-    readonly name: string,
-    readonly client: ReplicaClient,
-  ) {}
-
-  /** @internal The settings as the worker resolved them. */
-  settle(s: ReplicaSettings): void {
-    this.settings = s;
-  }
-
-  get snapshotIntervalMs(): number {
-    return this.settings.snapshotIntervalMs;
-  }
-  get retentionMs(): number {
-    return this.settings.retentionMs;
-  }
-  get retentionCheckIntervalMs(): number {
-    return this.settings.retentionCheckIntervalMs;
-  }
-  get validationIntervalMs(): number {
-    return this.settings.validationIntervalMs;
-  }
-
-  get validations(): Readonly<ValidationCounts> {
-    return this.state.validations;
-  }
-
-  get error(): unknown {
-    const e = this.state.error;
-    if (e === undefined) return undefined;
-    // One rebuilt object per error the worker reported (each state message carries a fresh copy), so
-    // that repeated reads of one error compare equal.
-    const key = `${e.name}\n${e.stack ?? e.message}`;
-    if (this.errorOf?.key !== key) this.errorOf = { key, error: rebuildError(e) };
-    return this.errorOf.error;
-  }
-
-  pos(): Pos | undefined {
-    return this.state.pos;
-  }
-
-  async sync(): Promise<void> {
-    await this.r.call('replicaSync', this.i);
-  }
-
-  async snapshot(): Promise<SnapshotInfo> {
-    return (await this.r.call('snapshot', this.i)) as SnapshotInfo;
-  }
-
-  async enforceRetention(): Promise<RetentionResult | undefined> {
-    return (await this.r.call('enforceRetention', this.i)) as RetentionResult | undefined;
-  }
-
-  async validate(): Promise<ValidationResult> {
-    return (await this.r.call('validate', this.i)) as ValidationResult;
   }
 }

@@ -7,8 +7,11 @@ import { describeError, ReplicateError } from '../errors.js';
 import { generationBounds, restorableRange, type GenerationListing } from './restore-plan.js';
 import type { AgeOptions } from './object-codec.js';
 
-/** A replica client together with the name it has in config (its type when unnamed). */
-export interface NamedReplica {
+/**
+ * What a listing or a restore reads from: a replica client together with the name it has in config (its
+ * type when unnamed) and its age keys. Unlike a running `Replica`, it writes nothing and has no schedules.
+ */
+export interface ReplicaSource {
   readonly name: string;
   readonly client: ReplicaClient;
   /**
@@ -18,7 +21,10 @@ export interface NamedReplica {
   readonly age?: AgeOptions;
 }
 
-export async function listGeneration(replica: NamedReplica, generation: string, opts?: OpOptions): Promise<GenerationListing> {
+/** @deprecated The old name of {@link ReplicaSource}. */
+export type NamedReplica = ReplicaSource;
+
+export async function listGeneration(replica: ReplicaSource, generation: string, opts?: OpOptions): Promise<GenerationListing> {
   const [snapshots, segments] = await Promise.all([
     collect(replica.client.snapshots(generation, opts)),
     collect(replica.client.walSegments(generation, opts)),
@@ -27,7 +33,7 @@ export async function listGeneration(replica: NamedReplica, generation: string, 
 }
 
 /** Every generation of a replica (or just one), with its objects. Wraps failures with the replica's location. */
-export async function listReplica(replica: NamedReplica, opts: OpOptions & { generation?: string } = {}): Promise<GenerationListing[]> {
+export async function listReplica(replica: ReplicaSource, opts: OpOptions & { generation?: string } = {}): Promise<GenerationListing[]> {
   try {
     let generations = await replica.client.generations(opts);
     if (opts.generation !== undefined) generations = generations.filter((g) => g === opts.generation);

@@ -1,7 +1,8 @@
 /**
- * A replica's schedules (spec §6.4–6.7): snapshots on a fixed rhythm (the first one timed by the age of
- * the latest snapshot), retention every min(check interval, retention), validation every interval. A
- * failed run is logged and retried at the next one; every wait ends at once when the replica stops.
+ * A replica's schedules (docs/config.md, "Snapshots and retention" and "Replica validation"): snapshots
+ * on a fixed rhythm (the first one timed by the age of the latest snapshot), retention every min(check
+ * interval, retention), validation every interval. A failed run is logged and retried at the next one;
+ * every wait ends at once when the replica stops.
  */
 import { collect, type ReplicaClient, type SnapshotInfo } from '../client/replica-client.js';
 import { describeError } from '../errors.js';

@@ -12,6 +12,7 @@ import { collect, type ReplicaClient, type SnapshotInfo } from '../client/replic
 import { describeError, errnoCode, isReplicateError, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
 import { reportError } from '../internal/report-error.js';
+import { SerialQueue } from '../internal/serial-queue.js';
 import { formatHex8 } from '../layout.js';
 import type { Logger } from '../logger.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
@@ -64,7 +65,11 @@ export class ReplicaUploader {
   private confirmed: Pos | undefined;
   /** When the last sync finished, on the monotonic clock. */
   private lastSyncAt_ = -Infinity;
-  private uploadQueue: Promise<unknown> = Promise.resolve();
+  /**
+   * Uploads and snapshots, one at a time in the order asked (whatever the outcome of the one before): a
+   * snapshot never races the position recovery of a sync.
+   */
+  private readonly uploads = new SerialQueue();
   /**
    * Where each segment uploaded by this process ends, by its name: for a replica with age recipients but
    * no identities, which cannot decode its own last segment to find where it ends after a failed sync.
@@ -118,19 +123,9 @@ export class ReplicaUploader {
     return this.confirmed;
   }
 
-  /**
-   * Runs uploads and snapshots one at a time, in the order asked: `fn` starts once everything queued
-   * before it has settled, whatever its outcome. So a snapshot never races the position recovery of a sync.
-   */
-  private inUploadOrder<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.uploadQueue.then(fn);
-    this.uploadQueue = run.catch(() => undefined);
-    return run;
-  }
-
   /** Uploads everything the shipper has that this replica lacks. In upload order; throws on failure. */
   sync(): Promise<void> {
-    return this.inUploadOrder(() => this.syncOnce());
+    return this.uploads.run(() => this.syncOnce());
   }
 
   private async syncOnce(): Promise<void> {
@@ -167,7 +162,7 @@ export class ReplicaUploader {
   /** Where uploads of `generation` start: after the remote's end, with a first snapshot if it has none. */
   private async startPosition(generation: string): Promise<Pos> {
     const snapshots = await collect(this.client.snapshots(generation));
-    if (snapshots.length === 0) await this.takeSnapshot(true); // already in upload order
+    if (snapshots.length === 0) await this.takeSnapshot(true); // already running in `uploads`
     return this.calcPos(generation);
   }
 
@@ -199,7 +194,7 @@ export class ReplicaUploader {
    */
   async snapshot(): Promise<SnapshotInfo> {
     // One at a time with uploads: two uploads from one position would write one segment name twice.
-    return this.inUploadOrder(() => this.takeSnapshot(true));
+    return this.uploads.run(() => this.takeSnapshot(true));
   }
 
   /** `uploadFirst`: bring the replica's segments up to the snapshot's point first (see below). */

@@ -8,9 +8,17 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ReplicaClient, SnapshotInfo } from '../client/replica-client.js';
+import {
+  DEFAULT_RETENTION_CHECK_INTERVAL_MS,
+  DEFAULT_RETENTION_MS,
+  DEFAULT_SNAPSHOT_INTERVAL_MS,
+  DEFAULT_SYNC_INTERVAL_MS,
+  DEFAULT_VALIDATION_INTERVAL_MS,
+} from '../config/defaults.js';
 import { describeError, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
 import { reportError } from '../internal/report-error.js';
+import { SerialQueue } from '../internal/serial-queue.js';
 import { StopSignal } from '../internal/stop-signal.js';
 import { guardedClient } from '../lease/guarded-client.js';
 import type { ReplicaLease } from '../lease/replica-lease.js';
@@ -33,9 +41,6 @@ export type { ReplicaStats } from '../replication-status.js';
 import type { ReplicaStats } from '../replication-status.js';
 import type { ReplicaEvents, ReplicaRuntimeOptions } from './replica-options.js';
 
-export const DEFAULT_RETENTION_MS = 24 * 3600_000;
-export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
-
 export class Replica extends EventEmitter<ReplicaEvents> {
   readonly name: string;
   readonly client: ReplicaClient;
@@ -51,7 +56,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   private readonly log: Logger;
   private background: Promise<void>[] = [];
   /** Retention runs one at a time, in the order asked (whatever the outcome of the one before). */
-  private retentionQueue: Promise<unknown> = Promise.resolve();
+  private readonly retentionRuns = new SerialQueue();
   private readonly uploader: ReplicaUploader;
   private readonly monitor: ReplicaMonitor;
   private running: Promise<void> | undefined;
@@ -67,11 +72,11 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.name = opts.name;
     this.lease = opts.lease;
     this.client = opts.lease ? guardedClient(opts.client, opts.lease) : opts.client;
-    const syncIntervalMs = opts.syncIntervalMs ?? 1000;
-    this.snapshotIntervalMs = opts.snapshotIntervalMs ?? 0;
+    const syncIntervalMs = opts.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS;
+    this.snapshotIntervalMs = opts.snapshotIntervalMs ?? DEFAULT_SNAPSHOT_INTERVAL_MS;
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
     this.retentionCheckIntervalMs = opts.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS;
-    this.validationIntervalMs = opts.validationIntervalMs ?? 0;
+    this.validationIntervalMs = opts.validationIntervalMs ?? DEFAULT_VALIDATION_INTERVAL_MS;
     // As in Litestream, a snapshot interval or retention ≤ 0 switches the feature off (config allows "-1s").
     for (const [k, v] of [['snapshotIntervalMs', this.snapshotIntervalMs], ['retentionMs', this.retentionMs], ['retentionCheckIntervalMs', this.retentionCheckIntervalMs], ['validationIntervalMs', this.validationIntervalMs]] as const) {
       if (Number.isNaN(v)) throw new ReplicateError('INVALID_ARGUMENT', `replica ${opts.name}: ${k} is not a number`);
@@ -264,9 +269,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
    * database has no generation yet (there would be no "current generation" to protect).
    */
   enforceRetention(): Promise<RetentionResult | undefined> {
-    const run = this.retentionQueue.then(() => this.enforceRetentionOnce());
-    this.retentionQueue = run.catch(() => undefined);
-    return run;
+    return this.retentionRuns.run(() => this.enforceRetentionOnce());
   }
 
   private async enforceRetentionOnce(): Promise<RetentionResult | undefined> {
@@ -292,6 +295,6 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.monitor.wakeUp();
     await this.running;
     await Promise.all(this.background);
-    await this.retentionQueue;
+    await this.retentionRuns.idle();
   }
 }

@@ -6,11 +6,11 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import type { WalSegmentInfo } from '../client/replica-client.js';
-import { describeError, errnoCode, ReplicateError, throwIfAborted } from '../errors.js';
+import { describeError, errnoCode, NotFoundError, ReplicateError, throwIfAborted } from '../errors.js';
 import { LZ4_BLOCK_SIZE } from '../internal/lz4-frame.js';
 import { formatHex8 } from '../layout.js';
 import type { WalApplier } from '../sqlite/wal-apply.js';
-import type { NamedReplica } from './listing.js';
+import type { ReplicaSource } from './listing.js';
 import type { ObjectCodec } from './object-codec.js';
 import { resumableChunks, type ObjectSource, type OrderedPrefetch, type RetryOptions } from './object-fetch.js';
 import type { RestoreOptions } from './restore-options.js';
@@ -25,7 +25,7 @@ interface SegmentSource extends ObjectSource {
   readonly indexNo: number;
 }
 
-export function segmentSources(replica: NamedReplica, plan: RestorePlan): SegmentSource[] {
+export function segmentSources(replica: ReplicaSource, plan: RestorePlan): SegmentSource[] {
   return plan.indexes.flatMap((ix, indexNo) =>
     ix.segments.map((seg) => {
       const where = replica.client.walSegmentLocation(seg);
@@ -146,7 +146,7 @@ async function applySegment(codec: ObjectCodec, where: string, body: AsyncIterab
 
 /** Decodes the snapshot into the (empty) output file; returns its page size and decoded size. */
 export async function restoreSnapshot(
-  replica: NamedReplica,
+  replica: ReplicaSource,
   codec: ObjectCodec,
   plan: RestorePlan,
   handle: FileHandle,
@@ -203,7 +203,7 @@ async function openObject<T>(fn: () => Promise<T>, what: string, where: string):
     return await fn();
   } catch (err) {
     if (err instanceof ReplicateError && err.code === 'NOT_FOUND') {
-      throw new ReplicateError('NOT_FOUND', `${what} not found: ${where} (it was listed; was it deleted by retention meanwhile?)`, {
+      throw new NotFoundError(`${what} not found: ${where} (it was listed; was it deleted by retention meanwhile?)`, {
         cause: err,
       });
     }
@@ -214,7 +214,10 @@ async function openObject<T>(fn: () => Promise<T>, what: string, where: string):
 export function wrapStep(err: unknown, step: string): unknown {
   if (err instanceof ReplicateError) {
     if (err.message.startsWith(step) || err.code === 'ABORTED') return err;
-    return new ReplicateError(err.code, `${step}: ${err.message}`, { cause: err.cause ?? err, details: err.details });
+    const options = { cause: err.cause ?? err, details: err.details };
+    // The same class as the error it wraps, so that `instanceof NotFoundError` still holds for the caller.
+    if (err instanceof NotFoundError) return new NotFoundError(`${step}: ${err.message}`, options);
+    return new ReplicateError(err.code, `${step}: ${err.message}`, options);
   }
   const code = errnoCode(err);
   if (code === 'ENOSPC' || code === 'EACCES' || code === 'EROFS' || code === 'EPERM') {

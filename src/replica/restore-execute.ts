@@ -7,13 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
+import { DEFAULT_RESTORE_PARALLELISM } from '../config/defaults.js';
 import { describeError, ReplicateError, throwIfAborted } from '../errors.js';
 import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { MetaDir, defaultMetaPath } from '../meta/meta-dir.js';
 import { fileDigest, removeRestoreMarker, writeRestoreMarker, RESTORE_MARKER_VERSION } from '../meta/restore-marker.js';
 import { WalApplier } from '../sqlite/wal-apply.js';
-import type { NamedReplica } from './listing.js';
+import type { ReplicaSource } from './listing.js';
 import { ObjectCodec } from './object-codec.js';
 import { OrderedPrefetch } from './object-fetch.js';
 import { applyIndexes, PREFETCH_BUDGET, restoreSnapshot, segmentSources, wrapStep, type AppliedIndexes } from './restore-download.js';
@@ -22,12 +23,12 @@ import { moveAsideAndPlace, moveIntoPlace, prepareOutputDir, removeDirs } from '
 import type { RestorePlan } from './restore-plan.js';
 
 /** Runs a plan made by planReplicaRestore. */
-export async function executeRestore(replica: NamedReplica, plan: RestorePlan, opts: RestoreOptions): Promise<RestoreResult> {
+export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, opts: RestoreOptions): Promise<RestoreResult> {
   const log = opts.logger ?? nullLogger;
   const outputPath = resolve(opts.outputPath);
   // Before anything is written: a key the age library rejects fails here.
   const codec = await ObjectCodec.create(replica.age, replica.name);
-  const parallelism = Math.max(1, opts.parallelism ?? 8);
+  const parallelism = Math.max(1, opts.parallelism ?? DEFAULT_RESTORE_PARALLELISM);
   const integrity = opts.integrityCheck ?? 'quick';
   // SQLite (better-sqlite3) is needed only for the check at the end: it loads now, while this thread
   // mostly waits on the snapshot's decoding, instead of at start-up (and not at all without a check).
@@ -189,7 +190,7 @@ type FileDigestOrFailure = { size: number; sha256: string } | string;
  * already in place, and without a marker replication merely starts a new generation.
  */
 async function recordRestore(
-  replica: NamedReplica,
+  replica: ReplicaSource,
   outputPath: string,
   end: { generation: string; index: number; offset: number; digest: FileDigestOrFailure } | undefined,
   opts: RestoreOptions,
@@ -202,7 +203,7 @@ async function recordRestore(
       return false;
     }
     await meta.adoptPermissionsOf(outputPath); // the marker and its directory: the restored database's mode and owner
-    if (typeof end.digest === 'string') throw new Error(`digesting the restored database: ${end.digest}`);
+    if (typeof end.digest === 'string') throw new ReplicateError('IO', `digesting the restored database: ${end.digest}`);
     const { size, sha256 } = end.digest;
     await writeRestoreMarker(meta, {
       version: RESTORE_MARKER_VERSION,

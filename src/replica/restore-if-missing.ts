@@ -15,7 +15,7 @@ import { describeError, errnoCode, isReplicateError, ReplicateError } from '../e
 import { nullLogger } from '../logger.js';
 import { formatPos } from '../pos.js';
 import type { ReplicaClient } from '../client/replica-client.js';
-import type { NamedReplica } from './listing.js';
+import type { ReplicaSource } from './listing.js';
 import type { AgeOptions } from './object-codec.js';
 import { restore, type RestoreOptions, type RestoreResult } from './restore.js';
 
@@ -40,7 +40,7 @@ export async function restoreIfMissing(
 ): Promise<RestoreIfMissingOutcome> {
   const log = opts.logger ?? nullLogger;
   // The replicas of a ReplicationOptions (their default name is the client's type, as replication names them).
-  const replicas: NamedReplica[] = replicaSpecs.map((r) => ({ name: r.name ?? r.client.type, client: r.client, age: r.age }));
+  const replicas: ReplicaSource[] = replicaSpecs.map((r) => ({ name: r.name ?? r.client.type, client: r.client, age: r.age }));
   const path = resolve(dbPath);
   if (await fileExists(path)) {
     log.info('database exists, not restoring', { db: path });

@@ -2,7 +2,7 @@
  * Restore planning: pure functions over replica listings that decide which replica, generation,
  * snapshot and WAL segments a restore uses. No I/O here, so every rule is unit-testable.
  *
- * Litestream v0.3.13's rules (spec §7) with its bugs left out (see docs/compatibility.md):
+ * Litestream v0.3.13's rules with its bugs left out (see docs/compatibility.md, "Restore"):
  * - generation: the greatest updatedAt (ties: first in listing order); with a timestamp T, Litestream
  *   only considers generations whose [createdAt, updatedAt] contains T — we also accept generations that
  *   ended before T, and restore the latest state at or before T;

@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { ReplicateError, type ErrorCode } from '../errors.js';
-import { listReplica, type NamedReplica } from './listing.js';
+import { listReplica, type ReplicaSource } from './listing.js';
 import { assertOutputFree } from './restore-output.js';
 import {
   chooseGeneration,
@@ -26,17 +26,17 @@ import type { RestoreOptions } from './restore-options.js';
  * TIMESTAMP_OUT_OF_RANGE when the timestamp is before the earliest restorable point of every generation.
  */
 export async function planReplicaRestore(
-  replicas: readonly NamedReplica[],
+  replicas: readonly ReplicaSource[],
   opts: Pick<RestoreOptions, 'generation' | 'index' | 'timestamp' | 'stopAtGap' | 'signal'>,
-): Promise<{ replica: NamedReplica; plan: RestorePlan }> {
+): Promise<{ replica: ReplicaSource; plan: RestorePlan }> {
   const { replica, plan } = await planWithListings(replicas, opts);
   return { replica, plan };
 }
 
 async function planWithListings(
-  replicas: readonly NamedReplica[],
+  replicas: readonly ReplicaSource[],
   opts: Pick<RestoreOptions, 'generation' | 'index' | 'timestamp' | 'stopAtGap' | 'signal'>,
-): Promise<{ replica: NamedReplica; plan: RestorePlan; listings: GenerationListing[] }> {
+): Promise<{ replica: ReplicaSource; plan: RestorePlan; listings: GenerationListing[] }> {
   if (opts.index !== undefined && opts.timestamp !== undefined) {
     throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify index & timestamp to restore');
   }
@@ -85,7 +85,7 @@ export interface RestorePreview extends RestorePlanSummary {
  * Plans a restore exactly as `restore` does (same replica, generation, snapshot and WAL segments, same
  * errors) but downloads no object and writes nothing.
  */
-export async function previewRestore(replicas: readonly NamedReplica[], opts: PreviewRestoreOptions = {}): Promise<RestorePreview> {
+export async function previewRestore(replicas: readonly ReplicaSource[], opts: PreviewRestoreOptions = {}): Promise<RestorePreview> {
   const { replica, plan, listings } = await planWithListings(replicas, opts);
   const summary = summarizePlan(plan, listings, restoreTarget(opts));
   let output: RestorePreview['output'];

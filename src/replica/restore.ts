@@ -6,7 +6,7 @@
  */
 import { resolve } from 'node:path';
 import { isReplicateError } from '../errors.js';
-import type { NamedReplica } from './listing.js';
+import type { ReplicaSource } from './listing.js';
 import { executeRestore } from './restore-execute.js';
 import type { RestoreOptions, RestoreResult } from './restore-options.js';
 import { assertOutputFree } from './restore-output.js';
@@ -17,7 +17,7 @@ export { planReplicaRestore, previewRestore, type PreviewRestoreOptions, type Re
 export { executeRestore } from './restore-execute.js';
 
 /** Restores the newest matching state from the replicas to `opts.outputPath`. */
-export async function restore(replicas: readonly NamedReplica[], opts: RestoreOptions): Promise<RestoreResult> {
+export async function restore(replicas: readonly ReplicaSource[], opts: RestoreOptions): Promise<RestoreResult> {
   const outputPath = resolve(opts.outputPath);
   await assertOutputFree(outputPath).catch((err: unknown) => {
     // With replaceExisting an existing output is expected; whether it is in use is asked only once the

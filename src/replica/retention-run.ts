@@ -1,8 +1,8 @@
 /**
- * One retention run on one replica (spec §6.5; the rule itself is the pure plan in retention.ts): takes
- * a snapshot first when none is inside the window, then deletes from what no kept restore needs upwards
- * — segments (later offsets before offset 0), then snapshots, then whole generations — so a run that
- * fails part-way leaves extra objects, never a hole in what is kept.
+ * One retention run on one replica (the rule: docs/config.md, "Snapshots and retention"; its pure plan is
+ * retention.ts): takes a snapshot first when none is inside the window, then deletes from what no kept
+ * restore needs upwards — segments (later offsets before offset 0), then snapshots, then whole
+ * generations — so a run that fails part-way leaves extra objects, never a hole in what is kept.
  */
 import { collect, type ReplicaClient, type SnapshotInfo } from '../client/replica-client.js';
 import { describeError, ReplicateError } from '../errors.js';

@@ -1,6 +1,7 @@
 /**
- * Pure retention and snapshot-schedule planning (spec §6.4, §6.5): given what a replica holds and the
- * time, decide what goes. No I/O here, so the rules can be tested on any history without a store.
+ * Pure retention and snapshot-schedule planning (docs/config.md, "Snapshots and retention"): given what a
+ * replica holds and the time, decide what goes. No I/O here, so the rules can be tested on any history
+ * without a store.
  *
  * Litestream's rule, which this follows so that both tools prune a shared replica the same way:
  * - retained = every snapshot (of any generation) created at or after `now - retention`; when there is

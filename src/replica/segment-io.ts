@@ -1,6 +1,6 @@
 /**
- * A replica's WAL segments on the wire: where the remote ends (Litestream's position recovery, spec
- * §6.3), and a segment's bytes streamed from the local shadow WAL into the store.
+ * A replica's WAL segments on the wire: where the remote ends (Litestream's position recovery, calcPos:
+ * see remoteEnd), and a segment's bytes streamed from the local shadow WAL into the store.
  */
 import { open } from 'node:fs/promises';
 import { collect, type ReplicaClient, type WalSegmentInfo } from '../client/replica-client.js';

@@ -1,8 +1,9 @@
 /**
- * Validation (spec §6.7, our way): pin the live database at a position, have the replica upload up to
- * it, restore the replica to exactly that position in the meta directory and compare the two page
- * images (see database-digest.ts). A mismatch is a result (logged as an error), not an exception;
- * failing to pin, reach or restore the position throws.
+ * Validation (docs/config.md, "Replica validation"; how it differs from Litestream's: docs/compatibility.md,
+ * "Replication"): pin the live database at a position, have the replica upload up to it, restore the
+ * replica to exactly that position in the meta directory and compare the two page images (see
+ * database-digest.ts). A mismatch is a result (logged as an error), not an exception; failing to pin,
+ * reach or restore the position throws.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';

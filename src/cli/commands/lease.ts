@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { supportsLease } from '../../client/replica-client.js';
 import { describeError, ReplicateError } from '../../errors.js';
 import { describeHolder } from '../../lease/lease-record.js';
-import type { NamedReplica } from '../../replica/listing.js';
+import type { ReplicaSource } from '../../replica/listing.js';
 import { formatTable } from '../format.js';
 import type { CliIo, RunContext } from '../io.js';
 import type { ConfigFlags } from '../target.js';
@@ -32,7 +32,7 @@ export function registerLease(program: Command, io: CliIo, ctx: RunContext): voi
     });
 }
 
-async function showLeases(replicas: readonly NamedReplica[], io: CliIo): Promise<number> {
+async function showLeases(replicas: readonly ReplicaSource[], io: CliIo): Promise<number> {
   const { readLease } = await import('../../lease/replica-lease.js');
   const rows: string[][] = [];
   let code = 0;
@@ -57,7 +57,7 @@ async function showLeases(replicas: readonly NamedReplica[], io: CliIo): Promise
   return code;
 }
 
-async function breakLeases(replicas: readonly NamedReplica[], instance: string, io: CliIo): Promise<number> {
+async function breakLeases(replicas: readonly ReplicaSource[], instance: string, io: CliIo): Promise<number> {
   const { breakLease } = await import('../../lease/replica-lease.js');
   let broken = 0;
   let failed = 0;

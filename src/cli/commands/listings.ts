@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { describeError } from '../../errors.js';
 import { collect } from '../../client/replica-client.js';
-import { generationRows, listReplica, type GenerationRow, type NamedReplica } from '../../replica/listing.js';
+import { generationRows, listReplica, type GenerationRow, type ReplicaSource } from '../../replica/listing.js';
 import { defaultMetaPath, MetaDir } from '../../meta/meta-dir.js';
 import { formatLag, formatTable, formatTimestampMs } from '../format.js';
 import type { CliIo, RunContext } from '../io.js';
@@ -18,7 +18,7 @@ interface ListFlags extends ConfigFlags {
 }
 
 /** Runs `fn` for every replica; a failing replica is reported and the command ends non-zero after the rest. */
-async function eachReplica<T>(io: CliIo, ctx: RunContext, replicas: readonly NamedReplica[], fn: (r: NamedReplica) => Promise<T[]>): Promise<T[]> {
+async function eachReplica<T>(io: CliIo, ctx: RunContext, replicas: readonly ReplicaSource[], fn: (r: ReplicaSource) => Promise<T[]>): Promise<T[]> {
   const out: T[] = [];
   let failed = 0;
   for (const r of replicas) {

@@ -24,7 +24,7 @@ export type { RestoreTarget, RestorableRange, RestorePlanSummary, GenerationList
 
 // Listing a replica's generations, snapshots and WAL.
 export { listReplica, listGeneration, generationRows } from './replica/listing.js';
-export type { NamedReplica, GenerationRow } from './replica/listing.js';
+export type { ReplicaSource, NamedReplica, GenerationRow } from './replica/listing.js';
 
 // Replica clients. The cloud SDKs are loaded only when a client of that kind first talks to its store.
 export type { ReplicaClient, SnapshotInfo, WalSegmentInfo, ObjectBody, OpOptions, OperationCounts, ReplicaOperation, StoredLease, LeaseCapableClient } from './client/replica-client.js';

@@ -174,8 +174,8 @@ export class MetaDir {
   }
 
   /**
-   * Creates the meta directory, or gives an existing one (an older version made it 0755) the directory
-   * mode and owner: whatever is inside then is no more reachable than the database.
+   * Creates the meta directory, or gives an existing one (which may have been made 0755, e.g. by another
+   * tool) the directory mode and owner: whatever is inside then is no more reachable than the database.
    */
   async ensure(): Promise<void> {
     await mkdirWithPermissions(this.path, this.perms);

@@ -9,8 +9,6 @@
  */
 import { MAX_NAMED_VALUE } from '../layout.js';
 
-export { DEFAULT_CHECKPOINT_POLICY } from '../shipper/checkpoint-policy.js';
-export { DEFAULT_MAX_SHADOW_WAL_BYTES } from '../shipper/shadow-limit.js';
 export { DEFAULT_RETENTION_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS } from '../replica/replica.js';
 export { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../lease/replica-lease.js';
 export { DEFAULT_HEALTH_MAX_LAG_MS } from '../metrics/health.js';
@@ -35,6 +33,24 @@ export const DEFAULT_VALIDATION_INTERVAL_MS = 0;
  * plus one.
  */
 export const DEFAULT_MAX_SHADOW_WAL_FILE_BYTES = MAX_NAMED_VALUE + 1;
+
+/**
+ * The checkpoint policy (`CheckpointPolicy` in src/shipper/checkpoint-policy.ts): Litestream v0.3.13's
+ * thresholds, in pages of the WAL's current cycle.
+ */
+export const DEFAULT_CHECKPOINT_POLICY = {
+  /** `min-checkpoint-page-count`: a PASSIVE checkpoint once the cycle holds this many pages. */
+  minCheckpointPageCount: 1000,
+  /** `max-checkpoint-page-count`: a RESTART checkpoint (waiting for readers) at this many. */
+  maxCheckpointPageCount: 10_000,
+  /** The runaway fail-safe, a TRUNCATE checkpoint (not configurable in Litestream). */
+  truncatePageCount: 500_000,
+  /** `checkpoint-interval`: a PASSIVE checkpoint after this long without one (if the cycle holds more than a frame). */
+  checkpointIntervalMs: 60_000,
+};
+
+/** `max-shadow-wal-size`: 1 GiB of local shadow WAL kept for replicas that are behind (0: no limit). */
+export const DEFAULT_MAX_SHADOW_WAL_BYTES = 1024 ** 3;
 
 /** `restore -parallelism`, and `RestoreOptions.parallelism`: WAL segments downloaded at once. */
 export const DEFAULT_RESTORE_PARALLELISM = 8;

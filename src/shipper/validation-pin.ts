@@ -22,7 +22,8 @@ export interface PinnedDigest {
 }
 
 export interface PinContext {
-  serial<T>(fn: () => Promise<T>): Promise<T>;
+  /** Runs `fn` in the shipper's queue of database work (after every sync queued before it). */
+  runDbWork<T>(fn: () => Promise<T>): Promise<T>;
   sync(): Promise<void>;
   /**
    * Under the write lock: copies what is committed, calls `pin` (which begins the reader's transaction)
@@ -50,7 +51,7 @@ export interface PinnedPosition {
 
 export async function pinPosition(ctx: PinContext, purpose: string): Promise<PinnedPosition> {
   for (let attempt = 0; ; attempt++) {
-    const pinned = await ctx.serial(async () => {
+    const pinned = await ctx.runDbWork(async () => {
       // A connection SQLite opens and closes itself: it never drops the locks of the others.
       const reader = new Database(ctx.dbPath, { readonly: true, fileMustExist: true, timeout: ctx.busyTimeoutMs });
       try {

@@ -50,7 +50,7 @@ export class WalFollower {
   db: ShipperDb | undefined;
   private walIno: bigint | undefined;
   private reopening = false;
-  /** Snapshots and validations reading the database now: no checkpoint of ours meanwhile. */
+  /** Snapshots being read now (WalShipper.withSnapshotLock): no checkpoint of ours meanwhile. */
   snapshotsRunning = 0;
   private lastCheckpointAt = monotonicMs();
   /** The shadow index our last checkpoint began, and its size then (see CheckpointInputs.ownSize). */

@@ -268,7 +268,7 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
 
   private pinContext(): PinContext {
     return {
-      serial: (fn) => this.dbWork.run(fn),
+      runDbWork: (fn) => this.dbWork.run(fn),
       sync: () => this.sync(),
       pinLocked: (pin) => {
         const db = this.follower.db;

@@ -1,7 +1,7 @@
 /**
- * When to checkpoint: Litestream v0.3.13's thresholds (docs/compatibility.md; their defaults are
- * DEFAULT_CHECKPOINT_POLICY in src/config/defaults.ts), and how often to try again when a checkpoint
- * cannot restart the WAL. Pure: sizes and times in, a decision out.
+ * When to checkpoint: Litestream v0.3.13's thresholds (defaults: DEFAULT_CHECKPOINT_POLICY in
+ * src/config/defaults.ts; where ours differ: docs/compatibility.md, "Checkpoint frequency"), and how
+ * often to try again when a checkpoint cannot restart the WAL. Pure: sizes and times in, a decision out.
  */
 import { calcWalSize } from '../sqlite/wal-format.js';
 

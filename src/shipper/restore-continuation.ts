@@ -1,8 +1,8 @@
 /**
  * Continuing a restored generation (opt-in: `continue-after-restore`; docs/config.md, "After a restore").
- * Litestream starts a new generation whenever none exists, so it always does after a restore. A restore of a generation's latest
- * state leaves a marker (restore-marker.ts); with it the shipper's first start can continue that
- * generation at the next index — without a snapshot — when continuity provably holds:
+ * Litestream starts a new generation whenever none exists, so it always does after a restore. A restore
+ * of a generation's latest state leaves a marker (restore-marker.ts); with it the shipper's first start
+ * can continue that generation at the next index — without a snapshot — when continuity provably holds:
  * - every replica ends exactly at the restored position (nobody wrote to the generation since);
  * - the database file is byte-identical to the restored one: then the replica's state at that position
  *   is the database file, and the WAL's current cycle holds everything written since (a checkpoint that

@@ -7,9 +7,9 @@
 import type { ReplicaOperation } from './client/replica-client.js';
 import type { Pos } from './pos.js';
 import type { ValidationCounts } from './replica/validate.js';
-import type { ShipperStats } from './shipper/wal-shipper.js';
+import type { ShipperStats } from './shipper/shipper-stats.js';
 
-export type { ShipperStats, CheckpointCounts } from './shipper/wal-shipper.js';
+export type { ShipperStats, CheckpointCounts } from './shipper/shipper-stats.js';
 
 export interface ReplicationStatus {
   /** The database's path (Litestream's `db` label). */

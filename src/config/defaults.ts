@@ -2,15 +2,9 @@
  * Every default an unset option takes, in one module: what a `litestream.yml` key, a `startReplication`
  * option or a CLI flag means when it is not given. The config loader leaves unset keys undefined and the
  * library applies these, so a value read here is the one that runs, whichever way replication starts.
- *
- * Some are still defined beside the code that applies them and only re-exported here; their owners
- * import them from here once the definitions move in (moving them in, not importing both ways, keeps
- * this module free of import cycles).
+ * It imports only the layout's name limit, so every module can import it without a cycle.
  */
 import { MAX_NAMED_VALUE } from '../layout.js';
-
-export { DEFAULT_CHECKPOINT_POLICY } from '../shipper/checkpoint-policy.js';
-export { DEFAULT_MAX_SHADOW_WAL_BYTES } from '../shipper/shadow-limit.js';
 
 /** The config file read when neither `-config` nor $LITESTREAM_CONFIG names one (Litestream's). */
 export const DEFAULT_CONFIG_PATH = '/etc/litestream.yml';
@@ -38,6 +32,24 @@ export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000;
  * plus one.
  */
 export const DEFAULT_MAX_SHADOW_WAL_FILE_BYTES = MAX_NAMED_VALUE + 1;
+
+/**
+ * The checkpoint policy (`CheckpointPolicy` in src/shipper/checkpoint-policy.ts): Litestream v0.3.13's
+ * thresholds, in pages of the WAL's current cycle.
+ */
+export const DEFAULT_CHECKPOINT_POLICY = {
+  /** `min-checkpoint-page-count`: a PASSIVE checkpoint once the cycle holds this many pages. */
+  minCheckpointPageCount: 1000,
+  /** `max-checkpoint-page-count`: a RESTART checkpoint (waiting for readers) at this many. */
+  maxCheckpointPageCount: 10_000,
+  /** The runaway fail-safe, a TRUNCATE checkpoint (not configurable in Litestream). */
+  truncatePageCount: 500_000,
+  /** `checkpoint-interval`: a PASSIVE checkpoint after this long without one (if the cycle holds more than a frame). */
+  checkpointIntervalMs: 60_000,
+};
+
+/** `max-shadow-wal-size`: 1 GiB of local shadow WAL kept for replicas that are behind (0: no limit). */
+export const DEFAULT_MAX_SHADOW_WAL_BYTES = 1024 ** 3;
 
 /** `restore -parallelism`, and `RestoreOptions.parallelism`: WAL segments downloaded at once. */
 export const DEFAULT_RESTORE_PARALLELISM = 8;

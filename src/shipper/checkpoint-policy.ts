@@ -1,6 +1,7 @@
 /**
- * When to checkpoint: Litestream v0.3.13's thresholds (spec §5.7), and how often to try again when a
- * checkpoint cannot restart the WAL. Pure: sizes and times in, a decision out.
+ * When to checkpoint: Litestream v0.3.13's thresholds (defaults: DEFAULT_CHECKPOINT_POLICY in
+ * src/config/defaults.ts; where ours differ: docs/compatibility.md, "Checkpoint frequency"), and how
+ * often to try again when a checkpoint cannot restart the WAL. Pure: sizes and times in, a decision out.
  */
 import { calcWalSize } from '../sqlite/wal-format.js';
 
@@ -15,13 +16,6 @@ export interface CheckpointPolicy {
   /** 0 disables time-based checkpoints. */
   checkpointIntervalMs: number;
 }
-
-export const DEFAULT_CHECKPOINT_POLICY: CheckpointPolicy = {
-  minCheckpointPageCount: 1000,
-  maxCheckpointPageCount: 10_000,
-  truncatePageCount: 500_000,
-  checkpointIntervalMs: 60_000,
-};
 
 export interface CheckpointInputs {
   pageSize: number;

@@ -45,6 +45,9 @@ export interface CheckpointResult {
  */
 export type CheckpointStepHook = (step: string) => void;
 
+/** How long a checkpoint or a new index waits for an application's write transaction. */
+export const LOCK_WAIT_MS = 100;
+
 const SEQ_UPSERT = 'INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1';
 
 /** An SQLite error that only means "someone else holds the lock right now". */
@@ -176,11 +179,11 @@ export class ShipperDb {
    * when the lock could not be had (an application transaction is in progress). With `commit`, what `fn`
    * wrote (writeSeq) is committed, else rolled back.
    *
-   * `fn` is synchronous: the lock is never held across an await. Embedded, the application writes on the
-   * same thread, and its busy wait would block the very event loop that is to release the lock.
+   * `fn` is synchronous: the lock is never held across an await (why: docs/architecture.md, "No SQLite
+   * lock across an await").
    */
   tryWithWriteLock<T>(waitMs: number, fn: () => T, opts: { commit?: boolean } = {}): { value: T } | undefined {
-    if (this.writeLocked) throw new Error('write lock taken twice');
+    if (this.writeLocked) throw new ReplicateError('IO', 'write lock taken twice');
     if (!this.beginImmediate(waitMs)) return undefined;
     this.writeLocked = true;
     let ok = false;
@@ -326,7 +329,7 @@ export class ShipperDb {
   }
 
   private assertWriteLocked(what: string): void {
-    if (!this.writeLocked) throw new Error(`${what} outside the write lock`);
+    if (!this.writeLocked) throw new ReplicateError('IO', `${what} outside the write lock`);
   }
 }
 

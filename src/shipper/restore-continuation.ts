@@ -1,8 +1,8 @@
 /**
- * Continuing a restored generation (opt-in: `continue-after-restore`). Spec §5.4 starts a new generation
- * whenever none exists, so Litestream always does after a restore. A restore of a generation's latest
- * state leaves a marker (restore-marker.ts); with it the shipper's first start can continue that
- * generation at the next index — without a snapshot — when continuity provably holds:
+ * Continuing a restored generation (opt-in: `continue-after-restore`; docs/config.md, "After a restore").
+ * Litestream starts a new generation whenever none exists, so it always does after a restore. A restore
+ * of a generation's latest state leaves a marker (restore-marker.ts); with it the shipper's first start
+ * can continue that generation at the next index — without a snapshot — when continuity provably holds:
  * - every replica ends exactly at the restored position (nobody wrote to the generation since);
  * - the database file is byte-identical to the restored one: then the replica's state at that position
  *   is the database file, and the WAL's current cycle holds everything written since (a checkpoint that
@@ -35,10 +35,13 @@ export interface RestoreCandidate {
   walHeader: Buffer;
 }
 
+/** What the checks without the lock found: a candidate to continue, or why the restore is not continued. */
+export type PreparedRestore = { ok: true; candidate: RestoreCandidate } | { ok: false; reason: string };
+
 export class RestoreContinuation {
   private readonly checks = new Map<string, RestoreCheck>();
   /** What load() found, for the first start that has no generation. */
-  private pending: { marker: RestoreMarker } | { reason: string } | undefined;
+  private pending: { ok: true; marker: RestoreMarker } | { ok: false; reason: string } | undefined;
   /** In a generation continued after a restore: the replica position it resumed from. */
   continuedFrom: Pos | undefined;
 
@@ -51,6 +54,12 @@ export class RestoreContinuation {
 
   addCheck(name: string, check: RestoreCheck): void {
     this.checks.set(name, check);
+  }
+
+  /** Where the generation at `pos` was continued from after a restore; undefined for any other generation. */
+  restoredFrom(pos: Pos | undefined): Pos | undefined {
+    const from = this.continuedFrom;
+    return pos && from?.generation === pos.generation ? from : undefined;
   }
 
   /** Reads the marker (and, for a continuing generation, where it was continued from). */
@@ -68,13 +77,13 @@ export class RestoreContinuation {
     try {
       const marker = await readRestoreMarker(this.meta);
       if (marker && !this.enabled) {
-        this.pending = { reason: `restore of generation ${marker.generation} not continued: continue-after-restore is off` };
+        this.pending = { ok: false, reason: `restore of generation ${marker.generation} not continued: continue-after-restore is off` };
         await this.dropMarker();
       } else {
-        this.pending = marker ? { marker } : { reason: 'no restore marker' };
+        this.pending = marker ? { ok: true, marker } : { ok: false, reason: 'no restore marker' };
       }
     } catch (err) {
-      this.pending = { reason: describeError(err) };
+      this.pending = { ok: false, reason: describeError(err) };
     }
   }
 
@@ -82,11 +91,11 @@ export class RestoreContinuation {
    * For a start with no generation: the checks that need no lock (replica positions, the database's
    * digest, read through the shipper's descriptor). A reason when the restore cannot be continued.
    */
-  async prepare(file: DatabaseFile, walPath: string): Promise<RestoreCandidate | { reason: string }> {
+  async prepare(file: DatabaseFile, walPath: string): Promise<PreparedRestore> {
     const pending = this.pending;
     this.pending = undefined;
-    if (!pending) return { reason: 'no restore marker' };
-    if ('reason' in pending) return pending;
+    if (!pending) return { ok: false, reason: 'no restore marker' };
+    if (!pending.ok) return pending;
     const { marker } = pending;
     try {
       if (marker.index + 1 > MAX_INDEX) return this.refuse(marker, 'max index exceeded');
@@ -99,7 +108,7 @@ export class RestoreContinuation {
       if (!walHeader) return this.refuse(marker, 'no wal header');
       const { size, sha256 } = await fileDigest(file);
       if (size !== marker.size || sha256 !== marker.sha256) return this.refuse(marker, 'database changed since the restore');
-      return { marker, walHeader };
+      return { ok: true, candidate: { marker, walHeader } };
     } catch (err) {
       return this.refuse(marker, describeError(err));
     }
@@ -130,8 +139,8 @@ export class RestoreContinuation {
     );
   }
 
-  private refuse(marker: RestoreMarker, why: string): { reason: string } {
-    return { reason: `restore of generation ${marker.generation} not continued: ${why}` };
+  private refuse(marker: RestoreMarker, why: string): PreparedRestore {
+    return { ok: false, reason: `restore of generation ${marker.generation} not continued: ${why}` };
   }
 }
 

@@ -11,7 +11,8 @@ import { parseWalHeader } from '../sqlite/wal-format.js';
 import type { ShipperDb } from './db-connection.js';
 import type { MetaDir } from '../meta/meta-dir.js';
 import { statSync } from 'node:fs';
-import { copyToShadow, fsyncFileSync, initShadow, readWalHeaderBytesSync, type CopyResult } from './shadow-wal.js';
+import { copyToShadow, type CopyResult } from './shadow-copy.js';
+import { fsyncFileSync, initShadow, readWalHeaderBytesSync } from './shadow-wal.js';
 
 /** The current shadow file and the WAL cycle it follows. */
 export interface Current {

@@ -17,8 +17,6 @@ export interface ShadowWalUsage {
   limitReached: number;
 }
 
-export const DEFAULT_MAX_SHADOW_WAL_BYTES = 1024 ** 3;
-
 export class ShadowLimit {
   private readonly usage: ShadowWalUsage;
   private halfWarned = false;

@@ -1,8 +1,9 @@
 /**
  * The start-up decision: does the generation on disk continue? The shadow must still mirror the WAL (the
  * same header, its last frame still there), or the WAL must be its provably next cycle; a restore marker
- * may let a restored generation continue; otherwise a new generation, with the reason (Litestream's
- * triggers, spec §5.4). The preparation runs without locks (repairs, the bulk of the copy, the restore
+ * may let a restored generation continue; otherwise a new generation, with the reason (the reasons Litestream
+ * v0.3.13 gives too: no generation, no shadow WAL, a short one, the max index exceeded, a changed WAL
+ * header). The preparation runs without locks (repairs, the bulk of the copy, the restore
  * checks); the decision is made under the write lock, and ends with the read transaction taken.
  */
 import { MAX_INDEX, formatHex8 } from '../layout.js';
@@ -10,10 +11,11 @@ import type { Logger } from '../logger.js';
 import { frameAlign, parseWalHeader } from '../sqlite/wal-format.js';
 import type { ShipperDb } from './db-connection.js';
 import type { MetaDir } from '../meta/meta-dir.js';
-import type { RestoreCandidate, RestoreContinuation } from './restore-continuation.js';
+import type { PreparedRestore, RestoreCandidate, RestoreContinuation } from './restore-continuation.js';
 import { writeContinuedFromSync } from '../meta/restore-marker.js';
 import type { ShadowCursor } from './shadow-cursor.js';
-import { copyToShadow, cycleFollowsShadow, fsyncFileSync, readWalHeaderBytesSync, repairShadow } from './shadow-wal.js';
+import { copyToShadow } from './shadow-copy.js';
+import { cycleFollowsShadow, fsyncFileSync, readWalHeaderBytesSync, repairShadow } from './shadow-wal.js';
 
 export interface StartContext {
   db: ShipperDb;
@@ -29,15 +31,16 @@ export interface StartContext {
 export interface StartPlan {
   generation: string | undefined;
   index: number | undefined;
-  candidate: RestoreCandidate | { reason: string } | undefined;
+  /** With no generation: whether a restore can be continued (see RestoreContinuation.prepare). */
+  restored: PreparedRestore | undefined;
 }
 
 export async function prepareStart(c: StartContext): Promise<StartPlan> {
   const generation = await c.meta.readGeneration();
   await c.restore.load(generation);
-  if (generation === undefined) return { generation, index: undefined, candidate: await c.restore.prepare(c.db.file, c.walPath) };
+  if (generation === undefined) return { generation, index: undefined, restored: await c.restore.prepare(c.db.file, c.walPath) };
   const index = (await c.meta.shadowIndexes(generation)).at(-1);
-  if (index === undefined) return { generation, index, candidate: undefined };
+  if (index === undefined) return { generation, index, restored: undefined };
   const shadowPath = c.meta.shadowWalPath(generation, index);
   const repaired = repairShadow(shadowPath);
   if (repaired && repaired.cut > 0) {
@@ -49,7 +52,7 @@ export async function prepareStart(c: StartContext): Promise<StartPlan> {
     const committed = c.db.committedFramesOf(real);
     if (committed !== undefined) copyToShadow(c.walPath, shadowPath, { fsync: false, maxSize: c.cursor.maxFileBytes, verifyLastFrame: true, maxFrames: committed });
   }
-  return { generation, index, candidate: undefined };
+  return { generation, index, restored: undefined };
 }
 
 /**
@@ -60,19 +63,19 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): boolean {
   const { db, meta, cursor, log } = c;
   const real = readWalHeaderBytesSync(c.walPath);
   if (!real) return false;
-  const { generation, index, candidate } = plan;
+  const { generation, index, restored } = plan;
   let reason: string;
   if (generation === undefined) {
     reason = 'no generation exists';
-    if (candidate && !('reason' in candidate)) {
-      const refused = c.restore.lockedCheck(candidate, c.walPath);
+    if (restored?.ok) {
+      const refused = c.restore.lockedCheck(restored.candidate, c.walPath);
       if (refused === undefined) {
-        continueRestoredLocked(c, candidate, real);
+        continueRestoredLocked(c, restored.candidate, real);
         return true;
       }
       reason += `; ${refused}`;
-    } else if (candidate) {
-      reason += `; ${candidate.reason}`;
+    } else if (restored) {
+      reason += `; ${restored.reason}`;
     }
   } else if (index === undefined) {
     reason = 'no shadow wal';

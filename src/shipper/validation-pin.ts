@@ -9,9 +9,12 @@
  * the whole WAL into the database) and reads the file while checkpoints are held off.
  */
 import Database from 'better-sqlite3';
+import { ReplicateError } from '../errors.js';
 import type { Pos } from '../pos.js';
 import { digestLiveDatabase, type DatabaseDigest } from './database-digest.js';
 import type { DatabaseFile } from './database-file.js';
+import { LOCK_WAIT_MS, type ShipperDb } from './db-connection.js';
+import type { ShadowCursor } from './shadow-cursor.js';
 
 export interface PinnedDigest {
   pos: Pos;
@@ -19,7 +22,8 @@ export interface PinnedDigest {
 }
 
 export interface PinContext {
-  serial<T>(fn: () => Promise<T>): Promise<T>;
+  /** Runs `fn` in the shipper's queue of database work (after every sync queued before it). */
+  runDbWork<T>(fn: () => Promise<T>): Promise<T>;
   sync(): Promise<void>;
   /**
    * Under the write lock: copies what is committed, calls `pin` (which begins the reader's transaction)
@@ -47,7 +51,7 @@ export interface PinnedPosition {
 
 export async function pinPosition(ctx: PinContext, purpose: string): Promise<PinnedPosition> {
   for (let attempt = 0; ; attempt++) {
-    const pinned = await ctx.serial(async () => {
+    const pinned = await ctx.runDbWork(async () => {
       // A connection SQLite opens and closes itself: it never drops the locks of the others.
       const reader = new Database(ctx.dbPath, { readonly: true, fileMustExist: true, timeout: ctx.busyTimeoutMs });
       try {
@@ -66,9 +70,22 @@ export async function pinPosition(ctx: PinContext, purpose: string): Promise<Pin
       }
     });
     if (pinned) return pinned;
-    if (attempt >= 3) throw new Error(`the WAL keeps restarting (or the database stays locked); cannot pin a position for ${purpose}`);
+    if (attempt >= 3) throw new ReplicateError('IO', `the WAL keeps restarting (or the database stays locked); cannot pin a position for ${purpose}`);
     await ctx.sync();
   }
+}
+
+/** PinContext.pinLocked on the shipper's connections: pins at the end of the shadow WAL, settled first. */
+export function pinAtShadowEnd(db: ShipperDb, cursor: ShadowCursor, dbPath: string, pin: () => void): { pos: Pos; backfilled: boolean } | undefined {
+  const out = db.tryWithWriteLock(LOCK_WAIT_MS, () => {
+    // Restarted (or not settled) since the last sync: followed here; then pin again.
+    if (!cursor.settleLocked(db)) return undefined;
+    // Past the offset limit the shadow lags SQLite: no image at its end exists to pin.
+    if (cursor.current!.capped) throw new ReplicateError('IO', `${dbPath}: the wal cycle is past the offset limit of v0.3 segment names; nothing can be pinned until it restarts`);
+    pin();
+    return { pos: cursor.pos()!, backfilled: db.fullyBackfilled() };
+  });
+  return out?.value;
 }
 
 export async function pinAndDigest(ctx: PinContext): Promise<PinnedDigest> {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CheckpointThrottle, DEFAULT_CHECKPOINT_POLICY, checkpointMode } from '../../../src/shipper/checkpoint-policy.js';
+import { DEFAULT_CHECKPOINT_POLICY } from '../../../src/config/defaults.js';
+import { CheckpointThrottle, checkpointMode } from '../../../src/shipper/checkpoint-policy.js';
 import { calcWalSize } from '../../../src/sqlite/wal-format.js';
 
 const page = 4096;

@@ -7,7 +7,8 @@ import { appendFileSync, readFileSync, renameSync, rmSync, statSync, truncateSyn
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { copyToShadow, cycleFollowsShadow, initShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
+import { copyToShadow } from '../../../src/shipper/shadow-copy.js';
+import { cycleFollowsShadow, initShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
 import { WalFile } from '../../../src/shipper/wal-file.js';
 import { WalScanner } from '../../../src/sqlite/wal-format.js';
 import { tempDirs } from '../../helpers/after-each.js';

@@ -63,7 +63,10 @@ function main(): void {
     for (const mode of order) {
       const dir = mkdtempSync(join(tmpdir(), 'stn-bench-embedded-'));
       try {
-        const r = spawnSync(process.execPath, [app, dir, mode, String(seconds), String(rate)], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: dir } });
+        const r = spawnSync(process.execPath, [app, dir, mode, String(seconds), String(rate)], {
+          encoding: 'utf8',
+          env: { PATH: process.env.PATH ?? '', HOME: dir },
+        });
         if (r.status !== 0) throw new Error(`${mode}: exit ${r.status}\n${r.stderr}`);
         const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Sample;
         if (s.rows < s.tx) throw new Error(`${mode}: ${s.rows} rows after ${s.tx} transactions`);
@@ -98,7 +101,9 @@ function main(): void {
     const a = med('none', f);
     const b = med('ours', f);
     const c = values.inline ? `  ${med('inline', f).toFixed(2).padStart(20)}` : '';
-    lines.push(`${name.padEnd(24)} ${a.toFixed(2).padStart(16)} ${b.toFixed(2).padStart(24)}   ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(2).padStart(9)}   ${(a > 0 ? b / a : NaN).toFixed(2).padStart(5)}${c}`);
+    lines.push(
+      `${name.padEnd(24)} ${a.toFixed(2).padStart(16)} ${b.toFixed(2).padStart(24)}   ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(2).padStart(9)}   ${(a > 0 ? b / a : NaN).toFixed(2).padStart(5)}${c}`,
+    );
   }
   const p99Plus = med('ours', (s) => s.delay.p99) - med('none', (s) => s.delay.p99);
   const maxPlus = med('ours', (s) => s.delay.max) - med('none', (s) => s.delay.max);
@@ -112,7 +117,10 @@ function main(): void {
   mkdirSync(outDir, { recursive: true });
   const createdAt = new Date().toISOString();
   const jsonPath = join(outDir, `embedded-${createdAt.replace(/[:.]/g, '-')}.json`);
-  writeFileSync(jsonPath, `${JSON.stringify({ createdAt, runs, seconds, rate, host: { cpus: cpus().length, node: process.version }, samples, p99PlusMs: p99Plus, maxPlusMs: maxPlus }, null, 2)}\n`);
+  writeFileSync(
+    jsonPath,
+    `${JSON.stringify({ createdAt, runs, seconds, rate, host: { cpus: cpus().length, node: process.version }, samples, p99PlusMs: p99Plus, maxPlusMs: maxPlus }, null, 2)}\n`,
+  );
   log(`\nJSON: ${relative(root, jsonPath)}`);
 }
 

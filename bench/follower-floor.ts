@@ -92,7 +92,10 @@ async function main(): Promise<void> {
     }
     const base = median(times.alone);
     process.stdout.write(`\nfollower  median app s  ratio (alone / with)\n`);
-    for (const v of VARIANTS) process.stdout.write(`${v.padEnd(8)}  ${median(times[v]).toFixed(2).padStart(12)}  ${(base / median(times[v])).toFixed(2).padStart(20)}\n`);
+    for (const v of VARIANTS)
+      process.stdout.write(
+        `${v.padEnd(8)}  ${median(times[v]).toFixed(2).padStart(12)}  ${(base / median(times[v])).toFixed(2).padStart(20)}\n`,
+      );
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -117,7 +117,14 @@ async function idleRun(ctx: Ctx, tool: Tool): Promise<ToolResult> {
     const dbPath = join(dir, ctx.dbs === 1 ? 'db.sqlite' : `db-${i}.sqlite`);
     createIdleDb(dbPath);
     // Each database's entry of a one-database config, under one `dbs:` key.
-    entries.push(...s3Config(dbPath, { endpoint: ctx.endpoint, bucket, prefix: ctx.dbs === 1 ? 'db' : `db-${i}` }, [`sync-interval: ${SYNC_INTERVAL}`, ...(ctx.noLease && tool === 'ours' ? ['lease: false'] : [])]).split('\n').slice(1));
+    entries.push(
+      ...s3Config(dbPath, { endpoint: ctx.endpoint, bucket, prefix: ctx.dbs === 1 ? 'db' : `db-${i}` }, [
+        `sync-interval: ${SYNC_INTERVAL}`,
+        ...(ctx.noLease && tool === 'ours' ? ['lease: false'] : []),
+      ])
+        .split('\n')
+        .slice(1),
+    );
   }
   writeFileSync(config, ['dbs:', ...entries.filter((l) => l !== ''), ''].join('\n'));
 
@@ -125,7 +132,16 @@ async function idleRun(ctx: Ctx, tool: Tool): Promise<ToolResult> {
   requests.setPhase(bucket, 'startup');
   const t0 = performance.now();
   const rep = TimedReplicator.start(tool, ctx.root, config, ctx.timer, join(dir, 'time.txt'));
-  const result: ToolResult = { tool, bucket, window: zeroCounts(), startup: zeroCounts(), shutdown: zeroCounts(), startupSample: [], windowSample: [], warnOrErrorLines: [] };
+  const result: ToolResult = {
+    tool,
+    bucket,
+    window: zeroCounts(),
+    startup: zeroCounts(),
+    shutdown: zeroCounts(),
+    startupSample: [],
+    windowSample: [],
+    warnOrErrorLines: [],
+  };
   let windowStart: number | undefined;
   try {
     await requests.waitForSnapshot(bucket, SNAPSHOT_TIMEOUT_MS * ctx.dbs, rep.whenExited(), ctx.dbs);
@@ -160,30 +176,50 @@ async function idleRun(ctx: Ctx, tool: Tool): Promise<ToolResult> {
   result.shutdown = requests.counts(bucket, 'shutdown');
   if (result.windowSeconds !== undefined) {
     const w = result.windowSeconds;
-    result.perHour = Object.fromEntries<number>([...KINDS.map((k): [string, number] => [k, (result.window[k] * HOUR_S) / w]), ['total', (totalOf(result.window) * HOUR_S) / w]]);
+    result.perHour = Object.fromEntries<number>([
+      ...KINDS.map((k): [string, number] => [k, (result.window[k] * HOUR_S) / w]),
+      ['total', (totalOf(result.window) * HOUR_S) / w],
+    ]);
   }
-  const since = (from: number | undefined) => (r: S3Request): RequestAt => ({
-    atSeconds: from === undefined ? NaN : (r.t - from) / 1000,
-    op: r.op,
-    key: r.prefix !== undefined ? `prefix=${r.prefix}` : r.key,
-  });
+  const since =
+    (from: number | undefined) =>
+    (r: S3Request): RequestAt => ({
+      atSeconds: from === undefined ? NaN : (r.t - from) / 1000,
+      op: r.op,
+      key: r.prefix !== undefined ? `prefix=${r.prefix}` : r.key,
+    });
   result.startupSample = requests.samples(bucket, 'startup').map(since(t0));
   result.windowSample = requests.samples(bucket, 'window').map(since(windowStart));
   // (With --no-lease, ours warns once per replica that it replicates unleased: asked for, not a problem.)
   const asked = (t: string) => ctx.noLease && /replicating without a lease/.test(t);
-  result.warnOrErrorLines = rep.lines.map((l) => l.text).filter((t) => /level=(WARN|ERROR)|\bpanic\b/i.test(t) && !asked(t)).slice(0, 10);
+  result.warnOrErrorLines = rep.lines
+    .map((l) => l.text)
+    .filter((t) => /level=(WARN|ERROR)|\bpanic\b/i.test(t) && !asked(t))
+    .slice(0, 10);
   return result;
 }
 
 const f = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(d));
 
-function formatReport(o: { dbs: number; noLease: boolean; createdAt: string; server: string; litestream: string; windowSeconds: number; settleSeconds: number; results: ToolResult[]; stray: string[] }): string {
+function formatReport(o: {
+  dbs: number;
+  noLease: boolean;
+  createdAt: string;
+  server: string;
+  litestream: string;
+  windowSeconds: number;
+  settleSeconds: number;
+  results: ToolResult[];
+  stray: string[];
+}): string {
   const rs = o.results;
-  const perHourRow = (label: string, pick: (r: ToolResult) => [number | undefined, number]) =>
-    [label, ...rs.map((r) => {
+  const perHourRow = (label: string, pick: (r: ToolResult) => [number | undefined, number]) => [
+    label,
+    ...rs.map((r) => {
       const [perHour, count] = pick(r);
       return r.windowSeconds === undefined ? '—' : `${f(perHour, 0)} (${count})`;
-    })];
+    }),
+  ];
   const ours = rs.find((r) => r.tool === 'ours');
   const oursTotal = ours?.windowSeconds !== undefined ? replicationTotalOf(ours.window) : undefined;
   const lines = [
@@ -195,22 +231,28 @@ function formatReport(o: { dbs: number; noLease: boolean; createdAt: string; ser
     `window   ${o.windowSeconds} s per tool, starting ${o.settleSeconds} s after its snapshot is complete in the bucket`,
     '',
     'requests per hour while idle (count in the window), between retention checks',
-    table(['', ...rs.map((r) => NAMES[r.tool])], [
-      ...KINDS.map((k) => perHourRow(k, (r) => [r.perHour?.[k], r.window[k]])),
-      perHourRow('total', (r) => [r.perHour?.total, totalOf(r.window)]),
-    ]),
+    table(
+      ['', ...rs.map((r) => NAMES[r.tool])],
+      [
+        ...KINDS.map((k) => perHourRow(k, (r) => [r.perHour?.[k], r.window[k]])),
+        perHourRow('total', (r) => [r.perHour?.total, totalOf(r.window)]),
+      ],
+    ),
     `  target: stn-replicate 0 requests between retention checks (LEASE apart: one renewal per TTL/3): ${oursTotal === undefined ? '—' : oursTotal === 0 ? 'MET' : 'NOT MET'}`,
     '',
-    table(['', ...rs.map((r) => NAMES[r.tool])], [
-      ['window s (measured)', ...rs.map((r) => f(r.windowSeconds))],
-      ['CPU s in the window', ...rs.map((r) => f(r.windowCpuSeconds, 2))],
-      ['spawn -> snapshot in bucket s', ...rs.map((r) => f(r.snapshotSeconds))],
-      ['spawn -> window start s', ...rs.map((r) => f(r.windowStartSeconds))],
-      ['start-up requests', ...rs.map((r) => countsText(r.startup))],
-      ['shutdown requests (SIGINT)', ...rs.map((r) => countsText(r.shutdown))],
-      ['exit code', ...rs.map((r) => String(r.exitCode ?? '—'))],
-      ['peak RSS MiB', ...rs.map((r) => f(r.maxRssMiB))],
-    ]),
+    table(
+      ['', ...rs.map((r) => NAMES[r.tool])],
+      [
+        ['window s (measured)', ...rs.map((r) => f(r.windowSeconds))],
+        ['CPU s in the window', ...rs.map((r) => f(r.windowCpuSeconds, 2))],
+        ['spawn -> snapshot in bucket s', ...rs.map((r) => f(r.snapshotSeconds))],
+        ['spawn -> window start s', ...rs.map((r) => f(r.windowStartSeconds))],
+        ['start-up requests', ...rs.map((r) => countsText(r.startup))],
+        ['shutdown requests (SIGINT)', ...rs.map((r) => countsText(r.shutdown))],
+        ['exit code', ...rs.map((r) => String(r.exitCode ?? '—'))],
+        ['peak RSS MiB', ...rs.map((r) => f(r.maxRssMiB))],
+      ],
+    ),
   ];
   const listing = (title: string, sample: RequestAt[]) =>
     sample.length === 0 ? [] : ['', title, ...sample.map((s) => `  ${f(s.atSeconds, 2).padStart(7)}  ${s.op.padEnd(24)} ${s.key}`)];
@@ -256,7 +298,17 @@ async function main(): Promise<void> {
   const requests = new RequestLog();
   const server = await startS3Server({ onRequest: requests.onRequest, onResponse: requests.onResponse });
   const tmp = mkdtempSync(join(tmpdir(), 'stn-bench-idle-'));
-  const ctx: Ctx = { root, tmp, endpoint: server.endpoint, requests, timer: pickTimer(values.timer), windowSeconds, settleSeconds, dbs, noLease: values['no-lease'] };
+  const ctx: Ctx = {
+    root,
+    tmp,
+    endpoint: server.endpoint,
+    requests,
+    timer: pickTimer(values.timer),
+    windowSeconds,
+    settleSeconds,
+    dbs,
+    noLease: values['no-lease'],
+  };
   const results: ToolResult[] = [];
   try {
     log(`bench:idle  ${server.version} at ${server.endpoint}  window ${windowSeconds} s per tool  tmp ${tmp}`);

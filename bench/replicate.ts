@@ -52,7 +52,6 @@ const TARGET = { p1Ratio: 0.9, p2p50Ms: 20, p2p90Ms: 50 };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-
 /** Nearest-rank percentile. */
 function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return NaN;
@@ -104,7 +103,8 @@ async function waitStarted(rep: TimedReplicator, watcher: SegmentWatcher, timeou
 function verifyReplica(replicaDir: string, out: string, via?: { config: string; dbPath: string }): { rows: number } | { error: string } {
   const source = via ? ['-config', via.config, via.dbPath] : [`file://${replicaDir}`];
   const r = spawnSync(litestreamBin(), ['restore', '-o', out, ...source], { env: cleanEnv(), encoding: 'utf8' });
-  if (r.status !== 0) return { error: `litestream restore exited ${r.status}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}` };
+  if (r.status !== 0)
+    return { error: `litestream restore exited ${r.status}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}` };
   try {
     return { rows: countRows(out) };
   } catch (e) {
@@ -201,7 +201,8 @@ async function p1Run(ctx: Ctx, run: number, variant: Variant): Promise<P1Sample>
     if (ctx.verify && sample.appSeconds !== undefined) {
       const expectedRows = ctx.tx * ROWS_PER_TX;
       const v = verifyReplica(replicaDir, join(dir, 'restored.sqlite'), ctx.ageLines ? { config, dbPath } : undefined);
-      sample.verify = 'rows' in v ? { expectedRows, rows: v.rows, ok: v.rows === expectedRows } : { expectedRows, error: v.error, ok: false };
+      sample.verify =
+        'rows' in v ? { expectedRows, rows: v.rows, ok: v.rows === expectedRows } : { expectedRows, error: v.error, ok: false };
     }
     sample.ok = sample.error === undefined && sample.appSeconds !== undefined;
     return sample;
@@ -341,7 +342,8 @@ function loggedErrors(p1: P1Sample[], p2: P2Result[]): string[] {
 
 const f = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(d));
 /** "1.23x", or "n/a" when either side is missing or zero. */
-const rx = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && Number.isFinite(a / b) && b !== 0 ? `${(a / b).toFixed(2)}x` : 'n/a');
+const rx = (a: number | undefined, b: number | undefined) =>
+  a !== undefined && b !== undefined && Number.isFinite(a / b) && b !== 0 ? `${(a / b).toFixed(2)}x` : 'n/a';
 const verdict = (ok: boolean | undefined) => (ok === undefined ? '—' : ok ? 'PASS' : 'FAIL');
 
 async function main(): Promise<void> {
@@ -366,7 +368,10 @@ async function main(): Promise<void> {
   const runs = posInt('runs', values.runs);
   const tx = posInt('tx', values.tx);
   const commits = posInt('commits', values.commits);
-  const mcpc = values['min-checkpoint-page-count'] !== undefined ? posInt('min-checkpoint-page-count', values['min-checkpoint-page-count']) : undefined;
+  const mcpc =
+    values['min-checkpoint-page-count'] !== undefined
+      ? posInt('min-checkpoint-page-count', values['min-checkpoint-page-count'])
+      : undefined;
   const root = findRoot();
   const outDir = join(root, 'bench', 'out');
   mkdirSync(outDir, { recursive: true });
@@ -389,7 +394,9 @@ async function main(): Promise<void> {
   const git = (args: string[]) => spawnSync('git', args, { cwd: root, encoding: 'utf8' }).stdout?.trim() ?? '';
   const commit = `${git(['rev-parse', '--short', 'HEAD']) || 'unknown'}${git(['status', '--porcelain', '--', 'src']) ? '+dirty src' : ''}`;
   log(`bench:replicate  litestream ${lsVersion}  node ${process.version}  ${cpus().length} CPUs  timer ${ctx.timer}  tmp ${tmpRoot}`);
-  log(`P1/P4/P5: ${runs} run(s) x ${tx} tx (sync-interval ${ctx.p1SyncInterval}${mcpc ? `, min-checkpoint-page-count ${mcpc}` : ''}); P2: ${commits} commits per tool (sync-interval ${P2_SYNC_INTERVAL})${ctx.ageLines ? '; age: every object encrypted (both tools)' : ''}`);
+  log(
+    `P1/P4/P5: ${runs} run(s) x ${tx} tx (sync-interval ${ctx.p1SyncInterval}${mcpc ? `, min-checkpoint-page-count ${mcpc}` : ''}); P2: ${commits} commits per tool (sync-interval ${P2_SYNC_INTERVAL})${ctx.ageLines ? '; age: every object encrypted (both tools)' : ''}`,
+  );
 
   // Warm-up (untimed): page cache for node, better-sqlite3 and both binaries.
   {
@@ -415,7 +422,9 @@ async function main(): Promise<void> {
           ? ''
           : `  cpu ${f(s.usage?.cpuSeconds)} s  rss ${f(s.usage?.maxRssMiB, 1)} MiB  segments ${s.segmentFiles ?? '—'}  exit ${s.exitCode ?? '—'}` +
             (s.verify ? `  replica rows ${s.verify.rows ?? s.verify.error} / ${s.verify.expectedRows}` : '');
-      log(`P1 run ${run + 1}/${runs}  ${NAMES[v].padEnd(20)} ${s.appSeconds !== undefined ? `app ${f(s.appSeconds)} s (${f(s.txPerSecond, 0)} tx/s)` : 'app —'}${extra}${s.error ? `\n    ERROR: ${s.error.split('\n').join('\n    ')}` : ''}`);
+      log(
+        `P1 run ${run + 1}/${runs}  ${NAMES[v].padEnd(20)} ${s.appSeconds !== undefined ? `app ${f(s.appSeconds)} s (${f(s.txPerSecond, 0)} tx/s)` : 'app —'}${extra}${s.error ? `\n    ERROR: ${s.error.split('\n').join('\n    ')}` : ''}`,
+      );
     }
     const base = inRun.find((s) => s.variant === 'baseline');
     for (const s of inRun) if (s.variant !== 'baseline' && base?.appSeconds && s.appSeconds) s.ratio = base.appSeconds / s.appSeconds;
@@ -438,7 +447,8 @@ async function main(): Promise<void> {
   // Summaries.
   const of = (v: Variant) => p1.filter((s) => s.variant === v);
   const okOf = (v: Variant) => of(v).filter((s) => s.ok);
-  const med = (v: Variant, pick: (s: P1Sample) => number | undefined) => median(okOf(v).flatMap((s) => (pick(s) !== undefined ? [pick(s)!] : [])));
+  const med = (v: Variant, pick: (s: P1Sample) => number | undefined) =>
+    median(okOf(v).flatMap((s) => (pick(s) !== undefined ? [pick(s)!] : [])));
   const summary = {
     p1: Object.fromEntries(
       variants.map((v) => [
@@ -469,7 +479,9 @@ async function main(): Promise<void> {
       ]),
     ),
     p5: Object.fromEntries((['ours', 'litestream'] as Tool[]).map((v) => [v, { medianMaxRssMiB: med(v, (s) => s.usage?.maxRssMiB) }])),
-    p2: Object.fromEntries(p2.map((r) => [r.tool, { p50Ms: r.fileLagMs?.p50, p90Ms: r.fileLagMs?.p90, maxMs: r.fileLagMs?.max, missed: r.missed, ok: r.ok }])),
+    p2: Object.fromEntries(
+      p2.map((r) => [r.tool, { p50Ms: r.fileLagMs?.p50, p90Ms: r.fileLagMs?.p90, maxMs: r.fileLagMs?.max, missed: r.missed, ok: r.ok }]),
+    ),
   };
 
   const o = summary.p1.ours!;
@@ -481,7 +493,10 @@ async function main(): Promise<void> {
   const cpuL = summary.p4.litestream!;
   const rssO = summary.p5.ours!.medianMaxRssMiB;
   const rssL = summary.p5.litestream!.medianMaxRssMiB;
-  const perRun = (v: Variant) => of(v).map((s) => (s.ratio !== undefined ? f(s.ratio) : s.ok ? '—' : 'ERR')).join(' ');
+  const perRun = (v: Variant) =>
+    of(v)
+      .map((s) => (s.ratio !== undefined ? f(s.ratio) : s.ok ? '—' : 'ERR'))
+      .join(' ');
   const verifyCol = (v: Variant) => {
     const vs = of(v).filter((s) => s.verify);
     return vs.length === 0 ? '—' : `${vs.filter((s) => s.verify!.ok).length}/${vs.length} ok`;
@@ -493,15 +508,48 @@ async function main(): Promise<void> {
   const text = [
     '',
     `stn-replicate vs litestream ${lsVersion} — replicate benchmark (${new Date().toISOString()})`,
-    `stn-replicate built from ${commit}; `+`host: ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? '?'}), node ${process.version}, timer ${ctx.timer}; total ${f(totalSeconds, 0)} s`,
+    `stn-replicate built from ${commit}; ` +
+      `host: ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? '?'}), node ${process.version}, timer ${ctx.timer}; total ${f(totalSeconds, 0)} s`,
     '',
     `P1  app write throughput, replicated / no replicator  (${runs} run(s) x ${tx} tx x ${ROWS_PER_TX} rows x 200 B, synchronous=FULL; sync-interval ${ctx.p1SyncInterval})`,
     table(
       ['', 'median app s', 'tx/s', 'ratio', 'per-run ratios (median)', 'replica check', 'target', 'ref (brief)', ''],
       [
-        ['no replicator', f(b.medianAppSeconds), f(b.medianTxPerSecond, 0), '1.00', of('baseline').map((s) => f(s.appSeconds)).join(' ') + ' s', '', '', '', ''],
-        ['stn-replicate', f(o.medianAppSeconds), f(o.medianTxPerSecond, 0), f(o.ratio), `${perRun('ours')} (${f(o.medianPerRunRatio)})`, verifyCol('ours'), `>= ${TARGET.p1Ratio.toFixed(2)}`, '', of('ours').some((s) => s.verify && !s.verify.ok) ? `${verdict(ratioOk)} but INVALID: replica check failed` : verdict(ratioOk)],
-        ['litestream', f(l.medianAppSeconds), f(l.medianTxPerSecond, 0), f(l.ratio), `${perRun('litestream')} (${f(l.medianPerRunRatio)})`, verifyCol('litestream'), '', REF.p1Ratio, ''],
+        [
+          'no replicator',
+          f(b.medianAppSeconds),
+          f(b.medianTxPerSecond, 0),
+          '1.00',
+          of('baseline')
+            .map((s) => f(s.appSeconds))
+            .join(' ') + ' s',
+          '',
+          '',
+          '',
+          '',
+        ],
+        [
+          'stn-replicate',
+          f(o.medianAppSeconds),
+          f(o.medianTxPerSecond, 0),
+          f(o.ratio),
+          `${perRun('ours')} (${f(o.medianPerRunRatio)})`,
+          verifyCol('ours'),
+          `>= ${TARGET.p1Ratio.toFixed(2)}`,
+          '',
+          of('ours').some((s) => s.verify && !s.verify.ok) ? `${verdict(ratioOk)} but INVALID: replica check failed` : verdict(ratioOk),
+        ],
+        [
+          'litestream',
+          f(l.medianAppSeconds),
+          f(l.medianTxPerSecond, 0),
+          f(l.ratio),
+          `${perRun('litestream')} (${f(l.medianPerRunRatio)})`,
+          verifyCol('litestream'),
+          '',
+          REF.p1Ratio,
+          '',
+        ],
       ],
     ),
     `  ratio = median no-replicator app time / median replicated app time; per run: that run's baseline / its time`,
@@ -545,8 +593,26 @@ async function main(): Promise<void> {
     table(
       ['', 'cpu s', 'user s', 'sys s', 'during app s (/proc)', 'start s', 'SIGINT->exit s', 'ref (brief)'],
       [
-        ['stn-replicate', f(cpuO.medianCpuSeconds), f(cpuO.medianUserSeconds), f(cpuO.medianSysSeconds), f(cpuO.medianCpuDuringAppSeconds), f(cpuO.medianStartSeconds), f(cpuO.medianStopSeconds), ''],
-        ['litestream', f(cpuL.medianCpuSeconds), f(cpuL.medianUserSeconds), f(cpuL.medianSysSeconds), f(cpuL.medianCpuDuringAppSeconds), f(cpuL.medianStartSeconds), f(cpuL.medianStopSeconds), REF.cpu],
+        [
+          'stn-replicate',
+          f(cpuO.medianCpuSeconds),
+          f(cpuO.medianUserSeconds),
+          f(cpuO.medianSysSeconds),
+          f(cpuO.medianCpuDuringAppSeconds),
+          f(cpuO.medianStartSeconds),
+          f(cpuO.medianStopSeconds),
+          '',
+        ],
+        [
+          'litestream',
+          f(cpuL.medianCpuSeconds),
+          f(cpuL.medianUserSeconds),
+          f(cpuL.medianSysSeconds),
+          f(cpuL.medianCpuDuringAppSeconds),
+          f(cpuL.medianStartSeconds),
+          f(cpuL.medianStopSeconds),
+          REF.cpu,
+        ],
       ],
     ),
     `  ours / litestream: ${rx(cpuO.medianCpuSeconds, cpuL.medianCpuSeconds)} (whole life), ${rx(cpuO.medianCpuDuringAppSeconds, cpuL.medianCpuDuringAppSeconds)} (during the app's run)`,
@@ -565,11 +631,17 @@ async function main(): Promise<void> {
     'Event-loop delay: not applicable (the app is a separate process from the replicator).',
   ];
   const failures = [
-    ...p1.filter((s) => !s.ok || (s.verify && !s.verify.ok)).map((s) => `P1 run ${s.run + 1} ${NAMES[s.variant]}: ${s.error ?? (s.verify?.error !== undefined ? `replica check failed (litestream restore of its replica): ${s.verify.error}` : `replica check: restored ${s.verify?.rows} rows, expected ${s.verify?.expectedRows}`)}`),
+    ...p1
+      .filter((s) => !s.ok || (s.verify && !s.verify.ok))
+      .map(
+        (s) =>
+          `P1 run ${s.run + 1} ${NAMES[s.variant]}: ${s.error ?? (s.verify?.error !== undefined ? `replica check failed (litestream restore of its replica): ${s.verify.error}` : `replica check: restored ${s.verify?.rows} rows, expected ${s.verify?.expectedRows}`)}`,
+      ),
     ...p2.filter((r) => !r.ok).map((r) => `P2 ${NAMES[r.tool]}: ${r.error ?? `${r.missed} commit(s) without a new segment within 10 s`}`),
     ...loggedErrors(p1, p2),
   ];
-  if (failures.length > 0) text.push('', 'PROBLEMS (and error lines either tool logged):', ...failures.map((x) => `  - ${x.split('\n').join('\n    ')}`));
+  if (failures.length > 0)
+    text.push('', 'PROBLEMS (and error lines either tool logged):', ...failures.map((x) => `  - ${x.split('\n').join('\n    ')}`));
 
   const createdAt = new Date().toISOString();
   const report = {
@@ -578,7 +650,16 @@ async function main(): Promise<void> {
     litestream: lsVersion,
     commit,
     timer: ctx.timer,
-    options: { runs, tx, commits, p1SyncInterval: ctx.p1SyncInterval, p2SyncInterval: P2_SYNC_INTERVAL, minCheckpointPageCount: mcpc ?? null, verify: ctx.verify, age: ctx.ageLines !== undefined },
+    options: {
+      runs,
+      tx,
+      commits,
+      p1SyncInterval: ctx.p1SyncInterval,
+      p2SyncInterval: P2_SYNC_INTERVAL,
+      minCheckpointPageCount: mcpc ?? null,
+      verify: ctx.verify,
+      age: ctx.ageLines !== undefined,
+    },
     targets: TARGET,
     referenceLitestream: REF,
     totalSeconds,

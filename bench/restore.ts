@@ -63,8 +63,12 @@ function resetDir(dir: string): void {
  */
 function variants(root: string, paths: ReturnType<typeof fixturePaths>, source: string[], onlyLitestream: boolean): Variant[] {
   const litestream = (out: string): Command => ({ cmd: litestreamBin(), args: ['restore', '-o', out, ...source] });
-  const ours = (extra: string[]) => (out: string): Command =>
-    onlyLitestream ? litestream(out) : { cmd: process.execPath, args: [join(root, 'bin', 'stn-replicate.js'), 'restore', ...extra, '-o', out, ...source] };
+  const ours =
+    (extra: string[]) =>
+    (out: string): Command =>
+      onlyLitestream
+        ? litestream(out)
+        : { cmd: process.execPath, args: [join(root, 'bin', 'stn-replicate.js'), 'restore', ...extra, '-o', out, ...source] };
   return [
     { name: 'stn-replicate', role: 'ours', command: ours([]) },
     { name: 'litestream v0.3.13', role: 'litestream', command: litestream },
@@ -101,7 +105,9 @@ async function setUpS3(
     log(`s3: ${server.version} at ${target.endpoint}; copying the replica to s3://${target.bucket}/${target.prefix}`);
     const upload = await uploadReplica(target, replica.dir, replica.files);
     await verifyReplica(target, replica.dir, replica.files);
-    log(`s3: ${upload.objects} objects, ${(upload.bytes / 2 ** 20).toFixed(1)} MiB in ${upload.seconds.toFixed(1)} s; read back, same sha256`);
+    log(
+      `s3: ${upload.objects} objects, ${(upload.bytes / 2 ** 20).toFixed(1)} MiB in ${upload.seconds.toFixed(1)} s; read back, same sha256`,
+    );
     const dbPath = join(dir, 'station.db');
     const config = join(dir, 'litestream.yml');
     writeFileSync(config, s3Config(dbPath, { ...target, endpoint: server.endpoint }, age ? ageConfigLines(age) : []));
@@ -137,7 +143,8 @@ async function main(): Promise<void> {
   const profile: FixtureProfile | undefined = PROFILES[values.fixture as FixtureProfile['name']];
   if (!profile) throw new Error(`--fixture must be one of ${Object.keys(PROFILES).join(', ')}, not ${values.fixture}`);
   const latencyMs = Number(values['latency-ms'] ?? (profile.name === 'long-history' && backend === 's3' ? 20 : 0));
-  if (!Number.isFinite(latencyMs) || latencyMs < 0) throw new Error(`--latency-ms must be a number of milliseconds, not ${values['latency-ms']}`);
+  if (!Number.isFinite(latencyMs) || latencyMs < 0)
+    throw new Error(`--latency-ms must be a number of milliseconds, not ${values['latency-ms']}`);
   if (latencyMs > 0 && backend !== 's3') throw new Error('--latency-ms needs --backend s3');
   const onlyLitestream = values['only-litestream'] || process.env.STN_BENCH_ONLY_LITESTREAM === '1';
   const timer = pickTimer(values.timer);
@@ -163,7 +170,8 @@ async function main(): Promise<void> {
   }
 
   // With --age the fixture's objects are encrypted (afresh each run, to a new key pair) into restore-age/.
-  let age: { keys: AgeKeys; replica: { dir: string; files: Manifest['replica']['files'] }; encryptSeconds: number; bytes: number } | undefined;
+  let age:
+    { keys: AgeKeys; replica: { dir: string; files: Manifest['replica']['files'] }; encryptSeconds: number; bytes: number } | undefined;
   if (values.age) {
     const keys = await newAgeKeys();
     const dir = join(outDir, 'restore-age', 'replica');
@@ -182,7 +190,18 @@ async function main(): Promise<void> {
     if (age && !s3) {
       const config = join(outDir, 'restore-age', 'litestream.yml');
       const dbPath = join(outDir, 'restore-age', 'station.db');
-      writeFileSync(config, ['dbs:', `  - path: ${dbPath}`, '    replicas:', '      - type: file', `        path: ${age.replica.dir}`, ...ageConfigLines(age.keys).map((l) => `        ${l}`), ''].join('\n'));
+      writeFileSync(
+        config,
+        [
+          'dbs:',
+          `  - path: ${dbPath}`,
+          '    replicas:',
+          '      - type: file',
+          `        path: ${age.replica.dir}`,
+          ...ageConfigLines(age.keys).map((l) => `        ${l}`),
+          '',
+        ].join('\n'),
+      );
       source = ['-config', config, dbPath];
     }
     const all = variants(root, paths, source, onlyLitestream);
@@ -218,12 +237,23 @@ async function main(): Promise<void> {
       backend,
       ...(age ? { age: { encryptSeconds: age.encryptSeconds, bytes: age.bytes } } : {}),
       ...(s3 ? { s3: { ...s3.info, requestsPerRestore: Object.fromEntries(all.map((v) => [v.name, requests.get(v)!])) } } : {}),
-      fixture: { profile: profile.name, dir: relative(root, paths.dir), reused, builtAt: manifest.builtAt, buildSeconds: manifest.buildSeconds, db: manifest.db, replica },
+      fixture: {
+        profile: profile.name,
+        dir: relative(root, paths.dir),
+        reused,
+        builtAt: manifest.builtAt,
+        buildSeconds: manifest.buildSeconds,
+        db: manifest.db,
+        replica,
+      },
       correctness: checks,
       variants: results,
       ratios: ratios(results),
     };
-    const jsonPath = join(outDir, `restore-${profile.name}${s3 ? '-s3' : ''}${age ? '-age' : ''}-${report.createdAt.replace(/[:.]/g, '-')}.json`);
+    const jsonPath = join(
+      outDir,
+      `restore-${profile.name}${s3 ? '-s3' : ''}${age ? '-age' : ''}-${report.createdAt.replace(/[:.]/g, '-')}.json`,
+    );
     writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
     log(`\n${formatReport(report)}\n\nJSON: ${relative(root, jsonPath)}`);
   } finally {
@@ -238,9 +268,17 @@ async function main(): Promise<void> {
  *    file, byte for byte, as Litestream's is recorded too (the oracle tests require it; here it is
  *    reported, and the content check is what fails the run).
  */
-function warmUpAndCheck(all: Variant[], paths: ReturnType<typeof fixturePaths>, manifest: Manifest, work: string, env: Record<string, string>, log: (s: string) => void): Report['correctness'] {
+function warmUpAndCheck(
+  all: Variant[],
+  paths: ReturnType<typeof fixturePaths>,
+  manifest: Manifest,
+  work: string,
+  env: Record<string, string>,
+  log: (s: string) => void,
+): Report['correctness'] {
   const source = contentDigest(paths.db);
-  if (source.sha256 !== manifest.db.digest.sha256) throw new Error('the cached source database changed since the build: run with --rebuild');
+  if (source.sha256 !== manifest.db.digest.sha256)
+    throw new Error('the cached source database changed since the build: run with --rebuild');
   resetDir(work);
   const checked: string[] = [];
   const fileSha256 = new Map<Variant, string>();
@@ -257,14 +295,18 @@ function warmUpAndCheck(all: Variant[], paths: ReturnType<typeof fixturePaths>, 
     if (v.role === 'floor') continue;
     const got = contentDigest(out);
     if (got.sha256 !== source.sha256 || got.rows !== source.rows) {
-      throw new Error(`${v.name} restored different content: sha256 ${got.sha256} (${got.rows} rows), source ${source.sha256} (${source.rows} rows)`);
+      throw new Error(
+        `${v.name} restored different content: sha256 ${got.sha256} (${got.rows} rows), source ${source.sha256} (${source.rows} rows)`,
+      );
     }
     checked.push(v.name);
     fileSha256.set(v, fileDigest(out));
   }
   const base = all.find((v) => v.role === 'litestream');
   const baseSha = base && fileSha256.get(base);
-  const sameBytesAsLitestream = all.filter((v) => v.role === 'ours' && baseSha !== undefined && fileSha256.get(v) === baseSha).map((v) => v.name);
+  const sameBytesAsLitestream = all
+    .filter((v) => v.role === 'ours' && baseSha !== undefined && fileSha256.get(v) === baseSha)
+    .map((v) => v.name);
   return { sourceSha256: source.sha256, rows: source.rows, checked, sameBytesAsLitestream };
 }
 
@@ -274,7 +316,7 @@ function fileDigest(path: string): string {
   const buf = Buffer.alloc(1 << 20);
   const fd = openSync(path, 'r');
   try {
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
   } finally {
     closeSync(fd);
   }

@@ -92,7 +92,10 @@ tick();
 
 function runApp(script: string, dbPath: string): Promise<Latencies> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, dbPath, args.seconds, args['tx-ms']], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [script, dbPath, args.seconds, args['tx-ms']], {
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Latencies) : reject(new Error(`app exited ${code}`))));
@@ -106,7 +109,7 @@ function makeDatabase(path: string, mb: number): void {
   const ins = db.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
   const row = 'y'.repeat(1000);
   const rows = Math.ceil((mb * 1024 * 1024) / 1050);
-  for (let done = 0; done < rows; ) {
+  for (let done = 0; done < rows;) {
     db.transaction(() => {
       for (let j = 0; j < 5000 && done < rows; j++, done++) ins.run(row, done);
     })();
@@ -133,7 +136,16 @@ async function runTool(tool: Tool, interval: string, root: string, tmp: string, 
   const config = join(dir, 'litestream.yml');
   writeFileSync(
     config,
-    ['dbs:', `  - path: ${dbPath}`, '    replicas:', '      - type: file', `        path: ${replicaDir}`, '        sync-interval: 100ms', `        validation-interval: ${interval}`, ''].join('\n'),
+    [
+      'dbs:',
+      `  - path: ${dbPath}`,
+      '    replicas:',
+      '      - type: file',
+      `        path: ${replicaDir}`,
+      '        sync-interval: 100ms',
+      `        validation-interval: ${interval}`,
+      '',
+    ].join('\n'),
   );
   const r = TimedReplicator.start(tool, root, config, pickTimer('auto'), join(dir, 'time.txt'));
   try {
@@ -190,7 +202,8 @@ async function main(): Promise<void> {
       `ratio ours/litestream with validation: slowest commit ${(ours.app.maxMs / theirs.app.maxMs).toFixed(2)}, p99.9 ${(ours.app.p999Ms / theirs.app.p999Ms).toFixed(2)}`,
     ].join('\n');
     process.stdout.write(`${report}\n`);
-    for (const r of [ours, theirs]) process.stdout.write(`${NAMES[r.tool]} logged: ${r.validationMessages.join('; ') || 'nothing about validation'}\n`);
+    for (const r of [ours, theirs])
+      process.stdout.write(`${NAMES[r.tool]} logged: ${r.validationMessages.join('; ') || 'nothing about validation'}\n`);
     const outDir = join(root, 'bench', 'out');
     mkdirSync(outDir, { recursive: true });
     const file = join(outDir, `validation-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);

@@ -38,7 +38,10 @@ async function main(): Promise<void> {
   db.exec('CREATE TABLE agents (id INTEGER PRIMARY KEY, name TEXT, state TEXT)');
 
   const config = join(demo, 'litestream.yml');
-  writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: file\n        path: ${replicaDir}\n        sync-interval: 100ms\n`);
+  writeFileSync(
+    config,
+    `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: file\n        path: ${replicaDir}\n        sync-interval: 100ms\n`,
+  );
   console.log(`$ stn-replicate replicate -config ${config}    (in the background)`);
   const replicator = spawn(process.execPath, [cli, 'replicate', '-config', config], { stdio: ['ignore', 'inherit', 'inherit'] });
 

@@ -17,7 +17,14 @@ export { formatPos } from './pos.js';
 
 // Restore.
 export { restore, previewRestore } from './replica/restore.js';
-export type { RestoreOptions, RestoreResult, RestoreProgress, IntegrityCheck, RestorePreview, PreviewRestoreOptions } from './replica/restore.js';
+export type {
+  RestoreOptions,
+  RestoreResult,
+  RestoreProgress,
+  IntegrityCheck,
+  RestorePreview,
+  PreviewRestoreOptions,
+} from './replica/restore.js';
 export { restoreIfMissing } from './replica/restore-if-missing.js';
 export type { RestoreIfMissingOptions, RestoreIfMissingOutcome } from './replica/restore-if-missing.js';
 export type { RestoreTarget, RestorableRange, RestorePlanSummary, GenerationListing } from './replica/restore-plan.js';
@@ -27,7 +34,17 @@ export { listReplica, listGeneration, generationRows } from './replica/listing.j
 export type { ReplicaSource, NamedReplica, GenerationRow } from './replica/listing.js';
 
 // Replica clients. The cloud SDKs are loaded only when a client of that kind first talks to its store.
-export type { ReplicaClient, SnapshotInfo, WalSegmentInfo, ObjectBody, OpOptions, OperationCounts, ReplicaOperation, StoredLease, LeaseCapableClient } from './client/replica-client.js';
+export type {
+  ReplicaClient,
+  SnapshotInfo,
+  WalSegmentInfo,
+  ObjectBody,
+  OpOptions,
+  OperationCounts,
+  ReplicaOperation,
+  StoredLease,
+  LeaseCapableClient,
+} from './client/replica-client.js';
 export { supportsLease } from './client/replica-client.js';
 export { FileReplicaClient } from './client/file-client.js';
 export type { FileReplicaClientOptions } from './client/file-client.js';

@@ -225,16 +225,19 @@ export class InProcessReplication extends Replication {
         }),
     );
     // Shadow WAL files are kept until every replica is past them.
-    this.shipper.setRetention(() => {
-      const db = this.shipper.pos();
-      let min: number | undefined;
-      for (const r of this.replicas) {
-        const p = r.pos();
-        if (!db || !p || p.generation !== db.generation) return undefined;
-        min = min === undefined ? p.index : Math.min(min, p.index);
-      }
-      return min;
-    }, () => this.behindReplicas());
+    this.shipper.setRetention(
+      () => {
+        const db = this.shipper.pos();
+        let min: number | undefined;
+        for (const r of this.replicas) {
+          const p = r.pos();
+          if (!db || !p || p.generation !== db.generation) return undefined;
+          min = min === undefined ? p.index : Math.min(min, p.index);
+        }
+        return min;
+      },
+      () => this.behindReplicas(),
+    );
     this.shipper.on('generation', (e) => this.emit('generation', e));
     this.shipper.on('checkpoint', (e) => this.emit('checkpoint', e));
     const forward = (e: { replica?: string; error: unknown }) => reportError(this, e);
@@ -321,7 +324,9 @@ export class InProcessReplication extends Replication {
           const p = r.pos();
           // Generation names do not order lineages in time (ours sort descending): a replica that moved
           // on to a newer generation since holds the target in that generation's snapshot.
-          const caughtUp = p !== undefined && (p.generation === target.generation ? comparePos(p, target) >= 0 : p.generation === this.shipper.pos()?.generation);
+          const caughtUp =
+            p !== undefined &&
+            (p.generation === target.generation ? comparePos(p, target) >= 0 : p.generation === this.shipper.pos()?.generation);
           if (!caughtUp) throw new ReplicateError('IO', `at ${formatPos(p)}, wanted ${formatPos(target)}`);
         } catch (err) {
           failures.push(`${r.name} (${r.client.location}): ${describeError(err)}`);
@@ -329,7 +334,9 @@ export class InProcessReplication extends Replication {
       }),
     );
     if (failures.length > 0) {
-      throw new ReplicateError('IO', `sync of ${this.dbPath} incomplete; not uploaded to: ${failures.join('; ')}`, { details: { position: formatPos(target) } });
+      throw new ReplicateError('IO', `sync of ${this.dbPath} incomplete; not uploaded to: ${failures.join('; ')}`, {
+        details: { position: formatPos(target) },
+      });
     }
   }
 
@@ -360,7 +367,8 @@ export async function startReplication(opts: ReplicationOptions): Promise<Replic
   const names = replicaNames(opts);
   // A lease object lives on this thread (its timers, its 'lost' event): so does its replication.
   const leased = opts.replicas.some((r) => r.lease !== undefined);
-  if (opts.inline === true || leased || opts.now !== undefined || opts.checkpointStepHook !== undefined) return InProcessReplication.start(opts);
+  if (opts.inline === true || leased || opts.now !== undefined || opts.checkpointStepHook !== undefined)
+    return InProcessReplication.start(opts);
   // Loaded on use: the CLI (always in-process) never loads the worker side.
   const { WorkerReplication, transferableClients } = await import('./embedded/worker-replication.js');
   const clients = transferableClients(opts.replicas.map((r) => r.client));

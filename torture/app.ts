@@ -36,7 +36,9 @@ function open(path: string): Database.Database {
 
 function text(rng: Rng, lo: number, hi: number): string {
   const n = rng.int(lo, hi);
-  return randomBytes(Math.ceil(n / 2)).toString('hex').slice(0, n); // compresses about 2:1, like real data
+  return randomBytes(Math.ceil(n / 2))
+    .toString('hex')
+    .slice(0, n); // compresses about 2:1, like real data
 }
 
 function isBusy(e: unknown): boolean {
@@ -102,7 +104,11 @@ async function writer(r: Extract<AppRole, { role: 'writer' }>): Promise<void> {
     const rows = rng.int(r.rows[0], r.rows[1]);
     const ids: number[] = [];
     const doDelete = rng.chance(r.deleteChance);
-    const { result: deleted, t0, t1 } = await transaction(db, () => {
+    const {
+      result: deleted,
+      t0,
+      t1,
+    } = await transaction(db, () => {
       for (let k = 0; k < rows; k++) {
         insert.run(id, r.name, k, text(rng, r.bodyBytes[0], r.bodyBytes[1]), Date.now() / 1000);
         ids.push(id++);

@@ -44,7 +44,13 @@ export async function runRestore(ctx: CheckContext, tool: Tool, out: string, tim
 }
 
 /** Restores with `tool` and compares with `expected`; the output file is removed afterwards. */
-export async function checkRestore(ctx: CheckContext, tool: Tool, out: string, expected: DbFacts, timestamp?: Date): Promise<RestoreOutcome> {
+export async function checkRestore(
+  ctx: CheckContext,
+  tool: Tool,
+  out: string,
+  expected: DbFacts,
+  timestamp?: Date,
+): Promise<RestoreOutcome> {
   try {
     const r = await runRestore(ctx, tool, out, timestamp);
     if (!r.ok) {
@@ -55,13 +61,22 @@ export async function checkRestore(ctx: CheckContext, tool: Tool, out: string, e
     try {
       got = await ctx.facts(out, true);
     } catch (e) {
-      return { status: 'corrupt', detail: String((e as Error).message).split('\n').slice(-2).join(' | ') };
+      return {
+        status: 'corrupt',
+        detail: String((e as Error).message)
+          .split('\n')
+          .slice(-2)
+          .join(' | '),
+      };
     }
     if (got.integrity !== 'ok') return { status: 'corrupt', detail: `integrity_check: ${got.integrity}` };
     if (got.inconsistent.length > 0) return { status: 'corrupt', detail: `trigger counts disagree for ${got.inconsistent.join(',')}` };
     if (got.digest === expected.digest) return { status: 'exact' };
     const d = diffKeys(new Set(expected.keys), got.keys);
-    return { status: 'inexact', detail: `missing ${d.missing.length} [${sample(d.missing)}] extra ${d.extra.length} [${sample(d.extra)}] (other content differs if both are 0)` };
+    return {
+      status: 'inexact',
+      detail: `missing ${d.missing.length} [${sample(d.missing)}] extra ${d.extra.length} [${sample(d.extra)}] (other content differs if both are 0)`,
+    };
   } finally {
     for (const suffix of ['', '-wal', '-shm']) rmSync(`${out}${suffix}`, { force: true });
   }
@@ -69,7 +84,9 @@ export async function checkRestore(ctx: CheckContext, tool: Tool, out: string, e
 
 /** The generations a listing shows (our `generations` command, which prints Litestream's table). */
 export async function listGenerations(ctx: CheckContext): Promise<string[] | string> {
-  const r = await ctx.procs.run('generations', ctx.tools.nodePath, [ctx.tools.oursBin, 'generations', '-config', ctx.config, ctx.db], { env: ctx.env });
+  const r = await ctx.procs.run('generations', ctx.tools.nodePath, [ctx.tools.oursBin, 'generations', '-config', ctx.config, ctx.db], {
+    env: ctx.env,
+  });
   if (r.exit.code !== 0) return `generations failed: ${r.stdout.trim().split('\n').slice(-1)[0]}`;
   return r.stdout
     .split('\n')

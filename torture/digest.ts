@@ -45,7 +45,9 @@ export function contentDigest(db: Database.Database): string {
   for (const o of objects) {
     h.update(`${o.type}\n${o.name}\n${o.tbl_name}\n${o.sql ?? ''}\n`);
     if (o.type !== 'table') continue;
-    const pk = (db.prepare(`SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk`).all(o.name) as { name: string }[]).map((c) => `"${c.name}"`);
+    const pk = (db.prepare(`SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk`).all(o.name) as { name: string }[]).map(
+      (c) => `"${c.name}"`,
+    );
     const withoutRowid = /\bWITHOUT\s+ROWID\b/i.test(o.sql ?? '');
     const order = withoutRowid ? pk.join(', ') : 'rowid';
     for (const row of db.prepare(`SELECT * FROM "${o.name}" ORDER BY ${order}`).raw().iterate() as IterableIterator<unknown[]>) {
@@ -59,7 +61,9 @@ export function contentDigest(db: Database.Database): string {
 
 export function dbFacts(db: Database.Database, withIntegrity: boolean): DbFacts {
   const keys: string[] = [];
-  const tables = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((t) => t.name));
+  const tables = new Set(
+    (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((t) => t.name),
+  );
   for (const t of LEDGER_TABLES) {
     if (!tables.has(t)) continue;
     for (const id of db.prepare(`SELECT id FROM "${t}" ORDER BY id`).pluck().iterate() as IterableIterator<number>) keys.push(`${t}:${id}`);

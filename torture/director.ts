@@ -94,7 +94,9 @@ export class Director {
         const k = event.kill;
         if (k?.style === 'big-inflight') {
           const atPart = (l: string) => l.startsWith('{"ev":"part"') && ((JSON.parse(l) as { n: number }).n ?? 0) >= k.atPart;
-          killer = p.waitForLine(atPart, 300_000).then(() => this.killAndRestart(k.restartAfterMs, `big transaction in flight, part ${k.atPart}`));
+          killer = p
+            .waitForLine(atPart, 300_000)
+            .then(() => this.killAndRestart(k.restartAfterMs, `big transaction in flight, part ${k.atPart}`));
         } else if (k?.style === 'big-committed') {
           killer = p.waitForEvent('committed', 300_000).then(async () => {
             await this.pause(k.delayMs);
@@ -159,7 +161,9 @@ export class Director {
       const ledger = readLedger(this.d.ledgerDir);
       const diff = diffKeys(ledger.committed, live.keys);
       if (diff.missing.length + diff.extra.length > 0) {
-        this.d.fail(`point in time: the live database differs from the ledger (missing ${diff.missing.length}, extra ${diff.extra.length})`);
+        this.d.fail(
+          `point in time: the live database differs from the ledger (missing ${diff.missing.length}, extra ${diff.extra.length})`,
+        );
       }
       const behind = await this.waitReplicaHolds(live);
       if (behind !== undefined) {

@@ -78,7 +78,9 @@ export function cliScript(spec: ForeignWriterSpec, rng: Rng): CliScript {
     const values: string[] = [];
     for (let k = 0; k < rows; k++) {
       const bytes = rng.int(spec.bodyBytes[0], spec.bodyBytes[1]);
-      values.push(`(${id}, '${spec.name}', ${k}, substr(hex(randomblob(${Math.ceil(bytes / 2)})), 1, ${bytes}), (julianday('now') - 2440587.5) * 86400.0)`);
+      values.push(
+        `(${id}, '${spec.name}', ${k}, substr(hex(randomblob(${Math.ceil(bytes / 2)})), 1, ${bytes}), (julianday('now') - 2440587.5) * 86400.0)`,
+      );
       ids.push(id++);
     }
     const deletes = rng.chance(spec.deleteChance);

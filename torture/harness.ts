@@ -76,10 +76,20 @@ export async function runRound(spec: RoundSpec, o: HarnessOptions): Promise<Roun
 
   const db = join(dir, 'app.db');
   const ledgerDir = join(dir, 'ledger');
-  const store = await openStore(spec.backend, dir, `torture-${spec.index}-${spec.seed.toString(16)}-${Date.now().toString(36)}`, o.servers, o.asRoot);
+  const store = await openStore(
+    spec.backend,
+    dir,
+    `torture-${spec.index}-${spec.seed.toString(16)}-${Date.now().toString(36)}`,
+    o.servers,
+    o.asRoot,
+  );
   const config = writeConfig(join(dir, 'litestream.yml'), { dbPath: db, replica: store.replicaLines, ...plan.settings });
   const restoreConfig = writeConfig(join(dir, 'restore.yml'), { dbPath: db, replica: store.restoreLines, ...plan.settings });
-  const workload = new Workload({ procs, nodePath: o.tools.nodePath, appJs: o.appJs, db, ledgerDir, env: o.env }, new Rng(spec.seed).fork('load'), plan.load);
+  const workload = new Workload(
+    { procs, nodePath: o.tools.nodePath, appJs: o.appJs, db, ledgerDir, env: o.env },
+    new Rng(spec.seed).fork('load'),
+    plan.load,
+  );
   const check: CheckContext = { procs, tools: o.tools, env: o.env, config: restoreConfig, db, facts: (p, i) => workload.facts(p, i) };
   let crashRestarts = 0;
   let ending = false;
@@ -165,8 +175,16 @@ export async function runRound(spec: RoundSpec, o: HarnessOptions): Promise<Roun
     const ledger = readLedger(ledgerDir);
     const diff = diffKeys(ledger.committed, live.keys);
     const doomedSeen = live.keys.filter((k) => ledger.doomed.has(k)).length;
-    result.ledger = { transactions: ledger.transactions, committedRows: ledger.committed.size, liveRows: live.keys.length, missing: diff.missing.length, extra: diff.extra.length, doomedSeen };
-    if (diff.missing.length + diff.extra.length > 0) fail(`the live database differs from the ledger: missing ${diff.missing.length}, extra ${diff.extra.length}`);
+    result.ledger = {
+      transactions: ledger.transactions,
+      committedRows: ledger.committed.size,
+      liveRows: live.keys.length,
+      missing: diff.missing.length,
+      extra: diff.extra.length,
+      doomedSeen,
+    };
+    if (diff.missing.length + diff.extra.length > 0)
+      fail(`the live database differs from the ledger: missing ${diff.missing.length}, extra ${diff.extra.length}`);
     if (doomedSeen > 0) fail(`${doomedSeen} rows of a transaction killed before COMMIT are in the live database`);
     if (ledger.unknownDeletes.length > 0) fail(`${ledger.unknownDeletes.length} deleted rows were never recorded as inserted`);
     for (const d of workload.counts.damage) fail(`an application process saw a damaged database: ${d}`);
@@ -180,8 +198,10 @@ export async function runRound(spec: RoundSpec, o: HarnessOptions): Promise<Roun
       const ours = await checkRestore(check, 'ours', join(dir, 'restores', `pit-${i}-ours.db`), pit.facts, pit.at);
       const litestream = await checkRestore(check, 'litestream', join(dir, 'restores', `pit-${i}-litestream.db`), pit.facts, pit.at);
       result.pitr.push({ at: pit.at.toISOString(), rows: pit.facts.keys.length, ours, litestream });
-      if (ours.status !== 'exact') fail(`restore at ${pit.at.toISOString()} by ours: ${ours.status}${ours.detail ? ` (${ours.detail})` : ''}`);
-      if (litestream.status !== 'exact' && litestream.status !== 'nomatch') fail(`restore at ${pit.at.toISOString()} by litestream: ${litestream.status} (${litestream.detail ?? ''})`);
+      if (ours.status !== 'exact')
+        fail(`restore at ${pit.at.toISOString()} by ours: ${ours.status}${ours.detail ? ` (${ours.detail})` : ''}`);
+      if (litestream.status !== 'exact' && litestream.status !== 'nomatch')
+        fail(`restore at ${pit.at.toISOString()} by litestream: ${litestream.status} (${litestream.detail ?? ''})`);
     }
 
     const listed = await listGenerations(check);

@@ -64,7 +64,8 @@ export class Proc {
     if (this.exited) return;
     this.exited = e;
     this.log?.end();
-    for (const w of this.waiters.splice(0)) w.reject(new Error(`${this.name} exited (${e.code ?? e.signal}) while waited on:\n${this.tail()}`));
+    for (const w of this.waiters.splice(0))
+      w.reject(new Error(`${this.name} exited (${e.code ?? e.signal}) while waited on:\n${this.tail()}`));
     resolve(e);
   }
 
@@ -154,7 +155,12 @@ export class ProcessSet {
   }
 
   /** Runs a command to completion, output kept. */
-  async run(name: string, cmd: string, args: string[], opts: ProcOptions & { input?: string }): Promise<{ exit: ProcExit; stdout: string }> {
+  async run(
+    name: string,
+    cmd: string,
+    args: string[],
+    opts: ProcOptions & { input?: string },
+  ): Promise<{ exit: ProcExit; stdout: string }> {
     const p = this.spawn(name, cmd, args, { ...opts, stdin: opts.input !== undefined ? 'pipe' : 'ignore', keepLines: true });
     if (opts.input !== undefined) p.sendAndClose(opts.input);
     const exit = await p.exit;

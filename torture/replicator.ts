@@ -134,7 +134,14 @@ export function classifyGenerations(boots: readonly BootRecord[]): GenerationEve
   const out: GenerationEvent[] = [];
   boots.forEach((b, index) => {
     const prev = boots[index - 1];
-    const context = index === 0 ? 'first start' : prev?.end === 'killed' ? 'restart after SIGKILL' : prev?.end === 'crashed' ? 'restart after a crash' : 'restart';
+    const context =
+      index === 0
+        ? 'first start'
+        : prev?.end === 'killed'
+          ? 'restart after SIGKILL'
+          : prev?.end === 'crashed'
+            ? 'restart after a crash'
+            : 'restart';
     b.generations.forEach((g, i) => {
       const expected = i === 0 && context !== 'restart';
       out.push({ ...g, boot: index, expected, context: i === 0 ? context : 'mid-run' });

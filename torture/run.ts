@@ -60,12 +60,16 @@ const env = cleanEnv({ LANG: 'C' });
 function roundOf(i: number): { seed: number; backend: Backend } {
   const s = i === 0 ? seed : mixSeed(seed, i);
   // The first rounds cover every backend asked for; later ones mostly file replicas.
-  const backend = i < backends.length ? backends[i]! : new Rng(s).fork('backend').weighted(backends.map((b) => [b, b === 'file' ? 3 : 1] as const));
+  const backend =
+    i < backends.length ? backends[i]! : new Rng(s).fork('backend').weighted(backends.map((b) => [b, b === 'file' ? 3 : 1] as const));
   return { seed: s, backend };
 }
 
 function replayCommand(r: RoundResult): string {
-  const extra = [args['calm-checkpoints'] ? ' --calm-checkpoints' : '', args['max-checkpoints-per-second'] ? ` --max-checkpoints-per-second ${args['max-checkpoints-per-second']}` : ''].join('');
+  const extra = [
+    args['calm-checkpoints'] ? ' --calm-checkpoints' : '',
+    args['max-checkpoints-per-second'] ? ` --max-checkpoints-per-second ${args['max-checkpoints-per-second']}` : '',
+  ].join('');
   return `npm run torture -- --replicator '${args.replicator}' --seed ${r.seed} --rounds 1 --backends ${r.backend} --seconds ${seconds}${extra} --keep`;
 }
 
@@ -92,7 +96,9 @@ try {
     backends.includes('abs') ? startAbsServer({ dieWithParent: true }) : undefined,
   ]);
   servers = { ...(s3 ? { s3 } : {}), ...(abs ? { abs } : {}) };
-  process.stdout.write(`torture: replicator=${replicator.name} (${[replicator.cmd, ...replicator.args].join(' ')}) seed=${seed} rounds=${rounds} seconds=${seconds} dir=${rootDir}\n`);
+  process.stdout.write(
+    `torture: replicator=${replicator.name} (${[replicator.cmd, ...replicator.args].join(' ')}) seed=${seed} rounds=${rounds} seconds=${seconds} dir=${rootDir}\n`,
+  );
   for (let i = 0; i < rounds && !abort.signal.aborted; i++) {
     const { seed: roundSeed, backend } = roundOf(i);
     const r = await runRound(

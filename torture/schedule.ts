@@ -22,7 +22,12 @@ export type PlannedEvent =
   | { kind: 'pit' }
   | { kind: 'kill'; style: 'random' | 'on-upload'; restartAfterMs: number }
   | { kind: 'outage'; ms: number }
-  | { kind: 'big'; parts: number; partBytes: number; kill?: { style: 'big-inflight' | 'big-committed'; atPart: number; delayMs: number; restartAfterMs: number } }
+  | {
+      kind: 'big';
+      parts: number;
+      partBytes: number;
+      kill?: { style: 'big-inflight' | 'big-committed'; atPart: number; delayMs: number; restartAfterMs: number };
+    }
   | { kind: 'vacuum' }
   | { kind: 'doomed'; rows: number; killAfterMs: number };
 
@@ -72,13 +77,25 @@ export function planRound(seed: number, backend: Backend, seconds: number, opts:
     syncInterval: rng.pick(['100ms', '250ms', '500ms', '1s']),
     ...(rng.chance(0.5) ? { monitorInterval: rng.pick(['100ms', '250ms', '500ms']) } : {}),
   };
-  const minPages = opts.calmCheckpoints ? rng.pick([undefined, 100, 200]) : rng.weighted<number | undefined>([[undefined, 3], [200, 2], [100, 2], [20, 2], [5, 1]]);
+  const minPages = opts.calmCheckpoints
+    ? rng.pick([undefined, 100, 200])
+    : rng.weighted<number | undefined>([
+        [undefined, 3],
+        [200, 2],
+        [100, 2],
+        [20, 2],
+        [5, 1],
+      ]);
   if (minPages !== undefined) settings.minCheckpointPageCount = minPages;
   if (backend === 'file' && rng.chance(0.2)) settings.snapshotInterval = rng.pick(['4s', '7s']);
 
   const load: LoadPlan = {
     shortWriterEveryMs: [300, 2500],
-    writerKinds: [['node', 4], ['python', 3], ['cli', 3]],
+    writerKinds: [
+      ['node', 4],
+      ['python', 3],
+      ['cli', 3],
+    ],
     readerEveryMs: [2500, 8000],
     readerHoldMs: [500, 4000],
     checkpointEveryMs: [3000, 9000],
@@ -95,9 +112,18 @@ export function planRound(seed: number, backend: Backend, seconds: number, opts:
   const events: PlannedEvent[] = [];
   const pits = seconds >= 40 ? 3 : seconds >= 12 ? 2 : 1;
   for (let i = 0; i < pits; i++) events.push({ kind: 'pit' });
-  const kills = rng.weighted([[0, 2], [1, 5], [2, 3]]);
+  const kills = rng.weighted([
+    [0, 2],
+    [1, 5],
+    [2, 3],
+  ]);
   for (let i = 0; i < kills; i++) {
-    const style = rng.weighted<KillStyle>([['random', 4], ['on-upload', 2], ['big-inflight', 2], ['big-committed', 2]]);
+    const style = rng.weighted<KillStyle>([
+      ['random', 4],
+      ['on-upload', 2],
+      ['big-inflight', 2],
+      ['big-committed', 2],
+    ]);
     const restartAfterMs = rng.int(100, 2000);
     if (style === 'random' || style === 'on-upload') events.push({ kind: 'kill', style, restartAfterMs });
     else events.push(big({ style, atPart: rng.int(1, bigHi), delayMs: rng.int(0, 400), restartAfterMs }));
@@ -109,5 +135,12 @@ export function planRound(seed: number, backend: Backend, seconds: number, opts:
 
   const ordered = rng.shuffle(events);
   const slot = (seconds * 1000) / (ordered.length + 1);
-  return { seed, backend, seconds, settings, load, events: ordered.map((event) => ({ gapMs: Math.round(slot * rng.float(0.5, 1.5)), event })) };
+  return {
+    seed,
+    backend,
+    seconds,
+    settings,
+    load,
+    events: ordered.map((event) => ({ gapMs: Math.round(slot * rng.float(0.5, 1.5)), event })),
+  };
 }

@@ -40,13 +40,32 @@ export async function openStore(backend: Backend, roundDir: string, name: string
   if (backend === 'file') return fileStore(join(roundDir, 'replica'), asRoot);
   const endpoint = backend === 's3' ? servers.s3Endpoint : servers.absEndpoint;
   if (!endpoint) throw new Error(`no ${backend} server given for a ${backend} round`);
-  const bucket = name.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63);
+  const bucket = name
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, 63);
   const proxy = await startFaultProxy(backend === 's3' ? endpoint : new URL(endpoint).origin);
   const viaProxy = backend === 's3' ? proxy.endpoint : `${proxy.endpoint}/${AZURITE_ACCOUNT}`;
   const keys = (ep: string) =>
     backend === 's3'
-      ? ['type: s3', `bucket: ${bucket}`, 'path: db', `endpoint: ${ep}`, 'region: us-east-1', 'force-path-style: true', 'access-key-id: torture', 'secret-access-key: torture']
-      : ['type: abs', `account-name: ${AZURITE_ACCOUNT}`, `account-key: ${AZURITE_KEY}`, `endpoint: ${ep}`, `bucket: ${bucket}`, 'path: db'];
+      ? [
+          'type: s3',
+          `bucket: ${bucket}`,
+          'path: db',
+          `endpoint: ${ep}`,
+          'region: us-east-1',
+          'force-path-style: true',
+          'access-key-id: torture',
+          'secret-access-key: torture',
+        ]
+      : [
+          'type: abs',
+          `account-name: ${AZURITE_ACCOUNT}`,
+          `account-key: ${AZURITE_KEY}`,
+          `endpoint: ${ep}`,
+          `bucket: ${bucket}`,
+          'path: db',
+        ];
   if (backend === 's3') await createBucket(endpoint, bucket);
   else await createContainer(endpoint, bucket);
   return cloudStore(backend, proxy, keys(viaProxy), keys(endpoint), async () => {

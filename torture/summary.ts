@@ -12,7 +12,14 @@ export interface RunSummary {
   latestExact: { ours: number; litestream: number };
   corrupt: number;
   pitr: { total: number; oursExact: number; litestreamExact: number; litestreamNoMatch: number; unsettled: number };
-  generations: { logged: number; listed: number; unexpected: number; maxPerRound: number; afterKill: number; reasons: Record<string, number> };
+  generations: {
+    logged: number;
+    listed: number;
+    unexpected: number;
+    maxPerRound: number;
+    afterKill: number;
+    reasons: Record<string, number>;
+  };
   checkpointsPerSecondPeak: number;
   checkpoints: number;
   replicatorKills: number;
@@ -70,7 +77,8 @@ export function summarize(results: RoundResult[], replicator: string, seed: numb
     s.outages += r.outages.length;
     s.appKills += r.appKills;
     if (r.ledger.missing + r.ledger.extra + r.ledger.doomedSeen > 0) s.ledgerMismatches++;
-    if (!r.ok) s.failures.push({ round: r.index, seed: r.seed, backend: r.backend, ...(r.dir ? { dir: r.dir } : {}), failures: r.failures });
+    if (!r.ok)
+      s.failures.push({ round: r.index, seed: r.seed, backend: r.backend, ...(r.dir ? { dir: r.dir } : {}), failures: r.failures });
   }
   return s;
 }
@@ -79,7 +87,9 @@ export function summaryLine(s: RunSummary): string {
   const n = s.rounds;
   return [
     `torture: replicator=${s.replicator} seed=${s.seed} rounds=${n} failed=${s.failedRounds} seconds=${s.wallSeconds}`,
-    `backends=${Object.entries(s.backends).map(([b, c]) => `${b}:${c}`).join(',')}`,
+    `backends=${Object.entries(s.backends)
+      .map(([b, c]) => `${b}:${c}`)
+      .join(',')}`,
     `latest exact ours=${s.latestExact.ours}/${n} litestream=${s.latestExact.litestream}/${n} corrupt=${s.corrupt}`,
     `pitr exact ours=${s.pitr.oursExact}/${s.pitr.total} litestream=${s.pitr.litestreamExact}/${s.pitr.total} (no match ${s.pitr.litestreamNoMatch}) unsettled=${s.pitr.unsettled}`,
     `ledger mismatches=${s.ledgerMismatches}`,

@@ -86,7 +86,10 @@ export class Workload {
 
   /** Content digest, ledger keys and (optionally) integrity check of any database, from a child process. */
   async facts(path: string, integrity: boolean): Promise<DbFacts> {
-    const p = this.o.procs.spawn('facts', this.o.nodePath, [this.o.appJs, JSON.stringify({ role: 'facts', db: path, integrity })], { env: this.o.env, keepLines: true });
+    const p = this.o.procs.spawn('facts', this.o.nodePath, [this.o.appJs, JSON.stringify({ role: 'facts', db: path, integrity })], {
+      env: this.o.env,
+      keepLines: true,
+    });
     await p.exit;
     const line = p.lines.find((l) => l.startsWith('{"ev":"facts"'));
     if (!line) throw new Error(`reading ${path} failed: ${p.tail(5)}`);
@@ -109,7 +112,8 @@ export class Workload {
       deleteChance: 0.25,
     };
     this.counts.writers[kind]++;
-    if (kind === 'node') return this.role(name, { role: 'writer', ...spec, control: false, pauseMs: [0, 50], synchronousNormal: this.rng.chance(0.5) });
+    if (kind === 'node')
+      return this.role(name, { role: 'writer', ...spec, control: false, pauseMs: [0, 50], synchronousNormal: this.rng.chance(0.5) });
     if (kind === 'python') {
       const p = this.o.procs.spawn(name, 'python3', ['-c', PYTHON_WRITER, JSON.stringify(spec)], { env: this.o.env, keepLines: true });
       this.watch(p);
@@ -204,7 +208,11 @@ export class Workload {
         readers,
         () => {
           this.counts.readers++;
-          return this.role(`reader-${this.counts.readers}`, { role: 'reader', db: this.o.db, holdMs: readers.int(...this.plan.readerHoldMs) });
+          return this.role(`reader-${this.counts.readers}`, {
+            role: 'reader',
+            db: this.o.db,
+            holdMs: readers.int(...this.plan.readerHoldMs),
+          });
         },
         this.readers,
       ),

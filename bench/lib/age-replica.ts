@@ -30,7 +30,12 @@ export function ageConfigLines(k: AgeKeys): string[] {
  * Encrypts every object of the file replica `srcDir` (`files`: paths relative to it) into `destDir`,
  * same paths and mtimes. Returns the seconds it took and the encrypted size.
  */
-export async function encryptReplica(srcDir: string, files: { path: string }[], destDir: string, k: AgeKeys): Promise<{ seconds: number; bytes: number }> {
+export async function encryptReplica(
+  srcDir: string,
+  files: { path: string }[],
+  destDir: string,
+  k: AgeKeys,
+): Promise<{ seconds: number; bytes: number }> {
   const t0 = performance.now();
   let bytes = 0;
   for (const f of files) {

@@ -24,8 +24,16 @@ export interface ChildServerOptions {
 
 const SETPRIV = '/usr/bin/setpriv';
 
-export async function startChildServer(name: string, args: string[], portLine: RegExp, opts: ChildServerOptions = {}): Promise<ChildServer> {
-  const [cmd, argv] = opts.dieWithParent && existsSync(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'KILL', '--', process.execPath, ...args]] : [process.execPath, args];
+export async function startChildServer(
+  name: string,
+  args: string[],
+  portLine: RegExp,
+  opts: ChildServerOptions = {},
+): Promise<ChildServer> {
+  const [cmd, argv] =
+    opts.dieWithParent && existsSync(SETPRIV)
+      ? [SETPRIV, ['--pdeathsig', 'KILL', '--', process.execPath, ...args]]
+      : [process.execPath, args];
   const child = spawn(cmd, argv, { ...(opts.env ? { env: opts.env } : {}), stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   let started = false;

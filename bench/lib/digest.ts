@@ -30,12 +30,17 @@ export function contentDigest(path: string): Digest {
     let rows = 0;
     // GLOB, not LIKE: '_' is a wildcard in LIKE.
     const tables = db
-      .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' ORDER BY name")
+      .prepare(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' ORDER BY name",
+      )
       .all() as { name: string; sql: string }[];
     for (const t of tables) {
       h.update(`table ${t.name}\n${t.sql}\n`);
       // safeIntegers: 64-bit integers must hash exactly, not as rounded doubles.
-      const stmt = db.prepare(`SELECT * FROM "${t.name.replace(/"/g, '""')}" ORDER BY rowid`).raw(true).safeIntegers(true);
+      const stmt = db
+        .prepare(`SELECT * FROM "${t.name.replace(/"/g, '""')}" ORDER BY rowid`)
+        .raw(true)
+        .safeIntegers(true);
       for (const row of stmt.iterate() as IterableIterator<unknown[]>) {
         for (const v of row) hashValue(h, v);
         h.update('\n');
@@ -47,4 +52,3 @@ export function contentDigest(path: string): Digest {
     db.close();
   }
 }
-

@@ -18,7 +18,8 @@ import { FileReplicaClient } from '../../src/client/file-client.js';
 import { startReplication, type Replication } from '../../src/replication.js';
 
 const [dir, mode, secondsArg, rateArg] = process.argv.slice(2);
-if (!dir || (mode !== 'none' && mode !== 'ours' && mode !== 'inline')) throw new Error('usage: embedded-app <dir> <none|ours|inline> <seconds> <tx/s>');
+if (!dir || (mode !== 'none' && mode !== 'ours' && mode !== 'inline'))
+  throw new Error('usage: embedded-app <dir> <none|ours|inline> <seconds> <tx/s>');
 const seconds = Number(secondsArg ?? 10);
 const rate = Number(rateArg ?? 500);
 
@@ -36,8 +37,13 @@ const tx = db.transaction((i: number) => {
 let replication: Replication | undefined;
 if (mode !== 'none') {
   // The defaults an embedding app gets (sync-interval 1s, monitor 1s, checkpoints by page count).
-  replication = await startReplication({ dbPath, replicas: [{ name: 'file', client: new FileReplicaClient({ path: join(dir, 'replica') }) }], inline: mode === 'inline' });
-  if (replication.inWorker !== (mode === 'ours')) throw new Error(`${mode}: replication ${replication.inWorker ? 'in a worker' : 'in-process'}`);
+  replication = await startReplication({
+    dbPath,
+    replicas: [{ name: 'file', client: new FileReplicaClient({ path: join(dir, 'replica') }) }],
+    inline: mode === 'inline',
+  });
+  if (replication.inWorker !== (mode === 'ours'))
+    throw new Error(`${mode}: replication ${replication.inWorker ? 'in a worker' : 'in-process'}`);
   await replication.sync(); // the snapshot is written before the measured run, as in a long-lived app
 }
 

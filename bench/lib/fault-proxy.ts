@@ -44,7 +44,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const upstream = new URL(target);
   const stalled = new Set<ServerResponse>();
   let losing: { match: (method: string, url: string) => boolean; left: number } | undefined;
-  let gate: { match: (method: string, url: string) => boolean; state: RequestGate; held: (() => void)[]; open: boolean; timer?: NodeJS.Timeout } | undefined;
+  let gate:
+    | { match: (method: string, url: string) => boolean; state: RequestGate; held: (() => void)[]; open: boolean; timer?: NodeJS.Timeout }
+    | undefined;
   const openGate = () => {
     if (!gate || gate.open) return;
     gate.open = true;
@@ -87,7 +89,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       proxy.faults++;
       req.resume(); // drain the body
       if (mode === 'error403' || mode === 'error500' || mode === 'error503') {
-        const [status, code] = mode === 'error403' ? [403, 'AccessDenied'] : mode === 'error500' ? [500, 'InternalError'] : [503, 'SlowDown'];
+        const [status, code] =
+          mode === 'error403' ? [403, 'AccessDenied'] : mode === 'error500' ? [500, 'InternalError'] : [503, 'SlowDown'];
         res.writeHead(status, { 'content-type': 'application/xml' });
         res.end(`<?xml version="1.0"?><Error><Code>${code}</Code><Message>injected</Message></Error>`);
       } else if (mode === 'drop') {
@@ -99,26 +102,23 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
     const lose = losing !== undefined && losing.left > 0 && losing.match(req.method ?? '', req.url ?? '');
     if (lose) losing!.left--;
-    const out = request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
-      (up) => {
-        if (lose) {
-          proxy.faults++;
-          up.resume();
-          req.socket.destroy();
-          return;
-        }
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        if (mode === 'stallBody') {
-          proxy.faults++;
-          res.flushHeaders();
-          up.resume(); // the body is read from upstream and dropped
-          stalled.add(res);
-          return;
-        }
-        up.pipe(res);
-      },
-    );
+    const out = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      if (lose) {
+        proxy.faults++;
+        up.resume();
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      if (mode === 'stallBody') {
+        proxy.faults++;
+        res.flushHeaders();
+        up.resume(); // the body is read from upstream and dropped
+        stalled.add(res);
+        return;
+      }
+      up.pipe(res);
+    });
     out.on('error', () => res.destroy());
     req.pipe(out);
   }

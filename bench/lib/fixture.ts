@@ -42,9 +42,29 @@ export const PROFILES: Record<FixtureProfile['name'], FixtureProfile> = {
    * (each rewrites a whole page somewhere in the file): ~20 MiB inserted, ~25–30 MiB of WAL frames in
    * ~7 indexes (1000 pages = 4 MiB of WAL per index).
    */
-  large: { name: 'large', initialBytes: 170 * MiB, liveTxs: 20, txInsertBytes: 1 * MiB, txUpdates: 100, minCheckpointPages: 1000, minIndexes: 4, minSegments: 10, interval: '100ms' },
+  large: {
+    name: 'large',
+    initialBytes: 170 * MiB,
+    liveTxs: 20,
+    txInsertBytes: 1 * MiB,
+    txUpdates: 100,
+    minCheckpointPages: 1000,
+    minIndexes: 4,
+    minSegments: 10,
+    interval: '100ms',
+  },
   /** The same at ~1 GB: restore time and peak memory must stay flat in database size. */
-  huge: { name: 'huge', initialBytes: 1000 * MiB, liveTxs: 20, txInsertBytes: 1 * MiB, txUpdates: 100, minCheckpointPages: 1000, minIndexes: 4, minSegments: 10, interval: '100ms' },
+  huge: {
+    name: 'huge',
+    initialBytes: 1000 * MiB,
+    liveTxs: 20,
+    txInsertBytes: 1 * MiB,
+    txUpdates: 100,
+    minCheckpointPages: 1000,
+    minIndexes: 4,
+    minSegments: 10,
+    interval: '100ms',
+  },
   /**
    * A long history: a small snapshot (4 MiB), then ~1,150 small transactions (a row or two each), each
    * its own WAL segment, all in one WAL index (no checkpoint in between): what hours of light traffic at
@@ -52,8 +72,28 @@ export const PROFILES: Record<FixtureProfile['name'], FixtureProfile> = {
    * Litestream reads one index's segments one after another.
    */
   /** A few seconds to build and restore: a check that the harness (and a variant such as --age) runs, not a measurement. */
-  small: { name: 'small', initialBytes: 8 * MiB, liveTxs: 6, txInsertBytes: 256 * 1024, txUpdates: 20, minCheckpointPages: 100, minIndexes: 2, minSegments: 4, interval: '100ms' },
-  'long-history': { name: 'long-history', initialBytes: 4 * MiB, liveTxs: 1150, txInsertBytes: 300, txUpdates: 0, minCheckpointPages: 100_000, minIndexes: 1, minSegments: 1100, interval: '10ms' },
+  small: {
+    name: 'small',
+    initialBytes: 8 * MiB,
+    liveTxs: 6,
+    txInsertBytes: 256 * 1024,
+    txUpdates: 20,
+    minCheckpointPages: 100,
+    minIndexes: 2,
+    minSegments: 4,
+    interval: '100ms',
+  },
+  'long-history': {
+    name: 'long-history',
+    initialBytes: 4 * MiB,
+    liveTxs: 1150,
+    txInsertBytes: 300,
+    txUpdates: 0,
+    minCheckpointPages: 100_000,
+    minIndexes: 1,
+    minSegments: 1100,
+    interval: '10ms',
+  },
 };
 
 export interface FixturePaths {
@@ -147,11 +187,17 @@ function bulkLoad(path: string, gen: RowGenerator, initialBytes: number): number
 }
 
 /** The live transactions: inserts and in-place updates of random existing rows. */
-async function liveWrites(db: Database.Database, ls: Replicator, gen: RowGenerator, initialRows: number, pr: FixtureProfile): Promise<void> {
+async function liveWrites(
+  db: Database.Database,
+  ls: Replicator,
+  gen: RowGenerator,
+  initialRows: number,
+  pr: FixtureProfile,
+): Promise<void> {
   const insert = db.prepare(`INSERT INTO ${TABLE} (user_id, created_at, doc, token) VALUES (?, ?, ?, ?)`);
   const update = db.prepare(`UPDATE ${TABLE} SET doc = ?, token = ? WHERE id = ?`);
   const tx = db.transaction(() => {
-    for (let n = 0; n < pr.txInsertBytes; ) {
+    for (let n = 0; n < pr.txInsertBytes;) {
       const r = gen.row();
       insert.run(r.userId, r.createdAt, r.doc, r.token);
       n += rowBytes(r);
@@ -187,7 +233,13 @@ export async function buildFixture(p: FixturePaths, pr: FixtureProfile, log: (s:
   // Leave checkpoints to Litestream (as its docs advise), so min-checkpoint-page-count alone decides
   // where one WAL index ends and the next begins.
   db.pragma('wal_autocheckpoint = 0');
-  const ls = Replicator.start({ dbPath: p.db, replicaDir: p.replica, configPath: join(p.dir, 'litestream.yml'), minCheckpointPageCount: pr.minCheckpointPages, interval: pr.interval });
+  const ls = Replicator.start({
+    dbPath: p.db,
+    replicaDir: p.replica,
+    configPath: join(p.dir, 'litestream.yml'),
+    minCheckpointPageCount: pr.minCheckpointPages,
+    interval: pr.interval,
+  });
   try {
     await ls.waitFor(/msg="snapshot written"/, 0, 120_000);
     log(`  snapshot written after ${((Date.now() - started) / 1000).toFixed(0)} s; ${pr.liveTxs} more transactions`);
@@ -208,7 +260,8 @@ export async function buildFixture(p: FixturePaths, pr: FixtureProfile, log: (s:
   if (replica.generations.length !== 1) throw new Error(`expected one generation, got ${replica.generations.join(', ')}:\n${ls.tail()}`);
   if (replica.snapshots.count !== 1) throw new Error(`expected one snapshot, got ${replica.snapshots.count}`);
   if (replica.indexes < pr.minIndexes) throw new Error(`expected at least ${pr.minIndexes} WAL indexes, got ${replica.indexes}`);
-  if (replica.segments.count < pr.minSegments) throw new Error(`expected at least ${pr.minSegments} WAL segments, got ${replica.segments.count}`);
+  if (replica.segments.count < pr.minSegments)
+    throw new Error(`expected at least ${pr.minSegments} WAL segments, got ${replica.segments.count}`);
 
   const digest = contentDigest(p.db);
   const check = join(p.dir, 'verify', 'db');
@@ -216,7 +269,8 @@ export async function buildFixture(p: FixturePaths, pr: FixtureProfile, log: (s:
   if (r.status !== 0) throw new Error(`litestream restore of the new fixture failed:\n${r.stderr}`);
   const restored = contentDigest(check);
   rmSync(dirname(check), { recursive: true, force: true });
-  if (restored.sha256 !== digest.sha256) throw new Error('litestream restore of the new fixture differs from the source: the last writes were not shipped');
+  if (restored.sha256 !== digest.sha256)
+    throw new Error('litestream restore of the new fixture differs from the source: the last writes were not shipped');
 
   const manifest: Manifest = {
     format: FIXTURE_FORMAT,

@@ -172,9 +172,13 @@ export class TimedReplicator {
       const check = () => {
         const i = this.lines.findIndex((l, idx) => idx >= from && re.test(l.text));
         if (i !== -1) done(undefined, i);
-        else if (this.exitCode !== undefined) done(new Error(`${this.tool} replicator exited (${this.exitCode}) before ${re}:\n${this.tail()}`));
+        else if (this.exitCode !== undefined)
+          done(new Error(`${this.tool} replicator exited (${this.exitCode}) before ${re}:\n${this.tail()}`));
       };
-      const timer = setTimeout(() => done(new Error(`timed out after ${timeoutMs} ms waiting for ${re} from ${this.tool}:\n${this.tail()}`)), timeoutMs);
+      const timer = setTimeout(
+        () => done(new Error(`timed out after ${timeoutMs} ms waiting for ${re} from ${this.tool}:\n${this.tail()}`)),
+        timeoutMs,
+      );
       this.listeners.add(check);
       check();
     });
@@ -191,7 +195,10 @@ export class TimedReplicator {
    * Signals the replicator itself (the timer only waits for it), waits for its exit, then reads the
    * timer's figures. SIGKILL after `graceMs`.
    */
-  async stop(signal: NodeJS.Signals = 'SIGINT', graceMs = 20_000): Promise<{ code: number | null; stopSeconds: number; killed: boolean; usage: Usage | undefined }> {
+  async stop(
+    signal: NodeJS.Signals = 'SIGINT',
+    graceMs = 20_000,
+  ): Promise<{ code: number | null; stopSeconds: number; killed: boolean; usage: Usage | undefined }> {
     const t0 = performance.now();
     let killed = false;
     if (this.exitCode === undefined) {

@@ -69,7 +69,15 @@ export interface Report {
   /** With --age: the replica's objects were age-encrypted (to a key pair made for the run) before the runs. */
   age?: { encryptSeconds: number; bytes: number };
   s3?: S3Info;
-  fixture: { profile: string; dir: string; reused: boolean; builtAt: string; buildSeconds: number; db: Manifest['db']; replica: Omit<Manifest['replica'], 'files'> };
+  fixture: {
+    profile: string;
+    dir: string;
+    reused: boolean;
+    builtAt: string;
+    buildSeconds: number;
+    db: Manifest['db'];
+    replica: Omit<Manifest['replica'], 'files'>;
+  };
   /** sameBytesAsLitestream: our variants whose output file is byte-identical to Litestream's. */
   correctness: { sourceSha256: string; rows: number; checked: string[]; sameBytesAsLitestream: string[] };
   variants: VariantResult[];
@@ -108,27 +116,34 @@ export function formatReport(r: Report): string {
   const lines = [
     `restore benchmark: stn-replicate vs Litestream ${r.litestream}, ${r.s3 ? 'from S3 (local server)' : 'from a file replica'}${r.age ? ', age-encrypted' : ''}`,
     '',
-    ...(r.age ? [`age         every object age-encrypted (X25519, LZ4 inside, as Litestream writes with age:): ${mib(r.age.bytes)} MiB, encrypted in ${num(r.age.encryptSeconds, 1)} s before the runs`] : []),
+    ...(r.age
+      ? [
+          `age         every object age-encrypted (X25519, LZ4 inside, as Litestream writes with age:): ${mib(r.age.bytes)} MiB, encrypted in ${num(r.age.encryptSeconds, 1)} s before the runs`,
+        ]
+      : []),
     `fixture     ${f.profile}: ${f.dir} (${f.reused ? 'cached' : 'built now'}, ${f.builtAt}, build ${num(f.buildSeconds, 0)} s)`,
     ...(r.s3
       ? [
           `s3          s3://${r.s3.bucket}/${r.s3.prefix} on ${r.s3.server} (a child process on 127.0.0.1, objects in its memory); ` +
             `the file replica's ${r.s3.upload.objects} objects copied there in ${num(r.s3.upload.seconds, 1)} s${r.s3.verified ? ' and read back: same sha256' : ''}`,
-          ...(r.s3.latencyMs > 0 ? [`latency     every request of the tools held back ${r.s3.latencyMs} ms by a proxy (a store across a network)`] : []),
+          ...(r.s3.latencyMs > 0
+            ? [`latency     every request of the tools held back ${r.s3.latencyMs} ms by a proxy (a store across a network)`]
+            : []),
         ]
       : []),
     `database    ${mib(f.db.bytes)} MiB, ${f.db.digest.rows.toLocaleString('en-US')} rows`,
     `replica     ${mib(rep.snapshots.bytes + rep.segments.bytes)} MiB in ${rep.generations.length} generation: ` +
       `${rep.snapshots.count} snapshot ${mib(rep.snapshots.bytes)} MiB (LZ4, ${pct(rep.snapshots.bytes, f.db.bytes)} of the db) + ` +
       `${rep.segments.count} WAL segments ${mib(rep.segments.bytes)} MiB in ${rep.indexes} indexes`,
-    `method      ${r.runs} timed run${r.runs === 1 ? "" : "s"} per variant after 1 untimed warm-up, variants alternating (order reversed every other round);`,
+    `method      ${r.runs} timed run${r.runs === 1 ? '' : 's'} per variant after 1 untimed warm-up, variants alternating (order reversed every other round);`,
     `            output deleted and \`sync\` before each run; wall time and peak RSS of the child via ${r.timer === 'gnu-time' ? "/usr/bin/time -f '%e %M'" : 'python3 resource.getrusage(RUSAGE_CHILDREN)'}`,
     `            (RSS includes ${num(r.timerFloorRssMiB, 1)} MiB the timer's forked child held before exec, measured on \`true\`)`,
     `host        ${r.host.cpus} CPUs (${r.host.cpuModel}), node ${r.host.node}`,
     `correctness ${r.correctness.checked.join(', ')}: same content as the source (sha256 ${r.correctness.sourceSha256.slice(0, 16)}…, ${r.correctness.rows.toLocaleString('en-US')} rows)`,
     `            byte-identical to Litestream's output: ${r.correctness.sameBytesAsLitestream.join(', ') || 'none'}`,
   ];
-  if (r.onlyLitestream) lines.push('', '*** STN_BENCH_ONLY_LITESTREAM: the stn-replicate variants below ran `litestream restore` (harness check only) ***');
+  if (r.onlyLitestream)
+    lines.push('', '*** STN_BENCH_ONLY_LITESTREAM: the stn-replicate variants below ran `litestream restore` (harness check only) ***');
 
   const w = Math.max(...r.variants.map((v) => v.name.length), 7) + 2;
   lines.push(
@@ -143,14 +158,22 @@ export function formatReport(r: Report): string {
     );
   }
 
-  lines.push('', `ratio to litestream (< 1 = faster / smaller)`, `${'variant'.padEnd(w)}${'time'.padStart(8)}${'RSS'.padStart(6)}    time per round`);
+  lines.push(
+    '',
+    `ratio to litestream (< 1 = faster / smaller)`,
+    `${'variant'.padEnd(w)}${'time'.padStart(8)}${'RSS'.padStart(6)}    time per round`,
+  );
   for (const q of r.ratios) {
-    lines.push(`${q.variant.padEnd(w)}${num(q.medianSeconds).padStart(8)}${num(q.medianRss).padStart(6)}    ${q.perRunSeconds.map((x) => num(x)).join(' ')}`);
+    lines.push(
+      `${q.variant.padEnd(w)}${num(q.medianSeconds).padStart(8)}${num(q.medianRss).padStart(6)}    ${q.perRunSeconds.map((x) => num(x)).join(' ')}`,
+    );
   }
   const ours = r.ratios.find((q) => q.variant === 'stn-replicate');
   if (r.s3 && ours) {
     const target = s3RestoreTarget(r.fixture.profile);
-    lines.push(`target      stn-replicate / litestream <= ${num(target)} from S3: ${num(ours.medianSeconds)} ${ours.medianSeconds <= target ? 'MET' : 'NOT MET'}`);
+    lines.push(
+      `target      stn-replicate / litestream <= ${num(target)} from S3: ${num(ours.medianSeconds)} ${ours.medianSeconds <= target ? 'MET' : 'NOT MET'}`,
+    );
   }
   if (r.s3) lines.push('', ...formatRequests(r.s3.requestsPerRestore, w));
 
@@ -166,10 +189,15 @@ function formatRequests(perVariant: Record<string, KindCounts[]>, w: number): st
     const hi = Math.max(...xs);
     return lo === hi ? String(lo) : `${lo}-${hi}`;
   };
-  const lines = ['S3 requests per restore (counted by the server)', `${'variant'.padEnd(w)}${[...KINDS, 'total'].map((k) => k.padStart(10)).join('')}`];
+  const lines = [
+    'S3 requests per restore (counted by the server)',
+    `${'variant'.padEnd(w)}${[...KINDS, 'total'].map((k) => k.padStart(10)).join('')}`,
+  ];
   for (const [name, runs] of Object.entries(perVariant)) {
     if (runs.length === 0) continue;
-    lines.push(`${name.padEnd(w)}${[...KINDS.map((k) => cell(runs.map((c) => c[k]))), cell(runs.map(totalOf))].map((x) => x.padStart(10)).join('')}`);
+    lines.push(
+      `${name.padEnd(w)}${[...KINDS.map((k) => cell(runs.map((c) => c[k]))), cell(runs.map(totalOf))].map((x) => x.padStart(10)).join('')}`,
+    );
   }
   return lines;
 }

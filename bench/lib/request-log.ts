@@ -89,7 +89,10 @@ export class RequestLog {
       const check = () => {
         if (this.state(bucket).snapshots >= count) done();
       };
-      const timer = setTimeout(() => done(new Error(`${this.state(bucket).snapshots} of ${count} snapshots in bucket ${bucket} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => done(new Error(`${this.state(bucket).snapshots} of ${count} snapshots in bucket ${bucket} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       abort.catch((e: unknown) => done(e instanceof Error ? e : new Error(String(e))));
       this.listeners.add(check);
       check();

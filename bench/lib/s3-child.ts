@@ -20,7 +20,10 @@ export class S3ServerChild {
   /** `latencyMs`: every request the tools make is held back this long (see latency-proxy.ts). */
   static async start(env: Record<string, string>, latencyMs = 0): Promise<S3ServerChild> {
     const script = join(dirname(fileURLToPath(import.meta.url)), 's3-server-proc.js');
-    const child = spawn(process.execPath, [script], { env: { ...env, STN_BENCH_LATENCY_MS: String(latencyMs) }, stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [script], {
+      env: { ...env, STN_BENCH_LATENCY_MS: String(latencyMs) },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     const rl = createInterface({ input: child.stdout });
     const lines = rl[Symbol.asyncIterator]();
     const first = await lines.next();

@@ -102,7 +102,8 @@ export async function verifyReplica(t: S3Target, dir: string, files: { path: str
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);
     const want = new Map(files.map((f) => [`${t.prefix}/${f.path}`, f.bytes]));
-    for (const [key, bytes] of want) if (listed.get(key) !== bytes) throw new Error(`s3://${t.bucket}/${key}: listed size ${listed.get(key)}, file has ${bytes}`);
+    for (const [key, bytes] of want)
+      if (listed.get(key) !== bytes) throw new Error(`s3://${t.bucket}/${key}: listed size ${listed.get(key)}, file has ${bytes}`);
     for (const key of listed.keys()) if (!want.has(key)) throw new Error(`s3://${t.bucket}/${key}: not in the file replica`);
     for (const f of files) {
       const key = `${t.prefix}/${f.path}`;

@@ -50,7 +50,9 @@ const NOT_S3 = /^\/(health|_fauxqs)(\/|$|\?)/;
 export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Server> {
   // The object store is created here (buildApp takes it), so that the precondition layer can read it.
   const s3Store = await newS3Store();
-  const app = buildApp({ logger: false, host: '127.0.0.1', defaultRegion: 'us-east-1', stores: { s3Store } } as unknown as Parameters<typeof buildApp>[0]);
+  const app = buildApp({ logger: false, host: '127.0.0.1', defaultRegion: 'us-east-1', stores: { s3Store } } as unknown as Parameters<
+    typeof buildApp
+  >[0]);
   if (opts.conditionalWrites ?? true) await enforceConditionalWrites(app, s3Store);
   // CompleteMultipartUpload bodies from Go's SDK (Litestream), patched before fauxqs's handler runs:
   // - the ETag quotes are escaped as `&#34;`, which fauxqs does not decode: rewritten to `&quot;`;
@@ -73,7 +75,10 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
         const body = Buffer.concat(chunks)
           .toString('latin1')
           .replaceAll('&#34;', '&quot;')
-          .replace(/<Part>\s*<ETag>([^<]*)<\/ETag>\s*<PartNumber>(\d+)<\/PartNumber>\s*<\/Part>/g, '<Part><PartNumber>$2</PartNumber><ETag>$1</ETag></Part>');
+          .replace(
+            /<Part>\s*<ETag>([^<]*)<\/ETag>\s*<PartNumber>(\d+)<\/PartNumber>\s*<\/Part>/g,
+            '<Part><PartNumber>$2</PartNumber><ETag>$1</ETag></Part>',
+          );
         cb(null, Buffer.from(body, 'latin1'));
       },
     });
@@ -148,7 +153,9 @@ async function newS3Store(): Promise<FauxqsS3Store> {
  * (nothing here sends them); If-None-Match with an ETag (not `*`) is refused with 501.
  */
 async function enforceConditionalWrites(app: ReturnType<typeof buildApp>, store: FauxqsS3Store): Promise<void> {
-  const { S3Error } = await fauxqsModule<{ S3Error: new (code: string, message: string, status: number) => FauxqsS3Error }>('common/errors.js');
+  const { S3Error } = await fauxqsModule<{ S3Error: new (code: string, message: string, status: number) => FauxqsS3Error }>(
+    'common/errors.js',
+  );
   const failed = () => new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', 412);
   const bare = (etag: string) => etag.replace(/^W\//, '').replace(/^"|"$/g, '');
   app.addHook('preHandler', (request, reply, done) => {
@@ -163,7 +170,8 @@ async function enforceConditionalWrites(app: ReturnType<typeof buildApp>, store:
     const current = objects.get(key);
     const fail = (e: FauxqsS3Error) => void reply.header('content-type', 'application/xml').status(e.statusCode).send(e.toXml());
     if (inm !== undefined) {
-      if (request.method === 'DELETE' || inm !== '*') return fail(new S3Error('NotImplemented', 'A header you provided implies functionality that is not implemented', 501));
+      if (request.method === 'DELETE' || inm !== '*')
+        return fail(new S3Error('NotImplemented', 'A header you provided implies functionality that is not implemented', 501));
       if (current) return fail(failed());
     }
     if (im !== undefined) {
@@ -193,7 +201,12 @@ function fauxqsVersion(): string {
 /** Deletes every object of a bucket, then the bucket (fauxqs keeps objects in memory until then). */
 export async function deleteBucket(endpoint: string, bucket: string): Promise<void> {
   const { S3Client, ListObjectsV2Command, DeleteObjectsCommand, DeleteBucketCommand } = await import('@aws-sdk/client-s3');
-  const s3 = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'test-key', secretAccessKey: 'test-secret' } });
+  const s3 = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'test-key', secretAccessKey: 'test-secret' },
+  });
   try {
     for (;;) {
       const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1000 }));

@@ -23,7 +23,11 @@ const options = replicationOptionsFromConfig(dbConfig, process.env);
 
 // 1. Missing database: restore it. No backup at all: a first boot. Anything else: do not start.
 try {
-  await restoreIfMissing(dbConfig.path, options.replicas, { metaPath: dbConfig.metaPath, restoreMarker: dbConfig.continueAfterRestore === true, logger: log });
+  await restoreIfMissing(dbConfig.path, options.replicas, {
+    metaPath: dbConfig.metaPath,
+    restoreMarker: dbConfig.continueAfterRestore === true,
+    logger: log,
+  });
 } catch (err) {
   log.error('cannot restore the database; not starting', { error: describeError(err) });
   process.exit(1);

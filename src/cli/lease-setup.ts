@@ -47,13 +47,20 @@ export function holderGoneOnThisHost(holder: LeaseHolder, ns: string | undefined
  */
 export function leaseFor(replica: string, client: ReplicaClient, cfg: LeaseConfig, log: Logger): ReplicaLease | undefined {
   if (cfg.lease === false) {
-    log.warn('replicating without a lease (lease: false): another instance writing to this replica would interleave its history with ours', { replica, location: client.location });
+    log.warn(
+      'replicating without a lease (lease: false): another instance writing to this replica would interleave its history with ours',
+      { replica, location: client.location },
+    );
     return undefined;
   }
   if (!supportsLease(client)) {
-    throw new ReplicateError('LEASE_UNSUPPORTED', `replica ${replica} (${client.type}: ${client.location}) has no atomic lease: another instance could write to it at the same time; set lease: false on it to replicate unleased anyway`, {
-      details: { replica, type: client.type },
-    });
+    throw new ReplicateError(
+      'LEASE_UNSUPPORTED',
+      `replica ${replica} (${client.type}: ${client.location}) has no atomic lease: another instance could write to it at the same time; set lease: false on it to replicate unleased anyway`,
+      {
+        details: { replica, type: client.type },
+      },
+    );
   }
   const ns = pidNamespace();
   return new ReplicaLease({

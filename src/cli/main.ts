@@ -97,7 +97,8 @@ export async function main(argv: readonly string[], ioOverride?: Partial<CliIo>)
   program.hook('preAction', (_program, action) => {
     if (action.name() !== 'replicate') io.signals?.release();
   });
-  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  for (const cmd of program.commands)
+    cmd.exitOverride().configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 
   try {
     await program.parseAsync(normalizeArgs(argv), { from: 'user' });

@@ -89,7 +89,9 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
     try {
       return await retryStalled(this.idleMs, STALL_TRIES, opts?.signal, async (guard) => {
         const out = new Set<string>();
-        for await (const page of c.listBlobsByHierarchy('/', { prefix, abortSignal: guard.signal }).byPage({ maxPageSize: this.opts.listPageSize })) {
+        for await (const page of c
+          .listBlobsByHierarchy('/', { prefix, abortSignal: guard.signal })
+          .byPage({ maxPageSize: this.opts.listPageSize })) {
           this.counts.add('LIST');
           guard.touch();
           for (const p of page.segment.blobPrefixes ?? []) {
@@ -113,7 +115,11 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
           this.counts.add('LIST');
           guard.touch();
           for (const b of page.segment.blobItems) {
-            items.push({ key: b.name, size: b.properties.contentLength ?? 0, createdAt: b.properties.createdOn ?? b.properties.lastModified });
+            items.push({
+              key: b.name,
+              size: b.properties.contentLength ?? 0,
+              createdAt: b.properties.createdOn ?? b.properties.lastModified,
+            });
           }
         }
         return items;
@@ -185,7 +191,10 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
       });
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) {
-        throw new NotFoundError(`[abs] blob not found: ${this.opts.bucket}/${key}`, { cause: err, details: { container: this.opts.bucket, key } });
+        throw new NotFoundError(`[abs] blob not found: ${this.opts.bucket}/${key}`, {
+          cause: err,
+          details: { container: this.opts.bucket, key },
+        });
       }
       throw this.fail('reading', key, err);
     }
@@ -278,7 +287,8 @@ export class AbsReplicaClient extends ObjectStoreClient implements ReplicaClient
     } finally {
       guard.done();
     }
-    if (!etag) throw this.fail('writing (conditionally)', key, new Error('the store answered without an ETag, which the lease compares against'));
+    if (!etag)
+      throw this.fail('writing (conditionally)', key, new Error('the store answered without an ETag, which the lease compares against'));
     return etag;
   }
 }

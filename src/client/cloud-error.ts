@@ -15,7 +15,10 @@ export function describeCloudError(err: unknown): string {
     $metadata?: { httpStatusCode?: number };
     errors?: { message?: string; reason?: string }[];
   };
-  const status = e.$metadata?.httpStatusCode ?? (typeof e.statusCode === 'number' ? e.statusCode : undefined) ?? (typeof e.code === 'number' ? e.code : undefined);
+  const status =
+    e.$metadata?.httpStatusCode ??
+    (typeof e.statusCode === 'number' ? e.statusCode : undefined) ??
+    (typeof e.code === 'number' ? e.code : undefined);
   const code = typeof e.code === 'string' ? e.code : e.name !== 'Error' && !/Error$/.test(e.name) ? e.name : undefined;
   const inner = (e.errors ?? []).map((x) => x.message ?? x.reason ?? '').filter(Boolean);
   const text = (inner.length > 0 ? inner.join('; ') : e.message)

@@ -11,7 +11,19 @@ import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName
 import type { Pos } from '../pos.js';
 import { writeFileAtomic } from '../internal/atomic-file.js';
 import { FileLeaseStore } from './file-lease.js';
-import { CLIENT_TRANSFER, RECYCLE_AFTER_CHUNKS, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
+import {
+  CLIENT_TRANSFER,
+  RECYCLE_AFTER_CHUNKS,
+  OperationCounter,
+  type ClientTransfer,
+  type ObjectBody,
+  type OperationCounts,
+  type OpOptions,
+  type ReplicaClient,
+  type SnapshotInfo,
+  type StoredLease,
+  type WalSegmentInfo,
+} from './replica-client.js';
 
 export interface FileReplicaClientOptions {
   /** Absolute path of the replica root. */
@@ -43,7 +55,11 @@ export class FileReplicaClient implements ReplicaClient {
     if (!isAbsolute(options.path)) throw new RangeError(`file replica path must be absolute: ${options.path}`);
     this.location = options.path;
     this.layout = new ReplicaLayout(options.path, join);
-    this.lease = new FileLeaseStore(this.layout, { dirMode: options.dirMode, fileMode: options.fileMode, count: (op) => this.counts.add(op) });
+    this.lease = new FileLeaseStore(this.layout, {
+      dirMode: options.dirMode,
+      fileMode: options.fileMode,
+      count: (op) => this.counts.add(op),
+    });
   }
 
   /** The lease: versioned records written by exclusive link (see file-lease.ts). */
@@ -174,7 +190,8 @@ export class FileReplicaClient implements ReplicaClient {
       const handle = await open(path, 'r');
       // Read buffers no bigger than the file: a stream allocates highWaterMark bytes per read.
       const { size } = await handle.stat();
-      if (opts?.recycleReadBuffers && size > READ_CHUNK * RECYCLE_AFTER_CHUNKS) return Readable.from(recycledReads(handle, path), { objectMode: false, highWaterMark: 1 });
+      if (opts?.recycleReadBuffers && size > READ_CHUNK * RECYCLE_AFTER_CHUNKS)
+        return Readable.from(recycledReads(handle, path), { objectMode: false, highWaterMark: 1 });
       if (size <= WHOLE_READ_MAX) return Readable.from([await readWhole(handle, path, Number(size))], { objectMode: false });
       return createReadStream('', { fd: handle, highWaterMark: Math.max(64 * 1024, Math.min(READ_CHUNK, size)) });
     } catch (err) {

@@ -69,7 +69,8 @@ export class FileLeaseStore {
       next = 1;
     } else {
       const n = Number(expected);
-      if (!Number.isSafeInteger(n) || n < 1) throw new ReplicateError('INVALID_ARGUMENT', `[file] lease version is not a file record version: ${JSON.stringify(expected)}`);
+      if (!Number.isSafeInteger(n) || n < 1)
+        throw new ReplicateError('INVALID_ARGUMENT', `[file] lease version is not a file record version: ${JSON.stringify(expected)}`);
       next = n + 1;
     }
     const target = this.layout.leaseRecordPath(next);

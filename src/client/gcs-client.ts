@@ -79,7 +79,14 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
       ...(o.projectId !== undefined ? { projectId: o.projectId } : {}),
       timeout: o.requestTimeoutMs ?? 60_000,
       retryOptions: retries
-        ? { autoRetry: true, maxRetries: 5, maxRetryDelay: 5, retryDelayMultiplier: 2, totalTimeout: 300, idempotencyStrategy: sdk.IdempotencyStrategy.RetryAlways }
+        ? {
+            autoRetry: true,
+            maxRetries: 5,
+            maxRetryDelay: 5,
+            retryDelayMultiplier: 2,
+            totalTimeout: 300,
+            idempotencyStrategy: sdk.IdempotencyStrategy.RetryAlways,
+          }
         : { autoRetry: false, maxRetries: 0, idempotencyStrategy: sdk.IdempotencyStrategy.RetryNever },
     });
     return storage.bucket(o.bucket);
@@ -105,7 +112,11 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
   }
 
   /** Every page of a listing, to the end (a listing never stops at a partial result). */
-  private async *pages(prefix: string, delimiter: string | undefined, opts?: OpOptions): AsyncGenerator<{ items: StoredObject[]; prefixes: string[] }> {
+  private async *pages(
+    prefix: string,
+    delimiter: string | undefined,
+    opts?: OpOptions,
+  ): AsyncGenerator<{ items: StoredObject[]; prefixes: string[] }> {
     const b = await this.bucket();
     let pageToken: string | undefined;
     do {
@@ -113,7 +124,13 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
       let files, next, raw;
       try {
         this.counts.add('LIST');
-        [files, next, raw] = await b.getFiles({ prefix, ...(delimiter ? { delimiter } : {}), autoPaginate: false, maxResults: this.opts.listPageSize ?? 1000, ...(pageToken ? { pageToken } : {}) });
+        [files, next, raw] = await b.getFiles({
+          prefix,
+          ...(delimiter ? { delimiter } : {}),
+          autoPaginate: false,
+          maxResults: this.opts.listPageSize ?? 1000,
+          ...(pageToken ? { pageToken } : {}),
+        });
       } catch (err) {
         throw this.fail('listing', prefix, err);
       }
@@ -122,7 +139,7 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
         size: Number(f.metadata.size ?? 0),
         createdAt: new Date(String(f.metadata.timeCreated ?? f.metadata.updated)),
       }));
-      yield { items, prefixes: ((raw as { prefixes?: string[] } | undefined)?.prefixes ?? []) };
+      yield { items, prefixes: (raw as { prefixes?: string[] } | undefined)?.prefixes ?? [] };
       pageToken = (next as { pageToken?: string } | null)?.pageToken;
     } while (pageToken);
   }
@@ -144,7 +161,11 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
       const head = first.done ? Buffer.alloc(0) : first.value;
       const second = first.done ? first : await pieces.next();
       if (second.done) {
-        await file.save(head, { resumable: false, contentType: 'application/octet-stream', ...(opts?.signal ? { signal: opts.signal } : {}) } as Parameters<typeof file.save>[1]);
+        await file.save(head, {
+          resumable: false,
+          contentType: 'application/octet-stream',
+          ...(opts?.signal ? { signal: opts.signal } : {}),
+        } as Parameters<typeof file.save>[1]);
         return head.length;
       }
       let size = 0;
@@ -160,7 +181,9 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
           }
         })(),
       );
-      await pipeline(source, file.createWriteStream({ resumable: true, chunkSize: CHUNK_SIZE, contentType: 'application/octet-stream' }), { signal: opts?.signal });
+      await pipeline(source, file.createWriteStream({ resumable: true, chunkSize: CHUNK_SIZE, contentType: 'application/octet-stream' }), {
+        signal: opts?.signal,
+      });
       return size;
     } catch (err) {
       throw this.fail('writing', key, err);
@@ -194,7 +217,10 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
     } catch (err) {
       stream.destroy();
       if ((err as { code?: number }).code === 404) {
-        throw new NotFoundError(`[gcs] object not found: gs://${this.opts.bucket}/${key}`, { cause: err, details: { bucket: this.opts.bucket, key } });
+        throw new NotFoundError(`[gcs] object not found: gs://${this.opts.bucket}/${key}`, {
+          cause: err,
+          details: { bucket: this.opts.bucket, key },
+        });
       }
       throw this.fail('reading', key, err);
     }
@@ -255,7 +281,8 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
       if ((err as { code?: number }).code === 404) return undefined;
       throw this.fail('reading', key, err);
     }
-    if (!generation) throw this.fail('reading', key, new Error('the store answered without x-goog-generation, which the lease compares against'));
+    if (!generation)
+      throw this.fail('reading', key, new Error('the store answered without x-goog-generation, which the lease compares against'));
     return { body: Buffer.concat(chunks), version: generation };
   }
 
@@ -275,7 +302,10 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
     const file = (await this.leaseBucket()).file(key);
     this.counts.add('PUT');
     try {
-      await abandonOn(opts?.signal, file.save(body, { resumable: false, contentType: 'application/json', preconditionOpts: { ifGenerationMatch: expected ?? 0 } }));
+      await abandonOn(
+        opts?.signal,
+        file.save(body, { resumable: false, contentType: 'application/json', preconditionOpts: { ifGenerationMatch: expected ?? 0 } }),
+      );
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       // conditionNotMet: someone else wrote first (or, for a generation, the object is gone).
@@ -286,7 +316,12 @@ export class GcsReplicaClient extends ObjectStoreClient implements ReplicaClient
       throw this.fail('writing (conditionally)', key, err);
     }
     const generation = (file.metadata as { generation?: string | number }).generation;
-    if (generation === undefined || generation === '') throw this.fail('writing (conditionally)', key, new Error('the store answered without a generation, which the lease compares against'));
+    if (generation === undefined || generation === '')
+      throw this.fail(
+        'writing (conditionally)',
+        key,
+        new Error('the store answered without a generation, which the lease compares against'),
+      );
     return String(generation);
   }
 }

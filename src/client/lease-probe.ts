@@ -57,7 +57,10 @@ export async function probeConditionalWrites(w: ConditionalWrites, signal?: Abor
       // the SDKs here, see the clients) is tried again with a fresh key, a little later.
       if (err instanceof ReplicateError && err.code !== 'IO') throw err;
       if (attempt >= PROBE_ATTEMPTS) {
-        throw new ReplicateError('IO', `the start-up probe of conditional writes (${PROBE_ATTEMPTS} tries): ${describeError(err)}`, { cause: err, details: { type: w.type, location: w.location } });
+        throw new ReplicateError('IO', `the start-up probe of conditional writes (${PROBE_ATTEMPTS} tries): ${describeError(err)}`, {
+          cause: err,
+          details: { type: w.type, location: w.location },
+        });
       }
       await abortableSleep(250 * attempt, signal);
     }

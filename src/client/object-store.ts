@@ -12,7 +12,16 @@ import { describeCloudError } from './cloud-error.js';
 import { parseSnapshotName, parseWalSegmentName, ReplicaLayout } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { probeConditionalWrites } from './lease-probe.js';
-import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type SnapshotInfo, type WalSegmentInfo } from './replica-client.js';
+import {
+  CLIENT_TRANSFER,
+  OperationCounter,
+  type ClientTransfer,
+  type ObjectBody,
+  type OperationCounts,
+  type OpOptions,
+  type SnapshotInfo,
+  type WalSegmentInfo,
+} from './replica-client.js';
 
 export interface StoredObject {
   readonly key: string;
@@ -107,24 +116,31 @@ export abstract class ObjectStoreClient {
 
   /** What a conditional write answered "not implemented" (HTTP 501) fails with: no lease on this store. */
   protected leaseUnsupported(err: unknown, details: Record<string, unknown>): ReplicateError {
-    return new ReplicateError('LEASE_UNSUPPORTED', `[${this.type}] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`, {
-      cause: err,
-      details,
-    });
+    return new ReplicateError(
+      'LEASE_UNSUPPORTED',
+      `[${this.type}] the store at ${this.location} does not implement conditional writes (${describeCloudError(err)}); set \`lease: false\` on this replica to replicate it unleased`,
+      {
+        cause: err,
+        details,
+      },
+    );
   }
 
   probeLease(opts?: OpOptions): Promise<void> {
     const c = this.leaseConditions;
-    return probeConditionalWrites({
-      type: this.type,
-      location: this.location,
-      keyFor: (id) => this.layout.leaseProbeKey(id),
-      bogusVersion: c.bogusVersion,
-      createCondition: c.create,
-      replaceCondition: c.replace,
-      put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
-      remove: (key, signal) => this.removeProbe(key, signal),
-    }, opts?.signal);
+    return probeConditionalWrites(
+      {
+        type: this.type,
+        location: this.location,
+        keyFor: (id) => this.layout.leaseProbeKey(id),
+        bogusVersion: c.bogusVersion,
+        createCondition: c.create,
+        replaceCondition: c.replace,
+        put: (key, body, expected, signal) => this.conditionalPut(key, body, expected, { signal }),
+        remove: (key, signal) => this.removeProbe(key, signal),
+      },
+      opts?.signal,
+    );
   }
 
   async *snapshots(generation: string, opts?: OpOptions): AsyncIterable<SnapshotInfo> {

@@ -15,7 +15,14 @@ import { isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
 import { LeasePut, recordLeaseTarget } from './s3-lease-put.js';
 import { ObjectGet, recordObjectGets, tailOf } from './s3-object-get.js';
-import { countingStream, type ObjectBody, type ReplicaOperation, type OpOptions, type ReplicaClient, type StoredLease } from './replica-client.js';
+import {
+  countingStream,
+  type ObjectBody,
+  type ReplicaOperation,
+  type OpOptions,
+  type ReplicaClient,
+  type StoredLease,
+} from './replica-client.js';
 
 export interface S3ReplicaClientOptions {
   bucket: string;
@@ -105,7 +112,9 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       region,
       ...(o.endpoint ? { endpoint: o.endpoint } : {}),
       forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined,
-      ...(o.accessKeyId || o.secretAccessKey ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } } : {}),
+      ...(o.accessKeyId || o.secretAccessKey
+        ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } }
+        : {}),
       ...(o.checksums === 'when_required' ? { requestChecksumCalculation: 'WHEN_REQUIRED' } : {}),
       // Reads are not checked by the SDK: by default it asks for the object's stored checksum and, on AWS
       // (which stores a CRC64NVME for every new object), hashes the whole body on this thread in
@@ -141,7 +150,9 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     const o = this.opts;
     const probe = new sdk.S3Client({
       region: 'us-east-1',
-      ...(o.accessKeyId || o.secretAccessKey ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } } : {}),
+      ...(o.accessKeyId || o.secretAccessKey
+        ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } }
+        : {}),
     });
     try {
       const out = await probe.send(new sdk.GetBucketLocationCommand({ Bucket: o.bucket }));
@@ -149,10 +160,14 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       const c = out.LocationConstraint as string | undefined;
       return !c ? 'us-east-1' : c === 'EU' ? 'eu-west-1' : c;
     } catch (err) {
-      throw new ReplicateError('IO', `[s3] looking up the region of bucket ${o.bucket}: ${describeCloudError(err)} (set region: in the config)`, {
-        cause: err,
-        details: { bucket: o.bucket },
-      });
+      throw new ReplicateError(
+        'IO',
+        `[s3] looking up the region of bucket ${o.bucket}: ${describeCloudError(err)} (set region: in the config)`,
+        {
+          cause: err,
+          details: { bucket: o.bucket },
+        },
+      );
     } finally {
       probe.destroy();
     }
@@ -174,7 +189,13 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     try {
       do {
         const out = await s3.send(
-          new sdk.ListObjectsV2Command({ Bucket: this.opts.bucket, Prefix: prefix, ContinuationToken: token, ...(this.opts.listPageSize ? { MaxKeys: this.opts.listPageSize } : {}), ...(delimiter ? { Delimiter: '/' } : {}) }),
+          new sdk.ListObjectsV2Command({
+            Bucket: this.opts.bucket,
+            Prefix: prefix,
+            ContinuationToken: token,
+            ...(this.opts.listPageSize ? { MaxKeys: this.opts.listPageSize } : {}),
+            ...(delimiter ? { Delimiter: '/' } : {}),
+          }),
           { abortSignal: opts?.signal },
         );
         for (const o of out.Contents ?? []) objects.push({ key: o.Key!, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) });
@@ -204,7 +225,12 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     const { Upload } = loadLibStorage();
     const { stream: counted, bytes } = countingStream(body);
     try {
-      const upload = new Upload({ client: s3, params: { Bucket: this.opts.bucket, Key: key, Body: counted }, queueSize: 4, partSize: 5 * 1024 * 1024 });
+      const upload = new Upload({
+        client: s3,
+        params: { Bucket: this.opts.bucket, Key: key, Body: counted },
+        queueSize: 4,
+        partSize: 5 * 1024 * 1024,
+      });
       opts?.signal?.addEventListener('abort', () => void upload.abort(), { once: true });
       await upload.done();
     } catch (err) {
@@ -234,7 +260,10 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
   }
 
   private missing(key: string, cause: unknown): NotFoundError {
-    return new NotFoundError(`[s3] object not found: s3://${this.opts.bucket}/${key}`, { cause, details: { bucket: this.opts.bucket, key } });
+    return new NotFoundError(`[s3] object not found: s3://${this.opts.bucket}/${key}`, {
+      cause,
+      details: { bucket: this.opts.bucket, key },
+    });
   }
 
   /**
@@ -255,7 +284,13 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     }
     if (a.status === 200 && 'body' in a) return a.body;
     if (a.status === 404) {
-      throw this.missing(key, Object.assign(new Error(a.message ?? 'The specified key does not exist.'), { name: a.code ?? 'NotFound', $metadata: { httpStatusCode: 404 } }));
+      throw this.missing(
+        key,
+        Object.assign(new Error(a.message ?? 'The specified key does not exist.'), {
+          name: a.code ?? 'NotFound',
+          $metadata: { httpStatusCode: 404 },
+        }),
+      );
     }
     if (a.status < 500 && a.status !== 429) {
       this.objectGet = undefined;
@@ -280,7 +315,8 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       }
       // Per-key failures come back in a 200: the batch failed all the same, reported as the request's would be.
       const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
-      if (failed.length > 0) throw this.fail('deleting', batch[0]!, new Error(failed.map((e) => `${e.Key}: ${e.Code} ${e.Message ?? ''}`).join('; ')));
+      if (failed.length > 0)
+        throw this.fail('deleting', batch[0]!, new Error(failed.map((e) => `${e.Key}: ${e.Code} ${e.Message ?? ''}`).join('; ')));
     }
   }
 
@@ -310,7 +346,11 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     return { body, version: etag };
   }
 
-  protected readonly leaseConditions = { bogusVersion: '"00000000000000000000000000000000"', create: 'If-None-Match: *', replace: 'If-Match' };
+  protected readonly leaseConditions = {
+    bogusVersion: '"00000000000000000000000000000000"',
+    create: 'If-None-Match: *',
+    replace: 'If-Match',
+  };
 
   protected async removeProbe(key: string, signal?: AbortSignal): Promise<void> {
     const { s3, sdk } = await this.sdk();
@@ -331,7 +371,13 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       out =
         answer ??
         (await s3.send(
-          new sdk.PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: body, ContentType: 'application/json', ...(expected === undefined ? { IfNoneMatch: '*' } : { IfMatch: expected }) }),
+          new sdk.PutObjectCommand({
+            Bucket: this.opts.bucket,
+            Key: key,
+            Body: body,
+            ContentType: 'application/json',
+            ...(expected === undefined ? { IfNoneMatch: '*' } : { IfMatch: expected }),
+          }),
           { abortSignal: opts?.signal },
         ));
     } catch (err) {
@@ -347,7 +393,8 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
       }
       throw this.fail('writing (conditionally)', key, err);
     }
-    if (!out.ETag) throw this.fail('writing (conditionally)', key, new Error('the store answered without an ETag, which the lease compares against'));
+    if (!out.ETag)
+      throw this.fail('writing (conditionally)', key, new Error('the store answered without an ETag, which the lease compares against'));
     return out.ETag;
   }
 
@@ -358,7 +405,12 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
    * the replayed request may be what it objects to, and a refused request wrote nothing, so sending it
    * again is safe. A 5xx or no answer is thrown as it is (the write's outcome is unknown).
    */
-  private async leanPut(lean: LeasePut, body: Buffer, expected: string | undefined, signal: AbortSignal | undefined): Promise<{ ETag?: string } | undefined> {
+  private async leanPut(
+    lean: LeasePut,
+    body: Buffer,
+    expected: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ ETag?: string } | undefined> {
     this.counts.add('PUT');
     const a = await lean.send(body, expected, signal);
     if (a.status >= 200 && a.status < 300) return { ETag: a.etag };

@@ -84,7 +84,10 @@ function hasSessionToken(headers: Record<string, string> | undefined): boolean {
 
 /** The SDK's own SigV4 signer, as the S3 client resolves it (`config.signer`). */
 export interface LeaseSigner {
-  sign(request: never, opts: { signingDate: Date; signingRegion: string; signingService: string }): Promise<{ headers: Record<string, string> }>;
+  sign(
+    request: never,
+    opts: { signingDate: Date; signingRegion: string; signingService: string },
+  ): Promise<{ headers: Record<string, string> }>;
 }
 
 export class LeasePut {
@@ -100,12 +103,21 @@ export class LeasePut {
    */
   async send(body: Buffer, expected: string | undefined, signal?: AbortSignal): Promise<LeasePutAnswer> {
     const { s3, target } = this;
-    const signer = (await (s3.config.signer as unknown as () => Promise<LeaseSigner>)());
+    const signer = await (s3.config.signer as unknown as () => Promise<LeaseSigner>)();
     // The SDK's correction for a skewed local clock (learnt from the store's answers), as it signs.
     const offset = (s3.config as { systemClockOffset?: number }).systemClockOffset ?? 0;
     const headers = await signLeasePut(signer, target, body, expected, new Date(Date.now() + offset));
     const { response } = (await s3.config.requestHandler.handle(
-      { method: 'PUT', protocol: target.protocol, hostname: target.hostname, port: target.port, path: target.path, query: {}, headers, body } as never,
+      {
+        method: 'PUT',
+        protocol: target.protocol,
+        hostname: target.hostname,
+        port: target.port,
+        path: target.path,
+        query: {},
+        headers,
+        body,
+      } as never,
       signal ? { abortSignal: signal } : {},
     )) as HandledPut;
     const status = response.statusCode;
@@ -121,7 +133,13 @@ export class LeasePut {
  * and signed by the SDK's own SigV4 signer (the client's credentials, payload hash in
  * x-amz-content-sha256, S3's unescaped paths), so no signing is written here.
  */
-export async function signLeasePut(signer: LeaseSigner, target: LeaseTarget, body: Buffer, expected: string | undefined, date: Date): Promise<Record<string, string>> {
+export async function signLeasePut(
+  signer: LeaseSigner,
+  target: LeaseTarget,
+  body: Buffer,
+  expected: string | undefined,
+  date: Date,
+): Promise<Record<string, string>> {
   const headers: Record<string, string> = {
     'content-length': String(body.length),
     'content-type': 'application/json',
@@ -129,7 +147,16 @@ export async function signLeasePut(signer: LeaseSigner, target: LeaseTarget, bod
   };
   if (expected === undefined) headers['if-none-match'] = '*';
   else headers['if-match'] = expected;
-  const request = { method: 'PUT', protocol: target.protocol, hostname: target.hostname, port: target.port, path: target.path, query: {}, headers, body };
+  const request = {
+    method: 'PUT',
+    protocol: target.protocol,
+    hostname: target.hostname,
+    port: target.port,
+    path: target.path,
+    query: {},
+    headers,
+    body,
+  };
   const signed = await signer.sign(request as never, { signingDate: date, signingRegion: target.region, signingService: 's3' });
   return signed.headers;
 }

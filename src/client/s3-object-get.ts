@@ -77,7 +77,10 @@ export class ObjectGet {
     // The SDK's correction for a skewed local clock (learnt from the store's answers), as it signs.
     const offset = (s3.config as { systemClockOffset?: number }).systemClockOffset ?? 0;
     const { request, headers } = await signObjectGet(signer, target, tail, new Date(Date.now() + offset));
-    const { response } = (await s3.config.requestHandler.handle({ ...request, headers } as never, signal ? { abortSignal: signal } : {})) as HandledPut;
+    const { response } = (await s3.config.requestHandler.handle(
+      { ...request, headers } as never,
+      signal ? { abortSignal: signal } : {},
+    )) as HandledPut;
     const body = response.body as Readable;
     if (response.statusCode === 200) return { status: 200, body };
     const text = await readSmall(body);
@@ -91,7 +94,15 @@ export class ObjectGet {
  * x-amz-content-sha256, S3's unescaped paths): no signing is written here.
  */
 export async function signObjectGet(signer: LeaseSigner, target: ObjectGetTarget, tail: string, date: Date) {
-  const request = { method: 'GET', protocol: target.protocol, hostname: target.hostname, port: target.port, path: `${target.pathPrefix}${tail}`, query: {}, headers: { host: target.host } };
+  const request = {
+    method: 'GET',
+    protocol: target.protocol,
+    hostname: target.hostname,
+    port: target.port,
+    path: `${target.pathPrefix}${tail}`,
+    query: {},
+    headers: { host: target.host },
+  };
   const signed = await signer.sign(request as never, { signingDate: date, signingRegion: target.region, signingService: 's3' });
   return { request, headers: signed.headers };
 }

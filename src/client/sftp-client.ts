@@ -19,7 +19,18 @@ import type { FileEntryWithStats, Stats } from 'ssh2';
 import { describeError, NotFoundError, ReplicateError } from '../errors.js';
 import { isGenerationName, parseSnapshotName, parseWalSegmentName, ReplicaLayout } from '../layout.js';
 import type { Pos } from '../pos.js';
-import { CLIENT_TRANSFER, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
+import {
+  CLIENT_TRANSFER,
+  OperationCounter,
+  type ClientTransfer,
+  type ObjectBody,
+  type OperationCounts,
+  type OpOptions,
+  type ReplicaClient,
+  type SnapshotInfo,
+  type StoredLease,
+  type WalSegmentInfo,
+} from './replica-client.js';
 import { SFTP_STATUS, SftpConnection, sftpStatus, type HostKeyPolicy } from './sftp-connection.js';
 import { IN_FLIGHT, RemoteFiles } from './sftp-files.js';
 import { SftpLeaseStore } from './sftp-lease.js';
@@ -50,7 +61,6 @@ export interface SftpReplicaClientOptions {
   requestTimeoutMs?: number;
 }
 
-
 /** Go's net.SplitHostPort, with Litestream's rule: no port → 22 (an IPv6 address may go without brackets then). */
 export function splitSftpHost(hostPort: string): { host: string; port: number } {
   let host = hostPort;
@@ -59,7 +69,8 @@ export function splitSftpHost(hostPort: string): { host: string; port: number } 
   if (bracketed) [, host = '', portText] = bracketed;
   else if (hostPort.split(':').length === 2) [host = '', portText] = hostPort.split(':');
   const port = portText === undefined ? 22 : /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
-  if (host === '' || !(port > 0 && port < 65536)) throw new ReplicateError('CONFIG', `sftp replica host ${JSON.stringify(hostPort)} is not "host" or "host:port"`);
+  if (host === '' || !(port > 0 && port < 65536))
+    throw new ReplicateError('CONFIG', `sftp replica host ${JSON.stringify(hostPort)} is not "host" or "host:port"`);
   return { host, port };
 }
 
@@ -75,9 +86,14 @@ export class SftpReplicaClient implements ReplicaClient {
 
   constructor(private readonly options: SftpReplicaClientOptions) {
     const { host, port } = splitSftpHost(options.host);
-    const given = [options.hostKey !== undefined, options.knownHostsPath !== undefined, options.insecureIgnoreHostKey === true].filter(Boolean).length;
+    const given = [options.hostKey !== undefined, options.knownHostsPath !== undefined, options.insecureIgnoreHostKey === true].filter(
+      Boolean,
+    ).length;
     if (given !== 1) {
-      throw new ReplicateError('CONFIG', `sftp replica ${options.user}@${options.host}: give exactly one of host-key, known-hosts-path and insecure-ignore-host-key (got ${given})`);
+      throw new ReplicateError(
+        'CONFIG',
+        `sftp replica ${options.user}@${options.host}: give exactly one of host-key, known-hosts-path and insecure-ignore-host-key (got ${given})`,
+      );
     }
     let hostKeys: HostKeyPolicy;
     if (options.insecureIgnoreHostKey) hostKeys = { kind: 'insecure' };
@@ -272,10 +288,14 @@ export class SftpReplicaClient implements ReplicaClient {
     try {
       handle = await f.call(`opening ${this.base}${path}`, (s, cb) => s.open(path, 'r', cb), opts, true);
     } catch (err) {
-      if (sftpStatus(err) === SFTP_STATUS.NO_SUCH_FILE) throw new NotFoundError(`[sftp] object not found: ${this.base}${path}`, { cause: err, details: { path } });
+      if (sftpStatus(err) === SFTP_STATUS.NO_SUCH_FILE)
+        throw new NotFoundError(`[sftp] object not found: ${this.base}${path}`, { cause: err, details: { path } });
       throw this.fail('opening', path, err);
     }
-    return Readable.from(f.readAll(handle, path, opts, (err) => this.fail('reading', path, err)), { objectMode: false, highWaterMark: 1 });
+    return Readable.from(
+      f.readAll(handle, path, opts, (err) => this.fail('reading', path, err)),
+      { objectMode: false, highWaterMark: 1 },
+    );
   }
 
   /** Unlinks files, several requests at a time; a file that is not there is not an error. */
@@ -300,4 +320,3 @@ export class SftpReplicaClient implements ReplicaClient {
 function mtimeOf(attrs: Stats): Date {
   return new Date(attrs.mtime * 1000);
 }
-

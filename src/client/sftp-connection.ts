@@ -18,7 +18,17 @@ import { Socket } from 'node:net';
 import type { Client, ConnectConfig, ServerHostKeyAlgorithm, SFTPWrapper } from 'ssh2';
 import { abortError, describeError, errnoCode, ReplicateError, type ErrorCode } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
-import { blobKeyType, fingerprint, judgeHostKey, knownHostsKeys, knownHostsName, preferredHostKeyAlgorithms, type HostKeyVerdict, type HostPublicKey, type TrustedHostKeys } from './ssh-host-keys.js';
+import {
+  blobKeyType,
+  fingerprint,
+  judgeHostKey,
+  knownHostsKeys,
+  knownHostsName,
+  preferredHostKeyAlgorithms,
+  type HostKeyVerdict,
+  type HostPublicKey,
+  type TrustedHostKeys,
+} from './ssh-host-keys.js';
 
 /** How the server's host key is checked. */
 export type HostKeyPolicy =
@@ -93,7 +103,11 @@ export class SftpConnection {
    * connection, aborts, and every failure to open one). `retry`: the request is idempotent and may be
    * sent again on a fresh connection when the one it went out on was already dead.
    */
-  async request<T>(doing: string, fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void, opts: { signal?: AbortSignal; retry?: boolean; slowMs?: number } = {}): Promise<T> {
+  async request<T>(
+    doing: string,
+    fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void,
+    opts: { signal?: AbortSignal; retry?: boolean; slowMs?: number } = {},
+  ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       if (opts.signal?.aborted) throw abortError(opts.signal);
       const reused = this.live !== undefined && !this.live.closed;
@@ -103,7 +117,10 @@ export class SftpConnection {
       } catch (err) {
         if (err instanceof ReplicateError || !(await this.lost(s, err))) throw err;
         if (opts.retry && reused && attempt === 1) continue;
-        throw new ReplicateError('IO', `[sftp] ${doing}: the connection to ${this.where} was lost (${describeError(err)})`, { cause: err, details: { server: this.where } });
+        throw new ReplicateError('IO', `[sftp] ${doing}: the connection to ${this.where} was lost (${describeError(err)})`, {
+          cause: err,
+          details: { server: this.where },
+        });
       }
     }
   }
@@ -120,7 +137,13 @@ export class SftpConnection {
    * request took longer than that": sixteen writes in flight on a slow link each take long, but answers
    * keep coming. A request may allow itself longer (an fsync of a large file).
    */
-  private send<T>(s: Session, doing: string, fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void, signal: AbortSignal | undefined, limitMs: number): Promise<T> {
+  private send<T>(
+    s: Session,
+    doing: string,
+    fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void,
+    signal: AbortSignal | undefined,
+    limitMs: number,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let done = false;
       const finish = (err: unknown, value?: T) => {
@@ -163,19 +186,28 @@ export class SftpConnection {
     if (s.watchdog !== undefined || s.pending.size === 0) return;
     const limit = Math.max(...[...s.pending.values()].map((p) => p.limitMs));
     const idle = monotonicMs() - s.lastAnswer;
-    s.watchdog = setTimeout(() => {
-      s.watchdog = undefined;
-      if (s.pending.size === 0) return;
-      const still = Math.max(...[...s.pending.values()].map((p) => p.limitMs));
-      const silent = monotonicMs() - s.lastAnswer;
-      if (silent < still) return this.watch(s);
-      // The server or the network stopped answering: drop the connection, so every request waiting on
-      // it fails now, and the next one connects again.
-      this.drop(s);
-      for (const [fail, p] of [...s.pending]) {
-        fail(new ReplicateError('IO', `[sftp] ${p.doing}: no answer from ${this.where} for ${Math.round(silent)} ms; the connection was dropped (the next request opens a new one)`, { details: { server: this.where } }));
-      }
-    }, Math.max(0, limit - idle));
+    s.watchdog = setTimeout(
+      () => {
+        s.watchdog = undefined;
+        if (s.pending.size === 0) return;
+        const still = Math.max(...[...s.pending.values()].map((p) => p.limitMs));
+        const silent = monotonicMs() - s.lastAnswer;
+        if (silent < still) return this.watch(s);
+        // The server or the network stopped answering: drop the connection, so every request waiting on
+        // it fails now, and the next one connects again.
+        this.drop(s);
+        for (const [fail, p] of [...s.pending]) {
+          fail(
+            new ReplicateError(
+              'IO',
+              `[sftp] ${p.doing}: no answer from ${this.where} for ${Math.round(silent)} ms; the connection was dropped (the next request opens a new one)`,
+              { details: { server: this.where } },
+            ),
+          );
+        }
+      },
+      Math.max(0, limit - idle),
+    );
   }
 
   /** Whether `err` came from the connection going away rather than from the server's answer. */
@@ -224,7 +256,13 @@ export class SftpConnection {
         reject(err);
       };
       const timer = setTimeout(
-        () => fail(this.connectError('UNREACHABLE', `no SSH session within ${this.o.connectTimeoutMs} ms (${sock.connecting ? 'the TCP connection did not open' : 'the server did not complete the SSH handshake and login'})`)),
+        () =>
+          fail(
+            this.connectError(
+              'UNREACHABLE',
+              `no SSH session within ${this.o.connectTimeoutMs} ms (${sock.connecting ? 'the TCP connection did not open' : 'the server did not complete the SSH handshake and login'})`,
+            ),
+          ),
         this.o.connectTimeoutMs,
       );
       const markClosed = () => {
@@ -237,11 +275,18 @@ export class SftpConnection {
       });
       ssh.on('close', () => {
         markClosed();
-        fail(offered && !offered.verdict.ok ? this.hostKeyError(offered.key, offered.verdict, trust) : this.connectError('UNREACHABLE', 'the server closed the connection during the SSH handshake'));
+        fail(
+          offered && !offered.verdict.ok
+            ? this.hostKeyError(offered.key, offered.verdict, trust)
+            : this.connectError('UNREACHABLE', 'the server closed the connection during the SSH handshake'),
+        );
       });
       ssh.on('ready', () => {
         ssh.sftp((err, sftp) => {
-          if (err) return fail(this.connectError('IO', `opening the SFTP channel: ${describeError(err)} (does the server offer the sftp subsystem?)`, err));
+          if (err)
+            return fail(
+              this.connectError('IO', `opening the SFTP channel: ${describeError(err)} (does the server offer the sftp subsystem?)`, err),
+            );
           if (settled) return;
           settled = true;
           clearTimeout(timer);
@@ -269,13 +314,21 @@ export class SftpConnection {
           offered = { key, verdict };
           return verdict.ok;
         },
-        ...(trust !== undefined && trust.trusted.length > 0 ? { algorithms: { serverHostKey: preferredHostKeyAlgorithms(trust.trusted) as ServerHostKeyAlgorithm[] } } : {}),
+        ...(trust !== undefined && trust.trusted.length > 0
+          ? { algorithms: { serverHostKey: preferredHostKeyAlgorithms(trust.trusted) as ServerHostKeyAlgorithm[] } }
+          : {}),
       };
       try {
         ssh.connect(config);
       } catch (err) {
         // ssh2 parses the private key here.
-        fail(new ReplicateError('CONFIG', `[sftp] key-path ${this.o.keyPath}: ${describeError(err)} (an unencrypted OpenSSH or PEM private key is needed)`, { cause: err, details: { keyPath: this.o.keyPath } }));
+        fail(
+          new ReplicateError(
+            'CONFIG',
+            `[sftp] key-path ${this.o.keyPath}: ${describeError(err)} (an unencrypted OpenSSH or PEM private key is needed)`,
+            { cause: err, details: { keyPath: this.o.keyPath } },
+          ),
+        );
       }
     });
   }
@@ -284,7 +337,10 @@ export class SftpConnection {
     try {
       return await readFile(path);
     } catch (err) {
-      throw new ReplicateError('CONFIG', `[sftp] reading key-path ${path}: ${describeError(err)}`, { cause: err, details: { keyPath: path } });
+      throw new ReplicateError('CONFIG', `[sftp] reading key-path ${path}: ${describeError(err)}`, {
+        cause: err,
+        details: { keyPath: path },
+      });
     }
   }
 
@@ -298,7 +354,11 @@ export class SftpConnection {
       text = await readFile(p.path, 'utf8');
     } catch (err) {
       // No file: every key is unknown, and the error says where the file was looked for.
-      if (errnoCode(err) !== 'ENOENT') throw new ReplicateError('CONFIG', `[sftp] reading known-hosts-path ${p.path}: ${describeError(err)}`, { cause: err, details: { knownHostsPath: p.path } });
+      if (errnoCode(err) !== 'ENOENT')
+        throw new ReplicateError('CONFIG', `[sftp] reading known-hosts-path ${p.path}: ${describeError(err)}`, {
+          cause: err,
+          details: { knownHostsPath: p.path },
+        });
     }
     return knownHostsKeys(text, knownHostsName(this.o.host, this.o.port));
   }
@@ -325,7 +385,7 @@ export class SftpConnection {
     const p = this.o.hostKeys;
     const name = knownHostsName(this.o.host, this.o.port);
     const offered = `${blobKeyType(key) ?? 'key'} ${fingerprint(key)}`;
-    const source = p.kind === 'keys' ? 'the replica\'s host-key' : `known_hosts file ${p.kind === 'known-hosts' ? p.path : ''}`;
+    const source = p.kind === 'keys' ? "the replica's host-key" : `known_hosts file ${p.kind === 'known-hosts' ? p.path : ''}`;
     const reason = verdict.ok ? 'unknown' : verdict.reason;
     let text: string;
     if (reason === 'revoked') text = `the server offered host key ${offered}, which ${source} marks @revoked`;
@@ -335,10 +395,15 @@ export class SftpConnection {
     } else {
       text = `the server's host key is unknown: it offered ${offered}, and ${source} has no key for ${name}; check that fingerprint with the server's administrator, then add the key (ssh-keyscan -p ${this.o.port} ${this.o.host}) or set host-key`;
     }
-    return new ReplicateError('HOST_KEY_NOT_TRUSTED', `[sftp] connecting to ${this.where}: ${text}`, { details: { server: this.where, fingerprint: fingerprint(key), reason } });
+    return new ReplicateError('HOST_KEY_NOT_TRUSTED', `[sftp] connecting to ${this.where}: ${text}`, {
+      details: { server: this.where, fingerprint: fingerprint(key), reason },
+    });
   }
 
   private connectError(code: ErrorCode, detail: string, cause?: unknown): ReplicateError {
-    return new ReplicateError(code, `[sftp] connecting to ${this.where}: ${detail}`, { ...(cause !== undefined ? { cause } : {}), details: { server: this.where } });
+    return new ReplicateError(code, `[sftp] connecting to ${this.where}: ${detail}`, {
+      ...(cause !== undefined ? { cause } : {}),
+      details: { server: this.where },
+    });
   }
 }

@@ -26,7 +26,13 @@ export class RemoteFiles {
     readonly base: string,
   ) {}
 
-  call<T>(doing: string, fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void, opts?: OpOptions, retry = false, slowMs?: number): Promise<T> {
+  call<T>(
+    doing: string,
+    fn: (sftp: SFTPWrapper, cb: (err: Error | null | undefined, value?: T) => void) => void,
+    opts?: OpOptions,
+    retry = false,
+    slowMs?: number,
+  ): Promise<T> {
     return this.conn.request(doing, fn, { signal: opts?.signal, retry, ...(slowMs !== undefined ? { slowMs } : {}) });
   }
 
@@ -38,7 +44,8 @@ export class RemoteFiles {
   async createExclusive(path: string, opts?: OpOptions): Promise<Buffer> {
     // Sent again on a fresh connection when the one it went out on was dead (the first request after a
     // long idle time); if it had arrived after all, the second try finds the name taken and fails.
-    const open = () => this.call<Buffer>(`creating ${this.base}${path}`, (s, cb) => s.open(path, 'wx', { mode: FILE_MODE }, cb), opts, true);
+    const open = () =>
+      this.call<Buffer>(`creating ${this.base}${path}`, (s, cb) => s.open(path, 'wx', { mode: FILE_MODE }, cb), opts, true);
     try {
       return await open();
     } catch (err) {
@@ -58,7 +65,9 @@ export class RemoteFiles {
       } catch (err) {
         if (sftpStatus(err) === undefined) throw err;
         // Exists (OpenSSH answers a generic failure), or a real failure: stat says which.
-        const st = await this.call<Stats>(`checking directory ${this.base}${d}`, (s, cb) => s.stat(d, cb), opts, true).catch(() => undefined);
+        const st = await this.call<Stats>(`checking directory ${this.base}${d}`, (s, cb) => s.stat(d, cb), opts, true).catch(
+          () => undefined,
+        );
         if (!st?.isDirectory()) throw err;
       }
     }

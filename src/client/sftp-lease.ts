@@ -61,7 +61,8 @@ export class SftpLeaseStore {
       next = 1;
     } else {
       const n = Number(expected);
-      if (!Number.isSafeInteger(n) || n < 1) throw new ReplicateError('INVALID_ARGUMENT', `[sftp] lease version is not a record version: ${JSON.stringify(expected)}`);
+      if (!Number.isSafeInteger(n) || n < 1)
+        throw new ReplicateError('INVALID_ARGUMENT', `[sftp] lease version is not a record version: ${JSON.stringify(expected)}`);
       next = n + 1;
     }
     const target = this.layout.leaseRecordPath(next);
@@ -151,13 +152,15 @@ export class SftpLeaseStore {
       await this.writeTemp(a, Buffer.from('a'), opts);
       await this.writeTemp(b, Buffer.from('b'), opts);
       await this.files.call(`renaming onto ${this.files.base}${target}`, (s, cb) => s.rename(a, target, cb), opts);
-      const replaced = await this.files.call(`renaming onto ${this.files.base}${target}`, (s, cb) => s.rename(b, target, cb), opts).then(
-        () => true,
-        (err: unknown) => {
-          if (sftpStatus(err) === undefined) throw err;
-          return false;
-        },
-      );
+      const replaced = await this.files
+        .call(`renaming onto ${this.files.base}${target}`, (s, cb) => s.rename(b, target, cb), opts)
+        .then(
+          () => true,
+          (err: unknown) => {
+            if (sftpStatus(err) === undefined) throw err;
+            return false;
+          },
+        );
       if (replaced || (await this.files.readSmall(target, opts)).toString() !== 'a') {
         throw new ReplicateError(
           'LEASE_UNSUPPORTED',
@@ -174,7 +177,12 @@ export class SftpLeaseStore {
     this.count('LIST');
     const dir = this.layout.leaseDir();
     try {
-      const entries = await this.files.call<{ filename: string }[]>(`listing ${this.files.base}${dir}`, (s, cb) => s.readdir(dir, cb), opts, true);
+      const entries = await this.files.call<{ filename: string }[]>(
+        `listing ${this.files.base}${dir}`,
+        (s, cb) => s.readdir(dir, cb),
+        opts,
+        true,
+      );
       return entries.flatMap((e) => parseLeaseRecordName(e.filename)?.version ?? []).sort((x, y) => x - y);
     } catch (err) {
       if (sftpStatus(err) === SFTP_STATUS.NO_SUCH_FILE) return [];

@@ -56,7 +56,11 @@ export function parseHostKeyLines(text: string): HostPublicKey[] {
     if (line === '' || line.startsWith('#')) return;
     const fields = line.split(/\s+/);
     const at = fields.findIndex((f, j) => keyFromFields(f, fields[j + 1]) !== undefined);
-    if (at === -1) throw new ReplicateError('INVALID_ARGUMENT', `line ${i + 1} is not an SSH public key ("TYPE BASE64", e.g. the server's /etc/ssh/ssh_host_ed25519_key.pub)`);
+    if (at === -1)
+      throw new ReplicateError(
+        'INVALID_ARGUMENT',
+        `line ${i + 1} is not an SSH public key ("TYPE BASE64", e.g. the server's /etc/ssh/ssh_host_ed25519_key.pub)`,
+      );
     keys.push(keyFromFields(fields[at], fields[at + 1])!);
   });
   if (keys.length === 0) throw new ReplicateError('INVALID_ARGUMENT', 'no public key in it');
@@ -70,7 +74,13 @@ export function knownHostsName(host: string, port: number): string {
 
 /** OpenSSH's match_pattern: `*` any run, `?` any one character; case-insensitive for host names. */
 function matchPattern(name: string, pattern: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    'i',
+  );
   return re.test(name);
 }
 
@@ -127,7 +137,15 @@ export function judgeHostKey(keys: TrustedHostKeys, offered: Buffer): HostKeyVer
 }
 
 /** The host key algorithms ssh2 can negotiate, in its default order of preference. */
-const HOST_KEY_ALGORITHMS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+const HOST_KEY_ALGORITHMS = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+  'ssh-rsa',
+];
 
 /**
  * The host key algorithms to offer, those of the trusted keys first (as OpenSSH orders them): a server

@@ -76,7 +76,10 @@ export async function retryStalled<T>(
 /** What an operation that stalled on every try fails with (wrapped into the backend's error). */
 export class StalledError extends Error {
   constructor(idleMs: number, tries: number, cause: unknown) {
-    super(`no progress for ${idleMs} ms (${tries} ${tries === 1 ? 'try' : 'tries'}); the store accepted the connection but stopped answering`, { cause });
+    super(
+      `no progress for ${idleMs} ms (${tries} ${tries === 1 ? 'try' : 'tries'}); the store accepted the connection but stopped answering`,
+      { cause },
+    );
     this.name = 'StalledError';
   }
 }
@@ -95,6 +98,10 @@ export function guardBody(body: Readable, idleMs: number, outer: AbortSignal | u
     },
   });
   pipeline(body, out, () => guard.done());
-  guard.signal.addEventListener('abort', () => out.destroy(onStall(guard.stalled ? new StalledError(idleMs, 1, guard.signal.reason) : guard.signal.reason)), { once: true });
+  guard.signal.addEventListener(
+    'abort',
+    () => out.destroy(onStall(guard.stalled ? new StalledError(idleMs, 1, guard.signal.reason) : guard.signal.reason)),
+    { once: true },
+  );
   return out;
 }

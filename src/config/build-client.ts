@@ -45,7 +45,8 @@ export function buildReplicaClient(r: ResolvedReplica, env: Env = {}, homeDir?: 
       });
     case 'abs': {
       if (r.bucket === undefined || r.bucket === '') throw new ReplicateError('CONFIG', 'bucket required for abs replica');
-      if (r.accountName === undefined) throw new ReplicateError('CONFIG', 'account name required for abs replica (account-name, or abs://ACCOUNT@container/path)');
+      if (r.accountName === undefined)
+        throw new ReplicateError('CONFIG', 'account name required for abs replica (account-name, or abs://ACCOUNT@container/path)');
       const accountKey = r.accountKey ?? env.LITESTREAM_AZURE_ACCOUNT_KEY;
       if (accountKey === undefined || accountKey === '') {
         throw new ReplicateError('CONFIG', 'account key required for abs replica (account-key, or LITESTREAM_AZURE_ACCOUNT_KEY)');
@@ -75,15 +76,24 @@ function buildSftpClient(r: ResolvedReplica, homeDir: string | undefined): SftpR
   if (r.host === undefined || r.host === '') throw new ReplicateError('CONFIG', 'host required for sftp replica');
   if (r.user === undefined || r.user === '') throw new ReplicateError('CONFIG', 'user required for sftp replica');
   const home = (p: string, key: string) => {
-    if ((p === '~' || p.startsWith('~/')) && !homeDir) throw new ReplicateError('CONFIG', `sftp replica ${key} ${p}: no home directory to expand ~ with`);
+    if ((p === '~' || p.startsWith('~/')) && !homeDir)
+      throw new ReplicateError('CONFIG', `sftp replica ${key} ${p}: no home directory to expand ~ with`);
     return expandHome(p, homeDir ?? '');
   };
-  const set = [r.hostKey !== undefined && 'host-key', r.knownHostsPath !== undefined && 'known-hosts-path', r.insecureIgnoreHostKey === true && 'insecure-ignore-host-key'].filter(Boolean);
+  const set = [
+    r.hostKey !== undefined && 'host-key',
+    r.knownHostsPath !== undefined && 'known-hosts-path',
+    r.insecureIgnoreHostKey === true && 'insecure-ignore-host-key',
+  ].filter(Boolean);
   if (set.length > 1) throw new ReplicateError('CONFIG', `sftp replica: ${set.join(' and ')} are given together; give one`);
   let knownHostsPath: string | undefined;
   if (r.knownHostsPath !== undefined) knownHostsPath = home(r.knownHostsPath, 'known-hosts-path');
   else if (r.hostKey === undefined && r.insecureIgnoreHostKey !== true) {
-    if (!homeDir) throw new ReplicateError('CONFIG', 'sftp replica: no home directory for the default ~/.ssh/known_hosts; set known-hosts-path or host-key');
+    if (!homeDir)
+      throw new ReplicateError(
+        'CONFIG',
+        'sftp replica: no home directory for the default ~/.ssh/known_hosts; set known-hosts-path or host-key',
+      );
     knownHostsPath = home('~/.ssh/known_hosts', 'known-hosts-path');
   }
   return new SftpReplicaClient({
@@ -106,7 +116,9 @@ function buildSftpClient(r: ResolvedReplica, homeDir: string | undefined): SftpR
 export function replicaFromUrl(url: string, cwd: string, homeDir: string): ReplicaConfig {
   const { type } = parseReplicaUrl(url, cwd, homeDir);
   if (!isReplicaType(type)) {
-    throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `unknown replica type in URL: "${type}" (want file, s3, gcs, abs or sftp)`, { details: { type } });
+    throw new ReplicateError('UNKNOWN_REPLICA_TYPE', `unknown replica type in URL: "${type}" (want file, s3, gcs, abs or sftp)`, {
+      details: { type },
+    });
   }
   try {
     return resolveReplicaLocation({ type, url }, cwd, homeDir);

@@ -37,12 +37,47 @@ export { DEFAULT_CONFIG_PATH };
 
 const TOP_KEYS = ['dbs', 'exec', 'addr', 'health-max-lag', 'access-key-id', 'secret-access-key', 'logging'] as const;
 const LOGGING_KEYS = ['level', 'type', 'stderr'] as const;
-const DB_KEYS = ['path', 'meta-path', 'monitor-interval', 'checkpoint-interval', 'min-checkpoint-page-count', 'max-checkpoint-page-count', 'max-shadow-wal-size', 'continue-after-restore', 'replicas'] as const;
+const DB_KEYS = [
+  'path',
+  'meta-path',
+  'monitor-interval',
+  'checkpoint-interval',
+  'min-checkpoint-page-count',
+  'max-checkpoint-page-count',
+  'max-shadow-wal-size',
+  'continue-after-restore',
+  'replicas',
+] as const;
 const REPLICA_KEYS = [
-  'type', 'name', 'url', 'path', 'sync-interval', 'snapshot-interval', 'retention', 'retention-check-interval',
-  'validation-interval', 'bucket', 'region', 'endpoint', 'force-path-style', 'skip-verify', 'checksums', 'access-key-id',
-  'secret-access-key', 'account-name', 'account-key', 'host', 'user', 'password', 'key-path', 'age',
-  'lease', 'lease-ttl', 'host-key', 'known-hosts-path', 'insecure-ignore-host-key',
+  'type',
+  'name',
+  'url',
+  'path',
+  'sync-interval',
+  'snapshot-interval',
+  'retention',
+  'retention-check-interval',
+  'validation-interval',
+  'bucket',
+  'region',
+  'endpoint',
+  'force-path-style',
+  'skip-verify',
+  'checksums',
+  'access-key-id',
+  'secret-access-key',
+  'account-name',
+  'account-key',
+  'host',
+  'user',
+  'password',
+  'key-path',
+  'age',
+  'lease',
+  'lease-ttl',
+  'host-key',
+  'known-hosts-path',
+  'insecure-ignore-host-key',
 ] as const;
 const AGE_KEYS = ['identities', 'recipients'] as const;
 
@@ -153,7 +188,10 @@ function parseDb(raw: unknown, where: string, ctx: Ctx): DbConfig {
   db.replicas.forEach((r, i) => {
     const n = replicaName(r);
     const first = names.get(n);
-    if (first !== undefined) ctx.warnings.push(`${where}.replicas[${i}]: replica name ${JSON.stringify(n)} is used twice (also replicas[${first}]); give each a name`);
+    if (first !== undefined)
+      ctx.warnings.push(
+        `${where}.replicas[${i}]: replica name ${JSON.stringify(n)} is used twice (also replicas[${first}]); give each a name`,
+      );
     else names.set(n, i);
   });
   return db;
@@ -185,7 +223,10 @@ function parseReplica(raw: unknown, where: string, ctx: Ctx): ReplicaConfig {
   const identities = ageFields?.strings('identities') ?? [];
   const recipients = ageFields?.strings('recipients') ?? [];
   // Their form only (no age library here); loadConfig checks their checksums. Never quoted: secrets.
-  const ageProblem = [...listShapeProblems('identity', 'identities', identities), ...listShapeProblems('recipient', 'recipients', recipients)][0];
+  const ageProblem = [
+    ...listShapeProblems('identity', 'identities', identities),
+    ...listShapeProblems('recipient', 'recipients', recipients),
+  ][0];
   if (ageProblem !== undefined) throw new ReplicateError('CONFIG', `${where}.age.${ageProblem}`, { details: { key: 'age' } });
 
   const cfg: ReplicaConfig = {
@@ -220,10 +261,13 @@ function parseReplica(raw: unknown, where: string, ctx: Ctx): ReplicaConfig {
     leaseTtlMs: f.duration('lease-ttl'),
   };
   if (cfg.insecureIgnoreHostKey === true) {
-    ctx.warnings.push(`${where}: insecure-ignore-host-key: the sftp server's host key is not verified, so anyone on the network path can pose as the server and read or change the replica; use it for test setups only (set host-key or known-hosts-path instead)`);
+    ctx.warnings.push(
+      `${where}: insecure-ignore-host-key: the sftp server's host key is not verified, so anyone on the network path can pose as the server and read or change the replica; use it for test setups only (set host-key or known-hosts-path instead)`,
+    );
   }
   // Renewals every TTL/3 need time to reach the store (and a TTL in seconds written as "30" would be 30 ns).
-  if (cfg.leaseTtlMs !== undefined && cfg.leaseTtlMs < MIN_LEASE_TTL_MS) throw f.fail('lease-ttl', `must be at least ${MIN_LEASE_TTL_MS}ms`);
+  if (cfg.leaseTtlMs !== undefined && cfg.leaseTtlMs < MIN_LEASE_TTL_MS)
+    throw f.fail('lease-ttl', `must be at least ${MIN_LEASE_TTL_MS}ms`);
   return at(where, () => resolveReplicaLocation(cfg, ctx.opts.cwd, ctx.opts.homeDir));
 }
 
@@ -264,7 +308,9 @@ async function checkAgeKeys(config: Config): Promise<void> {
         parseAgeKeys(r.age);
       } catch (err) {
         if (!(err instanceof ReplicateError)) throw err;
-        throw new ReplicateError('CONFIG', `config ${config.path}: dbs[${i}].replicas[${j}].${err.message}`, { details: { ...err.details, path: config.path } });
+        throw new ReplicateError('CONFIG', `config ${config.path}: dbs[${i}].replicas[${j}].${err.message}`, {
+          details: { ...err.details, path: config.path },
+        });
       }
     }),
   );
@@ -284,9 +330,13 @@ export function replicaName(r: Pick<ReplicaConfig, 'name' | 'type'>): string {
 }
 
 /** stn-replicate's own key (not Litestream's): `checksums: when-required` for stores that reject trailing checksums. */
-function checksumsOf(f: { str(key: string): string | undefined; fail(key: string, detail: string): Error }): 'when-supported' | 'when-required' | undefined {
+function checksumsOf(f: {
+  str(key: string): string | undefined;
+  fail(key: string, detail: string): Error;
+}): 'when-supported' | 'when-required' | undefined {
   const v = f.str('checksums')?.toLowerCase();
   if (v === undefined) return undefined;
-  if (v !== 'when-supported' && v !== 'when-required') throw f.fail('checksums', `want "when-supported" or "when-required", got ${JSON.stringify(v)}`);
+  if (v !== 'when-supported' && v !== 'when-required')
+    throw f.fail('checksums', `want "when-supported" or "when-required", got ${JSON.stringify(v)}`);
   return v;
 }

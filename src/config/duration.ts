@@ -9,8 +9,8 @@ import { ReplicateError } from '../errors.js';
 const UNIT_NS: Readonly<Record<string, bigint>> = {
   ns: 1n,
   us: 1_000n,
-  'µs': 1_000n, // U+00B5 micro sign
-  'μs': 1_000n, // U+03BC Greek mu
+  µs: 1_000n, // U+00B5 micro sign
+  μs: 1_000n, // U+03BC Greek mu
   ms: 1_000_000n,
   s: 1_000_000_000n,
   m: 60_000_000_000n,
@@ -138,9 +138,13 @@ export function durationFromYaml(value: unknown, key: string, where = 'config'):
   if (typeof value !== 'string') {
     // Not an object here: a YAML scalar left (true/false), which String shows as written.
     // eslint-disable-next-line @typescript-eslint/no-base-to-string
-    throw new ReplicateError('CONFIG', `${where}: ${key}: want a duration such as "5s", got ${typeof value === 'object' ? 'a structure' : String(value)}`, {
-      details: { key },
-    });
+    throw new ReplicateError(
+      'CONFIG',
+      `${where}: ${key}: want a duration such as "5s", got ${typeof value === 'object' ? 'a structure' : String(value)}`,
+      {
+        details: { key },
+      },
+    );
   }
   try {
     return parseDuration(value);

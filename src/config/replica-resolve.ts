@@ -32,7 +32,9 @@ export function resolveReplicaLocation(input: ReplicaConfig, cwd: string, homeDi
     if (t === 'sftp' && r.host !== undefined) throw fail(`cannot specify url & host for ${t} replica`);
     const u = parseReplicaUrl(r.url, cwd, homeDir);
     if (u.query !== undefined && t !== 's3' && t !== 'file') {
-      throw fail(`a ${t} replica URL takes no query options (got ${u.query.map(([k]) => JSON.stringify(k)).join(', ')}); use the replica's config keys`);
+      throw fail(
+        `a ${t} replica URL takes no query options (got ${u.query.map(([k]) => JSON.stringify(k)).join(', ')}); use the replica's config keys`,
+      );
     }
     switch (t) {
       case 'file':

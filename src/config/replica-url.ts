@@ -158,7 +158,8 @@ function parseHost(host: string): string {
   } else if (host.includes(':')) {
     colonPort = host.slice(host.lastIndexOf(':'));
   }
-  if (colonPort !== '' && !/^:[0-9]*$/.test(colonPort)) throw new ReplicateError('INVALID_ARGUMENT', `invalid port ${JSON.stringify(colonPort)} after host`);
+  if (colonPort !== '' && !/^:[0-9]*$/.test(colonPort))
+    throw new ReplicateError('INVALID_ARGUMENT', `invalid port ${JSON.stringify(colonPort)} after host`);
   const bad = /[^A-Za-z0-9\-._~!$&'()*+,;=:[\]<>"%\u0080-\uffff]/.exec(host);
   if (bad) throw new ReplicateError('INVALID_ARGUMENT', `invalid character ${JSON.stringify(bad[0])} in host name`);
   return unescape(host);

@@ -6,7 +6,6 @@
  */
 import type { ReplicaSpec, ReplicationOptions } from '../replication.js';
 
-
 export const REPLICA_TYPES = ['file', 's3', 'gcs', 'abs', 'sftp'] as const;
 export type ReplicaType = (typeof REPLICA_TYPES)[number];
 

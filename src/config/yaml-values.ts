@@ -75,7 +75,16 @@ export function goYamlNumber(text: string): number | undefined {
   const m = /^([+-]?)(?:0[xX]([0-9a-fA-F]+)|0[oO]([0-7]+)|0[bB]([01]+)|0([0-7]*)|([1-9][0-9]*))$/.exec(plain);
   if (m) {
     const [, sign, hex, oct, bin, oldOct, dec] = m;
-    const digits = hex !== undefined ? `0x${hex}` : oct !== undefined ? `0o${oct}` : bin !== undefined ? `0b${bin}` : oldOct !== undefined ? `0o${oldOct || '0'}` : dec!;
+    const digits =
+      hex !== undefined
+        ? `0x${hex}`
+        : oct !== undefined
+          ? `0o${oct}`
+          : bin !== undefined
+            ? `0b${bin}`
+            : oldOct !== undefined
+              ? `0o${oldOct || '0'}`
+              : dec!;
     const n = Number(BigInt(digits));
     return sign === '-' ? -n : n;
   }
@@ -125,7 +134,10 @@ export class Fields {
   reportUnknown(known: readonly string[], warnings: string[]): void {
     for (const k of Object.keys(this.obj)) {
       if (known.includes(k)) continue;
-      const kebab = k.replace(/([a-z0-9])([A-Z])/g, '$1-$2').replace(/_/g, '-').toLowerCase();
+      const kebab = k
+        .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+        .replace(/_/g, '-')
+        .toLowerCase();
       const hint = kebab !== k && known.includes(kebab) ? ` (did you mean "${kebab}"?)` : '';
       warnings.push(`${this.where}: unknown key ${JSON.stringify(k)} ignored${hint}`);
     }
@@ -156,7 +168,8 @@ export class Fields {
     const v = this.obj[key];
     if (isNull(v)) return undefined;
     const text = v instanceof PlainScalar ? v.text : typeof v === 'string' || typeof v === 'number' ? String(v) : undefined;
-    const n = text === undefined ? undefined : v instanceof PlainScalar ? goYamlNumber(text) : /^[+-]?\d+$/.test(text) ? Number(text) : undefined;
+    const n =
+      text === undefined ? undefined : v instanceof PlainScalar ? goYamlNumber(text) : /^[+-]?\d+$/.test(text) ? Number(text) : undefined;
     if (n === undefined || !Number.isSafeInteger(n)) {
       throw this.fail(key, `want a whole number, got ${text !== undefined ? JSON.stringify(text) : describe(v)}`);
     }
@@ -169,9 +182,23 @@ export class Fields {
     if (isNull(v)) return undefined;
     const text = v instanceof PlainScalar ? v.text : typeof v === 'string' || typeof v === 'number' ? String(v) : undefined;
     const m = text === undefined ? null : /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$/i.exec(text);
-    if (!m) throw this.fail(key, `want a size such as 1GiB, 500MB or 1048576 (bytes), got ${text !== undefined ? JSON.stringify(text) : describe(v)}`);
+    if (!m)
+      throw this.fail(
+        key,
+        `want a size such as 1GiB, 500MB or 1048576 (bytes), got ${text !== undefined ? JSON.stringify(text) : describe(v)}`,
+      );
     const unit = (m[2] ?? 'B').toLowerCase();
-    const scale: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4 };
+    const scale: Record<string, number> = {
+      b: 1,
+      kb: 1e3,
+      mb: 1e6,
+      gb: 1e9,
+      tb: 1e12,
+      kib: 1024,
+      mib: 1024 ** 2,
+      gib: 1024 ** 3,
+      tib: 1024 ** 4,
+    };
     return Math.round(Number(m[1]) * scale[unit]!);
   }
 

@@ -13,7 +13,16 @@ import { ReplicateError } from '../errors.js';
 import { nullLogger, type LogFields, type Logger } from '../logger.js';
 import { InProcessReplication } from '../replication.js';
 import { clientFromDescription } from './client-transfer.js';
-import { cloneable, serializeError, type CallMethod, type CallResult, type FromWorker, type ReplicationState, type ToWorker, type WorkerInit } from './worker-protocol.js';
+import {
+  cloneable,
+  serializeError,
+  type CallMethod,
+  type CallResult,
+  type FromWorker,
+  type ReplicationState,
+  type ToWorker,
+  type WorkerInit,
+} from './worker-protocol.js';
 
 if (!parentPort) throw new ReplicateError('INVALID_ARGUMENT', 'replication-worker.js runs as a worker thread only');
 const port = parentPort;
@@ -36,7 +45,9 @@ function forward(level: 'debug' | 'info' | 'warn' | 'error') {
   };
 }
 
-const logger: Logger = init.log ? { debug: forward('debug'), info: forward('info'), warn: forward('warn'), error: forward('error') } : nullLogger;
+const logger: Logger = init.log
+  ? { debug: forward('debug'), info: forward('info'), warn: forward('warn'), error: forward('error') }
+  : nullLogger;
 
 let replication: InProcessReplication | undefined;
 
@@ -44,7 +55,13 @@ function state(): ReplicationState {
   const r = replication!;
   const sh = r.shipper;
   return {
-    shipper: { pos: sh.pos(), opened: sh.opened, pageSize: sh.pageSize, usage: { ...sh.shadowWalUsage() }, restoredFrom: sh.restoredFrom() },
+    shipper: {
+      pos: sh.pos(),
+      opened: sh.opened,
+      pageSize: sh.pageSize,
+      usage: { ...sh.shadowWalUsage() },
+      restoredFrom: sh.restoredFrom(),
+    },
     replicas: r.replicas.map((x) => ({
       pos: x.pos(),
       error: x.error === undefined ? undefined : serializeError(x.error),
@@ -135,7 +152,14 @@ async function start(): Promise<void> {
   for (const name of ['generation', 'snapshot', 'segment', 'checkpoint', 'retention', 'validation'] as const) {
     r.on(name, event(name));
   }
-  r.on('error', (e) => post({ t: 'event', name: 'error', payload: { ...(e.replica !== undefined ? { replica: e.replica } : {}), error: serializeError(e.error) }, state: state() }));
+  r.on('error', (e) =>
+    post({
+      t: 'event',
+      name: 'error',
+      payload: { ...(e.replica !== undefined ? { replica: e.replica } : {}), error: serializeError(e.error) },
+      state: state(),
+    }),
+  );
   r.shipper.on('position', queueState);
   port.on('message', receive);
   post({

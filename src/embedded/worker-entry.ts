@@ -30,7 +30,10 @@ export function workerEntry(): URL {
     }
     const newer = newestSource(join(root, 'src'));
     if (newer.mtimeMs > built) {
-      throw new ReplicateError('IO', `starting the replication worker: the build in dist/ is older than ${newer.path} (run npm run build, or pass inline: true)`);
+      throw new ReplicateError(
+        'IO',
+        `starting the replication worker: the build in dist/ is older than ${newer.path} (run npm run build, or pass inline: true)`,
+      );
     }
     checkedBuild = entry;
   }

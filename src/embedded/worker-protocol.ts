@@ -59,7 +59,8 @@ export interface ReplicaSettings {
   validationIntervalMs: number;
 }
 
-export type CallMethod = 'sync' | 'close' | 'shipperSync' | 'durablePos' | 'replicaSync' | 'snapshot' | 'enforceRetention' | 'validate' | 'status';
+export type CallMethod =
+  'sync' | 'close' | 'shipperSync' | 'durablePos' | 'replicaSync' | 'snapshot' | 'enforceRetention' | 'validate' | 'status';
 
 export type CallResult = void | Pos | undefined | SnapshotInfo | RetentionResult | ValidationResult | ReplicationStatus;
 
@@ -105,7 +106,8 @@ export function rebuildError(e: SerializedError): Error {
   const opts = { ...(cause ? { cause } : {}), details: e.details ?? {} };
   let err: Error;
   if (e.name === 'NotFoundError') err = new NotFoundError(e.message, opts);
-  else if (e.code !== undefined && (ERROR_CODES as readonly string[]).includes(e.code) && e.name === 'ReplicateError') err = new ReplicateError(e.code as ErrorCode, e.message, opts);
+  else if (e.code !== undefined && (ERROR_CODES as readonly string[]).includes(e.code) && e.name === 'ReplicateError')
+    err = new ReplicateError(e.code as ErrorCode, e.message, opts);
   else {
     err = new Error(e.message, cause ? { cause } : undefined);
     err.name = e.name;
@@ -123,7 +125,8 @@ export function cloneable(value: unknown): unknown {
   try {
     return structuredClone(value);
   } catch {
-    if (value === null || typeof value !== 'object') return typeof value === 'function' || typeof value === 'symbol' ? String(value) : value;
+    if (value === null || typeof value !== 'object')
+      return typeof value === 'function' || typeof value === 'symbol' ? String(value) : value;
     if (value instanceof Error) return value.message;
     if (Array.isArray(value)) return value.map((v) => cloneable(v));
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, cloneable(v)]));

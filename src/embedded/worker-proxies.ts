@@ -23,7 +23,13 @@ type ShipperState = ReplicationState['shipper'];
 export class ShipperProxy implements ShipperView {
   readonly walPath: string;
   /** @internal */
-  state: ShipperState = { pos: undefined, opened: false, pageSize: undefined, usage: { bytes: 0, limit: 0, limitReached: 0 }, restoredFrom: undefined };
+  state: ShipperState = {
+    pos: undefined,
+    opened: false,
+    pageSize: undefined,
+    usage: { bytes: 0, limit: 0, limitReached: 0 },
+    restoredFrom: undefined,
+  };
 
   constructor(
     private readonly r: WorkerCaller,
@@ -64,7 +70,12 @@ export class ShipperProxy implements ShipperView {
 
 export class ReplicaProxy implements ReplicaView {
   /** @internal */
-  state: ReplicationState['replicas'][number] = { pos: undefined, error: undefined, validations: { ok: 0, mismatch: 0, error: 0 }, requestCounts: { LIST: 0, PUT: 0, GET: 0, DELETE: 0 } };
+  state: ReplicationState['replicas'][number] = {
+    pos: undefined,
+    error: undefined,
+    validations: { ok: 0, mismatch: 0, error: 0 },
+    requestCounts: { LIST: 0, PUT: 0, GET: 0, DELETE: 0 },
+  };
   private settings: ReplicaSettings = { snapshotIntervalMs: 0, retentionMs: 0, retentionCheckIntervalMs: 0, validationIntervalMs: 0 };
   private errorOf: { key: string; error: Error } | undefined;
 

@@ -25,7 +25,15 @@ import { describeClient, type ClientDescription } from './client-transfer.js';
 import type { ReplicationStatus } from '../replication-status.js';
 import { workerEntry } from './worker-entry.js';
 import { ReplicaProxy, ShipperProxy } from './worker-proxies.js';
-import { rebuildError, type CallMethod, type CallResult, type FromWorker, type ReplicationState, type ToWorker, type WorkerInit } from './worker-protocol.js';
+import {
+  rebuildError,
+  type CallMethod,
+  type CallResult,
+  type FromWorker,
+  type ReplicationState,
+  type ToWorker,
+  type WorkerInit,
+} from './worker-protocol.js';
 
 export interface TransferableClient {
   description: ClientDescription;
@@ -212,7 +220,11 @@ export class WorkerReplication extends Replication {
   /** A worker that died (an uncaught error, or it exited): every call fails from now on, with why. */
   private fail(cause: unknown): void {
     if (this.failure || this.closed) return;
-    this.failure = new ReplicateError('IO', `replication of ${this.dbPath}: the worker thread failed: ${describeError(cause)}; nothing is replicated any more`, { cause });
+    this.failure = new ReplicateError(
+      'IO',
+      `replication of ${this.dbPath}: the worker thread failed: ${describeError(cause)}; nothing is replicated any more`,
+      { cause },
+    );
     this.signal?.removeEventListener('abort', this.onAbort);
     this.log.error('replication worker failed', { db: this.dbPath, error: describeError(cause) });
     this.startWait?.reject(this.failure);

@@ -55,7 +55,8 @@ export function keyShapeProblem(kind: AgeKeyKind, key: string): string | undefin
   }
   if (/^(ssh-|ecdsa-sha2-|-----BEGIN)/.test(key)) return 'SSH keys are not supported: Litestream v0.3.13 reads X25519 age keys only';
   if (kind === 'identity') {
-    if (key.startsWith('age1')) return 'this is a recipient (a public key, age1…): it belongs under age.recipients; identities are secret keys (AGE-SECRET-KEY-1…)';
+    if (key.startsWith('age1'))
+      return 'this is a recipient (a public key, age1…): it belongs under age.recipients; identities are secret keys (AGE-SECRET-KEY-1…)';
     if (upper.startsWith('AGE-SECRET-KEY-1') && key !== upper) return 'an age secret key is written in upper case (AGE-SECRET-KEY-1…)';
     return 'not an age X25519 secret key (want AGE-SECRET-KEY-1 and 58 more characters, as age-keygen writes it)';
   }

@@ -37,7 +37,8 @@ function parseList(kind: AgeKeyKind, entries: readonly string[]): string[] {
   const keys: string[] = [];
   entries.forEach((entry, i) => {
     const lines = keyLines(entry);
-    if (lines.length === 0) throw new ReplicateError('INVALID_ARGUMENT', `${list}[${i}] ${emptyEntryProblem(kind)}`, { details: { key: `${list}[${i}]` } });
+    if (lines.length === 0)
+      throw new ReplicateError('INVALID_ARGUMENT', `${list}[${i}] ${emptyEntryProblem(kind)}`, { details: { key: `${list}[${i}]` } });
     for (const { line, key } of lines) {
       const where = `${list}[${i}]${entry.includes('\n') ? ` line ${line}` : ''}`;
       let problem = keyShapeProblem(kind, key);
@@ -47,10 +48,14 @@ function parseList(kind: AgeKeyKind, entries: readonly string[]): string[] {
           else new Encrypter().addRecipient(key);
         } catch {
           // The library's message quotes the key: not passed on.
-          problem = kind === 'identity' ? 'not a valid age secret key (its checksum does not match: a character was changed or lost)' : 'not a valid age recipient (its checksum does not match: a character was changed or lost)';
+          problem =
+            kind === 'identity'
+              ? 'not a valid age secret key (its checksum does not match: a character was changed or lost)'
+              : 'not a valid age recipient (its checksum does not match: a character was changed or lost)';
         }
       }
-      if (problem !== undefined) throw new ReplicateError('INVALID_ARGUMENT', `${where}: ${problem}`, { details: { key: `${list}[${i}]`, line } });
+      if (problem !== undefined)
+        throw new ReplicateError('INVALID_ARGUMENT', `${where}: ${problem}`, { details: { key: `${list}[${i}]`, line } });
       keys.push(key);
     }
   });
@@ -84,7 +89,10 @@ export interface DecryptOptions {
  * CORRUPT_OBJECT when the header or the payload does not authenticate (damaged or truncated). Errors of
  * the source itself pass through unchanged.
  */
-export function ageDecrypt(identities: readonly string[], opts: DecryptOptions): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Buffer> {
+export function ageDecrypt(
+  identities: readonly string[],
+  opts: DecryptOptions,
+): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Buffer> {
   return async function* decrypt(source) {
     const decrypter = new Decrypter();
     for (const id of identities) decrypter.addIdentity(id);
@@ -100,10 +108,14 @@ export function ageDecrypt(identities: readonly string[], opts: DecryptOptions):
       yield* buffers(out, tracked);
     } catch (err) {
       if (tracked.isSourceError(err)) throw err;
-      throw new ReplicateError('CORRUPT_OBJECT', `decrypting ${opts.label}: the age payload does not authenticate (the object is damaged or truncated): ${describe(err)}`, {
-        cause: err,
-        details: { object: opts.label },
-      });
+      throw new ReplicateError(
+        'CORRUPT_OBJECT',
+        `decrypting ${opts.label}: the age payload does not authenticate (the object is damaged or truncated): ${describe(err)}`,
+        {
+          cause: err,
+          details: { object: opts.label },
+        },
+      );
     }
   };
 }
@@ -114,14 +126,18 @@ function headerError(err: unknown, opts: DecryptOptions): ReplicateError {
     return new ReplicateError(
       'AGE_IDENTITY',
       `decrypting ${opts.label}: none of the age identities of replica ${opts.replica} matches the recipients it was encrypted to; ` +
-        'add the identity (secret key) whose public key was among the replica\'s age.recipients when it was written',
+        "add the identity (secret key) whose public key was among the replica's age.recipients when it was written",
       { details: { object: opts.label, replica: opts.replica, reason: 'no-match' } },
     );
   }
-  return new ReplicateError('CORRUPT_OBJECT', `decrypting ${opts.label}: the age header is not valid (the object is damaged or truncated): ${message}`, {
-    cause: err,
-    details: { object: opts.label },
-  });
+  return new ReplicateError(
+    'CORRUPT_OBJECT',
+    `decrypting ${opts.label}: the age header is not valid (the object is damaged or truncated): ${message}`,
+    {
+      cause: err,
+      details: { object: opts.label },
+    },
+  );
 }
 
 function describe(err: unknown): string {

@@ -34,7 +34,11 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Writes the stream to `path` atomically; returns the number of bytes written. */
-export async function writeFileAtomic(path: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: AtomicWriteOptions = {}): Promise<number> {
+export async function writeFileAtomic(
+  path: string,
+  body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  opts: AtomicWriteOptions = {},
+): Promise<number> {
   const perms = opts.permissions;
   if (perms) await mkdirWithPermissions(dirname(path), perms);
   else await mkdir(dirname(path), { recursive: true, mode: opts.dirMode ?? 0o700 });

@@ -7,7 +7,16 @@
  */
 import { ByteReader } from './byte-reader.js';
 import { liblz4 } from './liblz4.js';
-import { blockDecodeFailure, checkBlockChecksum, corrupt, finishFrame, parseBlockHeader, readExact, readFrameHeader, type FrameHeader } from './lz4-frame-format.js';
+import {
+  blockDecodeFailure,
+  checkBlockChecksum,
+  corrupt,
+  finishFrame,
+  parseBlockHeader,
+  readExact,
+  readFrameHeader,
+  type FrameHeader,
+} from './lz4-frame-format.js';
 import { hashInSlices, newHasher } from './xxh32.js';
 
 export interface DecodeOptions {
@@ -50,7 +59,13 @@ export function decodeLz4Frame(options: DecodeOptions = {}) {
   };
 }
 
-async function* decodeFrame(reader: ByteReader, label: string | undefined, reuseOutput: number, outputBuffer?: Buffer, inputScratch: { buffer?: Buffer } = {}): AsyncGenerator<Buffer> {
+async function* decodeFrame(
+  reader: ByteReader,
+  label: string | undefined,
+  reuseOutput: number,
+  outputBuffer?: Buffer,
+  inputScratch: { buffer?: Buffer } = {},
+): AsyncGenerator<Buffer> {
   const frame = await readFrameHeader(reader, label);
   yield* decodeBlocks(reader, frame, label, reuseOutput, outputBuffer, inputScratch);
 }

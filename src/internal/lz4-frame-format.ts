@@ -52,7 +52,7 @@ export async function readFrameHeader(reader: ByteReader, label: string | undefi
   let magic: number;
   for (;;) {
     magic = (await readExact(reader, 4, label, 'frame magic')).readUInt32LE(0);
-    if (((magic & SKIPPABLE_MAGIC_MASK) >>> 0) !== SKIPPABLE_MAGIC) break;
+    if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 !== SKIPPABLE_MAGIC) break;
     const skipLength = (await readExact(reader, 4, label, 'skippable frame')).readUInt32LE(0);
     await readExact(reader, skipLength, label, 'skippable frame');
   }
@@ -87,20 +87,32 @@ export function parseBlockHeader(header: number, frame: FrameHeader, label: stri
 }
 
 /** Reads a block's checksum (when the frame has them) and checks it against the block's stored bytes. */
-export async function checkBlockChecksum(reader: ByteReader, frame: FrameHeader, data: Uint8Array, label: string | undefined): Promise<void> {
+export async function checkBlockChecksum(
+  reader: ByteReader,
+  frame: FrameHeader,
+  data: Uint8Array,
+  label: string | undefined,
+): Promise<void> {
   if (!frame.blockChecksum) return;
   const stored = (await readExact(reader, 4, label, 'block checksum')).readUInt32LE(0);
   const h = await newHasher();
   hashInSlices(h, data);
   const actual = h.digest() >>> 0;
-  if (stored !== actual) throw corrupt(label, `block checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${actual.toString(16)})`);
+  if (stored !== actual)
+    throw corrupt(label, `block checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${actual.toString(16)})`);
 }
 
 /**
  * After the end mark: the content checksum (when the frame has one) against `digest` of the decoded
  * bytes, the content size (when the header gave one), and nothing after the frame.
  */
-export async function finishFrame(reader: ByteReader, frame: FrameHeader, digest: number, total: bigint, label: string | undefined): Promise<void> {
+export async function finishFrame(
+  reader: ByteReader,
+  frame: FrameHeader,
+  digest: number,
+  total: bigint,
+  label: string | undefined,
+): Promise<void> {
   if (frame.hasContentChecksum) {
     const expected = (await readExact(reader, 4, label, 'content checksum')).readUInt32LE(0);
     const actual = digest >>> 0;

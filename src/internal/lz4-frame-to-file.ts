@@ -24,7 +24,15 @@ import { Worker } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
 import { ByteReader } from './byte-reader.js';
 import { decodeBlocks } from './lz4-frame-decoder.js';
-import { blockDecodeFailure, checkBlockChecksum, corrupt, finishFrame, parseBlockHeader, readExact, readFrameHeader } from './lz4-frame-format.js';
+import {
+  blockDecodeFailure,
+  checkBlockChecksum,
+  corrupt,
+  finishFrame,
+  parseBlockHeader,
+  readExact,
+  readFrameHeader,
+} from './lz4-frame-format.js';
 import { hashInSlices, newHasher } from './xxh32.js';
 
 export interface DecodeToFileOptions {
@@ -65,7 +73,11 @@ type FromWorker =
  * the worker has stopped). Throws CORRUPT_OBJECT as decodeLz4Frame does, or the write's error (with
  * its errno code).
  */
-export async function decodeLz4FrameToFile(source: AsyncIterable<Uint8Array>, fd: number, opts: DecodeToFileOptions = {}): Promise<DecodedToFile> {
+export async function decodeLz4FrameToFile(
+  source: AsyncIterable<Uint8Array>,
+  fd: number,
+  opts: DecodeToFileOptions = {},
+): Promise<DecodedToFile> {
   const label = opts.label;
   const headBytes = opts.headBytes ?? 100;
   const reader = new ByteReader(source);
@@ -187,7 +199,7 @@ async function decodeIndependentBlocks(
 }
 
 function writeAllSync(fd: number, chunk: Uint8Array, position: number): void {
-  for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off, chunk.length - off, position + off);
+  for (let off = 0; off < chunk.length;) off += writeSync(fd, chunk, off, chunk.length - off, position + off);
 }
 
 /**
@@ -202,7 +214,13 @@ function blockWorker(): void {
   const parentPort = threads.parentPort;
   const fs = require('node:fs') as typeof import('node:fs');
   const { createRequire } = require('node:module') as typeof import('node:module');
-  const data = threads.workerData as { inputs: SharedArrayBuffer[]; outputs: SharedArrayBuffer[]; writeSlice: number; fd: number; requireFrom: string };
+  const data = threads.workerData as {
+    inputs: SharedArrayBuffer[];
+    outputs: SharedArrayBuffer[];
+    writeSlice: number;
+    fd: number;
+    requireFrom: string;
+  };
   const liblz4 = createRequire(data.requireFrom)('lz4/build/Release/lz4.node') as { uncompress(input: Buffer, output: Buffer): number };
   const inputs = data.inputs.map((b) => Buffer.from(b));
   const outputs = data.outputs.map((b) => Buffer.from(b));
@@ -226,7 +244,7 @@ function blockWorker(): void {
     }
     parentPort!.postMessage({ kind: 'decoded', inSlot: m.inSlot, outSlot: m.outSlot, n });
     try {
-      for (let off = 0; off < n; ) off += fs.writeSync(data.fd, output, off, Math.min(data.writeSlice, n - off), position + off);
+      for (let off = 0; off < n;) off += fs.writeSync(data.fd, output, off, Math.min(data.writeSlice, n - off), position + off);
     } catch (err) {
       failed = true;
       const e = err as NodeJS.ErrnoException;

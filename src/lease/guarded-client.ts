@@ -10,7 +10,13 @@ import type { ReplicaLease } from './replica-lease.js';
 const WRITES = new Set<PropertyKey>(['writeSnapshot', 'writeWalSegment', 'deleteGeneration', 'deleteSnapshot', 'deleteWalSegments']);
 
 /** The index of the `opts` argument of each write (the last one). */
-const OPTS_ARG: Record<string, number> = { writeSnapshot: 3, writeWalSegment: 2, deleteGeneration: 1, deleteSnapshot: 2, deleteWalSegments: 1 };
+const OPTS_ARG: Record<string, number> = {
+  writeSnapshot: 3,
+  writeWalSegment: 2,
+  deleteGeneration: 1,
+  deleteSnapshot: 2,
+  deleteWalSegments: 1,
+};
 
 export function guardedClient(client: ReplicaClient, lease: ReplicaLease): ReplicaClient {
   return new Proxy(client, {

@@ -55,7 +55,8 @@ export function decodeLeaseRecord(body: Buffer, where: string): LeaseRecord {
   let holder: LeaseHolder | null = null;
   if (o.holder !== null) {
     const h = o.holder as Record<string, unknown>;
-    if (typeof h !== 'object' || h === null || typeof h.host !== 'string' || typeof h.pid !== 'number' || typeof h.instance !== 'string') throw bad('holder is malformed');
+    if (typeof h !== 'object' || h === null || typeof h.host !== 'string' || typeof h.pid !== 'number' || typeof h.instance !== 'string')
+      throw bad('holder is malformed');
     holder = { host: h.host, pid: h.pid, instance: h.instance };
     if (typeof h.generation === 'string') holder.generation = h.generation;
     if (typeof h.pidNamespace === 'string') holder.pidNamespace = h.pidNamespace;

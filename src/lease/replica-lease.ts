@@ -87,12 +87,20 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
   constructor(private readonly opts: ReplicaLeaseOptions) {
     super();
     if (!supportsLease(opts.client)) {
-      throw new ReplicateError('LEASE_UNSUPPORTED', `replica ${opts.replica} (${opts.client.type}: ${opts.client.location}) has no atomic lease`, { details: { replica: opts.replica, type: opts.client.type } });
+      throw new ReplicateError(
+        'LEASE_UNSUPPORTED',
+        `replica ${opts.replica} (${opts.client.type}: ${opts.client.location}) has no atomic lease`,
+        { details: { replica: opts.replica, type: opts.client.type } },
+      );
     }
     this.client = opts.client;
     this.replica = opts.replica;
     this.ttlMs = opts.ttlMs ?? DEFAULT_LEASE_TTL_MS;
-    if (!(this.ttlMs >= MIN_LEASE_TTL_MS)) throw new ReplicateError('INVALID_ARGUMENT', `replica ${opts.replica}: lease-ttl must be at least ${MIN_LEASE_TTL_MS}ms, got ${this.ttlMs}`);
+    if (!(this.ttlMs >= MIN_LEASE_TTL_MS))
+      throw new ReplicateError(
+        'INVALID_ARGUMENT',
+        `replica ${opts.replica}: lease-ttl must be at least ${MIN_LEASE_TTL_MS}ms, got ${this.ttlMs}`,
+      );
     this.identity = {
       host: opts.identity?.host ?? hostname(),
       pid: opts.identity?.pid ?? processId,
@@ -131,7 +139,9 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
   assertHeld(): void {
     if (this.state_ === 'held' && monotonicMs() >= this.deadline()) this.lose('not renewed in time');
     if (this.state_ !== 'held') {
-      throw new ReplicateError('LEASE_LOST', `replica ${this.replica}: not writing, the lease is not held (${this.state_})`, { details: { replica: this.replica, location: this.client.location } });
+      throw new ReplicateError('LEASE_LOST', `replica ${this.replica}: not writing, the lease is not held (${this.state_})`, {
+        details: { replica: this.replica, location: this.client.location },
+      });
     }
   }
 
@@ -152,7 +162,8 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
    */
   async tryAcquire(signal?: AbortSignal): Promise<LeaseState | undefined> {
     if (this.state_ === 'held') return undefined;
-    if (this.state_ !== 'idle') throw new ReplicateError('LEASE_LOST', `replica ${this.replica}: a lease object cannot be acquired again once ${this.state_}`);
+    if (this.state_ !== 'idle')
+      throw new ReplicateError('LEASE_LOST', `replica ${this.replica}: a lease object cannot be acquired again once ${this.state_}`);
     if (!this.probed) {
       await this.client.probeLease?.({ signal });
       this.probed = true;
@@ -169,7 +180,9 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     }
     const sent = monotonicMs();
     const at = new Date(this.now()).toISOString();
-    const version = await this.client.writeLease(encodeLeaseRecord(this.recordFor(at, at)), expected, { signal: this.requestSignal(signal) });
+    const version = await this.client.writeLease(encodeLeaseRecord(this.recordFor(at, at)), expected, {
+      signal: this.requestSignal(signal),
+    });
     if (version === undefined) return (await this.read(signal)) ?? current; // lost the race: look again
     this.state_ = 'held';
     this.version = version;
@@ -178,7 +191,8 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     this.armDeadline();
     this.keeper = this.keep();
     const fields = { replica: this.replica, location: this.client.location, ttl: `${this.ttlMs}ms`, instance: this.identity.instance };
-    if (from && from.instance !== this.identity.instance) this.log.warn('replica lease taken over from an instance that stopped renewing it', { ...fields, previous: describeHolder(from) });
+    if (from && from.instance !== this.identity.instance)
+      this.log.warn('replica lease taken over from an instance that stopped renewing it', { ...fields, previous: describeHolder(from) });
     else this.log.info('replica lease acquired', fields);
     return undefined;
   }
@@ -208,18 +222,29 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
       } catch (err) {
         if (tries?.aborted) {
           if (this.everRead) throw abortError(signal);
-          throw new ReplicateError('ABORTED', `replica ${this.replica}: taking the lease at ${this.client.location}: interrupted by a signal before the store answered`, { cause: err, details: { replica: this.replica, location: this.client.location } });
+          throw new ReplicateError(
+            'ABORTED',
+            `replica ${this.replica}: taking the lease at ${this.client.location}: interrupted by a signal before the store answered`,
+            { cause: err, details: { replica: this.replica, location: this.client.location } },
+          );
         }
         if (!this.everRead) {
           const code = err instanceof ReplicateError ? err.code : 'IO';
-          throw new ReplicateError(code, `replica ${this.replica}: taking the lease at ${this.client.location}: ${describeError(err)}`, { cause: err, details: { replica: this.replica, location: this.client.location } });
+          throw new ReplicateError(code, `replica ${this.replica}: taking the lease at ${this.client.location}: ${describeError(err)}`, {
+            cause: err,
+            details: { replica: this.replica, location: this.client.location },
+          });
         }
         if (err instanceof ReplicateError && !isTransientError(err)) throw err;
         failed = true;
         // Once per distinct error: the store may stay down for long, and nothing is written meanwhile.
         if (failing !== describeError(err)) {
           failing = describeError(err);
-          this.log.warn('replica lease cannot be read or written; retrying (nothing is written to the replica meanwhile)', { replica: this.replica, location: this.client.location, error: failing });
+          this.log.warn('replica lease cannot be read or written; retrying (nothing is written to the replica meanwhile)', {
+            replica: this.replica,
+            location: this.client.location,
+            error: failing,
+          });
         }
       }
       const holder = current?.record.holder;
@@ -253,10 +278,15 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     try {
       const body = encodeLeaseRecord({ holder: null, acquiredAt: this.acquiredAt ?? at, renewedAt: at, releasedAt: at, ttlMs: this.ttlMs });
       const v = await this.client.writeLease(body, this.version, { signal: this.requestSignal() });
-      if (v === undefined) this.log.warn('replica lease was not ours any more at release', { replica: this.replica, location: this.client.location });
+      if (v === undefined)
+        this.log.warn('replica lease was not ours any more at release', { replica: this.replica, location: this.client.location });
       else this.log.info('replica lease released', { replica: this.replica, location: this.client.location });
     } catch (err) {
-      this.log.warn('replica lease release failed; others take over once it expires', { replica: this.replica, location: this.client.location, error: describeError(err) });
+      this.log.warn('replica lease release failed; others take over once it expires', {
+        replica: this.replica,
+        location: this.client.location,
+        error: describeError(err),
+      });
     }
   }
 
@@ -351,7 +381,11 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
       } catch (err) {
         if (this.state_ !== 'held') return;
         if (!answered) this.unconfirmed = [...this.unconfirmed, { body, sent }].slice(-MAX_UNCONFIRMED);
-        this.log.warn('replica lease renewal failed; retrying until its deadline', { replica: this.replica, location: this.client.location, error: describeError(err) });
+        this.log.warn('replica lease renewal failed; retrying until its deadline', {
+          replica: this.replica,
+          location: this.client.location,
+          error: describeError(err),
+        });
         // Sooner than the next regular renewal: there is at most TTL - margin - TTL/3 left.
         wait = monotonicMs() - this.sentAt + Math.min(1000, this.ttlMs / 10);
         continue;
@@ -370,9 +404,13 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
     this.state_ = 'lost';
     this.clearDeadline();
     this.stopKeeper.abort();
-    const err = new ReplicateError('LEASE_LOST', `replica ${this.replica}: lease lost (${why}); stopped writing to ${this.client.location}`, {
-      details: { replica: this.replica, location: this.client.location },
-    });
+    const err = new ReplicateError(
+      'LEASE_LOST',
+      `replica ${this.replica}: lease lost (${why}); stopped writing to ${this.client.location}`,
+      {
+        details: { replica: this.replica, location: this.client.location },
+      },
+    );
     this.log.error('replica lease lost; stopped writing', { replica: this.replica, location: this.client.location, reason: why });
     this.lostController.abort(err);
     if (this.listenerCount('lost') > 0) this.emit('lost', err);

@@ -28,11 +28,22 @@ export async function breakLease(client: LeaseCapableClient, instance: string, n
   const holder = current?.record.holder;
   if (!current || !holder) throw new NotFoundError(`breaking the lease of ${client.location}: nobody holds it`);
   if (holder.instance !== instance) {
-    throw new ReplicateError('LEASE_HELD', `breaking the lease of ${client.location}: it is held by instance ${holder.instance}, not ${instance}`, { details: { holder } });
+    throw new ReplicateError(
+      'LEASE_HELD',
+      `breaking the lease of ${client.location}: it is held by instance ${holder.instance}, not ${instance}`,
+      { details: { holder } },
+    );
   }
   const at = new Date(now).toISOString();
-  const body = encodeLeaseRecord({ holder: null, acquiredAt: current.record.acquiredAt, renewedAt: current.record.renewedAt, releasedAt: at, ttlMs: current.record.ttlMs });
+  const body = encodeLeaseRecord({
+    holder: null,
+    acquiredAt: current.record.acquiredAt,
+    renewedAt: current.record.renewedAt,
+    releasedAt: at,
+    ttlMs: current.record.ttlMs,
+  });
   const version = await client.writeLease(body, current.version);
-  if (version === undefined) throw new ReplicateError('LEASE_HELD', `breaking the lease of ${client.location}: it changed meanwhile; look again`);
+  if (version === undefined)
+    throw new ReplicateError('LEASE_HELD', `breaking the lease of ${client.location}: it changed meanwhile; look again`);
   return current;
 }

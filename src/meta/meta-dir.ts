@@ -18,7 +18,14 @@ import { open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { writeFileAtomic, writeFileAtomicSync } from '../internal/atomic-file.js';
-import { DEFAULT_FILE_PERMISSIONS, applyPermissions, mkdirWithPermissions, mkdirWithPermissionsSync, permissionsOf, type FilePermissions } from '../internal/file-permissions.js';
+import {
+  DEFAULT_FILE_PERMISSIONS,
+  applyPermissions,
+  mkdirWithPermissions,
+  mkdirWithPermissionsSync,
+  permissionsOf,
+  type FilePermissions,
+} from '../internal/file-permissions.js';
 import { isGenerationName, parseShadowWalName, shadowWalName } from '../layout.js';
 
 export function defaultMetaPath(dbPath: string): string {

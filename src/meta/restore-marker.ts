@@ -86,7 +86,10 @@ export async function readRestoreMarker(meta: MetaDir): Promise<RestoreMarker | 
     typeof m.sha256 !== 'string' ||
     !/^[0-9a-f]{64}$/.test(m.sha256)
   ) {
-    throw new ReplicateError('INVALID_ARGUMENT', `restore marker ${meta.restoreMarkerPath()} is not a version ${RESTORE_MARKER_VERSION} marker`);
+    throw new ReplicateError(
+      'INVALID_ARGUMENT',
+      `restore marker ${meta.restoreMarkerPath()} is not a version ${RESTORE_MARKER_VERSION} marker`,
+    );
   }
   return { replica: '', location: '', restoredAt: '', ...m } as RestoreMarker;
 }
@@ -102,7 +105,9 @@ export async function removeRestoreMarker(meta: MetaDir): Promise<void> {
  */
 export async function writeContinuedFrom(meta: MetaDir, pos: Pos): Promise<void> {
   const body = { generation: pos.generation, index: pos.index, offset: pos.offset };
-  await writeFileAtomic(meta.continuedFromPath(pos.generation), [Buffer.from(`${JSON.stringify(body)}\n`)], { permissions: meta.permissions });
+  await writeFileAtomic(meta.continuedFromPath(pos.generation), [Buffer.from(`${JSON.stringify(body)}\n`)], {
+    permissions: meta.permissions,
+  });
 }
 
 /** The same, synchronously (while SQLite's write lock is held). */

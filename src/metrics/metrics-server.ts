@@ -30,9 +30,11 @@ export interface BindAddress {
  */
 export function parseBindAddress(addr: string): BindAddress {
   const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d*)$/.exec(addr.trim());
-  if (!m || m[3] === '') throw new ReplicateError('CONFIG', `must specify port for bind address: ${JSON.stringify(addr)}`, { details: { addr } });
+  if (!m || m[3] === '')
+    throw new ReplicateError('CONFIG', `must specify port for bind address: ${JSON.stringify(addr)}`, { details: { addr } });
   const port = Number(m[3]);
-  if (!Number.isInteger(port) || port > 65535) throw new ReplicateError('CONFIG', `invalid port in bind address: ${JSON.stringify(addr)}`, { details: { addr } });
+  if (!Number.isInteger(port) || port > 65535)
+    throw new ReplicateError('CONFIG', `invalid port in bind address: ${JSON.stringify(addr)}`, { details: { addr } });
   const host = m[1] ?? m[2];
   return { host: host === '' ? undefined : host, port };
 }
@@ -99,7 +101,9 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
     }
     if (path === '/healthz') {
       const report = opts.starting?.() ? startingReport(maxLagMs) : evaluateHealth(await reader.read(), maxLagMs);
-      res.writeHead(report.healthy ? 200 : 503, { 'content-type': 'application/json' }).end(req.method === 'HEAD' ? undefined : `${JSON.stringify(report)}\n`);
+      res
+        .writeHead(report.healthy ? 200 : 503, { 'content-type': 'application/json' })
+        .end(req.method === 'HEAD' ? undefined : `${JSON.stringify(report)}\n`);
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');

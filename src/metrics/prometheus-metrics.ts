@@ -68,7 +68,9 @@ export class StatusReader {
    */
   read(): Promise<ReplicationStatus[]> {
     if (this.pending) return this.pending;
-    const p = Promise.all(this.replications().map((r) => r.status().catch(() => undefined))).then((all) => all.filter((s): s is ReplicationStatus => s !== undefined));
+    const p = Promise.all(this.replications().map((r) => r.status().catch(() => undefined))).then((all) =>
+      all.filter((s): s is ReplicationStatus => s !== undefined),
+    );
     this.pending = p;
     void p.finally(() => {
       if (this.pending === p) this.pending = undefined;
@@ -104,72 +106,194 @@ export function registerReplicationMetrics(registry: Registry, source: Replicati
     else new Counter({ name, help, labelNames, registers: [registry], collect });
   }
 
-  const perDb = (pick: (s: ReplicationStatus) => number | undefined): Fill => (set, statuses) => {
-    for (const s of statuses) {
-      const v = pick(s);
-      if (v !== undefined) set({ db: s.dbPath }, v);
-    }
-  };
-  const perReplica = (pick: (r: ReplicationStatus['replicas'][number]) => number | undefined): Fill => (set, statuses) => {
-    for (const s of statuses) {
-      for (const r of s.replicas) {
-        const v = pick(r);
-        if (v !== undefined) set({ db: s.dbPath, name: r.name }, v);
+  const perDb =
+    (pick: (s: ReplicationStatus) => number | undefined): Fill =>
+    (set, statuses) => {
+      for (const s of statuses) {
+        const v = pick(s);
+        if (v !== undefined) set({ db: s.dbPath }, v);
       }
-    }
-  };
-  const perCheckpointMode = (pick: (c: { count: number; errorCount: number; seconds: number }) => number): Fill => (set, statuses) => {
-    for (const s of statuses) {
-      for (const [mode, c] of Object.entries(s.shipper.checkpoints)) {
-        if (c.count > 0 || c.errorCount > 0) set({ db: s.dbPath, mode }, pick(c));
-      }
-    }
-  };
-  const perOperation = (what: 'count' | 'bytes'): Fill => (set, statuses) => {
-    const sums = new Map<string, number>();
-    for (const s of statuses) {
-      for (const r of s.replicas) {
-        if (r.type === 'file') continue;
-        for (const op of REPLICA_OPERATIONS) {
-          const o = r.operations[op];
-          if (o.count === 0 || (what === 'bytes' && op !== 'PUT' && op !== 'GET')) continue;
-          const key = `${r.type}\n${op}`;
-          sums.set(key, (sums.get(key) ?? 0) + o[what]);
+    };
+  const perReplica =
+    (pick: (r: ReplicationStatus['replicas'][number]) => number | undefined): Fill =>
+    (set, statuses) => {
+      for (const s of statuses) {
+        for (const r of s.replicas) {
+          const v = pick(r);
+          if (v !== undefined) set({ db: s.dbPath, name: r.name }, v);
         }
       }
-    }
-    for (const [key, v] of sums) {
-      const [replica_type, operation] = key.split('\n') as [string, string];
-      set({ replica_type, operation }, v);
-    }
-  };
-
-  define('gauge', 'litestream_db_size', 'Size of the database file, in bytes.', ['db'], perDb((s) => s.shipper.dbSizeBytes));
-  define('gauge', 'litestream_wal_size', 'Size of the database\'s -wal file, in bytes.', ['db'], perDb((s) => s.shipper.walSizeBytes));
-  define('counter', 'litestream_total_wal_bytes', 'Bytes written to the local shadow WAL since start.', ['db'], perDb((s) => s.shipper.totalWalBytes));
-  define('gauge', 'litestream_shadow_wal_index', 'Shadow WAL index being written.', ['db'], perDb((s) => s.shipper.shadowWalIndex));
-  define('gauge', 'litestream_shadow_wal_size', 'Bytes of shadow WAL kept locally for the current generation.', ['db'], perDb((s) => s.shipper.shadowWalSizeBytes));
-  define('counter', 'litestream_sync_count', 'Syncs of the database into the shadow WAL.', ['db'], perDb((s) => s.shipper.syncCount));
-  define('counter', 'litestream_sync_error_count', 'Syncs of the database that failed.', ['db'], perDb((s) => s.shipper.syncErrorCount));
-  define('counter', 'litestream_sync_seconds', 'Seconds spent syncing the database.', ['db'], perDb((s) => s.shipper.syncSeconds));
-  define('counter', 'litestream_checkpoint_count', 'Checkpoints run, by mode.', ['db', 'mode'], perCheckpointMode((c) => c.count));
-  define('counter', 'litestream_checkpoint_error_count', 'Checkpoints that failed, by mode.', ['db', 'mode'], perCheckpointMode((c) => c.errorCount));
-  define('counter', 'litestream_checkpoint_seconds', 'Seconds spent checkpointing, by mode.', ['db', 'mode'], perCheckpointMode((c) => c.seconds));
-  define('counter', 'litestream_replica_wal_bytes', 'WAL bytes (uncompressed) uploaded to the replica.', ['db', 'name'], perReplica((r) => r.walBytes));
-  define('gauge', 'litestream_replica_wal_index', 'WAL index the replica has reached.', ['db', 'name'], perReplica((r) => r.position?.index));
-  define('gauge', 'litestream_replica_wal_offset', 'Offset within that WAL index the replica has reached.', ['db', 'name'], perReplica((r) => r.position?.offset));
-  define('counter', 'litestream_replica_validation_total', 'Validations of the replica against the database, by outcome.', ['db', 'name', 'status'], (set, statuses) => {
-    for (const s of statuses) {
-      for (const r of s.replicas) {
-        set({ db: s.dbPath, name: r.name, status: 'ok' }, r.validations.ok);
-        set({ db: s.dbPath, name: r.name, status: 'error' }, r.validations.mismatch + r.validations.error);
+    };
+  const perCheckpointMode =
+    (pick: (c: { count: number; errorCount: number; seconds: number }) => number): Fill =>
+    (set, statuses) => {
+      for (const s of statuses) {
+        for (const [mode, c] of Object.entries(s.shipper.checkpoints)) {
+          if (c.count > 0 || c.errorCount > 0) set({ db: s.dbPath, mode }, pick(c));
+        }
       }
-    }
-  });
-  define('counter', 'litestream_replica_operation_total', 'Requests to replica stores, by backend type and kind (file replicas not counted).', ['replica_type', 'operation'], perOperation('count'));
-  define('counter', 'litestream_replica_operation_bytes', 'Bytes sent to (PUT) or read from (GET) replica stores, by backend type.', ['replica_type', 'operation'], perOperation('bytes'));
-  define('gauge', 'stn_replica_lag_seconds', 'Age of the oldest committed change not yet in the replica; 0 when it holds everything.', ['db', 'name'], perReplica((r) => r.lagSeconds));
-  define('gauge', 'stn_replica_last_upload_timestamp_seconds', 'When the replica last received a snapshot or WAL segment (seconds since the epoch).', ['db', 'name'], perReplica((r) => (r.lastUploadAt === undefined ? undefined : r.lastUploadAt / 1000)));
+    };
+  const perOperation =
+    (what: 'count' | 'bytes'): Fill =>
+    (set, statuses) => {
+      const sums = new Map<string, number>();
+      for (const s of statuses) {
+        for (const r of s.replicas) {
+          if (r.type === 'file') continue;
+          for (const op of REPLICA_OPERATIONS) {
+            const o = r.operations[op];
+            if (o.count === 0 || (what === 'bytes' && op !== 'PUT' && op !== 'GET')) continue;
+            const key = `${r.type}\n${op}`;
+            sums.set(key, (sums.get(key) ?? 0) + o[what]);
+          }
+        }
+      }
+      for (const [key, v] of sums) {
+        const [replica_type, operation] = key.split('\n') as [string, string];
+        set({ replica_type, operation }, v);
+      }
+    };
+
+  define(
+    'gauge',
+    'litestream_db_size',
+    'Size of the database file, in bytes.',
+    ['db'],
+    perDb((s) => s.shipper.dbSizeBytes),
+  );
+  define(
+    'gauge',
+    'litestream_wal_size',
+    "Size of the database's -wal file, in bytes.",
+    ['db'],
+    perDb((s) => s.shipper.walSizeBytes),
+  );
+  define(
+    'counter',
+    'litestream_total_wal_bytes',
+    'Bytes written to the local shadow WAL since start.',
+    ['db'],
+    perDb((s) => s.shipper.totalWalBytes),
+  );
+  define(
+    'gauge',
+    'litestream_shadow_wal_index',
+    'Shadow WAL index being written.',
+    ['db'],
+    perDb((s) => s.shipper.shadowWalIndex),
+  );
+  define(
+    'gauge',
+    'litestream_shadow_wal_size',
+    'Bytes of shadow WAL kept locally for the current generation.',
+    ['db'],
+    perDb((s) => s.shipper.shadowWalSizeBytes),
+  );
+  define(
+    'counter',
+    'litestream_sync_count',
+    'Syncs of the database into the shadow WAL.',
+    ['db'],
+    perDb((s) => s.shipper.syncCount),
+  );
+  define(
+    'counter',
+    'litestream_sync_error_count',
+    'Syncs of the database that failed.',
+    ['db'],
+    perDb((s) => s.shipper.syncErrorCount),
+  );
+  define(
+    'counter',
+    'litestream_sync_seconds',
+    'Seconds spent syncing the database.',
+    ['db'],
+    perDb((s) => s.shipper.syncSeconds),
+  );
+  define(
+    'counter',
+    'litestream_checkpoint_count',
+    'Checkpoints run, by mode.',
+    ['db', 'mode'],
+    perCheckpointMode((c) => c.count),
+  );
+  define(
+    'counter',
+    'litestream_checkpoint_error_count',
+    'Checkpoints that failed, by mode.',
+    ['db', 'mode'],
+    perCheckpointMode((c) => c.errorCount),
+  );
+  define(
+    'counter',
+    'litestream_checkpoint_seconds',
+    'Seconds spent checkpointing, by mode.',
+    ['db', 'mode'],
+    perCheckpointMode((c) => c.seconds),
+  );
+  define(
+    'counter',
+    'litestream_replica_wal_bytes',
+    'WAL bytes (uncompressed) uploaded to the replica.',
+    ['db', 'name'],
+    perReplica((r) => r.walBytes),
+  );
+  define(
+    'gauge',
+    'litestream_replica_wal_index',
+    'WAL index the replica has reached.',
+    ['db', 'name'],
+    perReplica((r) => r.position?.index),
+  );
+  define(
+    'gauge',
+    'litestream_replica_wal_offset',
+    'Offset within that WAL index the replica has reached.',
+    ['db', 'name'],
+    perReplica((r) => r.position?.offset),
+  );
+  define(
+    'counter',
+    'litestream_replica_validation_total',
+    'Validations of the replica against the database, by outcome.',
+    ['db', 'name', 'status'],
+    (set, statuses) => {
+      for (const s of statuses) {
+        for (const r of s.replicas) {
+          set({ db: s.dbPath, name: r.name, status: 'ok' }, r.validations.ok);
+          set({ db: s.dbPath, name: r.name, status: 'error' }, r.validations.mismatch + r.validations.error);
+        }
+      }
+    },
+  );
+  define(
+    'counter',
+    'litestream_replica_operation_total',
+    'Requests to replica stores, by backend type and kind (file replicas not counted).',
+    ['replica_type', 'operation'],
+    perOperation('count'),
+  );
+  define(
+    'counter',
+    'litestream_replica_operation_bytes',
+    'Bytes sent to (PUT) or read from (GET) replica stores, by backend type.',
+    ['replica_type', 'operation'],
+    perOperation('bytes'),
+  );
+  define(
+    'gauge',
+    'stn_replica_lag_seconds',
+    'Age of the oldest committed change not yet in the replica; 0 when it holds everything.',
+    ['db', 'name'],
+    perReplica((r) => r.lagSeconds),
+  );
+  define(
+    'gauge',
+    'stn_replica_last_upload_timestamp_seconds',
+    'When the replica last received a snapshot or WAL segment (seconds since the epoch).',
+    ['db', 'name'],
+    perReplica((r) => (r.lastUploadAt === undefined ? undefined : r.lastUploadAt / 1000)),
+  );
 
   return () => {
     for (const n of names) registry.removeSingleMetric(n);

@@ -71,6 +71,8 @@ export function generationRows(listings: readonly GenerationListing[]): Generati
     const b = generationBounds(g);
     if (!b) return [];
     const first = restorableRange(g).first;
-    return [{ replica: g.replica, generation: g.generation, start: b.createdAt, end: b.updatedAt, ...(first ? { restorableFrom: first } : {}) }];
+    return [
+      { replica: g.replica, generation: g.generation, start: b.createdAt, end: b.updatedAt, ...(first ? { restorableFrom: first } : {}) },
+    ];
   });
 }

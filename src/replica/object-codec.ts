@@ -42,7 +42,10 @@ export function hasAgeKeys(age: AgeOptions | undefined): age is AgeOptions {
  */
 export function checkAgeKeyShapes(age: AgeOptions | undefined, replica: string): void {
   if (!hasAgeKeys(age)) return;
-  const problems = [...listShapeProblems('identity', 'age.identities', age.identities ?? []), ...listShapeProblems('recipient', 'age.recipients', age.recipients ?? [])];
+  const problems = [
+    ...listShapeProblems('identity', 'age.identities', age.identities ?? []),
+    ...listShapeProblems('recipient', 'age.recipients', age.recipients ?? []),
+  ];
   if (problems.length > 0) throw new ReplicateError('INVALID_ARGUMENT', `replica ${replica}: ${problems[0]}`, { details: { replica } });
 }
 
@@ -78,11 +81,17 @@ export class ObjectCodec {
     try {
       keys = parseAgeKeys(age);
     } catch (err) {
-      if (err instanceof ReplicateError) throw new ReplicateError(err.code, `replica ${replica}: ${err.message}`, { details: { ...err.details, replica } });
+      if (err instanceof ReplicateError)
+        throw new ReplicateError(err.code, `replica ${replica}: ${err.message}`, { details: { ...err.details, replica } });
       throw err;
     }
     const encrypt = keys.recipients.length > 0 ? ageEncrypt(keys.recipients) : undefined;
-    return new ObjectCodec(replica, encrypt, keys.identities, keys.identities.length > 0 ? (o) => ageDecrypt(keys.identities, o) : undefined);
+    return new ObjectCodec(
+      replica,
+      encrypt,
+      keys.identities,
+      keys.identities.length > 0 ? (o) => ageDecrypt(keys.identities, o) : undefined,
+    );
   }
 
   /** Whether objects written are encrypted (recipients configured). */
@@ -136,7 +145,7 @@ export class ObjectCodec {
       throw new ReplicateError(
         'AGE_IDENTITY',
         `reading ${label}: the object is age-encrypted and replica ${this.replica} has no age identities; ` +
-          'add the secret key under age: identities: in the replica\'s config (a restore from a replica URL cannot decrypt: use -config)',
+          "add the secret key under age: identities: in the replica's config (a restore from a replica URL cannot decrypt: use -config)",
         { details: { object: label, replica: this.replica, reason: 'missing' } },
       );
     }
@@ -149,7 +158,10 @@ export class ObjectCodec {
  * yields everything, those bytes included, exactly as the source chunked it; `close` stops the source
  * when the stream will not be read.
  */
-async function peek(source: AsyncIterable<Uint8Array>, n: number): Promise<{ head: Buffer; rest: AsyncIterable<Uint8Array>; close: () => Promise<void> }> {
+async function peek(
+  source: AsyncIterable<Uint8Array>,
+  n: number,
+): Promise<{ head: Buffer; rest: AsyncIterable<Uint8Array>; close: () => Promise<void> }> {
   const iterator = source[Symbol.asyncIterator]();
   const taken: Uint8Array[] = [];
   let have = 0;

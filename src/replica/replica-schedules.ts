@@ -37,7 +37,12 @@ export async function snapshotLoop(h: ScheduleHost, intervalMs: number): Promise
       const snapshots = await collect(h.client.snapshots(generation));
       const latest = snapshots.length > 0 ? Math.max(...snapshots.map((s) => s.createdAt.getTime())) : undefined;
       delay = firstSnapshotDelay(intervalMs, h.now(), latest);
-      if (delay < intervalMs) h.log.info('snapshot interval adjusted', { replica: h.name, previous: latest === undefined ? '' : new Date(latest).toISOString(), delay: `${delay}ms` });
+      if (delay < intervalMs)
+        h.log.info('snapshot interval adjusted', {
+          replica: h.name,
+          previous: latest === undefined ? '' : new Date(latest).toISOString(),
+          delay: `${delay}ms`,
+        });
     }
   } catch (err) {
     h.log.warn('cannot list snapshots to schedule the next one; waiting a full interval', { replica: h.name, error: describeError(err) });

@@ -174,15 +174,19 @@ export class ReplicaUploader {
    */
   private async unreadableEnd(generation: string, err: ReplicateError): Promise<Pos> {
     const reason = `replica ${this.name} cannot read its last wal segment of generation ${generation} to find where it ends (age: ${err.details.reason === 'missing' ? 'no identities' : 'no matching identity'})`;
-    this.log.warn('replica cannot continue its generation: its last wal segment is age-encrypted and cannot be decrypted here; starting a new generation (configure age.identities to continue generations across restarts)', {
-      replica: this.name,
-      generation,
-      object: typeof err.details.object === 'string' ? err.details.object : '',
-    });
+    this.log.warn(
+      'replica cannot continue its generation: its last wal segment is age-encrypted and cannot be decrypted here; starting a new generation (configure age.identities to continue generations across restarts)',
+      {
+        replica: this.name,
+        generation,
+        object: typeof err.details.object === 'string' ? err.details.object : '',
+      },
+    );
     this.shipper.requestNewGeneration(generation, reason);
     await this.shipper.sync();
     const db = this.shipper.pos();
-    if (!db || db.generation === generation) throw new ReplicateError('IO', `replica ${this.name}: ${reason}; no new generation could be started`, { cause: err });
+    if (!db || db.generation === generation)
+      throw new ReplicateError('IO', `replica ${this.name}: ${reason}; no new generation could be started`, { cause: err });
     return db;
   }
 
@@ -223,10 +227,19 @@ export class ReplicaUploader {
       // another would drop SQLite's locks).
       const source = image();
       try {
-        const info = await this.client.writeSnapshot(pos.generation, pos.index, (await this.codec()).encode(source, { reuseOutput: this.client.consumesBodyInOrder === true }));
+        const info = await this.client.writeSnapshot(
+          pos.generation,
+          pos.index,
+          (await this.codec()).encode(source, { reuseOutput: this.client.consumesBodyInOrder === true }),
+        );
         this.counters.putBytes += info.size;
         this.counters.lastUploadAt = this.now();
-        this.log.info('snapshot written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: info.size });
+        this.log.info('snapshot written', {
+          replica: this.name,
+          position: formatPos(pos),
+          elapsed: `${Math.round(monotonicMs() - started)}ms`,
+          sz: info.size,
+        });
         this.events.emit('snapshot', info);
         return info;
       } finally {
@@ -277,8 +290,15 @@ export class ReplicaUploader {
           return true;
         }
         if (db.index > pos.index) return this.resnapshot(pos);
-        if (db.index < pos.index) return this.diverged(pos, `the remote reaches wal index ${formatHex8(pos.index)}, past the local shadow wal's last index ${formatHex8(db.index)}`);
-        throw new ReplicateError('IO', `replica ${this.name}: shadow wal ${formatHex8(pos.index)} of generation ${pos.generation} is gone; resynchronising`);
+        if (db.index < pos.index)
+          return this.diverged(
+            pos,
+            `the remote reaches wal index ${formatHex8(pos.index)}, past the local shadow wal's last index ${formatHex8(db.index)}`,
+          );
+        throw new ReplicateError(
+          'IO',
+          `replica ${this.name}: shadow wal ${formatHex8(pos.index)} of generation ${pos.generation} is gone; resynchronising`,
+        );
       }
       throw err;
     }
@@ -305,15 +325,21 @@ export class ReplicaUploader {
    * starts a chain that can; nothing committed is lost, point-in-time restores inside the gap are.
    */
   private async resnapshot(pos: Pos): Promise<boolean> {
-    this.log.warn('replica cannot continue its chain: the shadow wal it needs next is gone locally; taking a new snapshot at the current index', {
-      replica: this.name,
-      position: formatPos(pos),
-      missing: `${pos.generation}/${formatHex8(pos.index)}`,
-      current: formatPos(this.shipper.pos()),
-    });
+    this.log.warn(
+      'replica cannot continue its chain: the shadow wal it needs next is gone locally; taking a new snapshot at the current index',
+      {
+        replica: this.name,
+        position: formatPos(pos),
+        missing: `${pos.generation}/${formatHex8(pos.index)}`,
+        current: formatPos(this.shipper.pos()),
+      },
+    );
     const info = await this.takeSnapshot(false); // the chain is broken: nothing to upload first
     if (info.generation !== pos.generation || info.index <= pos.index) {
-      throw new ReplicateError('IO', `replica ${this.name}: taking a snapshot past missing shadow wal ${formatHex8(pos.index)}: the snapshot is at ${info.generation}/${formatHex8(info.index)}`);
+      throw new ReplicateError(
+        'IO',
+        `replica ${this.name}: taking a snapshot past missing shadow wal ${formatHex8(pos.index)}: the snapshot is at ${info.generation}/${formatHex8(info.index)}`,
+      );
     }
     this.position = await this.calcPos(pos.generation);
     return true;
@@ -327,16 +353,23 @@ export class ReplicaUploader {
    */
   private async diverged(pos: Pos, detail: string): Promise<never> {
     const reason = `replica ${this.name} diverged from local state: ${detail}`;
-    this.log.error('replica diverged from local state: another replicator writes to it, or a local tail was lost; starting a new generation', {
-      replica: this.name,
-      position: formatPos(pos),
-      detail,
-    });
+    this.log.error(
+      'replica diverged from local state: another replicator writes to it, or a local tail was lost; starting a new generation',
+      {
+        replica: this.name,
+        position: formatPos(pos),
+        detail,
+      },
+    );
     this.shipper.requestNewGeneration(pos.generation, reason);
     await this.shipper.sync();
-    throw new ReplicateError('REPLICA_DIVERGED', `replica ${this.name}: uploading generation ${pos.generation}: ${detail}; a new generation was started`, {
-      details: { position: formatPos(pos), newGeneration: this.shipper.pos()?.generation },
-    });
+    throw new ReplicateError(
+      'REPLICA_DIVERGED',
+      `replica ${this.name}: uploading generation ${pos.generation}: ${detail}; a new generation was started`,
+      {
+        details: { position: formatPos(pos), newGeneration: this.shipper.pos()?.generation },
+      },
+    );
   }
 
   private async uploadSegment(path: string, pos: Pos, end: number, pageSize: number): Promise<void> {
@@ -352,7 +385,12 @@ export class ReplicaUploader {
     this.counters.putBytes += info.size;
     this.counters.lastUploadAt = this.now();
     // Field names as Litestream's log line (sz = uncompressed bytes), so the same tooling reads both.
-    this.log.debug('wal segment written', { replica: this.name, position: formatPos(pos), elapsed: `${Math.round(monotonicMs() - started)}ms`, sz: end - pos.offset });
+    this.log.debug('wal segment written', {
+      replica: this.name,
+      position: formatPos(pos),
+      elapsed: `${Math.round(monotonicMs() - started)}ms`,
+      sz: end - pos.offset,
+    });
     this.events.emit('segment', info);
   }
 }

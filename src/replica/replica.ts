@@ -78,7 +78,12 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.retentionCheckIntervalMs = opts.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS;
     this.validationIntervalMs = opts.validationIntervalMs ?? DEFAULT_VALIDATION_INTERVAL_MS;
     // As in Litestream, a snapshot interval or retention ≤ 0 switches the feature off (config allows "-1s").
-    for (const [k, v] of [['snapshotIntervalMs', this.snapshotIntervalMs], ['retentionMs', this.retentionMs], ['retentionCheckIntervalMs', this.retentionCheckIntervalMs], ['validationIntervalMs', this.validationIntervalMs]] as const) {
+    for (const [k, v] of [
+      ['snapshotIntervalMs', this.snapshotIntervalMs],
+      ['retentionMs', this.retentionMs],
+      ['retentionCheckIntervalMs', this.retentionCheckIntervalMs],
+      ['validationIntervalMs', this.validationIntervalMs],
+    ] as const) {
       if (Number.isNaN(v)) throw new ReplicateError('INVALID_ARGUMENT', `replica ${opts.name}: ${k} is not a number`);
     }
     if (this.retentionMs > 0 && this.retentionCheckIntervalMs <= 0) {
@@ -99,9 +104,12 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       );
     }
     if (this.age && !this.age.identities?.length) {
-      this.log.warn('replica encrypts with age but has no identities: restoring it, validating it and continuing its generation after a restart need the identity (a restart starts a new generation instead)', {
-        replica: opts.name,
-      });
+      this.log.warn(
+        'replica encrypts with age but has no identities: restoring it, validating it and continuing its generation after a restart need the identity (a restart starts a new generation instead)',
+        {
+          replica: opts.name,
+        },
+      );
     }
     this.uploader = new ReplicaUploader(shipper, {
       name: this.name,
@@ -193,7 +201,8 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.running = this.monitor.run();
     const host = this.scheduleHost();
     if (this.snapshotIntervalMs > 0) this.background.push(snapshotLoop(host, this.snapshotIntervalMs));
-    if (this.retentionMs > 0) this.background.push(retentionLoop(host, retentionCheckPeriod(this.retentionMs, this.retentionCheckIntervalMs)));
+    if (this.retentionMs > 0)
+      this.background.push(retentionLoop(host, retentionCheckPeriod(this.retentionMs, this.retentionCheckIntervalMs)));
     if (this.validationIntervalMs > 0) this.background.push(validationLoop(host, this.validationIntervalMs));
   }
 

@@ -54,7 +54,8 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
     progress.bytesDone += n;
     opts.onProgress?.({ ...progress });
   };
-  const onRetry = (where: string, attempt: number, err: unknown) => log.warn('reading an object failed; trying again', { object: where, attempt, error: describeError(err) });
+  const onRetry = (where: string, attempt: number, err: unknown) =>
+    log.warn('reading an object failed; trying again', { object: where, attempt, error: describeError(err) });
 
   log.info('restoring', {
     replica: plan.replica,
@@ -85,7 +86,9 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
     // The WAL's reads ahead start once the snapshot's first bytes are in, not before its request: from an
     // object store they would otherwise queue ahead of it (the snapshot is what the restore waits on),
     // and they go out through the lean path its GetObject records (s3-object-get.ts), not the SDK's.
-    const { pageSize, size, buffers } = await restoreSnapshot(replica, codec, plan, handle, countBytes, onRetry, opts.signal, () => prefetch.start());
+    const { pageSize, size, buffers } = await restoreSnapshot(replica, codec, plan, handle, countBytes, onRetry, opts.signal, () =>
+      prefetch.start(),
+    );
     throwIfAborted(opts.signal);
     // The snapshot's pages go to disk on the thread pool while the WAL is applied on this thread, so the
     // fsync at the end has only the WAL's pages left to write (it was ~70 ms after a 200 MB restore).
@@ -216,10 +219,18 @@ async function recordRestore(
       sha256,
       restoredAt: new Date().toISOString(),
     });
-    log.debug('restore marker written', { path: meta.restoreMarkerPath(), generation: end.generation, index: formatHex8(end.index), offset: end.offset });
+    log.debug('restore marker written', {
+      path: meta.restoreMarkerPath(),
+      generation: end.generation,
+      index: formatHex8(end.index),
+      offset: end.offset,
+    });
     return true;
   } catch (err) {
-    log.warn('cannot write the restore marker; replication will start a new generation', { path: meta.restoreMarkerPath(), error: describeError(err) });
+    log.warn('cannot write the restore marker; replication will start a new generation', {
+      path: meta.restoreMarkerPath(),
+      error: describeError(err),
+    });
     return false;
   }
 }

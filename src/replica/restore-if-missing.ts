@@ -19,7 +19,10 @@ import type { ReplicaSource } from './listing.js';
 import type { AgeOptions } from './object-codec.js';
 import { restore, type RestoreOptions, type RestoreResult } from './restore.js';
 
-export type RestoreIfMissingOptions = Pick<RestoreOptions, 'parallelism' | 'integrityCheck' | 'metaPath' | 'restoreMarker' | 'onProgress' | 'signal' | 'logger'>;
+export type RestoreIfMissingOptions = Pick<
+  RestoreOptions,
+  'parallelism' | 'integrityCheck' | 'metaPath' | 'restoreMarker' | 'onProgress' | 'signal' | 'logger'
+>;
 
 export type RestoreIfMissingOutcome =
   /** The database file was there; nothing was read or written. */
@@ -75,7 +78,10 @@ async function fileExists(path: string): Promise<boolean> {
     () => true,
     (err: unknown) => {
       if (errnoCode(err) === 'ENOENT') return false;
-      throw new ReplicateError('OUTPUT_NOT_WRITABLE', `cannot check whether ${path} exists: ${describeError(err)}`, { cause: err, details: { path } });
+      throw new ReplicateError('OUTPUT_NOT_WRITABLE', `cannot check whether ${path} exists: ${describeError(err)}`, {
+        cause: err,
+        details: { path },
+      });
     },
   );
 }

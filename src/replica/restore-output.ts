@@ -32,7 +32,7 @@ export async function assertOutputFree(outputPath: string): Promise<void> {
 /** Creates the output's missing parent directories; returns those it created (outermost first). */
 export async function prepareOutputDir(outputPath: string): Promise<string[]> {
   const missing: string[] = [];
-  for (let dir = dirname(outputPath); ; ) {
+  for (let dir = dirname(outputPath); ;) {
     const exists = await stat(dir).then(
       () => true,
       () => false,
@@ -104,7 +104,14 @@ async function asideName(outputPath: string, now: Date): Promise<string> {
   const stamp = now.toISOString().replace(/[-:]/g, '');
   for (let n = 0; ; n++) {
     const name = `${outputPath}.replaced-${stamp}${n === 0 ? '' : `-${n}`}`;
-    const taken = await Promise.all([name, ...COMPANIONS.map((c) => name + c)].map((p) => lstat(p).then(() => true, () => false)));
+    const taken = await Promise.all(
+      [name, ...COMPANIONS.map((c) => name + c)].map((p) =>
+        lstat(p).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    );
     if (!taken.some(Boolean)) return name;
   }
 }
@@ -117,8 +124,16 @@ async function asideName(outputPath: string, now: Date): Promise<string> {
  * old files now have. If the last step fails, the old files stay aside under those names (the message
  * says so) rather than over whatever took their place.
  */
-export async function moveAsideAndPlace(tmpPath: string, outputPath: string, checkNotInUse: (path: string) => void, now: Date): Promise<string[]> {
-  const dbExists = await lstat(outputPath).then(() => true, () => false);
+export async function moveAsideAndPlace(
+  tmpPath: string,
+  outputPath: string,
+  checkNotInUse: (path: string) => void,
+  now: Date,
+): Promise<string[]> {
+  const dbExists = await lstat(outputPath).then(
+    () => true,
+    () => false,
+  );
   if (dbExists) checkNotInUse(outputPath);
   const aside = await asideName(outputPath, now);
   const moved: string[] = [];
@@ -129,13 +144,20 @@ export async function moveAsideAndPlace(tmpPath: string, outputPath: string, che
       moved.push(aside + suffix);
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') continue;
-      throw new ReplicateError('IO', `moving ${from} aside to ${aside + suffix}: ${describeError(err)}${movedNote(moved)}`, { cause: err, details: { path: from, movedAside: moved } });
+      throw new ReplicateError('IO', `moving ${from} aside to ${aside + suffix}: ${describeError(err)}${movedNote(moved)}`, {
+        cause: err,
+        details: { path: from, movedAside: moved },
+      });
     }
   }
   try {
     await moveIntoPlace(tmpPath, outputPath, { synced: true });
   } catch (err) {
-    if (err instanceof ReplicateError) throw new ReplicateError(err.code, `${err.message}${movedNote(moved)}`, { cause: err.cause ?? err, details: { ...err.details, movedAside: moved } });
+    if (err instanceof ReplicateError)
+      throw new ReplicateError(err.code, `${err.message}${movedNote(moved)}`, {
+        cause: err.cause ?? err,
+        details: { ...err.details, movedAside: moved },
+      });
     throw err;
   }
   return moved;

@@ -206,7 +206,9 @@ function chooseSnapshot(g: GenerationListing, opts: PlanOptions): SnapshotInfo {
     throw new ReplicateError(
       outOfRange ? 'TIMESTAMP_OUT_OF_RANGE' : 'NO_BACKUPS',
       `no snapshot at or before ${opts.timestamp?.toISOString() ?? 'now'} in generation ${g.generation}` +
-        (outOfRange ? `; restorable: ${formatRestorableRanges([range])}` : describeSnapshots(g.snapshots, (s) => s.createdAt.toISOString())),
+        (outOfRange
+          ? `; restorable: ${formatRestorableRanges([range])}`
+          : describeSnapshots(g.snapshots, (s) => s.createdAt.toISOString())),
       { details: { generation: g.generation, ...(outOfRange ? { timestamp: opts.timestamp, ranges: [range] } : {}) } },
     );
   }

@@ -54,15 +54,22 @@ async function planWithListings(
       if (tooEarly) throw tooEarly;
     }
     const why = opts.timestamp !== undefined ? ` at or before ${opts.timestamp.toISOString()}` : '';
-    throw new ReplicateError('NO_BACKUPS', `no matching backups found${why} in ${where}; restorable: ${formatRestorableRanges(restorableRanges(listings))}`, {
-      details: { empty: false },
-    });
+    throw new ReplicateError(
+      'NO_BACKUPS',
+      `no matching backups found${why} in ${where}; restorable: ${formatRestorableRanges(restorableRanges(listings))}`,
+      {
+        details: { empty: false },
+      },
+    );
   }
   const replica = replicas.find((r) => r.name === chosen.replica)!;
   return { replica, plan: planRestore(chosen, opts), listings };
 }
 
-export interface PreviewRestoreOptions extends Pick<RestoreOptions, 'generation' | 'index' | 'timestamp' | 'stopAtGap' | 'signal' | 'replaceExisting'> {
+export interface PreviewRestoreOptions extends Pick<
+  RestoreOptions,
+  'generation' | 'index' | 'timestamp' | 'stopAtGap' | 'signal' | 'replaceExisting'
+> {
   /** When given, the preview says whether a restore could write there (read-only check). */
   outputPath?: string;
 }

@@ -72,13 +72,24 @@ export async function runRetention(r: RetentionRun): Promise<RetentionResult> {
   } catch (err) {
     throw new ReplicateError('IO', `replica ${replica}: retention stopped part-way: ${describeError(err)}`, {
       cause: err,
-      details: { deletedSegments: result.deletedSegments.length, deletedSnapshots: result.deletedSnapshots.length, deletedGenerations: result.deletedGenerations },
+      details: {
+        deletedSegments: result.deletedSegments.length,
+        deletedSnapshots: result.deletedSnapshots.length,
+        deletedGenerations: result.deletedGenerations,
+      },
     });
   }
   for (const k of plan.kept) {
     const segs = result.deletedSegments.filter((p) => p.generation === k.generation).length;
     const snaps = result.deletedSnapshots.filter((s) => s.generation === k.generation).length;
-    if (segs + snaps > 0) log.info('retention: deleted below index', { replica, generation: k.generation, index: formatHex8(k.minIndex), snapshots: snaps, segments: segs });
+    if (segs + snaps > 0)
+      log.info('retention: deleted below index', {
+        replica,
+        generation: k.generation,
+        index: formatHex8(k.minIndex),
+        snapshots: snaps,
+        segments: segs,
+      });
   }
   for (const g of result.deletedGenerations) log.info('retention: generation deleted', { replica, generation: g });
   return result;
@@ -87,7 +98,11 @@ export async function runRetention(r: RetentionRun): Promise<RetentionResult> {
 async function listAll(client: ReplicaClient): Promise<GenerationObjects[]> {
   const out: GenerationObjects[] = [];
   for (const generation of await client.generations()) {
-    out.push({ generation, snapshots: await collect(client.snapshots(generation)), segments: await collect(client.walSegments(generation)) });
+    out.push({
+      generation,
+      snapshots: await collect(client.snapshots(generation)),
+      segments: await collect(client.walSegments(generation)),
+    });
   }
   return out;
 }

@@ -33,10 +33,17 @@ export interface RemoteEndOptions {
  * or at the start of its newest snapshot's index. NO_BACKUPS when the generation has no snapshot;
  * AGE_IDENTITY when the last segment is encrypted and cannot be decrypted (and its end is not known).
  */
-export async function remoteEnd(client: ReplicaClient, codec: ObjectCodec, replica: string, generation: string, opts: RemoteEndOptions = {}): Promise<Pos> {
+export async function remoteEnd(
+  client: ReplicaClient,
+  codec: ObjectCodec,
+  replica: string,
+  generation: string,
+  opts: RemoteEndOptions = {},
+): Promise<Pos> {
   const { onRead } = opts;
   const snapshots = await collect(client.snapshots(generation));
-  if (snapshots.length === 0) throw new ReplicateError('NO_BACKUPS', `replica ${replica}: no snapshot available in generation ${generation}`);
+  if (snapshots.length === 0)
+    throw new ReplicateError('NO_BACKUPS', `replica ${replica}: no snapshot available in generation ${generation}`);
   const snapshotIndex = Math.max(...snapshots.map((s) => s.index));
   const segments = await collect(client.walSegments(generation));
   let last: WalSegmentInfo | undefined;

@@ -68,13 +68,32 @@ export async function validateReplica(v: ValidationRun): Promise<ValidationResul
     await executeRestore(named, plan, { outputPath: output, integrityCheck: 'none', parallelism: 4, restoreMarker: false });
     const actual = await digestDatabaseFile(output);
     const ok = actual.sha256 === expected.sha256 && actual.pageCount === expected.pageCount && actual.pageSize === expected.pageSize;
-    const result: ValidationResult = { status: ok ? 'ok' : 'mismatch', position: pos, expected, actual, elapsedMs: Math.round(monotonicMs() - started) };
-    const fields = { replica, position: formatPos(pos), expected: expected.sha256.slice(0, 16), actual: actual.sha256.slice(0, 16), elapsed: `${result.elapsedMs}ms` };
+    const result: ValidationResult = {
+      status: ok ? 'ok' : 'mismatch',
+      position: pos,
+      expected,
+      actual,
+      elapsedMs: Math.round(monotonicMs() - started),
+    };
+    const fields = {
+      replica,
+      position: formatPos(pos),
+      expected: expected.sha256.slice(0, 16),
+      actual: actual.sha256.slice(0, 16),
+      elapsed: `${result.elapsedMs}ms`,
+    };
     if (ok) log.info('validation ok', fields);
-    else log.error('validation mismatch: the replica does not restore to the live database', { ...fields, expectedPages: expected.pageCount, actualPages: actual.pageCount });
+    else
+      log.error('validation mismatch: the replica does not restore to the live database', {
+        ...fields,
+        expectedPages: expected.pageCount,
+        actualPages: actual.pageCount,
+      });
     return result;
   } catch (err) {
-    throw err instanceof ReplicateError ? err : new ReplicateError('IO', `replica ${replica}: validation failed: ${describeError(err)}`, { cause: err });
+    throw err instanceof ReplicateError
+      ? err
+      : new ReplicateError('IO', `replica ${replica}: validation failed: ${describeError(err)}`, { cause: err });
   } finally {
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }

@@ -36,7 +36,13 @@ export type CheckpointOutcome =
   | { busy: true }
   /** The WAL had restarted (or diverged) before the checkpoint could begin: followed instead. */
   | { busy: false; followed: true }
-  | { busy: false; followed: false; restarted: boolean; /** The new cycle began with our seq write (no application frame before it). */ seqBeganCycle: boolean; event: CheckpointEvent };
+  | {
+      busy: false;
+      followed: false;
+      restarted: boolean;
+      /** The new cycle began with our seq write (no application frame before it). */ seqBeganCycle: boolean;
+      event: CheckpointEvent;
+    };
 
 /** Runs the sequence (see above). */
 export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: CheckpointMode, lockWaitMs: number): CheckpointOutcome {
@@ -89,5 +95,11 @@ export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: Checkpo
   }
   const now = cursor.current!;
   const restarted = now.generation !== before.generation || now.index !== before.index;
-  return { busy: false, followed: false, restarted, seqBeganCycle: restarted && seqBeganCycle, event: { mode, log: result.log, checkpointed: result.checkpointed, ...(newIndex !== undefined ? { newIndex } : {}) } };
+  return {
+    busy: false,
+    followed: false,
+    restarted,
+    seqBeganCycle: restarted && seqBeganCycle,
+    event: { mode, log: result.log, checkpointed: result.checkpointed, ...(newIndex !== undefined ? { newIndex } : {}) },
+  };
 }

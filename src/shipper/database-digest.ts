@@ -44,7 +44,12 @@ export async function digestDatabaseFile(path: string): Promise<DatabaseDigest> 
 /**
  * The digest of the live database as of `walEnd` (see liveImage; the caller pins it there).
  */
-export async function digestLiveDatabase(db: DatabaseFile, walPath: string, walEnd: number, opts: { overlay: boolean }): Promise<DatabaseDigest> {
+export async function digestLiveDatabase(
+  db: DatabaseFile,
+  walPath: string,
+  walEnd: number,
+  opts: { overlay: boolean },
+): Promise<DatabaseDigest> {
   const hash = createHash('sha256');
   let pageSize = 0;
   let bytes = 0;
@@ -104,7 +109,12 @@ export async function* liveImage(db: DatabaseFile, walPath: string, walEnd: numb
   }
 }
 
-async function* imagePages(readDb: ReadAt, pageSize: number, overlay: Map<number, number>, wal: FileHandle | undefined): AsyncGenerator<Buffer> {
+async function* imagePages(
+  readDb: ReadAt,
+  pageSize: number,
+  overlay: Map<number, number>,
+  wal: FileHandle | undefined,
+): AsyncGenerator<Buffer> {
   let pageCount = Infinity; // known once page 1 (from the file or the WAL) has been read
   for (let first = 1; first <= pageCount; first += CHUNK_PAGES) {
     const count = Math.min(CHUNK_PAGES, pageCount - first + 1);
@@ -125,7 +135,12 @@ async function* imagePages(readDb: ReadAt, pageSize: number, overlay: Map<number
   }
 }
 
-async function digestPages(readDb: ReadAt, pageSize: number, overlay: Map<number, number>, wal: FileHandle | undefined): Promise<DatabaseDigest> {
+async function digestPages(
+  readDb: ReadAt,
+  pageSize: number,
+  overlay: Map<number, number>,
+  wal: FileHandle | undefined,
+): Promise<DatabaseDigest> {
   const hash = createHash('sha256');
   let bytes = 0;
   for await (const chunk of imagePages(readDb, pageSize, overlay, wal)) {

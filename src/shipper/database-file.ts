@@ -110,7 +110,7 @@ export class DatabaseFile {
    * keep them). Reads until a short read, so a file that grows while it is read is read to its new end.
    */
   async *chunks(chunkSize = 1024 * 1024): AsyncGenerator<Buffer> {
-    for (let at = 0; ; ) {
+    for (let at = 0; ;) {
       const buf = Buffer.allocUnsafe(chunkSize);
       const n = await this.read(buf, at);
       if (n > 0) yield n === chunkSize ? buf : buf.subarray(0, n);

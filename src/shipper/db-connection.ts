@@ -53,7 +53,12 @@ const SEQ_UPSERT = 'INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFL
 /** An SQLite error that only means "someone else holds the lock right now". */
 export function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || (typeof code === 'string' && code.startsWith('SQLITE_BUSY_')) || /database is locked/i.test(describeError(err));
+  return (
+    code === 'SQLITE_BUSY' ||
+    code === 'SQLITE_LOCKED' ||
+    (typeof code === 'string' && code.startsWith('SQLITE_BUSY_')) ||
+    /database is locked/i.test(describeError(err))
+  );
 }
 
 export interface ShipperDbOptions {
@@ -109,14 +114,18 @@ export class ShipperDb {
         throw new ReplicateError('IO', `opening ${path}: cannot switch the database to WAL mode (journal_mode is ${String(mode)})`);
       }
       rw.pragma('wal_autocheckpoint = 0');
-      if (opts.journalSizeLimitBytes !== undefined) rw.pragma(`journal_size_limit = ${Math.max(0, Math.floor(opts.journalSizeLimitBytes))}`);
+      if (opts.journalSizeLimitBytes !== undefined)
+        rw.pragma(`journal_size_limit = ${Math.max(0, Math.floor(opts.journalSizeLimitBytes))}`);
       rw.exec('CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)');
       rw.exec('CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)');
       const pageSize = Number(rw.pragma('page_size', { simple: true }));
       const version = String(rw.prepare('SELECT sqlite_version()').pluck().get());
       if (!atLeast(version, [3, 51, 0])) {
         // Older SQLite reads an unknown checkpoint mode as PASSIVE: committedFrames() would checkpoint.
-        throw new ReplicateError('IO', `opening ${path}: replication needs SQLite 3.51 or later (PRAGMA wal_checkpoint(NOOP)); this better-sqlite3 has ${version}`);
+        throw new ReplicateError(
+          'IO',
+          `opening ${path}: replication needs SQLite 3.51 or later (PRAGMA wal_checkpoint(NOOP)); this better-sqlite3 has ${version}`,
+        );
       }
       ckpt = new Database(path, { fileMustExist: true, timeout: opts.busyTimeoutMs });
       ckpt.pragma('wal_autocheckpoint = 0');

@@ -117,7 +117,9 @@ export class RestoreContinuation {
   /** Under the write lock: why the candidate cannot be continued now, or undefined. */
   lockedCheck(candidate: RestoreCandidate, walPath: string): string | undefined {
     const now = readWalHeaderBytesSync(walPath);
-    return now && now.equals(candidate.walHeader) ? undefined : `restore of generation ${candidate.marker.generation} not continued: wal restarted while checking the restore`;
+    return now && now.equals(candidate.walHeader)
+      ? undefined
+      : `restore of generation ${candidate.marker.generation} not continued: wal restarted while checking the restore`;
   }
 
   continued(candidate: RestoreCandidate, index: number): void {

@@ -37,7 +37,10 @@ export class ShadowCleanup {
     const key = `${cur.generation}/${cur.index}/${needed ?? '-'}`;
     if (this.shadowListing?.key !== key) {
       // One older file is kept, as Litestream does. One directory listing serves both steps.
-      const left = needed !== undefined ? await this.meta.removeShadowsBelow(cur.generation, needed - 1) : await this.meta.shadowIndexes(cur.generation);
+      const left =
+        needed !== undefined
+          ? await this.meta.removeShadowsBelow(cur.generation, needed - 1)
+          : await this.meta.shadowIndexes(cur.generation);
       const older = left.filter((i) => i !== cur.index);
       const olderSizes = await Promise.all(older.map(async (i) => (await this.meta.shadowSize(cur.generation, i)) ?? 0));
       this.shadowListing = { key, olderSizes };

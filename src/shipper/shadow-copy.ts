@@ -9,7 +9,16 @@
  */
 import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { errnoCode } from '../errors.js';
-import { WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, frameAlign, frameSize, parseWalFrameHeader, parseWalHeader, type Checksum, type WalHeader } from '../sqlite/wal-format.js';
+import {
+  WAL_FRAME_HEADER_SIZE,
+  WAL_HEADER_SIZE,
+  frameAlign,
+  frameSize,
+  parseWalFrameHeader,
+  parseWalHeader,
+  type Checksum,
+  type WalHeader,
+} from '../sqlite/wal-format.js';
 import { FrameChain } from './frame-chain.js';
 
 /** Frames read at once: the size of the copy's buffer, and of the repair's. */
@@ -51,7 +60,7 @@ function shadowState(fd: number, path: string): { header: WalHeader; size: numbe
 function lastCommitCandidate(wal: number, header: WalHeader, from: number, buf: Buffer): number {
   const fsize = frameSize(header.pageSize);
   let candidate = from;
-  for (let at = from; ; ) {
+  for (let at = from; ;) {
     const chunk = readAtSync(wal, buf, at);
     const frames = Math.floor(chunk.length / fsize);
     for (let i = 0; i < frames; i++) {
@@ -123,7 +132,13 @@ export function appendCommitted(shadow: number, shadowPath: string, walPath: str
   const fsize = frameSize(header.pageSize);
   const maxSize = opts.maxSize ?? Infinity;
   const commitLimit = opts.maxFrames === undefined ? Infinity : WAL_HEADER_SIZE + opts.maxFrames * fsize;
-  const none = (stoppedBy?: string): CopyResult => ({ shadowSize: state.size, appended: 0, capped: false, diverged: false, ...(stoppedBy ? { stoppedBy } : {}) });
+  const none = (stoppedBy?: string): CopyResult => ({
+    shadowSize: state.size,
+    appended: 0,
+    capped: false,
+    diverged: false,
+    ...(stoppedBy ? { stoppedBy } : {}),
+  });
   let wal: number;
   try {
     wal = openSync(walPath, 'r');
@@ -153,7 +168,13 @@ export function appendCommitted(shadow: number, shadowPath: string, walPath: str
         ? appendInOnePass(shadow, wal, chain, buf, Math.min(commitLimit, state.size + Math.floor(available / fsize) * fsize))
         : appendInTwoPasses(shadow, wal, chain, buf, state.size + available);
     if (written === state.size) return { ...none(chain.stoppedBy), capped: chain.capped };
-    return { shadowSize: written, appended: written - state.size, capped: chain.capped, diverged: false, ...(chain.stoppedBy ? { stoppedBy: chain.stoppedBy } : {}) };
+    return {
+      shadowSize: written,
+      appended: written - state.size,
+      capped: chain.capped,
+      diverged: false,
+      ...(chain.stoppedBy ? { stoppedBy: chain.stoppedBy } : {}),
+    };
   } finally {
     closeSync(wal);
   }
@@ -214,7 +235,7 @@ function appendInTwoPasses(shadow: number, wal: number, chain: FrameChain, buf: 
     if (scanTo === from) return from;
   }
   let held: Buffer | undefined; // pass 1's only chunk, when it covered everything
-  for (let at = from; at < scanTo; ) {
+  for (let at = from; at < scanTo;) {
     const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, scanTo - at)), at);
     const whole = chunk.subarray(0, Math.floor(chunk.length / frameSize(chain.pageSize)) * frameSize(chain.pageSize));
     const going = chain.accept(whole);
@@ -231,7 +252,7 @@ function appendInTwoPasses(shadow: number, wal: number, chain: FrameChain, buf: 
     return target;
   }
   const second = new FrameChain(chain.header, from, fromSum, chain.maxSize, chain.commitLimit);
-  for (let at = from; at < target; ) {
+  for (let at = from; at < target;) {
     const chunk = readAtSync(wal, buf.subarray(0, Math.min(buf.length, target - at)), at);
     const whole = chunk.subarray(0, Math.floor(chunk.length / frameSize(chain.pageSize)) * frameSize(chain.pageSize));
     const going = second.accept(whole);

@@ -27,7 +27,8 @@ export interface Current {
 }
 
 /** Why a generation ends when the shadow holds frames the WAL no longer has. */
-export const DIVERGED = 'wal overwritten by another process: the shadow holds frames SQLite discarded (a writer killed after writing its commit frame, before publishing it)';
+export const DIVERGED =
+  'wal overwritten by another process: the shadow holds frames SQLite discarded (a writer killed after writing its commit frame, before publishing it)';
 
 export interface CursorEvents {
   position(pos: Pos): void;
@@ -84,23 +85,28 @@ export class ShadowCursor {
 
   set(cur: Current, durable: boolean): void {
     const prev = this.cur;
-    this.appendedBytes += prev && prev.generation === cur.generation && prev.index === cur.index ? Math.max(0, cur.size - prev.size) : cur.size;
+    this.appendedBytes +=
+      prev && prev.generation === cur.generation && prev.index === cur.index ? Math.max(0, cur.size - prev.size) : cur.size;
     this.cur = cur;
     if (cur.capped && !this.cappedLogged) {
       this.cappedLogged = true;
-      this.log.error('wal cycle reached the largest offset a v0.3 segment name can hold; not copied further until the wal restarts (a long reader may keep it from restarting); the generation then ends', {
-        db: this.dbPath,
-        generation: cur.generation,
-        index: formatHex8(cur.index),
-        limit: this.maxFileBytes,
-      });
+      this.log.error(
+        'wal cycle reached the largest offset a v0.3 segment name can hold; not copied further until the wal restarts (a long reader may keep it from restarting); the generation then ends',
+        {
+          db: this.dbPath,
+          generation: cur.generation,
+          index: formatHex8(cur.index),
+          limit: this.maxFileBytes,
+        },
+      );
     }
     const pos: Pos = { generation: cur.generation, index: cur.index, offset: cur.size };
     const old = this.position;
     this.position = pos;
     if (durable) this.durable = pos;
     // Never from inside the write lock: a listener of the embedding application may write.
-    if (!old || old.generation !== pos.generation || old.index !== pos.index || old.offset !== pos.offset) queueMicrotask(() => this.events.position(pos));
+    if (!old || old.generation !== pos.generation || old.index !== pos.index || old.offset !== pos.offset)
+      queueMicrotask(() => this.events.position(pos));
   }
 
   /**
@@ -112,7 +118,13 @@ export class ShadowCursor {
   copy(fsync: boolean, maxFrames: number | undefined): CopyResult {
     const cur = this.cur!;
     // Idle databases: the shadow as it stands was fsynced already, so an empty copy needs no fsync.
-    const copy = copyToShadow(this.walPath, this.shadowPath(cur), { fsync, durableAlready: this.durableToEnd(), maxSize: this.maxFileBytes, verifyLastFrame: true, maxFrames });
+    const copy = copyToShadow(this.walPath, this.shadowPath(cur), {
+      fsync,
+      durableAlready: this.durableToEnd(),
+      maxSize: this.maxFileBytes,
+      verifyLastFrame: true,
+      maxFrames,
+    });
     this.set({ ...cur, size: copy.shadowSize, capped: cur.capped || copy.capped }, fsync);
     return copy;
   }
@@ -136,7 +148,8 @@ export class ShadowCursor {
     // Nothing new (an idle database): SQLite's committed count for this very cycle (same header, read
     // before and after it) is what the shadow holds, and frames of a cycle are never rewritten, so the
     // copy would read both files to append nothing. Skipped, unless a durable sync still needs its fsync.
-    if (committed === this.frames() && (!fsync || this.durableToEnd())) return { shadowSize: cur.size, appended: 0, capped: false, diverged: false };
+    if (committed === this.frames() && (!fsync || this.durableToEnd()))
+      return { shadowSize: cur.size, appended: 0, capped: false, diverged: false };
     return this.copy(fsync, committed);
   }
 
@@ -232,7 +245,8 @@ export class ShadowCursor {
     if (cur.capped) reason = `wal cycle grew past ${this.maxFileBytes} bytes, more than v0.3 segment names can address`;
     else if (!db.readLockTrusted) reason = 'wal restarted while the read lock could not be trusted (after an error)';
     else if (!at || at.generation !== cur.generation || at.index !== cur.index || at.frames !== this.frames()) {
-      reason = 'wal restarted after frames were added to its cycle since our read lock was taken (it cannot have ended where the shadow ends)';
+      reason =
+        'wal restarted after frames were added to its cycle since our read lock was taken (it cannot have ended where the shadow ends)';
     } else if (this.walIno !== undefined && walInodeSync(this.walPath) !== this.walIno) reason = 'wal file replaced by another process';
     else if (next.pageSize !== old.pageSize) reason = `page size changed (${old.pageSize} -> ${next.pageSize})`;
     else if (cur.index + 1 > MAX_INDEX) reason = 'max index exceeded';
@@ -240,7 +254,8 @@ export class ShadowCursor {
     // frame with fresh random salts (after an application's TRUNCATE, say). With the read transaction ours
     // and nothing added since, no restart can lose a frame: ours blocks every backfill, so only the first
     // restart can end a cycle with frames, and it ends it where the shadow ends.
-    if (!reason && next.salt1 !== ((old.salt1 + 1) >>> 0)) this.log.debug('wal restarted with new salts', { db: this.dbPath, salt1: next.salt1, previous: old.salt1 });
+    if (!reason && next.salt1 !== (old.salt1 + 1) >>> 0)
+      this.log.debug('wal restarted with new salts', { db: this.dbPath, salt1: next.salt1, previous: old.salt1 });
     // The old index is final: durable before replicas see the next one (they upload it to its end then).
     // Usually it is already: the settle before our checkpoint fsynced it to its end.
     if (!this.durableToEnd()) fsyncFileSync(this.shadowPath(cur));

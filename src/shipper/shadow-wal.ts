@@ -13,8 +13,21 @@ import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, renameSync, r
 import { dirname } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { tempPathFor } from '../internal/atomic-file.js';
-import { DEFAULT_FILE_PERMISSIONS, applyPermissionsToFdSync, mkdirWithPermissionsSync, type FilePermissions } from '../internal/file-permissions.js';
-import { WAL_HEADER_SIZE, WalScanner, frameAlign, frameSize, parseWalFrameHeader, parseWalHeader, type WalHeader } from '../sqlite/wal-format.js';
+import {
+  DEFAULT_FILE_PERMISSIONS,
+  applyPermissionsToFdSync,
+  mkdirWithPermissionsSync,
+  type FilePermissions,
+} from '../internal/file-permissions.js';
+import {
+  WAL_HEADER_SIZE,
+  WalScanner,
+  frameAlign,
+  frameSize,
+  parseWalFrameHeader,
+  parseWalHeader,
+  type WalHeader,
+} from '../sqlite/wal-format.js';
 import { FrameChain } from './frame-chain.js';
 import { CHUNK_FRAMES, appendCommitted, readAtSync, writeAtSync, type CopyOptions, type CopyResult } from './shadow-copy.js';
 
@@ -40,7 +53,12 @@ export function fsyncFileSync(path: string): void {
  * without its header; the file (and any directory made for it) gets `perms` before the first byte is
  * written: shadow files are page images of the database.
  */
-export function initShadow(walPath: string, shadowPath: string, headerBytes: Buffer, opts: CopyOptions & { perms?: FilePermissions } = {}): CopyResult {
+export function initShadow(
+  walPath: string,
+  shadowPath: string,
+  headerBytes: Buffer,
+  opts: CopyOptions & { perms?: FilePermissions } = {},
+): CopyResult {
   parseWalHeader(headerBytes, `wal ${walPath}`); // throws INVALID_WAL on a bad header checksum
   const perms = opts.perms ?? DEFAULT_FILE_PERMISSIONS;
   mkdirWithPermissionsSync(dirname(shadowPath), perms);
@@ -106,7 +124,7 @@ export function repairShadow(shadowPath: string): ShadowRepair | undefined {
     const chain = new FrameChain(header, WAL_HEADER_SIZE, [header.checksum1, header.checksum2], Infinity);
     const fsize = frameSize(header.pageSize);
     const buf = Buffer.allocUnsafe(CHUNK_FRAMES * fsize);
-    for (let at = WAL_HEADER_SIZE; at < fileSize; ) {
+    for (let at = WAL_HEADER_SIZE; at < fileSize;) {
       const chunk = readAtSync(fd, buf, at);
       const whole = chunk.subarray(0, Math.floor(chunk.length / fsize) * fsize);
       if (!chain.accept(whole) || whole.length < buf.length) break;
@@ -156,7 +174,7 @@ export function cycleFollowsShadow(walPath: string, shadowPath: string, realByte
   }
   if (real.pageSize !== old.pageSize) return false;
   // Not the checkpoint sequence: each connection counts its own, so it is not monotonic across them.
-  if (real.salt1 !== ((old.salt1 + 1) >>> 0)) return false;
+  if (real.salt1 !== (old.salt1 + 1) >>> 0) return false;
   let shadowFd: number;
   let walFd: number;
   try {
@@ -175,7 +193,7 @@ export function cycleFollowsShadow(walPath: string, shadowPath: string, realByte
       if (fstatSync(walFd).size < shadowSize) return false;
       const scanner = new WalScanner();
       const buf = Buffer.allocUnsafe(1 << 20);
-      for (let at = 0; ; ) {
+      for (let at = 0; ;) {
         const chunk = readAtSync(walFd, buf, at);
         scanner.update(chunk);
         if (scanner.result().stopReason !== undefined || chunk.length < buf.length) break;

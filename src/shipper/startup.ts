@@ -44,13 +44,19 @@ export async function prepareStart(c: StartContext): Promise<StartPlan> {
   const shadowPath = c.meta.shadowWalPath(generation, index);
   const repaired = repairShadow(shadowPath);
   if (repaired && repaired.cut > 0) {
-    c.log.warn('shadow wal ended past its last commit (a crash); cut back', { db: c.dbPath, generation, index: formatHex8(index), bytes: repaired.cut });
+    c.log.warn('shadow wal ended past its last commit (a crash); cut back', {
+      db: c.dbPath,
+      generation,
+      index: formatHex8(index),
+      bytes: repaired.cut,
+    });
   }
   const real = readWalHeaderBytesSync(c.walPath);
   if (repaired && real && real.equals(c.meta.shadowHeaderSync(generation, index) ?? Buffer.alloc(0))) {
     // The bulk of what was written meanwhile, so that the locked part is short (up to SQLite's commit point).
     const committed = c.db.committedFramesOf(real);
-    if (committed !== undefined) copyToShadow(c.walPath, shadowPath, { fsync: false, maxSize: c.cursor.maxFileBytes, verifyLastFrame: true, maxFrames: committed });
+    if (committed !== undefined)
+      copyToShadow(c.walPath, shadowPath, { fsync: false, maxSize: c.cursor.maxFileBytes, verifyLastFrame: true, maxFrames: committed });
   }
   return { generation, index, restored: undefined };
 }

@@ -70,18 +70,28 @@ export async function pinPosition(ctx: PinContext, purpose: string): Promise<Pin
       }
     });
     if (pinned) return pinned;
-    if (attempt >= 3) throw new ReplicateError('IO', `the WAL keeps restarting (or the database stays locked); cannot pin a position for ${purpose}`);
+    if (attempt >= 3)
+      throw new ReplicateError('IO', `the WAL keeps restarting (or the database stays locked); cannot pin a position for ${purpose}`);
     await ctx.sync();
   }
 }
 
 /** PinContext.pinLocked on the shipper's connections: pins at the end of the shadow WAL, settled first. */
-export function pinAtShadowEnd(db: ShipperDb, cursor: ShadowCursor, dbPath: string, pin: () => void): { pos: Pos; backfilled: boolean } | undefined {
+export function pinAtShadowEnd(
+  db: ShipperDb,
+  cursor: ShadowCursor,
+  dbPath: string,
+  pin: () => void,
+): { pos: Pos; backfilled: boolean } | undefined {
   const out = db.tryWithWriteLock(LOCK_WAIT_MS, () => {
     // Restarted (or not settled) since the last sync: followed here; then pin again.
     if (!cursor.settleLocked(db)) return undefined;
     // Past the offset limit the shadow lags SQLite: no image at its end exists to pin.
-    if (cursor.current!.capped) throw new ReplicateError('IO', `${dbPath}: the wal cycle is past the offset limit of v0.3 segment names; nothing can be pinned until it restarts`);
+    if (cursor.current!.capped)
+      throw new ReplicateError(
+        'IO',
+        `${dbPath}: the wal cycle is past the offset limit of v0.3 segment names; nothing can be pinned until it restarts`,
+      );
     pin();
     return { pos: cursor.pos()!, backfilled: db.fullyBackfilled() };
   });
@@ -91,7 +101,10 @@ export function pinAtShadowEnd(db: ShipperDb, cursor: ShadowCursor, dbPath: stri
 export async function pinAndDigest(ctx: PinContext): Promise<PinnedDigest> {
   const pinned = await pinPosition(ctx, 'validation');
   try {
-    return { pos: pinned.pos, digest: await digestLiveDatabase(ctx.file(), ctx.walPath, pinned.pos.offset, { overlay: !pinned.backfilled }) };
+    return {
+      pos: pinned.pos,
+      digest: await digestLiveDatabase(ctx.file(), ctx.walPath, pinned.pos.offset, { overlay: !pinned.backfilled }),
+    };
   } finally {
     pinned.release();
   }

@@ -96,17 +96,34 @@ export class WalFollower {
       this.walIno = await this.walInode();
       this.cursor.walIno = this.walIno;
       db.wal.keepOnly(this.walIno);
-      const c: StartContext = { db, meta: this.meta, cursor: this.cursor, restore: this.o.restore, dbPath: this.dbPath, walPath: this.walPath, log: this.log };
+      const c: StartContext = {
+        db,
+        meta: this.meta,
+        cursor: this.cursor,
+        restore: this.o.restore,
+        dbPath: this.dbPath,
+        walPath: this.walPath,
+        log: this.log,
+      };
       const plan = await prepareStart(c);
       db.step('start-prepared');
       for (let attempt = 1; ; attempt++) {
         let decided = false;
-        if (!(await db.withWriteLockRetrying(() => (decided = decideStartLocked(c, plan)), { stepWaitMs: LOCK_WAIT_MS, totalMs: this.busyTimeoutMs * 10 }))) {
+        if (
+          !(await db.withWriteLockRetrying(() => (decided = decideStartLocked(c, plan)), {
+            stepWaitMs: LOCK_WAIT_MS,
+            totalMs: this.busyTimeoutMs * 10,
+          }))
+        ) {
           throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
         }
         if (decided) break;
         // An application TRUNCATE emptied the WAL meanwhile (we hold no read transaction yet): a header again.
-        if (attempt >= 5) throw new ReplicateError('IO', `opening ${this.dbPath}: ${this.walPath} keeps losing its header (checkpointed with TRUNCATE over and over)`);
+        if (attempt >= 5)
+          throw new ReplicateError(
+            'IO',
+            `opening ${this.dbPath}: ${this.walPath} keeps losing its header (checkpointed with TRUNCATE over and over)`,
+          );
         db.ensureWalHeader(this.busyTimeoutMs);
       }
       // Consumed either way; a crash before this leaves it to the next start, which finds a generation and drops it.
@@ -215,7 +232,13 @@ export class WalFollower {
     const now = monotonicMs();
     const own = this.ownRestart;
     const ownSize = own && own.generation === cur.generation && own.index === cur.index ? own.size : 0;
-    const mode = checkpointMode(this.policy, { pageSize: this.db.pageSize, walSize: cur.size, shadowSize: cur.size, idleMs: now - this.lastCheckpointAt, ownSize });
+    const mode = checkpointMode(this.policy, {
+      pageSize: this.db.pageSize,
+      walSize: cur.size,
+      shadowSize: cur.size,
+      idleMs: now - this.lastCheckpointAt,
+      ownSize,
+    });
     if (!mode || !this.throttle.allowed(now)) return;
     const counts = this.counters.checkpoints[mode];
     let out;
@@ -242,7 +265,11 @@ export class WalFollower {
     const after = this.cursor.current;
     this.ownRestart = out.seqBeganCycle && after ? { generation: after.generation, index: after.index, size: after.size } : undefined;
     if (!out.restarted && out.event.log !== out.event.checkpointed) {
-      this.log.debug('checkpoint could not backfill every frame (readers hold older snapshots)', { db: this.dbPath, log: out.event.log, checkpointed: out.event.checkpointed });
+      this.log.debug('checkpoint could not backfill every frame (readers hold older snapshots)', {
+        db: this.dbPath,
+        log: out.event.log,
+        checkpointed: out.event.checkpointed,
+      });
     }
     this.log.debug('checkpoint', { db: this.dbPath, ...out.event });
     this.o.onCheckpoint(out.event);

@@ -16,7 +16,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
-import { DEFAULT_CHECKPOINT_POLICY, DEFAULT_MAX_SHADOW_WAL_BYTES, DEFAULT_MAX_SHADOW_WAL_FILE_BYTES, DEFAULT_MONITOR_INTERVAL_MS } from '../config/defaults.js';
+import {
+  DEFAULT_CHECKPOINT_POLICY,
+  DEFAULT_MAX_SHADOW_WAL_BYTES,
+  DEFAULT_MAX_SHADOW_WAL_FILE_BYTES,
+  DEFAULT_MONITOR_INTERVAL_MS,
+} from '../config/defaults.js';
 import { openWhenReady } from './database-wait.js';
 import { describeError, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
@@ -197,7 +202,9 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       }).then(async (opened) => {
         if (!opened || this.closed || this.closing || signal?.aborted) return opened;
         // A first sync that fails is retried by the scheduler like any other: following must start.
-        await this.sync().catch((err: unknown) => this.log.error('sync failed', { db: this.dbPath, error: describeError(err), retry: 'with backoff' }));
+        await this.sync().catch((err: unknown) =>
+          this.log.error('sync failed', { db: this.dbPath, error: describeError(err), retry: 'with backoff' }),
+        );
         this.follow();
         return true;
       });
@@ -252,7 +259,9 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       // never a torn or mixed page set.
       const pinned = await pinPosition(this.pinContext(), 'a snapshot');
       try {
-        return await fn(pinned.pos, () => liveImage(this.follower.db!.file, this.walPath, pinned.pos.offset, { overlay: !pinned.backfilled }));
+        return await fn(pinned.pos, () =>
+          liveImage(this.follower.db!.file, this.walPath, pinned.pos.offset, { overlay: !pinned.backfilled }),
+        );
       } finally {
         pinned.release();
       }
@@ -300,9 +309,15 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
       () => false,
     );
     if (!exists) return;
-    await this.dbWork.run(() => this.openOnce()).catch((err: unknown) => {
-      throw new ReplicateError('IO', `cannot open ${this.dbPath} for the final sync; what it holds is not replicated: ${describeError(err)}`, { cause: err });
-    });
+    await this.dbWork
+      .run(() => this.openOnce())
+      .catch((err: unknown) => {
+        throw new ReplicateError(
+          'IO',
+          `cannot open ${this.dbPath} for the final sync; what it holds is not replicated: ${describeError(err)}`,
+          { cause: err },
+        );
+      });
   }
 
   /** Stops following the database and closes its connections (a final sync first). */
@@ -316,7 +331,8 @@ export class WalShipper extends EventEmitter<ShipperEvents> {
     if (this.closed) return;
     this.closing = true;
     this.scheduler?.stop();
-    if (this.follower.db) await this.sync().catch((err: unknown) => this.log.warn('final sync failed', { db: this.dbPath, error: describeError(err) }));
+    if (this.follower.db)
+      await this.sync().catch((err: unknown) => this.log.warn('final sync failed', { db: this.dbPath, error: describeError(err) }));
     this.closed = true;
     await this.opening?.catch(() => undefined);
     await this.dbWork.run(async () => this.follower.close());

@@ -101,8 +101,8 @@ export function walChecksum(bigEndian: boolean, data: Uint8Array, seed: Checksum
       for (let i = 0; i < n; i += 2) {
         const x = words[i]!;
         const y = words[i + 1]!;
-        const a = ((x >>> 24) | ((x >>> 8) & 0xff00) | ((x << 8) & 0xff0000) | (x << 24)) | 0;
-        const b = ((y >>> 24) | ((y >>> 8) & 0xff00) | ((y << 8) & 0xff0000) | (y << 24)) | 0;
+        const a = (x >>> 24) | ((x >>> 8) & 0xff00) | ((x << 8) & 0xff0000) | (x << 24) | 0;
+        const b = (y >>> 24) | ((y >>> 8) & 0xff00) | ((y << 8) & 0xff0000) | (y << 24) | 0;
         s0 = (s0 + a + s1) | 0;
         s1 = (s1 + b + s0) | 0;
       }

@@ -34,7 +34,15 @@ beforeAll(async () => {
   app.pragma('wal_checkpoint(TRUNCATE)');
   source = contentDigest(app);
   app.close();
-  const info = await new FileReplicaClient({ path: replicaDir }).writeSnapshot(GEN, 0, encodeLz4Frame((async function* () { yield readFileSync(dbPath); })()));
+  const info = await new FileReplicaClient({ path: replicaDir }).writeSnapshot(
+    GEN,
+    0,
+    encodeLz4Frame(
+      (async function* () {
+        yield readFileSync(dbPath);
+      })(),
+    ),
+  );
   snapshotAt = new Date(Math.floor(Date.parse('2026-01-02T03:04:05Z') / 1000) * 1000);
   utimesSync(join(replicaDir, 'generations', GEN, 'snapshots', '00000000.snapshot.lz4'), snapshotAt, snapshotAt);
   expect(info.size).toBeGreaterThan(0);
@@ -63,7 +71,12 @@ describe('command line details', () => {
   });
 
   it('takes flags after the target, with two dashes and as -flag=value', async () => {
-    for (const [i, flags] of [['-o', '#'], ['-o=#'], ['--integrity-check=full', '-o', '#'], ['-integrity-check', 'full', '--parallelism', '2', '-o', '#']].entries()) {
+    for (const [i, flags] of [
+      ['-o', '#'],
+      ['-o=#'],
+      ['--integrity-check=full', '-o', '#'],
+      ['-integrity-check', 'full', '--parallelism', '2', '-o', '#'],
+    ].entries()) {
       const out = join(dir, 'flags', `${i}.db`);
       const r = await runCli(['restore', url, ...flags.map((f) => f.replace('#', out))], { cwd: dir }); // a misread path stays in dir
       expect(r.code, `${flags.join(' ')}: ${r.stderr}`).toBe(0);
@@ -82,7 +95,16 @@ describe('command line details', () => {
     const r = await runCli(['generations', '-config', cfg, dbPath]);
     expect(r.code, r.stderr).toBe(0);
     // No local meta directory: the newest generation is the current one.
-    expect(parseTable(r.stdout)).toEqual([{ name: 'file', generation: GEN, lag: '1m30s', start: '2026-01-02T03:04:05.000Z', end: '2026-01-02T03:04:05.000Z', status: 'current' }]);
+    expect(parseTable(r.stdout)).toEqual([
+      {
+        name: 'file',
+        generation: GEN,
+        lag: '1m30s',
+        start: '2026-01-02T03:04:05.000Z',
+        end: '2026-01-02T03:04:05.000Z',
+        status: 'current',
+      },
+    ]);
   });
 
   it('restores a database in WAL journal mode that keeps Litestream’s tables, as Litestream does', async () => {
@@ -95,7 +117,10 @@ describe('command line details', () => {
       const db = new Database(out, { readonly: true });
       try {
         expect(db.pragma('journal_mode', { simple: true }), out).toBe('wal');
-        const tables = db.prepare("SELECT name FROM sqlite_master WHERE name LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name").pluck().all();
+        const tables = db
+          .prepare("SELECT name FROM sqlite_master WHERE name LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name")
+          .pluck()
+          .all();
         expect(tables, out).toEqual(['_litestream_lock', '_litestream_seq']);
       } finally {
         db.close();

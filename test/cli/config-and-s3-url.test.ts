@@ -51,7 +51,25 @@ beforeAll(async () => {
   await client.writeSnapshot(GEN, 0, encodeLz4Frame(Readable.from([bytes])));
 
   // The same S3 server behind TLS with a self-signed certificate, as a private store may be.
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   const target = new URL(endpoint);
   tls = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (req, res) => {
     const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
@@ -76,16 +94,27 @@ function s3Url(query: string): string {
 describe('a missing config file', () => {
   it('names -config and LITESTREAM_CONFIG, for every command that reads one', async () => {
     const missing = join(dir, 'nope.yml');
-    for (const args of [['restore', dbPath], ['generations', dbPath], ['snapshots', dbPath], ['wal', dbPath], ['databases'], ['replicate']]) {
+    for (const args of [
+      ['restore', dbPath],
+      ['generations', dbPath],
+      ['snapshots', dbPath],
+      ['wal', dbPath],
+      ['databases'],
+      ['replicate'],
+    ]) {
       const viaFlag = await runBin([...args, '-config', missing]);
       expect(viaFlag.code, args[0]).toBe(1);
       expect(viaFlag.stderr, args[0]).toBe(`error: config file not found: ${missing} (given with -config)\n`);
       const viaEnv = await runBin(args, { env: { LITESTREAM_CONFIG: missing } });
-      expect(viaEnv.stderr, args[0]).toBe(`error: config file not found: ${missing} (from $LITESTREAM_CONFIG; -config PATH names another file)\n`);
+      expect(viaEnv.stderr, args[0]).toBe(
+        `error: config file not found: ${missing} (from $LITESTREAM_CONFIG; -config PATH names another file)\n`,
+      );
     }
     expect(existsSync('/etc/litestream.yml'), 'this machine has a default config; the next check needs none').toBe(false);
     const dflt = await runBin(['databases']);
-    expect(dflt.stderr).toBe('error: config file not found: /etc/litestream.yml (the default; name the file with -config PATH or set LITESTREAM_CONFIG)\n');
+    expect(dflt.stderr).toBe(
+      'error: config file not found: /etc/litestream.yml (the default; name the file with -config PATH or set LITESTREAM_CONFIG)\n',
+    );
   });
 });
 
@@ -93,16 +122,28 @@ describe('unknown config keys', () => {
   it('are reported by every command that reads the config, as replicate does', async () => {
     const replica = join(dir, 'file-replica');
     const cfg = join(dir, 'unknown-keys.yml');
-    writeFileSync(cfg, `exit-on-error: true\ndbs:\n  - path: ${dbPath}\n    monitorInterval: 1s\n    replicas:\n      - path: ${replica}\n        retention_check: 1h\n`);
+    writeFileSync(
+      cfg,
+      `exit-on-error: true\ndbs:\n  - path: ${dbPath}\n    monitorInterval: 1s\n    replicas:\n      - path: ${replica}\n        retention_check: 1h\n`,
+    );
     const expected = [
       `warning: config ${cfg}: unknown key "exit-on-error" ignored`,
       `warning: config ${cfg}: dbs[0]: unknown key "monitorInterval" ignored (did you mean "monitor-interval"?)`,
       `warning: config ${cfg}: dbs[0].replicas[0]: unknown key "retention_check" ignored`,
     ];
-    for (const args of [['generations', dbPath], ['snapshots', dbPath], ['wal', dbPath], ['databases'], ['restore', '-if-replica-exists', dbPath]]) {
+    for (const args of [
+      ['generations', dbPath],
+      ['snapshots', dbPath],
+      ['wal', dbPath],
+      ['databases'],
+      ['restore', '-if-replica-exists', dbPath],
+    ]) {
       const r = await runBin([...args, '-config', cfg]);
       expect(r.code, `${args[0]}: ${r.stderr}`).toBe(0);
-      expect(r.stderr.split('\n').filter((l) => l.startsWith('warning:')), args[0]).toEqual(expected);
+      expect(
+        r.stderr.split('\n').filter((l) => l.startsWith('warning:')),
+        args[0],
+      ).toEqual(expected);
     }
   });
 });
@@ -117,7 +158,11 @@ describe('s3 replica URL query options', () => {
     const r = await runBin(['restore', '-o', out, url], { env: CREDS });
     expect(r.code, r.stderr).toBe(0);
     // One line: what was restored. Nothing from the SDK (it announces on Node < 22 that later releases need 22).
-    expect(r.stderr).toMatch(new RegExp(`^restored ${out} to \\S+ \\(replica s3, generation ${GEN}, index 0, offset 0; from snapshot index 0, 0 WAL indexes\\)\\n$`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^restored ${out} to \\S+ \\(replica s3, generation ${GEN}, index 0, offset 0; from snapshot index 0, 0 WAL indexes\\)\\n$`,
+      ),
+    );
     const db = new Database(out, { readonly: true });
     expect(db.prepare('SELECT v FROM t').all()).toEqual([{ v: 'from s3' }]);
     db.close();
@@ -146,11 +191,17 @@ describe('s3 replica URL query options', () => {
 
   it('refuses what it would otherwise ignore: unknown or repeated options, bad booleans, options also set by config keys, queries on other types', async () => {
     const cases: [string[], string][] = [
-      [['generations', s3Url('endpoint=x&foo=1&sse=aws:kms')], `unknown query options "foo", "sse" in s3 replica URL (supported: endpoint, region, forcePathStyle, skipVerify)`],
+      [
+        ['generations', s3Url('endpoint=x&foo=1&sse=aws:kms')],
+        `unknown query options "foo", "sse" in s3 replica URL (supported: endpoint, region, forcePathStyle, skipVerify)`,
+      ],
       [['generations', s3Url('region=a&region=b')], 'query option "region" is given twice in s3 replica URL'],
       [['generations', s3Url('forcePathStyle=yes')], 'query option "forcePathStyle" in s3 replica URL must be true or false, got "yes"'],
       [['generations', s3Url('endpoint=')], 'query option "endpoint" in s3 replica URL has no value'],
-      [['generations', `gcs://${bucket}/db?endpoint=x`], 'a gcs replica URL takes no query options (got "endpoint"); use the replica\'s config keys'],
+      [
+        ['generations', `gcs://${bucket}/db?endpoint=x`],
+        'a gcs replica URL takes no query options (got "endpoint"); use the replica\'s config keys',
+      ],
     ];
     for (const [args, message] of cases) {
       const r = await runBin(args, { env: CREDS });
@@ -159,7 +210,10 @@ describe('s3 replica URL query options', () => {
       expect(r.stderr, args[1]).toMatch(/^error: replica URL /);
     }
     const cfg = join(dir, 'twice.yml');
-    writeFileSync(cfg, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - url: ${s3Url(`endpoint=${hostPort}&region=us-east-1`)}\n        region: eu-west-1\n`);
+    writeFileSync(
+      cfg,
+      `dbs:\n  - path: ${dbPath}\n    replicas:\n      - url: ${s3Url(`endpoint=${hostPort}&region=us-east-1`)}\n        region: eu-west-1\n`,
+    );
     const twice = await runBin(['generations', '-config', cfg, dbPath], { env: CREDS });
     expect(twice.code).toBe(1);
     expect(twice.stderr).toBe(`error: config ${cfg}: dbs[0].replicas[0]: region is given twice: as "region" in the url and as region:\n`);

@@ -83,14 +83,21 @@ describe('config mode', () => {
     mkdirSync(broken);
     symlinkSync('generations', join(broken, 'generations'));
     const cfg2 = join(dir, 'broken.yml');
-    writeFileSync(cfg2, `dbs:\n  - path: ${fx.dbPath}\n    replicas:\n      - name: broken\n        path: ${broken}\n      - name: current\n        url: file://${fx.replicaDir}\n`);
+    writeFileSync(
+      cfg2,
+      `dbs:\n  - path: ${fx.dbPath}\n    replicas:\n      - name: broken\n        path: ${broken}\n      - name: current\n        url: file://${fx.replicaDir}\n`,
+    );
     for (const cmd of ['generations', 'snapshots', 'wal']) {
       const r = await runCli([cmd, '-config', cfg2, fx.dbPath]);
       expect(r.code, cmd).toBe(1);
       // One line: what could not be listed (the replica's path) and why.
       const where = join(broken, 'generations');
       const stderr = r.stderr.replace(/^restorable: .*\n/m, ''); // generations explains its table there
-      expect(stderr, cmd).toMatch(new RegExp(`^error: (listing replica broken \\(${broken}\\): )?\\[file\\] listing ${where}: ELOOP: too many symbolic links encountered, scandir '${where}'\\n$`));
+      expect(stderr, cmd).toMatch(
+        new RegExp(
+          `^error: (listing replica broken \\(${broken}\\): )?\\[file\\] listing ${where}: ELOOP: too many symbolic links encountered, scandir '${where}'\\n$`,
+        ),
+      );
       const alone = await runCli([cmd, '-config', cfg2, '-replica', 'current', fx.dbPath]);
       expect(alone.code, alone.stderr).toBe(0);
       const rows = (text: string) => parseTable(text).map(({ lag: _lag, ...rest }) => rest);

@@ -42,7 +42,11 @@ function snapshotBody(label: string): AsyncIterable<Buffer> {
   db.pragma('wal_checkpoint(TRUNCATE)');
   db.close();
   const bytes = readFileSync(path);
-  return encodeLz4Frame((async function* () { yield bytes; })());
+  return encodeLz4Frame(
+    (async function* () {
+      yield bytes;
+    })(),
+  );
 }
 
 function setTime(path: string, t: Date): void {
@@ -58,10 +62,24 @@ beforeAll(async () => {
   const gens = join(replicaDir, 'generations');
   await client.writeSnapshot(OLD, 0, snapshotBody('old'));
   setTime(join(gens, OLD, 'snapshots', '00000000.snapshot.lz4'), T.old);
-  await client.writeWalSegment({ generation: ORPHAN, index: 0, offset: 0 }, encodeLz4Frame((async function* () { yield Buffer.alloc(32); })()));
+  await client.writeWalSegment(
+    { generation: ORPHAN, index: 0, offset: 0 },
+    encodeLz4Frame(
+      (async function* () {
+        yield Buffer.alloc(32);
+      })(),
+    ),
+  );
   setTime(join(gens, ORPHAN, 'wal', '00000000_00000000.wal.lz4'), T.orphan);
   // Retention kept index 0's segment (older) below the oldest snapshot it kept, at index 1.
-  await client.writeWalSegment({ generation: MIDDLE, index: 0, offset: 0 }, encodeLz4Frame((async function* () { yield Buffer.alloc(32); })()));
+  await client.writeWalSegment(
+    { generation: MIDDLE, index: 0, offset: 0 },
+    encodeLz4Frame(
+      (async function* () {
+        yield Buffer.alloc(32);
+      })(),
+    ),
+  );
   setTime(join(gens, MIDDLE, 'wal', '00000000_00000000.wal.lz4'), T.middleEarlyWal);
   await client.writeSnapshot(MIDDLE, 1, snapshotBody('middle'));
   setTime(join(gens, MIDDLE, 'snapshots', '00000001.snapshot.lz4'), T.middle);
@@ -114,7 +132,9 @@ describe('generations', () => {
       const early = await runBin(['restore', '-timestamp', before, '-o', join(dir, `before-${g.generation}.db`), url]);
       if (i === 0) {
         expect(early.code).toBe(1);
-        expect(early.stderr).toMatch(/^error: no matching backups found at or before .*: the timestamp is before the earliest restorable point/m);
+        expect(early.stderr).toMatch(
+          /^error: no matching backups found at or before .*: the timestamp is before the earliest restorable point/m,
+        );
       } else {
         // Before this generation's first snapshot: the previous generation's end.
         expect(early.code, early.stderr).toBe(0);
@@ -147,7 +167,10 @@ describe('generations', () => {
 
     const theirs = parseTable((await runLitestream(['generations', '-config', cfg, dbPath])).stdout);
     expect(theirs.length).toBe(4);
-    expect(theirs.every((g) => g.lag!.startsWith('-')), JSON.stringify(theirs)).toBe(true);
+    expect(
+      theirs.every((g) => g.lag!.startsWith('-')),
+      JSON.stringify(theirs),
+    ).toBe(true);
   });
 });
 

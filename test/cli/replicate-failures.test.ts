@@ -113,11 +113,19 @@ describe('replicate: a replica that fails', () => {
     const p = start(['replicate', '-config', cfg, '-exec', `${process.execPath} ${app}`]);
     // The app's exit ends the run; the final sync to the unreachable replica fails, so the code is 1.
     expect(await p.exit).toBe(1);
-    const incomplete = lineWith(p, /level=ERROR msg="initial sync incomplete"/, new RegExp(` db=${esc(s.dbPath)} `), /not uploaded to: s3 \(/);
+    const incomplete = lineWith(
+      p,
+      /level=ERROR msg="initial sync incomplete"/,
+      new RegExp(` db=${esc(s.dbPath)} `),
+      /not uploaded to: s3 \(/,
+    );
     const started = lineWith(p, /^app started$/);
     expect(incomplete, p.tail(60)).toBeGreaterThanOrEqual(0);
     expect(started, p.tail(60)).toBeGreaterThan(incomplete);
-    expect(lineWith(p, /msg="final sync failed; these changes are only in the local database"/, /not uploaded to: s3 \(/), p.tail()).toBeGreaterThan(started);
+    expect(
+      lineWith(p, /msg="final sync failed; these changes are only in the local database"/, /not uploaded to: s3 \(/),
+      p.tail(),
+    ).toBeGreaterThan(started);
     expect(proxy.faults).toBeGreaterThan(0);
     // The healthy replica was not held back by the dead one: Litestream restores the app's row from it.
     const out = join(s.dir, 'restored.db');
@@ -137,7 +145,13 @@ describe('replicate: a replica that fails', () => {
     const p = start(['replicate', '-config', cfg, '-exec', `${process.execPath} ${app}`]);
     expect(await p.exit).toBe(1);
     expect(lineWith(p, /^app started$/)).toBe(-1);
-    expect(lineWith(p, /^error: replica s3: taking the lease at s3:\/\/unreachable\/app: .*; nothing was written, not replicating and not starting the application$/), p.tail()).toBeGreaterThanOrEqual(0);
+    expect(
+      lineWith(
+        p,
+        /^error: replica s3: taking the lease at s3:\/\/unreachable\/app: .*; nothing was written, not replicating and not starting the application$/,
+      ),
+      p.tail(),
+    ).toBeGreaterThanOrEqual(0);
     expect(proxy.faults).toBeGreaterThan(0);
     // The file replica's lease was taken first and given back; nothing else was written there.
     expect(existsSync(join(s.replicaDir, 'generations'))).toBe(false);

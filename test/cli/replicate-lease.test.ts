@@ -59,7 +59,13 @@ interface Target {
 }
 
 function fileTarget(replicaDir: string): Target {
-  return { name: 'file', yaml: ['type: file', `path: ${replicaDir}`], env: {}, client: new FileReplicaClient({ path: replicaDir }), location: replicaDir };
+  return {
+    name: 'file',
+    yaml: ['type: file', `path: ${replicaDir}`],
+    env: {},
+    client: new FileReplicaClient({ path: replicaDir }),
+    location: replicaDir,
+  };
 }
 
 /** A fresh replica path on each backend's test server. */
@@ -71,7 +77,16 @@ const TARGETS: Record<Target['name'], (dir: string) => Promise<Target>> = {
     await createBucket(endpoint, bucket);
     return {
       name: 's3',
-      yaml: ['type: s3', `bucket: ${bucket}`, 'path: app', `endpoint: ${endpoint}`, 'region: us-east-1', 'force-path-style: true', 'access-key-id: k', 'secret-access-key: s'],
+      yaml: [
+        'type: s3',
+        `bucket: ${bucket}`,
+        'path: app',
+        `endpoint: ${endpoint}`,
+        'region: us-east-1',
+        'force-path-style: true',
+        'access-key-id: k',
+        'secret-access-key: s',
+      ],
       env: {},
       client: new S3ReplicaClient({ bucket, path: 'app', endpoint, region: 'us-east-1', accessKeyId: 'k', secretAccessKey: 's' }),
       location: `s3://${bucket}/app`,
@@ -80,7 +95,13 @@ const TARGETS: Record<Target['name'], (dir: string) => Promise<Target>> = {
   gcs: async () => {
     const endpoint = inject('gcsEndpoint');
     const bucket = `lease-${randomBytes(4).toString('hex')}`;
-    return { name: 'gcs', yaml: [`url: gcs://${bucket}/app`], env: { STORAGE_EMULATOR_HOST: endpoint }, client: new GcsReplicaClient({ bucket, path: 'app', endpoint }), location: `gcs://${bucket}/app` };
+    return {
+      name: 'gcs',
+      yaml: [`url: gcs://${bucket}/app`],
+      env: { STORAGE_EMULATOR_HOST: endpoint },
+      client: new GcsReplicaClient({ bucket, path: 'app', endpoint }),
+      location: `gcs://${bucket}/app`,
+    };
   },
   abs: async () => {
     const endpoint = inject('absEndpoint');
@@ -88,7 +109,14 @@ const TARGETS: Record<Target['name'], (dir: string) => Promise<Target>> = {
     await createContainer(endpoint, container);
     return {
       name: 'abs',
-      yaml: ['type: abs', `account-name: ${AZURITE_ACCOUNT}`, `account-key: ${AZURITE_KEY}`, `endpoint: ${endpoint}`, `bucket: ${container}`, 'path: app'],
+      yaml: [
+        'type: abs',
+        `account-name: ${AZURITE_ACCOUNT}`,
+        `account-key: ${AZURITE_KEY}`,
+        `endpoint: ${endpoint}`,
+        `bucket: ${container}`,
+        'path: app',
+      ],
       env: {},
       client: new AbsReplicaClient({ accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, bucket: container, path: 'app', endpoint }),
       location: `abs://${AZURITE_ACCOUNT}@${container}/app`,
@@ -109,7 +137,10 @@ function config(dir: string, name: string, dbPath: string, target: Target): stri
 }
 
 function start(args: string[], env: Record<string, string> = {}): Instance {
-  const p = new Instance('', spawn(process.execPath, [bin, 'replicate', ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
+  const p = new Instance(
+    '',
+    spawn(process.execPath, [bin, 'replicate', ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
   procs.push(p);
   return p;
 }
@@ -176,7 +207,14 @@ function secondInstance(dir: string, target: Target): { b: Instance; dbPath: str
 }
 
 /** While `a` holds the lease: `b` says who holds it, restores nothing, runs no app and writes nothing. */
-async function expectWaiting(a: Instance, b: Instance, db: Database.Database, target: Target, bDbPath: string, seenFile: string): Promise<void> {
+async function expectWaiting(
+  a: Instance,
+  b: Instance,
+  db: Database.Database,
+  target: Target,
+  bDbPath: string,
+  seenFile: string,
+): Promise<void> {
   const line = b.lines[await b.waitForLog(/msg="replica lease held by another instance; waiting/)]!;
   expect(line).toContain(`pid ${a.pid}`);
   expect(line).toMatch(/since=\S+/);
@@ -192,7 +230,7 @@ async function expectWaiting(a: Instance, b: Instance, db: Database.Database, ta
 }
 
 describe.each(['file', 's3', 'gcs', 'abs'] as const)('two replicate processes on one %s replica', (backend) => {
-  it('the second waits, saying who holds the lease; a clean stop hands over; it starts from the first one\'s last state', async () => {
+  it("the second waits, saying who holds the lease; a clean stop hands over; it starts from the first one's last state", async () => {
     const dir = tmp();
     const target = await TARGETS[backend](dir);
     const { a, db } = await firstInstance(dir, target);

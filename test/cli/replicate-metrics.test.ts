@@ -127,7 +127,6 @@ function keepWriting(dbPath: string): { stop(): Promise<void>; rows(): number } 
   };
 }
 
-
 const tmp = tempDirs('stn-metrics-');
 const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
 const cleanups = closeAfterEach((c: () => Promise<unknown>) => c().catch(() => undefined));
@@ -184,10 +183,14 @@ describe('replicate with addr: /metrics and /healthz', () => {
     // Written long enough for checkpoints and several uploads.
     const first = await waitFor('checkpoints and uploads', async () => {
       const s = await scrape(url);
-      return value(s, 'litestream_checkpoint_count', { db: dbPath }) !== undefined && (value(s, 'litestream_replica_wal_bytes', { db: dbPath, name: 'remote' }) ?? 0) > 0 ? s : undefined;
+      return value(s, 'litestream_checkpoint_count', { db: dbPath }) !== undefined &&
+        (value(s, 'litestream_replica_wal_bytes', { db: dbPath, name: 'remote' }) ?? 0) > 0
+        ? s
+        : undefined;
     });
     const names = new Set(first.map((s) => s.name));
-    for (const n of [...LITESTREAM_NAMES, 'stn_replica_lag_seconds', 'stn_replica_last_upload_timestamp_seconds']) expect(names, n).toContain(n);
+    for (const n of [...LITESTREAM_NAMES, 'stn_replica_lag_seconds', 'stn_replica_last_upload_timestamp_seconds'])
+      expect(names, n).toContain(n);
     for (const s of first.filter((x) => x.name.startsWith('litestream_') || x.name.startsWith('stn_'))) {
       expect(Object.keys(s.labels).sort(), s.name).toEqual(LABELS[s.name] ?? ['db']);
       if ('db' in s.labels) expect(s.labels.db).toBe(dbPath);
@@ -203,10 +206,19 @@ describe('replicate with addr: /metrics and /healthz', () => {
     expect(names).toContain('process_cpu_seconds_total');
 
     // Values move while the app writes.
-    const moving = ['litestream_sync_count', 'litestream_total_wal_bytes', 'litestream_replica_wal_bytes', 'litestream_replica_operation_total'];
+    const moving = [
+      'litestream_sync_count',
+      'litestream_total_wal_bytes',
+      'litestream_replica_wal_bytes',
+      'litestream_replica_operation_total',
+    ];
     await waitFor('every counter to move', async () => {
       const s = await scrape(url);
-      return moving.every((n) => (value(s, n, { operation: 'PUT' }) ?? value(s, n, {}))! > (value(first, n, { operation: 'PUT' }) ?? value(first, n, {}))!) ? s : undefined;
+      return moving.every(
+        (n) => (value(s, n, { operation: 'PUT' }) ?? value(s, n, {}))! > (value(first, n, { operation: 'PUT' }) ?? value(first, n, {}))!,
+      )
+        ? s
+        : undefined;
     });
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
 
@@ -218,7 +230,10 @@ describe('replicate with addr: /metrics and /healthz', () => {
     });
     const healthz = await fetch(`${url}/healthz`);
     expect(healthz.status).toBe(503);
-    const report = (await healthz.json()) as { status: string; replicas: { db: string; name: string; behind: boolean; lagSeconds: number }[] };
+    const report = (await healthz.json()) as {
+      status: string;
+      replicas: { db: string; name: string; behind: boolean; lagSeconds: number }[];
+    };
     expect(report.status).toBe('behind');
     expect(report.replicas).toEqual([expect.objectContaining({ db: dbPath, name: 'remote', behind: true })]);
     expect(report.replicas[0]!.lagSeconds).toBeGreaterThan(1);
@@ -257,7 +272,10 @@ describe('replicate with addr: /metrics and /healthz', () => {
       writeFileSync(config, s3Config({ addr: `127.0.0.1:${port}`, dbPath, bucket, endpoint }));
       const p =
         tool === 'litestream'
-          ? new LoggedProcess(config, spawn(litestreamBin(), ['replicate', '-config', config], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] }))
+          ? new LoggedProcess(
+              config,
+              spawn(litestreamBin(), ['replicate', '-config', config], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] }),
+            )
           : spawnBin(['replicate', '-config', config]);
       procs.push(p);
       await p.waitForLog(/msg="snapshot written"|snapshot written/);
@@ -265,7 +283,11 @@ describe('replicate with addr: /metrics and /healthz', () => {
       cleanups.push(() => app.stop());
       const samples = await waitFor(`${tool}: checkpoints and wal uploads`, async () => {
         const s = await scrape(`http://127.0.0.1:${port}`);
-        return value(s, 'litestream_checkpoint_count', {}) !== undefined && (value(s, 'litestream_replica_wal_bytes', {}) ?? 0) > 0 && value(s, 'litestream_replica_wal_index', {}) !== undefined ? s : undefined;
+        return value(s, 'litestream_checkpoint_count', {}) !== undefined &&
+          (value(s, 'litestream_replica_wal_bytes', {}) ?? 0) > 0 &&
+          value(s, 'litestream_replica_wal_index', {}) !== undefined
+          ? s
+          : undefined;
       });
       await app.stop();
       shapes[tool] = labelShapes(samples, 'litestream_');

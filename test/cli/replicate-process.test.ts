@@ -145,20 +145,22 @@ describe('a signal during start-up', () => {
  * the given fields and values; the last line is the shutdown.
  */
 function expectJsonLog(lines: string[], expected: Record<string, unknown>[], during: { from: number; to: number }): void {
-  const records = lines.filter((l) => l.trim() !== '').map((l) => {
-    let rec: Record<string, unknown>;
-    try {
-      rec = JSON.parse(l) as Record<string, unknown>;
-    } catch {
-      throw new Error(`not a JSON log line: ${l}`);
-    }
-    expect(Object.keys(rec).slice(0, 3), l).toEqual(['time', 'level', 'msg']);
-    expect(rec.time, l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-    const t = Date.parse(rec.time as string);
-    expect(t >= during.from && t <= during.to, `${l}: a time during the run`).toBe(true);
-    expect(['INFO', 'WARN', 'ERROR'], l).toContain(rec.level); // the default level: no DEBUG
-    return rec;
-  });
+  const records = lines
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(l) as Record<string, unknown>;
+      } catch {
+        throw new Error(`not a JSON log line: ${l}`);
+      }
+      expect(Object.keys(rec).slice(0, 3), l).toEqual(['time', 'level', 'msg']);
+      expect(rec.time, l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      const t = Date.parse(rec.time as string);
+      expect(t >= during.from && t <= during.to, `${l}: a time during the run`).toBe(true);
+      expect(['INFO', 'WARN', 'ERROR'], l).toContain(rec.level); // the default level: no DEBUG
+      return rec;
+    });
   for (const want of expected) {
     const found = records.find((r) => r.msg === want.msg);
     expect(found, `no "${String(want.msg)}" line in:\n${lines.join('\n')}`).toBeDefined();
@@ -231,20 +233,33 @@ describe('replicate -config', () => {
     app.close();
 
     const cfg = join(dir, 'json.yml');
-    writeFileSync(cfg, `logging:\n  type: json\ndbs:\n  - path: ${join(dir, 'b.db')}\n    replicas:\n      - url: file://${join(dir, 'replica-b')}\n`);
+    writeFileSync(
+      cfg,
+      `logging:\n  type: json\ndbs:\n  - path: ${join(dir, 'b.db')}\n    replicas:\n      - url: file://${join(dir, 'replica-b')}\n`,
+    );
     openSourceDb(join(dir, 'b.db')).close();
     const from = Date.now();
     const q = spawnStn(['replicate', '-config', cfg]);
     await q.waitForLog(/snapshot written/);
     expect(await q.stop('SIGTERM')).toBe(0);
     const during = { from, to: Date.now() };
-    expectJsonLog(q.lines, [
-      { msg: 'new generation', db: join(dir, 'b.db'), generation: expect.stringMatching(/^[0-9a-f]{16}$/), reason: expect.any(String) },
-      { msg: 'snapshot written', replica: 'file', position: expect.stringMatching(/^[0-9a-f]{16}\/00000000:\d+$/), sz: expect.any(Number), elapsed: expect.stringMatching(/^\d+ms$/) },
-      { msg: 'replicating', db: join(dir, 'b.db'), replicas: `file:${join(dir, 'replica-b')}` },
-      { msg: 'signal received, shutting down', signal: 'SIGTERM' },
-      { msg: 'stn-replicate shut down', signal: 'SIGTERM' },
-    ], during);
+    expectJsonLog(
+      q.lines,
+      [
+        { msg: 'new generation', db: join(dir, 'b.db'), generation: expect.stringMatching(/^[0-9a-f]{16}$/), reason: expect.any(String) },
+        {
+          msg: 'snapshot written',
+          replica: 'file',
+          position: expect.stringMatching(/^[0-9a-f]{16}\/00000000:\d+$/),
+          sz: expect.any(Number),
+          elapsed: expect.stringMatching(/^\d+ms$/),
+        },
+        { msg: 'replicating', db: join(dir, 'b.db'), replicas: `file:${join(dir, 'replica-b')}` },
+        { msg: 'signal received, shutting down', signal: 'SIGTERM' },
+        { msg: 'stn-replicate shut down', signal: 'SIGTERM' },
+      ],
+      during,
+    );
   });
 
   it('runs exec: from the config like -exec, and logs to stderr only with logging.stderr: true', async () => {
@@ -258,7 +273,10 @@ describe('replicate -config', () => {
         `db.prepare("INSERT INTO t (v, n) VALUES ('from the app', 1)").run();db.close();console.log('app output');process.exit(5)`,
     );
     const cfg = join(dir, 'exec.yml');
-    writeFileSync(cfg, `exec: ${process.execPath} ${app}\nlogging:\n  stderr: true\ndbs:\n  - path: ${dbPath}\n    replicas:\n      - url: file://${join(dir, 'replica')}\n`);
+    writeFileSync(
+      cfg,
+      `exec: ${process.execPath} ${app}\nlogging:\n  stderr: true\ndbs:\n  - path: ${dbPath}\n    replicas:\n      - url: file://${join(dir, 'replica')}\n`,
+    );
     const p = spawnStn(['replicate', '-config', cfg]);
     expect(await p.exit).toBe(5);
     // stdout is the application's (inherited); our log is on stderr.

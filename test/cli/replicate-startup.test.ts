@@ -30,7 +30,10 @@ async function bothRestore(replicaDir: string, dir: string): Promise<string[]> {
   const digests: string[] = [];
   for (const tool of ['ours', 'litestream'] as const) {
     const out = join(dir, `${tool}.db`);
-    const r = tool === 'ours' ? await runCli(['restore', '-o', out, `file://${replicaDir}`]) : await runLitestream(['restore', '-o', out, `file://${replicaDir}`]);
+    const r =
+      tool === 'ours'
+        ? await runCli(['restore', '-o', out, `file://${replicaDir}`])
+        : await runLitestream(['restore', '-o', out, `file://${replicaDir}`]);
     expect(r.code, `${tool}: ${r.stderr}`).toBe(0);
     digests.push(contentDigest(out));
   }
@@ -92,7 +95,12 @@ describe('replicate at start-up', () => {
     const dir = tmp();
     const dbPath = join(dir, 'station.db');
     const replicaDir = join(dir, 'replica');
-    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }) }], waitForDatabase: false, inline: true });
+    const r = await startReplication({
+      dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: replicaDir }) }],
+      waitForDatabase: false,
+      inline: true,
+    });
     execFileSync(process.execPath, [
       '-e',
       `const D = require(${JSON.stringify(require.resolve('better-sqlite3'))});
@@ -135,7 +143,10 @@ describe('replicate at start-up', () => {
     await p.waitForLog(/msg="snapshot written"/, 0, 30_000);
     await writeFromProcess('python', dbPath, 100, 5);
     expect(await p.stop('SIGTERM'), p.tail()).toBe(0);
-    expect(p.lines.filter((l) => /database is locked/.test(l)), p.lines.join('\n')).toHaveLength(1);
+    expect(
+      p.lines.filter((l) => /database is locked/.test(l)),
+      p.lines.join('\n'),
+    ).toHaveLength(1);
     expect(rowCount(dbPath)).toBe(6);
     const live = contentDigest(dbPath);
     expect(await bothRestore(replicaDir, dir)).toEqual([live, live]);

@@ -59,7 +59,9 @@ function expectedPlan(gens: DiskGeneration[], t?: number) {
   const candidates = gens.filter((g) => g.snapshots.some((s) => t === undefined || ms(s.createdAt) <= t));
   const state = (g: DiskGeneration) => (t === undefined ? lastObject(g) : Math.min(lastObject(g), t));
   const g = candidates.reduce((best, c) => (state(c) > state(best) ? c : best));
-  const snapshot = g.snapshots.filter((s) => t === undefined || ms(s.createdAt) <= t).reduce((a, b) => (ms(b.createdAt) > ms(a.createdAt) ? b : a));
+  const snapshot = g.snapshots
+    .filter((s) => t === undefined || ms(s.createdAt) <= t)
+    .reduce((a, b) => (ms(b.createdAt) > ms(a.createdAt) ? b : a));
   const cut = g.segments.findIndex((s) => t !== undefined && ms(s.createdAt) > t);
   const segments = (cut === -1 ? g.segments : g.segments.slice(0, cut)).filter((s) => s.index >= snapshot.index);
   return { g, snapshot, segments, bytes: snapshot.size + segments.reduce((n, s) => n + s.size, 0) };
@@ -235,7 +237,10 @@ describe('restore -dry-run', () => {
     cpSync(fx.replicaDir, old, { recursive: true, preserveTimestamps: true });
     for (const g of fx.generations.slice(1)) rmSync(join(old, 'generations', g), { recursive: true });
     const cfg = join(work, 'litestream.yml');
-    writeFileSync(cfg, `dbs:\n  - path: ${fx.dbPath}\n    replicas:\n      - name: old\n        path: ${old}\n      - name: current\n        url: ${url}\n`);
+    writeFileSync(
+      cfg,
+      `dbs:\n  - path: ${fx.dbPath}\n    replicas:\n      - name: old\n        path: ${old}\n      - name: current\n        url: ${url}\n`,
+    );
     const r = await runCli(['restore', '-config', cfg, '-dry-run', fx.dbPath]);
     expect(r.code, r.stderr).toBe(0);
     expect(field(r.stdout, 'replica')).toBe(`current (file, ${fx.replicaDir})`);
@@ -252,7 +257,8 @@ describe('restore -dry-run', () => {
 
 describe('restore -timestamp out of the restorable window', () => {
   const earliest = () => Math.min(...gens.map(firstSnapshot));
-  const rangeText = () => gens.map((g) => `${g.generation} ${new Date(firstSnapshot(g)).toISOString()} .. ${new Date(lastObject(g)).toISOString()}`).join('; ');
+  const rangeText = () =>
+    gens.map((g) => `${g.generation} ${new Date(firstSnapshot(g)).toISOString()} .. ${new Date(lastObject(g)).toISOString()}`).join('; ');
 
   it('before every generation: exit 1, the restorable ranges, nothing on disk (restore and dry run alike)', async () => {
     const before = new Date(earliest() - 1000).toISOString();
@@ -262,7 +268,9 @@ describe('restore -timestamp out of the restorable window', () => {
       expect(r.code, `${extra.join(' ')}: ${r.stderr}`).toBe(1);
       expect(r.stdout).toBe('');
       expect(r.stderr).toContain(`error: no matching backups found at or before ${before} in file (${fx.replicaDir}): `);
-      expect(r.stderr).toContain(`the timestamp is before the earliest restorable point ${new Date(earliest()).toISOString()}; restorable: ${rangeText()}\n`);
+      expect(r.stderr).toContain(
+        `the timestamp is before the earliest restorable point ${new Date(earliest()).toISOString()}; restorable: ${rangeText()}\n`,
+      );
       expect(readdirSync(dir)).toEqual([]);
     }
   });

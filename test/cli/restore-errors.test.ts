@@ -70,7 +70,11 @@ describe('restore: damaged replicas', () => {
     const bytes = readFileSync(path);
     bytes[bytes.length - 2] = bytes[bytes.length - 2]! ^ 0x04; // inside the stored content checksum
     writeFileSync(path, bytes);
-    await restoreFails(['-o', c.out, `file://${c.replica}`], c.outDir, new RegExp(`decoding lz4 frame of ${path}: content checksum mismatch`));
+    await restoreFails(
+      ['-o', c.out, `file://${c.replica}`],
+      c.outDir,
+      new RegExp(`decoding lz4 frame of ${path}: content checksum mismatch`),
+    );
   });
 
   it('names a truncated object', async () => {
@@ -95,7 +99,11 @@ describe('restore: damaged replicas', () => {
     expect(second.length).toBeGreaterThan(1);
     rmSync(join(c.walDir, second[0]!));
     const offset = parseInt(second[1]!.slice(9, 17), 16);
-    await restoreFails(['-o', c.out, `file://${c.replica}`], c.outDir, new RegExp(`missing initial wal segment: generation=${gen} index=00000002 offset=${offset}`));
+    await restoreFails(
+      ['-o', c.out, `file://${c.replica}`],
+      c.outDir,
+      new RegExp(`missing initial wal segment: generation=${gen} index=00000002 offset=${offset}`),
+    );
   });
 
   it('names a gap between two segments, and -stop-at-gap restores up to it', async () => {
@@ -106,7 +114,11 @@ describe('restore: damaged replicas', () => {
     expect(idx, 'fixture needs an index with 3+ segments').toBeDefined();
     const segs = segments(c.walDir).filter((f) => f.startsWith(`${idx}_`));
     rmSync(join(c.walDir, segs[1]!));
-    await restoreFails(['-o', c.out, `file://${c.replica}`], c.outDir, /wal segments of .* do not meet: the segment at offset \d+ follows data that ends at offset \d+/);
+    await restoreFails(
+      ['-o', c.out, `file://${c.replica}`],
+      c.outDir,
+      /wal segments of .* do not meet: the segment at offset \d+ follows data that ends at offset \d+/,
+    );
 
     const r = await runCli(['restore', '-stop-at-gap', '-o', c.out, `file://${c.replica}`]);
     expect(r.code, r.stderr).toBe(0);
@@ -120,36 +132,45 @@ describe('restore: damaged replicas', () => {
 });
 
 describe('restore: a damaged frame inside a segment', () => {
-  it.each(['checksum', 'salt'] as const)('a frame with a bad %s fails with INVALID_WAL naming the index and offset; -stop-at-gap restores exactly up to it', async (damage) => {
-    const c = copyCase();
-    // A segment that starts inside its index and holds at least two frames: damage the second frame, so
-    // that the damage sits in the middle of an object whose LZ4 frame is intact.
-    const frame = 24 + 4096;
-    const sized = await Promise.all(segments(c.walDir).map(async (f) => ({ f, len: (await readObject(join(c.walDir, f))).length })));
-    const victim = sized.find(({ f, len }) => parseInt(f.slice(9, 17), 16) > 0 && len >= 2 * frame);
-    expect(victim, `fixture needs a segment past offset 0 with two frames: ${JSON.stringify(sized)}`).toBeDefined();
-    const index = parseInt(victim!.f.slice(0, 8), 16);
-    const at = parseInt(victim!.f.slice(9, 17), 16) + frame;
-    await rewriteObject(join(c.walDir, victim!.f), (plain) => {
-      if (damage === 'checksum') plain[frame + 24 + 100] = plain[frame + 24 + 100]! ^ 0xff; // page content
-      else plain[frame + 8] = plain[frame + 8]! ^ 0x01; // salt-1 of the frame header
-    });
-    const message = `wal index ${gen}/${hex8(index)}: ${damage} mismatch at offset ${at}; \\d+ bytes after it would be ignored`;
-    await restoreFails(['-o', c.out, `file://${c.replica}`], c.outDir, new RegExp(message));
-    const err = await restore([{ name: 'file', client: new FileReplicaClient({ path: c.replica }) }], { outputPath: c.out }).catch((e: unknown) => e);
-    expect(isReplicateError(err, 'INVALID_WAL'), String(err)).toBe(true);
-    expectNothingLeft(c.outDir);
+  it.each(['checksum', 'salt'] as const)(
+    'a frame with a bad %s fails with INVALID_WAL naming the index and offset; -stop-at-gap restores exactly up to it',
+    async (damage) => {
+      const c = copyCase();
+      // A segment that starts inside its index and holds at least two frames: damage the second frame, so
+      // that the damage sits in the middle of an object whose LZ4 frame is intact.
+      const frame = 24 + 4096;
+      const sized = await Promise.all(segments(c.walDir).map(async (f) => ({ f, len: (await readObject(join(c.walDir, f))).length })));
+      const victim = sized.find(({ f, len }) => parseInt(f.slice(9, 17), 16) > 0 && len >= 2 * frame);
+      expect(victim, `fixture needs a segment past offset 0 with two frames: ${JSON.stringify(sized)}`).toBeDefined();
+      const index = parseInt(victim!.f.slice(0, 8), 16);
+      const at = parseInt(victim!.f.slice(9, 17), 16) + frame;
+      await rewriteObject(join(c.walDir, victim!.f), (plain) => {
+        if (damage === 'checksum')
+          plain[frame + 24 + 100] = plain[frame + 24 + 100]! ^ 0xff; // page content
+        else plain[frame + 8] = plain[frame + 8]! ^ 0x01; // salt-1 of the frame header
+      });
+      const message = `wal index ${gen}/${hex8(index)}: ${damage} mismatch at offset ${at}; \\d+ bytes after it would be ignored`;
+      await restoreFails(['-o', c.out, `file://${c.replica}`], c.outDir, new RegExp(message));
+      const err = await restore([{ name: 'file', client: new FileReplicaClient({ path: c.replica }) }], { outputPath: c.out }).catch(
+        (e: unknown) => e,
+      );
+      expect(isReplicateError(err, 'INVALID_WAL'), String(err)).toBe(true);
+      expectNothingLeft(c.outDir);
 
-    // -stop-at-gap: the state at exactly that offset, as a restore of the intact replica cut there gives it.
-    const r = await runCli(['restore', '-stop-at-gap', '-o', c.out, `file://${c.replica}`]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`restore stopped early at a gap: ${message}`));
-    const intact = { name: 'file', client: new FileReplicaClient({ path: fx.replicaDir }) };
-    const cutOut = join(c.outDir, '..', 'cut.db');
-    await executeRestore(intact, planRestore(await listGeneration(intact, gen), { index, offset: at }), { outputPath: cutOut, restoreMarker: false });
-    expect(contentDigest(c.out)).toBe(contentDigest(cutOut));
-    expect(contentDigest(c.out)).not.toBe(fx.truth.at(-1)!.digest); // the fixture's damage does cut something off
-  });
+      // -stop-at-gap: the state at exactly that offset, as a restore of the intact replica cut there gives it.
+      const r = await runCli(['restore', '-stop-at-gap', '-o', c.out, `file://${c.replica}`]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(new RegExp(`restore stopped early at a gap: ${message}`));
+      const intact = { name: 'file', client: new FileReplicaClient({ path: fx.replicaDir }) };
+      const cutOut = join(c.outDir, '..', 'cut.db');
+      await executeRestore(intact, planRestore(await listGeneration(intact, gen), { index, offset: at }), {
+        outputPath: cutOut,
+        restoreMarker: false,
+      });
+      expect(contentDigest(c.out)).toBe(contentDigest(cutOut));
+      expect(contentDigest(c.out)).not.toBe(fx.truth.at(-1)!.digest); // the fixture's damage does cut something off
+    },
+  );
 });
 
 describe('restore: no backups', () => {
@@ -164,7 +185,11 @@ describe('restore: no backups', () => {
       expect(ok.stderr).toMatch(/no matching backups found, skipping/);
       expectNothingLeft(c.outDir);
     }
-    await restoreFails(['-o', c.out, '-timestamp', '2000-01-01T00:00:00Z', `file://${c.replica}`], c.outDir, /no matching backups found at or before 2000-01-01T00:00:00.000Z .*restorable: [0-9a-f]{16} /);
+    await restoreFails(
+      ['-o', c.out, '-timestamp', '2000-01-01T00:00:00Z', `file://${c.replica}`],
+      c.outDir,
+      /no matching backups found at or before 2000-01-01T00:00:00.000Z .*restorable: [0-9a-f]{16} /,
+    );
   });
 });
 

@@ -22,10 +22,21 @@ const bootApp = join(import.meta.dirname, '..', 'helpers', 'boot-app.cjs');
 const tmp = tempDirs('stn-restore-if-missing-');
 const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
 /** One boot: the command with the app as -exec; returns the exit code, the log and what the app saw. */
-async function boot(args: string[], dbPath: string, n: number, dir: string): Promise<{ code: number | null; log: string; seen?: { boot: number; n: number }[] }> {
+async function boot(
+  args: string[],
+  dbPath: string,
+  n: number,
+  dir: string,
+): Promise<{ code: number | null; log: string; seen?: { boot: number; n: number }[] }> {
   const seenFile = join(dir, `seen-${n}.json`);
   const app = `${process.execPath} ${bootApp} ${dbPath} ${n} ${seenFile}`;
-  const p = new LoggedProcess('', spawn(process.execPath, [bin, 'replicate', '-restore-if-db-not-exists', '-exec', app, ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] }));
+  const p = new LoggedProcess(
+    '',
+    spawn(process.execPath, [bin, 'replicate', '-restore-if-db-not-exists', '-exec', app, ...args], {
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   procs.push(p);
   const code = await p.exit;
   const seen = existsSync(seenFile) ? (JSON.parse(readFileSync(seenFile, 'utf8')) as { boot: number; n: number }[]) : undefined;
@@ -40,7 +51,6 @@ function loseVolume(dbPath: string): void {
 function generations(replicaDir: string): string[] {
   return readdirSync(join(replicaDir, 'generations'));
 }
-
 
 /** `replica`: more keys of the replica (e.g. `lease: false`). */
 function s3Config(dir: string, dbPath: string, endpoint: string, bucket: string, top = '', replica: string[] = []): string {
@@ -65,7 +75,10 @@ describe('replicate -restore-if-db-not-exists', () => {
     const dbPath = join(dir, 'data', 'station.db');
     const replicaDir = join(dir, 'replica');
     const config = join(dir, 'litestream.yml');
-    writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: file\n        path: ${replicaDir}\n        sync-interval: 100ms\n`);
+    writeFileSync(
+      config,
+      `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: file\n        path: ${replicaDir}\n        sync-interval: 100ms\n`,
+    );
     const { mkdirSync } = await import('node:fs');
     mkdirSync(join(dir, 'data'));
 
@@ -101,7 +114,10 @@ describe('replicate -restore-if-db-not-exists', () => {
     const dbPath = join(dir, 'station.db');
     const replicaDir = join(dir, 'replica');
     const config = join(dir, 'litestream.yml');
-    writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    continue-after-restore: true\n    replicas:\n      - type: file\n        path: ${replicaDir}\n`);
+    writeFileSync(
+      config,
+      `dbs:\n  - path: ${dbPath}\n    continue-after-restore: true\n    replicas:\n      - type: file\n        path: ${replicaDir}\n`,
+    );
     expect((await boot(['-config', config], dbPath, 1, dir)).code).toBe(0);
     loseVolume(dbPath);
     const again = await boot(['-config', config], dbPath, 2, dir);
@@ -136,7 +152,10 @@ describe('replicate -restore-if-db-not-exists', () => {
     const endpoint = `http://127.0.0.1:${await freePort()}`;
     // Leased (the default): the lease, taken before the restore, cannot be. Unleased: the restore fails.
     for (const [replica, failed] of [
-      [[], /replica s3: taking the lease at s3:\/\/backups\/station-db: .*; nothing was written, not replicating and not starting the application/],
+      [
+        [],
+        /replica s3: taking the lease at s3:\/\/backups\/station-db: .*; nothing was written, not replicating and not starting the application/,
+      ],
       [['lease: false'], /-restore-if-db-not-exists: .*not starting the application/],
     ] as const) {
       // With the metrics server on, too: it must not keep the failed command alive.
@@ -198,17 +217,32 @@ describe('replicate -restore-if-db-not-exists', () => {
       // the restore.
       proxy.mode = 'stall';
       for (const [replica, interrupted] of [
-        [[], /taking the lease at s3:\/\/denied-\w+\/station-db: interrupted by a signal before the store answered; nothing was written, not replicating and not starting the application/],
+        [
+          [],
+          /taking the lease at s3:\/\/denied-\w+\/station-db: interrupted by a signal before the store answered; nothing was written, not replicating and not starting the application/,
+        ],
         [['lease: false'], /-restore-if-db-not-exists: interrupted by a signal; nothing was written/],
       ] as const) {
         const stalled = s3Config(dir, dbPath, proxy.endpoint, bucket, 'addr: 127.0.0.1:0\n', [...replica]);
         const seenFile = join(dir, 'seen-3.json');
         const p = new LoggedProcess(
           '',
-          spawn(process.execPath, [bin, 'replicate', '-restore-if-db-not-exists', '-exec', `${process.execPath} ${bootApp} ${dbPath} 3 ${seenFile}`, '-config', stalled], {
-            env: cleanEnv(),
-            stdio: ['ignore', 'pipe', 'pipe'],
-          }),
+          spawn(
+            process.execPath,
+            [
+              bin,
+              'replicate',
+              '-restore-if-db-not-exists',
+              '-exec',
+              `${process.execPath} ${bootApp} ${dbPath} 3 ${seenFile}`,
+              '-config',
+              stalled,
+            ],
+            {
+              env: cleanEnv(),
+              stdio: ['ignore', 'pipe', 'pipe'],
+            },
+          ),
         );
         procs.push(p);
         // Meanwhile /healthz says "starting" (503): a probe must not pass a process that does not

@@ -67,7 +67,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const isSegmentGet = (method: string, url: string) => method === 'GET' && /\/generations\/[0-9a-f]{16}\/wal\/[0-9a-f]{8}_[0-9a-f]{8}\.wal\.lz4/.test(url);
+const isSegmentGet = (method: string, url: string) =>
+  method === 'GET' && /\/generations\/[0-9a-f]{16}\/wal\/[0-9a-f]{8}_[0-9a-f]{8}\.wal\.lz4/.test(url);
 
 describe('restore -parallelism', () => {
   it('has more WAL indexes to restore than the largest parallelism tried', () => {

@@ -32,7 +32,15 @@ beforeAll(async () => {
   db.pragma('wal_checkpoint(TRUNCATE)');
   db.close();
   const bytes = readFileSync(src);
-  await new FileReplicaClient({ path: replicaDir }).writeSnapshot(GEN, 0, encodeLz4Frame((async function* () { yield bytes; })()));
+  await new FileReplicaClient({ path: replicaDir }).writeSnapshot(
+    GEN,
+    0,
+    encodeLz4Frame(
+      (async function* () {
+        yield bytes;
+      })(),
+    ),
+  );
 });
 afterEach(() => {
   for (const h of holders.splice(0)) h.kill('SIGKILL');
@@ -82,7 +90,11 @@ function values(path: string): string[] {
 
 /** Names and contents of every file in `dir`. */
 function snapshotDir(dir: string): Record<string, string> {
-  return Object.fromEntries(readdirSync(dir).sort().map((f) => [f, readFileSync(join(dir, f)).toString('base64')]));
+  return Object.fromEntries(
+    readdirSync(dir)
+      .sort()
+      .map((f) => [f, readFileSync(join(dir, f)).toString('base64')]),
+  );
 }
 
 describe('restore over an existing database', () => {
@@ -122,7 +134,11 @@ describe('restore over an existing database', () => {
     const r = await runBin(['restore', '-replace-existing', '-o', out, url]);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stderr.trimEnd().split('\n');
-    expect(lines[0]).toMatch(new RegExp(`^restored ${out} to \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z \\(replica file, generation ${GEN}, index 0, offset 0; from snapshot index 0, 0 WAL indexes\\)$`));
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^restored ${out} to \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z \\(replica file, generation ${GEN}, index 0, offset 0; from snapshot index 0, 0 WAL indexes\\)$`,
+      ),
+    );
     const aside = /^the database that was there was moved aside: (.*)$/.exec(lines[1]!)![1]!.split(', ');
     expect(lines.length).toBe(2);
     const base = aside[0]!;
@@ -132,7 +148,12 @@ describe('restore over an existing database', () => {
 
     const names = readdirSync(dir).sort();
     expect(names.filter((n) => !n.startsWith('app.db.replaced-'))).toEqual(['app.db']); // no old -wal/-shm beside the new one
-    expect(names.filter((n) => n.startsWith('app.db.replaced-')).map((n) => join(dir, n)).sort()).toEqual([...aside].sort());
+    expect(
+      names
+        .filter((n) => n.startsWith('app.db.replaced-'))
+        .map((n) => join(dir, n))
+        .sort(),
+    ).toEqual([...aside].sort());
     expect(values(out)).toEqual(['restored']);
     expect(values(base)).toEqual(['old 0', 'old 1', 'old 2']);
   });

@@ -56,13 +56,19 @@ UPDATE sqlite_master SET rootpage = (SELECT rootpage FROM roots WHERE roots.name
 describe('restore -integrity-check', () => {
   it('quick (the default) and full reject a database with pages that belong to nothing: exit 1, the check named, nothing left', async () => {
     const c = await snapshotReplica(ORPHAN_PAGES);
-    for (const [flags, pragma] of [[[], 'quick_check'], [['-integrity-check', 'quick'], 'quick_check'], [['-integrity-check', 'full'], 'integrity_check']] as const) {
+    for (const [flags, pragma] of [
+      [[], 'quick_check'],
+      [['-integrity-check', 'quick'], 'quick_check'],
+      [['-integrity-check', 'full'], 'integrity_check'],
+    ] as const) {
       const r = await runCli(['restore', ...flags, '-o', c.out, c.url]);
       expect(r.code, `${flags.join(' ')}: ${r.stderr}`).toBe(1);
       expect(r.stderr).toMatch(new RegExp(`^error: restored database failed ${pragma}: [\\s\\S]*never used`, 'm'));
       expect(readdirSync(c.outDir), flags.join(' ')).toEqual([]);
     }
-    const err = await restore([{ name: 'file', client: new FileReplicaClient({ path: c.url.slice(7) }) }], { outputPath: c.out }).catch((e: unknown) => e);
+    const err = await restore([{ name: 'file', client: new FileReplicaClient({ path: c.url.slice(7) }) }], { outputPath: c.out }).catch(
+      (e: unknown) => e,
+    );
     expect(isReplicateError(err, 'INTEGRITY_CHECK_FAILED'), String(err)).toBe(true);
     expect(readdirSync(c.outDir)).toEqual([]);
   });

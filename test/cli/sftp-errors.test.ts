@@ -31,7 +31,13 @@ beforeAll(async () => {
   remote = server.newDir('replica');
   const app = openSourceDb(dbPath);
   app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('backed up over sftp', 1);
-  const client = new SftpReplicaClient({ host: server.address, user: server.user, keyPath: server.keyPath, hostKey: server.hostKey, path: remote });
+  const client = new SftpReplicaClient({
+    host: server.address,
+    user: server.user,
+    keyPath: server.keyPath,
+    hostKey: server.hostKey,
+    path: remote,
+  });
   const r = await startReplication({ dbPath, replicas: [{ client, syncIntervalMs: 10 }], inline: true });
   await r.sync();
   await r.close();
@@ -51,7 +57,10 @@ let n = 0;
 function config(lines: string[]): string {
   const path = join(dir, `case-${++n}.yml`);
   const replica = [`type: sftp`, `user: ${server.user}`, 'password: ${SFTP_PASSWORD}', `path: ${remote}`, ...lines];
-  writeFileSync(path, ['dbs:', `  - path: ${dbPath}`, '    replicas:', ...replica.map((l, i) => `${i === 0 ? '      - ' : '        '}${l}`), ''].join('\n'));
+  writeFileSync(
+    path,
+    ['dbs:', `  - path: ${dbPath}`, '    replicas:', ...replica.map((l, i) => `${i === 0 ? '      - ' : '        '}${l}`), ''].join('\n'),
+  );
   return path;
 }
 
@@ -85,7 +94,10 @@ async function expectFails(cfg: string, password: string, message: RegExp, hint:
 describe('sftp replicas that cannot be used', () => {
   it('a correct config restores the replica (the control case)', async () => {
     const out = join(outDir(), 'restored.db');
-    const r = await runCli(['restore', '-config', config([`host: ${server.address}`, `known-hosts-path: ${server.knownHostsPath}`]), '-o', out, dbPath], { env: { SFTP_PASSWORD: server.password } });
+    const r = await runCli(
+      ['restore', '-config', config([`host: ${server.address}`, `known-hosts-path: ${server.knownHostsPath}`]), '-o', out, dbPath],
+      { env: { SFTP_PASSWORD: server.password } },
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(contentDigest(out)).toBe(digest);
   });
@@ -93,41 +105,90 @@ describe('sftp replicas that cannot be used', () => {
   it('a host key that does not match: HOST_KEY_NOT_TRUSTED, naming the host and the offered fingerprint', async () => {
     const otherKey = readFileSync(`${server.keyPath}.pub`, 'utf8').trim(); // a real key, not the server's
     const cfg = config([`host: ${server.address}`, `host-key: ${otherKey}`]);
-    await expectFails(cfg, server.password, new RegExp(`\\[sftp\\] connecting to stn-sftp@127\\.0\\.0\\.1:${server.port}: the server's host key does not match: it offered ssh-ed25519 ${escape(hostFingerprint)}, but the replica's host-key lists ssh-ed25519 SHA256:`), /hint: an sftp replica trusts the host key in its host-key/);
+    await expectFails(
+      cfg,
+      server.password,
+      new RegExp(
+        `\\[sftp\\] connecting to stn-sftp@127\\.0\\.0\\.1:${server.port}: the server's host key does not match: it offered ssh-ed25519 ${escape(hostFingerprint)}, but the replica's host-key lists ssh-ed25519 SHA256:`,
+      ),
+      /hint: an sftp replica trusts the host key in its host-key/,
+    );
   });
 
   it('a host that known_hosts does not list: HOST_KEY_NOT_TRUSTED (unknown), with the fingerprint to check', async () => {
     const empty = join(dir, 'known_hosts.empty');
     writeFileSync(empty, `# nothing here\n[127.0.0.1]:1 ${server.hostKey}\n`);
     const cfg = config([`host: ${server.address}`, `known-hosts-path: ${empty}`]);
-    await expectFails(cfg, server.password, new RegExp(`the server's host key is unknown: it offered ssh-ed25519 ${escape(hostFingerprint)}, and known_hosts file ${escape(empty)} has no key for \\[127\\.0\\.0\\.1\\]:${server.port}`), /hint:/);
+    await expectFails(
+      cfg,
+      server.password,
+      new RegExp(
+        `the server's host key is unknown: it offered ssh-ed25519 ${escape(hostFingerprint)}, and known_hosts file ${escape(empty)} has no key for \\[127\\.0\\.0\\.1\\]:${server.port}`,
+      ),
+      /hint:/,
+    );
   });
 
   it('a wrong password: AUTH_FAILED, and no password printed', async () => {
     const cfg = config([`host: ${server.address}`, `host-key: ${server.hostKey}`]);
-    await expectFails(cfg, WRONG_PASSWORD, /connecting to stn-sftp@127\.0\.0\.1:\d+: the server refused the login of stn-sftp \(tried: password\)/, /hint: check the replica's user, password and key-path/);
+    await expectFails(
+      cfg,
+      WRONG_PASSWORD,
+      /connecting to stn-sftp@127\.0\.0\.1:\d+: the server refused the login of stn-sftp \(tried: password\)/,
+      /hint: check the replica's user, password and key-path/,
+    );
   });
 
   it('a port nobody listens on, and a host name that does not resolve: UNREACHABLE', async () => {
     const port = await freePort();
-    await expectFails(config([`host: 127.0.0.1:${port}`, `host-key: ${server.hostKey}`]), server.password, new RegExp(`connecting to stn-sftp@127\\.0\\.0\\.1:${port}: connect ECONNREFUSED`), /hint: check the host and port/);
-    await expectFails(config(['host: no-such-host.invalid', `host-key: ${server.hostKey}`]), server.password, /connecting to stn-sftp@no-such-host\.invalid:22: getaddrinfo ENOTFOUND no-such-host\.invalid/, /hint: check the host and port/);
+    await expectFails(
+      config([`host: 127.0.0.1:${port}`, `host-key: ${server.hostKey}`]),
+      server.password,
+      new RegExp(`connecting to stn-sftp@127\\.0\\.0\\.1:${port}: connect ECONNREFUSED`),
+      /hint: check the host and port/,
+    );
+    await expectFails(
+      config(['host: no-such-host.invalid', `host-key: ${server.hostKey}`]),
+      server.password,
+      /connecting to stn-sftp@no-such-host\.invalid:22: getaddrinfo ENOTFOUND no-such-host\.invalid/,
+      /hint: check the host and port/,
+    );
   });
 
   it('the library gives each its code', async () => {
     const client = (o: Partial<ConstructorParameters<typeof SftpReplicaClient>[0]>) =>
-      new SftpReplicaClient({ host: server.address, user: server.user, password: server.password, hostKey: server.hostKey, path: remote, ...o });
-    const codeOf = (c: SftpReplicaClient) => c.generations().then(() => 'ok', (e: { code?: string }) => e.code);
+      new SftpReplicaClient({
+        host: server.address,
+        user: server.user,
+        password: server.password,
+        hostKey: server.hostKey,
+        path: remote,
+        ...o,
+      });
+    const codeOf = (c: SftpReplicaClient) =>
+      c.generations().then(
+        () => 'ok',
+        (e: { code?: string }) => e.code,
+      );
     expect(await codeOf(client({}))).toBe('ok');
     expect(await codeOf(client({ hostKey: readFileSync(`${server.keyPath}.pub`, 'utf8') }))).toBe('HOST_KEY_NOT_TRUSTED');
     expect(await codeOf(client({ password: WRONG_PASSWORD }))).toBe('AUTH_FAILED');
     expect(await codeOf(client({ host: `127.0.0.1:${await freePort()}` }))).toBe('UNREACHABLE');
     // A key that cannot be used is the config's fault: a missing file, a passphrase-protected key.
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'a passphrase', '-f', join(dir, 'encrypted_key')]);
-    const missing = await client({ password: undefined, keyPath: join(dir, 'no-such-key') }).generations().catch((e: Error) => e);
+    const missing = await client({ password: undefined, keyPath: join(dir, 'no-such-key') })
+      .generations()
+      .catch((e: Error) => e);
     expect(missing).toMatchObject({ code: 'CONFIG', message: expect.stringMatching(/^\[sftp\] reading key-path .*no-such-key: ENOENT/) });
-    const encrypted = await client({ password: undefined, keyPath: join(dir, 'encrypted_key') }).generations().catch((e: Error) => e);
-    expect(encrypted).toMatchObject({ code: 'CONFIG', message: expect.stringMatching(/^\[sftp\] key-path .*encrypted_key: .*(passphrase|Encrypted).*an unencrypted OpenSSH or PEM private key is needed/) });
+    const encrypted = await client({ password: undefined, keyPath: join(dir, 'encrypted_key') })
+      .generations()
+      .catch((e: Error) => e);
+    expect(encrypted).toMatchObject({
+      code: 'CONFIG',
+      message: expect.stringMatching(
+        /^\[sftp\] key-path .*encrypted_key: .*(passphrase|Encrypted).*an unencrypted OpenSSH or PEM private key is needed/,
+      ),
+    });
   });
 
   it('replicate (the binary) stops at once with the error and exit 1 when the host key is wrong', async () => {

@@ -8,10 +8,14 @@ import { KEPT_RECORDS } from '../../src/client/file-lease.js';
 import { ReplicaLease } from '../../src/lease/replica-lease.js';
 import { describeReplicaClientContract } from './replica-client-contract.js';
 
-describeReplicaClientContract('file', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'stn-file-contract-'));
-  return { client: new FileReplicaClient({ path: join(dir, 'replica') }), cleanup: () => rm(dir, { recursive: true, force: true }) };
-}, { lease: true });
+describeReplicaClientContract(
+  'file',
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'stn-file-contract-'));
+    return { client: new FileReplicaClient({ path: join(dir, 'replica') }), cleanup: () => rm(dir, { recursive: true, force: true }) };
+  },
+  { lease: true },
+);
 
 describe('file backend specifics', () => {
   it('skips names Litestream would skip (uppercase hex, temp files, stray files)', async () => {

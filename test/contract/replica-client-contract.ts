@@ -46,7 +46,11 @@ export interface ContractOptions {
   lease: boolean;
 }
 
-export function describeReplicaClientContract(name: string, factory: () => Promise<ContractFixture>, options: ContractOptions = { lease: false }): void {
+export function describeReplicaClientContract(
+  name: string,
+  factory: () => Promise<ContractFixture>,
+  options: ContractOptions = { lease: false },
+): void {
   describe(`ReplicaClient contract: ${name}`, () => {
     let fx: ContractFixture;
     let c: ReplicaClient;
@@ -115,9 +119,15 @@ export function describeReplicaClientContract(name: string, factory: () => Promi
     });
 
     it('raises NotFound for a missing snapshot or segment', async () => {
-      const e1 = await c.snapshotReader(GEN_A, 1).then(readAll).catch((e: unknown) => e);
+      const e1 = await c
+        .snapshotReader(GEN_A, 1)
+        .then(readAll)
+        .catch((e: unknown) => e);
       expect(isNotFound(e1)).toBe(true);
-      const e2 = await c.walSegmentReader({ generation: GEN_A, index: 0, offset: 0 }).then(readAll).catch((e: unknown) => e);
+      const e2 = await c
+        .walSegmentReader({ generation: GEN_A, index: 0, offset: 0 })
+        .then(readAll)
+        .catch((e: unknown) => e);
       expect(isNotFound(e2)).toBe(true);
     });
 

@@ -10,26 +10,55 @@ import { ReplicaLease } from '../../src/lease/replica-lease.js';
 import { describeReplicaClientContract } from './replica-client-contract.js';
 import { resumableChunks } from '../../src/replica/object-fetch.js';
 
-describeReplicaClientContract('s3 (fauxqs)', async () => {
-  const endpoint = inject('s3Endpoint');
-  const bucket = `contract-${randomBytes(4).toString('hex')}`;
-  await createBucket(endpoint, bucket);
-  const client = new S3ReplicaClient({ bucket, path: 'db/replica', endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test', listPageSize: 3 });
-  // S3 LastModified has one-second resolution.
-  return { client, cleanup: async () => undefined, clockSlackMs: 1500, keys: () => rawKeys(endpoint, bucket, 'db/replica/') };
-}, { lease: true });
+describeReplicaClientContract(
+  's3 (fauxqs)',
+  async () => {
+    const endpoint = inject('s3Endpoint');
+    const bucket = `contract-${randomBytes(4).toString('hex')}`;
+    await createBucket(endpoint, bucket);
+    const client = new S3ReplicaClient({
+      bucket,
+      path: 'db/replica',
+      endpoint,
+      region: 'us-east-1',
+      accessKeyId: 'test',
+      secretAccessKey: 'test',
+      listPageSize: 3,
+    });
+    // S3 LastModified has one-second resolution.
+    return { client, cleanup: async () => undefined, clockSlackMs: 1500, keys: () => rawKeys(endpoint, bucket, 'db/replica/') };
+  },
+  { lease: true },
+);
 
-describeReplicaClientContract('s3 (fauxqs), checksums only when required', async () => {
-  const endpoint = inject('s3Endpoint');
-  const bucket = `contract-wr-${randomBytes(4).toString('hex')}`;
-  await createBucket(endpoint, bucket);
-  const client = new S3ReplicaClient({ bucket, path: '', endpoint, accessKeyId: 'test', secretAccessKey: 'test', checksums: 'when_required', listPageSize: 2 });
-  return { client, cleanup: async () => undefined, clockSlackMs: 1500, keys: () => rawKeys(endpoint, bucket, '') };
-}, { lease: true });
+describeReplicaClientContract(
+  's3 (fauxqs), checksums only when required',
+  async () => {
+    const endpoint = inject('s3Endpoint');
+    const bucket = `contract-wr-${randomBytes(4).toString('hex')}`;
+    await createBucket(endpoint, bucket);
+    const client = new S3ReplicaClient({
+      bucket,
+      path: '',
+      endpoint,
+      accessKeyId: 'test',
+      secretAccessKey: 'test',
+      checksums: 'when_required',
+      listPageSize: 2,
+    });
+    return { client, cleanup: async () => undefined, clockSlackMs: 1500, keys: () => rawKeys(endpoint, bucket, '') };
+  },
+  { lease: true },
+);
 
 /** Every key under `prefix`, listed with the SDK directly. */
 async function rawKeys(endpoint: string, bucket: string, prefix: string): Promise<string[]> {
-  const raw = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  const raw = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  });
   try {
     const out = await raw.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
     return (out.Contents ?? []).map((o) => o.Key!);
@@ -48,10 +77,27 @@ describe('s3 lease on a store that ignores conditional writes (fauxqs as shipped
   it('the start-up probe finds out: LEASE_UNSUPPORTED, naming the replica and `lease: false`; nothing is left behind', async () => {
     const bucket = `ignores-${randomBytes(4).toString('hex')}`;
     await createBucket(server.endpoint, bucket);
-    const client = new S3ReplicaClient({ bucket, path: 'app', endpoint: server.endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test' });
-    await expect(client.probeLease()).rejects.toMatchObject({ code: 'LEASE_UNSUPPORTED', message: expect.stringMatching(/second If-None-Match: \* write of app\/lease\/probe-[0-9a-f]{16} succeeded: the store ignores the condition.*set `lease: false` on this replica/) });
+    const client = new S3ReplicaClient({
+      bucket,
+      path: 'app',
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      accessKeyId: 'test',
+      secretAccessKey: 'test',
+    });
+    await expect(client.probeLease()).rejects.toMatchObject({
+      code: 'LEASE_UNSUPPORTED',
+      message: expect.stringMatching(
+        /second If-None-Match: \* write of app\/lease\/probe-[0-9a-f]{16} succeeded: the store ignores the condition.*set `lease: false` on this replica/,
+      ),
+    });
     const lease = new ReplicaLease({ client, replica: 'backup', ttlMs: 2000 });
-    await expect(lease.acquire()).rejects.toMatchObject({ code: 'LEASE_UNSUPPORTED', message: expect.stringMatching(/^replica backup: taking the lease at s3:\/\/ignores-\w+\/app: the store does not enforce conditional writes/) });
+    await expect(lease.acquire()).rejects.toMatchObject({
+      code: 'LEASE_UNSUPPORTED',
+      message: expect.stringMatching(
+        /^replica backup: taking the lease at s3:\/\/ignores-\w+\/app: the store does not enforce conditional writes/,
+      ),
+    });
     expect(lease.state).toBe('idle');
     // The probe's object is gone, and no lease object was written.
     expect(await rawKeys(server.endpoint, bucket, '')).toEqual([]);
@@ -68,7 +114,12 @@ describe('s3 deleteGeneration', () => {
     await client.writeSnapshot(gen, 0, Readable.from([Buffer.from('snapshot')]));
     await client.writeWalSegment({ generation: gen, index: 0, offset: 0 }, Readable.from([Buffer.from('segment')]));
     // Written by someone else under the same path: Litestream's prefix (no slash) would take them too.
-    const raw = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    const raw = new S3Client({
+      endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
     const foreign = [`db/generations/${gen}0/snapshots/00000000.snapshot.lz4`, `db/generations/${gen}.notes`];
     for (const Key of foreign) await raw.send(new PutObjectCommand({ Bucket: bucket, Key, Body: 'keep me' }));
     await client.deleteGeneration(gen);
@@ -95,12 +146,20 @@ async function recordingProxy(target: string) {
       refuseNext = false;
       req.resume();
       seen.push({ method: req.method!, url: req.url!, viaSdk, status: 403 });
-      res.writeHead(403, { 'content-type': 'application/xml' }).end('<?xml version="1.0"?><Error><Code>SignatureDoesNotMatch</Code><Message>refused by the test</Message></Error>');
+      res
+        .writeHead(403, { 'content-type': 'application/xml' })
+        .end('<?xml version="1.0"?><Error><Code>SignatureDoesNotMatch</Code><Message>refused by the test</Message></Error>');
       return;
     }
     const fwd = httpRequest({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
       const checksumMode = req.headers['x-amz-checksum-mode'];
-      seen.push({ method: req.method!, url: req.url!, viaSdk, status: r.statusCode!, ...(typeof checksumMode === 'string' ? { checksumMode } : {}) });
+      seen.push({
+        method: req.method!,
+        url: req.url!,
+        viaSdk,
+        status: r.statusCode!,
+        ...(typeof checksumMode === 'string' ? { checksumMode } : {}),
+      });
       res.writeHead(r.statusCode!, r.headers);
       const cut = !viaSdk && req.method === 'GET' ? cutNext : undefined;
       if (cut === undefined) return void r.pipe(res);
@@ -136,7 +195,14 @@ describe('s3 reads', () => {
     const bucket = `reads-${randomBytes(4).toString('hex')}`;
     await createBucket(endpoint, bucket);
     const proxy = await recordingProxy(endpoint);
-    const client = new S3ReplicaClient({ bucket, path: 'db', endpoint: proxy.endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test' });
+    const client = new S3ReplicaClient({
+      bucket,
+      path: 'db',
+      endpoint: proxy.endpoint,
+      region: 'us-east-1',
+      accessKeyId: 'test',
+      secretAccessKey: 'test',
+    });
     try {
       const gen = '0123456789abcdef';
       const body = randomBytes(300_000);
@@ -159,7 +225,14 @@ describe('s3 lease writes after the first: signed and sent without the SDK (s3-l
     await createBucket(inject('s3Endpoint'), bucket);
     const proxy = await recordingProxy(inject('s3Endpoint'));
     try {
-      const client = new S3ReplicaClient({ bucket, path: 'db/my replica', endpoint: proxy.endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test' });
+      const client = new S3ReplicaClient({
+        bucket,
+        path: 'db/my replica',
+        endpoint: proxy.endpoint,
+        region: 'us-east-1',
+        accessKeyId: 'test',
+        secretAccessKey: 'test',
+      });
       const leaseWrites = () => proxy.seen.filter((s) => s.method === 'PUT' && s.url.includes('/lease/lease.json'));
       const v1 = (await client.writeLease(Buffer.from('one'), undefined))!;
       expect(leaseWrites().map((s) => s.viaSdk)).toEqual([true]);
@@ -169,7 +242,12 @@ describe('s3 lease writes after the first: signed and sent without the SDK (s3-l
       expect(await client.writeLease(Buffer.from('stale'), v1)).toBeUndefined();
       expect(await client.writeLease(Buffer.from('again'), undefined)).toBeUndefined();
       expect(await client.readLease()).toEqual({ body: Buffer.from('two'), version: v2 });
-      expect(leaseWrites().map((s) => [s.viaSdk, s.status])).toEqual([[true, 200], [false, 200], [false, 412], [false, 412]]);
+      expect(leaseWrites().map((s) => [s.viaSdk, s.status])).toEqual([
+        [true, 200],
+        [false, 200],
+        [false, 412],
+        [false, 412],
+      ]);
       // The key's space was sent encoded as the SDK encodes it, to the same path.
       expect(new Set(leaseWrites().map((s) => s.url.split('?')[0]))).toEqual(new Set([`/${bucket}/db/my%20replica/lease/lease.json`]));
       expect(client.requestCounts().PUT).toBe(4);
@@ -179,7 +257,15 @@ describe('s3 lease writes after the first: signed and sent without the SDK (s3-l
       const v3 = (await client.writeLease(Buffer.from('three'), v2))!;
       expect(await client.readLease()).toEqual({ body: Buffer.from('three'), version: v3 });
       expect(await client.writeLease(Buffer.from('four'), v3)).toMatch(/^".+"$/);
-      expect(leaseWrites().slice(4).map((s) => [s.viaSdk, s.status])).toEqual([[false, 403], [true, 200], [true, 200]]);
+      expect(
+        leaseWrites()
+          .slice(4)
+          .map((s) => [s.viaSdk, s.status]),
+      ).toEqual([
+        [false, 403],
+        [true, 200],
+        [true, 200],
+      ]);
     } finally {
       await proxy.close();
     }
@@ -192,7 +278,14 @@ describe('s3 reads after the first: signed and sent without the SDK (s3-object-g
     await createBucket(inject('s3Endpoint'), bucket);
     const proxy = await recordingProxy(inject('s3Endpoint'));
     try {
-      const client = new S3ReplicaClient({ bucket, path: 'db/my (replica)', endpoint: proxy.endpoint, region: 'us-east-1', accessKeyId: 'test', secretAccessKey: 'test' });
+      const client = new S3ReplicaClient({
+        bucket,
+        path: 'db/my (replica)',
+        endpoint: proxy.endpoint,
+        region: 'us-east-1',
+        accessKeyId: 'test',
+        secretAccessKey: 'test',
+      });
       const gen = '0123456789abcdef';
       const bodies = [randomBytes(200_000), randomBytes(5), randomBytes(70_000)];
       await client.writeSnapshot(gen, 0, Readable.from([bodies[0]!]));
@@ -207,10 +300,18 @@ describe('s3 reads after the first: signed and sent without the SDK (s3-object-g
       expect((await read(client.snapshotReader(gen, 0))).equals(bodies[0]!)).toBe(true);
       expect((await read(client.walSegmentReader({ generation: gen, index: 0, offset: 0 }))).equals(bodies[1]!)).toBe(true);
       expect((await read(client.walSegmentReader({ generation: gen, index: 0, offset: 4152 }))).equals(bodies[2]!)).toBe(true);
-      expect(gets().map((s) => [s.viaSdk, s.status])).toEqual([[true, 200], [false, 200], [false, 200]]);
+      expect(gets().map((s) => [s.viaSdk, s.status])).toEqual([
+        [true, 200],
+        [false, 200],
+        [false, 200],
+      ]);
       // The prefix's characters were sent encoded as the SDK encodes them, to the same paths.
       const prefix = `/${bucket}/db/my%20%28replica%29/generations/${gen}`;
-      expect(gets().map((s) => s.url.split('?')[0])).toEqual([`${prefix}/snapshots/00000000.snapshot.lz4`, `${prefix}/wal/00000000_00000000.wal.lz4`, `${prefix}/wal/00000000_00001038.wal.lz4`]);
+      expect(gets().map((s) => s.url.split('?')[0])).toEqual([
+        `${prefix}/snapshots/00000000.snapshot.lz4`,
+        `${prefix}/wal/00000000_00000000.wal.lz4`,
+        `${prefix}/wal/00000000_00001038.wal.lz4`,
+      ]);
       await expect(client.walSegmentReader({ generation: gen, index: 1, offset: 0 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
       expect(gets().at(-1)).toMatchObject({ viaSdk: false, status: 404 });
       expect(client.requestCounts().GET).toBe(4);
@@ -224,13 +325,25 @@ describe('s3 reads after the first: signed and sent without the SDK (s3-object-g
       expect(Buffer.concat(resumed).equals(bodies[0]!)).toBe(true);
       expect(retried).toHaveLength(1);
       expect(String((retried[0] as Error).message)).toContain(`/generations/${gen}/snapshots/00000000.snapshot.lz4`);
-      expect(gets().slice(4).map((s) => s.viaSdk)).toEqual([false, false]);
+      expect(
+        gets()
+          .slice(4)
+          .map((s) => s.viaSdk),
+      ).toEqual([false, false]);
 
       // A store that refuses such a request: the same read goes through the SDK, and so do the next ones.
       proxy.refuseNext();
       expect((await read(client.walSegmentReader({ generation: gen, index: 0, offset: 0 }))).equals(bodies[1]!)).toBe(true);
       expect((await read(client.snapshotReader(gen, 0))).equals(bodies[0]!)).toBe(true);
-      expect(gets().slice(6).map((s) => [s.viaSdk, s.status])).toEqual([[false, 403], [true, 200], [true, 200]]);
+      expect(
+        gets()
+          .slice(6)
+          .map((s) => [s.viaSdk, s.status]),
+      ).toEqual([
+        [false, 403],
+        [true, 200],
+        [true, 200],
+      ]);
     } finally {
       await proxy.close();
     }

@@ -26,22 +26,43 @@ const clockSlackMs = 1500;
 
 /** Every file under a replica's directory (the server is local), as paths relative to it. */
 function filesUnder(root: string): () => Promise<string[]> {
-  return async () => readdirSync(root, { recursive: true, withFileTypes: true })
-    .filter((d) => d.isFile())
-    .map((d) => join(d.parentPath, d.name).slice(root.length + 1));
+  return async () =>
+    readdirSync(root, { recursive: true, withFileTypes: true })
+      .filter((d) => d.isFile())
+      .map((d) => join(d.parentPath, d.name).slice(root.length + 1));
 }
 
-describeReplicaClientContract('sftp (OpenSSH, key login, known_hosts)', async () => {
-  const root = `${server.newDir()}/db/replica`;
-  const client = new SftpReplicaClient({ host: server.address, user: server.user, keyPath: server.keyPath, knownHostsPath: server.knownHostsPath, path: root });
-  return { client, cleanup: async () => client.close(), clockSlackMs, keys: filesUnder(root) };
-}, { lease: true });
+describeReplicaClientContract(
+  'sftp (OpenSSH, key login, known_hosts)',
+  async () => {
+    const root = `${server.newDir()}/db/replica`;
+    const client = new SftpReplicaClient({
+      host: server.address,
+      user: server.user,
+      keyPath: server.keyPath,
+      knownHostsPath: server.knownHostsPath,
+      path: root,
+    });
+    return { client, cleanup: async () => client.close(), clockSlackMs, keys: filesUnder(root) };
+  },
+  { lease: true },
+);
 
-describeReplicaClientContract('sftp (OpenSSH, password login, host-key)', async () => {
-  const root = server.newDir();
-  const client = new SftpReplicaClient({ host: server.address, user: server.user, password: server.password, hostKey: server.hostKey, path: root });
-  return { client, cleanup: async () => client.close(), clockSlackMs, keys: filesUnder(root) };
-}, { lease: true });
+describeReplicaClientContract(
+  'sftp (OpenSSH, password login, host-key)',
+  async () => {
+    const root = server.newDir();
+    const client = new SftpReplicaClient({
+      host: server.address,
+      user: server.user,
+      password: server.password,
+      hostKey: server.hostKey,
+      path: root,
+    });
+    return { client, cleanup: async () => client.close(), clockSlackMs, keys: filesUnder(root) };
+  },
+  { lease: true },
+);
 
 describe('sftp backend specifics', () => {
   const GEN = '0123456789abcdef';
@@ -149,7 +170,9 @@ describe('sftp on a server whose plain rename replaces (not OpenSSH)', () => {
     try {
       await expect(c.writeLease(Buffer.from('lease'), undefined)).rejects.toMatchObject({
         code: 'LEASE_UNSUPPORTED',
-        message: expect.stringMatching(/the server replaces an existing file on a plain rename \(SSH_FXP_RENAME\), so it has no atomic create-if-absent and the replica no lease; set lease: false/),
+        message: expect.stringMatching(
+          /the server replaces an existing file on a plain rename \(SSH_FXP_RENAME\), so it has no atomic create-if-absent and the replica no lease; set lease: false/,
+        ),
       });
       expect(await c.readLease()).toBeUndefined();
       expect(readdirSync(join(root, 'lease'))).toEqual([]);

@@ -21,7 +21,11 @@ afterEach(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function start(config: string): LoggedProcess {
-  const child = spawn(process.execPath, [server], { cwd: join(root, 'examples', 'embedded'), env: { PATH: process.env.PATH ?? '', LITESTREAM_CONFIG: config, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [server], {
+    cwd: join(root, 'examples', 'embedded'),
+    env: { PATH: process.env.PATH ?? '', LITESTREAM_CONFIG: config, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const p = new LoggedProcess('', child);
   procs.push(p);
   return p;
@@ -39,7 +43,10 @@ describe('examples/embedded/server.mjs', () => {
   it('serves writes, uploads them on SIGTERM, and has them all back after its volume is lost', async () => {
     mkdirSync(data);
     const config = join(dir, 'litestream.yml');
-    writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: file\n        path: ${join(dir, 'replica')}\n        sync-interval: 10s\n`);
+    writeFileSync(
+      config,
+      `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: file\n        path: ${join(dir, 'replica')}\n        sync-interval: 10s\n`,
+    );
 
     const first = start(config);
     const base = `http://127.0.0.1:${await port(first)}`;

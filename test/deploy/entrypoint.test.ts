@@ -44,7 +44,6 @@ function boots(path: string): { boot: number; n: number }[] {
   }
 }
 
-
 describe('the container start-up (examples/docker/entrypoint.sh)', () => {
   const endpoint = inject('s3Endpoint');
   const bucket = `deploy-${randomBytes(4).toString('hex')}`;

@@ -65,12 +65,20 @@ export async function locksHeldBy(pid: number, ino: number | bigint): Promise<st
 }
 
 /** A python process that runs `setup` (SQL statements) on its connection, says so, and holds on until released. */
-async function holdInPython(dbPath: string, setup: string[], onRelease: string[]): Promise<{ release: () => Promise<void>; kill: () => Promise<void> }> {
+async function holdInPython(
+  dbPath: string,
+  setup: string[],
+  onRelease: string[],
+): Promise<{ release: () => Promise<void>; kill: () => Promise<void> }> {
   const { spawn } = await import('node:child_process');
   const py = (stmts: string[]) => stmts.map((q) => `c.execute(${JSON.stringify(q)}).fetchall()\n`).join('');
   const child = spawn(
     'python3',
-    ['-c', `import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)\n${py(setup)}print("holding", flush=True)\nsys.stdin.read()\n${py(onRelease)}c.close()\n`, dbPath],
+    [
+      '-c',
+      `import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)\n${py(setup)}print("holding", flush=True)\nsys.stdin.read()\n${py(onRelease)}c.close()\n`,
+      dbPath,
+    ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   await new Promise<void>((resolve, reject) => {
@@ -106,7 +114,12 @@ export function holdReadTransaction(dbPath: string): Promise<{ release: () => Pr
 export function holdWriteLock(dbPath: string): Promise<{ release: () => Promise<void> }> {
   return holdInPython(
     dbPath,
-    ['PRAGMA journal_mode=WAL', 'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)', 'BEGIN IMMEDIATE', "INSERT INTO t (v, n) VALUES ('written under the lock', 0)"],
+    [
+      'PRAGMA journal_mode=WAL',
+      'CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)',
+      'BEGIN IMMEDIATE',
+      "INSERT INTO t (v, n) VALUES ('written under the lock', 0)",
+    ],
     ['COMMIT'],
   );
 }

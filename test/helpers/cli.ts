@@ -21,10 +21,19 @@ class Capture extends Writable {
 }
 
 /** `homeDir`: the home directory the CLI is given (default: this user's), e.g. for sftp's ~/.ssh/known_hosts. */
-export async function runCli(args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string; homeDir?: string } = {}): Promise<CliResult> {
+export async function runCli(
+  args: string[],
+  opts: { env?: Record<string, string | undefined>; cwd?: string; homeDir?: string } = {},
+): Promise<CliResult> {
   const stdout = new Capture();
   const stderr = new Capture();
-  const code = await main(args, { stdout, stderr, env: opts.env ?? {}, cwd: opts.cwd ?? process.cwd(), homeDir: opts.homeDir ?? homedir() });
+  const code = await main(args, {
+    stdout,
+    stderr,
+    env: opts.env ?? {},
+    cwd: opts.cwd ?? process.cwd(),
+    homeDir: opts.homeDir ?? homedir(),
+  });
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
@@ -32,7 +41,11 @@ export async function runCli(args: string[], opts: { env?: Record<string, string
 export function runBin(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<CliResult> {
   const bin = stnReplicateBin();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: opts.cwd, env: { PATH: process.env.PATH ?? '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: opts.cwd,
+      env: { PATH: process.env.PATH ?? '', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

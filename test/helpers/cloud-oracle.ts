@@ -26,7 +26,8 @@ export type Tool = 'ours' | 'litestream';
 export type ToolEnv = Record<string, string>;
 
 export function startReplicator(tool: Tool, config: string, env: ToolEnv = {}): LoggedProcess {
-  const [cmd, args] = tool === 'ours' ? [process.execPath, [bin, 'replicate', '-config', config]] : [litestreamBin(), ['replicate', '-config', config]];
+  const [cmd, args] =
+    tool === 'ours' ? [process.execPath, [bin, 'replicate', '-config', config]] : [litestreamBin(), ['replicate', '-config', config]];
   return new LoggedProcess(config, spawn(cmd, args, { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
@@ -50,7 +51,14 @@ export async function replicateSome(tool: Tool, dbPath: string, config: string, 
 }
 
 /** Restores `dbPath` through `config` with `tool` into `out`; the result must have `digest`. */
-export async function expectRestoresTo(tool: Tool, config: string, dbPath: string, out: string, digest: string, env: ToolEnv = {}): Promise<void> {
+export async function expectRestoresTo(
+  tool: Tool,
+  config: string,
+  dbPath: string,
+  out: string,
+  digest: string,
+  env: ToolEnv = {},
+): Promise<void> {
   const args = ['restore', '-config', config, '-o', out, dbPath];
   const r = tool === 'ours' ? await runCli(args, { env }) : await runLitestream(args, env);
   expect(r.code, r.stderr).toBe(0);
@@ -84,7 +92,13 @@ export function writeBigDatabase(dbPath: string): Database.Database {
  * path), then sits idle for three polls of the shipper without a single request; Litestream restores
  * the result through `config` to the source's content.
  */
-export async function expectBigSnapshotThenIdle(client: ReplicaClient, dbPath: string, config: string, out: string, env: ToolEnv = {}): Promise<void> {
+export async function expectBigSnapshotThenIdle(
+  client: ReplicaClient,
+  dbPath: string,
+  config: string,
+  out: string,
+  env: ToolEnv = {},
+): Promise<void> {
   const app = writeBigDatabase(dbPath);
   // In-process: pollsOf wraps the shipper itself.
   const r = await startReplication({ dbPath, monitorIntervalMs: 100, replicas: [{ client, syncIntervalMs: 10 }], inline: true });
@@ -175,7 +189,11 @@ export interface OutageRun<M extends string = FaultMode> {
 export async function replicateThroughOutage<M extends string>(o: OutageRun<M>): Promise<{ app: Database.Database; errors: unknown[] }> {
   const app = openSourceDb(o.dbPath);
   const errors: unknown[] = [];
-  const r = await startReplication({ dbPath: o.dbPath, replicas: [{ client: o.client, syncIntervalMs: 10, age: o.age }], minCheckpointPageCount: 20 });
+  const r = await startReplication({
+    dbPath: o.dbPath,
+    replicas: [{ client: o.client, syncIntervalMs: 10, age: o.age }],
+    minCheckpointPageCount: 20,
+  });
   r.on('error', (e) => errors.push(e.error));
   try {
     const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');

@@ -74,10 +74,17 @@ export async function waitForUpload(ls: LoggedProcess, dbPath: string, afterLine
     const realHeader = readHeader(`${dbPath}-wal`);
     const walSize = committedWalSize(`${dbPath}-wal`);
     const segLines = ls.lines.map((l, i) => ({ l, i })).filter(({ l, i }) => i >= afterLine && l.includes('msg="wal segment written"'));
-    const lastGen = [...ls.lines].reverse().map(parsePosition).find((p) => p !== undefined)?.generation;
+    const lastGen = [...ls.lines]
+      .reverse()
+      .map(parsePosition)
+      .find((p) => p !== undefined)?.generation;
     if (realHeader && lastGen) {
       const dir = metaWal(lastGen);
-      const shadows = existsSync(dir) ? readdirSync(dir).filter((f) => /^[0-9a-f]{8}\.wal$/.test(f)).sort() : [];
+      const shadows = existsSync(dir)
+        ? readdirSync(dir)
+            .filter((f) => /^[0-9a-f]{8}\.wal$/.test(f))
+            .sort()
+        : [];
       const match = shadows.reverse().find((f) => readHeader(join(dir, f))?.equals(realHeader));
       if (match) {
         const index = parseInt(match.slice(0, 8), 16);
@@ -132,7 +139,11 @@ async function startReplicating(dbPath: string, replicaDir: string, minCheckpoin
 }
 
 /** One generation, a snapshot at index 0 and `transactions` writes spread over several WAL indexes. */
-export async function makeMultiIndexReplica(opts: { transactions: number; minCheckpointPageCount?: number; dir?: string }): Promise<ReplicaFixture> {
+export async function makeMultiIndexReplica(opts: {
+  transactions: number;
+  minCheckpointPageCount?: number;
+  dir?: string;
+}): Promise<ReplicaFixture> {
   const dir = opts.dir ?? fixtureDir('multi-index');
   const dbPath = join(dir, 'db.sqlite');
   const replicaDir = join(dir, 'replica');

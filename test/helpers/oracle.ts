@@ -187,7 +187,8 @@ export async function runLitestream(args: string[], env: Record<string, string> 
       throw new Error(`litestream ${args.join(' ')}: exited 0 but wrote no ${out}`);
     }
     const errors = integrityErrors(out);
-    if (errors.length > 0) throw new Error(`litestream ${args.join(' ')}: the restored ${out} fails integrity_check: ${errors.slice(0, 5).join('; ')}`);
+    if (errors.length > 0)
+      throw new Error(`litestream ${args.join(' ')}: the restored ${out} fails integrity_check: ${errors.slice(0, 5).join('; ')}`);
   }
   return result;
 }
@@ -225,6 +226,9 @@ export function asLitestreamPrints(rows: readonly Record<string, string>[]): Rec
     for (const k of ['start', 'end', 'created']) if (row[k] !== undefined) row[k] = row[k].replace(/\.\d{3}Z$/, 'Z');
     return row;
   });
-  if (out.some((r) => 'name' in r && 'start' in r)) out.sort((a, b) => (a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : a.generation! < b.generation! ? -1 : a.generation! > b.generation! ? 1 : 0));
+  if (out.some((r) => 'name' in r && 'start' in r))
+    out.sort((a, b) =>
+      a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : a.generation! < b.generation! ? -1 : a.generation! > b.generation! ? 1 : 0,
+    );
   return out;
 }

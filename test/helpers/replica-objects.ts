@@ -15,7 +15,12 @@ export async function readObject(path: string): Promise<Buffer> {
 /** Stores `plain` at `path` as one LZ4 frame in Litestream's profile. */
 export async function writeObject(path: string, plain: Buffer): Promise<void> {
   const out: Buffer[] = [];
-  for await (const c of encodeLz4Frame((async function* () { yield plain; })())) out.push(Buffer.from(c));
+  for await (const c of encodeLz4Frame(
+    (async function* () {
+      yield plain;
+    })(),
+  ))
+    out.push(Buffer.from(c));
   await writeFile(path, Buffer.concat(out));
 }
 

@@ -16,7 +16,10 @@ export function pollsOf(shipper: ShipperView, n: number): Promise<void> {
   const target = (shipper as unknown as { follower?: { tick?: Tick } }).follower ?? {};
   const tick = target.tick;
   // A shipper in a worker thread cannot be wrapped from here: start the replication with inline: true.
-  if (typeof tick !== 'function') throw new Error('pollsOf: not an in-process WalShipper whose follower has a tick(durable) method (inline: true? else update test/helpers/shipper-polls.ts)');
+  if (typeof tick !== 'function')
+    throw new Error(
+      'pollsOf: not an in-process WalShipper whose follower has a tick(durable) method (inline: true? else update test/helpers/shipper-polls.ts)',
+    );
   return new Promise((resolve, reject) => {
     let seen = 0;
     target.tick = async function (this: WalFollower, durable: boolean) {

@@ -68,11 +68,16 @@ export async function verifyRetainedStates(
   for (const g of generations) {
     const snaps = await collect(client.snapshots(g));
     expect(snaps.length, `${label}: ${g} has a snapshot`).toBeGreaterThan(0);
-    const inWindow = snaps.filter((s) => s.createdAt.getTime() >= now - retentionMs || (result.snapshotTaken?.generation === g && result.snapshotTaken.index === s.index));
-    if (g !== current) expect(inWindow.length, `${label}: old generation ${g} survives only with a snapshot in the window`).toBeGreaterThan(0);
+    const inWindow = snaps.filter(
+      (s) =>
+        s.createdAt.getTime() >= now - retentionMs || (result.snapshotTaken?.generation === g && result.snapshotTaken.index === s.index),
+    );
+    if (g !== current)
+      expect(inWindow.length, `${label}: old generation ${g} survives only with a snapshot in the window`).toBeGreaterThan(0);
     const minIndex = Math.min(...snaps.map((s) => s.index));
     // Nothing below the oldest kept snapshot survives.
-    for (const s of await collect(client.walSegments(g))) expect(s.index, `${label}: segment ${g}/${s.index}/${s.offset}`).toBeGreaterThanOrEqual(minIndex);
+    for (const s of await collect(client.walSegments(g)))
+      expect(s.index, `${label}: segment ${g}/${s.index}/${s.offset}`).toBeGreaterThanOrEqual(minIndex);
     if (inWindow.length > 0) expect(minIndex, label).toBe(Math.min(...inWindow.map((s) => s.index)));
     oldestSnapshot.set(g, Math.min(...snaps.map((s) => s.createdAt.getTime())));
   }

@@ -57,7 +57,10 @@ export function contentDigest(dbOrPath: string | Database.Database): string {
         for (const row of db.prepare(`SELECT * FROM "${o.name}" ORDER BY rowid`).iterate()) h.update(`${JSON.stringify(row)}\n`);
       } else if (o.type === 'view') {
         // A view has no rowid: its rows in sorted text order.
-        const rows = db.prepare(`SELECT * FROM "${o.name}"`).all().map((row) => JSON.stringify(row));
+        const rows = db
+          .prepare(`SELECT * FROM "${o.name}"`)
+          .all()
+          .map((row) => JSON.stringify(row));
         for (const row of rows.sort()) h.update(`${row}\n`);
       }
     }

@@ -65,7 +65,9 @@ export class SqliteShell {
     child.stderr.on('data', (d: Buffer) => (this.err += d.toString()));
     this.closed = new Promise((resolve) => {
       child.on('error', (e) => {
-        this.fail(new Error(`${SQLITE3} could not be started (${e.message}): run scripts/install-test-tools.sh as root (or set SQLITE3_CLI)`));
+        this.fail(
+          new Error(`${SQLITE3} could not be started (${e.message}): run scripts/install-test-tools.sh as root (or set SQLITE3_CLI)`),
+        );
         resolve(null);
       });
       child.on('close', (code) => {
@@ -84,7 +86,8 @@ export class SqliteShell {
   /** Runs `sql` (one or more statements); resolves with the lines it printed. */
   exec(sql: string): Promise<string[]> {
     if (this.pending) throw new Error('SqliteShell: one statement at a time');
-    if (this.exitCode !== undefined) return Promise.reject(new Error(`sqlite3 ${this.dbPath} has exited (${this.exitCode}): ${this.err.trim()}`));
+    if (this.exitCode !== undefined)
+      return Promise.reject(new Error(`sqlite3 ${this.dbPath} has exited (${this.exitCode}): ${this.err.trim()}`));
     const marker = `--done-${++this.seq}--`;
     const done = new Promise<string[]>((resolve, reject) => (this.pending = { marker, resolve, reject }));
     const text = sql.trim();
@@ -118,7 +121,10 @@ export class SqliteShell {
     if (!p) return;
     const at = this.out.indexOf(`${p.marker}\n`);
     if (at === -1) return;
-    const lines = this.out.slice(0, at).split('\n').filter((l) => l !== '');
+    const lines = this.out
+      .slice(0, at)
+      .split('\n')
+      .filter((l) => l !== '');
     this.out = this.out.slice(at + p.marker.length + 1);
     this.pending = undefined;
     p.resolve(lines);

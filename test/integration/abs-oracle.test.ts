@@ -8,7 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, inject, it } from 'vitest';
 import { AbsReplicaClient } from '../../src/client/abs-client.js';
-import { expectBigLitestreamSnapshotRestores, expectBigSnapshotThenIdle, expectRestoresTo, replicateSome, writeOracleConfig } from '../helpers/cloud-oracle.js';
+import {
+  expectBigLitestreamSnapshotRestores,
+  expectBigSnapshotThenIdle,
+  expectRestoresTo,
+  replicateSome,
+  writeOracleConfig,
+} from '../helpers/cloud-oracle.js';
 import { expectSameListings } from '../helpers/both-tools.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
 
@@ -49,7 +55,13 @@ describe('abs replicas (azurite) with the real Litestream', () => {
 
   it('our >20 MB snapshot (staged blocks) restores with Litestream, and an idle replica sends nothing', async () => {
     const dbPath = join(dir, 'big-ours.db');
-    const client = new AbsReplicaClient({ accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, bucket: container, path: 'big-ours', endpoint: inject('absEndpoint') });
+    const client = new AbsReplicaClient({
+      accountName: AZURITE_ACCOUNT,
+      accountKey: AZURITE_KEY,
+      bucket: container,
+      path: 'big-ours',
+      endpoint: inject('absEndpoint'),
+    });
     await expectBigSnapshotThenIdle(client, dbPath, absConfig(dbPath, container, 'big-ours'), join(dir, 'big-ours-by-litestream.db'));
   }, 120_000);
 

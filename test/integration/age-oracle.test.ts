@@ -104,7 +104,7 @@ describe('age on a file replica, with the real Litestream', () => {
     await expectSameListings(['-config', config, dbPath]);
   });
 
-  it('replicate -restore-if-db-not-exists restores an encrypted replica with the config\'s identity', async () => {
+  it("replicate -restore-if-db-not-exists restores an encrypted replica with the config's identity", async () => {
     const replicaDir = join(dir, 'ours-replica'); // written with age by the first test
     const booted = join(dir, 'booted.db');
     const config = fileConfig('boot', booted, replicaDir, BOTH);
@@ -125,9 +125,17 @@ describe('age on a file replica, with the real Litestream', () => {
         message: /none of the age identities of replica file matches the recipients it was encrypted to/,
         hint: /hint: the object was encrypted to other recipients/,
       },
-      { config: ['-config', fileConfig('none', dbPath, replicaDir)], message: /the object is age-encrypted and replica file has no age identities/, hint: /hint: list the secret key/ },
+      {
+        config: ['-config', fileConfig('none', dbPath, replicaDir)],
+        message: /the object is age-encrypted and replica file has no age identities/,
+        hint: /hint: list the secret key/,
+      },
       // Recipients alone cannot decrypt (the same config replicates: see below).
-      { config: ['-config', fileConfig('recipients', dbPath, replicaDir, { recipients: [KEY.recipient] })], message: /has no age identities/, hint: /hint: list the secret key/ },
+      {
+        config: ['-config', fileConfig('recipients', dbPath, replicaDir, { recipients: [KEY.recipient] })],
+        message: /has no age identities/,
+        hint: /hint: list the secret key/,
+      },
     ];
     for (const c of cases) {
       const outDir = join(dir, `out-${randomBytes(3).toString('hex')}`);
@@ -163,8 +171,13 @@ describe('age on a file replica, with the real Litestream', () => {
         const p = startReplicator('ours', config);
         try {
           await p.waitForLog(/snapshot written/);
-          expect(p.lines.join('\n')).toMatch(/level=WARN msg="replica encrypts with age but has no identities: restoring it, validating it and continuing its generation after a restart need the identity/);
-          if (run === 1) expect(p.lines.join('\n')).toMatch(/level=WARN msg="replica cannot continue its generation: its last wal segment is age-encrypted/);
+          expect(p.lines.join('\n')).toMatch(
+            /level=WARN msg="replica encrypts with age but has no identities: restoring it, validating it and continuing its generation after a restart need the identity/,
+          );
+          if (run === 1)
+            expect(p.lines.join('\n')).toMatch(
+              /level=WARN msg="replica cannot continue its generation: its last wal segment is age-encrypted/,
+            );
           for (let step = 0; step < 3; step++) {
             const after = p.lines.length;
             db.transaction(mixedWrite(db, run * 10 + step))();
@@ -190,7 +203,12 @@ describe('age on a file replica, with the real Litestream', () => {
     const dbPath = join(dir, 'validated.db');
     const replicaDir = join(dir, 'validated-replica');
     const app = openSourceDb(dbPath);
-    const r = await startReplication({ dbPath, replicas: [{ name: 'file', client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10, age: BOTH }], minCheckpointPageCount: 5, inline: true });
+    const r = await startReplication({
+      dbPath,
+      replicas: [{ name: 'file', client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10, age: BOTH }],
+      minCheckpointPageCount: 5,
+      inline: true,
+    });
     try {
       for (let step = 0; step < 4; step++) app.transaction(mixedWrite(app, step))();
       const v = await (r as InProcessReplication).replicas[0]!.validate();
@@ -247,7 +265,9 @@ describe('age on a file replica, with the real Litestream', () => {
     const code = await Promise.race([p.exit, new Promise<'running'>((r) => setTimeout(() => r('running'), 30_000))]);
     if (code === 'running') await p.stop('SIGKILL');
     expect(code, p.tail()).toBe(1);
-    expect(p.stderr + p.stdout).toMatch(/age identities without recipients: snapshots and WAL segments would be written unencrypted; add the public key of each identity under age: recipients:/);
+    expect(p.stderr + p.stdout).toMatch(
+      /age identities without recipients: snapshots and WAL segments would be written unencrypted; add the public key of each identity under age: recipients:/,
+    );
     expectNoSecretIn(p.stdout, p.stderr);
   });
 });
@@ -286,9 +306,26 @@ describe('age on s3 (fauxqs), with the real Litestream', () => {
     await createBucket(endpoint, `${bucket}-outage`);
     const proxy = await startFaultProxy(endpoint);
     const dbPath = join(dir, 's3-outage.db');
-    const client = new S3ReplicaClient({ bucket: `${bucket}-outage`, path: 'db', endpoint: proxy.endpoint, accessKeyId: 'k', secretAccessKey: 's', requestTimeoutMs: 500 });
+    const client = new S3ReplicaClient({
+      bucket: `${bucket}-outage`,
+      path: 'db',
+      endpoint: proxy.endpoint,
+      accessKeyId: 'k',
+      secretAccessKey: 's',
+      requestTimeoutMs: 500,
+    });
     // replicateThroughOutage checks that the replica ends in one generation.
-    const { app, errors } = await replicateThroughOutage({ client, dbPath, proxy, mode: 'error503', outageWrites: 30, afterWrites: 3, attempts: 40, failingSync: /not uploaded to: s3/, age: { recipients: [KEY.recipient] } });
+    const { app, errors } = await replicateThroughOutage({
+      client,
+      dbPath,
+      proxy,
+      mode: 'error503',
+      outageWrites: 30,
+      afterWrites: 3,
+      attempts: 40,
+      failingSync: /not uploaded to: s3/,
+      age: { recipients: [KEY.recipient] },
+    });
     expect(errors.length).toBeGreaterThan(0);
     const config = s3Config('s3-outage', dbPath, `${bucket}-outage`, 'db');
     await expectRestoresTo('litestream', config, dbPath, join(dir, 's3-outage-by-litestream.db'), contentDigest(app));

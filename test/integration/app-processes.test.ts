@@ -19,7 +19,10 @@ const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
 async function setup() {
   const dir = tmp();
   const dbPath = join(dir, 'app.db');
-  await sqliteCli(dbPath, 'PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER); CREATE INDEX t_n ON t (n);');
+  await sqliteCli(
+    dbPath,
+    'PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER); CREATE INDEX t_n ON t (n);',
+  );
   return { dir, dbPath, replicaDir: join(dir, 'replica') };
 }
 
@@ -39,14 +42,20 @@ describe('application processes that come and go', () => {
     expect(await p.stop('SIGTERM')).toBe(0);
 
     const log = p.lines.join('\n');
-    expect(p.lines.filter((l) => /new generation/.test(l)), log).toHaveLength(1);
+    expect(
+      p.lines.filter((l) => /new generation/.test(l)),
+      log,
+    ).toHaveLength(1);
     expect(log).not.toMatch(/replaced or deleted|sync failed|final sync failed/);
     expect(readdirSync(join(s.replicaDir, 'generations'))).toHaveLength(1);
 
     const live = contentDigest(s.dbPath);
     for (const tool of ['ours', 'litestream'] as const) {
       const out = join(s.dir, `${tool}.db`);
-      const r = tool === 'ours' ? await runCli(['restore', '-o', out, `file://${s.replicaDir}`]) : await runLitestream(['restore', '-o', out, `file://${s.replicaDir}`]);
+      const r =
+        tool === 'ours'
+          ? await runCli(['restore', '-o', out, `file://${s.replicaDir}`])
+          : await runLitestream(['restore', '-o', out, `file://${s.replicaDir}`]);
       expect(r.code, r.stderr).toBe(0);
       expect(rowCount(out), tool).toBe(writers * 10);
       expect(contentDigest(out), tool).toBe(live);

@@ -147,7 +147,9 @@ describe("the application's checkpoints", () => {
       const since = s.logger.lines.slice(logsBefore);
       const logged = since.find((l) => l.msg === 'new generation' && l.fields?.generation === current);
       expect(logged?.fields?.reason, 'the new generation names its reason').toMatch(/\S/);
-      const why = since.filter((l) => l.level !== 'debug').map((l) => `${l.msg} ${typeof l.fields?.reason === 'string' ? l.fields.reason : ''}`);
+      const why = since
+        .filter((l) => l.level !== 'debug')
+        .map((l) => `${l.msg} ${typeof l.fields?.reason === 'string' ? l.fields.reason : ''}`);
       expect(why.join('\n')).toMatch(/wal (header changed|truncated|restarted)|no wal header/i);
     }
     await app.close();

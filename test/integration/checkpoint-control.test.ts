@@ -27,7 +27,13 @@ async function setup(opts: Partial<ReplicationOptions>) {
   const replicaDir = join(dir, 'replica');
   await sqliteCli(dbPath, 'PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER);');
   const log = recordingLogger();
-  const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 20 }], monitorIntervalMs: 100, logger: log, ...opts });
+  const r = await startReplication({
+    dbPath,
+    replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 20 }],
+    monitorIntervalMs: 100,
+    logger: log,
+    ...opts,
+  });
   open.push(r);
   const checkpoints: { at: number; newIndex?: number }[] = [];
   r.on('checkpoint', (e) => checkpoints.push({ at: performance.now(), newIndex: e.newIndex }));
@@ -39,7 +45,10 @@ async function setup(opts: Partial<ReplicationOptions>) {
 async function bothRestoreTo(dir: string, replicaDir: string, expected: string): Promise<void> {
   for (const tool of ['ours', 'litestream'] as const) {
     const out = join(dir, `${tool}-${Math.random().toString(36).slice(2)}.db`);
-    const res = tool === 'ours' ? await runCli(['restore', '-o', out, `file://${replicaDir}`]) : await runLitestream(['restore', '-o', out, `file://${replicaDir}`]);
+    const res =
+      tool === 'ours'
+        ? await runCli(['restore', '-o', out, `file://${replicaDir}`])
+        : await runLitestream(['restore', '-o', out, `file://${replicaDir}`]);
     expect(res.code, `${tool}: ${res.stderr}`).toBe(0);
     expect(contentDigest(out), tool).toBe(expected);
   }
@@ -137,7 +146,13 @@ describe('checkpoint control', () => {
     const dbPath = join(dir, 'app.db');
     const replicaDir = join(dir, 'replica');
     await sqliteCli(dbPath, 'PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER);');
-    const start = () => startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 20 }], monitorIntervalMs: 100, minCheckpointPageCount: 100_000 });
+    const start = () =>
+      startReplication({
+        dbPath,
+        replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 20 }],
+        monitorIntervalMs: 100,
+        minCheckpointPageCount: 100_000,
+      });
     // A first run creates Litestream's tables; the application keeps a connection open while it writes.
     const app = new Database(dbPath, { timeout: 5000 });
     await (await start()).close();

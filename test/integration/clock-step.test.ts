@@ -41,7 +41,8 @@ async function backgroundCatchesUp(r: Replication, replica: ReplicaView): Promis
   const target = r.shipper.pos()!;
   const deadline = performance.now() + 20_000;
   while (!(replica.pos() && comparePos(replica.pos()!, target) >= 0)) {
-    if (performance.now() > deadline) throw new Error(`the replica stalled at ${formatPos(replica.pos())}; the shipper is at ${formatPos(target)}`);
+    if (performance.now() > deadline)
+      throw new Error(`the replica stalled at ${formatPos(replica.pos())}; the shipper is at ${formatPos(target)}`);
     await sleep(20);
   }
 }

@@ -30,12 +30,36 @@ describe('cloud errors name the store and never a secret', () => {
     try {
       const replica =
         type === 's3'
-          ? [`type: s3`, `bucket: refused-bkt`, `path: station`, `endpoint: ${proxy.endpoint}`, `region: us-east-1`, `access-key-id: AKIAEXAMPLE`, `secret-access-key: ${SECRET}`]
+          ? [
+              `type: s3`,
+              `bucket: refused-bkt`,
+              `path: station`,
+              `endpoint: ${proxy.endpoint}`,
+              `region: us-east-1`,
+              `access-key-id: AKIAEXAMPLE`,
+              `secret-access-key: ${SECRET}`,
+            ]
           : type === 'gcs'
             ? [`url: gcs://refused-bkt/station`]
-            : [`type: abs`, `account-name: ${AZURITE_ACCOUNT}`, `account-key: ${SECRET}`, `endpoint: ${proxy.endpoint}${origin.pathname}`, `bucket: refused-bkt`, `path: station`];
+            : [
+                `type: abs`,
+                `account-name: ${AZURITE_ACCOUNT}`,
+                `account-key: ${SECRET}`,
+                `endpoint: ${proxy.endpoint}${origin.pathname}`,
+                `bucket: refused-bkt`,
+                `path: station`,
+              ];
       const config = join(dir, `${type}.yml`);
-      writeFileSync(config, ['dbs:', `  - path: ${join(dir, 'station.db')}`, '    replicas:', ...replica.map((l, i) => `${i === 0 ? '      - ' : '        '}${l}`), ''].join('\n'));
+      writeFileSync(
+        config,
+        [
+          'dbs:',
+          `  - path: ${join(dir, 'station.db')}`,
+          '    replicas:',
+          ...replica.map((l, i) => `${i === 0 ? '      - ' : '        '}${l}`),
+          '',
+        ].join('\n'),
+      );
       const r = await runCli(['restore', '-config', config, '-o', join(dir, `${type}-out.db`), join(dir, 'station.db')], {
         env: type === 'gcs' ? { STORAGE_EMULATOR_HOST: proxy.endpoint } : {},
       });
@@ -63,10 +87,25 @@ describe('a body that stops arriving', () => {
     const via = `${proxy.endpoint}${type === 'abs' ? origin.pathname : ''}`;
     const client =
       type === 's3'
-        ? new S3ReplicaClient({ bucket, path: 'db', endpoint: via, region: 'us-east-1', accessKeyId: 'k', secretAccessKey: 's', requestTimeoutMs: 500 })
+        ? new S3ReplicaClient({
+            bucket,
+            path: 'db',
+            endpoint: via,
+            region: 'us-east-1',
+            accessKeyId: 'k',
+            secretAccessKey: 's',
+            requestTimeoutMs: 500,
+          })
         : type === 'gcs'
           ? new GcsReplicaClient({ bucket, path: 'db', endpoint: via, requestTimeoutMs: 500 })
-          : new AbsReplicaClient({ accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, bucket, path: 'db', endpoint: via, tryTimeoutMs: 500 });
+          : new AbsReplicaClient({
+              accountName: AZURITE_ACCOUNT,
+              accountKey: AZURITE_KEY,
+              bucket,
+              path: 'db',
+              endpoint: via,
+              tryTimeoutMs: 500,
+            });
     try {
       await client.writeSnapshot('0123456789abcdef', 1, [randomBytes(256 * 1024)]);
       proxy.mode = 'stallBody';

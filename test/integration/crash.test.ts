@@ -40,7 +40,13 @@ function random(): number {
 
 describe('crash safety', () => {
   it('survives SIGKILL under write load, repeatedly', async () => {
-    const o = { dbPath: join(dir, 'db.sqlite'), replicaDir: join(dir, 'replica'), syncInterval: '10ms', monitorInterval: '50ms', minCheckpointPageCount: 30 };
+    const o = {
+      dbPath: join(dir, 'db.sqlite'),
+      replicaDir: join(dir, 'replica'),
+      syncInterval: '10ms',
+      monitorInterval: '50ms',
+      minCheckpointPageCount: 30,
+    };
     const app = openSourceDb(o.dbPath);
     const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
     let written = 0;
@@ -74,7 +80,10 @@ describe('crash safety', () => {
 
       for (const tool of ['ours', 'litestream'] as const) {
         const out = join(dir, `r${round}-${tool}.db`);
-        const r = tool === 'ours' ? await runCli(['restore', '-o', out, `file://${o.replicaDir}`]) : await runLitestream(['restore', '-o', out, `file://${o.replicaDir}`]);
+        const r =
+          tool === 'ours'
+            ? await runCli(['restore', '-o', out, `file://${o.replicaDir}`])
+            : await runLitestream(['restore', '-o', out, `file://${o.replicaDir}`]);
         expect(r.code, `${tool}: ${r.stderr}`).toBe(0);
         const k = checkPrefix(out, app);
         expect(k, `${tool} round ${round}: restored ${k} rows, ${synced} were uploaded before the kill`).toBeGreaterThanOrEqual(synced);

@@ -17,16 +17,22 @@ const dir = mkdtempSync(join(tmpdir(), 'stn-gcs-faults-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('gcs outages', () => {
-  it.each<FaultMode>(['error500', 'error503', 'drop', 'stall'])('survives %s while the app writes, and catches up with no gap', async (mode) => {
-    const endpoint = inject('gcsEndpoint');
-    const bucket = `faults-${mode.toLowerCase()}-${randomBytes(3).toString('hex')}`;
-    const proxy = await startFaultProxy(endpoint);
-    const client = new GcsReplicaClient({ bucket, path: 'db', endpoint: proxy.endpoint, requestTimeoutMs: 500 });
-    const dbPath = join(dir, `${mode}.db`);
-    const { app } = await replicateThroughOutage({ client, dbPath, proxy, mode, outageWrites: 20, afterWrites: 1, attempts: 120 });
-    const config = join(dir, `${mode}.yml`);
-    writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - url: gcs://${bucket}/db\n`);
-    await expectRestoresTo('litestream', config, dbPath, join(dir, `${mode}-restored.db`), contentDigest(app), { STORAGE_EMULATOR_HOST: endpoint });
-    app.close();
-  }, 120_000);
+  it.each<FaultMode>(['error500', 'error503', 'drop', 'stall'])(
+    'survives %s while the app writes, and catches up with no gap',
+    async (mode) => {
+      const endpoint = inject('gcsEndpoint');
+      const bucket = `faults-${mode.toLowerCase()}-${randomBytes(3).toString('hex')}`;
+      const proxy = await startFaultProxy(endpoint);
+      const client = new GcsReplicaClient({ bucket, path: 'db', endpoint: proxy.endpoint, requestTimeoutMs: 500 });
+      const dbPath = join(dir, `${mode}.db`);
+      const { app } = await replicateThroughOutage({ client, dbPath, proxy, mode, outageWrites: 20, afterWrites: 1, attempts: 120 });
+      const config = join(dir, `${mode}.yml`);
+      writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - url: gcs://${bucket}/db\n`);
+      await expectRestoresTo('litestream', config, dbPath, join(dir, `${mode}-restored.db`), contentDigest(app), {
+        STORAGE_EMULATOR_HOST: endpoint,
+      });
+      app.close();
+    },
+    120_000,
+  );
 });

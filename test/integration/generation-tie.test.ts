@@ -112,9 +112,17 @@ describe('generations whose last objects fall in the same second', () => {
     const endpoint = inject('absEndpoint');
     await createContainer(endpoint, container);
     await expectNewestGenerationRestored({
-      client: (prefix) => new AbsReplicaClient({ accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, bucket: container, path: prefix, endpoint }),
+      client: (prefix) =>
+        new AbsReplicaClient({ accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, bucket: container, path: prefix, endpoint }),
       config: (dbPath, prefix) =>
-        writeOracleConfig(join(dir, `${prefix}.yml`), dbPath, ['type: abs', `account-name: ${AZURITE_ACCOUNT}`, `account-key: ${AZURITE_KEY}`, `endpoint: ${endpoint}`, `bucket: ${container}`, `path: ${prefix}`]),
+        writeOracleConfig(join(dir, `${prefix}.yml`), dbPath, [
+          'type: abs',
+          `account-name: ${AZURITE_ACCOUNT}`,
+          `account-key: ${AZURITE_KEY}`,
+          `endpoint: ${endpoint}`,
+          `bucket: ${container}`,
+          `path: ${prefix}`,
+        ]),
     });
   }, 120_000);
 
@@ -123,7 +131,8 @@ describe('generations whose last objects fall in the same second', () => {
     const endpoint = s3!.endpoint;
     await createBucket(endpoint, bucket);
     await expectNewestGenerationRestored({
-      client: (prefix) => new S3ReplicaClient({ bucket, path: prefix, endpoint, region: 'us-east-1', accessKeyId: 'k', secretAccessKey: 's' }),
+      client: (prefix) =>
+        new S3ReplicaClient({ bucket, path: prefix, endpoint, region: 'us-east-1', accessKeyId: 'k', secretAccessKey: 's' }),
       config: (dbPath, prefix) =>
         writeOracleConfig(join(dir, `${prefix}.yml`), dbPath, [
           'type: s3',

@@ -33,14 +33,29 @@ const BACKENDS: Backend[] = [
       const origin = inject('s3Endpoint');
       const bucket = `lease-faults-${randomBytes(4).toString('hex')}`;
       await createBucket(origin, bucket);
-      return { origin, client: (endpoint) => new S3ReplicaClient({ bucket, path: 'db', endpoint, region: 'us-east-1', accessKeyId: 'k', secretAccessKey: 's', requestTimeoutMs: 500 }) };
+      return {
+        origin,
+        client: (endpoint) =>
+          new S3ReplicaClient({
+            bucket,
+            path: 'db',
+            endpoint,
+            region: 'us-east-1',
+            accessKeyId: 'k',
+            secretAccessKey: 's',
+            requestTimeoutMs: 500,
+          }),
+      };
     },
   },
   {
     name: 'gcs',
     setup: async () => {
       const bucket = `lease-faults-${randomBytes(4).toString('hex')}`;
-      return { origin: inject('gcsEndpoint'), client: (endpoint) => new GcsReplicaClient({ bucket, path: 'db', endpoint, requestTimeoutMs: 500 }) };
+      return {
+        origin: inject('gcsEndpoint'),
+        client: (endpoint) => new GcsReplicaClient({ bucket, path: 'db', endpoint, requestTimeoutMs: 500 }),
+      };
     },
   },
   {
@@ -51,7 +66,15 @@ const BACKENDS: Backend[] = [
       await createContainer(url.href, container);
       return {
         origin: url.origin,
-        client: (endpoint) => new AbsReplicaClient({ accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, bucket: container, path: 'db', endpoint: `${endpoint}${url.pathname}`, tryTimeoutMs: 500 }),
+        client: (endpoint) =>
+          new AbsReplicaClient({
+            accountName: AZURITE_ACCOUNT,
+            accountKey: AZURITE_KEY,
+            bucket: container,
+            path: 'db',
+            endpoint: `${endpoint}${url.pathname}`,
+            tryTimeoutMs: 500,
+          }),
       };
     },
   },
@@ -90,22 +113,23 @@ describe.each(BACKENDS)('lease on $name when replies are lost or the store is do
 
   // The rule is ReplicaLease's, the same for every backend: defined for one of them only (not reported
   // as skipped on the others).
-  if (backend.name === 's3') it('an acquisition whose reply was lost is completed at the next look, not waited for as someone else\'s', async () => {
-    const { proxy, viaProxy, direct } = await setup();
-    const { l, log } = lease(viaProxy, 'aaaa');
-    proxy.loseReplies(leaseWrite, 1);
-    await l.acquire(AbortSignal.timeout(30_000));
-    expect(proxy.faults).toBe(1);
-    expect(l.held).toBe(true);
-    expect((await l.read())?.record.holder?.instance).toBe('aaaa');
-    const msgs = log.lines.map((x) => x.msg);
-    expect(msgs).toContain('replica lease cannot be read or written; retrying (nothing is written to the replica meanwhile)');
-    expect(msgs).toContain('replica lease acquired');
-    expect(msgs.some((m) => /held by another instance|taken over/.test(m))).toBe(false);
-    // Through the store itself: the record is the one the holder keeps renewing.
-    const seen = (await direct.readLease!())!.version;
-    await waitFor(async () => (await direct.readLease!())?.version !== seen);
-  });
+  if (backend.name === 's3')
+    it("an acquisition whose reply was lost is completed at the next look, not waited for as someone else's", async () => {
+      const { proxy, viaProxy, direct } = await setup();
+      const { l, log } = lease(viaProxy, 'aaaa');
+      proxy.loseReplies(leaseWrite, 1);
+      await l.acquire(AbortSignal.timeout(30_000));
+      expect(proxy.faults).toBe(1);
+      expect(l.held).toBe(true);
+      expect((await l.read())?.record.holder?.instance).toBe('aaaa');
+      const msgs = log.lines.map((x) => x.msg);
+      expect(msgs).toContain('replica lease cannot be read or written; retrying (nothing is written to the replica meanwhile)');
+      expect(msgs).toContain('replica lease acquired');
+      expect(msgs.some((m) => /held by another instance|taken over/.test(m))).toBe(false);
+      // Through the store itself: the record is the one the holder keeps renewing.
+      const seen = (await direct.readLease!())!.version;
+      await waitFor(async () => (await direct.readLease!())?.version !== seen);
+    });
 
   it('a renewal whose reply was lost is recognised as ours: the holder keeps the lease', async () => {
     const { proxy, viaProxy, direct } = await setup();

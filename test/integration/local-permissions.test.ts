@@ -78,7 +78,11 @@ describe('local state takes the database file’s permissions and owner', () => 
       const meta = defaultMetaPath(dbPath);
       mkdirSync(meta, { mode: 0o755 }); // left by an older version: tightened at start
       const client = new ObservingClient({ path: join(dir, 'replica') });
-      const r = await startReplication({ dbPath, replicas: [{ name: 'backup', client, syncIntervalMs: 10, retentionMs: 0 }], minCheckpointPageCount: 4 });
+      const r = await startReplication({
+        dbPath,
+        replicas: [{ name: 'backup', client, syncIntervalMs: 10, retentionMs: 0 }],
+        minCheckpointPageCount: 4,
+      });
       open.push(r);
       for (let seq = 1; seq <= 6; seq++) {
         appWrite(dbPath, seq, 8);
@@ -111,7 +115,10 @@ describe('local state takes the database file’s permissions and owner', () => 
     const dbPath = join(dir, 'app.db');
     const replicaDir = join(dir, 'replica');
     appWrite(dbPath, 0, 3);
-    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10, retentionMs: 0 }] });
+    const r = await startReplication({
+      dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10, retentionMs: 0 }],
+    });
     await r.sync();
     await r.close();
 

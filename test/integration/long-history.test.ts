@@ -34,7 +34,9 @@ import { contentDigest, openSourceDb, textOf } from '../helpers/source-db.js';
 import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
 const tmp = tempDirs('stn-long-history-');
-const apps = closeAfterEach((a: Database.Database) => { if (a.open) a.close(); });
+const apps = closeAfterEach((a: Database.Database) => {
+  if (a.open) a.close();
+});
 const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
 const RETENTION = 6 * HOUR;
@@ -93,7 +95,8 @@ describe('a simulated long history', () => {
     const writeBatch = () => {
       const b = batch++;
       app.transaction(() => {
-        for (let i = 0; i < 8; i++) app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(nextId++, textOf(b * 100 + i, 1200 + ((b * 37) % 5) * 400), b);
+        for (let i = 0; i < 8; i++)
+          app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(nextId++, textOf(b * 100 + i, 1200 + ((b * 37) % 5) * 400), b);
         if (b % 3 === 1) app.prepare('DELETE FROM t WHERE id % 7 = ?').run(b % 7);
         if (b % 4 === 2) app.prepare('UPDATE t SET n = n + 1 WHERE id % 3 = 0').run();
       })();
@@ -108,7 +111,8 @@ describe('a simulated long history', () => {
     const checks: Check[] = [];
 
     /** Gen 1 runs 0:20–3:00, gen 2 3:30–6:10, gen 3 6:40–9:20, gen 4 9:50–12:30. */
-    const batchTime = (g: number, k: number) => at(20) + g * ((BATCHES_PER_GENERATION - 1) * BATCH_EVERY + GENERATION_GAP) + k * BATCH_EVERY;
+    const batchTime = (g: number, k: number) =>
+      at(20) + g * ((BATCHES_PER_GENERATION - 1) * BATCH_EVERY + GENERATION_GAP) + k * BATCH_EVERY;
     let r = await start();
     for (let g = 0; g < 4; g++) {
       let lastSnapshotIndex = -1;
@@ -225,7 +229,10 @@ describe('a simulated long history', () => {
       // 1a. Every recorded state in the window, at its own time (and the latest without a timestamp).
       const covered = await verifyRetainedStates(client, dir, c.now, RETENTION, c.current, states, c.result!, label);
       const inWindow = states.filter((s) => s.t >= threshold);
-      expect(covered.map((s) => s.t), `${label}: every state in the window is restorable`).toEqual(inWindow.map((s) => s.t));
+      expect(
+        covered.map((s) => s.t),
+        `${label}: every state in the window is restorable`,
+      ).toEqual(inWindow.map((s) => s.t));
       // 1b. Between batches: the state of the last batch synced at or before T.
       for (const s of inWindow) await expectOurs(s.t + BETWEEN, s, label);
 
@@ -233,7 +240,10 @@ describe('a simulated long history', () => {
       // every other recorded state in the window.
       const named = new Set(oracle.map((o) => o.t));
       const points = [...oracle, ...inWindow.filter((s) => !named.has(s.t)).map((s) => ({ t: s.t, why: 'a recorded state' }))];
-      expect(oracle.every((o) => o.t >= covered[0]!.t), 'named points are inside the window').toBe(true);
+      expect(
+        oracle.every((o) => o.t >= covered[0]!.t),
+        'named points are inside the window',
+      ).toBe(true);
       for (const { t, why } of points) {
         const expected = stateAt(t)!;
         await expectOurs(t, expected, label);
@@ -250,7 +260,9 @@ describe('a simulated long history', () => {
       // last upload and before the next one began — or after the last upload of all — matches nothing.
       // We restore the state that was live then: the last batch synced at or before T.
       const gaps = [
-        ...generationEnds().filter((s) => s.t >= threshold).map((s) => s.t + GENERATION_GAP / 2),
+        ...generationEnds()
+          .filter((s) => s.t >= threshold)
+          .map((s) => s.t + GENERATION_GAP / 2),
         states[states.length - 1]!.t + BETWEEN,
       ];
       for (const t of gaps) {
@@ -263,7 +275,10 @@ describe('a simulated long history', () => {
       // 3. Before the window (here: just before the oldest retained state, and the very first batch).
       for (const t of [covered[0]!.t - 1000, states[0]!.t]) {
         const out = join(dir, `ours-early-${t}.db`);
-        await expect(restore([{ name: 'file', client }], { outputPath: out, timestamp: new Date(t) }), `${label}: ${iso(t)}`).rejects.toMatchObject({
+        await expect(
+          restore([{ name: 'file', client }], { outputPath: out, timestamp: new Date(t) }),
+          `${label}: ${iso(t)}`,
+        ).rejects.toMatchObject({
           code: 'TIMESTAMP_OUT_OF_RANGE',
         });
       }

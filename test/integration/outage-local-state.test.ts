@@ -22,7 +22,11 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function shadowFiles(dbPath: string, generation: string): { names: string[]; bytes: number } {
   const wal = join(dir, `.${dbPath.split('/').pop()}-litestream`, 'generations', generation, 'wal');
-  const names = existsSync(wal) ? readdirSync(wal).filter((n) => n.endsWith('.wal')).sort() : [];
+  const names = existsSync(wal)
+    ? readdirSync(wal)
+        .filter((n) => n.endsWith('.wal'))
+        .sort()
+    : [];
   return { names, bytes: names.reduce((sum, n) => sum + statSync(join(wal, n)).size, 0) };
 }
 
@@ -34,7 +38,14 @@ describe('local state through an outage', () => {
     const proxy = await startFaultProxy(endpoint);
     const dbPath = join(dir, 'app.db');
     const app = openSourceDb(dbPath);
-    const client = new S3ReplicaClient({ bucket, path: 'db', endpoint: proxy.endpoint, accessKeyId: 'k', secretAccessKey: 's', requestTimeoutMs: 500 });
+    const client = new S3ReplicaClient({
+      bucket,
+      path: 'db',
+      endpoint: proxy.endpoint,
+      accessKeyId: 'k',
+      secretAccessKey: 's',
+      requestTimeoutMs: 500,
+    });
     // Small checkpoint threshold: the outage spans many WAL indexes.
     const r = await startReplication({ dbPath, replicas: [{ client, syncIntervalMs: 10 }], minCheckpointPageCount: 20 });
     r.on('error', () => undefined);

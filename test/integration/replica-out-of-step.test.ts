@@ -44,7 +44,12 @@ function setup() {
   const log = recordingLogger();
   // A new WAL index every few transactions, so local cleanup removes old shadow files.
   const start = async () => {
-    const r = await startReplication({ dbPath, replicas: [{ name: 'backup', client, syncIntervalMs: 10, retentionMs: 0 }], minCheckpointPageCount: 4, logger: log });
+    const r = await startReplication({
+      dbPath,
+      replicas: [{ name: 'backup', client, syncIntervalMs: 10, retentionMs: 0 }],
+      minCheckpointPageCount: 4,
+      logger: log,
+    });
     open.push(r);
     return r;
   };
@@ -118,9 +123,14 @@ describe('a replica out of step with the local shadow WAL', () => {
     const body = Buffer.concat(chunks);
     const frames = last.offset === 0 ? body.subarray(32) : body;
     expect(frames.length).toBeGreaterThan(0);
-    await client.writeWalSegment({ generation, index: last.index, offset: last.offset + body.length }, encodeLz4Frame((async function* () {
-      yield frames;
-    })()));
+    await client.writeWalSegment(
+      { generation, index: last.index, offset: last.offset + body.length },
+      encodeLz4Frame(
+        (async function* () {
+          yield frames;
+        })(),
+      ),
+    );
 
     r = await start();
     expect(r.shipper.pos()!.generation).toBe(generation);

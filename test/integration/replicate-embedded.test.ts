@@ -96,7 +96,11 @@ describe('embedded replication', () => {
     setup.close();
     const app = openSourceDb(dbPath);
     expect(app.pragma('page_size', { simple: true })).toBe(pageSize);
-    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }], minCheckpointPageCount: 8 });
+    const r = await startReplication({
+      dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }],
+      minCheckpointPageCount: 8,
+    });
     open.push(r);
     const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
     for (let round = 0; round < 5; round++) {
@@ -118,7 +122,12 @@ describe('embedded replication', () => {
     app.pragma('busy_timeout = 200'); // a lock held across an await would surface as SQLITE_BUSY
     // In-process: the app and the shipper on one thread is what this is about (in a worker thread, the
     // app's commits may wait for the shipper's write lock, as for any other connection's).
-    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 1 }], minCheckpointPageCount: 4, inline: true });
+    const r = await startReplication({
+      dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 1 }],
+      minCheckpointPageCount: 4,
+      inline: true,
+    });
     expect(r.inWorker).toBe(false);
     open.push(r);
     let checkpoints = 0;

@@ -27,7 +27,11 @@ function setup(opts: { minCheckpointPageCount?: number; maxShadowWalBytes?: numb
   const replicaDir = join(dir, 'replica');
   const app = openSourceDb(dbPath);
   const start = async () => {
-    const r = await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }], ...opts });
+    const r = await startReplication({
+      dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }],
+      ...opts,
+    });
     open.push(r);
     return r;
   };
@@ -52,7 +56,10 @@ describe('replication faults', () => {
     const undo = lockDir(walDir);
     unlock.push(undo);
     for (let i = 0; i < 20; i++) s.insert(5, 100 + i); // the app keeps writing
-    const err = await r.sync().then(() => undefined, (e: unknown) => e);
+    const err = await r.sync().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(String((err as Error)?.message)).toMatch(/sync of .*app\.db incomplete; not uploaded to: file \(.*replica\): .*(EPERM|EACCES)/);
     unlock.pop()!();
 
@@ -74,7 +81,8 @@ describe('replication faults', () => {
     const shadowDir = join(s.dir, '.app.db-litestream', 'generations');
     const shadowBytes = () => {
       let n = 0;
-      for (const g of readdirSync(shadowDir)) for (const f of readdirSync(join(shadowDir, g, 'wal'))) n += statSync(join(shadowDir, g, 'wal', f)).size;
+      for (const g of readdirSync(shadowDir))
+        for (const f of readdirSync(join(shadowDir, g, 'wal'))) n += statSync(join(shadowDir, g, 'wal', f)).size;
       return n;
     };
     // Nothing can be uploaded: no new segment in this generation, no new generation directory.
@@ -101,7 +109,9 @@ describe('replication faults', () => {
     expect(error?.fields?.behind).toMatch(/file \(.*replica.*(EPERM|EACCES)/);
     // Exactly one new generation, for this reason, and the shipper is on it.
     expect(generations).toHaveLength(1);
-    expect(generations[0]!.reason).toMatch(/^shadow wal limit reached \(\d+ bytes >= 400000\) while replicas were behind: file \(.*replica.*(EPERM|EACCES)/);
+    expect(generations[0]!.reason).toMatch(
+      /^shadow wal limit reached \(\d+ bytes >= 400000\) while replicas were behind: file \(.*replica.*(EPERM|EACCES)/,
+    );
     expect(r.shipper.pos()!.generation).toBe(generations[0]!.generation);
     expect(generations[0]!.generation).toMatch(/^[0-9a-f]{16}$/);
 

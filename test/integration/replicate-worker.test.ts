@@ -122,7 +122,11 @@ describe('embedded replication in a worker thread', () => {
     const dbPath = join(dir, 'app.db');
     const replicaDir = join(dir, 'replica');
     const app = openSourceDb(dbPath);
-    const r = await start({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }], inline: true });
+    const r = await start({
+      dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }],
+      inline: true,
+    });
     expect(r.inWorker).toBe(false);
     await r.sync();
     const generation = r.shipper.pos()!.generation;
@@ -153,7 +157,11 @@ describe('embedded replication in a worker thread', () => {
       app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('x', 1);
       // A replica directory under a regular file: not writable by anyone, root included (ENOTDIR).
       writeFileSync(join(dir, 'not-a-dir'), 'x');
-      const r = await start({ dbPath, replicas: [{ name: 'backup', client: new FileReplicaClient({ path: join(dir, 'not-a-dir', 'replica') }), syncIntervalMs: 10 }], inline });
+      const r = await start({
+        dbPath,
+        replicas: [{ name: 'backup', client: new FileReplicaClient({ path: join(dir, 'not-a-dir', 'replica') }), syncIntervalMs: 10 }],
+        inline,
+      });
       const error = await r.sync().then(
         () => undefined,
         (err: unknown) => err,
@@ -169,7 +177,8 @@ describe('embedded replication in a worker thread', () => {
       expect(isReplicateError(o.error, 'IO'), String(o.error)).toBe(true);
       expect(o.replicaError).toBeInstanceOf(Error);
     }
-    const shape = (e: unknown) => (e as Error).message.replace(/\/tmp\/stn-worker-[^/]+/g, 'DIR').replace(/\b[0-9a-f]{16}\b/g, 'GENERATION');
+    const shape = (e: unknown) =>
+      (e as Error).message.replace(/\/tmp\/stn-worker-[^/]+/g, 'DIR').replace(/\b[0-9a-f]{16}\b/g, 'GENERATION');
     expect(worker!.error).toBeInstanceOf(ReplicateError);
     expect(shape(worker!.error)).toBe(shape(inline!.error));
     expect(shape(worker!.replicaError)).toBe(shape(inline!.replicaError));
@@ -182,10 +191,12 @@ describe('embedded replication in a worker thread', () => {
       const dir = tmp();
       const dbPath = join(dir, 'app.db');
       writeFileSync(dbPath, Buffer.alloc(8192, 7)); // not a database
-      errors.push(await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: join(dir, 'replica') }) }], inline }).then(
-        (r) => (open.push(r), undefined),
-        (err: unknown) => err,
-      ));
+      errors.push(
+        await startReplication({ dbPath, replicas: [{ client: new FileReplicaClient({ path: join(dir, 'replica') }) }], inline }).then(
+          (r) => (open.push(r), undefined),
+          (err: unknown) => err,
+        ),
+      );
     }
     const [worker, inline] = errors as ReplicateError[];
     expect(worker).toBeInstanceOf(ReplicateError);
@@ -198,14 +209,20 @@ describe('embedded replication in a worker thread', () => {
     const dir = tmp();
     const dbPath = join(dir, 'app.db');
     const replicaDir = join(dir, 'replica');
-    const r = await start({ dbPath, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }], monitorIntervalMs: 50, waitForDatabase: false });
+    const r = await start({
+      dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10 }],
+      monitorIntervalMs: 50,
+      waitForDatabase: false,
+    });
     expect(r.inWorker).toBe(true);
     expect(r.shipper.opened).toBe(false);
     expect(r.shipper.pos()).toBeUndefined();
     const app = openSourceDb(dbPath);
     app.prepare('INSERT INTO t (v, n) VALUES (?, ?)').run('created later', 1);
     const deadline = performance.now() + 15_000;
-    while (!(r.shipper.opened && r.replicas[0]!.pos() !== undefined) && performance.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    while (!(r.shipper.opened && r.replicas[0]!.pos() !== undefined) && performance.now() < deadline)
+      await new Promise((res) => setTimeout(res, 20));
     expect(r.shipper.opened).toBe(true);
     expect(r.replicas[0]!.pos()?.generation).toBe(r.shipper.pos()?.generation);
     await r.sync();

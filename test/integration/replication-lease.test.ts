@@ -23,7 +23,8 @@ const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined)
 function objects(replicaDir: string): string[] {
   const gens = join(replicaDir, 'generations');
   let out: string[] = [];
-  for (const g of safeReaddir(gens)) for (const sub of ['snapshots', 'wal']) out = out.concat(safeReaddir(join(gens, g, sub)).map((f) => `${g}/${sub}/${f}`));
+  for (const g of safeReaddir(gens))
+    for (const sub of ['snapshots', 'wal']) out = out.concat(safeReaddir(join(gens, g, sub)).map((f) => `${g}/${sub}/${f}`));
   return out.sort();
 }
 function safeReaddir(d: string): string[] {

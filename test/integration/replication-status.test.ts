@@ -79,7 +79,10 @@ for (const inline of [true, false]) {
       const server = await startMetricsServer({ addr: '127.0.0.1:0', replications: [r], healthMaxLagMs: 300 });
       const health = async () => {
         const res = await fetch(`${server.url}/healthz`);
-        return { code: res.status, body: (await res.json()) as { status: string; replicas: { name: string; lagSeconds: number; behind: boolean; error?: string }[] } };
+        return {
+          code: res.status,
+          body: (await res.json()) as { status: string; replicas: { name: string; lagSeconds: number; behind: boolean; error?: string }[] },
+        };
       };
       expect((await health()).code).toBe(200);
 

@@ -19,7 +19,14 @@ import { tempDirs } from '../helpers/after-each.js';
 
 const tempDir = tempDirs('stn-continuity-');
 
-const replicatorOpts = (dbPath: string, replicaDir: string) => ({ dbPath, replicaDir, syncInterval: '10ms', minCheckpointPageCount: 5, monitorInterval: '50ms', continueAfterRestore: true });
+const replicatorOpts = (dbPath: string, replicaDir: string) => ({
+  dbPath,
+  replicaDir,
+  syncInterval: '10ms',
+  minCheckpointPageCount: 5,
+  monitorInterval: '50ms',
+  continueAfterRestore: true,
+});
 
 const markerPath = (dbPath: string) => join(dirname(dbPath), `.${basename(dbPath)}-litestream`, 'restored-from.json');
 
@@ -257,9 +264,15 @@ describe('restore → replicate continuity', () => {
     expect(existsSync(markerPath(restored))).toBe(true);
     const app = openSourceDb(restored);
     app.transaction(mixedWrite(app, 100))();
-    const gens = await replicateIntoNewGeneration(restored, replicaDir, app, new RegExp(`restore of generation ${gen} not continued: continue-after-restore is off`), {
-      continueAfterRestore: undefined,
-    });
+    const gens = await replicateIntoNewGeneration(
+      restored,
+      replicaDir,
+      app,
+      new RegExp(`restore of generation ${gen} not continued: continue-after-restore is off`),
+      {
+        continueAfterRestore: undefined,
+      },
+    );
     expect(gens).toHaveLength(2);
     await bothRestore(dir, replicaDir, contentDigest(app));
     app.close();
@@ -309,7 +322,13 @@ describe('restore → replicate continuity', () => {
       error: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
     };
     const app = openSourceDb(restored);
-    const r = await startReplication({ dbPath: restored, replicas: [{ client, syncIntervalMs: 10 }], monitorIntervalMs: 0, continueAfterRestore: true, logger });
+    const r = await startReplication({
+      dbPath: restored,
+      replicas: [{ client, syncIntervalMs: 10 }],
+      monitorIntervalMs: 0,
+      continueAfterRestore: true,
+      logger,
+    });
     try {
       for (let step = 100; step < 106; step++) {
         app.transaction(mixedWrite(app, step))();

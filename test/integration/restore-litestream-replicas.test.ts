@@ -6,7 +6,13 @@ import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { makeLargeHistoryReplica, makeMultiGenerationReplica, makeMultiIndexReplica, makeShrinkingReplica, type ReplicaFixture } from '../helpers/fixtures.js';
+import {
+  makeLargeHistoryReplica,
+  makeMultiGenerationReplica,
+  makeMultiIndexReplica,
+  makeShrinkingReplica,
+  type ReplicaFixture,
+} from '../helpers/fixtures.js';
 import { expectSameListings } from '../helpers/both-tools.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { contentDigest } from '../helpers/source-db.js';
@@ -83,10 +89,18 @@ describe.each(['multiIndex', 'multiGen', 'large', 'shrinking'])('Litestream repl
 
   it('agrees with Litestream’s own -index restores (hex), in every index of the newest generation', async () => {
     const gen = fx().truth.at(-1)!.pos.generation;
-    const indexes = [...new Set(fx().truth.filter((t) => t.pos.generation === gen).map((t) => t.pos.index))];
+    const indexes = [
+      ...new Set(
+        fx()
+          .truth.filter((t) => t.pos.generation === gen)
+          .map((t) => t.pos.index),
+      ),
+    ];
     for (const i of spread(indexes, 4)) {
       const hex = i.toString(16);
-      expect(await ours(fx(), '-generation', gen, '-index', hex), `index ${hex}`).toBe(await theirs(fx(), '-generation', gen, '-index', hex));
+      expect(await ours(fx(), '-generation', gen, '-index', hex), `index ${hex}`).toBe(
+        await theirs(fx(), '-generation', gen, '-index', hex),
+      );
     }
   });
 
@@ -109,7 +123,8 @@ describe('snapshot-only replica', () => {
     const fx = fixtures.multiIndex!;
     const copy = join(fx.dir, 'snapshot-only');
     cpSync(fx.replicaDir, copy, { recursive: true, preserveTimestamps: true });
-    for (const gen of readdirSync(join(copy, 'generations'))) rmSync(join(copy, 'generations', gen, 'wal'), { recursive: true, force: true });
+    for (const gen of readdirSync(join(copy, 'generations')))
+      rmSync(join(copy, 'generations', gen, 'wal'), { recursive: true, force: true });
     const a = join(fx.dir, 'snap-ours.db');
     const b = join(fx.dir, 'snap-theirs.db');
     const r = await runCli(['restore', '-o', a, `file://${copy}`]);

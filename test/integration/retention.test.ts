@@ -88,7 +88,10 @@ describe('retention on a file replica', () => {
         if (op < 0.55 || step === 0) {
           const n = 1 + Math.floor(rand() * 12);
           app.transaction(() => {
-            for (let i = 0; i < n; i++) app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(nextId++, textOf(seed * 1000 + nextId, 200 + Math.floor(rand() * 3000)), step);
+            for (let i = 0; i < n; i++)
+              app
+                .prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)')
+                .run(nextId++, textOf(seed * 1000 + nextId, 200 + Math.floor(rand() * 3000)), step);
             if (rand() < 0.4) app.prepare('DELETE FROM t WHERE id % 5 = ?').run(Math.floor(rand() * 5));
             if (rand() < 0.3) app.prepare('UPDATE t SET n = n + 1 WHERE id % 3 = 0').run();
           })();
@@ -110,14 +113,34 @@ describe('retention on a file replica', () => {
           deletedGenerations += result.deletedGenerations.length;
           deletedSnapshots += result.deletedSnapshots.length;
           if (result.snapshotTaken) forcedSnapshots++;
-          checkedStates += (await verifyRetainedStates(client, dir, sim, RETENTION, r.shipper.pos()!.generation, states, result, `seed ${seed} step ${step}`)).length;
+          checkedStates += (
+            await verifyRetainedStates(
+              client,
+              dir,
+              sim,
+              RETENTION,
+              r.shipper.pos()!.generation,
+              states,
+              result,
+              `seed ${seed} step ${step}`,
+            )
+          ).length;
         }
       }
       // Always end with a retention run, so every history is checked at least once.
       sim += 3 * HOUR;
       const result = (await r.replicas[0]!.enforceRetention())!;
       stamper.stamp(sim);
-      const covered = await verifyRetainedStates(client, dir, sim, RETENTION, r.shipper.pos()!.generation, states, result, `seed ${seed} end`);
+      const covered = await verifyRetainedStates(
+        client,
+        dir,
+        sim,
+        RETENTION,
+        r.shipper.pos()!.generation,
+        states,
+        result,
+        `seed ${seed} end`,
+      );
       checkedStates += covered.length;
       await r.close();
       open.splice(open.indexOf(r), 1);
@@ -130,7 +153,14 @@ describe('retention on a file replica', () => {
       expect(contentDigest(theirs), `seed ${seed}: litestream latest`).toBe(states[states.length - 1]!.digest);
       if (covered.length > 0) {
         const oldest = join(dir, 'theirs-oldest.db');
-        const res2 = await runLitestream(['restore', '-o', oldest, '-timestamp', new Date(covered[0]!.t).toISOString(), `file://${replicaDir}`]);
+        const res2 = await runLitestream([
+          'restore',
+          '-o',
+          oldest,
+          '-timestamp',
+          new Date(covered[0]!.t).toISOString(),
+          `file://${replicaDir}`,
+        ]);
         expect(res2.code, `seed ${seed}: ${res2.stderr}`).toBe(0);
         expect(contentDigest(oldest), `seed ${seed}: litestream at ${new Date(covered[0]!.t).toISOString()}`).toBe(covered[0]!.digest);
         litestreamTimestampRestores++;

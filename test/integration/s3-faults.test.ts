@@ -18,18 +18,41 @@ const dir = mkdtempSync(join(tmpdir(), 'stn-s3-faults-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('s3 outages', () => {
-  it.each<FaultMode>(['error500', 'error503', 'drop', 'stall'])('survives %s while the app writes, and catches up with no gap', async (mode) => {
-    const endpoint = inject('s3Endpoint');
-    const bucket = `faults-${mode.toLowerCase()}-${randomBytes(3).toString('hex')}`;
-    await createBucket(endpoint, bucket);
-    const proxy = await startFaultProxy(endpoint);
-    const dbPath = join(dir, `${mode}.db`);
-    const client = new S3ReplicaClient({ bucket, path: 'db', endpoint: proxy.endpoint, accessKeyId: 'k', secretAccessKey: 's', requestTimeoutMs: 500 });
-    const { app, errors } = await replicateThroughOutage({ client, dbPath, proxy, mode, outageWrites: 30, afterWrites: 5, attempts: 40, failingSync: /not uploaded to: s3/ });
-    expect(errors.length).toBeGreaterThan(0);
-    const config = join(dir, `${mode}.yml`);
-    writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: db\n        endpoint: ${endpoint}\n        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n`);
-    await expectRestoresTo('litestream', config, dbPath, join(dir, `${mode}-restored.db`), contentDigest(app));
-    app.close();
-  }, 120_000);
+  it.each<FaultMode>(['error500', 'error503', 'drop', 'stall'])(
+    'survives %s while the app writes, and catches up with no gap',
+    async (mode) => {
+      const endpoint = inject('s3Endpoint');
+      const bucket = `faults-${mode.toLowerCase()}-${randomBytes(3).toString('hex')}`;
+      await createBucket(endpoint, bucket);
+      const proxy = await startFaultProxy(endpoint);
+      const dbPath = join(dir, `${mode}.db`);
+      const client = new S3ReplicaClient({
+        bucket,
+        path: 'db',
+        endpoint: proxy.endpoint,
+        accessKeyId: 'k',
+        secretAccessKey: 's',
+        requestTimeoutMs: 500,
+      });
+      const { app, errors } = await replicateThroughOutage({
+        client,
+        dbPath,
+        proxy,
+        mode,
+        outageWrites: 30,
+        afterWrites: 5,
+        attempts: 40,
+        failingSync: /not uploaded to: s3/,
+      });
+      expect(errors.length).toBeGreaterThan(0);
+      const config = join(dir, `${mode}.yml`);
+      writeFileSync(
+        config,
+        `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: db\n        endpoint: ${endpoint}\n        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n`,
+      );
+      await expectRestoresTo('litestream', config, dbPath, join(dir, `${mode}-restored.db`), contentDigest(app));
+      app.close();
+    },
+    120_000,
+  );
 });

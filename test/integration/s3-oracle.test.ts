@@ -45,9 +45,18 @@ describe('s3 replicas (fauxqs) with the real Litestream', () => {
 
     // An independent S3 client sees Litestream's layout and LZ4 frames.
     const url = new URL(inject('s3Endpoint'));
-    const minio = new Minio.Client({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey: 'x', secretKey: 'y', region: 'us-east-1', pathStyle: true });
+    const minio = new Minio.Client({
+      endPoint: url.hostname,
+      port: Number(url.port),
+      useSSL: false,
+      accessKey: 'x',
+      secretKey: 'y',
+      region: 'us-east-1',
+      pathStyle: true,
+    });
     const names: { name: string; size: number }[] = [];
-    for await (const o of minio.listObjectsV2(bucket, 'ours/', true)) names.push({ name: (o as { name: string }).name, size: (o as { size: number }).size });
+    for await (const o of minio.listObjectsV2(bucket, 'ours/', true))
+      names.push({ name: (o as { name: string }).name, size: (o as { size: number }).size });
     expect(names.some((n) => /^ours\/generations\/[0-9a-f]{16}\/snapshots\/[0-9a-f]{8}\.snapshot\.lz4$/.test(n.name))).toBe(true);
     const segs = names.filter((n) => /^ours\/generations\/[0-9a-f]{16}\/wal\/[0-9a-f]{8}_[0-9a-f]{8}\.wal\.lz4$/.test(n.name));
     expect(segs.length).toBeGreaterThan(3);
@@ -79,7 +88,10 @@ describe('s3 replication behaviour', () => {
     const dbPath = join(dir, 'big.db');
     const client = new S3ReplicaClient({ bucket, path: 'big', endpoint, accessKeyId: 'k', secretAccessKey: 's' });
     const config = join(dir, 'big.yml');
-    writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: big\n        endpoint: ${endpoint}\n        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n`);
+    writeFileSync(
+      config,
+      `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: s3\n        bucket: ${bucket}\n        path: big\n        endpoint: ${endpoint}\n        region: us-east-1\n        access-key-id: k\n        secret-access-key: s\n`,
+    );
     await expectBigSnapshotThenIdle(client, dbPath, config, join(dir, 'big-by-litestream.db'));
   }, 120_000);
 });

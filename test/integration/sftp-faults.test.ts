@@ -34,11 +34,22 @@ afterAll(async () => {
 });
 
 /** A client that reaches the server through a new proxy (the host key given: the proxy's port is not in known_hosts). */
-async function throughProxy(o: Partial<SftpReplicaClientOptions> = {}): Promise<{ client: SftpReplicaClient; proxy: TcpProxy; remote: string }> {
+async function throughProxy(
+  o: Partial<SftpReplicaClientOptions> = {},
+): Promise<{ client: SftpReplicaClient; proxy: TcpProxy; remote: string }> {
   const proxy = await startTcpProxy(server.host, server.port);
   proxies.push(proxy);
   const remote = server.newDir('faults');
-  const client = new SftpReplicaClient({ host: proxy.address, user: server.user, keyPath: server.keyPath, hostKey: server.hostKey, path: remote, requestTimeoutMs: 2000, connectTimeoutMs: 2000, ...o });
+  const client = new SftpReplicaClient({
+    host: proxy.address,
+    user: server.user,
+    keyPath: server.keyPath,
+    hostKey: server.hostKey,
+    path: remote,
+    requestTimeoutMs: 2000,
+    connectTimeoutMs: 2000,
+    ...o,
+  });
   clients.push(client);
   return { client, proxy, remote };
 }
@@ -60,7 +71,13 @@ describe('sftp connection faults', () => {
 
   it("reconnects after the server's session processes were killed (SIGKILL)", async () => {
     const remote = server.newDir('killed');
-    const client = new SftpReplicaClient({ host: server.address, user: server.user, keyPath: server.keyPath, knownHostsPath: server.knownHostsPath, path: remote });
+    const client = new SftpReplicaClient({
+      host: server.address,
+      user: server.user,
+      keyPath: server.keyPath,
+      knownHostsPath: server.knownHostsPath,
+      path: remote,
+    });
     clients.push(client);
     await client.writeSnapshot(GEN, 1, body('before'));
     expect(server.killSessions()).toBeGreaterThan(0);
@@ -78,7 +95,9 @@ describe('sftp connection faults', () => {
       await new Promise((r) => setTimeout(r, 50));
       yield Buffer.alloc(256 * 1024, 2);
     }
-    await expect(client.writeSnapshot(GEN, 2, dropsMidway())).rejects.toThrow(/\[sftp\] writing sftp:\/\/.*00000002\.snapshot\.lz4: .*connection to stn-sftp@127\.0\.0\.1:\d+ was lost/);
+    await expect(client.writeSnapshot(GEN, 2, dropsMidway())).rejects.toThrow(
+      /\[sftp\] writing sftp:\/\/.*00000002\.snapshot\.lz4: .*connection to stn-sftp@127\.0\.0\.1:\d+ was lost/,
+    );
     // The temp file was removed over a new connection (the replica is a directory on this machine).
     expect(readdirSync(join(remote, 'generations', GEN, 'snapshots'))).toEqual([]);
     await client.writeSnapshot(GEN, 2, body('whole'));
@@ -89,7 +108,10 @@ describe('sftp connection faults', () => {
     const { client, proxy } = await throughProxy({ requestTimeoutMs: 500 });
     await client.writeSnapshot(GEN, 3, body('before the stall'));
     proxy.mode = 'stall';
-    await expect(client.generations()).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/no answer from stn-sftp@127\.0\.0\.1:\d+ for \d+ ms; the connection was dropped/) });
+    await expect(client.generations()).rejects.toMatchObject({
+      code: 'IO',
+      message: expect.stringMatching(/no answer from stn-sftp@127\.0\.0\.1:\d+ for \d+ ms; the connection was dropped/),
+    });
     proxy.mode = 'pass';
     expect(await client.generations()).toEqual([GEN]);
   });
@@ -109,7 +131,10 @@ describe('sftp connection faults', () => {
   it('gives up on a server that accepts connections but never completes the handshake: UNREACHABLE', async () => {
     const { client, proxy } = await throughProxy({ connectTimeoutMs: 1000 });
     proxy.mode = 'stall';
-    await expect(client.generations()).rejects.toMatchObject({ code: 'UNREACHABLE', message: expect.stringMatching(/no SSH session within 1000 ms \(the server did not complete the SSH handshake and login\)/) });
+    await expect(client.generations()).rejects.toMatchObject({
+      code: 'UNREACHABLE',
+      message: expect.stringMatching(/no SSH session within 1000 ms \(the server did not complete the SSH handshake and login\)/),
+    });
   });
 
   it('fails a download that stalls mid-way instead of hanging', async () => {
@@ -125,14 +150,30 @@ describe('sftp connection faults', () => {
     await expect(drain()).rejects.toThrow(/\[sftp\] reading sftp:\/\/.*00000004\.snapshot\.lz4: .*no answer from .* for \d+ ms/);
   });
 
-  it.each<TcpFaultMode>(['drop', 'stall'])('replicates an app that writes through a %s of every connection, with no gap, restorable by Litestream', async (mode) => {
-    const { client, proxy, remote } = await throughProxy();
-    const dbPath = join(dir, `outage-${mode}.db`);
-    const { app, errors } = await replicateThroughOutage({ client, dbPath, proxy, mode, outageWrites: 25, afterWrites: 5, attempts: 60, failingSync: /not uploaded to: sftp \(sftp:\/\// });
-    expect(errors.length).toBeGreaterThan(0);
-    const config = join(dir, `outage-${mode}.yml`);
-    writeFileSync(config, `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: sftp\n        host: ${server.address}\n        user: ${server.user}\n        key-path: ${server.keyPath}\n        path: ${remote}\n`);
-    await expectRestoresTo('litestream', config, dbPath, join(dir, `outage-${mode}-restored.db`), contentDigest(app));
-    app.close();
-  }, 120_000);
+  it.each<TcpFaultMode>(['drop', 'stall'])(
+    'replicates an app that writes through a %s of every connection, with no gap, restorable by Litestream',
+    async (mode) => {
+      const { client, proxy, remote } = await throughProxy();
+      const dbPath = join(dir, `outage-${mode}.db`);
+      const { app, errors } = await replicateThroughOutage({
+        client,
+        dbPath,
+        proxy,
+        mode,
+        outageWrites: 25,
+        afterWrites: 5,
+        attempts: 60,
+        failingSync: /not uploaded to: sftp \(sftp:\/\//,
+      });
+      expect(errors.length).toBeGreaterThan(0);
+      const config = join(dir, `outage-${mode}.yml`);
+      writeFileSync(
+        config,
+        `dbs:\n  - path: ${dbPath}\n    replicas:\n      - type: sftp\n        host: ${server.address}\n        user: ${server.user}\n        key-path: ${server.keyPath}\n        path: ${remote}\n`,
+      );
+      await expectRestoresTo('litestream', config, dbPath, join(dir, `outage-${mode}-restored.db`), contentDigest(app));
+      app.close();
+    },
+    120_000,
+  );
 });

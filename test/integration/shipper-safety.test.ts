@@ -3,7 +3,18 @@
  * noticing (integrity_check says ok, the restore simply lacks rows). Each builds the exact state or
  * timing that random torture rounds rarely hit, and checks that both tools restore every committed row.
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -42,12 +53,15 @@ async function restoredIds(replicaDir: string, dir: string): Promise<Record<'our
   const result = {} as Record<'ours' | 'litestream', number[]>;
   for (const tool of ['ours', 'litestream'] as const) {
     const out = join(dir, `${tool}-${Math.random().toString(36).slice(2)}.db`);
-    const r = tool === 'ours' ? await runCli(['restore', '-o', out, `file://${replicaDir}`]) : await runLitestream(['restore', '-o', out, `file://${replicaDir}`]);
+    const r =
+      tool === 'ours'
+        ? await runCli(['restore', '-o', out, `file://${replicaDir}`])
+        : await runLitestream(['restore', '-o', out, `file://${replicaDir}`]);
     expect(r.code, `${tool}: ${r.stderr}`).toBe(0);
     const db = new Database(out, { readonly: true });
     try {
       expect(db.pragma('integrity_check', { simple: true }), tool).toBe('ok');
-      result[tool] = (db.prepare('SELECT id FROM t ORDER BY id').pluck().all() as number[]);
+      result[tool] = db.prepare('SELECT id FROM t ORDER BY id').pluck().all() as number[];
     } finally {
       db.close();
     }
@@ -80,8 +94,7 @@ describe('shipper safety', () => {
           if (action === 'insert') {
             other.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, 0)').run(nextId, 'injected');
             nextId++;
-          }
-          else other.pragma('wal_checkpoint(PASSIVE)');
+          } else other.pragma('wal_checkpoint(PASSIVE)');
         } catch (err) {
           if (!/locked|busy/i.test(String(err))) throw err;
         }
@@ -115,7 +128,13 @@ describe('shipper safety', () => {
 
   it('a shadow WAL left with uncommitted frames by a SIGKILL mid-copy does not hide later commits', async () => {
     const s = await setup();
-    const o = { dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '50ms', monitorInterval: '100ms', minCheckpointPageCount: 100_000 };
+    const o = {
+      dbPath: s.dbPath,
+      replicaDir: s.replicaDir,
+      syncInterval: '50ms',
+      monitorInterval: '100ms',
+      minCheckpointPageCount: 100_000,
+    };
     let p = startStnReplicator(o);
     procs.push(p);
     await p.waitForLog(/msg="snapshot written"/);
@@ -179,7 +198,12 @@ describe('shipper safety', () => {
       return info;
     };
     // No poll (its syncs fsync): copies come only from file-change notifications, which do not.
-    const r = await startReplication({ dbPath: s.dbPath, replicas: [{ client, syncIntervalMs: 10 }], monitorIntervalMs: 0, minCheckpointPageCount: 100_000 });
+    const r = await startReplication({
+      dbPath: s.dbPath,
+      replicas: [{ client, syncIntervalMs: 10 }],
+      monitorIntervalMs: 0,
+      minCheckpointPageCount: 100_000,
+    });
     open.push(r);
     const meta = r.shipper.meta;
     const fsyncShadow = meta.fsyncShadow.bind(meta);
@@ -203,7 +227,13 @@ describe('shipper safety', () => {
 
   it('after a power cut that cost the local WAL and shadow a tail the replica has, a new generation: no history is mixed', async () => {
     const s = await setup();
-    const o = { dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '20ms', monitorInterval: '100ms', minCheckpointPageCount: 100_000 };
+    const o = {
+      dbPath: s.dbPath,
+      replicaDir: s.replicaDir,
+      syncInterval: '20ms',
+      monitorInterval: '100ms',
+      minCheckpointPageCount: 100_000,
+    };
     let p = startStnReplicator(o);
     procs.push(p);
     await p.waitForLog(/msg="snapshot written"/);
@@ -238,7 +268,10 @@ describe('shipper safety', () => {
     expect(restored.litestream).toEqual(live);
     for (const tool of ['ours', 'litestream'] as const) {
       const out = join(s.dir, `v-${tool}.db`);
-      const r = tool === 'ours' ? await runCli(['restore', '-o', out, `file://${s.replicaDir}`]) : await runLitestream(['restore', '-o', out, `file://${s.replicaDir}`]);
+      const r =
+        tool === 'ours'
+          ? await runCli(['restore', '-o', out, `file://${s.replicaDir}`])
+          : await runLitestream(['restore', '-o', out, `file://${s.replicaDir}`]);
       expect(r.code, r.stderr).toBe(0);
       const db = new Database(out, { readonly: true });
       expect(db.prepare("SELECT count(*) FROM t WHERE v = 'lost in the power cut'").pluck().get(), tool).toBe(0);
@@ -267,7 +300,14 @@ describe('shipper safety', () => {
       // During the checkpoint's unlocked moment, another process takes the write lock, then commits.
       db.stepHook = (step) => {
         if (step !== 'unlocked') return;
-        spawn(process.execPath, ['-e', `const D = require(${JSON.stringify(require.resolve('better-sqlite3'))}); const db = new D(${JSON.stringify(s.dbPath)}, { timeout: 2000 }); db.exec('BEGIN IMMEDIATE'); require('fs').writeFileSync(${JSON.stringify(join(s.dir, 'locked'))}, '1'); const until = Date.now() + 150; while (Date.now() < until); db.exec("INSERT INTO u VALUES ('T')"); db.exec('COMMIT'); db.close();`], { stdio: 'inherit' });
+        spawn(
+          process.execPath,
+          [
+            '-e',
+            `const D = require(${JSON.stringify(require.resolve('better-sqlite3'))}); const db = new D(${JSON.stringify(s.dbPath)}, { timeout: 2000 }); db.exec('BEGIN IMMEDIATE'); require('fs').writeFileSync(${JSON.stringify(join(s.dir, 'locked'))}, '1'); const until = Date.now() + 150; while (Date.now() < until); db.exec("INSERT INTO u VALUES ('T')"); db.exec('COMMIT'); db.close();`,
+          ],
+          { stdio: 'inherit' },
+        );
         const wait = new Int32Array(new SharedArrayBuffer(4));
         while (!existsSync(join(s.dir, 'locked'))) Atomics.wait(wait, 0, 0, 5);
       };
@@ -281,7 +321,10 @@ describe('shipper safety', () => {
       const shadows = readdirSync(dirOf).map((f) => readFileSync(join(dirOf, f)));
       const ofCycle = shadows.filter((b) => b.readUInt32BE(16) === cycle);
       const held = ofCycle.some((b) => b.length > 32 && b.includes('committed-in-the-new-cycle'));
-      expect(held || cursor.current!.generation !== generation, 'the new cycle reached the shadow WAL, or continuity was declared lost').toBe(true);
+      expect(
+        held || cursor.current!.generation !== generation,
+        'the new cycle reached the shadow WAL, or continuity was declared lost',
+      ).toBe(true);
       expect(held, 'here nothing stopped the shadow from following the restart').toBe(true);
     } finally {
       db.close();
@@ -293,70 +336,79 @@ describe('shipper safety', () => {
     ['a later commit overwrites them', 1, false],
     ['a later commit overwrites part of them', 12, false],
     ['our checkpoint restarts the WAL over them', 12, true],
-  ] as const)('frames a writer killed mid-commit left in the WAL (SQLite discards them) are never copied: %s', async (_what, phantomRows, checkpointAfter) => {
-    const s = await setup();
-    const start = (minCheckpointPageCount: number) =>
-      startReplication({ dbPath: s.dbPath, replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }], minCheckpointPageCount, monitorIntervalMs: 0 });
-    const r = await start(100_000);
-    open.push(r);
-    // An application connection stays open throughout, so SQLite never runs recovery on the WAL.
-    const app = new Database(s.dbPath, { timeout: 5000 });
-    for (let i = 1; i <= 5; i++) app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(i, 'committed', i);
-    await r.sync();
-    // The phantom: a transaction written into the WAL after the last commit, valid frames and commit flag
-    // included, never published in the wal-index (its writer was killed in between). Made in a scratch
-    // copy that continues the same WAL, then written over the real WAL's tail.
-    const walPath = `${s.dbPath}-wal`;
-    const end = committedWalSize(walPath);
-    const scratch = join(s.dir, 'scratch.db');
-    writeFileSync(scratch, readFileSync(s.dbPath));
-    writeFileSync(`${scratch}-wal`, readFileSync(walPath).subarray(0, end));
-    const other = new Database(scratch);
-    other.pragma('wal_autocheckpoint = 0');
-    other.transaction(() => {
-      for (let i = 0; i < phantomRows; i++) other.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, -1)').run(900 + i, `PHANTOM-MARKER ${'p'.repeat(3000)}`);
-    })();
-    const phantom = readFileSync(`${scratch}-wal`).subarray(end, committedWalSize(`${scratch}-wal`));
-    other.pragma('journal_mode = DELETE');
-    other.close();
-    expect(phantom.length).toBeGreaterThan(0);
-    const fd = openSync(walPath, 'r+');
-    writeSync(fd, phantom, 0, phantom.length, end);
-    closeSync(fd);
-    expect(app.prepare('SELECT count(*) FROM t WHERE n = -1').pluck().get(), 'SQLite does not see them').toBe(0);
-    await r.sync(); // its frames look committed; SQLite's commit point says otherwise
-    if (checkpointAfter) {
-      await r.close();
-      open.splice(0);
-      const again = await start(1); // a checkpoint that restarts the WAL
-      open.push(again);
-      await again.sync();
-      app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(6, 'after the restart', 6);
-      await again.sync();
-      await again.close();
-    } else {
-      app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(6, 'after the phantom', 6); // over the phantom
+  ] as const)(
+    'frames a writer killed mid-commit left in the WAL (SQLite discards them) are never copied: %s',
+    async (_what, phantomRows, checkpointAfter) => {
+      const s = await setup();
+      const start = (minCheckpointPageCount: number) =>
+        startReplication({
+          dbPath: s.dbPath,
+          replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }],
+          minCheckpointPageCount,
+          monitorIntervalMs: 0,
+        });
+      const r = await start(100_000);
+      open.push(r);
+      // An application connection stays open throughout, so SQLite never runs recovery on the WAL.
+      const app = new Database(s.dbPath, { timeout: 5000 });
+      for (let i = 1; i <= 5; i++) app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(i, 'committed', i);
       await r.sync();
-      await r.close();
-    }
-    open.splice(0);
-    app.close();
-    const live = liveIds(s.dbPath);
-    expect(live).toEqual([1, 2, 3, 4, 5, 6]);
-    const restored = await restoredIds(s.replicaDir, s.dir);
-    expect(restored.ours).toEqual(live);
-    expect(restored.litestream).toEqual(live);
-    // Not in any object of the replica, at any point of its history.
-    const client = new FileReplicaClient({ path: s.replicaDir });
-    for (const g of await client.generations()) {
-      for (const seg of await collect(client.walSegments(g))) {
-        const chunks: Buffer[] = [];
-        for await (const c of decodeLz4Frame()(await client.walSegmentReader(seg))) chunks.push(Buffer.from(c));
-        expect(Buffer.concat(chunks).includes('PHANTOM-MARKER'), `segment ${g}/${seg.index}/${seg.offset}`).toBe(false);
+      // The phantom: a transaction written into the WAL after the last commit, valid frames and commit flag
+      // included, never published in the wal-index (its writer was killed in between). Made in a scratch
+      // copy that continues the same WAL, then written over the real WAL's tail.
+      const walPath = `${s.dbPath}-wal`;
+      const end = committedWalSize(walPath);
+      const scratch = join(s.dir, 'scratch.db');
+      writeFileSync(scratch, readFileSync(s.dbPath));
+      writeFileSync(`${scratch}-wal`, readFileSync(walPath).subarray(0, end));
+      const other = new Database(scratch);
+      other.pragma('wal_autocheckpoint = 0');
+      other.transaction(() => {
+        for (let i = 0; i < phantomRows; i++)
+          other.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, -1)').run(900 + i, `PHANTOM-MARKER ${'p'.repeat(3000)}`);
+      })();
+      const phantom = readFileSync(`${scratch}-wal`).subarray(end, committedWalSize(`${scratch}-wal`));
+      other.pragma('journal_mode = DELETE');
+      other.close();
+      expect(phantom.length).toBeGreaterThan(0);
+      const fd = openSync(walPath, 'r+');
+      writeSync(fd, phantom, 0, phantom.length, end);
+      closeSync(fd);
+      expect(app.prepare('SELECT count(*) FROM t WHERE n = -1').pluck().get(), 'SQLite does not see them').toBe(0);
+      await r.sync(); // its frames look committed; SQLite's commit point says otherwise
+      if (checkpointAfter) {
+        await r.close();
+        open.splice(0);
+        const again = await start(1); // a checkpoint that restarts the WAL
+        open.push(again);
+        await again.sync();
+        app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(6, 'after the restart', 6);
+        await again.sync();
+        await again.close();
+      } else {
+        app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(6, 'after the phantom', 6); // over the phantom
+        await r.sync();
+        await r.close();
       }
-    }
-    expect(await client.generations(), 'nothing to break: the history goes on').toHaveLength(1);
-  });
+      open.splice(0);
+      app.close();
+      const live = liveIds(s.dbPath);
+      expect(live).toEqual([1, 2, 3, 4, 5, 6]);
+      const restored = await restoredIds(s.replicaDir, s.dir);
+      expect(restored.ours).toEqual(live);
+      expect(restored.litestream).toEqual(live);
+      // Not in any object of the replica, at any point of its history.
+      const client = new FileReplicaClient({ path: s.replicaDir });
+      for (const g of await client.generations()) {
+        for (const seg of await collect(client.walSegments(g))) {
+          const chunks: Buffer[] = [];
+          for await (const c of decodeLz4Frame()(await client.walSegmentReader(seg))) chunks.push(Buffer.from(c));
+          expect(Buffer.concat(chunks).includes('PHANTOM-MARKER'), `segment ${g}/${seg.index}/${seg.offset}`).toBe(false);
+        }
+      }
+      expect(await client.generations(), 'nothing to break: the history goes on').toHaveLength(1);
+    },
+  );
 
   it("an application's TRUNCATE while the replicator starts (before its read transaction) is waited out, not fatal", async () => {
     const s = await setup();
@@ -394,7 +446,13 @@ function shadowDir(meta: string): string {
 }
 function currentShadow(meta: string): string {
   const dir = shadowDir(meta);
-  return join(dir, readdirSync(dir).filter((f) => f.endsWith('.wal')).sort().at(-1)!);
+  return join(
+    dir,
+    readdirSync(dir)
+      .filter((f) => f.endsWith('.wal'))
+      .sort()
+      .at(-1)!,
+  );
 }
 function shadowSize(meta: string): number {
   return statSync(currentShadow(meta)).size;

@@ -22,7 +22,13 @@ async function writeSome(p: LoggedProcess, db: ReturnType<typeof openSourceDb>, 
   }
 }
 
-const opts = (dir: string) => ({ dbPath: join(dir, 'db.sqlite'), replicaDir: join(dir, 'replica'), syncInterval: '10ms', minCheckpointPageCount: 5, monitorInterval: '50ms' });
+const opts = (dir: string) => ({
+  dbPath: join(dir, 'db.sqlite'),
+  replicaDir: join(dir, 'replica'),
+  syncInterval: '10ms',
+  minCheckpointPageCount: 5,
+  monitorInterval: '50ms',
+});
 
 describe('takeover', () => {
   it('Litestream replicates and stops; stn-replicate resumes the same generation', async () => {

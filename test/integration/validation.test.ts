@@ -38,7 +38,15 @@ async function setup(opts: { validationIntervalMs?: number; prefillRows?: number
   const log = recordingLogger();
   const r = await startReplication({
     dbPath,
-    replicas: [{ name: 'backup', client: new FileReplicaClient({ path: replicaDir }), syncIntervalMs: 10, retentionMs: 0, validationIntervalMs: opts.validationIntervalMs }],
+    replicas: [
+      {
+        name: 'backup',
+        client: new FileReplicaClient({ path: replicaDir }),
+        syncIntervalMs: 10,
+        retentionMs: 0,
+        validationIntervalMs: opts.validationIntervalMs,
+      },
+    ],
     minCheckpointPageCount: 20,
     logger: log,
   });

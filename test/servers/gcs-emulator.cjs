@@ -62,7 +62,8 @@ function conditionsOf(req) {
   let m;
   if (req.method === 'POST' && (m = /^\/upload\/storage\/v1\/b\/([^/]+)\/o$/.exec(url.pathname))) {
     const name = url.searchParams.get('name');
-    if (url.searchParams.get('uploadType') === 'resumable' || !name) return { unsupported: 'a conditional resumable upload, or one without ?name=' };
+    if (url.searchParams.get('uploadType') === 'resumable' || !name)
+      return { unsupported: 'a conditional resumable upload, or one without ?name=' };
     return { bucket: decodeURIComponent(m[1]), object: name, ...conditions };
   }
   if (req.method === 'DELETE' && (m = /^\/storage\/v1\/b\/([^/]+)\/o\/(.+)$/.exec(url.pathname))) {
@@ -103,7 +104,13 @@ function conditional(req, res, emulator, app) {
     if ((c.match !== undefined && c.match !== current) || (c.notMatch !== undefined && c.notMatch === current)) {
       req.resume();
       res.writeHead(412, { 'Content-Type': 'application/json' });
-      const error = { message: CONDITION_NOT_MET, domain: 'global', reason: 'conditionNotMet', locationType: 'header', location: 'If-Match' };
+      const error = {
+        message: CONDITION_NOT_MET,
+        domain: 'global',
+        reason: 'conditionNotMet',
+        locationType: 'header',
+        location: 'If-Match',
+      };
       res.end(JSON.stringify({ error: { code: 412, message: CONDITION_NOT_MET, errors: [error] } }));
       return undefined;
     }

@@ -5,7 +5,20 @@
  * extensions (no posix-rename@openssh.com, no fsync@openssh.com): the server the sftp lease must refuse,
  * and on which uploads take their fallback path.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmdirSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import ssh2 from 'ssh2';
@@ -21,12 +34,23 @@ export interface ReplacingSftpServer {
 }
 
 function attrsOf(st: Stats) {
-  return { mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, atime: Math.floor(st.atimeMs / 1000), mtime: Math.floor(st.mtimeMs / 1000) };
+  return {
+    mode: st.mode,
+    uid: st.uid,
+    gid: st.gid,
+    size: st.size,
+    atime: Math.floor(st.atimeMs / 1000),
+    mtime: Math.floor(st.mtimeMs / 1000),
+  };
 }
 
 function statusOf(err: unknown): number {
   const code = (err as { code?: string }).code;
-  return code === 'ENOENT' ? STATUS_CODE.NO_SUCH_FILE : code === 'EACCES' || code === 'EPERM' ? STATUS_CODE.PERMISSION_DENIED : STATUS_CODE.FAILURE;
+  return code === 'ENOENT'
+    ? STATUS_CODE.NO_SUCH_FILE
+    : code === 'EACCES' || code === 'EPERM'
+      ? STATUS_CODE.PERMISSION_DENIED
+      : STATUS_CODE.FAILURE;
 }
 
 export async function startReplacingSftpServer(): Promise<ReplacingSftpServer> {
@@ -49,13 +73,16 @@ export async function startReplacingSftpServer(): Promise<ReplacingSftpServer> {
           const get = (b: Buffer) => handles.get(b.readUInt32BE(0));
           // Every request answers once: a result, or the status of the error it threw.
           const on = (event: string, fn: (reqid: number, ...args: never[]) => void) =>
-            sftp.on(event as 'OPEN', ((reqid: number, ...args: never[]) => {
-              try {
-                fn(reqid, ...args);
-              } catch (err) {
-                sftp.status(reqid, statusOf(err));
-              }
-            }) as never);
+            sftp.on(
+              event as 'OPEN',
+              ((reqid: number, ...args: never[]) => {
+                try {
+                  fn(reqid, ...args);
+                } catch (err) {
+                  sftp.status(reqid, statusOf(err));
+                }
+              }) as never,
+            );
           on('OPEN', (reqid, path: string, flags: number, attrs: { mode?: number }) => {
             sftp.handle(reqid, newHandle({ fd: openSync(path, flagsToString(flags) ?? 'r', attrs.mode ?? 0o644) }));
           });
@@ -82,7 +109,10 @@ export async function startReplacingSftpServer(): Promise<ReplacingSftpServer> {
             const names = h.names ?? [];
             h.names = [];
             if (names.length === 0) return sftp.status(reqid, STATUS_CODE.EOF);
-            sftp.name(reqid, names.map((filename) => ({ filename, longname: filename, attrs: attrsOf(statSync(resolve(h.dir!, filename))) })));
+            sftp.name(
+              reqid,
+              names.map((filename) => ({ filename, longname: filename, attrs: attrsOf(statSync(resolve(h.dir!, filename))) })),
+            );
           });
           for (const ev of ['STAT', 'LSTAT']) on(ev, (reqid, path: string) => sftp.attrs(reqid, attrsOf(statSync(path))));
           on('MKDIR', (reqid, path: string, attrs: { mode?: number }) => {

@@ -55,7 +55,9 @@ function readPassword(): string {
   try {
     return readFileSync(PASSWORD_FILE, 'utf8').trim();
   } catch (err) {
-    throw new Error(`cannot read ${PASSWORD_FILE} (${(err as Error).message}): run scripts/install-test-tools.sh as root, and the sftp tests as root`);
+    throw new Error(
+      `cannot read ${PASSWORD_FILE} (${(err as Error).message}): run scripts/install-test-tools.sh as root, and the sftp tests as root`,
+    );
   }
 }
 
@@ -143,7 +145,9 @@ export async function startSftpServer(): Promise<SftpServer> {
     writeFileSync(config, sshdConfig(dir, port, penalties));
     const args = ['-D', '-e', '-f', config];
     // Killed by the kernel if the test process dies (its connections end with their clients).
-    const child = existsSync(SETPRIV) ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', SSHD, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(SSHD, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = existsSync(SETPRIV)
+      ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', SSHD, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(SSHD, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     const started = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), 15_000);

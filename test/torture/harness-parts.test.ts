@@ -30,7 +30,7 @@ function appDb(rows: number, order: 'up' | 'down' = 'up'): Database.Database {
 }
 
 describe('content digest', () => {
-  it('is the same for the same content written in another order, and ignores the replicators\' own tables', () => {
+  it("is the same for the same content written in another order, and ignores the replicators' own tables", () => {
     const a = appDb(50, 'up');
     const b = appDb(50, 'down');
     b.exec('CREATE TABLE _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER); INSERT INTO _litestream_seq VALUES (1, 9)');
@@ -40,10 +40,10 @@ describe('content digest', () => {
   it('changes with any row, any blob byte, and any index, trigger or view', () => {
     const base = contentDigest(appDb(20));
     const changes = [
-      'UPDATE items SET body = body || \'x\' WHERE id = 7',
+      "UPDATE items SET body = body || 'x' WHERE id = 7",
       'UPDATE items SET at = 0.30000000000000004 WHERE id = 3',
       'DELETE FROM items WHERE id = 20',
-      "UPDATE big SET data = CAST(zeroblob(5000) AS BLOB) WHERE id = 1",
+      'UPDATE big SET data = CAST(zeroblob(5000) AS BLOB) WHERE id = 1',
       'DROP INDEX items_writer_k',
       'DROP TRIGGER items_del',
       'DROP VIEW writer_totals',
@@ -70,15 +70,26 @@ describe('ledger', () => {
   it('is inserts minus deletes over every writer file; doomed ids apart; a cut last line proves nothing', () => {
     const ledger = join(dir, 'ledger');
     mkdirSync(ledger);
-    writeFileSync(join(ledger, 'a.jsonl'), ledgerLine({ op: 'insert', table: 'items', ids: [1, 2, 3] }) + ledgerLine({ op: 'delete', table: 'items', ids: [10] }) + '{"op":"insert","ta');
-    writeFileSync(join(ledger, 'b.jsonl'), ledgerLine({ op: 'insert', table: 'items', ids: [10, 11] }) + ledgerLine({ op: 'insert', table: 'big', ids: [1] }));
+    writeFileSync(
+      join(ledger, 'a.jsonl'),
+      ledgerLine({ op: 'insert', table: 'items', ids: [1, 2, 3] }) +
+        ledgerLine({ op: 'delete', table: 'items', ids: [10] }) +
+        '{"op":"insert","ta',
+    );
+    writeFileSync(
+      join(ledger, 'b.jsonl'),
+      ledgerLine({ op: 'insert', table: 'items', ids: [10, 11] }) + ledgerLine({ op: 'insert', table: 'big', ids: [1] }),
+    );
     writeFileSync(join(ledger, 'doomed.jsonl'), ledgerLine({ op: 'doomed', table: 'items', ids: [99] }));
     const s = readLedger(ledger);
     expect([...s.committed].sort()).toEqual(['big:1', 'items:1', 'items:11', 'items:2', 'items:3']);
     expect([...s.doomed]).toEqual(['items:99']);
     expect(s.transactions).toBe(4);
     expect(s.unknownDeletes).toEqual([]);
-    expect(diffKeys(s.committed, ['items:1', 'items:2', 'items:11', 'big:1', 'items:99'])).toEqual({ missing: ['items:3'], extra: ['items:99'] });
+    expect(diffKeys(s.committed, ['items:1', 'items:2', 'items:11', 'big:1', 'items:99'])).toEqual({
+      missing: ['items:3'],
+      extra: ['items:99'],
+    });
   });
 });
 
@@ -86,8 +97,10 @@ describe('replicator logs', () => {
   const lines = {
     litestreamCheckpoint: 'time=2026-12-01T21:41:40.643Z level=DEBUG msg=checkpoint db=/d/app.db mode=PASSIVE result=0,4,4',
     oursCheckpoint: 'time=2026-12-01T21:41:47.953Z level=DEBUG msg=checkpoint db=/d/app.db mode=PASSIVE log=4 checkpointed=4 newIndex=1',
-    litestreamGeneration: 'time=2026-12-01T21:41:40.641Z level=INFO msg="sync: new generation" db=/d/app.db generation=3607df68adcde3cd reason="no generation exists"',
-    oursGeneration: 'time=2026-12-01T21:41:49.658Z level=INFO msg="new generation" db=/d/app.db generation=cf7991f81101faa5 reason="wal overwritten by another process"',
+    litestreamGeneration:
+      'time=2026-12-01T21:41:40.641Z level=INFO msg="sync: new generation" db=/d/app.db generation=3607df68adcde3cd reason="no generation exists"',
+    oursGeneration:
+      'time=2026-12-01T21:41:49.658Z level=INFO msg="new generation" db=/d/app.db generation=cf7991f81101faa5 reason="wal overwritten by another process"',
   };
   const others = [
     'time=2026-12-01T21:41:47.953Z level=DEBUG msg="checkpoint skipped: the application holds the write lock" db=/d/app.db mode=PASSIVE',
@@ -95,15 +108,18 @@ describe('replicator logs', () => {
     'time=2026-12-01T21:41:47.952Z level=DEBUG msg="new shadow wal index" db=/d/app.db generation=03d86e0a7487ed1a index=00000001',
   ];
 
-  it('counts both tools\' checkpoints and nothing else', () => {
+  it("counts both tools' checkpoints and nothing else", () => {
     expect(isCheckpointLine(lines.litestreamCheckpoint)).toBe(true);
     expect(isCheckpointLine(lines.oursCheckpoint)).toBe(true);
     for (const l of [...others, lines.oursGeneration]) expect(isCheckpointLine(l), l).toBe(false);
   });
 
-  it('reads both tools\' new-generation lines with their reasons', () => {
+  it("reads both tools' new-generation lines with their reasons", () => {
     expect(parseGenerationLine(lines.litestreamGeneration)).toEqual({ generation: '3607df68adcde3cd', reason: 'no generation exists' });
-    expect(parseGenerationLine(lines.oursGeneration)).toEqual({ generation: 'cf7991f81101faa5', reason: 'wal overwritten by another process' });
+    expect(parseGenerationLine(lines.oursGeneration)).toEqual({
+      generation: 'cf7991f81101faa5',
+      reason: 'wal overwritten by another process',
+    });
     for (const l of others) expect(parseGenerationLine(l), l).toBeUndefined();
   });
 
@@ -133,9 +149,16 @@ describe('replicator logs', () => {
 
 describe('the sqlite3 shell writer', () => {
   it('counts a transaction as committed only when its marker was printed, with the ids its DELETE returned', () => {
-    const script = cliScript({ db: 'x', ledger: 'l', name: 'cli-1', seed: 1, firstId: 100, transactions: 3, rows: [2, 2], bodyBytes: [10, 10], deleteChance: 1 }, new Rng(3));
-    expect(script.transactions.map((t) => t.ids)).toEqual([[100, 101], [102, 103], [104, 105]]);
-    expect(script.sql).toContain(".bail on");
+    const script = cliScript(
+      { db: 'x', ledger: 'l', name: 'cli-1', seed: 1, firstId: 100, transactions: 3, rows: [2, 2], bodyBytes: [10, 10], deleteChance: 1 },
+      new Rng(3),
+    );
+    expect(script.transactions.map((t) => t.ids)).toEqual([
+      [100, 101],
+      [102, 103],
+      [104, 105],
+    ]);
+    expect(script.sql).toContain('.bail on');
     const out = parseCliOutput(script, '7\ncommitted 0\n3\n9\ncommitted 1\n101\n');
     expect(out.committed).toEqual([
       { ids: [100, 101], deleted: [7] },
@@ -164,8 +187,20 @@ describe('the replicator command', () => {
   it('is ours, Litestream, a script run by Node, or any command', () => {
     expect(resolveReplicator('ours', tools)).toEqual({ name: 'ours', cmd: '/usr/bin/node', args: ['/repo/bin/stn-replicate.js'] });
     expect(resolveReplicator('litestream', tools)).toEqual({ name: 'litestream', cmd: '/x/litestream', args: [] });
-    expect(resolveReplicator('/wt/lead/bin/stn-replicate.js', tools)).toEqual({ name: 'lead/stn-replicate.js', cmd: '/usr/bin/node', args: ['/wt/lead/bin/stn-replicate.js'] });
-    expect(resolveReplicator('node /wt/lead/bin/stn-replicate.js', tools)).toEqual({ name: 'lead/stn-replicate.js', cmd: 'node', args: ['/wt/lead/bin/stn-replicate.js'] });
-    expect(resolveReplicator('/opt/litestream-0.5/litestream', tools)).toEqual({ name: 'litestream', cmd: '/opt/litestream-0.5/litestream', args: [] });
+    expect(resolveReplicator('/wt/lead/bin/stn-replicate.js', tools)).toEqual({
+      name: 'lead/stn-replicate.js',
+      cmd: '/usr/bin/node',
+      args: ['/wt/lead/bin/stn-replicate.js'],
+    });
+    expect(resolveReplicator('node /wt/lead/bin/stn-replicate.js', tools)).toEqual({
+      name: 'lead/stn-replicate.js',
+      cmd: 'node',
+      args: ['/wt/lead/bin/stn-replicate.js'],
+    });
+    expect(resolveReplicator('/opt/litestream-0.5/litestream', tools)).toEqual({
+      name: 'litestream',
+      cmd: '/opt/litestream-0.5/litestream',
+      args: [],
+    });
   });
 });

@@ -34,40 +34,47 @@ afterAll(() => {
 const MAX_CHECKPOINTS_PER_SECOND = 5;
 
 describe(`torture, short profile (seed ${seed})`, () => {
-  it.each(['file', 's3', 'abs'] as Backend[])('a %s replica: every commit restored by both tools, one lineage, no checkpoint storm', async (backend) => {
-    expect(missingTools(), 'run scripts/install-test-tools.sh (as root) first').toEqual([]);
-    expect(existsSync(appJs), 'the torture app is built into dist/ (npm run build)').toBe(true);
-    const roundSeed = (seed + ['file', 's3', 'abs'].indexOf(backend)) >>> 0;
-    const r = await runRound(
-      { index: 0, seed: roundSeed, backend, seconds: 15 },
-      {
-        rootDir: dir,
-        replicator: resolveReplicator('ours', tools),
-        tools,
-        appJs,
-        servers: { s3Endpoint: inject('s3Endpoint'), absEndpoint: inject('absEndpoint') },
-        env: cleanEnv({ LANG: 'C' }),
-        asRoot: process.getuid?.() === 0,
-        keep: false,
-        plan: { calmCheckpoints: true },
-        maxCheckpointsPerSecond: MAX_CHECKPOINTS_PER_SECOND,
-      },
-    );
-    kept ||= r.dir !== undefined;
-    const replay = `replay: TORTURE_SEED=${seed} npx vitest run test/torture, or npm run torture -- --replicator ours --seed ${roundSeed} --rounds 1 --backends ${backend} --seconds 15 --calm-checkpoints --max-checkpoints-per-second ${MAX_CHECKPOINTS_PER_SECOND} --keep; kept: ${r.dir ?? '-'}`;
-    // The round did what it is for: faults happened, points in time were recorded.
-    expect(r.pitr.length, replay).toBeGreaterThan(0);
-    expect(r.appKills, replay).toBe(1);
-    // The verdicts, each on its own so a failure names what broke.
-    expect(r.latest.ours, replay).toEqual({ status: 'exact' });
-    expect(r.latest.litestream, replay).toEqual({ status: 'exact' });
-    expect(r.ledger.missing + r.ledger.extra + r.ledger.doomedSeen, replay).toBe(0);
-    for (const p of r.pitr) {
-      expect(p.ours, `${p.at}; ${replay}`).toEqual({ status: 'exact' });
-      expect(['exact', 'nomatch'], `${p.at}: ${JSON.stringify(p.litestream)}; ${replay}`).toContain(p.litestream.status);
-    }
-    expect(r.generations.logged.filter((g) => !g.expected), replay).toEqual([]);
-    expect(r.checkpoints.peakPerSecond, replay).toBeLessThanOrEqual(MAX_CHECKPOINTS_PER_SECOND);
-    expect(r.failures, replay).toEqual([]);
-  }, 150_000);
+  it.each(['file', 's3', 'abs'] as Backend[])(
+    'a %s replica: every commit restored by both tools, one lineage, no checkpoint storm',
+    async (backend) => {
+      expect(missingTools(), 'run scripts/install-test-tools.sh (as root) first').toEqual([]);
+      expect(existsSync(appJs), 'the torture app is built into dist/ (npm run build)').toBe(true);
+      const roundSeed = (seed + ['file', 's3', 'abs'].indexOf(backend)) >>> 0;
+      const r = await runRound(
+        { index: 0, seed: roundSeed, backend, seconds: 15 },
+        {
+          rootDir: dir,
+          replicator: resolveReplicator('ours', tools),
+          tools,
+          appJs,
+          servers: { s3Endpoint: inject('s3Endpoint'), absEndpoint: inject('absEndpoint') },
+          env: cleanEnv({ LANG: 'C' }),
+          asRoot: process.getuid?.() === 0,
+          keep: false,
+          plan: { calmCheckpoints: true },
+          maxCheckpointsPerSecond: MAX_CHECKPOINTS_PER_SECOND,
+        },
+      );
+      kept ||= r.dir !== undefined;
+      const replay = `replay: TORTURE_SEED=${seed} npx vitest run test/torture, or npm run torture -- --replicator ours --seed ${roundSeed} --rounds 1 --backends ${backend} --seconds 15 --calm-checkpoints --max-checkpoints-per-second ${MAX_CHECKPOINTS_PER_SECOND} --keep; kept: ${r.dir ?? '-'}`;
+      // The round did what it is for: faults happened, points in time were recorded.
+      expect(r.pitr.length, replay).toBeGreaterThan(0);
+      expect(r.appKills, replay).toBe(1);
+      // The verdicts, each on its own so a failure names what broke.
+      expect(r.latest.ours, replay).toEqual({ status: 'exact' });
+      expect(r.latest.litestream, replay).toEqual({ status: 'exact' });
+      expect(r.ledger.missing + r.ledger.extra + r.ledger.doomedSeen, replay).toBe(0);
+      for (const p of r.pitr) {
+        expect(p.ours, `${p.at}; ${replay}`).toEqual({ status: 'exact' });
+        expect(['exact', 'nomatch'], `${p.at}: ${JSON.stringify(p.litestream)}; ${replay}`).toContain(p.litestream.status);
+      }
+      expect(
+        r.generations.logged.filter((g) => !g.expected),
+        replay,
+      ).toEqual([]);
+      expect(r.checkpoints.peakPerSecond, replay).toBeLessThanOrEqual(MAX_CHECKPOINTS_PER_SECOND);
+      expect(r.failures, replay).toEqual([]);
+    },
+    150_000,
+  );
 });

@@ -37,7 +37,10 @@ function typeCheck(source: string, dir: string): string[] {
     types: ['node'],
     typeRoots: [join(root, 'node_modules', '@types')],
     // The package by its name, and the example's other imports from this repository's node_modules.
-    paths: { 'stn-replicate': [join(root, 'src', 'index.ts')], '*': [join(root, 'node_modules', '*'), join(root, 'node_modules', '@types', '*')] },
+    paths: {
+      'stn-replicate': [join(root, 'src', 'index.ts')],
+      '*': [join(root, 'node_modules', '*'), join(root, 'node_modules', '@types', '*')],
+    },
   });
   return ts.getPreEmitDiagnostics(program).map((d) => {
     const text = ts.flattenDiagnosticMessageText(d.messageText, '\n');

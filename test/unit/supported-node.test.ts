@@ -31,18 +31,24 @@ const UNSUPPORTED = ['18.20.8', '20.18.3', '21.7.3', '22.11.0', '23.11.1', '25.0
  * dependency fails the test below until it is placed here.
  */
 const FLOAT: Record<string, ['minor' | 'major', string]> = {
-  '@aws-sdk/client-s3': ['minor', 'AWS SDK v3 drops Node versions on Node\'s schedule inside 3.x (Node 20: January 2027)'],
+  '@aws-sdk/client-s3': ['minor', "AWS SDK v3 drops Node versions on Node's schedule inside 3.x (Node 20: January 2027)"],
   '@aws-sdk/lib-storage': ['minor', 'as client-s3, and released with it'],
   '@azure/storage-blob': ['minor', 'the Azure SDK raised its Node floor inside 12.x before'],
   '@google-cloud/storage': ['major', 'Google drops Node versions in majors'],
-  'age-encryption': ['minor', 'pinned exactly: pre-1.0, and every encrypted replica is read through it (its @noble/* dependencies declare node >= 20.19)'],
+  'age-encryption': [
+    'minor',
+    'pinned exactly: pre-1.0, and every encrypted replica is read through it (its @noble/* dependencies declare node >= 20.19)',
+  ],
   'better-sqlite3': ['major', 'its engines list Node lines per major; 13.x crashes on Node 20'],
   'cli-progress': ['major', 'engines >=4, unchanged for years'],
   commander: ['major', 'drops Node versions in majors (14: Node 20)'],
   lz4: ['major', 'a ^0.6 range is already one minor line'],
   'lz4-napi': ['minor', 'held to one minor line since it was chosen (prebuilt binaries per platform)'],
   'prom-client': ['minor', 'pinned exactly: the metrics exposition only (engines ^16 || ^18 || >=20 at 15.1.3)'],
-  ssh2: ['minor', 'the SSH protocol stack under the sftp backend (engines >=10.16): its algorithm lists and defaults change in minors, so it moves deliberately'],
+  ssh2: [
+    'minor',
+    'the SSH protocol stack under the sftp backend (engines >=10.16): its algorithm lists and defaults change in minors, so it moves deliberately',
+  ],
   'xxhash-wasm': ['major', 'WebAssembly, no engines'],
   yaml: ['major', 'engines >=14.6 across 2.x'],
 };
@@ -100,7 +106,12 @@ describe('supported Node versions', () => {
       console.log(JSON.stringify({ version: process.version, modules: process.versions.modules, sqlite, lz4: n === input.length && out.equals(input) }));`;
     const r = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' });
     expect(r.stderr).toBe('');
-    expect(JSON.parse(r.stdout)).toEqual({ version: process.version, modules: process.versions.modules, sqlite: expect.stringMatching(/^3\./), lz4: true });
+    expect(JSON.parse(r.stdout)).toEqual({
+      version: process.version,
+      modules: process.versions.modules,
+      sqlite: expect.stringMatching(/^3\./),
+      lz4: true,
+    });
   });
 
   it('no test, benchmark or script starts a bare `node` (it would be the machine Node, not the one under test)', () => {

@@ -47,7 +47,18 @@ async function showLeases(replicas: readonly ReplicaSource[], io: CliIo): Promis
       const h = state?.record.holder;
       if (!state) rows.push(none('none'));
       else if (!h) rows.push([r.name, 'released', '', '', '', '', state.record.releasedAt ?? '', '', `${state.record.ttlMs / 1000}s`]);
-      else rows.push([r.name, 'held', h.host, String(h.pid), h.instance, h.generation ?? '', state.record.acquiredAt, state.record.renewedAt, `${state.record.ttlMs / 1000}s`]);
+      else
+        rows.push([
+          r.name,
+          'held',
+          h.host,
+          String(h.pid),
+          h.instance,
+          h.generation ?? '',
+          state.record.acquiredAt,
+          state.record.renewedAt,
+          `${state.record.ttlMs / 1000}s`,
+        ]);
     } catch (err) {
       code = 1;
       io.stderr.write(`error: replica ${r.name}: ${describeError(err)}\n`);
@@ -66,7 +77,9 @@ async function breakLeases(replicas: readonly ReplicaSource[], instance: string,
       if (!supportsLease(r.client)) throw new ReplicateError('LEASE_UNSUPPORTED', `${r.client.type} replicas have no atomic lease`);
       const was = await breakLease(r.client, instance);
       broken++;
-      io.stdout.write(`replica ${r.name}: lease broken (was held by ${describeHolder(was.record.holder!)} since ${was.record.acquiredAt}, last renewed ${was.record.renewedAt})\n`);
+      io.stdout.write(
+        `replica ${r.name}: lease broken (was held by ${describeHolder(was.record.holder!)} since ${was.record.acquiredAt}, last renewed ${was.record.renewedAt})\n`,
+      );
     } catch (err) {
       failed++;
       io.stderr.write(`error: replica ${r.name}: ${describeError(err)}\n`);

@@ -18,7 +18,12 @@ interface ListFlags extends ConfigFlags {
 }
 
 /** Runs `fn` for every replica; a failing replica is reported and the command ends non-zero after the rest. */
-async function eachReplica<T>(io: CliIo, ctx: RunContext, replicas: readonly ReplicaSource[], fn: (r: ReplicaSource) => Promise<T[]>): Promise<T[]> {
+async function eachReplica<T>(
+  io: CliIo,
+  ctx: RunContext,
+  replicas: readonly ReplicaSource[],
+  fn: (r: ReplicaSource) => Promise<T[]>,
+): Promise<T[]> {
   const out: T[] = [];
   let failed = 0;
   for (const r of replicas) {
@@ -62,7 +67,12 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
       let dbUpdatedAt = Date.now();
       if (t.db) {
         const times = await Promise.all(
-          [t.db.path, `${t.db.path}-wal`].map((p) => stat(p).then((s) => s.mtimeMs, () => undefined)),
+          [t.db.path, `${t.db.path}-wal`].map((p) =>
+            stat(p).then(
+              (s) => s.mtimeMs,
+              () => undefined,
+            ),
+          ),
         );
         const known = times.filter((x): x is number => x !== undefined);
         if (known.length > 0) dbUpdatedAt = Math.max(...known);
@@ -70,8 +80,13 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
       const local = t.db ? await localGeneration(t.db.metaPath ?? defaultMetaPath(t.db.path)) : undefined;
       const rows = await eachReplica(io, ctx, t.replicas, async (r) => {
         // Oldest first within each replica (Litestream lists by name, which for our names is newest first).
-        const gens = generationRows(await listReplica(r, { signal: io.signal })).sort((a, b) => a.start.getTime() - b.start.getTime() || cmp(a.generation, b.generation));
-        const newest = gens.reduce<GenerationRow | undefined>((best, g) => (g.restorableFrom && (!best || g.end >= best.end) ? g : best), undefined);
+        const gens = generationRows(await listReplica(r, { signal: io.signal })).sort(
+          (a, b) => a.start.getTime() - b.start.getTime() || cmp(a.generation, b.generation),
+        );
+        const newest = gens.reduce<GenerationRow | undefined>(
+          (best, g) => (g.restorableFrom && (!best || g.end >= best.end) ? g : best),
+          undefined,
+        );
         return gens.map((g) => ({ g, current: local !== undefined ? g.generation === local : g === newest }));
       });
       io.stdout.write(
@@ -92,9 +107,10 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
       // The explanation goes to stderr so that stdout stays a table for scripts.
       if (rows.length > 0) {
         const listed = rows.some((x) => x.current);
-        const which = local !== undefined
-          ? `current: the generation ${t.db!.path} is on (${local}${listed ? '' : ', in no replica yet'})`
-          : 'current: the newest generation of each replica (a restore of the latest state takes the newest across replicas)';
+        const which =
+          local !== undefined
+            ? `current: the generation ${t.db!.path} is on (${local}${listed ? '' : ', in no replica yet'})`
+            : 'current: the newest generation of each replica (a restore of the latest state takes the newest across replicas)';
         io.stderr.write(`restorable: any -timestamp from a generation's start to its end (a later one restores its end); ${which}\n`);
       }
     });
@@ -148,6 +164,11 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
       const { loadCliConfig } = await target();
       const { replicaName } = await import('../../config/config.js');
       const config = await loadCliConfig(flags, io);
-      io.stdout.write(formatTable(['path', 'replicas'], config.dbs.map((db) => [db.path, db.replicas.map(replicaName).join(',')])));
+      io.stdout.write(
+        formatTable(
+          ['path', 'replicas'],
+          config.dbs.map((db) => [db.path, db.replicas.map(replicaName).join(',')]),
+        ),
+      );
     });
 }

@@ -107,7 +107,14 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     // Node's process_* and nodejs_* metrics, where Litestream has Go's process_* and go_*.
     collectDefaultMetrics({ register: registry });
     // Not healthy until every database replicates (a start-up restore can take minutes).
-    server = await startMetricsServer({ addr: bind, replications: () => started, healthMaxLagMs: metrics.healthMaxLagMs, registry, logger: log, starting: () => starting });
+    server = await startMetricsServer({
+      addr: bind,
+      replications: () => started,
+      healthMaxLagMs: metrics.healthMaxLagMs,
+      registry,
+      logger: log,
+      starting: () => starting,
+    });
   }
 
   const stop = new AbortController();
@@ -135,8 +142,10 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
   const onSignal = (sig: NodeJS.Signals) => {
     signalled = sig;
     log.info('signal received, shutting down', { signal: sig });
-    if (child && child.exitCode === null) child.kill(sig); // the app stops first; we follow when it exits
-    else if (acquiringLeases) leaseWait.abort(); // only a wait for another holder ends here (see below)
+    if (child && child.exitCode === null)
+      child.kill(sig); // the app stops first; we follow when it exits
+    else if (acquiringLeases)
+      leaseWait.abort(); // only a wait for another holder ends here (see below)
     else if (!starting || restoringAtStartup) stop.abort();
   };
   // A signal caught while this command was loading and reading its config arrives here now: replication
@@ -162,7 +171,11 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
       if (!waiting) {
         const code = err instanceof ReplicateError ? err.code : 'IO';
         const details = err instanceof ReplicateError ? err.details : {};
-        throw new ReplicateError(code, `${describeError(err)}; nothing was written, not replicating${execWords !== undefined ? ' and not starting the application' : ''}`, { cause: err, details });
+        throw new ReplicateError(
+          code,
+          `${describeError(err)}; nothing was written, not replicating${execWords !== undefined ? ' and not starting the application' : ''}`,
+          { cause: err, details },
+        );
       }
       // A standby instance stopped while it waited (a rolling deployment ending): nothing was written.
       await Promise.all(leases.map((l) => l.release()));
@@ -201,7 +214,9 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
     if (signalled) stop.abort();
     // The first sync before the app starts; a replica that is down must not keep the app from starting.
     // (Not when a stop came during start-up: the final sync below is the one that counts.)
-    if (!stop.signal.aborted) for (const r of started) await r.sync().catch((err: unknown) => log.error('initial sync incomplete', { db: r.dbPath, error: describeError(err) }));
+    if (!stop.signal.aborted)
+      for (const r of started)
+        await r.sync().catch((err: unknown) => log.error('initial sync incomplete', { db: r.dbPath, error: describeError(err) }));
 
     if (execWords !== undefined && !stop.signal.aborted) {
       const [cmd, ...args] = execWords;
@@ -214,7 +229,10 @@ async function replicate(db: string | undefined, urls: string[], flags: Replicat
         });
         child!.once('exit', (code, sig) => resolve(code ?? (sig ? 128 + (signalNumber(sig) ?? 1) : 1)));
       });
-      childExit.then(() => stop.abort(), () => stop.abort());
+      childExit.then(
+        () => stop.abort(),
+        () => stop.abort(),
+      );
     }
     if (!stop.signal.aborted) {
       // The library's watchers and timers do not keep the process alive on purpose; the command does.
@@ -274,13 +292,26 @@ async function restoreAtStartup(dbPath: string, opts: ReplicationSpecOptions, si
       const now = Date.now();
       if (now - lastLog < PROGRESS_LOG_MS) return;
       lastLog = now;
-      log.info('restoring', { db: dbPath, phase: p.phase, downloaded: `${p.bytesDone}/${p.bytesTotal} bytes`, indexes: `${p.indexesApplied}/${p.indexesTotal}` });
+      log.info('restoring', {
+        db: dbPath,
+        phase: p.phase,
+        downloaded: `${p.bytesDone}/${p.bytesTotal} bytes`,
+        indexes: `${p.indexesApplied}/${p.indexesTotal}`,
+      });
     },
   }).catch((err: unknown) => {
-    if (signal.aborted) throw new ReplicateError('ABORTED', '-restore-if-db-not-exists: interrupted by a signal; nothing was written, not starting the application', { cause: err });
+    if (signal.aborted)
+      throw new ReplicateError(
+        'ABORTED',
+        '-restore-if-db-not-exists: interrupted by a signal; nothing was written, not starting the application',
+        { cause: err },
+      );
     const code = err instanceof ReplicateError ? err.code : 'IO';
     const details = err instanceof ReplicateError ? { ...err.details, startupRestore: true } : { startupRestore: true };
-    throw new ReplicateError(code, `-restore-if-db-not-exists: ${describeError(err)}; not replicating and not starting the application`, { cause: err, details });
+    throw new ReplicateError(code, `-restore-if-db-not-exists: ${describeError(err)}; not replicating and not starting the application`, {
+      cause: err,
+      details,
+    });
   });
   if (outcome.kind === 'no-backup') log.info('no backup exists yet: first start, the application creates the database', { db: dbPath });
 }

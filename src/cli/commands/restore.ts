@@ -48,7 +48,10 @@ export function registerRestore(program: Command, io: CliIo): void {
     .option('--integrity-check <mode>', `check the restored database: ${INTEGRITY_CHECKS.join('|')}`, 'quick')
     .option('--stop-at-gap', 'on a missing WAL index or segment, restore up to the last consistent point instead of failing')
     .option('--dry-run', 'print what would be restored (replica, generation, snapshot, WAL segments, bytes) without downloading or writing')
-    .option('--replace-existing', 'when the output exists: after a successful restore, move it and its -wal/-shm aside (<db>.replaced-<time>) and put the restored database in its place; refused while the database is in use')
+    .option(
+      '--replace-existing',
+      'when the output exists: after a successful restore, move it and its -wal/-shm aside (<db>.replaced-<time>) and put the restored database in its place; refused while the database is in use',
+    )
     .action(async (target: string | undefined, flags: RestoreFlags) => {
       const index = flags.index === undefined ? undefined : parseHexIndex(flags.index);
       const timestamp = flags.timestamp === undefined ? undefined : parseTimestamp(flags.timestamp);
@@ -101,7 +104,15 @@ export function registerRestore(program: Command, io: CliIo): void {
       try {
         // The restore marker (a SHA-256 of the whole file) only when replication will use it.
         const restoreMarker = t.db?.continueAfterRestore === true;
-        const result = await restore(t.replicas, { ...what, outputPath: output, parallelism, integrityCheck, restoreMarker, replaceExisting, onProgress: progress?.update });
+        const result = await restore(t.replicas, {
+          ...what,
+          outputPath: output,
+          parallelism,
+          integrityCheck,
+          restoreMarker,
+          replaceExisting,
+          onProgress: progress?.update,
+        });
         progress?.stop();
         io.stderr.write(formatRestoreResult(result));
         if (result.stoppedAt) io.stderr.write(`warning: restore stopped early at a gap: ${result.stoppedAt}\n`);
@@ -165,7 +176,10 @@ export function formatRestorePreview(p: RestorePreview, opts: { ifDbNotExists?: 
     ['replica', `${p.replica} (${p.replicaType}, ${p.replicaLocation})`],
     ['generation', p.generation],
     ['target', formatTarget(p.target)],
-    ['snapshot', `index ${formatIndex(p.snapshot.index)}, ${plural(p.snapshot.size, 'byte', 'bytes')}, created ${p.snapshot.createdAt.toISOString()}`],
+    [
+      'snapshot',
+      `index ${formatIndex(p.snapshot.index)}, ${plural(p.snapshot.size, 'byte', 'bytes')}, created ${p.snapshot.createdAt.toISOString()}`,
+    ],
     ['wal', wal],
     ['download', `${plural(p.bytesTotal, 'byte', 'bytes')} (stored size of the snapshot and WAL segments)`],
     ['state at', p.stateAt.toISOString()],

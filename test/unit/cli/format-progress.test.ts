@@ -6,9 +6,15 @@ import { createProgress } from '../../../src/cli/progress.js';
 
 describe('listing format', () => {
   it('aligns columns like Go tabwriter (padding 2, last column unpadded)', () => {
-    expect(formatTable(['replica', 'generation', 'index'], [['file', '0a851050c2809a8a', '0'], ['s3', 'b', '12']])).toBe(
-      'replica  generation        index\nfile     0a851050c2809a8a  0\ns3       b                 12\n',
-    );
+    expect(
+      formatTable(
+        ['replica', 'generation', 'index'],
+        [
+          ['file', '0a851050c2809a8a', '0'],
+          ['s3', 'b', '12'],
+        ],
+      ),
+    ).toBe('replica  generation        index\nfile     0a851050c2809a8a  0\ns3       b                 12\n');
   });
   it('prints RFC 3339 UTC seconds, truncated', () => {
     expect(formatTimestamp(new Date('2026-11-28T16:39:39.999Z'))).toBe('2026-11-28T16:39:39Z');
@@ -27,12 +33,32 @@ describe('listing format', () => {
 
 describe('argument normalisation', () => {
   it('accepts single-dash long flags and leaves the rest alone', () => {
-    expect(normalizeArgs(['restore', '-timestamp', 'T', '-o', 'x', '-if-db-not-exists', '-config=/a.yml', '--index', '1', '-h', '--', '-replica'])).toEqual([
-      'restore', '--timestamp', 'T', '-o', 'x', '--if-db-not-exists', '--config=/a.yml', '--index', '1', '-h', '--', '-replica',
-    ]);
+    expect(
+      normalizeArgs([
+        'restore',
+        '-timestamp',
+        'T',
+        '-o',
+        'x',
+        '-if-db-not-exists',
+        '-config=/a.yml',
+        '--index',
+        '1',
+        '-h',
+        '--',
+        '-replica',
+      ]),
+    ).toEqual(['restore', '--timestamp', 'T', '-o', 'x', '--if-db-not-exists', '--config=/a.yml', '--index', '1', '-h', '--', '-replica']);
   });
   it('splits -o=PATH (commander would take "=PATH" as the value), also when PATH holds "="', () => {
-    expect(normalizeArgs(['restore', '-o=/tmp/a=b.db', 'file:///r', '--', '-o=x'])).toEqual(['restore', '-o', '/tmp/a=b.db', 'file:///r', '--', '-o=x']);
+    expect(normalizeArgs(['restore', '-o=/tmp/a=b.db', 'file:///r', '--', '-o=x'])).toEqual([
+      'restore',
+      '-o',
+      '/tmp/a=b.db',
+      'file:///r',
+      '--',
+      '-o=x',
+    ]);
   });
 });
 

@@ -27,7 +27,9 @@ describe('holderGoneOnThisHost', () => {
   });
 
   it('is true for another instance recorded with our own pid (an earlier run of this process id)', () => {
-    expect(holderGoneOnThisHost({ host: hostname(), pid: process.pid, instance: 'x', pidNamespace: ns ?? 'none' }, ns ?? 'none')).toBe(true);
+    expect(holderGoneOnThisHost({ host: hostname(), pid: process.pid, instance: 'x', pidNamespace: ns ?? 'none' }, ns ?? 'none')).toBe(
+      true,
+    );
   });
 
   it('never judges a holder of another host or pid namespace, or without a namespace', async () => {
@@ -57,7 +59,9 @@ describe('leaseFor', () => {
     expect(leaseFor('abs', abs, {}, log)?.client).toBe(abs);
     // A client of any other kind without the lease primitives is refused unless lease: false.
     const custom = Object.assign(Object.create(file) as FileReplicaClient, { type: 'custom', readLease: undefined, writeLease: undefined });
-    expect(() => leaseFor('custom', custom, {}, log)).toThrow(expect.objectContaining({ code: 'LEASE_UNSUPPORTED', message: expect.stringMatching(/set lease: false/) }));
+    expect(() => leaseFor('custom', custom, {}, log)).toThrow(
+      expect.objectContaining({ code: 'LEASE_UNSUPPORTED', message: expect.stringMatching(/set lease: false/) }),
+    );
     expect(leaseFor('custom', custom, { lease: false }, log)).toBeUndefined();
     expect(log.lines.map((l) => [l.level, l.msg.slice(0, 40)])).toEqual([
       ['warn', 'replicating without a lease (lease: fals'],

@@ -23,7 +23,15 @@ describe('FileReplicaClient: recycled read buffers', () => {
     for (let i = 0; i < 13; i++) parts.push(randomBytes(1_500_000 + i * 7919), Buffer.alloc(600_000 + i * 104_729, i));
     const data = Buffer.concat(parts);
     const gen = '0123456789abcdef';
-    await client.writeSnapshot(gen, 1, encodeLz4Frame((async function* () { yield data; })()));
+    await client.writeSnapshot(
+      gen,
+      1,
+      encodeLz4Frame(
+        (async function* () {
+          yield data;
+        })(),
+      ),
+    );
 
     const digest = async (recycle: boolean) => {
       const h = createHash('sha256');

@@ -1,11 +1,19 @@
 /** Host key trust for sftp replicas: public key lines and known_hosts, read as OpenSSH reads them. */
 import { describe, expect, it } from 'vitest';
-import { fingerprint, judgeHostKey, knownHostsKeys, knownHostsName, parseHostKeyLines, preferredHostKeyAlgorithms } from '../../../src/client/ssh-host-keys.js';
+import {
+  fingerprint,
+  judgeHostKey,
+  knownHostsKeys,
+  knownHostsName,
+  parseHostKeyLines,
+  preferredHostKeyAlgorithms,
+} from '../../../src/client/ssh-host-keys.js';
 
 // Made with ssh-keygen; the fingerprints are `ssh-keygen -lf`'s.
 const ED = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKVkBcB1F9n9UCRZp5mTzF3s6TI9VRHlXhR6xOKczrL0';
 const ED_FP = 'SHA256:3JmLusU+mtScBBwKT6uPhncz+0XapvdDAXf/nYMSGww';
-const EC = 'ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBDGvyJioYtrvXYyybtjSLv/khjFzUSHrXVb9n87/onLCLpE/q9hdqS25Ha6G1nU6lBFc/tYLKBr/+dgVfR3gFW0=';
+const EC =
+  'ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBDGvyJioYtrvXYyybtjSLv/khjFzUSHrXVb9n87/onLCLpE/q9hdqS25Ha6G1nU6lBFc/tYLKBr/+dgVfR3gFW0=';
 const EC_FP = 'SHA256:mh6LmtOHdBpR1Gpf6IY+XMX9Yzwemdo5ehoQDhiEZUE';
 /** `[db.example.com]:2222 <ED>` hashed by `ssh-keygen -H`. */
 const HASHED = `|1|5Kqy/knlOdx+OnTA2EW0fHzHRxc=|/XRx5qbfyWLsBiIBzdZPQ+W3qY4= ${ED}`;

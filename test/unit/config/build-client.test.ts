@@ -29,14 +29,21 @@ describe('buildReplicaClient', () => {
     const c = buildReplicaClient({ type: 's3', bucket: 'bkt', path: 'station-db' });
     expect(c.type).toBe('s3');
     expect(c.location).toBe('s3://bkt/station-db');
-    expect(c.snapshotLocation('0123456789abcdef', 1)).toBe('s3://bkt/station-db/generations/0123456789abcdef/snapshots/00000001.snapshot.lz4');
+    expect(c.snapshotLocation('0123456789abcdef', 1)).toBe(
+      's3://bkt/station-db/generations/0123456789abcdef/snapshots/00000001.snapshot.lz4',
+    );
     expect(errorOf(() => buildReplicaClient({ type: 's3' })).message).toBe('bucket required for s3 replica');
   });
 
   it('builds an abs client, with the key from the config or LITESTREAM_AZURE_ACCOUNT_KEY', () => {
-    const c = buildReplicaClient({ type: 'abs', bucket: 'cont', path: 'db', accountName: 'acct' }, { LITESTREAM_AZURE_ACCOUNT_KEY: 'a2V5' });
+    const c = buildReplicaClient(
+      { type: 'abs', bucket: 'cont', path: 'db', accountName: 'acct' },
+      { LITESTREAM_AZURE_ACCOUNT_KEY: 'a2V5' },
+    );
     expect(c.location).toBe('abs://acct@cont/db');
-    expect(errorOf(() => buildReplicaClient({ type: 'abs', bucket: 'cont', accountName: 'acct' })).message).toMatch(/account key required for abs replica/);
+    expect(errorOf(() => buildReplicaClient({ type: 'abs', bucket: 'cont', accountName: 'acct' })).message).toMatch(
+      /account key required for abs replica/,
+    );
   });
 
   it('builds a gcs client; the bucket root and STORAGE_EMULATOR_HOST in either form', () => {
@@ -51,26 +58,45 @@ describe('buildReplicaClient', () => {
   });
 
   it('builds an sftp client (no connection yet): known_hosts by default, ~ expanded, the password never in its location', () => {
-    const c = buildReplicaClient({ type: 'sftp', host: 'nas.local:2222', user: 'backup', password: 'hunter2', path: '/srv/db', keyPath: '~/.ssh/id_ed25519' }, {}, '/home/me');
+    const c = buildReplicaClient(
+      { type: 'sftp', host: 'nas.local:2222', user: 'backup', password: 'hunter2', path: '/srv/db', keyPath: '~/.ssh/id_ed25519' },
+      {},
+      '/home/me',
+    );
     expect(c.type).toBe('sftp');
     expect(c.location).toBe('sftp://backup@nas.local:2222/srv/db');
-    expect(c.snapshotLocation('0123456789abcdef', 1)).toBe('sftp://backup@nas.local:2222/srv/db/generations/0123456789abcdef/snapshots/00000001.snapshot.lz4');
+    expect(c.snapshotLocation('0123456789abcdef', 1)).toBe(
+      'sftp://backup@nas.local:2222/srv/db/generations/0123456789abcdef/snapshots/00000001.snapshot.lz4',
+    );
     const options = (c as unknown as { options: Record<string, unknown> }).options;
     expect(options).toMatchObject({ knownHostsPath: '/home/me/.ssh/known_hosts', keyPath: '/home/me/.ssh/id_ed25519' });
     // A relative path is below the login directory; port 22 by default.
-    expect(buildReplicaClient({ type: 'sftp', host: 'h', user: 'u', path: 'db', knownHostsPath: '/k' }).location).toBe('sftp://u@h:22/~/db');
+    expect(buildReplicaClient({ type: 'sftp', host: 'h', user: 'u', path: 'db', knownHostsPath: '/k' }).location).toBe(
+      'sftp://u@h:22/~/db',
+    );
   });
 
   it('sftp: one way to trust the host key, a parsable host-key, and a home for the default known_hosts', () => {
     const base = { type: 'sftp' as const, host: 'h', user: 'u' };
-    expect(errorOf(() => buildReplicaClient({ ...base, hostKey: 'ssh-ed25519 AAAA', knownHostsPath: '/k' }, {}, '/home/me'))).toMatchObject({
+    expect(errorOf(() => buildReplicaClient({ ...base, hostKey: 'ssh-ed25519 AAAA', knownHostsPath: '/k' }, {}, '/home/me'))).toMatchObject(
+      {
+        code: 'CONFIG',
+        message: 'sftp replica: host-key and known-hosts-path are given together; give one',
+      },
+    );
+    expect(
+      errorOf(() => buildReplicaClient({ ...base, insecureIgnoreHostKey: true, knownHostsPath: '/k' }, {}, '/home/me')).message,
+    ).toMatch(/known-hosts-path and insecure-ignore-host-key are given together/);
+    expect(errorOf(() => buildReplicaClient({ ...base, hostKey: 'not a key' }, {}, '/home/me'))).toMatchObject({
       code: 'CONFIG',
-      message: 'sftp replica: host-key and known-hosts-path are given together; give one',
+      message: expect.stringMatching(/host-key: line 1 is not an SSH public key/),
     });
-    expect(errorOf(() => buildReplicaClient({ ...base, insecureIgnoreHostKey: true, knownHostsPath: '/k' }, {}, '/home/me')).message).toMatch(/known-hosts-path and insecure-ignore-host-key are given together/);
-    expect(errorOf(() => buildReplicaClient({ ...base, hostKey: 'not a key' }, {}, '/home/me'))).toMatchObject({ code: 'CONFIG', message: expect.stringMatching(/host-key: line 1 is not an SSH public key/) });
-    expect(errorOf(() => buildReplicaClient(base)).message).toMatch(/no home directory for the default ~\/.ssh\/known_hosts; set known-hosts-path or host-key/);
-    expect(errorOf(() => buildReplicaClient({ ...base, host: 'h:x', knownHostsPath: '/k' })).message).toMatch(/sftp replica host "h:x" is not "host" or "host:port"/);
+    expect(errorOf(() => buildReplicaClient(base)).message).toMatch(
+      /no home directory for the default ~\/.ssh\/known_hosts; set known-hosts-path or host-key/,
+    );
+    expect(errorOf(() => buildReplicaClient({ ...base, host: 'h:x', knownHostsPath: '/k' })).message).toMatch(
+      /sftp replica host "h:x" is not "host" or "host:port"/,
+    );
     expect(buildReplicaClient({ ...base, insecureIgnoreHostKey: true }).type).toBe('sftp');
   });
 });
@@ -82,7 +108,15 @@ describe('replicaFromUrl (command-line URL forms)', () => {
     ['s3://bkt/db', { type: 's3', url: 's3://bkt/db', bucket: 'bkt', path: 'db' }],
     [
       's3://bkt.localhost:9000/db',
-      { type: 's3', url: 's3://bkt.localhost:9000/db', bucket: 'bkt', path: 'db', region: 'us-east-1', endpoint: 'http://localhost:9000', forcePathStyle: true },
+      {
+        type: 's3',
+        url: 's3://bkt.localhost:9000/db',
+        bucket: 'bkt',
+        path: 'db',
+        region: 'us-east-1',
+        endpoint: 'http://localhost:9000',
+        forcePathStyle: true,
+      },
     ],
     ['gcs://bkt', { type: 'gcs', url: 'gcs://bkt', bucket: 'bkt', path: '.' }],
     ['abs://acct@cont/x/y', { type: 'abs', url: 'abs://acct@cont/x/y', bucket: 'cont', path: 'x/y', accountName: 'acct' }],

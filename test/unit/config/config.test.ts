@@ -131,7 +131,14 @@ describe('parseConfig: a full litestream.yml', () => {
     const [abs, gcs, sftp, b2] = c.dbs[1]!.replicas;
     expect(abs).toMatchObject({ type: 'abs', bucket: 'cont', path: 'p', accountName: 'acct', accountKey: 'KEY==' });
     expect(gcs).toMatchObject({ type: 'gcs', bucket: 'gbkt', path: 'a/b', accessKeyId: 'OWNKEY', secretAccessKey: 'TOPSECRET' });
-    expect(sftp).toMatchObject({ type: 'sftp', host: 'nas.local:2222', user: 'backup', password: 'pw', path: '/srv/db', keyPath: '~/.ssh/id_ed25519' });
+    expect(sftp).toMatchObject({
+      type: 'sftp',
+      host: 'nas.local:2222',
+      user: 'backup',
+      password: 'pw',
+      path: '/srv/db',
+      keyPath: '~/.ssh/id_ed25519',
+    });
     expect(b2).toMatchObject({
       type: 's3',
       name: 'b2',
@@ -146,7 +153,8 @@ describe('parseConfig: a full litestream.yml', () => {
 });
 
 describe('parseConfig: details', () => {
-  const one = (replica: string, extra = '') => `${extra}dbs:\n  - path: /db\n    replicas:\n      - ${replica.replace(/\n/g, '\n        ')}\n`;
+  const one = (replica: string, extra = '') =>
+    `${extra}dbs:\n  - path: /db\n    replicas:\n      - ${replica.replace(/\n/g, '\n        ')}\n`;
 
   it('keeps $VAR literally with -no-expand-env', () => {
     const c = parseConfig(one('path: /r/$HOME/${X:-y}'), { ...base, expandEnv: false, env: { HOME: '/x' } });
@@ -212,14 +220,20 @@ describe('parseConfig: details', () => {
 
   it('keeps an explicit force-path-style unless the URL host asks for path style (as Litestream)', () => {
     const r = (s: string) => parseConfig(one(s), base).dbs[0]!.replicas[0]!;
-    expect(r('url: s3://bkt.localhost:9000/db\nforce-path-style: false')).toMatchObject({ forcePathStyle: true, endpoint: 'http://localhost:9000' });
+    expect(r('url: s3://bkt.localhost:9000/db\nforce-path-style: false')).toMatchObject({
+      forcePathStyle: true,
+      endpoint: 'http://localhost:9000',
+    });
     expect(r('url: s3://bkt/db\nforce-path-style: false').forcePathStyle).toBe(false);
     expect(r('url: s3://bkt/db')).not.toHaveProperty('forcePathStyle');
     expect(r('url: s3://bkt.localhost/db\nregion: eu-1\nendpoint: http://x')).toMatchObject({ region: 'eu-1', endpoint: 'http://x' });
   });
 
   it('warns about unknown keys (Litestream ignores them silently) and suggests the kebab-case key', () => {
-    const c = parseConfig(one('path: /r\nexit-on-error: true\nsyncInterval: 1s\nsync_interval: 1s', 'loging:\n  level: debug\nlogging:\n  level: verbose\n'), base);
+    const c = parseConfig(
+      one('path: /r\nexit-on-error: true\nsyncInterval: 1s\nsync_interval: 1s', 'loging:\n  level: debug\nlogging:\n  level: verbose\n'),
+      base,
+    );
     expect(c.logging.level).toBe('info');
     expect(c.warnings).toEqual([
       `config ${SRC}: unknown key "loging" ignored`,
@@ -251,14 +265,20 @@ describe('parseConfig: details', () => {
   });
 
   it.each([
-    ['debug', 'debug'], ['INFO', 'info'], ['Warn', 'warn'], ['warning', 'warn'], ['ERROR', 'error'], ['', 'info'],
+    ['debug', 'debug'],
+    ['INFO', 'info'],
+    ['Warn', 'warn'],
+    ['warning', 'warn'],
+    ['ERROR', 'error'],
+    ['', 'info'],
   ])('logging.level %j -> %s', (level, out) => {
     expect(parseConfig(`logging:\n  level: "${level}"\n`, base).logging.level).toBe(out);
   });
 });
 
 describe('parseConfig: errors name the file and the place', () => {
-  const db = (replica: string) => `dbs:\n  - path: /db\n    replicas:\n      - path: /ok\n      - ${replica.replace(/\n/g, '\n        ')}\n`;
+  const db = (replica: string) =>
+    `dbs:\n  - path: /db\n    replicas:\n      - path: /ok\n      - ${replica.replace(/\n/g, '\n        ')}\n`;
   const P = `config ${SRC}: dbs[0].replicas[1]`;
   it.each([
     [db('type: ftp'), 'UNKNOWN_REPLICA_TYPE', `${P}: unknown replica type in config: "ftp"`],
@@ -276,19 +296,47 @@ describe('parseConfig: errors name the file and the place', () => {
     [db('type: sftp\nuser: u'), 'CONFIG', `${P}: host required for sftp replica`],
     [db('url: s3://b:port/x'), 'CONFIG', `${P}: invalid replica URL s3://b:port/x: invalid port ":port" after host`],
     [db('url: /tmp/x'), 'CONFIG', `${P}: invalid replica URL /tmp/x: replica url scheme required`],
-    [db('path: /r\nsync-interval: 5'), 'CONFIG', `${P}: sync-interval: a bare number is ambiguous; write a duration with a unit such as "5s"`],
-    [db('path: /r\nretention: 1d'), 'CONFIG', `${P}: retention: unknown unit "d" in duration "1d" (want e.g. "1s", "1h30m", "500ms"; units ns us ms s m h)`],
-    [db('path: /r\nretention: "5"'), 'CONFIG', `${P}: retention: missing unit in duration "5" (want e.g. "1s", "1h30m", "500ms"; units ns us ms s m h)`],
+    [
+      db('path: /r\nsync-interval: 5'),
+      'CONFIG',
+      `${P}: sync-interval: a bare number is ambiguous; write a duration with a unit such as "5s"`,
+    ],
+    [
+      db('path: /r\nretention: 1d'),
+      'CONFIG',
+      `${P}: retention: unknown unit "d" in duration "1d" (want e.g. "1s", "1h30m", "500ms"; units ns us ms s m h)`,
+    ],
+    [
+      db('path: /r\nretention: "5"'),
+      'CONFIG',
+      `${P}: retention: missing unit in duration "5" (want e.g. "1s", "1h30m", "500ms"; units ns us ms s m h)`,
+    ],
     [db('path: /r\nskip-verify: maybe'), 'CONFIG', `${P}: skip-verify: want true or false, got "maybe"`],
     [db('path: /r\nlease-ttl: 100ms'), 'CONFIG', `${P}: lease-ttl: must be at least 500ms`],
     [db('path: /r\nlease: sometimes'), 'CONFIG', `${P}: lease: want true or false, got "sometimes"`],
     [db('path: [a, b]'), 'CONFIG', `${P}: path: want a string, got a list`],
     [db('path: /r\nage: [x]'), 'CONFIG', `${P}.age: want a mapping, got a list`],
     ['logging:\n  type: xml\n', 'CONFIG', `config ${SRC}: logging: type: want "text" or "json", got "xml"`],
-    ['dbs:\n  - path: /db\n    min-checkpoint-page-count: 0\n', 'CONFIG', `config ${SRC}: dbs[0]: min-checkpoint-page-count: must be greater than 0 (minimum checkpoint page count required)`],
-    ['dbs:\n  - path: /db\n    max-checkpoint-page-count: 1.5\n', 'CONFIG', `config ${SRC}: dbs[0]: max-checkpoint-page-count: want a whole number, got "1.5"`],
-    ['dbs:\n  - path: /db\n    max-shadow-wal-size: lots\n', 'CONFIG', `config ${SRC}: dbs[0]: max-shadow-wal-size: want a size such as 1GiB, 500MB or 1048576 (bytes), got "lots"`],
-    ['dbs:\n  - path: /db\n    monitor-interval: 1\n', 'CONFIG', `config ${SRC}: dbs[0]: monitor-interval: a bare number is ambiguous; write a duration with a unit such as "5s"`],
+    [
+      'dbs:\n  - path: /db\n    min-checkpoint-page-count: 0\n',
+      'CONFIG',
+      `config ${SRC}: dbs[0]: min-checkpoint-page-count: must be greater than 0 (minimum checkpoint page count required)`,
+    ],
+    [
+      'dbs:\n  - path: /db\n    max-checkpoint-page-count: 1.5\n',
+      'CONFIG',
+      `config ${SRC}: dbs[0]: max-checkpoint-page-count: want a whole number, got "1.5"`,
+    ],
+    [
+      'dbs:\n  - path: /db\n    max-shadow-wal-size: lots\n',
+      'CONFIG',
+      `config ${SRC}: dbs[0]: max-shadow-wal-size: want a size such as 1GiB, 500MB or 1048576 (bytes), got "lots"`,
+    ],
+    [
+      'dbs:\n  - path: /db\n    monitor-interval: 1\n',
+      'CONFIG',
+      `config ${SRC}: dbs[0]: monitor-interval: a bare number is ambiguous; write a duration with a unit such as "5s"`,
+    ],
     ['dbs:\n  - replicas: []\n', 'CONFIG', `config ${SRC}: dbs[0]: path: database path required`],
     ['dbs:\n  path: /db\n', 'CONFIG', `config ${SRC}: dbs: want a list, got a mapping`],
     ['just text\n', 'CONFIG', `config ${SRC}: want a mapping, got a plain value`],
@@ -375,7 +423,10 @@ describe('loadConfig, configPath, findDb', () => {
 
 describe('parseConfig: the replica lease (ours)', () => {
   it('reads lease and lease-ttl per replica; unset stays unset', () => {
-    const c = parseConfig('dbs:\n  - path: /db\n    replicas:\n      - name: a\n        path: /a\n        lease-ttl: 2s\n      - name: b\n        path: /b\n        lease: false\n      - name: c\n        path: /c\n', base);
+    const c = parseConfig(
+      'dbs:\n  - path: /db\n    replicas:\n      - name: a\n        path: /a\n        lease-ttl: 2s\n      - name: b\n        path: /b\n        lease: false\n      - name: c\n        path: /c\n',
+      base,
+    );
     const [a, b, cc] = c.dbs[0]!.replicas;
     expect([a!.lease, a!.leaseTtlMs]).toEqual([undefined, 2000]);
     expect([b!.lease, b!.leaseTtlMs]).toEqual([false, undefined]);
@@ -385,7 +436,8 @@ describe('parseConfig: the replica lease (ours)', () => {
 });
 
 describe('parseConfig and loadConfig: age keys', () => {
-  const withAge = (age: string) => `dbs:\n  - path: /db\n    replicas:\n      - path: /r\n        age:\n${age.replace(/^/gm, '          ')}\n`;
+  const withAge = (age: string) =>
+    `dbs:\n  - path: /db\n    replicas:\n      - path: /r\n        age:\n${age.replace(/^/gm, '          ')}\n`;
   const P = `config ${SRC}: dbs[0].replicas[0].age`;
   // Its last character changed within the bech32 alphabet: well formed, wrong checksum.
   const flipped = (key: string) => {
@@ -394,23 +446,50 @@ describe('parseConfig and loadConfig: age keys', () => {
   };
 
   it('reads each entry as a key file: several keys per entry, # comments and blank lines skipped', () => {
-    const c = parseConfig(withAge(`identities:\n  - |\n    # the replica's key\n    ${KEY.identity}\n\n    ${OTHER.identity}\nrecipients: [${KEY.recipient}]`), base);
-    expect(c.dbs[0]!.replicas[0]!.age).toEqual({ identities: [`# the replica's key\n${KEY.identity}\n\n${OTHER.identity}\n`], recipients: [KEY.recipient] });
+    const c = parseConfig(
+      withAge(`identities:\n  - |\n    # the replica's key\n    ${KEY.identity}\n\n    ${OTHER.identity}\nrecipients: [${KEY.recipient}]`),
+      base,
+    );
+    expect(c.dbs[0]!.replicas[0]!.age).toEqual({
+      identities: [`# the replica's key\n${KEY.identity}\n\n${OTHER.identity}\n`],
+      recipients: [KEY.recipient],
+    });
     // No keys at all is no encryption.
     expect(parseConfig(withAge('identities: []'), base).dbs[0]!.replicas[0]!.age).toBeUndefined();
   });
 
   it.each([
-    ['identities: [not-a-key]', `${P}.identities[0]: not an age X25519 secret key (want AGE-SECRET-KEY-1 and 58 more characters, as age-keygen writes it)`],
-    [`identities: [${KEY.recipient}]`, `${P}.identities[0]: this is a recipient (a public key, age1…): it belongs under age.recipients; identities are secret keys (AGE-SECRET-KEY-1…)`],
-    [`recipients: [${KEY.identity}]`, `${P}.recipients[0]: this is a secret key (an identity): it belongs under age.identities; recipients are public keys (age1…, \`age-keygen -y\` prints them)`],
+    [
+      'identities: [not-a-key]',
+      `${P}.identities[0]: not an age X25519 secret key (want AGE-SECRET-KEY-1 and 58 more characters, as age-keygen writes it)`,
+    ],
+    [
+      `identities: [${KEY.recipient}]`,
+      `${P}.identities[0]: this is a recipient (a public key, age1…): it belongs under age.recipients; identities are secret keys (AGE-SECRET-KEY-1…)`,
+    ],
+    [
+      `recipients: [${KEY.identity}]`,
+      `${P}.recipients[0]: this is a secret key (an identity): it belongs under age.identities; recipients are public keys (age1…, \`age-keygen -y\` prints them)`,
+    ],
     [`identities: [${KEY.identity.toLowerCase()}]`, `${P}.identities[0]: an age secret key is written in upper case (AGE-SECRET-KEY-1…)`],
     [`identities: ["${KEY.identity} "]`, `${P}.identities[0]: it has spaces or tabs around it (Litestream does not trim keys either)`],
-    [`identities: [${KEY.identity.slice(0, -2)}]`, `${P}.identities[0]: not an age X25519 secret key (want AGE-SECRET-KEY-1 and 58 more characters, as age-keygen writes it)`],
-    [`recipients: [age1pq1${'q'.repeat(60)}]`, `${P}.recipients[0]: post-quantum and tag keys are not supported: Litestream v0.3.13 reads X25519 age keys only (age-keygen without -pq)`],
-    ['recipients: ["ssh-ed25519 AAAAC3Nz"]', `${P}.recipients[0]: SSH keys are not supported: Litestream v0.3.13 reads X25519 age keys only`],
+    [
+      `identities: [${KEY.identity.slice(0, -2)}]`,
+      `${P}.identities[0]: not an age X25519 secret key (want AGE-SECRET-KEY-1 and 58 more characters, as age-keygen writes it)`,
+    ],
+    [
+      `recipients: [age1pq1${'q'.repeat(60)}]`,
+      `${P}.recipients[0]: post-quantum and tag keys are not supported: Litestream v0.3.13 reads X25519 age keys only (age-keygen without -pq)`,
+    ],
+    [
+      'recipients: ["ssh-ed25519 AAAAC3Nz"]',
+      `${P}.recipients[0]: SSH keys are not supported: Litestream v0.3.13 reads X25519 age keys only`,
+    ],
     [`identities:\n  - "# only a comment"`, `${P}.identities[0]: holds no secret key (only blank or # lines)`],
-    [`identities:\n  - |\n    ${KEY.identity}\n    # next\n    ${KEY.recipient}`, `${P}.identities[0] line 3: this is a recipient (a public key, age1…): it belongs under age.recipients; identities are secret keys (AGE-SECRET-KEY-1…)`],
+    [
+      `identities:\n  - |\n    ${KEY.identity}\n    # next\n    ${KEY.recipient}`,
+      `${P}.identities[0] line 3: this is a recipient (a public key, age1…): it belongs under age.recipients; identities are secret keys (AGE-SECRET-KEY-1…)`,
+    ],
   ])('%j is refused, naming where, never the key', (age, message) => {
     const e = errorOf(() => parseConfig(withAge(age), base));
     expect({ code: e.code, message: e.message }).toEqual({ code: 'CONFIG', message });
@@ -426,7 +505,9 @@ describe('parseConfig and loadConfig: age keys', () => {
       const file = join(dir, 'ls.yml');
       const badId = flipped(KEY.identity);
       await writeFile(file, withAge(`identities: [${badId}]\nrecipients: [${KEY.recipient}]`));
-      const err = (await loadConfig({ path: file, expandEnv: true, env: {}, cwd: dir, homeDir: dir }).catch((e: unknown) => e)) as ReplicateError;
+      const err = (await loadConfig({ path: file, expandEnv: true, env: {}, cwd: dir, homeDir: dir }).catch(
+        (e: unknown) => e,
+      )) as ReplicateError;
       expect({ code: err.code, message: err.message }).toEqual({
         code: 'CONFIG',
         message: `config ${file}: dbs[0].replicas[0].age.identities[0]: not a valid age secret key (its checksum does not match: a character was changed or lost)`,
@@ -434,8 +515,12 @@ describe('parseConfig and loadConfig: age keys', () => {
       expect(JSON.stringify({ m: err.message, d: err.details, c: String(err.cause) })).not.toContain(secretPart(badId).slice(0, 20));
 
       await writeFile(file, withAge(`identities: [${KEY.identity}]\nrecipients: [${flipped(KEY.recipient)}]`));
-      const rerr = (await loadConfig({ path: file, expandEnv: true, env: {}, cwd: dir, homeDir: dir }).catch((e: unknown) => e)) as ReplicateError;
-      expect(rerr.message).toBe(`config ${file}: dbs[0].replicas[0].age.recipients[0]: not a valid age recipient (its checksum does not match: a character was changed or lost)`);
+      const rerr = (await loadConfig({ path: file, expandEnv: true, env: {}, cwd: dir, homeDir: dir }).catch(
+        (e: unknown) => e,
+      )) as ReplicateError;
+      expect(rerr.message).toBe(
+        `config ${file}: dbs[0].replicas[0].age.recipients[0]: not a valid age recipient (its checksum does not match: a character was changed or lost)`,
+      );
 
       await writeFile(file, withAge(`identities: [${KEY.identity}]\nrecipients: [${KEY.recipient}, ${OTHER.recipient}]`));
       const ok = await loadConfig({ path: file, expandEnv: true, env: {}, cwd: dir, homeDir: dir });

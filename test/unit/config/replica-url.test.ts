@@ -102,9 +102,15 @@ describe('parseS3Host (Litestream s3.ParseHost, spec §2.4)', () => {
     ],
     ['bkt.s3.filebase.com', { bucket: 'bkt', endpoint: 'https://s3.filebase.com', forcePathStyle: true }],
     ['bkt.s3xfilebase.com', { bucket: 'bkt', endpoint: 'https://s3.filebase.com', forcePathStyle: true }], // Litestream's unescaped dot
-    ['bkt.nyc3.digitaloceanspaces.com', { bucket: 'bkt', region: 'nyc3', endpoint: 'https://nyc3.digitaloceanspaces.com', forcePathStyle: true }],
+    [
+      'bkt.nyc3.digitaloceanspaces.com',
+      { bucket: 'bkt', region: 'nyc3', endpoint: 'https://nyc3.digitaloceanspaces.com', forcePathStyle: true },
+    ],
     ['bkt.s3.fr-par.scw.cloud', { bucket: 'bkt', region: 'fr-par', endpoint: 'https://s3.fr-par.scw.cloud', forcePathStyle: true }],
-    ['bkt.us-east-1.linodeobjects.com:443', { bucket: 'bkt', region: 'us-east-1', endpoint: 'https://us-east-1.linodeobjects.com:443', forcePathStyle: true }],
+    [
+      'bkt.us-east-1.linodeobjects.com:443',
+      { bucket: 'bkt', region: 'us-east-1', endpoint: 'https://us-east-1.linodeobjects.com:443', forcePathStyle: true },
+    ],
     ['a.b.c.s3.amazonaws.com', { bucket: 'a.b.c.s3.amazonaws.com', forcePathStyle: false }],
   ])('%s', (host, expected) => expect(parseS3Host(host)).toEqual(expected));
 });
@@ -112,13 +118,37 @@ describe('parseS3Host (Litestream s3.ParseHost, spec §2.4)', () => {
 describe('paths', () => {
   // Go's path.Clean test table.
   it.each([
-    ['', '.'], ['abc', 'abc'], ['abc/def', 'abc/def'], ['.', '.'], ['..', '..'], ['../..', '../..'],
-    ['../../abc', '../../abc'], ['/abc', '/abc'], ['/', '/'], ['abc/', 'abc'], ['./', '.'], ['../', '..'],
-    ['/abc/', '/abc'], ['abc//def//ghi', 'abc/def/ghi'], ['//abc', '/abc'], ['///abc', '/abc'], ['//abc//', '/abc'],
-    ['abc/./def', 'abc/def'], ['/./abc/def', '/abc/def'], ['abc/.', 'abc'], ['abc/def/ghi/../jkl', 'abc/def/jkl'],
-    ['abc/def/../ghi/../jkl', 'abc/jkl'], ['abc/def/..', 'abc'], ['abc/def/../..', '.'], ['/abc/def/../..', '/'],
-    ['abc/def/../../..', '..'], ['/abc/def/../../..', '/'], ['abc/def/../../../ghi/jkl/../../../mno', '../../mno'],
-    ['abc/./../def', 'def'], ['abc//./../def', 'def'], ['abc/../../././../def', '../../def'],
+    ['', '.'],
+    ['abc', 'abc'],
+    ['abc/def', 'abc/def'],
+    ['.', '.'],
+    ['..', '..'],
+    ['../..', '../..'],
+    ['../../abc', '../../abc'],
+    ['/abc', '/abc'],
+    ['/', '/'],
+    ['abc/', 'abc'],
+    ['./', '.'],
+    ['../', '..'],
+    ['/abc/', '/abc'],
+    ['abc//def//ghi', 'abc/def/ghi'],
+    ['//abc', '/abc'],
+    ['///abc', '/abc'],
+    ['//abc//', '/abc'],
+    ['abc/./def', 'abc/def'],
+    ['/./abc/def', '/abc/def'],
+    ['abc/.', 'abc'],
+    ['abc/def/ghi/../jkl', 'abc/def/jkl'],
+    ['abc/def/../ghi/../jkl', 'abc/jkl'],
+    ['abc/def/..', 'abc'],
+    ['abc/def/../..', '.'],
+    ['/abc/def/../..', '/'],
+    ['abc/def/../../..', '..'],
+    ['/abc/def/../../..', '/'],
+    ['abc/def/../../../ghi/jkl/../../../mno', '../../mno'],
+    ['abc/./../def', 'def'],
+    ['abc//./../def', 'def'],
+    ['abc/../../././../def', '../../def'],
   ])('cleanPath(%j) = %j', (p, out) => expect(cleanPath(p)).toBe(out));
 
   it('expands ~ and ~/ only, and makes paths absolute against cwd', () => {

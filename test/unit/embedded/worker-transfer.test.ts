@@ -16,23 +16,46 @@ import { NotFoundError, ReplicateError } from '../../../src/errors.js';
 describe('client transfer', () => {
   const clients: ReplicaClient[] = [
     new FileReplicaClient({ path: '/var/backups/db' }),
-    new S3ReplicaClient({ bucket: 'b', path: 'db', endpoint: 'http://127.0.0.1:9', accessKeyId: 'k', secretAccessKey: 's', requestTimeoutMs: 500 }),
+    new S3ReplicaClient({
+      bucket: 'b',
+      path: 'db',
+      endpoint: 'http://127.0.0.1:9',
+      accessKeyId: 'k',
+      secretAccessKey: 's',
+      requestTimeoutMs: 500,
+    }),
     new GcsReplicaClient({ bucket: 'b', path: 'db', endpoint: 'http://127.0.0.1:9' }),
-    new AbsReplicaClient({ accountName: 'acct', accountKey: Buffer.from('key').toString('base64'), bucket: 'c', path: 'db', endpoint: 'http://127.0.0.1:9/acct' }),
-    new SftpReplicaClient({ host: '127.0.0.1:9', user: 'u', password: 'p', knownHostsPath: '/etc/ssh/ssh_known_hosts', path: '/srv/db', requestTimeoutMs: 500 }),
+    new AbsReplicaClient({
+      accountName: 'acct',
+      accountKey: Buffer.from('key').toString('base64'),
+      bucket: 'c',
+      path: 'db',
+      endpoint: 'http://127.0.0.1:9/acct',
+    }),
+    new SftpReplicaClient({
+      host: '127.0.0.1:9',
+      user: 'u',
+      password: 'p',
+      knownHostsPath: '/etc/ssh/ssh_known_hosts',
+      path: '/srv/db',
+      requestTimeoutMs: 500,
+    }),
   ];
 
-  it.each(clients.map((c) => [c.type, c] as const))('rebuilds a %s client with the same type and location, through structured clone', (_type, client) => {
-    const t = describeClient(client)!;
-    expect(t).toBeDefined();
-    const rebuilt = clientFromDescription(structuredClone(t.description));
-    expect(rebuilt.constructor).toBe(client.constructor);
-    expect(rebuilt.type).toBe(client.type);
-    expect(rebuilt.location).toBe(client.location);
-    // The counter handed over is the client's own: what the worker reports is added there.
-    t.counter.add('PUT', 2);
-    expect(client.requestCounts().PUT).toBe(2);
-  });
+  it.each(clients.map((c) => [c.type, c] as const))(
+    'rebuilds a %s client with the same type and location, through structured clone',
+    (_type, client) => {
+      const t = describeClient(client)!;
+      expect(t).toBeDefined();
+      const rebuilt = clientFromDescription(structuredClone(t.description));
+      expect(rebuilt.constructor).toBe(client.constructor);
+      expect(rebuilt.type).toBe(client.type);
+      expect(rebuilt.location).toBe(client.location);
+      // The counter handed over is the client's own: what the worker reports is added there.
+      t.counter.add('PUT', 2);
+      expect(client.requestCounts().PUT).toBe(2);
+    },
+  );
 
   it('refuses what it could not rebuild faithfully: a subclass, a method replaced on the instance, a custom client', () => {
     class Mine extends FileReplicaClient {}

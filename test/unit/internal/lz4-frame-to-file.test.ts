@@ -45,8 +45,14 @@ async function toFile(frame: Buffer, chunk = 65536): Promise<{ bytes: Buffer; si
 
 /** The error each decoder throws for `frame` (undefined if it decodes). */
 async function errors(frame: Buffer): Promise<[unknown, unknown]> {
-  const a = await streaming(frame).then(() => undefined, (e: unknown) => e);
-  const b = await toFile(frame).then(() => undefined, (e: unknown) => e);
+  const a = await streaming(frame).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  const b = await toFile(frame).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   return [a, b];
 }
 
@@ -171,7 +177,10 @@ describe('lz4 frame decoded into a file on a worker thread', () => {
     writeFileSync(path, '');
     const fd = openSync(path, 'r');
     try {
-      const err = await decodeLz4FrameToFile(chunked(litestreamSnapshot, 65536), fd, { label: 'obj' }).then(() => undefined, (e: unknown) => e);
+      const err = await decodeLz4FrameToFile(chunked(litestreamSnapshot, 65536), fd, { label: 'obj' }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect((err as NodeJS.ErrnoException).code).toBe('EBADF');
     } finally {
       closeSync(fd);

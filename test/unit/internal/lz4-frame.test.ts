@@ -86,7 +86,7 @@ describe('lz4 frame writer', () => {
     const pa: Buffer[] = [];
     const pb: Buffer[] = [];
     // Interleaved pulls; each chunk is copied before its own frame is pulled again.
-    for (let ra = await ia.next(), rb = await ib.next(); !ra.done || !rb.done; ) {
+    for (let ra = await ia.next(), rb = await ib.next(); !ra.done || !rb.done;) {
       if (!ra.done) {
         pa.push(Buffer.from(ra.value));
         ra = await ia.next();
@@ -182,7 +182,8 @@ describe('lz4 frame reader', () => {
     const a = sample(LZ4_BLOCK_SIZE + 12345, 3);
     const b = sample(300_000, 4);
     const inputScratch: { buffer?: Buffer } = {};
-    const decode = async (data: Buffer) => collectBytes(decodeLz4Frame({ inputScratch })(chunked(await collectBytes(encodeLz4Frame(chunked(data, 65536))), 100_000)));
+    const decode = async (data: Buffer) =>
+      collectBytes(decodeLz4Frame({ inputScratch })(chunked(await collectBytes(encodeLz4Frame(chunked(data, 65536))), 100_000)));
     expect((await decode(a)).equals(a)).toBe(true);
     const kept = inputScratch.buffer;
     expect(kept).toBeDefined();

@@ -74,7 +74,7 @@ describe('ObjectCodec', () => {
     }
   });
 
-  it('reuseOutput is ignored when encrypting: the age stage may queue the frame\'s chunks', async () => {
+  it("reuseOutput is ignored when encrypting: the age stage may queue the frame's chunks", async () => {
     const codec = await ObjectCodec.create({ identities: [KEY.identity], recipients: [KEY.recipient] }, 'r');
     // Three LZ4 blocks (compressible: little to encrypt), so a reused output buffer would be overwritten
     // while the age stage holds it.
@@ -110,7 +110,9 @@ describe('ObjectCodec', () => {
     const missing = await failureOf(collectBytes(writer.decode(source(), { label: 'gen/snapshots/00000000.snapshot.lz4' })));
     expect(missing.code).toBe('AGE_IDENTITY');
     expect(missing.details).toMatchObject({ reason: 'missing', replica: 'r', object: 'gen/snapshots/00000000.snapshot.lz4' });
-    expect(missing.message).toMatch(/gen\/snapshots\/00000000\.snapshot\.lz4: the object is age-encrypted and replica r has no age identities/);
+    expect(missing.message).toMatch(
+      /gen\/snapshots\/00000000\.snapshot\.lz4: the object is age-encrypted and replica r has no age identities/,
+    );
     expect(closed).toBe(true);
 
     const wrong = await ObjectCodec.create({ identities: [OTHER.identity], recipients: [OTHER.recipient] }, 'r');
@@ -130,7 +132,9 @@ describe('ObjectCodec', () => {
     const damaged = await failureOf(collectBytes(codec.decode(chunksOf(flipped, 4096), { label: 'obj' })));
     expect(damaged.code).toBe('CORRUPT_OBJECT');
     expect(damaged.message).toMatch(/^decrypting obj: the age payload does not authenticate/);
-    const truncated = await failureOf(collectBytes(codec.decode(chunksOf(stored.subarray(0, stored.length - 70_000), 4096), { label: 'obj' })));
+    const truncated = await failureOf(
+      collectBytes(codec.decode(chunksOf(stored.subarray(0, stored.length - 70_000), 4096), { label: 'obj' })),
+    );
     expect(truncated.code).toBe('CORRUPT_OBJECT');
     const header = await failureOf(collectBytes(codec.decode(chunksOf(stored.subarray(0, 60), 4096), { label: 'obj' })));
     expect(header.code).toBe('CORRUPT_OBJECT');
@@ -220,7 +224,8 @@ describe('ObjectCodec', () => {
     const e = await failureOf(ObjectCodec.create({ identities: [bad], recipients: [KEY.recipient] }, 'backup'));
     expect({ code: e.code, message: e.message }).toEqual({
       code: 'INVALID_ARGUMENT',
-      message: 'replica backup: age.identities[0]: not a valid age secret key (its checksum does not match: a character was changed or lost)',
+      message:
+        'replica backup: age.identities[0]: not a valid age secret key (its checksum does not match: a character was changed or lost)',
     });
     expect(JSON.stringify({ m: e.message, d: e.details, c: String(e.cause) })).not.toContain(secretPart(bad).slice(0, 30));
     const shape = await failureOf(ObjectCodec.create({ recipients: [KEY.identity] }, 'backup'));

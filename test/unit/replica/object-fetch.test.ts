@@ -11,7 +11,11 @@ import { OrderedPrefetch, resumableChunks, type ObjectSource } from '../../../sr
 const KiB = 1024;
 
 /** An object of `size` bytes (byte i = i % 251 ^ id), in chunks of `chunk`; `failAfter` bytes fail the first `failures` reads. */
-function source(id: number, size: number, o: { chunk?: number; failAfter?: number; failures?: number; error?: () => Error; delayMs?: number } = {}) {
+function source(
+  id: number,
+  size: number,
+  o: { chunk?: number; failAfter?: number; failures?: number; error?: () => Error; delayMs?: number } = {},
+) {
   const bytes = Buffer.alloc(size);
   for (let i = 0; i < size; i++) bytes[i] = (i % 251) ^ id;
   const stats = { opens: 0, open: 0, maxOpen: 0, sent: 0 };
@@ -29,7 +33,8 @@ function source(id: number, size: number, o: { chunk?: number; failAfter?: numbe
         stats.maxOpen = Math.max(stats.maxOpen, stats.open);
         try {
           for (let at = 0; at < size; at += chunk) {
-            if (failing && at >= (o.failAfter ?? 0)) throw o.error?.() ?? Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+            if (failing && at >= (o.failAfter ?? 0))
+              throw o.error?.() ?? Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
             if (o.delayMs) await new Promise((r) => setTimeout(r, o.delayMs));
             stats.sent += Math.min(chunk, size - at);
             yield bytes.subarray(at, at + chunk);
@@ -80,7 +85,10 @@ describe('OrderedPrefetch', () => {
       expect(s).toBe(sources[i]);
       const got = await collect(body);
       expect(got.equals(sources[i]!.bytes)).toBe(true);
-      inFlightPeak = Math.max(inFlightPeak, sources.reduce((n, x) => n + x.stats.open, 0));
+      inFlightPeak = Math.max(
+        inFlightPeak,
+        sources.reduce((n, x) => n + x.stats.open, 0),
+      );
       i++;
     }
     expect(i).toBe(40);
@@ -111,7 +119,9 @@ describe('OrderedPrefetch', () => {
   });
 
   it('retries one object’s dropped connection without failing the rest', async () => {
-    const sources = Array.from({ length: 12 }, (_, i) => source(i, 50 * KiB, i === 5 ? { chunk: 8 * KiB, failAfter: 20 * KiB, failures: 1 } : {}));
+    const sources = Array.from({ length: 12 }, (_, i) =>
+      source(i, 50 * KiB, i === 5 ? { chunk: 8 * KiB, failAfter: 20 * KiB, failures: 1 } : {}),
+    );
     const p = new OrderedPrefetch(sources, { concurrency: 4, budgetBytes: 1 << 20, backoffMs: 1 });
     const got: Buffer[] = [];
     for await (const { body } of p.bodies()) got.push(await collect(body));
@@ -120,7 +130,9 @@ describe('OrderedPrefetch', () => {
   });
 
   it('a failure that cannot be cured reaches the consumer at that object, and stopping early closes every read', async () => {
-    const sources = Array.from({ length: 8 }, (_, i) => source(i, 40 * KiB, i === 3 ? { failures: 9, error: () => new ReplicateError('NOT_FOUND', 'deleted by retention') } : { delayMs: 2 }));
+    const sources = Array.from({ length: 8 }, (_, i) =>
+      source(i, 40 * KiB, i === 3 ? { failures: 9, error: () => new ReplicateError('NOT_FOUND', 'deleted by retention') } : { delayMs: 2 }),
+    );
     const p = new OrderedPrefetch(sources, { concurrency: 4, budgetBytes: 1 << 20 });
     let n = 0;
     await expect(

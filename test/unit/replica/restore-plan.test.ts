@@ -28,8 +28,22 @@ function expectCode(fn: () => unknown, code: string, re?: RegExp) {
 }
 
 describe('chooseGeneration', () => {
-  const a = gen(A, [[0, 0]], [[0, 0, 1], [0, 4152, 50]]);
-  const b = gen(B, [[0, 100]], [[0, 0, 101], [1, 0, 200]]);
+  const a = gen(
+    A,
+    [[0, 0]],
+    [
+      [0, 0, 1],
+      [0, 4152, 50],
+    ],
+  );
+  const b = gen(
+    B,
+    [[0, 100]],
+    [
+      [0, 0, 101],
+      [1, 0, 200],
+    ],
+  );
 
   it('picks the greatest updatedAt without a timestamp', () => {
     expect(chooseGeneration([a, b])?.generation).toBe(B);
@@ -58,8 +72,19 @@ describe('chooseGeneration', () => {
 describe('planRestore', () => {
   const g = gen(
     A,
-    [[0, 0], [2, 60]],
-    [[0, 0, 1], [0, 4152, 10], [1, 0, 20], [1, 4152, 30], [2, 0, 61], [2, 4152, 70], [3, 0, 80]],
+    [
+      [0, 0],
+      [2, 60],
+    ],
+    [
+      [0, 0, 1],
+      [0, 4152, 10],
+      [1, 0, 20],
+      [1, 4152, 30],
+      [2, 0, 61],
+      [2, 4152, 70],
+      [3, 0, 80],
+    ],
   );
 
   it('restores the latest snapshot and every index after it', () => {
@@ -96,7 +121,14 @@ describe('planRestore', () => {
   });
 
   it('names a missing WAL index, or stops before it with stopAtGap', () => {
-    const holey = gen(A, [[0, 0]], [[0, 0, 1], [2, 0, 3]]);
+    const holey = gen(
+      A,
+      [[0, 0]],
+      [
+        [0, 0, 1],
+        [2, 0, 3],
+      ],
+    );
     expectCode(() => planRestore(holey), 'MISSING_WAL_INDEX', /missing WAL index: aaaaaaaaaaaaaaaa\/00000001/);
     const p = planRestore(holey, { stopAtGap: true });
     expect(p.indexes.map((i) => i.index)).toEqual([0]);
@@ -104,17 +136,38 @@ describe('planRestore', () => {
   });
 
   it('names a missing initial segment', () => {
-    const noStart = gen(A, [[0, 0]], [[0, 0, 1], [1, 4152, 3]]);
+    const noStart = gen(
+      A,
+      [[0, 0]],
+      [
+        [0, 0, 1],
+        [1, 4152, 3],
+      ],
+    );
     expectCode(() => planRestore(noStart), 'MISSING_INITIAL_SEGMENT', /index=00000001 offset=4152/);
   });
 
   it('ignores broken indexes below the snapshot (they are inside it)', () => {
-    const oldHoles = gen(A, [[5, 0]], [[3, 4152, 1], [5, 0, 2]]);
+    const oldHoles = gen(
+      A,
+      [[5, 0]],
+      [
+        [3, 4152, 1],
+        [5, 0, 2],
+      ],
+    );
     expect(planRestore(oldHoles).indexes.map((i) => i.index)).toEqual([5]);
   });
 
   it('restores a snapshot alone when no segment reaches its index (no panic on an inverted range)', () => {
-    const inverted = gen(A, [[7, 10]], [[0, 0, 1], [1, 0, 2]]);
+    const inverted = gen(
+      A,
+      [[7, 10]],
+      [
+        [0, 0, 1],
+        [1, 0, 2],
+      ],
+    );
     const p = planRestore(inverted);
     expect(p.snapshot.index).toBe(7);
     expect(p.indexes).toEqual([]);
@@ -128,7 +181,18 @@ describe('planRestore', () => {
 });
 
 describe('planRestore to an exact position (index and offset)', () => {
-  const g = gen(A, [[0, 0]], [[0, 0, 1], [0, 4152, 2], [1, 0, 3], [1, 8272, 4], [1, 16512, 5], [2, 0, 6]]);
+  const g = gen(
+    A,
+    [[0, 0]],
+    [
+      [0, 0, 1],
+      [0, 4152, 2],
+      [1, 0, 3],
+      [1, 8272, 4],
+      [1, 16512, 5],
+      [2, 0, 6],
+    ],
+  );
 
   it('keeps the segments that start before the offset and marks where to stop', () => {
     const p = planRestore(g, { index: 1, offset: 12000 });
@@ -145,7 +209,18 @@ describe('planRestore to an exact position (index and offset)', () => {
 
 describe('planRestore to an exact position: snapshot choice', () => {
   it('prefers a snapshot below the index (one of the same index may hold pages past the offset)', () => {
-    const g = gen(A, [[0, 0], [1, 3]], [[0, 0, 1], [1, 0, 2], [1, 8272, 4]]);
+    const g = gen(
+      A,
+      [
+        [0, 0],
+        [1, 3],
+      ],
+      [
+        [0, 0, 1],
+        [1, 0, 2],
+        [1, 8272, 4],
+      ],
+    );
     expect(planRestore(g, { index: 1, offset: 8272 }).snapshot.index).toBe(0);
     expect(planRestore(g, { index: 1 }).snapshot.index).toBe(1);
     const only = gen(A, [[1, 3]], [[1, 0, 2]]);

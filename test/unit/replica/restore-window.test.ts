@@ -24,7 +24,12 @@ const at = (s: number) => new Date(T0 + s * 1000);
 const iso = (s: number) => at(s).toISOString();
 
 /** snapshots: [index, time, size]; segments: [index, offset, time, size]. */
-function gen(generation: string, snaps: [number, number, number][], segs: [number, number, number, number][], replica = 'file'): GenerationListing {
+function gen(
+  generation: string,
+  snaps: [number, number, number][],
+  segs: [number, number, number, number][],
+  replica = 'file',
+): GenerationListing {
   const snapshots: SnapshotInfo[] = snaps.map(([index, t, size]) => ({ generation, index, size, createdAt: at(t) }));
   const segments: WalSegmentInfo[] = segs.map(([index, offset, t, size]) => ({ generation, index, offset, size, createdAt: at(t) }));
   return { replica, generation, snapshots, segments };
@@ -45,15 +50,44 @@ function thrown(fn: () => unknown): ReplicateError {
 }
 
 // A: retention kept only the snapshot of index 2 (t=100); its segments go on to t=180.
-const a = gen(A, [[2, 100, 5000]], [[1, 0, 90, 7], [2, 0, 101, 11], [2, 4152, 150, 13], [3, 0, 180, 17]]);
+const a = gen(
+  A,
+  [[2, 100, 5000]],
+  [
+    [1, 0, 90, 7],
+    [2, 0, 101, 11],
+    [2, 4152, 150, 13],
+    [3, 0, 180, 17],
+  ],
+);
 // B: two snapshots, the later one at a higher index; segments until t=400.
-const b = gen(B, [[0, 200, 3000], [4, 300, 3500]], [[0, 0, 201, 20], [3, 0, 250, 30], [4, 0, 301, 40], [4, 4152, 400, 50]]);
+const b = gen(
+  B,
+  [
+    [0, 200, 3000],
+    [4, 300, 3500],
+  ],
+  [
+    [0, 0, 201, 20],
+    [3, 0, 250, 30],
+    [4, 0, 301, 40],
+    [4, 4152, 400, 50],
+  ],
+);
 // C: segments but no snapshot: nothing to restore from.
 const c = gen(C, [], [[0, 0, 500, 60]]);
 
 describe('restorableRange', () => {
   it('spans from the earliest snapshot to the newest object, not from the earliest object', () => {
-    expect(restorableRange(a)).toEqual({ replica: 'file', generation: A, first: at(100), last: at(180), snapshots: 1, segments: 4, bytes: 5000 + 7 + 11 + 13 + 17 });
+    expect(restorableRange(a)).toEqual({
+      replica: 'file',
+      generation: A,
+      first: at(100),
+      last: at(180),
+      snapshots: 1,
+      segments: 4,
+      bytes: 5000 + 7 + 11 + 13 + 17,
+    });
     expect(restorableRange(b)).toMatchObject({ first: at(200), last: at(400), snapshots: 2, segments: 4 });
   });
 
@@ -63,9 +97,13 @@ describe('restorableRange', () => {
   });
 
   it('formats every generation as "<gen> <first> .. <last>", naming replicas only when there are several', () => {
-    expect(formatRestorableRanges(restorableRanges([a, b, c]))).toBe(`${A} ${iso(100)} .. ${iso(180)}; ${B} ${iso(200)} .. ${iso(400)}; ${C} (no snapshot)`);
+    expect(formatRestorableRanges(restorableRanges([a, b, c]))).toBe(
+      `${A} ${iso(100)} .. ${iso(180)}; ${B} ${iso(200)} .. ${iso(400)}; ${C} (no snapshot)`,
+    );
     const onS3 = gen(B, [[0, 200, 1]], [], 's3');
-    expect(formatRestorableRanges(restorableRanges([a, onS3]))).toBe(`${A} on replica file ${iso(100)} .. ${iso(180)}; ${B} on replica s3 ${iso(200)} .. ${iso(200)}`);
+    expect(formatRestorableRanges(restorableRanges([a, onS3]))).toBe(
+      `${A} on replica file ${iso(100)} .. ${iso(180)}; ${B} on replica s3 ${iso(200)} .. ${iso(200)}`,
+    );
     expect(formatRestorableRanges([])).toBe('nothing');
   });
 });
@@ -145,7 +183,19 @@ describe('summarizePlan', () => {
   });
 
   it('with an index, and with the snapshot alone', () => {
-    const g = gen(A, [[0, 0, 100], [2, 50, 200]], [[0, 0, 1, 10], [1, 0, 20, 10], [2, 0, 51, 10], [3, 0, 60, 10]]);
+    const g = gen(
+      A,
+      [
+        [0, 0, 100],
+        [2, 50, 200],
+      ],
+      [
+        [0, 0, 1, 10],
+        [1, 0, 20, 10],
+        [2, 0, 51, 10],
+        [3, 0, 60, 10],
+      ],
+    );
     const s = summarizePlan(planRestore(g, { index: 1 }), [g], restoreTarget({ index: 1 }));
     expect(s.target).toEqual({ kind: 'index', index: 1 });
     expect(s.wal).toEqual({ segments: 2, indexes: 2, firstIndex: 0, lastIndex: 1, bytes: 20 });
@@ -194,12 +244,18 @@ describe('formatRestorePreview', () => {
   });
 
   it('names the target and what a restore would do with the output', () => {
-    const ts = formatRestorePreview({ ...preview, target: { kind: 'timestamp', timestamp: at(5) }, output: { path: '/x', error: { code: 'OUTPUT_EXISTS', message: 'cannot restore, output path already exists: /x' } } });
+    const ts = formatRestorePreview({
+      ...preview,
+      target: { kind: 'timestamp', timestamp: at(5) },
+      output: { path: '/x', error: { code: 'OUTPUT_EXISTS', message: 'cannot restore, output path already exists: /x' } },
+    });
     expect(ts).toContain(`target      -timestamp ${iso(5)}\n`);
     expect(ts).toContain('output      /x (a restore would fail: cannot restore, output path already exists: /x)\n');
     const ix = formatRestorePreview({ ...preview, target: { kind: 'index', index: 31 }, output: undefined }, { ifDbNotExists: true });
     expect(ix).toContain('target      -index 0000001f (index 31)\n');
     expect(ix).not.toContain('output');
-    expect(formatRestorePreview(preview, { ifDbNotExists: true })).toContain('output      /data/db.sqlite (exists: -if-db-not-exists would skip the restore)\n');
+    expect(formatRestorePreview(preview, { ifDbNotExists: true })).toContain(
+      'output      /data/db.sqlite (exists: -if-db-not-exists would skip the restore)\n',
+    );
   });
 });

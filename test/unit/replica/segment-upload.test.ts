@@ -72,7 +72,18 @@ describe('uploadShadowSegment', () => {
     writeFileSync(s.path, damaged);
     // Pieces ending inside that header (at frame + 10), right after it, and far from it.
     for (const piece of [frame + 10, frame + 24, 4 * 1024 * 1024]) {
-      await expect(uploadShadowSegment(s.client, codec, 'file', s.path, { generation: '0123456789abcdef', index: 0, offset: 0 }, damaged.length, 4096, piece)).rejects.toMatchObject({
+      await expect(
+        uploadShadowSegment(
+          s.client,
+          codec,
+          'file',
+          s.path,
+          { generation: '0123456789abcdef', index: 0, offset: 0 },
+          damaged.length,
+          4096,
+          piece,
+        ),
+      ).rejects.toMatchObject({
         code: 'INVALID_WAL',
       });
     }
@@ -103,7 +114,12 @@ describe('uploadShadowSegment', () => {
     await uploadShadowSegment(s.client, codec, 'file', s.path, { generation, index: 3, offset: 0 }, s.bytes.length, 4096);
     for (const [pos, end] of uploads) {
       const out: Buffer[] = [];
-      for await (const c of decodeLz4Frame()((async function* () { yield* kept.get(`${pos.index}/${pos.offset}`)!; })())) out.push(Buffer.from(c));
+      for await (const c of decodeLz4Frame()(
+        (async function* () {
+          yield* kept.get(`${pos.index}/${pos.offset}`)!;
+        })(),
+      ))
+        out.push(Buffer.from(c));
       expect(Buffer.concat(out).equals(s.bytes.subarray(pos.offset, end)), `segment ${pos.index}`).toBe(true);
     }
     expect((await segmentBytes(s.client, { generation, index: 3, offset: 0 })).equals(s.bytes)).toBe(true);

@@ -27,14 +27,20 @@ describe('checkpointMode (Litestream v0.3.13 thresholds)', () => {
   it('a cycle holding only our own restart write is never checkpointed, whatever the thresholds', () => {
     const low = { ...DEFAULT_CHECKPOINT_POLICY, minCheckpointPageCount: 1 };
     const x = (shadowPages: number, ownPages: number, idleMs = 0) =>
-      checkpointMode(low, { pageSize: page, walSize: size(shadowPages), shadowSize: size(shadowPages), idleMs, ownSize: ownPages === 0 ? 0 : size(ownPages) });
+      checkpointMode(low, {
+        pageSize: page,
+        walSize: size(shadowPages),
+        shadowSize: size(shadowPages),
+        idleMs,
+        ownSize: ownPages === 0 ? 0 : size(ownPages),
+      });
     expect(x(1, 1)).toBeUndefined();
     expect(x(2, 2, 3_600_000)).toBeUndefined();
     expect(x(2, 1)).toBe('PASSIVE');
     expect(x(1, 0)).toBe('PASSIVE');
   });
 
-  it("TRUNCATE looks at the WAL cycle, RESTART and PASSIVE at the shadow WAL (the part not yet checkpointed)", () => {
+  it('TRUNCATE looks at the WAL cycle, RESTART and PASSIVE at the shadow WAL (the part not yet checkpointed)', () => {
     // A cycle grown past the fail-safe truncates even when little of it is left to copy...
     expect(mode(500_000, 1)).toBe('TRUNCATE');
     // ...and a large shadow in a small cycle is judged by the shadow alone.
@@ -43,7 +49,7 @@ describe('checkpointMode (Litestream v0.3.13 thresholds)', () => {
     expect(mode(20_000, 999)).toBeUndefined();
   });
 
-  it('the thresholds are the policy\'s, counted in frames of the database\'s page size', () => {
+  it("the thresholds are the policy's, counted in frames of the database's page size", () => {
     const p = { minCheckpointPageCount: 10, maxCheckpointPageCount: 20, truncatePageCount: 30, checkpointIntervalMs: 5_000 };
     const at = (pageSize: number, walPages: number, shadowPages: number, idleMs = 0) =>
       checkpointMode(p, { pageSize, walSize: calcWalSize(pageSize, walPages), shadowSize: calcWalSize(pageSize, shadowPages), idleMs });
@@ -58,8 +64,13 @@ describe('checkpointMode (Litestream v0.3.13 thresholds)', () => {
     expect(checkpointMode(p, { pageSize: 4096, walSize: 0, shadowSize: calcWalSize(4096, 10) - 1, idleMs: 0 })).toBeUndefined();
   });
 
-  it('the defaults are Litestream v0.3.13\'s', () => {
-    expect(DEFAULT_CHECKPOINT_POLICY).toEqual({ minCheckpointPageCount: 1000, maxCheckpointPageCount: 10_000, truncatePageCount: 500_000, checkpointIntervalMs: 60_000 });
+  it("the defaults are Litestream v0.3.13's", () => {
+    expect(DEFAULT_CHECKPOINT_POLICY).toEqual({
+      minCheckpointPageCount: 1000,
+      maxCheckpointPageCount: 10_000,
+      truncatePageCount: 500_000,
+      checkpointIntervalMs: 60_000,
+    });
   });
 
   it('0 switches RESTART and TRUNCATE off', () => {

@@ -110,7 +110,7 @@ describe('copyToShadow', () => {
   });
 });
 
-describe('copyToShadow up to SQLite\'s commit point (maxFrames: one pass)', () => {
+describe("copyToShadow up to SQLite's commit point (maxFrames: one pass)", () => {
   /** Commits of mixed sizes (one of 400 pages: larger than a copy's read buffer), and mxFrame after each. */
   function walOfCommits() {
     const dir = tmp();

@@ -56,7 +56,7 @@ function buildHistory(): History {
   db.transaction(() => {
     for (let i = 0; i < 4000; i++) insert.run(350);
   })();
-  db.exec("UPDATE t SET v = randomblob(310) WHERE id % 7 = 0");
+  db.exec('UPDATE t SET v = randomblob(310) WHERE id % 7 = 0');
   for (let i = 0; i < 20; i++) insert.run(100);
   cycle();
   // Index 2: deletes, then a VACUUM that shrinks the file, then more writes.
@@ -90,7 +90,13 @@ function sqliteResult(h: History, wals: Buffer[], name: string): Buffer {
   return readFileSync(path);
 }
 
-async function applyWithApplier(h: History, wals: Buffer[], name: string, chunkSizes: number[], memoryLimit?: number): Promise<{ bytes: Buffer; spilled: boolean }> {
+async function applyWithApplier(
+  h: History,
+  wals: Buffer[],
+  name: string,
+  chunkSizes: number[],
+  memoryLimit?: number,
+): Promise<{ bytes: Buffer; spilled: boolean }> {
   const path = join(h.dir, `${name}.db`);
   writeFileSync(path, h.snapshot);
   const handle = await open(path, 'r+');
@@ -101,7 +107,7 @@ async function applyWithApplier(h: History, wals: Buffer[], name: string, chunkS
     let c = 0;
     for (const [i, wal] of wals.entries()) {
       applier.beginIndex(`wal index ${i}`);
-      for (let at = 0; at < wal.length; ) {
+      for (let at = 0; at < wal.length;) {
         const n = chunkSizes[c++ % chunkSizes.length]!;
         // A copy, then scribbled over: the applier must have taken what it keeps during the call.
         const chunk = Buffer.from(wal.subarray(at, at + n));
@@ -164,7 +170,9 @@ describe('WalApplier', () => {
     const applier = new WalApplier(handle, 1, { pageSize: 1024, spillPath: `${path}-spill` });
     try {
       applier.beginIndex('wal index gen/00000001');
-      expect(() => applier.update(h.wals[0]!.subarray(0, 8192))).toThrow(/wal index gen\/00000001 has page size 4096 but the snapshot has 1024/);
+      expect(() => applier.update(h.wals[0]!.subarray(0, 8192))).toThrow(
+        /wal index gen\/00000001 has page size 4096 but the snapshot has 1024/,
+      );
     } finally {
       applier.close();
       await handle.close();

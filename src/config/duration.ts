@@ -137,14 +137,10 @@ export function durationFromYaml(value: unknown, key: string, where = 'config'):
   }
   if (typeof value !== 'string') {
     // Not an object here: a YAML scalar left (true/false), which String shows as written.
-    // eslint-disable-next-line @typescript-eslint/no-base-to-string
-    throw new ReplicateError(
-      'CONFIG',
-      `${where}: ${key}: want a duration such as "5s", got ${typeof value === 'object' ? 'a structure' : String(value)}`,
-      {
-        details: { key },
-      },
-    );
+    const shown = typeof value === 'object' ? 'a structure' : String(value);
+    throw new ReplicateError('CONFIG', `${where}: ${key}: want a duration such as "5s", got ${shown}`, {
+      details: { key },
+    });
   }
   try {
     return parseDuration(value);

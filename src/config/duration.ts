@@ -136,8 +136,8 @@ export function durationFromYaml(value: unknown, key: string, where = 'config'):
     });
   }
   if (typeof value !== 'string') {
-    // Not an object here: a YAML scalar left (true/false), which String shows as written.
-    const shown = typeof value === 'object' ? 'a structure' : String(value);
+    // Not a string: a YAML boolean (shown as written) or a structure.
+    const shown = typeof value === 'boolean' ? String(value) : 'a structure';
     throw new ReplicateError('CONFIG', `${where}: ${key}: want a duration such as "5s", got ${shown}`, {
       details: { key },
     });

@@ -24,7 +24,15 @@ import { Worker } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
 import { ByteReader } from './byte-reader.js';
 import { decodeBlocks } from './lz4-frame-decoder.js';
-import { blockDecodeFailure, checkBlockChecksum, corrupt, finishFrame, parseBlockHeader, readExact, readFrameHeader } from './lz4-frame-format.js';
+import {
+  blockDecodeFailure,
+  checkBlockChecksum,
+  corrupt,
+  finishFrame,
+  parseBlockHeader,
+  readExact,
+  readFrameHeader,
+} from './lz4-frame-format.js';
 import { hashInSlices, newHasher } from './xxh32.js';
 
 export interface DecodeToFileOptions {
@@ -65,7 +73,11 @@ type FromWorker =
  * the worker has stopped). Throws CORRUPT_OBJECT as decodeLz4Frame does, or the write's error (with
  * its errno code).
  */
-export async function decodeLz4FrameToFile(source: AsyncIterable<Uint8Array>, fd: number, opts: DecodeToFileOptions = {}): Promise<DecodedToFile> {
+export async function decodeLz4FrameToFile(
+  source: AsyncIterable<Uint8Array>,
+  fd: number,
+  opts: DecodeToFileOptions = {},
+): Promise<DecodedToFile> {
   const label = opts.label;
   const headBytes = opts.headBytes ?? 100;
   const reader = new ByteReader(source);
@@ -161,10 +173,7 @@ async function decodeIndependentBlocks(
         await until(() => freeIn.length > 0 && freeOut.length > 0);
         const inSlot = freeIn.shift()!;
         const outSlot = freeOut.shift()!;
-        const data = await reader.read(length, inViews[inSlot]);
-        if (data.length < length) throw corrupt(label, 'object is truncated (unexpected end of data in block data)');
-        // read() hands back the source's own bytes when the block lies within one chunk.
-        if (data.buffer !== inputs[inSlot]) inViews[inSlot]!.set(data);
+        await readBlockInto(reader, inViews[inSlot]!, length, label);
         await checkBlockChecksum(reader, frame, inViews[inSlot]!.subarray(0, length), label);
         pending++;
         worker.postMessage({ inSlot, outSlot, length, stored } satisfies ToWorker);
@@ -186,8 +195,22 @@ async function decodeIndependentBlocks(
   }
 }
 
+/**
+ * A block's `length` bytes copied into `slot` as the source's chunks arrive, each released before the
+ * next is read: the source may reuse its read buffers after a few chunks (see recycleReadBuffers), and
+ * nothing here holds a whole block's worth of them.
+ */
+async function readBlockInto(reader: ByteReader, slot: Buffer, length: number, label: string | undefined): Promise<void> {
+  for (let at = 0; at < length;) {
+    const piece = await reader.readUpTo(length - at);
+    if (piece.length === 0) throw corrupt(label, 'object is truncated (unexpected end of data in block data)');
+    slot.set(piece, at);
+    at += piece.length;
+  }
+}
+
 function writeAllSync(fd: number, chunk: Uint8Array, position: number): void {
-  for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off, chunk.length - off, position + off);
+  for (let off = 0; off < chunk.length;) off += writeSync(fd, chunk, off, chunk.length - off, position + off);
 }
 
 /**
@@ -202,7 +225,13 @@ function blockWorker(): void {
   const parentPort = threads.parentPort;
   const fs = require('node:fs') as typeof import('node:fs');
   const { createRequire } = require('node:module') as typeof import('node:module');
-  const data = threads.workerData as { inputs: SharedArrayBuffer[]; outputs: SharedArrayBuffer[]; writeSlice: number; fd: number; requireFrom: string };
+  const data = threads.workerData as {
+    inputs: SharedArrayBuffer[];
+    outputs: SharedArrayBuffer[];
+    writeSlice: number;
+    fd: number;
+    requireFrom: string;
+  };
   const liblz4 = createRequire(data.requireFrom)('lz4/build/Release/lz4.node') as { uncompress(input: Buffer, output: Buffer): number };
   const inputs = data.inputs.map((b) => Buffer.from(b));
   const outputs = data.outputs.map((b) => Buffer.from(b));
@@ -226,7 +255,7 @@ function blockWorker(): void {
     }
     parentPort!.postMessage({ kind: 'decoded', inSlot: m.inSlot, outSlot: m.outSlot, n });
     try {
-      for (let off = 0; off < n; ) off += fs.writeSync(data.fd, output, off, Math.min(data.writeSlice, n - off), position + off);
+      for (let off = 0; off < n;) off += fs.writeSync(data.fd, output, off, Math.min(data.writeSlice, n - off), position + off);
     } catch (err) {
       failed = true;
       const e = err as NodeJS.ErrnoException;

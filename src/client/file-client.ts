@@ -40,7 +40,7 @@ const READ_CHUNK = 1024 * 1024;
  * it resident for the whole read, so smaller than a stream's reads (more of them cost nothing measurable
  * next to a restore's decode and writes).
  */
-const RECYCLED_CHUNK = Number(process.env.STN_RC ?? 256 * 1024);
+const RECYCLED_CHUNK = 256 * 1024;
 /**
  * Objects up to this size (most WAL segments) are read whole into one buffer of exactly their size: a
  * stream reads 1 MiB buffers and copies a short last read into another, so a restore's thousands of

@@ -11,19 +11,7 @@ import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName
 import type { Pos } from '../pos.js';
 import { writeFileAtomic } from '../internal/atomic-file.js';
 import { FileLeaseStore } from './file-lease.js';
-import {
-  CLIENT_TRANSFER,
-  RECYCLE_AFTER_CHUNKS,
-  OperationCounter,
-  type ClientTransfer,
-  type ObjectBody,
-  type OperationCounts,
-  type OpOptions,
-  type ReplicaClient,
-  type SnapshotInfo,
-  type StoredLease,
-  type WalSegmentInfo,
-} from './replica-client.js';
+import { CLIENT_TRANSFER, RECYCLE_AFTER_CHUNKS, OperationCounter, type ClientTransfer, type ObjectBody, type OperationCounts, type OpOptions, type ReplicaClient, type SnapshotInfo, type StoredLease, type WalSegmentInfo } from './replica-client.js';
 
 export interface FileReplicaClientOptions {
   /** Absolute path of the replica root. */
@@ -35,12 +23,6 @@ export interface FileReplicaClientOptions {
 }
 
 const READ_CHUNK = 1024 * 1024;
-/**
- * Reads into a recycled ring (see recycledReads): the ring is RECYCLE_AFTER_CHUNKS + 1 of these, all of
- * it resident for the whole read, so smaller than a stream's reads (more of them cost nothing measurable
- * next to a restore's decode and writes).
- */
-const RECYCLED_CHUNK = 256 * 1024;
 /**
  * Objects up to this size (most WAL segments) are read whole into one buffer of exactly their size: a
  * stream reads 1 MiB buffers and copies a short last read into another, so a restore's thousands of
@@ -61,11 +43,7 @@ export class FileReplicaClient implements ReplicaClient {
     if (!isAbsolute(options.path)) throw new RangeError(`file replica path must be absolute: ${options.path}`);
     this.location = options.path;
     this.layout = new ReplicaLayout(options.path, join);
-    this.lease = new FileLeaseStore(this.layout, {
-      dirMode: options.dirMode,
-      fileMode: options.fileMode,
-      count: (op) => this.counts.add(op),
-    });
+    this.lease = new FileLeaseStore(this.layout, { dirMode: options.dirMode, fileMode: options.fileMode, count: (op) => this.counts.add(op) });
   }
 
   /** The lease: versioned records written by exclusive link (see file-lease.ts). */
@@ -196,8 +174,7 @@ export class FileReplicaClient implements ReplicaClient {
       const handle = await open(path, 'r');
       // Read buffers no bigger than the file: a stream allocates highWaterMark bytes per read.
       const { size } = await handle.stat();
-      if (opts?.recycleReadBuffers && size > READ_CHUNK * RECYCLE_AFTER_CHUNKS)
-        return Readable.from(recycledReads(handle, path), { objectMode: false, highWaterMark: 1 });
+      if (opts?.recycleReadBuffers && size > READ_CHUNK * RECYCLE_AFTER_CHUNKS) return Readable.from(recycledReads(handle, path), { objectMode: false, highWaterMark: 1 });
       if (size <= WHOLE_READ_MAX) return Readable.from([await readWhole(handle, path, Number(size))], { objectMode: false });
       return createReadStream('', { fd: handle, highWaterMark: Math.max(64 * 1024, Math.min(READ_CHUNK, size)) });
     } catch (err) {
@@ -258,7 +235,7 @@ async function* recycledReads(handle: FileHandle, path: string): AsyncGenerator<
   let position = 0;
   try {
     for (;;) {
-      const buf = (ring[next] ??= Buffer.allocUnsafe(RECYCLED_CHUNK));
+      const buf = (ring[next] ??= Buffer.allocUnsafe(READ_CHUNK));
       next = (next + 1) % (RECYCLE_AFTER_CHUNKS + 1);
       const { bytesRead } = await handle.read(buf, 0, buf.length, position);
       if (bytesRead === 0) return;

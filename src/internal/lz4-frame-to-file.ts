@@ -24,15 +24,7 @@ import { Worker } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
 import { ByteReader } from './byte-reader.js';
 import { decodeBlocks } from './lz4-frame-decoder.js';
-import {
-  blockDecodeFailure,
-  checkBlockChecksum,
-  corrupt,
-  finishFrame,
-  parseBlockHeader,
-  readExact,
-  readFrameHeader,
-} from './lz4-frame-format.js';
+import { blockDecodeFailure, checkBlockChecksum, corrupt, finishFrame, parseBlockHeader, readExact, readFrameHeader } from './lz4-frame-format.js';
 import { hashInSlices, newHasher } from './xxh32.js';
 
 export interface DecodeToFileOptions {
@@ -73,11 +65,7 @@ type FromWorker =
  * the worker has stopped). Throws CORRUPT_OBJECT as decodeLz4Frame does, or the write's error (with
  * its errno code).
  */
-export async function decodeLz4FrameToFile(
-  source: AsyncIterable<Uint8Array>,
-  fd: number,
-  opts: DecodeToFileOptions = {},
-): Promise<DecodedToFile> {
+export async function decodeLz4FrameToFile(source: AsyncIterable<Uint8Array>, fd: number, opts: DecodeToFileOptions = {}): Promise<DecodedToFile> {
   const label = opts.label;
   const headBytes = opts.headBytes ?? 100;
   const reader = new ByteReader(source);
@@ -196,12 +184,11 @@ async function decodeIndependentBlocks(
 }
 
 /**
- * A block's `length` bytes copied into `slot` as the source's chunks arrive, each released before the
- * next is read: the source may reuse its read buffers after a few chunks (see recycleReadBuffers), and
- * nothing here holds a whole block's worth of them.
+ * A block's `length` bytes copied into `slot` piece by piece as the source's chunks arrive, each one let
+ * go before the next is read: nothing here holds a block's worth of the source's chunks.
  */
 async function readBlockInto(reader: ByteReader, slot: Buffer, length: number, label: string | undefined): Promise<void> {
-  for (let at = 0; at < length;) {
+  for (let at = 0; at < length; ) {
     const piece = await reader.readUpTo(length - at);
     if (piece.length === 0) throw corrupt(label, 'object is truncated (unexpected end of data in block data)');
     slot.set(piece, at);
@@ -210,7 +197,7 @@ async function readBlockInto(reader: ByteReader, slot: Buffer, length: number, l
 }
 
 function writeAllSync(fd: number, chunk: Uint8Array, position: number): void {
-  for (let off = 0; off < chunk.length;) off += writeSync(fd, chunk, off, chunk.length - off, position + off);
+  for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off, chunk.length - off, position + off);
 }
 
 /**
@@ -225,13 +212,7 @@ function blockWorker(): void {
   const parentPort = threads.parentPort;
   const fs = require('node:fs') as typeof import('node:fs');
   const { createRequire } = require('node:module') as typeof import('node:module');
-  const data = threads.workerData as {
-    inputs: SharedArrayBuffer[];
-    outputs: SharedArrayBuffer[];
-    writeSlice: number;
-    fd: number;
-    requireFrom: string;
-  };
+  const data = threads.workerData as { inputs: SharedArrayBuffer[]; outputs: SharedArrayBuffer[]; writeSlice: number; fd: number; requireFrom: string };
   const liblz4 = createRequire(data.requireFrom)('lz4/build/Release/lz4.node') as { uncompress(input: Buffer, output: Buffer): number };
   const inputs = data.inputs.map((b) => Buffer.from(b));
   const outputs = data.outputs.map((b) => Buffer.from(b));
@@ -255,7 +236,7 @@ function blockWorker(): void {
     }
     parentPort!.postMessage({ kind: 'decoded', inSlot: m.inSlot, outSlot: m.outSlot, n });
     try {
-      for (let off = 0; off < n;) off += fs.writeSync(data.fd, output, off, Math.min(data.writeSlice, n - off), position + off);
+      for (let off = 0; off < n; ) off += fs.writeSync(data.fd, output, off, Math.min(data.writeSlice, n - off), position + off);
     } catch (err) {
       failed = true;
       const e = err as NodeJS.ErrnoException;

@@ -5,8 +5,8 @@
  * A long history is thousands of small WAL segments; read one after another, each costs a round trip
  * (a day at `sync-interval: 1s` is up to 86,400 of them). The restore needs them in order, so they are
  * fetched ahead, a few at a time, and held (still compressed) until their turn. What is held is bounded
- * by `budgetBytes` (a read ahead counts at its listed size from its start): a fetch ahead pauses when the budget is spent, and the object whose turn it is waits
- * only for its own backlog (it is being consumed as it arrives), so a single object larger than the
+ * by `budgetBytes` (a read ahead counts at its listed size from its start): a fetch ahead pauses when
+ * the budget is spent, and the object whose turn it is waits only for its own backlog (it is being consumed as it arrives), so a single object larger than the
  * budget streams through instead of being held whole. At most twice the budget is held.
  *
  * Objects are immutable once written, so a read that fails midway is opened again and the bytes already

@@ -71,8 +71,8 @@ export async function applyIndexes(
   let name = '';
   // The snapshot decoder's block buffers, when it had them, serve as the WAL decoder's output and input
   // (the input scratch from the end of the list: the decoder puts its input slots, only as much of them
-  // touched as the largest compressed block, last). The others are let go at once: the caller's list is
-  // emptied, so they are not held through the WAL phase.
+  // touched as the largest compressed block, last). The caller's list is emptied so that the others are
+  // not held through the WAL phase.
   let output: Buffer | undefined = buffers.find((b) => b.length >= LZ4_BLOCK_SIZE);
   const inputScratch: { buffer?: Buffer } = { buffer: [...buffers].reverse().find((b) => b !== output) };
   buffers.length = 0;
@@ -80,13 +80,9 @@ export async function applyIndexes(
   const endIndex = (): boolean => {
     const ix = plan.indexes[current]!;
     if (ix.endOffset !== undefined && written < ix.endOffset) {
-      throw new ReplicateError(
-        'WAL_SEGMENT_GAP',
-        `wal index ${name} ends at offset ${written}, before the requested offset ${ix.endOffset}`,
-        {
-          details: { generation: plan.generation, index: ix.index, offset: written, expected: ix.endOffset },
-        },
-      );
+      throw new ReplicateError('WAL_SEGMENT_GAP', `wal index ${name} ends at offset ${written}, before the requested offset ${ix.endOffset}`, {
+        details: { generation: plan.generation, index: ix.index, offset: written, expected: ix.endOffset },
+      });
     }
     const scan = applier.endIndex();
     if (!scan.header) throw new ReplicateError('INVALID_WAL', `wal index ${name}: no valid WAL header (${written} bytes)`);
@@ -118,25 +114,14 @@ export async function applyIndexes(
         const msg =
           `wal segments of ${name} do not meet: the segment at offset ${seg.offset} follows ` +
           `data that ends at offset ${written} (${source.where})`;
-        if (!opts.stopAtGap)
-          throw new ReplicateError('WAL_SEGMENT_GAP', msg, {
-            details: { generation: plan.generation, index: plan.indexes[current]!.index, offset: seg.offset, expected: written },
-          });
+        if (!opts.stopAtGap) throw new ReplicateError('WAL_SEGMENT_GAP', msg, { details: { generation: plan.generation, index: plan.indexes[current]!.index, offset: seg.offset, expected: written } });
         out.stoppedAt = msg;
         endIndex();
         return out;
       }
       const ix = plan.indexes[current]!;
       output ??= Buffer.allocUnsafe(LZ4_BLOCK_SIZE);
-      const used = await applySegment(
-        codec,
-        source.where,
-        body,
-        applier,
-        ix.endOffset === undefined ? Infinity : ix.endOffset - written,
-        output,
-        inputScratch,
-      );
+      const used = await applySegment(codec, source.where, body, applier, ix.endOffset === undefined ? Infinity : ix.endOffset - written, output, inputScratch);
       written += used;
       if (used > 0) out.lastSegmentAt = Math.max(out.lastSegmentAt ?? 0, seg.createdAt.getTime());
     }
@@ -148,15 +133,7 @@ export async function applyIndexes(
 }
 
 /** Decodes one segment into the applier; returns the bytes used (a requested end offset can cut it). */
-async function applySegment(
-  codec: ObjectCodec,
-  where: string,
-  body: AsyncIterable<Buffer>,
-  applier: WalApplier,
-  limit: number,
-  output: Buffer,
-  inputScratch: { buffer?: Buffer },
-): Promise<number> {
+async function applySegment(codec: ObjectCodec, where: string, body: AsyncIterable<Buffer>, applier: WalApplier, limit: number, output: Buffer, inputScratch: { buffer?: Buffer }): Promise<number> {
   let n = 0;
   // The applier copies what it keeps before the next chunk is pulled, so one output buffer serves every
   // block of every segment (segments are decoded one at a time), and one input scratch too.
@@ -189,12 +166,7 @@ export async function restoreSnapshot(
     // The decoder below is done with each chunk long before it pulls RECYCLE_AFTER_CHUNKS more (it holds
     // at most one 4 MiB block's worth), so a backend may reuse its read buffers. Not when the object may
     // be age-encrypted: the decryption's stream queues are not ours to bound.
-    open: (s) =>
-      openObject(
-        () => replica.client.snapshotReader(plan.generation, plan.snapshot.index, { signal: s, recycleReadBuffers: !codec.decrypts }),
-        'snapshot',
-        where,
-      ),
+    open: (s) => openObject(() => replica.client.snapshotReader(plan.generation, plan.snapshot.index, { signal: s, recycleReadBuffers: !codec.decrypts }), 'snapshot', where),
   };
   async function* counted(): AsyncGenerator<Buffer> {
     let first = onFirstBytes;
@@ -223,13 +195,9 @@ export async function restoreSnapshot(
   const raw = header.readUInt16BE(16);
   const pageSize = raw === 1 ? 65536 : raw;
   if (size % pageSize !== 0) {
-    throw new ReplicateError(
-      'CORRUPT_OBJECT',
-      `restoring snapshot ${where}: ${size} bytes is not a whole number of ${pageSize}-byte pages`,
-      {
-        details: { object: where },
-      },
-    );
+    throw new ReplicateError('CORRUPT_OBJECT', `restoring snapshot ${where}: ${size} bytes is not a whole number of ${pageSize}-byte pages`, {
+      details: { object: where },
+    });
   }
   return { pageSize, size, buffers };
 }

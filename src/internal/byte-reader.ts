@@ -54,6 +54,21 @@ export class ByteReader {
     return out;
   }
 
+  /**
+   * The next 1 to `max` bytes as they are buffered (a view of one chunk, never a copy), or an empty
+   * buffer at end of stream. For a caller that copies a long run into its own memory piece by piece:
+   * it holds no more than one chunk of the source at a time, where `read` collects all of them first.
+   */
+  async readUpTo(max: number): Promise<Buffer> {
+    if ((await this.fill(1)) === 0 || max <= 0) return Buffer.alloc(0);
+    const first = this.chunks[0]!;
+    const take = Math.min(max, first.length);
+    if (take === first.length) this.chunks.shift();
+    else this.chunks[0] = first.subarray(take);
+    this.buffered -= take;
+    return first.subarray(0, take);
+  }
+
   /** Moves the next `out.length - at` buffered bytes into `out` from offset `at`. */
   private consumeInto(out: Buffer, at: number): void {
     let pos = at;

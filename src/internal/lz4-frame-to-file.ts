@@ -173,10 +173,7 @@ async function decodeIndependentBlocks(
         await until(() => freeIn.length > 0 && freeOut.length > 0);
         const inSlot = freeIn.shift()!;
         const outSlot = freeOut.shift()!;
-        const data = await reader.read(length, inViews[inSlot]);
-        if (data.length < length) throw corrupt(label, 'object is truncated (unexpected end of data in block data)');
-        // read() hands back the source's own bytes when the block lies within one chunk.
-        if (data.buffer !== inputs[inSlot]) inViews[inSlot]!.set(data);
+        await readBlockInto(reader, inViews[inSlot]!, length, label);
         await checkBlockChecksum(reader, frame, inViews[inSlot]!.subarray(0, length), label);
         pending++;
         worker.postMessage({ inSlot, outSlot, length, stored } satisfies ToWorker);
@@ -195,6 +192,19 @@ async function decodeIndependentBlocks(
     // reused): terminate() resolves once the thread has stopped, after any write call in progress.
     worker.removeAllListeners('exit');
     await worker.terminate();
+  }
+}
+
+/**
+ * A block's `length` bytes copied into `slot` piece by piece as the source's chunks arrive, each one let
+ * go before the next is read: nothing here holds a block's worth of the source's chunks.
+ */
+async function readBlockInto(reader: ByteReader, slot: Buffer, length: number, label: string | undefined): Promise<void> {
+  for (let at = 0; at < length; ) {
+    const piece = await reader.readUpTo(length - at);
+    if (piece.length === 0) throw corrupt(label, 'object is truncated (unexpected end of data in block data)');
+    slot.set(piece, at);
+    at += piece.length;
   }
 }
 

@@ -5,8 +5,8 @@
  * A long history is thousands of small WAL segments; read one after another, each costs a round trip
  * (a day at `sync-interval: 1s` is up to 86,400 of them). The restore needs them in order, so they are
  * fetched ahead, a few at a time, and held (still compressed) until their turn. What is held is bounded
- * by `budgetBytes`: a fetch ahead pauses when the budget is spent, and the object whose turn it is waits
- * only for its own backlog (it is being consumed as it arrives), so a single object larger than the
+ * by `budgetBytes` (a read ahead counts at its listed size from its start): a fetch ahead pauses when
+ * the budget is spent, and the object whose turn it is waits only for its own backlog (it is being consumed as it arrives), so a single object larger than the
  * budget streams through instead of being held whole. At most twice the budget is held.
  *
  * Objects are immutable once written, so a read that fails midway is opened again and the bytes already
@@ -116,6 +116,8 @@ export class OrderedPrefetch {
   private next = 0; // next object to start
   private running = 0;
   private held = 0;
+  /** Listed bytes of the reads ahead in flight that have not arrived yet. */
+  private reserved = 0;
   private closed = false;
   private readonly producers: Promise<void>[] = [];
   /** Reads ahead paused for budget. */
@@ -191,7 +193,16 @@ export class OrderedPrefetch {
   private startMore(): void {
     while (!this.closed && this.next < this.sources.length && this.running < Math.max(1, this.opts.concurrency)) {
       const slot = this.slots[this.next]!;
-      if (!slot.head && this.held >= this.opts.budgetBytes) return;
+      // A read ahead counts against the budget from its start, at its listed size: a backend may deliver
+      // a whole object as one chunk (the file client reads small ones whole), and eight of them started
+      // at once held three times the budget. One read ahead may start on an empty budget whatever its size.
+      const want = Math.min(this.sources[this.next]!.size, this.opts.budgetBytes);
+      if (
+        !slot.head &&
+        (this.held + this.reserved >= this.opts.budgetBytes ||
+          (this.reserved > 0 && this.held + this.reserved + want > this.opts.budgetBytes))
+      )
+        return;
       const i = this.next++;
       this.running++;
       this.producers.push(this.produce(i));
@@ -201,9 +212,14 @@ export class OrderedPrefetch {
   private async produce(i: number): Promise<void> {
     const slot = this.slots[i]!;
     const source = this.sources[i]!;
+    let reserved = Math.min(source.size, this.opts.budgetBytes);
+    this.reserved += reserved;
     try {
       for await (const chunk of resumableChunks(source, { ...this.opts, signal: this.signal })) {
         if (this.closed) return;
+        const arrived = Math.min(reserved, chunk.length);
+        reserved -= arrived;
+        this.reserved -= arrived;
         this.opts.onBytes?.(chunk.length);
         // A chunk held for later that is a small view of a much larger buffer (a file stream reads 64 KiB
         // at a time, a small segment is a few KiB of it) is copied, so the budget counts what is held.
@@ -224,6 +240,7 @@ export class OrderedPrefetch {
     } catch (err) {
       slot.failure = err;
     } finally {
+      this.reserved -= reserved;
       this.running--;
       slot.wakeConsumer?.();
       this.startMore();

@@ -69,9 +69,13 @@ export async function applyIndexes(
   let current = -1;
   let written = 0;
   let name = '';
-  // The snapshot decoder's block buffers, when it had them, serve as the WAL decoder's output and input.
+  // The snapshot decoder's block buffers, when it had them, serve as the WAL decoder's output and input
+  // (the input scratch from the end of the list: the decoder puts its input slots, only as much of them
+  // touched as the largest compressed block, last). The caller's list is emptied so that the others are
+  // not held through the WAL phase.
   let output: Buffer | undefined = buffers.find((b) => b.length >= LZ4_BLOCK_SIZE);
-  const inputScratch: { buffer?: Buffer } = { buffer: buffers.find((b) => b !== output) };
+  const inputScratch: { buffer?: Buffer } = { buffer: [...buffers].reverse().find((b) => b !== output) };
+  buffers.length = 0;
 
   const endIndex = (): boolean => {
     const ix = plan.indexes[current]!;

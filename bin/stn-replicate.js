@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Shim: catch SIGINT/SIGTERM first (before the CLI's modules load; see src/cli/signal-latch.ts), then
-// run the CLI from the compiled output and set the exit code; nothing else.
+// bound V8's young generation, run the CLI from the compiled output and set the exit code.
 import { setFlagsFromString } from 'node:v8';
 import { SignalLatch } from '../dist/src/cli/signal-latch.js';
 

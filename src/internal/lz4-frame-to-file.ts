@@ -200,7 +200,7 @@ async function decodeIndependentBlocks(
  * go before the next is read: nothing here holds a block's worth of the source's chunks.
  */
 async function readBlockInto(reader: ByteReader, slot: Buffer, length: number, label: string | undefined): Promise<void> {
-  for (let at = 0; at < length; ) {
+  for (let at = 0; at < length;) {
     const piece = await reader.readUpTo(length - at);
     if (piece.length === 0) throw corrupt(label, 'object is truncated (unexpected end of data in block data)');
     slot.set(piece, at);

@@ -16,13 +16,7 @@ import { ObjectStoreClient, type StoredObject } from './object-store.js';
 import { LeasePut, recordLeaseTarget } from './s3-lease-put.js';
 import { isMissing, loadLibStorage, loadSdk, lookUpRegion, makeS3Client, statusOf } from './s3-sdk.js';
 import { ObjectGet, recordObjectGets, tailOf } from './s3-object-get.js';
-import {
-  countingStream,
-  type ObjectBody,
-  type OpOptions,
-  type ReplicaClient,
-  type StoredLease,
-} from './replica-client.js';
+import { countingStream, type ObjectBody, type OpOptions, type ReplicaClient, type StoredLease } from './replica-client.js';
 
 export interface S3ReplicaClientOptions {
   bucket: string;
@@ -349,4 +343,3 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     throw Object.assign(new Error(a.message ?? `the store answered HTTP ${a.status}`), { name, $metadata: { httpStatusCode: a.status } });
   }
 }
-

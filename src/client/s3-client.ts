@@ -4,8 +4,8 @@
  * (as Litestream uses it); uploads stream through @aws-sdk/lib-storage (multipart above 5 MiB).
  * The lease (src/lease/) is one object, `<path>/lease/lease.json`, changed with conditional PutObjects
  * (If-None-Match / If-Match on its ETag), which a start-up probe checks the store enforces.
+ * Loading the SDK, the S3Clients' settings and reading its errors: s3-sdk.ts.
  */
-import { createRequire } from 'node:module';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -14,15 +14,9 @@ import { describeCloudError, withErrorContext } from './cloud-error.js';
 import { isGenerationName } from '../layout.js';
 import { ObjectStoreClient, type StoredObject } from './object-store.js';
 import { LeasePut, recordLeaseTarget } from './s3-lease-put.js';
+import { isMissing, loadLibStorage, loadSdk, lookUpRegion, makeS3Client, statusOf } from './s3-sdk.js';
 import { ObjectGet, recordObjectGets, tailOf } from './s3-object-get.js';
-import {
-  countingStream,
-  type ObjectBody,
-  type ReplicaOperation,
-  type OpOptions,
-  type ReplicaClient,
-  type StoredLease,
-} from './replica-client.js';
+import { countingStream, type ObjectBody, type OpOptions, type ReplicaClient, type StoredLease } from './replica-client.js';
 
 export interface S3ReplicaClientOptions {
   bucket: string;
@@ -48,14 +42,6 @@ export interface S3ReplicaClientOptions {
 
 const DELETE_BATCH = 1000;
 
-/**
- * The SDK is CommonJS: required, not imported. Through import() Node parses every one of its ~30 files
- * a second time to find their exports for ESM (cjs-module-lexer), about 40 ms of a restore's start-up.
- */
-const requireHere = createRequire(import.meta.url);
-const loadSdk = () => requireHere('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
-const loadLibStorage = () => requireHere('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
-
 export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient {
   readonly type = 's3';
   protected readonly scheme = 's3';
@@ -77,9 +63,9 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     this.client ??= (async () => {
       const sdk = loadSdk();
       const o = this.opts;
-      const region = o.region ?? (o.endpoint !== undefined ? 'us-east-1' : await this.lookUpRegion(sdk));
+      const region = o.region ?? (o.endpoint !== undefined ? 'us-east-1' : await lookUpRegion(sdk, o, this.counts));
       // The SDK's own retries with backoff for 5xx, throttling and resets.
-      const s3 = this.makeClient(sdk, region, 5);
+      const s3 = makeS3Client(sdk, this.opts, region, 5, this.counts);
       recordObjectGets(s3, this.objectsDir(), (target) => {
         if (!this.objectGetRefused) this.objectGet ??= new ObjectGet(s3, target);
       });
@@ -97,80 +83,13 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
   private leaseSdk() {
     this.leaseClient ??= (async () => {
       const { sdk, region } = await this.sdk();
-      const s3 = this.makeClient(sdk, region, 1);
+      const s3 = makeS3Client(sdk, this.opts, region, 1, this.counts);
       recordLeaseTarget(s3, this.layout.leaseObjectKey(), (target) => {
         if (!this.leasePutRefused) this.leasePut ??= new LeasePut(s3, target);
       });
       return { s3, sdk };
     })();
     return this.leaseClient;
-  }
-
-  private makeClient(sdk: typeof import('@aws-sdk/client-s3'), region: string, maxAttempts: number): S3Client {
-    const o = this.opts;
-    const s3: S3Client = new sdk.S3Client({
-      region,
-      ...(o.endpoint ? { endpoint: o.endpoint } : {}),
-      forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined,
-      ...(o.accessKeyId || o.secretAccessKey
-        ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } }
-        : {}),
-      ...(o.checksums === 'when_required' ? { requestChecksumCalculation: 'WHEN_REQUIRED' } : {}),
-      // Reads are not checked by the SDK: by default it asks for the object's stored checksum and, on AWS
-      // (which stores a CRC64NVME for every new object), hashes the whole body on this thread in
-      // JavaScript: ~230 ms per 90 MiB snapshot, 2.5x the time to receive it. What we read is checked
-      // end to end already: LZ4 frames carry a content checksum (age, its MACs), WAL frames their
-      // checksums, and a restored database its integrity check.
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts,
-      // Without these a stalled connection would hang an upload forever.
-      requestHandler: {
-        connectionTimeout: 5_000,
-        socketTimeout: o.requestTimeoutMs ?? 30_000,
-        ...(o.skipVerify ? { httpsAgent: { rejectUnauthorized: false } } : {}),
-      },
-    });
-    // Count every operation as it is sent (multipart parts included).
-    s3.middlewareStack.add(
-      (next, context) => async (args) => {
-        const op = operationOf(context.commandName);
-        if (op) this.counts.add(op);
-        return next(args);
-      },
-      { step: 'finalizeRequest', name: 'stnRequestCounter' },
-    );
-    return s3;
-  }
-
-  /**
-   * Litestream's rule: a configured region; else, with an endpoint, us-east-1; else ask AWS where the
-   * bucket lives (GetBucketLocation against us-east-1; an empty answer means us-east-1).
-   */
-  private async lookUpRegion(sdk: typeof import('@aws-sdk/client-s3')): Promise<string> {
-    const o = this.opts;
-    const probe = new sdk.S3Client({
-      region: 'us-east-1',
-      ...(o.accessKeyId || o.secretAccessKey
-        ? { credentials: { accessKeyId: o.accessKeyId ?? '', secretAccessKey: o.secretAccessKey ?? '' } }
-        : {}),
-    });
-    try {
-      const out = await probe.send(new sdk.GetBucketLocationCommand({ Bucket: o.bucket }));
-      this.counts.add('GET');
-      const c = out.LocationConstraint as string | undefined;
-      return !c ? 'us-east-1' : c === 'EU' ? 'eu-west-1' : c;
-    } catch (err) {
-      throw new ReplicateError(
-        'IO',
-        `[s3] looking up the region of bucket ${o.bucket}: ${describeCloudError(err)} (set region: in the config)`,
-        {
-          cause: err,
-          details: { bucket: o.bucket },
-        },
-      );
-    } finally {
-      probe.destroy();
-    }
   }
 
   private fail(doing: string, key: string, err: unknown): ReplicateError {
@@ -423,22 +342,4 @@ export class S3ReplicaClient extends ObjectStoreClient implements ReplicaClient 
     const name = a.code ?? (a.status === 412 ? 'PreconditionFailed' : a.status === 404 ? 'NotFound' : 'UnknownError');
     throw Object.assign(new Error(a.message ?? `the store answered HTTP ${a.status}`), { name, $metadata: { httpStatusCode: a.status } });
   }
-}
-
-function statusOf(err: unknown): number | undefined {
-  return (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-}
-
-function isMissing(err: unknown): boolean {
-  const name = (err as { name?: string }).name;
-  return name === 'NoSuchKey' || name === 'NotFound' || statusOf(err) === 404;
-}
-
-function operationOf(command: string | undefined): ReplicaOperation | undefined {
-  if (!command) return undefined;
-  if (command.startsWith('List')) return 'LIST';
-  if (command.startsWith('Get') || command.startsWith('Head')) return 'GET';
-  if (command.startsWith('Delete')) return 'DELETE';
-  if (command.startsWith('Put') || command.includes('Multipart') || command.startsWith('UploadPart')) return 'PUT';
-  return undefined;
 }

@@ -31,7 +31,8 @@ import {
   type StoredLease,
   type WalSegmentInfo,
 } from './replica-client.js';
-import { SFTP_STATUS, SftpConnection, sftpStatus, type HostKeyPolicy } from './sftp-connection.js';
+import { SFTP_STATUS, SftpConnection, sftpStatus } from './sftp-connection.js';
+import type { HostKeyPolicy } from './sftp-connect.js';
 import { IN_FLIGHT, RemoteFiles } from './sftp-files.js';
 import { SftpLeaseStore } from './sftp-lease.js';
 import { parseHostKeyLines } from './ssh-host-keys.js';

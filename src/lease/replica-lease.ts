@@ -21,22 +21,23 @@
  *   for someone else's. The clients send conditional writes once, without SDK retries, for that reason.
  * - before the first acquisition, a store that may not enforce its conditions (object stores) is probed
  *   (ReplicaClient.probeLease): a store that ignores them fails with LEASE_UNSUPPORTED.
- * See docs/lease.md. Its parts: lease-options.ts (options, defaults, limits), renewal-schedule.ts (when
- * renewals are made), stored-lease.ts (reading and breaking the stored lease without holding it),
- * lease-record.ts (the record's format), guarded-client.ts (the check before every write).
+ * See docs/lease.md. Its parts: lease-options.ts (options, defaults, limits), lease-waiting.ts (waiting
+ * for the lease to be free), renewal-schedule.ts (when renewals are made), stored-lease.ts (reading and
+ * breaking the stored lease without holding it), lease-record.ts (the record's format),
+ * guarded-client.ts (the check before every write).
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { pid as processId } from 'node:process';
 import { supportsLease, type LeaseCapableClient } from '../client/replica-client.js';
-import { abortError, describeError, isTransientError, ReplicateError } from '../errors.js';
-import { abortableSleep } from '../internal/abortable-sleep.js';
+import { describeError, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../config/defaults.js';
-import { LEASE_RETRY_CAP_MS, type ReplicaLeaseOptions } from './lease-options.js';
+import type { ReplicaLeaseOptions } from './lease-options.js';
 import { describeHolder, encodeLeaseRecord, type LeaseHolder, type LeaseRecord } from './lease-record.js';
+import { waitForLease } from './lease-waiting.js';
 import { renewalDue, sleepUntil } from './renewal-schedule.js';
 import { readLease, type LeaseState } from './stored-lease.js';
 
@@ -199,72 +200,10 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
 
   /**
    * Waits until the lease is ours, logging who holds it (once per holder). Throws ABORTED on `signal`.
-   * A lease that cannot even be read at the first look is an error (a misconfigured or unreachable
-   * replica must not leave a replicator waiting silently); once it could be read, store errors (a
-   * write refused during an outage, a dropped connection) are retried.
+   * How the waiting goes (store errors, a stop while waiting): lease-waiting.ts.
    */
   async acquire(signal?: AbortSignal): Promise<void> {
-    let reported: string | undefined;
-    let failing: string | undefined;
-    // While the store fails, the looks back off (doubling up to LEASE_RETRY_CAP_MS); once it answers,
-    // they are every pollMs again, so a release is seen within pollMs.
-    let errorWait = this.pollMs;
-    // No abort check before the first try: a free lease is taken even when a stop is already asked for
-    // (a signal held from start-up), so that the final sync can still run; only waiting ends — and a
-    // try that hangs on a store that does not answer, when the stop comes while it runs.
-    const tries = signal?.aborted ? undefined : signal;
-    for (;;) {
-      let failed = false;
-      let current: LeaseState | undefined;
-      try {
-        current = await this.tryAcquire(tries);
-        if (current === undefined) return;
-      } catch (err) {
-        if (tries?.aborted) {
-          if (this.everRead) throw abortError(signal);
-          throw new ReplicateError(
-            'ABORTED',
-            `replica ${this.replica}: taking the lease at ${this.client.location}: interrupted by a signal before the store answered`,
-            { cause: err, details: { replica: this.replica, location: this.client.location } },
-          );
-        }
-        if (!this.everRead) {
-          const code = err instanceof ReplicateError ? err.code : 'IO';
-          throw new ReplicateError(code, `replica ${this.replica}: taking the lease at ${this.client.location}: ${describeError(err)}`, {
-            cause: err,
-            details: { replica: this.replica, location: this.client.location },
-          });
-        }
-        if (err instanceof ReplicateError && !isTransientError(err)) throw err;
-        failed = true;
-        // Once per distinct error: the store may stay down for long, and nothing is written meanwhile.
-        if (failing !== describeError(err)) {
-          failing = describeError(err);
-          this.log.warn('replica lease cannot be read or written; retrying (nothing is written to the replica meanwhile)', {
-            replica: this.replica,
-            location: this.client.location,
-            error: failing,
-          });
-        }
-      }
-      const holder = current?.record.holder;
-      // (Our own instance as the holder is an acquisition whose reply was lost: taken at the next look.)
-      if (current && holder && reported !== holder.instance && holder.instance !== this.identity.instance) {
-        reported = holder.instance;
-        this.log.warn('replica lease held by another instance; waiting for it to be released or to expire before writing', {
-          replica: this.replica,
-          location: this.client.location,
-          holder: describeHolder(holder),
-          ...(holder.generation !== undefined ? { generation: holder.generation } : {}),
-          since: current.record.acquiredAt,
-          renewed: current.record.renewedAt,
-          ttl: `${current.record.ttlMs}ms`,
-        });
-      }
-      if (signal?.aborted) throw abortError(signal);
-      await abortableSleep(failed ? errorWait : this.pollMs, signal);
-      errorWait = failed ? Math.min(LEASE_RETRY_CAP_MS, errorWait * 2) : this.pollMs;
-    }
+    await waitForLease(this, this.pollMs, this.log, signal);
   }
 
   /** Gives the lease up (a clean stop): waiters take it at once. Never throws; a failure is logged. */

@@ -3,7 +3,7 @@
  * `import … from 'stn-replicate'` resolves to): a name the API stops exporting, or an option it renames,
  * fails here rather than in a reader's editor.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,16 @@ function libraryExample(readme: string): string {
   return block[1]!;
 }
 
+/**
+ * The node_modules folders Node searches from the root, nearest first: the Node 24 run's copy of the
+ * repository (scripts/test-on-node.sh) has only its addons in its own and finds the rest above it.
+ */
+const modules: string[] = [];
+for (let d = root; ; d = dirname(d)) {
+  if (existsSync(join(d, 'node_modules'))) modules.push(join(d, 'node_modules'));
+  if (dirname(d) === d) break;
+}
+
 /** Type-checks `source` as an ES module whose `stn-replicate` is src/index.ts; returns the diagnostics as text. */
 function typeCheck(source: string, dir: string): string[] {
   const file = join(dir, 'readme-example.mts');
@@ -35,11 +45,11 @@ function typeCheck(source: string, dir: string): string[] {
     skipLibCheck: true,
     noEmit: true,
     types: ['node'],
-    typeRoots: [join(root, 'node_modules', '@types')],
-    // The package by its name, and the example's other imports from this repository's node_modules.
+    typeRoots: modules.map((m) => join(m, '@types')).filter((t) => existsSync(t)),
+    // The package by its name, and the example's other imports from the node_modules Node would search.
     paths: {
       'stn-replicate': [join(root, 'src', 'index.ts')],
-      '*': [join(root, 'node_modules', '*'), join(root, 'node_modules', '@types', '*')],
+      '*': [...modules.map((m) => join(m, '@types', '*')), ...modules.map((m) => join(m, '*'))],
     },
   });
   return ts.getPreEmitDiagnostics(program).map((d) => {

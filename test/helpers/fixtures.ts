@@ -70,10 +70,16 @@ function committedWalSize(path: string): number {
  */
 export async function waitForUpload(ls: LoggedProcess, dbPath: string, afterLine: number): Promise<LogPosition> {
   const metaWal = (gen: string) => join(dirname(dbPath), `.${basename(dbPath)}-litestream`, 'generations', gen, 'wal');
-  for (let attempt = 0; attempt < 400; attempt++) {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    // Lines seen before this look; the wait below starts here, so a segment logged while we look is not missed.
+    const seen = ls.lines.length;
     const realHeader = readHeader(`${dbPath}-wal`);
     const walSize = committedWalSize(`${dbPath}-wal`);
-    const segLines = ls.lines.map((l, i) => ({ l, i })).filter(({ l, i }) => i >= afterLine && l.includes('msg="wal segment written"'));
+    const segLines = ls.lines
+      .slice(0, seen)
+      .map((l, i) => ({ l, i }))
+      .filter(({ l, i }) => i >= afterLine && l.includes('msg="wal segment written"'));
     const lastGen = [...ls.lines]
       .reverse()
       .map(parsePosition)
@@ -95,7 +101,9 @@ export async function waitForUpload(ls: LoggedProcess, dbPath: string, afterLine
         }
       }
     }
-    await ls.waitForLog(/msg="wal segment written"/, ls.lines.length, 60_000);
+    // A new segment, or a short pause: the shadow WAL that matches may appear after its segment was logged.
+    if (!ls.running) break;
+    await ls.waitForLog(/msg="wal segment written"/, seen, 500).catch(() => undefined);
   }
   throw new Error(`litestream did not upload the last write:\n${ls.tail()}`);
 }

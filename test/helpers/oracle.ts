@@ -134,6 +134,11 @@ export class LoggedProcess {
     return { line, pos: parsePosition(this.lines[line]!)! };
   }
 
+  /** False once the process has exited. */
+  get running(): boolean {
+    return this.exited === undefined;
+  }
+
   get pid(): number | undefined {
     return this.child.pid;
   }

@@ -10,6 +10,7 @@ import { NotFoundError, ReplicateError, errnoCode, describeError } from '../erro
 import { ReplicaLayout, isGenerationName, parseSnapshotName, parseWalSegmentName } from '../layout.js';
 import type { Pos } from '../pos.js';
 import { writeFileAtomic } from '../internal/atomic-file.js';
+import type { ReadBuffers } from '../internal/read-buffer-pool.js';
 import { FileLeaseStore } from './file-lease.js';
 import {
   CLIENT_TRANSFER,
@@ -132,8 +133,8 @@ export class FileReplicaClient implements ReplicaClient {
     return this.openReader(this.layout.snapshotPath(generation, index), opts);
   }
 
-  walSegmentReader(pos: Pos): Promise<Readable> {
-    return this.openReader(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset));
+  walSegmentReader(pos: Pos, opts?: OpOptions): Promise<Readable> {
+    return this.openReader(this.layout.walSegmentPath(pos.generation, pos.index, pos.offset), opts);
   }
 
   async deleteGeneration(generation: string): Promise<void> {
@@ -192,6 +193,8 @@ export class FileReplicaClient implements ReplicaClient {
       const { size } = await handle.stat();
       if (opts?.recycleReadBuffers && size > READ_CHUNK * RECYCLE_AFTER_CHUNKS)
         return Readable.from(recycledReads(handle, path), { objectMode: false, highWaterMark: 1 });
+      if (opts?.readBuffers)
+        return Readable.from(pooledReads(handle, path, Number(size), opts.readBuffers), { objectMode: false, highWaterMark: 1 });
       if (size <= WHOLE_READ_MAX) return Readable.from([await readWhole(handle, path, Number(size))], { objectMode: false });
       return createReadStream('', { fd: handle, highWaterMark: Math.max(64 * 1024, Math.min(READ_CHUNK, size)) });
     } catch (err) {
@@ -258,6 +261,36 @@ async function* recycledReads(handle: FileHandle, path: string): AsyncGenerator<
       if (bytesRead === 0) return;
       position += bytesRead;
       yield buf.subarray(0, bytesRead);
+    }
+  } catch (err) {
+    throw new ReplicateError('IO', `[file] reading ${path}: ${describeError(err)}`, { cause: err, details: { path } });
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The file's `size` bytes (its size when opened: objects are written once) read into the caller's buffers
+ * (OpOptions.readBuffers), up to READ_CHUNK per call: one readv into as many pieces as that takes.
+ */
+async function* pooledReads(handle: FileHandle, path: string, size: number, buffers: ReadBuffers): AsyncGenerator<Buffer> {
+  let position = 0;
+  try {
+    while (position < size) {
+      const pieces: Buffer[] = [];
+      for (let want = Math.min(READ_CHUNK, size - position); want > 0;) {
+        const piece = buffers.take(want);
+        pieces.push(piece);
+        want -= piece.length;
+      }
+      const { bytesRead } = await handle.readv(pieces, position);
+      if (bytesRead === 0) return; // shorter than its stat said: the decoder reports the truncation
+      position += bytesRead;
+      for (let left = bytesRead, i = 0; left > 0; i++) {
+        const piece = pieces[i]!;
+        yield left >= piece.length ? piece : piece.subarray(0, left);
+        left -= piece.length;
+      }
     }
   } catch (err) {
     throw new ReplicateError('IO', `[file] reading ${path}: ${describeError(err)}`, { cause: err, details: { path } });

@@ -11,6 +11,7 @@
  * - `createdAt` is the object timestamp Litestream uses for that backend (file: mtime).
  */
 import { Readable } from 'node:stream';
+import type { ReadBuffers } from '../internal/read-buffer-pool.js';
 import type { Pos } from '../pos.js';
 
 export interface OpOptions {
@@ -21,6 +22,11 @@ export interface OpOptions {
    * garbage collector: a restore's snapshot is hundreds of MB). Backends may ignore it.
    */
   recycleReadBuffers?: boolean;
+  /**
+   * For readers: take read buffers from here instead of allocating them (a restore's WAL segments: the
+   * caller reuses them once it is done with the object's bytes). Backends may ignore it.
+   */
+  readBuffers?: ReadBuffers;
 }
 
 /** See OpOptions.recycleReadBuffers. */

@@ -8,6 +8,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { WalSegmentInfo } from '../client/replica-client.js';
 import { describeError, errnoCode, NotFoundError, ReplicateError, throwIfAborted } from '../errors.js';
 import { LZ4_BLOCK_SIZE } from '../internal/lz4-frame.js';
+import type { ReadBufferLease, ReadBufferPool } from '../internal/read-buffer-pool.js';
 import { formatHex8 } from '../layout.js';
 import type { WalApplier } from '../sqlite/wal-apply.js';
 import type { ReplicaSource } from './listing.js';
@@ -19,22 +20,30 @@ import type { RestorePlan } from './restore-plan.js';
 /** Compressed WAL segment bytes read ahead of the one being applied. */
 export const PREFETCH_BUDGET = 4 * 1024 * 1024;
 
+/** Free read buffers kept for the WAL segments' reads: what the reads ahead and the segment applied can hold. */
+export const READ_POOL_BYTES = 3 * PREFETCH_BUDGET;
+
 interface SegmentSource extends ObjectSource {
   readonly seg: WalSegmentInfo;
   /** Position of its index in plan.indexes. */
   readonly indexNo: number;
+  /** The read buffers its reads took (every attempt's), given back once it has been applied. */
+  readonly buffers: ReadBufferLease;
 }
 
-export function segmentSources(replica: ReplicaSource, plan: RestorePlan): SegmentSource[] {
+export function segmentSources(replica: ReplicaSource, plan: RestorePlan, pool: ReadBufferPool): SegmentSource[] {
   return plan.indexes.flatMap((ix, indexNo) =>
     ix.segments.map((seg) => {
       const where = replica.client.walSegmentLocation(seg);
+      const buffers = pool.lease();
       return {
         seg,
         indexNo,
         where,
         size: seg.size,
-        open: (signal?: AbortSignal) => openObject(() => replica.client.walSegmentReader(seg, { signal }), 'wal segment', where),
+        buffers,
+        open: (signal?: AbortSignal) =>
+          openObject(() => replica.client.walSegmentReader(seg, { signal, readBuffers: buffers }), 'wal segment', where),
       };
     }),
   );
@@ -63,6 +72,7 @@ export async function applyIndexes(
   applier: WalApplier,
   opts: RestoreOptions,
   buffers: Buffer[],
+  readPool: ReadBufferPool,
   onIndexApplied: () => void,
 ): Promise<AppliedIndexes> {
   const out: AppliedIndexes = { count: 0, lastSize: 0 };
@@ -71,10 +81,12 @@ export async function applyIndexes(
   let name = '';
   // The snapshot decoder's block buffers, when it had them, serve as the WAL decoder's output and input
   // (the input scratch from the end of the list: the decoder puts its input slots, only as much of them
-  // touched as the largest compressed block, last). The caller's list is emptied so that the others are
-  // not held through the WAL phase.
+  // touched as the largest compressed block, last), and the rest as the segments' read buffers (already
+  // resident: left to the garbage collector, they stayed in the peak RSS beside new ones). The caller's
+  // list is emptied so that nothing else holds them.
   let output: Buffer | undefined = buffers.find((b) => b.length >= LZ4_BLOCK_SIZE);
   const inputScratch: { buffer?: Buffer } = { buffer: [...buffers].reverse().find((b) => b !== output) };
+  readPool.seed(buffers.filter((b) => b !== output && b !== inputScratch.buffer));
   buffers.length = 0;
 
   const endIndex = (): boolean => {
@@ -138,6 +150,9 @@ export async function applyIndexes(
         inputScratch,
       );
       written += used;
+      // Its bytes are decoded and every page kept was copied (the applier holds copies): its read buffers
+      // serve the reads still to come.
+      (source as SegmentSource).buffers.release();
       if (used > 0) out.lastSegmentAt = Math.max(out.lastSegmentAt ?? 0, seg.createdAt.getTime());
     }
     if (current >= 0) endIndex();

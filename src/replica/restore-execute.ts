@@ -9,6 +9,7 @@ import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
 import { DEFAULT_RESTORE_PARALLELISM } from '../config/defaults.js';
 import { describeError, ReplicateError, throwIfAborted } from '../errors.js';
+import { ReadBufferPool } from '../internal/read-buffer-pool.js';
 import { formatHex8 } from '../layout.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { MetaDir, defaultMetaPath } from '../meta/meta-dir.js';
@@ -17,7 +18,15 @@ import { WalApplier } from '../sqlite/wal-apply.js';
 import type { ReplicaSource } from './listing.js';
 import { ObjectCodec } from './object-codec.js';
 import { OrderedPrefetch } from './object-fetch.js';
-import { applyIndexes, PREFETCH_BUDGET, restoreSnapshot, segmentSources, wrapStep, type AppliedIndexes } from './restore-download.js';
+import {
+  applyIndexes,
+  PREFETCH_BUDGET,
+  READ_POOL_BYTES,
+  restoreSnapshot,
+  segmentSources,
+  wrapStep,
+  type AppliedIndexes,
+} from './restore-download.js';
 import type { RestoreOptions, RestoreProgress, RestoreResult } from './restore-options.js';
 import { moveAsideAndPlace, moveIntoPlace, prepareOutputDir, removeDirs } from './restore-output.js';
 import type { RestorePlan } from './restore-plan.js';
@@ -69,7 +78,8 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
 
   let succeeded = false;
   // Every WAL segment of every index, in order: read ahead (while the snapshot is still decoding), applied in turn.
-  const prefetch = new OrderedPrefetch(segmentSources(replica, plan), {
+  const readPool = new ReadBufferPool(READ_POOL_BYTES);
+  const prefetch = new OrderedPrefetch(segmentSources(replica, plan, readPool), {
     concurrency: parallelism,
     budgetBytes: PREFETCH_BUDGET,
     signal: opts.signal,
@@ -99,7 +109,7 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
 
     report('apply');
     applier = new WalApplier(handle, size / pageSize, { pageSize, spillPath });
-    const applied = await applyIndexes(codec, plan, prefetch, applier, opts, buffers, () => {
+    const applied = await applyIndexes(codec, plan, prefetch, applier, opts, buffers, readPool, () => {
       progress.indexesApplied++;
       opts.onProgress?.({ ...progress });
     });
@@ -109,6 +119,7 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
       throw wrapStep(err, `applying wal ${plan.generation}/${formatHex8(plan.snapshot.index)}..`);
     }
     applier.close();
+    applier = undefined;
     const stoppedAt = applied.stoppedAt ?? plan.truncatedReason;
     if (stoppedAt) log.warn('restore stopped at a gap', { reason: stoppedAt });
 

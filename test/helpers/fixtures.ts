@@ -8,6 +8,7 @@
  * SETTLE_MS after an upload is after its mtime, and the next write's segments (uploaded after the next
  * write, which happens SETTLE_MS later still) get an mtime after it.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, openSync, readSync, closeSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -246,6 +247,33 @@ export async function makeShrinkingReplica(): Promise<ReplicaFixture> {
     await writeAndRecord(ls, db, dbPath, truth, () => db.exec('VACUUM'), { outsideTransaction: true });
     await writeAndRecord(ls, db, dbPath, truth, insert(1000, 40));
     await writeAndRecord(ls, db, dbPath, truth, () => db.prepare('UPDATE t SET v = ? WHERE id % 3 = 0').run('updated'));
+  } finally {
+    await ls.stop();
+    db.close();
+  }
+  return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
+}
+
+/**
+ * One transaction per entry of `bytes`, each inserting that much text LZ4 cannot shrink (hex of random
+ * bytes), so the WAL segments range from under a KiB to several MiB: a restore reads some into one small
+ * buffer, some into many pooled ones, and some in more than one read call.
+ */
+export async function makeMixedSegmentReplica(bytes: readonly number[]): Promise<ReplicaFixture> {
+  const dir = fixtureDir('mixed-segments');
+  const dbPath = join(dir, 'db.sqlite');
+  const replicaDir = join(dir, 'replica');
+  const db = openSourceDb(dbPath);
+  const truth: TruthEntry[] = [];
+  const ls = await startReplicating(dbPath, replicaDir, 200);
+  try {
+    for (const [i, n] of bytes.entries()) {
+      await writeAndRecord(ls, db, dbPath, truth, () => {
+        const insert = db.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+        // Rows of at most 64 KiB of text each, so that big transactions span many pages and rows.
+        for (let left = n; left > 0; left -= 65_536) insert.run(randomBytes(Math.ceil(Math.min(left, 65_536) / 2)).toString('hex'), i);
+      });
+    }
   } finally {
     await ls.stop();
     db.close();

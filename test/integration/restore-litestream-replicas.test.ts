@@ -2,12 +2,13 @@
  * Replicas written by the real Litestream v0.3.13, restored by stn-replicate: the result must equal the
  * source at that point (ground truth recorded while writing) and Litestream's own restore.
  */
-import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import {
   makeLargeHistoryReplica,
+  makeMixedSegmentReplica,
   makeMultiGenerationReplica,
   makeMultiIndexReplica,
   makeShrinkingReplica,
@@ -16,6 +17,13 @@ import {
 import { expectSameListings } from '../helpers/both-tools.js';
 import { runLitestream } from '../helpers/oracle.js';
 import { contentDigest } from '../helpers/source-db.js';
+
+/** Stored sizes of every WAL segment in a file replica. */
+function walSegmentSizes(replicaDir: string): number[] {
+  return (readdirSync(replicaDir, { recursive: true }) as string[])
+    .filter((rel) => rel.includes('/wal/') && rel.endsWith('.wal.lz4'))
+    .map((rel) => statSync(join(replicaDir, rel)).size);
+}
 
 let outN = 0;
 function out(fx: ReplicaFixture): string {
@@ -45,20 +53,21 @@ function spread<T>(items: readonly T[], n: number): T[] {
 const fixtures: Record<string, ReplicaFixture> = {};
 
 beforeAll(async () => {
-  const [multiIndex, multiGen, large, shrinking] = await Promise.all([
+  const [multiIndex, multiGen, large, shrinking, mixedSegments] = await Promise.all([
     makeMultiIndexReplica({ transactions: 24 }),
     makeMultiGenerationReplica({ generations: 3, writesPerGeneration: 4 }),
     makeLargeHistoryReplica({ batches: 10, rowsPerBatch: 400 }),
     makeShrinkingReplica(),
+    makeMixedSegmentReplica([300, 5_000, 40_000, 150_000, 2_600_000, 800, 1_300_000, 90_000, 20_000]),
   ]);
-  Object.assign(fixtures, { multiIndex, multiGen, large, shrinking });
+  Object.assign(fixtures, { multiIndex, multiGen, large, shrinking, mixedSegments });
 }, 120_000);
 
 afterAll(() => {
   for (const fx of Object.values(fixtures)) rmSync(fx.dir, { recursive: true, force: true });
 });
 
-describe.each(['multiIndex', 'multiGen', 'large', 'shrinking'])('Litestream replica: %s', (name) => {
+describe.each(['multiIndex', 'multiGen', 'large', 'shrinking', 'mixedSegments'])('Litestream replica: %s', (name) => {
   const fx = () => fixtures[name]!;
 
   it('the latest restore equals the source and Litestream’s restore, page for page', async () => {
@@ -115,6 +124,13 @@ describe('fixture shape (the tests above must cover what they claim)', () => {
     expect(indexes.size).toBeGreaterThanOrEqual(3);
     expect(fixtures.multiGen!.generations.length).toBe(3);
     expect(fixtures.large!.truth.at(-1)!.rows).toBeGreaterThan(2000);
+  });
+
+  it('has WAL segments read into one own buffer, into several pooled pieces, and in more than one read call', () => {
+    const sizes = walSegmentSizes(fixtures.mixedSegments!.replicaDir);
+    expect(sizes.some((s) => s < 16 * 1024)).toBe(true); // below the pool's smallest request
+    expect(sizes.filter((s) => s > 64 * 1024 && s <= 1024 * 1024).length).toBeGreaterThanOrEqual(2); // several pieces, one read
+    expect(sizes.some((s) => s > 1024 * 1024)).toBe(true); // more than one read call
   });
 });
 

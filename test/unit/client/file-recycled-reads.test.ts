@@ -48,3 +48,31 @@ describe('FileReplicaClient: recycled read buffers', () => {
     expect(await digest(true)).toEqual(want);
   });
 });
+
+describe('FileReplicaClient: read buffers from the caller (a restore’s WAL segments)', () => {
+  it('gives a segment’s exact bytes in the caller’s pieces, for sizes from tiny to more than one read call', async () => {
+    const { ReadBufferPool, PIECE_BYTES } = await import('../../../src/internal/read-buffer-pool.js');
+    const client = new FileReplicaClient({ path: dir });
+    const gen = 'fedcba9876543210';
+    const pool = new ReadBufferPool(64 * PIECE_BYTES);
+    for (const [i, size] of [0, 1, 100, 20_000, PIECE_BYTES, PIECE_BYTES + 1, 700_000, 1024 * 1024, 2_500_001].entries()) {
+      const data = randomBytes(size);
+      const pos = { generation: gen, index: 1, offset: i * 4096 };
+      await client.writeWalSegment(
+        pos,
+        (async function* () {
+          yield data;
+        })(),
+      );
+      const lease = pool.lease();
+      const chunks: Buffer[] = [];
+      for await (const chunk of await client.walSegmentReader(pos, { readBuffers: lease })) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks).equals(data), `size ${size}`).toBe(true);
+      // Every chunk of a pooled size lives in a piece the lease took (none was copied elsewhere).
+      for (const c of chunks)
+        if (c.length >= PIECE_BYTES / 4) expect(c.buffer.byteLength, `size ${size}`).toBeGreaterThanOrEqual(PIECE_BYTES);
+      lease.release();
+    }
+    expect(pool.freeBytes).toBeGreaterThan(0);
+  });
+});

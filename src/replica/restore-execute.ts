@@ -119,7 +119,6 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
       throw wrapStep(err, `applying wal ${plan.generation}/${formatHex8(plan.snapshot.index)}..`);
     }
     applier.close();
-    applier = undefined;
     const stoppedAt = applied.stoppedAt ?? plan.truncatedReason;
     if (stoppedAt) log.warn('restore stopped at a gap', { reason: stoppedAt });
 

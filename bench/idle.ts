@@ -35,12 +35,12 @@ import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
-import { procCpuSeconds, TimedReplicator, type Tool } from './lib/replicate-proc.js';
+import { procCpuSeconds, procRssMiB, TimedReplicator, type Tool } from './lib/replicate-proc.js';
 import { RequestLog } from './lib/request-log.js';
 import { s3Config } from './lib/s3-replica.js';
 import { KINDS, replicationTotalOf, totalOf, zeroCounts, type KindCounts, type S3Request } from './lib/s3-requests.js';
 import { createBucket, startS3Server } from './lib/s3-server.js';
-import { findRoot, litestreamVersion, pickTimer, table, type Timer } from './lib/shared.js';
+import { findRoot, litestreamVersion, median, pickTimer, table, type Timer } from './lib/shared.js';
 
 const TOOLS: Tool[] = ['ours', 'litestream'];
 const NAMES: Record<Tool, string> = { ours: 'stn-replicate', litestream: 'litestream v0.3.13' };
@@ -76,6 +76,8 @@ interface ToolResult {
   shutdown: KindCounts;
   exitCode?: number | null;
   maxRssMiB?: number;
+  /** Resident set during the window (sampled every second): what idle costs, without start-up's peak. */
+  windowRssMiB?: { median: number; max: number };
   /** The first requests of start-up (s from spawn) and of the window (s from its start): what they were. */
   startupSample: RequestAt[];
   windowSample: RequestAt[];
@@ -154,7 +156,20 @@ async function idleRun(ctx: Ctx, tool: Tool): Promise<ToolResult> {
     const cpu0 = pid !== undefined ? procCpuSeconds(pid) : undefined;
     requests.setPhase(bucket, 'window');
     windowStart = performance.now();
-    await Promise.race([sleep(ctx.windowSeconds * 1000), rep.whenExited()]);
+    const rss: number[] = [];
+    const sampleRss = () => {
+      const v = pid !== undefined ? procRssMiB(pid) : undefined;
+      if (v !== undefined) rss.push(v);
+    };
+    sampleRss();
+    const sampler = setInterval(sampleRss, 1000);
+    try {
+      await Promise.race([sleep(ctx.windowSeconds * 1000), rep.whenExited()]);
+    } finally {
+      clearInterval(sampler);
+    }
+    sampleRss();
+    if (rss.length > 0) result.windowRssMiB = { median: median(rss), max: Math.max(...rss) };
     requests.setPhase(bucket, 'shutdown');
     const windowSeconds = (performance.now() - windowStart) / 1000;
     const cpu1 = pid !== undefined ? procCpuSeconds(pid) : undefined;
@@ -250,7 +265,11 @@ function formatReport(o: {
         ['start-up requests', ...rs.map((r) => countsText(r.startup))],
         ['shutdown requests (SIGINT)', ...rs.map((r) => countsText(r.shutdown))],
         ['exit code', ...rs.map((r) => String(r.exitCode ?? '—'))],
-        ['peak RSS MiB', ...rs.map((r) => f(r.maxRssMiB))],
+        [
+          'RSS in the window MiB (median / max)',
+          ...rs.map((r) => (r.windowRssMiB ? `${f(r.windowRssMiB.median, 1)} / ${f(r.windowRssMiB.max, 1)}` : '—')),
+        ],
+        ['peak RSS MiB (whole life)', ...rs.map((r) => f(r.maxRssMiB))],
       ],
     ),
   ];

@@ -24,7 +24,9 @@
  *
  * Variants: our CLI with its default post-restore PRAGMA quick_check, our CLI with
  * `-integrity-check none` (Litestream checks nothing, so this is the like-for-like one), Litestream,
- * and `cp` of the source database as the floor no restore can beat.
+ * `cp` of the source database as the floor no restore can beat, and (file replica, one snapshot) the least
+ * a restore in Node does: start Node, decode the snapshot with liblz4 on one thread, write it, fsync
+ * (lib/node-floor-restore.ts; no WAL, no checks: a lower bound, not a restore).
  * With --backend s3 the server also counts the requests each restore made.
  * Prints the report and writes it, with every sample, to bench/out/restore[-s3]-<timestamp>.json.
  */
@@ -61,7 +63,13 @@ function resetDir(dir: string): void {
  * `source`: the trailing restore arguments that name the replica, the same for both tools: a file URL,
  * or `-config <yml> <db path>` for the S3 replica.
  */
-function variants(root: string, paths: ReturnType<typeof fixturePaths>, source: string[], onlyLitestream: boolean): Variant[] {
+function variants(
+  root: string,
+  paths: ReturnType<typeof fixturePaths>,
+  source: string[],
+  onlyLitestream: boolean,
+  snapshotPath: string | undefined,
+): Variant[] {
   const litestream = (out: string): Command => ({ cmd: litestreamBin(), args: ['restore', '-o', out, ...source] });
   const ours =
     (extra: string[]) =>
@@ -74,6 +82,18 @@ function variants(root: string, paths: ReturnType<typeof fixturePaths>, source: 
     { name: 'litestream v0.3.13', role: 'litestream', command: litestream },
     { name: 'stn-replicate -integrity-check none', role: 'ours', command: ours(['-integrity-check', 'none']) },
     { name: 'cp (floor)', role: 'floor', command: (out) => ({ cmd: 'cp', args: [paths.db, out] }) },
+    ...(snapshotPath === undefined
+      ? []
+      : [
+          {
+            name: 'node: snapshot decoded and written (floor)',
+            role: 'floor' as const,
+            command: (out: string): Command => ({
+              cmd: process.execPath,
+              args: [join(root, 'dist', 'bench', 'lib', 'node-floor-restore.js'), snapshotPath, out],
+            }),
+          },
+        ]),
   ];
 }
 
@@ -182,6 +202,9 @@ async function main(): Promise<void> {
     log(`age: ${(done.bytes / 2 ** 20).toFixed(1)} MiB in ${done.seconds.toFixed(1)} s`);
   }
   const replica = age?.replica ?? { dir: paths.replica, files: manifest.replica.files };
+  // The Node floor reads the snapshot file itself: a plain file replica only.
+  const snapshots = replica.files.filter((f) => f.path.endsWith('.snapshot.lz4')).map((f) => f.path);
+  const snapshotPath = backend === 'file' && !age && snapshots.length === 1 ? join(replica.dir, snapshots[0]!) : undefined;
   // With --backend s3 the replica's objects go into a bucket of a local S3 server that lives until the end.
   const s3 = backend === 's3' ? await setUpS3(join(outDir, 'restore-s3'), replica, age?.keys, env, latencyMs, log) : undefined;
   try {
@@ -204,7 +227,7 @@ async function main(): Promise<void> {
       );
       source = ['-config', config, dbPath];
     }
-    const all = variants(root, paths, source, onlyLitestream);
+    const all = variants(root, paths, source, onlyLitestream, snapshotPath);
     const checks = warmUpAndCheck(all, paths, manifest, work, env, log);
     const { samples, requests } = await timedRuns(all, runs, timer, work, env, s3?.server, log);
     rmSync(work, { recursive: true, force: true });

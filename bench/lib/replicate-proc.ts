@@ -84,6 +84,16 @@ export function procCpuSeconds(pid: number): number | undefined {
   }
 }
 
+/** A live process's resident set now, from /proc/<pid>/status (VmRSS, MiB; undefined if gone). */
+export function procRssMiB(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The pid of `parent`'s child: the replicator under the timer process. */
 function childPid(parent: number): number | undefined {
   try {

@@ -11,9 +11,13 @@
  * stream, the content size, truncation, bytes after the frame. A block is written before the content checksum is known, as the streaming
  * decoder yields it: the caller writes into a temp file that a failure removes.
  *
- * Memory is fixed: two input and two output slots of the frame's block size in shared memory (the same
- * 16 MiB the streaming decoder's ring and scratch take), reused for every block; nothing is allocated
- * per block. Frames with linked blocks (never written by Litestream) are decoded on this thread.
+ * Memory is fixed: two input and two output slots of the frame's block size (the same 16 MiB the
+ * streaming decoder's ring and scratch take), reused for every block; nothing is allocated per block.
+ * The output slots are shared memory (the worker decodes into them, this thread hashes them); the input
+ * slots are plain buffers handed to the worker and back (transferred, not copied): V8 copies into shared
+ * memory with relaxed atomic word copies, 3-4x slower than a plain copy, and filling shared input slots
+ * from the read chunks cost this thread 40-100 ms per 200 MB. Frames with linked blocks (never written
+ * by Litestream) are decoded on this thread.
  *
  * The worker writes in 64 KiB pieces: a write creates page-cache folios as large as itself (ext4 with
  * large folios, Linux 6.x), and a later small write into a large dirty folio costs several times more
@@ -60,12 +64,65 @@ const WRITE_SLICE = 64 * 1024;
 const INPUT_SLOTS = 2;
 const OUTPUT_SLOTS = 2;
 
-type ToWorker = { inSlot: number; outSlot: number; length: number; stored: boolean };
+/** The worker's first message: where it decodes to and writes. */
+type WorkerSetup = { outputs: SharedArrayBuffer[]; writeSlice: number; fd: number };
+/** `input`: the input slot's memory, transferred to the worker, and back with 'decoded'. */
+type ToWorker = { inSlot: number; outSlot: number; length: number; stored: boolean; input: ArrayBuffer };
 type FromWorker =
-  | { kind: 'decoded'; inSlot: number; outSlot: number; n: number }
+  | { kind: 'decoded'; inSlot: number; outSlot: number; n: number; input: ArrayBuffer }
   | { kind: 'written'; outSlot: number }
   | { kind: 'corrupt'; result: number }
   | { kind: 'write-failed'; message: string; code?: string };
+
+function spawnWorker(): Worker {
+  return new Worker(`(${blockWorker.toString()})()`, {
+    eval: true,
+    workerData: { requireFrom: import.meta.url },
+    name: 'stn-replicate lz4 decode',
+    // The worker must not inherit a CPU profiler, --inspect, a loader or other flags meant for this thread.
+    execArgv: [],
+  });
+}
+
+/** A worker started ahead of the frame it will decode (prestartDecodeWorker); `dead` once it failed or exited. */
+let spare: { worker: Worker; dead: boolean } | undefined;
+
+/**
+ * Starts the decode worker ahead of the frame. Starting a worker thread (a V8 isolate, Node's bootstrap,
+ * the liblz4 binding) takes ~40 ms on a quiet 2-core machine (50-90 ms on a busy one), and the snapshot's
+ * blocks wait for it: a restore starts one while it loads its modules and lists the replica. The next
+ * decodeLz4FrameToFile takes it. Until then it keeps no process alive (unref'd). Returns what lets it go
+ * if no frame took it: the caller calls that when it is done with decoding (or gives up), whatever happened.
+ */
+export function prestartDecodeWorker(): () => Promise<void> {
+  if (spare && !spare.dead) return async () => undefined; // one is waiting already; its starter lets it go
+  const mine = { worker: spawnWorker(), dead: false };
+  mine.worker.unref();
+  const died = () => {
+    mine.dead = true;
+    if (spare === mine) spare = undefined;
+  };
+  mine.worker.on('error', died);
+  mine.worker.on('exit', died);
+  spare = mine;
+  return async () => {
+    if (spare !== mine) return;
+    spare = undefined;
+    await mine.worker.terminate();
+  };
+}
+
+/** The worker started ahead, or a new one. */
+function takeWorker(): Worker {
+  const s = spare;
+  spare = undefined;
+  if (!s || s.dead) return spawnWorker();
+  // Its own listeners replace these now (before any event can be emitted: events come on a later turn).
+  s.worker.removeAllListeners('error');
+  s.worker.removeAllListeners('exit');
+  s.worker.ref();
+  return s.worker;
+}
 
 /**
  * Decodes the LZ4 frame in `source` into the file open at `fd` from offset 0 (the file is written
@@ -108,11 +165,11 @@ async function decodeIndependentBlocks(
   headBytes: number,
   frame: Parameters<typeof finishFrame>[1],
 ): Promise<DecodedToFile> {
-  const inputs = Array.from({ length: INPUT_SLOTS }, () => new SharedArrayBuffer(blockMax));
+  // An input slot's view is replaced when its memory comes back from the worker (the transfer detached it).
+  const inViews = Array.from({ length: INPUT_SLOTS }, () => Buffer.from(new ArrayBuffer(blockMax)));
   const outputs = Array.from({ length: OUTPUT_SLOTS }, () => new SharedArrayBuffer(blockMax));
-  const inViews = inputs.map((b) => Buffer.from(b));
   const outViews = outputs.map((b) => Buffer.from(b));
-  const freeIn = inputs.map((_, i) => i);
+  const freeIn = inViews.map((_, i) => i);
   const freeOut = outputs.map((_, i) => i);
   const hasher = await newHasher();
   let total = 0;
@@ -126,13 +183,8 @@ async function decodeIndependentBlocks(
     w?.();
   };
 
-  const worker = new Worker(`(${blockWorker.toString()})()`, {
-    eval: true,
-    workerData: { inputs, outputs, writeSlice: WRITE_SLICE, fd, requireFrom: import.meta.url },
-    name: 'stn-replicate lz4 decode',
-    // The worker must not inherit a CPU profiler, --inspect, a loader or other flags meant for this thread.
-    execArgv: [],
-  });
+  const worker = takeWorker();
+  worker.postMessage({ outputs, writeSlice: WRITE_SLICE, fd } satisfies WorkerSetup);
   worker.on('message', (m: FromWorker) => {
     if (m.kind === 'decoded') {
       // In stream order: the worker takes blocks in the order they are sent.
@@ -140,6 +192,7 @@ async function decodeIndependentBlocks(
       hashInSlices(hasher, out);
       if (head.length < headBytes) head = Buffer.concat([head, out.subarray(0, headBytes - head.length)]);
       total += m.n;
+      inViews[m.inSlot] = Buffer.from(m.input);
       freeIn.push(m.inSlot);
     } else if (m.kind === 'written') {
       freeOut.push(m.outSlot);
@@ -170,13 +223,17 @@ async function decodeIndependentBlocks(
         const word = (await readExact(reader, 4, label, 'block header')).readUInt32LE(0);
         if (word === 0) break;
         const { length, stored } = parseBlockHeader(word, frame, label);
-        await until(() => freeIn.length > 0 && freeOut.length > 0);
+        // The next block is read as soon as an input slot is free, while the worker may still be writing
+        // the one before: reading waits for a free output slot only to hand the block over.
+        await until(() => freeIn.length > 0);
         const inSlot = freeIn.shift()!;
-        const outSlot = freeOut.shift()!;
         await readBlockInto(reader, inViews[inSlot]!, length, label);
         await checkBlockChecksum(reader, frame, inViews[inSlot]!.subarray(0, length), label);
+        await until(() => freeOut.length > 0);
+        const outSlot = freeOut.shift()!;
         pending++;
-        worker.postMessage({ inSlot, outSlot, length, stored } satisfies ToWorker);
+        const input = inViews[inSlot]!.buffer;
+        worker.postMessage({ inSlot, outSlot, length, stored, input } satisfies ToWorker, [input]);
       }
       await until(() => pending === 0);
     } catch (err) {
@@ -214,9 +271,11 @@ function writeAllSync(fd: number, chunk: Uint8Array, position: number): void {
 
 /**
  * The worker thread's code, run from its source text (`eval`), so that the same code runs from dist/ and
- * under the test runner: it must refer to nothing outside itself. Blocks arrive in stream order; each is
- * decoded from its input slot into its output slot, announced (the main thread hashes it and may refill
- * the input slot), written at the next position, and announced again (the output slot is free).
+ * under the test runner: it must refer to nothing outside itself. Its first message says where to decode
+ * to and write (WorkerSetup: it may start before the frame is known). Blocks arrive in stream order; each is
+ * decoded from its input slot into its output slot, announced with the input slot's memory handed back
+ * (the main thread hashes the output and may refill the input), written at the next position, and
+ * announced again (the output slot is free).
  */
 function blockWorker(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
@@ -224,26 +283,28 @@ function blockWorker(): void {
   const parentPort = threads.parentPort;
   const fs = require('node:fs') as typeof import('node:fs');
   const { createRequire } = require('node:module') as typeof import('node:module');
-  const data = threads.workerData as {
-    inputs: SharedArrayBuffer[];
-    outputs: SharedArrayBuffer[];
-    writeSlice: number;
-    fd: number;
-    requireFrom: string;
-  };
+  const data = threads.workerData as { requireFrom: string };
   const liblz4 = createRequire(data.requireFrom)('lz4/build/Release/lz4.node') as { uncompress(input: Buffer, output: Buffer): number };
-  const inputs = data.inputs.map((b) => Buffer.from(b));
-  const outputs = data.outputs.map((b) => Buffer.from(b));
+  let setup: { outputs: Buffer[]; writeSlice: number; fd: number } | undefined;
   let position = 0;
   let failed = false;
-  parentPort!.on('message', (m: { inSlot: number; outSlot: number; length: number; stored: boolean }) => {
+  type Setup = { outputs: SharedArrayBuffer[]; writeSlice: number; fd: number };
+  type Block = { inSlot: number; outSlot: number; length: number; stored: boolean; input: ArrayBuffer };
+  parentPort!.on('message', (m: Setup | Block) => {
+    if (!setup) {
+      const first = m as Setup;
+      setup = { outputs: first.outputs.map((b) => Buffer.from(b)), writeSlice: first.writeSlice, fd: first.fd };
+      return;
+    }
     if (failed) return;
-    const input = inputs[m.inSlot]!.subarray(0, m.length);
-    const output = outputs[m.outSlot]!;
+    const { outputs, writeSlice, fd } = setup;
+    const b = m as Block;
+    const input = Buffer.from(b.input, 0, b.length);
+    const output = outputs[b.outSlot]!;
     let n: number;
-    if (m.stored) {
+    if (b.stored) {
       output.set(input);
-      n = m.length;
+      n = b.length;
     } else {
       n = liblz4.uncompress(input, output);
       if (n < 0) {
@@ -252,9 +313,9 @@ function blockWorker(): void {
         return;
       }
     }
-    parentPort!.postMessage({ kind: 'decoded', inSlot: m.inSlot, outSlot: m.outSlot, n });
+    parentPort!.postMessage({ kind: 'decoded', inSlot: b.inSlot, outSlot: b.outSlot, n, input: b.input }, [b.input]);
     try {
-      for (let off = 0; off < n;) off += fs.writeSync(data.fd, output, off, Math.min(data.writeSlice, n - off), position + off);
+      for (let off = 0; off < n;) off += fs.writeSync(fd, output, off, Math.min(writeSlice, n - off), position + off);
     } catch (err) {
       failed = true;
       const e = err as NodeJS.ErrnoException;
@@ -262,6 +323,6 @@ function blockWorker(): void {
       return;
     }
     position += n;
-    parentPort!.postMessage({ kind: 'written', outSlot: m.outSlot });
+    parentPort!.postMessage({ kind: 'written', outSlot: b.outSlot });
   });
 }

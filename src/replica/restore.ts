@@ -6,6 +6,7 @@
  */
 import { resolve } from 'node:path';
 import { isReplicateError } from '../errors.js';
+import { prestartDecodeWorker } from '../internal/lz4-frame-to-file.js';
 import type { ReplicaSource } from './listing.js';
 import { executeRestore } from './restore-execute.js';
 import type { RestoreOptions, RestoreResult } from './restore-options.js';
@@ -25,6 +26,12 @@ export async function restore(replicas: readonly ReplicaSource[], opts: RestoreO
     // its WAL into it, which must not happen to a database that a failed restore then leaves where it was.
     if (!(opts.replaceExisting && isReplicateError(err, 'OUTPUT_EXISTS'))) throw err;
   });
-  const { replica, plan } = await planReplicaRestore(replicas, opts);
-  return executeRestore(replica, plan, { ...opts, outputPath });
+  // The snapshot's decode worker starts while the replica is listed (unless a caller started one already).
+  const releaseWorker = prestartDecodeWorker();
+  try {
+    const { replica, plan } = await planReplicaRestore(replicas, opts);
+    return await executeRestore(replica, plan, { ...opts, outputPath });
+  } finally {
+    await releaseWorker();
+  }
 }

@@ -13,6 +13,15 @@ import type { CliIo } from '../io.js';
 // Kept here (not imported from restore.ts) so that `--help` does not load SQLite and LZ4.
 const INTEGRITY_CHECKS = ['none', 'quick', 'full'] as const;
 
+/** The flags parsed and checked before anything is loaded. */
+interface ParsedRestoreFlags {
+  index: number | undefined;
+  timestamp: Date | undefined;
+  parallelism: number;
+  integrityCheck: IntegrityCheck;
+  replaceExisting: boolean;
+}
+
 interface RestoreFlags {
   o?: string;
   config?: string;
@@ -65,66 +74,86 @@ export function registerRestore(program: Command, io: CliIo): void {
         throw new ReplicateError('INVALID_ARGUMENT', 'cannot specify -replace-existing and -if-db-not-exists together');
       }
 
-      const [{ resolveTarget }, { restore, previewRestore }, { createProgress }] = await Promise.all([
-        import('../target.js'),
-        import('../../replica/restore.js'),
-        import('../progress.js'),
-      ]);
-      const t = await resolveTarget(target, flags, io);
-      let output = flags.o !== undefined ? resolve(io.cwd, expandHome(flags.o, io.homeDir)) : t.db?.path;
-      if (output !== undefined) output = resolve(output);
-      // What to restore: the same for a dry run and a restore, so the dry run plans exactly what would run.
-      const what = { generation: flags.generation, index, timestamp, stopAtGap: flags.stopAtGap === true, signal: io.signal };
-
-      if (flags.dryRun) {
-        // A dry run plans (and fails) exactly like a restore, but needs no output path.
-        try {
-          const preview = await previewRestore(t.replicas, { ...what, outputPath: output, replaceExisting });
-          const skip = flags.ifDbNotExists === true && output !== undefined && (await exists(output));
-          io.stdout.write(formatRestorePreview(preview, { ifDbNotExists: skip }));
-          io.stderr.write('dry run: nothing was downloaded or written\n');
-        } catch (err) {
-          if (flags.ifReplicaExists && isReplicateError(err, 'NO_BACKUPS')) {
-            io.stderr.write(`no matching backups found, a restore would skip: ${err.message}\n`);
-            return;
-          }
-          throw err;
-        }
-        return;
-      }
-
-      if (output === undefined) throw new ReplicateError('INVALID_ARGUMENT', 'output path required (use -o PATH with a replica URL)');
-
-      if (flags.ifDbNotExists && (await exists(output))) {
-        io.stderr.write(`database already exists, skipping: ${output}\n`);
-        return;
-      }
-
-      const progress = createProgress(io, 'restoring');
+      // The snapshot's decode worker starts while this thread loads the restore's modules and reads the
+      // config (a worker takes ~40 ms to start on a quiet 2-core machine): not for a dry run, nor for
+      // -if-db-not-exists, which often restores nothing (restore() starts one after its check).
+      const releaseWorker =
+        flags.dryRun || flags.ifDbNotExists
+          ? undefined
+          : import('../../internal/lz4-frame-to-file.js').then((m) => m.prestartDecodeWorker());
+      releaseWorker?.catch(() => undefined); // a failure here is restore()'s to report, when it starts its own
       try {
-        // The restore marker (a SHA-256 of the whole file) only when replication will use it.
-        const restoreMarker = t.db?.continueAfterRestore === true;
-        const result = await restore(t.replicas, {
-          ...what,
-          outputPath: output,
-          parallelism,
-          integrityCheck,
-          restoreMarker,
-          replaceExisting,
-          onProgress: progress?.update,
-        });
-        progress?.stop();
-        io.stderr.write(formatRestoreResult(result));
-        if (result.stoppedAt) io.stderr.write(`warning: restore stopped early at a gap: ${result.stoppedAt}\n`);
+        await restoreWith(target, flags, { index, timestamp, parallelism, integrityCheck, replaceExisting });
+      } finally {
+        await releaseWorker?.then((release) => release()).catch(() => undefined);
+      }
+    });
+
+  async function restoreWith(
+    target: string | undefined,
+    flags: RestoreFlags,
+    { index, timestamp, parallelism, integrityCheck, replaceExisting }: ParsedRestoreFlags,
+  ): Promise<void> {
+    const [{ resolveTarget }, { restore, previewRestore }, { createProgress }] = await Promise.all([
+      import('../target.js'),
+      import('../../replica/restore.js'),
+      import('../progress.js'),
+    ]);
+    const t = await resolveTarget(target, flags, io);
+    let output = flags.o !== undefined ? resolve(io.cwd, expandHome(flags.o, io.homeDir)) : t.db?.path;
+    if (output !== undefined) output = resolve(output);
+    // What to restore: the same for a dry run and a restore, so the dry run plans exactly what would run.
+    const what = { generation: flags.generation, index, timestamp, stopAtGap: flags.stopAtGap === true, signal: io.signal };
+
+    if (flags.dryRun) {
+      // A dry run plans (and fails) exactly like a restore, but needs no output path.
+      try {
+        const preview = await previewRestore(t.replicas, { ...what, outputPath: output, replaceExisting });
+        const skip = flags.ifDbNotExists === true && output !== undefined && (await exists(output));
+        io.stdout.write(formatRestorePreview(preview, { ifDbNotExists: skip }));
+        io.stderr.write('dry run: nothing was downloaded or written\n');
       } catch (err) {
-        progress?.stop();
         if (flags.ifReplicaExists && isReplicateError(err, 'NO_BACKUPS')) {
-          io.stderr.write(`no matching backups found, skipping: ${err.message}\n`);
+          io.stderr.write(`no matching backups found, a restore would skip: ${err.message}\n`);
           return;
         }
         throw err;
       }
-    });
+      return;
+    }
+
+    if (output === undefined) throw new ReplicateError('INVALID_ARGUMENT', 'output path required (use -o PATH with a replica URL)');
+
+    if (flags.ifDbNotExists && (await exists(output))) {
+      io.stderr.write(`database already exists, skipping: ${output}\n`);
+      return;
+    }
+
+    const progress = createProgress(io, 'restoring');
+    try {
+      // The restore marker (a SHA-256 of the whole file) only when replication will use it.
+      const restoreMarker = t.db?.continueAfterRestore === true;
+      const result = await restore(t.replicas, {
+        ...what,
+        outputPath: output,
+        parallelism,
+        integrityCheck,
+        restoreMarker,
+        replaceExisting,
+        onProgress: progress?.update,
+      });
+      progress?.stop();
+      io.stderr.write(formatRestoreResult(result));
+      if (result.stoppedAt) io.stderr.write(`warning: restore stopped early at a gap: ${result.stoppedAt}\n`);
+    } catch (err) {
+      progress?.stop();
+      if (flags.ifReplicaExists && isReplicateError(err, 'NO_BACKUPS')) {
+        io.stderr.write(`no matching backups found, skipping: ${err.message}\n`);
+        return;
+      }
+      throw err;
+    }
+  }
 }
 
 /**

@@ -7,10 +7,11 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { spawnSync } from 'node:child_process';
 import { compressFrameSync } from 'lz4-napi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeLz4Frame, encodeLz4Frame, LZ4_BLOCK_SIZE } from '../../../src/internal/lz4-frame.js';
-import { decodeLz4FrameToFile } from '../../../src/internal/lz4-frame-to-file.js';
+import { decodeLz4FrameToFile, prestartDecodeWorker } from '../../../src/internal/lz4-frame-to-file.js';
 import { isReplicateError } from '../../../src/errors.js';
 import { LitestreamReplicator } from '../../helpers/oracle.js';
 import { openSourceDb, textOf } from '../../helpers/source-db.js';
@@ -170,6 +171,46 @@ describe('lz4 frame decoded into a file on a worker thread', () => {
     const [a, b] = await errors(bad);
     expect((a as Error).message).toMatch(/block checksum mismatch/);
     expect((b as Error).message).toBe((a as Error).message);
+  });
+
+  it('gives back every block buffer whole (the input slots went to the worker and came back)', async () => {
+    const path = join(dir, `out-${fileN++}`);
+    const fd = openSync(path, 'w+');
+    try {
+      const { buffers } = await decodeLz4FrameToFile(chunked(litestreamSnapshot, 65536), fd, { label: 'obj' });
+      expect(buffers).toHaveLength(4);
+      // A buffer still with the worker, or detached by the transfer, would be empty.
+      for (const b of buffers) expect(b.length).toBe(LZ4_BLOCK_SIZE);
+      // Reusable: each can be written and read back.
+      for (const [i, b] of buffers.entries()) b.fill(i + 1);
+      expect(buffers.map((b) => b[b.length - 1])).toEqual([1, 2, 3, 4]);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('decodes with a worker started ahead, and lets an untaken one go', async () => {
+    const release = prestartDecodeWorker();
+    expect((await toFile(litestreamSnapshot)).bytes.equals(sourceBytes)).toBe(true);
+    await release(); // taken by the decode: nothing to let go
+    // Started and let go before any frame: the next decode starts its own.
+    await prestartDecodeWorker()();
+    expect((await toFile(litestreamSnapshot, 1 << 20)).bytes.equals(sourceBytes)).toBe(true);
+    // Started twice: one worker waits; the second starter's release leaves it to the first.
+    const first = prestartDecodeWorker();
+    await prestartDecodeWorker()();
+    expect((await toFile(litestreamSnapshot, 7777)).bytes.equals(sourceBytes)).toBe(true);
+    await first();
+  });
+
+  it('a worker started ahead and never used does not keep the process alive', () => {
+    const module = join(process.cwd(), 'dist', 'src', 'internal', 'lz4-frame-to-file.js');
+    const code = `const m = await import(${JSON.stringify(module)}); m.prestartDecodeWorker(); console.log('started');`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.error).toBeUndefined();
+    expect(r.signal).toBeNull(); // not killed by the timeout: it exited by itself
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('started\n');
   });
 
   it("passes a failed write's errno code on", async () => {

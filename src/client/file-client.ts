@@ -244,6 +244,11 @@ async function statOrUndefined(path: string) {
   }
 }
 
+/** A read of an object's file that failed midway (after it was opened). */
+function readFailed(path: string, err: unknown): ReplicateError {
+  return new ReplicateError('IO', `[file] reading ${path}: ${describeError(err)}`, { cause: err, details: { path } });
+}
+
 /**
  * The file's bytes in READ_CHUNK reads into a ring of RECYCLE_AFTER_CHUNKS + 1 buffers (the consumer has
  * promised to be done with a chunk before it pulls that many more): a large snapshot read allocates
@@ -263,7 +268,7 @@ async function* recycledReads(handle: FileHandle, path: string): AsyncGenerator<
       yield buf.subarray(0, bytesRead);
     }
   } catch (err) {
-    throw new ReplicateError('IO', `[file] reading ${path}: ${describeError(err)}`, { cause: err, details: { path } });
+    throw readFailed(path, err);
   } finally {
     await handle.close();
   }
@@ -293,7 +298,7 @@ async function* pooledReads(handle: FileHandle, path: string, size: number, buff
       }
     }
   } catch (err) {
-    throw new ReplicateError('IO', `[file] reading ${path}: ${describeError(err)}`, { cause: err, details: { path } });
+    throw readFailed(path, err);
   } finally {
     await handle.close();
   }
@@ -311,7 +316,7 @@ async function readWhole(handle: FileHandle, path: string, size: number): Promis
     }
     return buf.subarray(0, at);
   } catch (err) {
-    throw new ReplicateError('IO', `[file] reading ${path}: ${describeError(err)}`, { cause: err, details: { path } });
+    throw readFailed(path, err);
   } finally {
     await handle.close();
   }

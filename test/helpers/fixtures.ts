@@ -9,7 +9,7 @@
  * write, which happens SETTLE_MS later still) get an mtime after it.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, readSync, closeSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, openSync, readSync, closeSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -147,26 +147,42 @@ async function startReplicating(dbPath: string, replicaDir: string, minCheckpoin
   return ls;
 }
 
+/** Records one transaction of the history (`fn`, or none: the state as it is) once Litestream has uploaded it. */
+type RecordWrite = (fn?: () => void, opts?: { outsideTransaction?: boolean }) => Promise<void>;
+
+/**
+ * One generation replicated by Litestream from a new source database in `dir`: `write` makes the history,
+ * recording each transaction; then Litestream stops and the fixture is what it wrote, with the truth.
+ */
+async function litestreamFixture(
+  dir: string,
+  minCheckpointPageCount: number,
+  write: (db: Database.Database, record: RecordWrite) => Promise<void>,
+): Promise<ReplicaFixture> {
+  const dbPath = join(dir, 'db.sqlite');
+  const replicaDir = join(dir, 'replica');
+  const db = openSourceDb(dbPath);
+  const truth: TruthEntry[] = [];
+  const ls = await startReplicating(dbPath, replicaDir, minCheckpointPageCount);
+  try {
+    await write(db, (fn, opts) => writeAndRecord(ls, db, dbPath, truth, fn, opts));
+  } finally {
+    await ls.stop();
+    db.close();
+  }
+  return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
+}
+
 /** One generation, a snapshot at index 0 and `transactions` writes spread over several WAL indexes. */
 export async function makeMultiIndexReplica(opts: {
   transactions: number;
   minCheckpointPageCount?: number;
   dir?: string;
 }): Promise<ReplicaFixture> {
-  const dir = opts.dir ?? fixtureDir('multi-index');
-  const dbPath = join(dir, 'db.sqlite');
-  const replicaDir = join(dir, 'replica');
-  const db = openSourceDb(dbPath);
-  const truth: TruthEntry[] = [];
-  const ls = await startReplicating(dbPath, replicaDir, opts.minCheckpointPageCount ?? 5);
-  try {
-    await writeAndRecord(ls, db, dbPath, truth); // the state before any write
-    for (let step = 0; step < opts.transactions; step++) await writeAndRecord(ls, db, dbPath, truth, mixedWrite(db, step));
-  } finally {
-    await ls.stop();
-    db.close();
-  }
-  return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
+  return litestreamFixture(opts.dir ?? fixtureDir('multi-index'), opts.minCheckpointPageCount ?? 5, async (db, record) => {
+    await record(); // the state before any write
+    for (let step = 0; step < opts.transactions; step++) await record(mixedWrite(db, step));
+  });
 }
 
 /**
@@ -202,27 +218,16 @@ export async function makeMultiGenerationReplica(opts: { generations: number; wr
 
 /** A few thousand rows inserted, updated and deleted in batches over time. */
 export async function makeLargeHistoryReplica(opts: { batches: number; rowsPerBatch: number }): Promise<ReplicaFixture> {
-  const dir = fixtureDir('large-history');
-  const dbPath = join(dir, 'db.sqlite');
-  const replicaDir = join(dir, 'replica');
-  mkdirSync(dir, { recursive: true });
-  const db = openSourceDb(dbPath);
-  const truth: TruthEntry[] = [];
-  const ls = await startReplicating(dbPath, replicaDir, 200);
-  try {
+  return litestreamFixture(fixtureDir('large-history'), 200, async (db, record) => {
     for (let b = 0; b < opts.batches; b++) {
-      await writeAndRecord(ls, db, dbPath, truth, () => {
+      await record(() => {
         const insert = db.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
         for (let i = 0; i < opts.rowsPerBatch; i++) insert.run(textOf(b * 100_000 + i, 100 + (i % 400)), b);
         db.prepare('UPDATE t SET n = n * 2, v = substr(v, 1, 50) WHERE id % 7 = ?').run(b % 7);
         db.prepare('DELETE FROM t WHERE id % 11 = ? AND n < ?').run(b % 11, b);
       });
     }
-  } finally {
-    await ls.stop();
-    db.close();
-  }
-  return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
+  });
 }
 
 /**
@@ -230,28 +235,18 @@ export async function makeLargeHistoryReplica(opts: { batches: number; rowsPerBa
  * cut the file at each commit's size, as SQLite's checkpoints do.
  */
 export async function makeShrinkingReplica(): Promise<ReplicaFixture> {
-  const dir = fixtureDir('shrinking');
-  const dbPath = join(dir, 'db.sqlite');
-  const replicaDir = join(dir, 'replica');
-  const db = openSourceDb(dbPath);
-  const truth: TruthEntry[] = [];
-  const ls = await startReplicating(dbPath, replicaDir, 50);
-  const insert = (from: number, n: number) => () => {
-    const stmt = db.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
-    for (let i = from; i < from + n; i++) stmt.run(textOf(i, 3000), i);
-  };
-  try {
-    await writeAndRecord(ls, db, dbPath, truth, insert(0, 150));
-    await writeAndRecord(ls, db, dbPath, truth, insert(150, 150));
-    await writeAndRecord(ls, db, dbPath, truth, () => db.prepare('DELETE FROM t WHERE id > 20').run());
-    await writeAndRecord(ls, db, dbPath, truth, () => db.exec('VACUUM'), { outsideTransaction: true });
-    await writeAndRecord(ls, db, dbPath, truth, insert(1000, 40));
-    await writeAndRecord(ls, db, dbPath, truth, () => db.prepare('UPDATE t SET v = ? WHERE id % 3 = 0').run('updated'));
-  } finally {
-    await ls.stop();
-    db.close();
-  }
-  return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
+  return litestreamFixture(fixtureDir('shrinking'), 50, async (db, record) => {
+    const insert = (from: number, n: number) => () => {
+      const stmt = db.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
+      for (let i = from; i < from + n; i++) stmt.run(textOf(i, 3000), i);
+    };
+    await record(insert(0, 150));
+    await record(insert(150, 150));
+    await record(() => db.prepare('DELETE FROM t WHERE id > 20').run());
+    await record(() => db.exec('VACUUM'), { outsideTransaction: true });
+    await record(insert(1000, 40));
+    await record(() => db.prepare('UPDATE t SET v = ? WHERE id % 3 = 0').run('updated'));
+  });
 }
 
 /**
@@ -260,23 +255,13 @@ export async function makeShrinkingReplica(): Promise<ReplicaFixture> {
  * buffer, some into many pooled ones, and some in more than one read call.
  */
 export async function makeMixedSegmentReplica(bytes: readonly number[]): Promise<ReplicaFixture> {
-  const dir = fixtureDir('mixed-segments');
-  const dbPath = join(dir, 'db.sqlite');
-  const replicaDir = join(dir, 'replica');
-  const db = openSourceDb(dbPath);
-  const truth: TruthEntry[] = [];
-  const ls = await startReplicating(dbPath, replicaDir, 200);
-  try {
+  return litestreamFixture(fixtureDir('mixed-segments'), 200, async (db, record) => {
     for (const [i, n] of bytes.entries()) {
-      await writeAndRecord(ls, db, dbPath, truth, () => {
+      await record(() => {
         const insert = db.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
         // Rows of at most 64 KiB of text each, so that big transactions span many pages and rows.
         for (let left = n; left > 0; left -= 65_536) insert.run(randomBytes(Math.ceil(Math.min(left, 65_536) / 2)).toString('hex'), i);
       });
     }
-  } finally {
-    await ls.stop();
-    db.close();
-  }
-  return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
+  });
 }

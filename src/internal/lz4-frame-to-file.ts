@@ -84,8 +84,8 @@ function spawnWorker(): Worker {
   });
 }
 
-/** A worker started ahead of the frame it will decode (prestartDecodeWorker); `dead` once it failed or exited. */
-let spare: { worker: Worker; dead: boolean } | undefined;
+/** A worker started ahead of the frame it will decode (prestartDecodeWorker); cleared if it fails or exits first. */
+let spare: Worker | undefined;
 
 /**
  * Starts the decode worker ahead of the frame. Starting a worker thread (a V8 isolate, Node's bootstrap,
@@ -95,20 +95,19 @@ let spare: { worker: Worker; dead: boolean } | undefined;
  * if no frame took it: the caller calls that when it is done with decoding (or gives up), whatever happened.
  */
 export function prestartDecodeWorker(): () => Promise<void> {
-  if (spare && !spare.dead) return async () => undefined; // one is waiting already; its starter lets it go
-  const mine = { worker: spawnWorker(), dead: false };
-  mine.worker.unref();
+  if (spare) return async () => undefined; // one is waiting already; its starter lets it go
+  const mine = spawnWorker();
+  mine.unref();
   const died = () => {
-    mine.dead = true;
     if (spare === mine) spare = undefined;
   };
-  mine.worker.on('error', died);
-  mine.worker.on('exit', died);
+  mine.on('error', died);
+  mine.on('exit', died);
   spare = mine;
   return async () => {
     if (spare !== mine) return;
     spare = undefined;
-    await mine.worker.terminate();
+    await mine.terminate();
   };
 }
 
@@ -116,12 +115,12 @@ export function prestartDecodeWorker(): () => Promise<void> {
 function takeWorker(): Worker {
   const s = spare;
   spare = undefined;
-  if (!s || s.dead) return spawnWorker();
+  if (!s) return spawnWorker();
   // Its own listeners replace these now (before any event can be emitted: events come on a later turn).
-  s.worker.removeAllListeners('error');
-  s.worker.removeAllListeners('exit');
-  s.worker.ref();
-  return s.worker;
+  s.removeAllListeners('error');
+  s.removeAllListeners('exit');
+  s.ref();
+  return s;
 }
 
 /**

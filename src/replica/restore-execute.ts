@@ -88,7 +88,7 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
   });
   let handle: FileHandle | undefined;
   let applier: WalApplier | undefined;
-  let snapshotSynced: Promise<unknown> | undefined;
+  let flusher: BackgroundSync | undefined;
   try {
     handle = await open(tmpPath, 'wx', 0o600).catch((err: unknown) => {
       throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${tmpPath}: ${describeError(err)}`, { cause: err });
@@ -100,16 +100,15 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
       prefetch.start(),
     );
     throwIfAborted(opts.signal);
-    // The snapshot's pages go to disk on the thread pool while the WAL is applied on this thread, so the
-    // fsync at the end has only the WAL's pages left to write (it was ~70 ms after a 200 MB restore).
-    snapshotSynced = handle.datasync().then(
-      () => undefined,
-      (err: unknown) => err,
-    );
+    // The snapshot's pages go to disk on the thread pool while the WAL is applied on this thread, and
+    // each WAL index's pages after it, so the fsync at the end has only the last pages left to write.
+    flusher = new BackgroundSync(handle);
+    flusher.kick();
 
     report('apply');
     applier = new WalApplier(handle, size / pageSize, { pageSize, spillPath });
     const applied = await applyIndexes(codec, plan, prefetch, applier, opts, buffers, readPool, () => {
+      flusher!.kick();
       progress.indexesApplied++;
       opts.onProgress?.({ ...progress });
     });
@@ -125,9 +124,9 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
     // The fsync runs on the thread pool while SQLite checks the file on this thread: both are needed, and
     // neither waits for the other.
     report('check');
-    const early = snapshotSynced;
+    const early = flusher;
     const synced = handle.sync().then(
-      async () => (await early) ?? undefined,
+      async () => (await early.settle()) ?? undefined,
       (err: unknown) => err,
     );
     let checkFailure: unknown;
@@ -177,11 +176,44 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
     };
   } finally {
     await prefetch.close();
-    await snapshotSynced;
+    await flusher?.settle();
     applier?.close();
     await handle?.close().catch(() => undefined);
     for (const f of tmpFiles) await rm(f, { force: true }).catch(() => undefined);
     if (!succeeded) await removeDirs(createdDirs);
+  }
+}
+
+/**
+ * Flushes the output file on the thread pool while the restore goes on: one datasync at a time, started
+ * after the snapshot and after each WAL index, so that the final fsync (which runs beside the check, or
+ * alone with `-integrity-check none`) finds little left to write. A failure is kept for the end, where
+ * the final fsync's result is taken: nothing is linked into place unless every flush succeeded.
+ */
+class BackgroundSync {
+  private running: Promise<void> | undefined;
+  private failure: unknown;
+
+  constructor(private readonly handle: FileHandle) {}
+
+  /** Starts a datasync, unless one is still running (it will write what is dirty by then, or the next will). */
+  kick(): void {
+    if (this.running) return;
+    this.running = this.handle.datasync().then(
+      () => {
+        this.running = undefined;
+      },
+      (err: unknown) => {
+        this.failure ??= err;
+        this.running = undefined;
+      },
+    );
+  }
+
+  /** Waits for the flush still running; the first failure of any of them, else undefined. */
+  async settle(): Promise<unknown> {
+    await this.running;
+    return this.failure;
   }
 }
 

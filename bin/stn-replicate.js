@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Shim: catch SIGINT/SIGTERM first (before the CLI's modules load; see src/cli/signal-latch.ts), then
-// bound V8's young generation, run the CLI from the compiled output and set the exit code.
+// bound V8's young generation, run the CLI from its bundle (dist/src/cli-bundle.js, made by `npm run
+// build` from the compiled output; see scripts/bundle-cli.ts) and set the exit code.
 import { setFlagsFromString } from 'node:v8';
 import { SignalLatch } from '../dist/src/cli/signal-latch.js';
 
@@ -10,5 +11,5 @@ import { SignalLatch } from '../dist/src/cli/signal-latch.js';
 // real work, takes effect (`--max-semi-space-size` is read once at start-up and would not).
 setFlagsFromString('--semi-space-growth-factor=1');
 const signals = SignalLatch.install();
-const { main } = await import('../dist/src/cli/main.js');
+const { main } = await import('../dist/src/cli-bundle.js');
 process.exitCode = await main(process.argv.slice(2), { signals });

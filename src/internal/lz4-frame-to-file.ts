@@ -277,11 +277,13 @@ function writeAllSync(fd: number, chunk: Uint8Array, position: number): void {
  * announced again (the output slot is free).
  */
 function blockWorker(): void {
-  /* eslint-disable @typescript-eslint/no-require-imports */
-  const threads = require('node:worker_threads') as typeof import('node:worker_threads');
+  // An eval'd worker has `require` on its global object. Read from there, not as a free `require`: a
+  // bundler (scripts/bundle-cli.ts) rewrites those to a helper of its own that this text cannot reach.
+  const load = (globalThis as unknown as { require: NodeJS.Require }).require;
+  const threads = load('node:worker_threads') as typeof import('node:worker_threads');
   const parentPort = threads.parentPort;
-  const fs = require('node:fs') as typeof import('node:fs');
-  const { createRequire } = require('node:module') as typeof import('node:module');
+  const fs = load('node:fs') as typeof import('node:fs');
+  const { createRequire } = load('node:module') as typeof import('node:module');
   const data = threads.workerData as { requireFrom: string };
   const liblz4 = createRequire(data.requireFrom)('lz4/build/Release/lz4.node') as { uncompress(input: Buffer, output: Buffer): number };
   let setup: { outputs: Buffer[]; writeSlice: number; fd: number } | undefined;

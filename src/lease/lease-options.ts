@@ -10,6 +10,16 @@ import type { LeaseHolder } from './lease-record.js';
 /** Longest wait between two looks while the store fails (the wait doubles from pollMs up to this). */
 export const LEASE_RETRY_CAP_MS = 5_000;
 
+/**
+ * How long a look at the lease already in flight when a stop is asked for may still run before it is
+ * abandoned. A stop must not throw away an answer the store is about to give: a replicator restarted
+ * after a crash and stopped during its first look would otherwise exit without the final sync that
+ * ships what the application committed since the crash. It must not hang on a store that never answers
+ * either; 5 s is well inside what a process manager waits after SIGTERM (10 s for docker, 30 s on
+ * Kubernetes).
+ */
+export const LEASE_STOP_GRACE_MS = 5_000;
+
 export interface ReplicaLeaseOptions {
   client: ReplicaClient;
   /** The replica's name, for logs. */
@@ -27,4 +37,6 @@ export interface ReplicaLeaseOptions {
   now?: () => number;
   /** How often a waiter looks at the lease (default: TTL/4, at most 500 ms). */
   pollMs?: number;
+  /** How long a look in flight at a stop may still run (default LEASE_STOP_GRACE_MS). */
+  stopGraceMs?: number;
 }

@@ -35,7 +35,7 @@ import { describeError, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
 import { nullLogger, type Logger } from '../logger.js';
 import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../config/defaults.js';
-import type { ReplicaLeaseOptions } from './lease-options.js';
+import { LEASE_STOP_GRACE_MS, type ReplicaLeaseOptions } from './lease-options.js';
 import { describeHolder, encodeLeaseRecord, type LeaseHolder, type LeaseRecord } from './lease-record.js';
 import { waitForLease } from './lease-waiting.js';
 import { renewalDue, sleepUntil } from './renewal-schedule.js';
@@ -43,7 +43,7 @@ import { readLease, type LeaseState } from './stored-lease.js';
 
 // What a user of the lease needs (its options, the stored lease's helpers), importable from this one module.
 export { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../config/defaults.js';
-export { LEASE_RETRY_CAP_MS, type ReplicaLeaseOptions } from './lease-options.js';
+export { LEASE_RETRY_CAP_MS, LEASE_STOP_GRACE_MS, type ReplicaLeaseOptions } from './lease-options.js';
 export { breakLease, readLease, type LeaseState } from './stored-lease.js';
 
 /** Shortest time a lease write may take before it is abandoned and tried again (see requestSignal). */
@@ -203,7 +203,7 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
    * How the waiting goes (store errors, a stop while waiting): lease-waiting.ts.
    */
   async acquire(signal?: AbortSignal): Promise<void> {
-    await waitForLease(this, this.pollMs, this.log, signal);
+    await waitForLease(this, { pollMs: this.pollMs, stopGraceMs: this.opts.stopGraceMs ?? LEASE_STOP_GRACE_MS }, this.log, signal);
   }
 
   /** Gives the lease up (a clean stop): waiters take it at once. Never throws; a failure is logged. */

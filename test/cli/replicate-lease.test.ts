@@ -25,6 +25,7 @@ import { cleanEnv, stnReplicateBin } from '../../bench/lib/shared.js';
 import { LoggedProcess, runLitestream } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb, rowCount } from '../helpers/source-db.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, createContainer } from '../servers/abs-server.js';
+import { startFaultProxy } from '../servers/fault-proxy.js';
 import { createBucket } from '../servers/s3-server.js';
 import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 
@@ -42,6 +43,9 @@ class Instance extends LoggedProcess {
   }
   pause(): void {
     this.child.kill('SIGSTOP');
+  }
+  signal(sig: NodeJS.Signals): void {
+    this.child.kill(sig);
   }
 }
 
@@ -68,30 +72,33 @@ function fileTarget(replicaDir: string): Target {
   };
 }
 
+/** A fresh bucket on the S3 test server; both tools reach it through `endpoint` (the server or a proxy). */
+async function s3Target(endpoint: string): Promise<Target> {
+  const origin = inject('s3Endpoint');
+  const bucket = `lease-${randomBytes(4).toString('hex')}`;
+  await createBucket(origin, bucket);
+  return {
+    name: 's3',
+    yaml: [
+      'type: s3',
+      `bucket: ${bucket}`,
+      'path: app',
+      `endpoint: ${endpoint}`,
+      'region: us-east-1',
+      'force-path-style: true',
+      'access-key-id: k',
+      'secret-access-key: s',
+    ],
+    env: {},
+    client: new S3ReplicaClient({ bucket, path: 'app', endpoint: origin, region: 'us-east-1', accessKeyId: 'k', secretAccessKey: 's' }),
+    location: `s3://${bucket}/app`,
+  };
+}
+
 /** A fresh replica path on each backend's test server. */
 const TARGETS: Record<Target['name'], (dir: string) => Promise<Target>> = {
   file: async (dir) => fileTarget(join(dir, 'replica')),
-  s3: async () => {
-    const endpoint = inject('s3Endpoint');
-    const bucket = `lease-${randomBytes(4).toString('hex')}`;
-    await createBucket(endpoint, bucket);
-    return {
-      name: 's3',
-      yaml: [
-        'type: s3',
-        `bucket: ${bucket}`,
-        'path: app',
-        `endpoint: ${endpoint}`,
-        'region: us-east-1',
-        'force-path-style: true',
-        'access-key-id: k',
-        'secret-access-key: s',
-      ],
-      env: {},
-      client: new S3ReplicaClient({ bucket, path: 'app', endpoint, region: 'us-east-1', accessKeyId: 'k', secretAccessKey: 's' }),
-      location: `s3://${bucket}/app`,
-    };
-  },
+  s3: async () => s3Target(inject('s3Endpoint')),
   gcs: async () => {
     const endpoint = inject('gcsEndpoint');
     const bucket = `lease-${randomBytes(4).toString('hex')}`;
@@ -382,5 +389,39 @@ describe('a holder that cannot renew', () => {
     expect(log).toMatch(/msg="replica lease renewal failed; retrying until its deadline"/);
     expect(log).toMatch(/msg="replica lease lost; stopped writing" .*reason="not renewed in time"/);
     db.close();
+  });
+});
+
+// The rule is the lease's, the same on every backend: shown on s3, whose requests a proxy can hold back.
+describe('a replicator stopped while its first look at the lease is in flight', () => {
+  it('restarted after a SIGKILL and stopped before the store answers: it still takes the lease, and its final sync ships every committed row', async () => {
+    const dir = tmp();
+    const proxy = await startFaultProxy(inject('s3Endpoint'));
+    try {
+      const target = await s3Target(proxy.endpoint);
+      const { a, db, dbPath } = await firstInstance(dir, target);
+      expect(await a.stop('SIGKILL')).toBe(null);
+      // The application commits more after the crash, then exits (its last connection checkpoints).
+      insertRows(db, 1000, 40);
+      const committed = contentDigest(db);
+      db.close();
+      // The restarted replicator (same host, same database) is stopped while the store has not yet
+      // answered its first look: its requests are held back at the proxy until after the SIGTERM.
+      const gate = proxy.gate(() => true, Number.MAX_SAFE_INTEGER);
+      const b = start(['-config', config(dir, 'a', dbPath, target)], target.env);
+      await waitFor(() => gate.total > 0);
+      b.signal('SIGTERM');
+      await b.waitForLog(/msg="stop asked for while the replica lease is being read or taken; waiting for the store to answer"/);
+      proxy.gate(() => false, 1); // lets the held requests through
+      expect(await b.exit, b.tail()).toBe(0);
+      const log = b.lines.join('\n');
+      // a's pid is gone on this host: its lease is taken at once, not after the TTL.
+      expect(log).toMatch(/msg="replica lease taken over from an instance that stopped renewing it"/);
+      expect(log).toMatch(/msg="replica lease released"/);
+      // Everything the application committed is in the replica, as the real Litestream restores it.
+      expect(await litestreamRestore(target, join(dir, 'restored.db'))).toBe(committed);
+    } finally {
+      await proxy.close();
+    }
   });
 });

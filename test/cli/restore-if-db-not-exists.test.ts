@@ -219,7 +219,7 @@ describe('replicate -restore-if-db-not-exists', () => {
       for (const [replica, interrupted] of [
         [
           [],
-          /taking the lease at s3:\/\/denied-\w+\/station-db: interrupted by a signal before the store answered; nothing was written, not replicating and not starting the application/,
+          /taking the lease at s3:\/\/denied-\w+\/station-db: stopped by a signal, and the store did not answer within 5000ms of it; nothing was written, not replicating and not starting the application/,
         ],
         [['lease: false'], /-restore-if-db-not-exists: interrupted by a signal; nothing was written/],
       ] as const) {

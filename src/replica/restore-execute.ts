@@ -88,7 +88,7 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
   });
   let handle: FileHandle | undefined;
   let applier: WalApplier | undefined;
-  let flusher: BackgroundSync | undefined;
+  let flusher: BackgroundSync | undefined; // for the finally block; the try block uses `background`
   try {
     handle = await open(tmpPath, 'wx', 0o600).catch((err: unknown) => {
       throw new ReplicateError('OUTPUT_NOT_WRITABLE', `creating ${tmpPath}: ${describeError(err)}`, { cause: err });
@@ -102,13 +102,14 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
     throwIfAborted(opts.signal);
     // The snapshot's pages go to disk on the thread pool while the WAL is applied on this thread, and
     // each WAL index's pages after it, so the fsync at the end has only the last pages left to write.
-    flusher = new BackgroundSync(handle);
-    flusher.kick();
+    const background = new BackgroundSync(handle);
+    flusher = background;
+    background.kick();
 
     report('apply');
     applier = new WalApplier(handle, size / pageSize, { pageSize, spillPath });
     const applied = await applyIndexes(codec, plan, prefetch, applier, opts, buffers, readPool, () => {
-      flusher!.kick();
+      background.kick();
       progress.indexesApplied++;
       opts.onProgress?.({ ...progress });
     });
@@ -124,9 +125,8 @@ export async function executeRestore(replica: ReplicaSource, plan: RestorePlan, 
     // The fsync runs on the thread pool while SQLite checks the file on this thread: both are needed, and
     // neither waits for the other.
     report('check');
-    const early = flusher;
     const synced = handle.sync().then(
-      async () => (await early.settle()) ?? undefined,
+      () => background.settle(),
       (err: unknown) => err,
     );
     let checkFailure: unknown;

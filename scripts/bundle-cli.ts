@@ -1,6 +1,6 @@
 /**
  * `npm run build`, second step: the CLI's modules, compiled by tsc into dist/src/, bundled into a few files
- * (dist/src/cli-bundle*.js) that bin/stn-replicate.js loads.
+ * (dist/src/cli-bundle*.js) that bin/stn-replicate.js loads (the signal latch first, then the CLI).
  *
  * Why: Node resolves, reads, compiles and links every ES module on its own. The CLI is ~120 of ours
  * (`replicate`), and on a 2-vCPU machine that took ~100 ms of CPU per start (measured with the bench's
@@ -27,7 +27,9 @@ const out = join(root, 'dist', 'src');
 for (const f of readdirSync(out)) if (/^cli-bundle.*\.js$/.test(f)) rmSync(join(out, f));
 
 await build({
-  input: { 'cli-bundle': join(out, 'cli', 'main.js') },
+  // The signal latch is an entry of its own: bin/stn-replicate.js loads it before the rest (to catch a
+  // signal that comes while the CLI loads), and the CLI's modules then import that same module, not a copy.
+  input: { 'cli-bundle': join(out, 'cli', 'main.js'), 'cli-bundle-signal-latch': join(out, 'cli', 'signal-latch.js') },
   platform: 'node',
   logLevel: 'warn',
   // `lease` loads the lease module on use, but the lease setup every command shares imports it anyway,

@@ -26,14 +26,14 @@
  * its start to the app's end (from /proc), start-up included, and its ratio to Litestream's in the run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createDb, runApp, writeApp } from './lib/replicate-app.js';
-import { procCpuSeconds, writeConfig } from './lib/replicate-proc.js';
-import { cleanEnv, findRoot, litestreamBin, median, stnReplicateBin, table } from './lib/shared.js';
+import { procCpuSeconds, SegmentWatcher, TimedReplicator, waitStarted, writeConfig, type Tool } from './lib/replicate-proc.js';
+import { cleanEnv, findRoot, median, pickTimer, table } from './lib/shared.js';
 
 type Variant = 'alone' | 'hold' | 'copy' | 'ship' | 'ship-1s' | 'litestream' | 'ours';
 const VARIANTS: Variant[] = ['alone', 'hold', 'copy', 'ship', 'ship-1s', 'litestream', 'ours'];
@@ -140,24 +140,39 @@ function startFollower(script: string, dbPath: string, mode: Variant): Promise<C
   });
 }
 
-/** Starts Litestream or our CLI on `dbPath` and waits for its first snapshot in the file replica. */
-async function startReplicator(tool: 'litestream' | 'ours', dir: string, dbPath: string): Promise<ChildProcess> {
+/** A follower next to the app: its pid (for its CPU) and how to stop it. */
+interface Follower {
+  pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+function followerOf(child: ChildProcess): Follower {
+  return {
+    pid: child.pid,
+    stop: async () => {
+      child.kill('SIGINT');
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+/** Starts Litestream or our CLI on `dbPath` (as bench:replicate does) and waits until it has started. */
+async function startReplicator(tool: Tool, root: string, dir: string, dbPath: string): Promise<Follower> {
   const replicaDir = join(dir, 'replica');
   const config = writeConfig(join(dir, 'litestream.yml'), { dbPath, replicaDir, syncInterval: '1s' });
-  const cmd = tool === 'litestream' ? [litestreamBin()] : [process.execPath, stnReplicateBin()];
-  const child = spawn(cmd[0]!, [...cmd.slice(1), 'replicate', '-config', config], { env: cleanEnv(), stdio: 'ignore' });
-  const snapshotted = () => {
-    const gens = join(replicaDir, 'generations');
-    if (!existsSync(gens)) return false;
-    return readdirSync(gens).some((g) => existsSync(join(gens, g, 'snapshots')) && readdirSync(join(gens, g, 'snapshots')).length > 0);
-  };
-  const deadline = Date.now() + 30_000;
-  while (!snapshotted()) {
-    if (child.exitCode !== null) throw new Error(`${tool} replicate exited with ${child.exitCode} before its first snapshot`);
-    if (Date.now() > deadline) throw new Error(`${tool} replicate made no snapshot within 30 s`);
-    await new Promise((r) => setTimeout(r, 5));
+  const rep = TimedReplicator.start(tool, root, config, pickTimer(undefined), join(dir, 'time.txt'));
+  try {
+    await waitStarted(rep, new SegmentWatcher(replicaDir));
+  } catch (e) {
+    await rep.kill();
+    throw e;
   }
-  return child;
+  return {
+    pid: rep.replicatorPid(),
+    stop: async () => {
+      await rep.stop('SIGINT');
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -182,8 +197,8 @@ async function main(): Promise<void> {
           v === 'alone'
             ? undefined
             : v === 'litestream' || v === 'ours'
-              ? await startReplicator(v, dir, dbPath)
-              : await startFollower(follower, dbPath, v);
+              ? await startReplicator(v, root, dir, dbPath)
+              : followerOf(await startFollower(follower, dbPath, v));
         try {
           const r = await runApp(app, dbPath, tx);
           const cpu = f?.pid !== undefined ? procCpuSeconds(f.pid) : undefined;
@@ -192,8 +207,7 @@ async function main(): Promise<void> {
           const cpuText = cpu !== undefined ? `  follower CPU ${cpu.toFixed(2)} s` : '';
           process.stdout.write(`run ${run + 1}/${runs}  ${v.padEnd(10)}  app ${r.seconds.toFixed(2)} s${cpuText}\n`);
         } finally {
-          f?.kill('SIGINT');
-          if (f && f.exitCode === null) await new Promise((r) => f.once('exit', r));
+          await f?.stop();
           rmSync(dir, { recursive: true, force: true });
         }
       }

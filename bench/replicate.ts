@@ -34,7 +34,7 @@ import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { ageConfigLines, newAgeKeys } from './lib/age-replica.js';
 import { countRows, createDb, ROWS_PER_TX, runApp, writeApp, SCHEMA } from './lib/replicate-app.js';
-import { procCpuSeconds, SegmentWatcher, TimedReplicator, writeConfig, type Tool, type Usage } from './lib/replicate-proc.js';
+import { procCpuSeconds, SegmentWatcher, TimedReplicator, waitStarted, writeConfig, type Tool, type Usage } from './lib/replicate-proc.js';
 import { cleanEnv, findRoot, litestreamBin, litestreamVersion, median, pickTimer, table, type Timer } from './lib/shared.js';
 
 type Variant = 'baseline' | Tool;
@@ -80,23 +80,6 @@ function summarizeLog(rep: TimedReplicator): LogSummary {
     warnOrError: texts.filter((t) => /level=(WARN|ERROR)|\bERROR\b|\bpanic\b/i.test(t)).slice(0, 20),
     tail: texts.slice(-15),
   };
-}
-
-/** Waits for the replicator's "snapshot written" line or its first WAL segment file, whichever is first. */
-async function waitStarted(rep: TimedReplicator, watcher: SegmentWatcher, timeoutMs = 30_000): Promise<string> {
-  const exited = rep.whenExited();
-  exited.catch(() => undefined);
-  const byLog = rep.waitFor(/msg="snapshot written"/, 0, timeoutMs).then(() => 'snapshot written (log)');
-  const byFile = watcher.waitForNew(new Set(), timeoutMs).then((s) => `first WAL segment file ${s.name}`);
-  byLog.catch(() => undefined);
-  byFile.catch(() => undefined);
-  try {
-    return await Promise.race([Promise.any([byLog, byFile]), exited]);
-  } catch (e) {
-    throw e instanceof AggregateError ? (e.errors[0] as Error) : e;
-  } finally {
-    watcher.cancel();
-  }
 }
 
 /** Restores the replica with the real Litestream (through `config` with --age) and counts the rows. */

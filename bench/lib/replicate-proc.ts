@@ -346,3 +346,20 @@ export class SegmentWatcher {
     this.watchers.clear();
   }
 }
+
+/** Waits for the replicator's "snapshot written" line or its first WAL segment file, whichever is first. */
+export async function waitStarted(rep: TimedReplicator, watcher: SegmentWatcher, timeoutMs = 30_000): Promise<string> {
+  const exited = rep.whenExited();
+  exited.catch(() => undefined);
+  const byLog = rep.waitFor(/msg="snapshot written"/, 0, timeoutMs).then(() => 'snapshot written (log)');
+  const byFile = watcher.waitForNew(new Set(), timeoutMs).then((s) => `first WAL segment file ${s.name}`);
+  byLog.catch(() => undefined);
+  byFile.catch(() => undefined);
+  try {
+    return await Promise.race([Promise.any([byLog, byFile]), exited]);
+  } catch (e) {
+    throw e instanceof AggregateError ? (e.errors[0] as Error) : e;
+  } finally {
+    watcher.cancel();
+  }
+}

@@ -5,7 +5,8 @@
  * to finish). Separate from replica-lease.ts, which holds one try and everything about holding the lease
  * (renewal, the deadline, release, loss).
  */
-import { abortError, describeError, isTransientError, ReplicateError } from '../errors.js';
+import { abortError, describeError, errnoCode, isTransientError, ReplicateError } from '../errors.js';
+import { monotonicMs } from '../internal/clock.js';
 import { abortableSleep } from '../internal/abortable-sleep.js';
 import type { Logger } from '../logger.js';
 import { LEASE_RETRY_CAP_MS } from './lease-options.js';
@@ -16,19 +17,25 @@ import type { LeaseState } from './stored-lease.js';
 /**
  * Waits until the lease is ours, logging who holds it (once per holder). Throws ABORTED on `signal`
  * (between tries; a try in flight first gets `stopGraceMs` to finish, and a lease it finds free is taken).
- * A lease that cannot even be read at the first look is an error (a misconfigured or unreachable
- * replica must not leave a replicator waiting silently); once it could be read, store errors (a
- * write refused during an outage, a dropped connection) are retried.
+ * A lease that cannot be read at the first look because the store refuses (access denied, no such
+ * bucket, a path through a file, no conditional writes) is an error at once, and one whose store keeps
+ * failing (5xx, dropped or refused connections, timeouts) is an error after `firstLookMs`: a
+ * misconfigured or unreachable replica must not leave a replicator waiting silently, but a restart
+ * during a short outage must not end replication either. Once the lease could be read, store errors
+ * are retried for as long as it takes.
  */
 export async function waitForLease(
   lease: ReplicaLease,
-  timing: { pollMs: number; stopGraceMs: number },
+  timing: { pollMs: number; stopGraceMs: number; firstLookMs: number },
   log: Logger,
   signal?: AbortSignal,
 ): Promise<void> {
-  const { pollMs, stopGraceMs } = timing;
+  const { pollMs, stopGraceMs, firstLookMs } = timing;
+  const where = { replica: lease.replica, location: lease.client.location };
+  const started = monotonicMs();
   let reported: string | undefined;
   let failing: string | undefined;
+  let lastError: unknown;
   // While the store fails, the looks back off (doubling up to LEASE_RETRY_CAP_MS); once it answers,
   // they are every pollMs again, so a release is seen within pollMs.
   let errorWait = pollMs;
@@ -44,11 +51,20 @@ export async function waitForLease(
     grace ??= setTimeout(() => tries.abort(signal?.reason), stopGraceMs);
     if (inFlight)
       log.info('stop asked for while the replica lease is being read or taken; waiting for the store to answer', {
-        replica: lease.replica,
-        location: lease.client.location,
+        ...where,
         grace: `${stopGraceMs}ms`,
       });
   };
+  // A stop between tries: a clean end of waiting once the lease could be read; before that, nothing is
+  // known about the replica, which is not a clean stop.
+  const stopped = () =>
+    lease.looked
+      ? abortError(signal)
+      : new ReplicateError(
+          'ABORTED',
+          `replica ${lease.replica}: taking the lease at ${lease.client.location}: stopped by a signal while the store was failing (${describeError(lastError)})`,
+          { cause: lastError, details: where },
+        );
   if (signal?.aborted) onStop();
   else signal?.addEventListener('abort', onStop, { once: true });
   try {
@@ -65,25 +81,30 @@ export async function waitForLease(
           throw new ReplicateError(
             'ABORTED',
             `replica ${lease.replica}: taking the lease at ${lease.client.location}: stopped by a signal, and the store did not answer within ${stopGraceMs}ms of it`,
-            { cause: err, details: { replica: lease.replica, location: lease.client.location } },
+            { cause: err, details: where },
           );
         }
         if (!lease.looked) {
-          const code = err instanceof ReplicateError ? err.code : 'IO';
-          throw new ReplicateError(code, `replica ${lease.replica}: taking the lease at ${lease.client.location}: ${describeError(err)}`, {
-            cause: err,
-            details: { replica: lease.replica, location: lease.client.location },
-          });
-        }
-        if (err instanceof ReplicateError && !isTransientError(err)) throw err;
+          const elapsed = monotonicMs() - started;
+          if (!isTransientError(err) || refusedForGood(err) || elapsed >= firstLookMs) {
+            const code = err instanceof ReplicateError ? err.code : 'IO';
+            const retried = elapsed >= firstLookMs ? ` (the store kept failing for ${Math.round(elapsed)}ms)` : '';
+            throw new ReplicateError(
+              code,
+              `replica ${lease.replica}: taking the lease at ${lease.client.location}: ${describeError(err)}${retried}`,
+              { cause: err, details: where },
+            );
+          }
+        } else if (err instanceof ReplicateError && !isTransientError(err)) throw err;
         failed = true;
+        lastError = err;
         // Once per distinct error: the store may stay down for long, and nothing is written meanwhile.
         if (failing !== describeError(err)) {
           failing = describeError(err);
           log.warn('replica lease cannot be read or written; retrying (nothing is written to the replica meanwhile)', {
-            replica: lease.replica,
-            location: lease.client.location,
+            ...where,
             error: failing,
+            ...(lease.looked ? {} : { until: `${firstLookMs}ms without an answer, then an error` }),
           });
         }
       } finally {
@@ -94,8 +115,7 @@ export async function waitForLease(
       if (current && holder && reported !== holder.instance && holder.instance !== lease.identity.instance) {
         reported = holder.instance;
         log.warn('replica lease held by another instance; waiting for it to be released or to expire before writing', {
-          replica: lease.replica,
-          location: lease.client.location,
+          ...where,
           holder: describeHolder(holder),
           ...(holder.generation !== undefined ? { generation: holder.generation } : {}),
           since: current.record.acquiredAt,
@@ -103,12 +123,28 @@ export async function waitForLease(
           ttl: `${current.record.ttlMs}ms`,
         });
       }
-      if (signal?.aborted) throw abortError(signal);
+      if (signal?.aborted) throw stopped();
       await abortableSleep(failed ? errorWait : pollMs, signal);
+      if (signal?.aborted) throw stopped();
       errorWait = failed ? Math.min(LEASE_RETRY_CAP_MS, errorWait * 2) : pollMs;
     }
   } finally {
     clearTimeout(grace);
     signal?.removeEventListener('abort', onStop);
   }
+}
+
+/**
+ * Whether the store refused in a way no retry mends: an HTTP 4xx other than 408 (timeout) and 429 (slow
+ * down), from any of the SDKs (their errors carry the status in different fields), or a file replica's
+ * path that runs through a file. Looked for along the chain of causes.
+ */
+function refusedForGood(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; typeof e === 'object' && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const x = e as { $metadata?: { httpStatusCode?: unknown }; statusCode?: unknown; code?: unknown };
+    const status = [x.$metadata?.httpStatusCode, x.statusCode, x.code].find((v): v is number => typeof v === 'number');
+    if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) return true;
+    if (errnoCode(e) === 'ENOTDIR') return true;
+  }
+  return false;
 }

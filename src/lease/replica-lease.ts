@@ -203,7 +203,10 @@ export class ReplicaLease extends EventEmitter<ReplicaLeaseEvents> {
    * How the waiting goes (store errors, a stop while waiting): lease-waiting.ts.
    */
   async acquire(signal?: AbortSignal): Promise<void> {
-    await waitForLease(this, { pollMs: this.pollMs, stopGraceMs: this.opts.stopGraceMs ?? LEASE_STOP_GRACE_MS }, this.log, signal);
+    // A store failing at the first look is retried for one TTL: an outage shorter than that does not
+    // stop a holder (it renews until its deadline), nor does it stop an instance that is starting.
+    const timing = { pollMs: this.pollMs, stopGraceMs: this.opts.stopGraceMs ?? LEASE_STOP_GRACE_MS, firstLookMs: this.ttlMs };
+    await waitForLease(this, timing, this.log, signal);
   }
 
   /** Gives the lease up (a clean stop): waiters take it at once. Never throws; a failure is logged. */

@@ -135,12 +135,13 @@ describe('replicate: a replica that fails', () => {
     expect(rowCount(out)).toBe(2);
   });
 
-  it('a leased replica whose store is unreachable at start-up: nothing is replicated, the application does not start, exit 1', async () => {
+  it('a leased replica whose store is unreachable at start-up: retried for one lease TTL, then nothing is replicated, the application does not start, exit 1', async () => {
     const s = await setup();
     const proxy: FaultProxy = await startFaultProxy(inject('s3Endpoint'));
     undo.push(() => proxy.close());
     proxy.mode = 'drop';
-    const cfg = twoReplicas(s, proxy, []);
+    // A short TTL: a store that fails at the first look is retried for one TTL (30 s by default).
+    const cfg = twoReplicas(s, proxy, ['lease-ttl: 2s']);
     const app = writingApp(s);
     const p = start(['replicate', '-config', cfg, '-exec', `${process.execPath} ${app}`]);
     expect(await p.exit).toBe(1);
@@ -148,11 +149,15 @@ describe('replicate: a replica that fails', () => {
     expect(
       lineWith(
         p,
-        /^error: replica s3: taking the lease at s3:\/\/unreachable\/app: .*; nothing was written, not replicating and not starting the application$/,
+        /^error: replica s3: taking the lease at s3:\/\/unreachable\/app: .* \(the store kept failing for \d+ms\); nothing was written, not replicating and not starting the application$/,
       ),
       p.tail(),
     ).toBeGreaterThanOrEqual(0);
-    expect(proxy.faults).toBeGreaterThan(0);
+    expect(proxy.faults).toBeGreaterThan(1); // tried more than once
+    expect(
+      lineWith(p, /msg="replica lease cannot be read or written; retrying .*until="2000ms without an answer, then an error"/),
+      p.tail(),
+    ).toBeGreaterThanOrEqual(0);
     // The file replica's lease was taken first and given back; nothing else was written there.
     expect(existsSync(join(s.replicaDir, 'generations'))).toBe(false);
     expect(rowCount(s.dbPath)).toBe(1);

@@ -150,11 +150,12 @@ describe('replicate -restore-if-db-not-exists', () => {
     const dir = tmp();
     const dbPath = join(dir, 'station.db');
     const endpoint = `http://127.0.0.1:${await freePort()}`;
-    // Leased (the default): the lease, taken before the restore, cannot be. Unleased: the restore fails.
+    // Leased (the default): the lease, taken before the restore, cannot be (after one TTL of retries,
+    // short here). Unleased: the restore fails.
     for (const [replica, failed] of [
       [
-        [],
-        /replica s3: taking the lease at s3:\/\/backups\/station-db: .*; nothing was written, not replicating and not starting the application/,
+        ['lease-ttl: 2s'],
+        /replica s3: taking the lease at s3:\/\/backups\/station-db: .* \(the store kept failing for \d+ms\); nothing was written, not replicating and not starting the application/,
       ],
       [['lease: false'], /-restore-if-db-not-exists: .*not starting the application/],
     ] as const) {

@@ -105,8 +105,8 @@ describe.each(BACKENDS)('lease on $name when replies are lost or the store is do
     proxies.push(proxy);
     return { proxy, viaProxy: s.client(proxy.endpoint), direct: s.client(s.origin) };
   }
-  const lease = (client: ReplicaClient, instance: string, log = recordingLogger()) => {
-    const l = new ReplicaLease({ client, replica: 'r', ttlMs: 1500, identity: { instance }, logger: log });
+  const lease = (client: ReplicaClient, instance: string, log = recordingLogger(), ttlMs = 1500) => {
+    const l = new ReplicaLease({ client, replica: 'r', ttlMs, identity: { instance }, logger: log });
     leases.push(l);
     return { l, log };
   };
@@ -162,5 +162,37 @@ describe.each(BACKENDS)('lease on $name when replies are lost or the store is do
     expect(events).toEqual(['holder stopped writing', 'waiter took over']);
     expect(() => holder.assertHeld()).toThrow(expect.objectContaining({ code: 'LEASE_LOST' }));
     expect(waiterLog.lines.map((x) => x.msg)).toContain('replica lease taken over from an instance that stopped renewing it');
+  });
+
+  // Which failures are retried is read from each SDK's own error shape: shown on every backend.
+  it('at the first look, an outage shorter than a TTL is ridden out; a refusal (403) is an error at once', async () => {
+    const { proxy, viaProxy } = await setup();
+    // A TTL that leaves room for the probe's own tries before the first failure is reported.
+    const { l, log } = lease(viaProxy, 'aaaa', recordingLogger(), 10_000);
+    proxy.mode = 'error500';
+    const taking = l.acquire(AbortSignal.timeout(30_000));
+    await waitFor(() => proxy.faults > 0 && log.lines.some((x) => x.msg.startsWith('replica lease cannot be read or written; retrying')));
+    proxy.mode = 'pass';
+    await taking;
+    expect(l.held).toBe(true);
+    expect(log.lines.find((x) => x.msg.startsWith('replica lease cannot be read or written'))?.fields).toMatchObject({
+      until: '10000ms without an answer, then an error',
+    });
+
+    const { proxy: denying, viaProxy: denied } = await setup();
+    const { l: refused, log: refusedLog } = lease(denied, 'bbbb');
+    denying.mode = 'error403';
+    const err = await refused.acquire(AbortSignal.timeout(30_000)).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/taking the lease at .*(403|AccessDenied)/);
+    expect(denying.faults).toBeGreaterThan(0);
+    // Not retried for a TTL: no retry was announced, and the error does not say the store kept failing.
+    expect(err?.message).not.toMatch(/kept failing/);
+    expect(refusedLog.lines.map((x) => x.msg)).not.toContain(
+      'replica lease cannot be read or written; retrying (nothing is written to the replica meanwhile)',
+    );
+    expect(refused.looked).toBe(false);
   });
 });

@@ -26,7 +26,8 @@
  * `-integrity-check none` (Litestream checks nothing, so this is the like-for-like one), Litestream,
  * `cp` of the source database as the floor no restore can beat, and (file replica, one snapshot) the least
  * a restore in Node does: start Node, decode the snapshot with liblz4 on one thread, write it, fsync
- * (lib/node-floor-restore.ts; no WAL, no checks: a lower bound, not a restore).
+ * (lib/node-floor-restore.ts; no WAL, no checks: a lower bound, not a restore). With --backend s3 the
+ * same floor reads the snapshot with one GetObject through the AWS SDK, loaded as a restore loads it.
  * With --backend s3 the server also counts the requests each restore made.
  * Prints the report and writes it, with every sample, to bench/out/restore[-s3]-<timestamp>.json.
  */
@@ -42,7 +43,7 @@ import { measure, run, type Command, type Sample } from './lib/measure.js';
 import { formatReport, ratios, stats, type Report, type Role, type S3Info, type VariantResult } from './lib/report.js';
 import { S3ServerChild } from './lib/s3-child.js';
 import { createBucket } from './lib/s3-server.js';
-import { s3Config, uploadReplica, verifyReplica, type S3Target } from './lib/s3-replica.js';
+import { CREDENTIALS, s3Config, uploadReplica, verifyReplica, type S3Target } from './lib/s3-replica.js';
 import { totalOf, type KindCounts } from './lib/s3-requests.js';
 import { cleanEnv, findRoot, litestreamBin, litestreamVersion, pickTimer } from './lib/shared.js';
 
@@ -69,6 +70,7 @@ function variants(
   source: string[],
   onlyLitestream: boolean,
   snapshotPath: string | undefined,
+  s3Snapshot: { endpoint: string; bucket: string; key: string } | undefined,
 ): Variant[] {
   const litestream = (out: string): Command => ({ cmd: litestreamBin(), args: ['restore', '-o', out, ...source] });
   const ours =
@@ -94,6 +96,29 @@ function variants(
             }),
           },
         ]),
+    ...(s3Snapshot === undefined
+      ? []
+      : [
+          {
+            name: 'node + AWS SDK: snapshot fetched, decoded and written (floor)',
+            role: 'floor' as const,
+            // Credentials in its environment (through env(1)), as a deployment gives them.
+            command: (out: string): Command => ({
+              cmd: 'env',
+              args: [
+                `AWS_ACCESS_KEY_ID=${CREDENTIALS.accessKeyId}`,
+                `AWS_SECRET_ACCESS_KEY=${CREDENTIALS.secretAccessKey}`,
+                process.execPath,
+                join(root, 'dist', 'bench', 'lib', 'node-floor-restore.js'),
+                '--s3',
+                s3Snapshot.endpoint,
+                s3Snapshot.bucket,
+                s3Snapshot.key,
+                out,
+              ],
+            }),
+          },
+        ]),
   ];
 }
 
@@ -102,6 +127,8 @@ interface S3Source {
   /** Restore arguments naming the replica: `-config <yml> <db path>`. */
   args: string[];
   info: Omit<S3Info, 'requestsPerRestore'>;
+  /** Where the tools reach the replica (through the latency proxy when there is one). */
+  target: S3Target;
 }
 
 /**
@@ -135,6 +162,7 @@ async function setUpS3(
     return {
       server,
       args: ['-config', config, dbPath],
+      target: { ...target, endpoint: server.endpoint },
       info: { server: server.version, bucket: target.bucket, prefix: target.prefix, upload, verified: true, latencyMs },
     };
   } catch (e) {
@@ -227,7 +255,12 @@ async function main(): Promise<void> {
       );
       source = ['-config', config, dbPath];
     }
-    const all = variants(root, paths, source, onlyLitestream, snapshotPath);
+    // With one snapshot on S3 (not encrypted): the least a restore from S3 in Node does.
+    const s3Snapshot =
+      s3 && !age && snapshots.length === 1
+        ? { endpoint: s3.target.endpoint, bucket: s3.target.bucket, key: `${s3.target.prefix}/${snapshots[0]!}` }
+        : undefined;
+    const all = variants(root, paths, source, onlyLitestream, snapshotPath, s3Snapshot);
     const checks = warmUpAndCheck(all, paths, manifest, work, env, log);
     const { samples, requests } = await timedRuns(all, runs, timer, work, env, s3?.server, log);
     rmSync(work, { recursive: true, force: true });

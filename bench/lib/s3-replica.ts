@@ -21,7 +21,7 @@ export interface S3Target {
 }
 
 /** fauxqs accepts any credentials; explicit ones keep both tools off the host's AWS credential chain. */
-const CREDENTIALS = { accessKeyId: 'bench', secretAccessKey: 'bench-secret' };
+export const CREDENTIALS = { accessKeyId: 'bench', secretAccessKey: 'bench-secret' };
 
 /** Parts must stay under fauxqs's 11 MiB body limit. */
 const PART_BYTES = 8 * 1024 * 1024;

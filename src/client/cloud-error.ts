@@ -9,16 +9,8 @@ import { PassThrough, type Readable } from 'node:stream';
  */
 export function describeCloudError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
-  const e = err as Error & {
-    code?: unknown;
-    statusCode?: unknown;
-    $metadata?: { httpStatusCode?: number };
-    errors?: { message?: string; reason?: string }[];
-  };
-  const status =
-    e.$metadata?.httpStatusCode ??
-    (typeof e.statusCode === 'number' ? e.statusCode : undefined) ??
-    (typeof e.code === 'number' ? e.code : undefined);
+  const e = err as Error & { code?: unknown; errors?: { message?: string; reason?: string }[] };
+  const status = httpStatusOf(err);
   const code = typeof e.code === 'string' ? e.code : e.name !== 'Error' && !/Error$/.test(e.name) ? e.name : undefined;
   const inner = (e.errors ?? []).map((x) => x.message ?? x.reason ?? '').filter(Boolean);
   const text = (inner.length > 0 ? inner.join('; ') : e.message)
@@ -29,6 +21,17 @@ export function describeCloudError(err: unknown): string {
   const head = [code, status !== undefined ? `HTTP ${status}` : undefined].filter(Boolean).join(', ');
   const clipped = text.length > 300 ? `${text.slice(0, 297)}...` : text;
   return head ? `${clipped} (${head})` : clipped;
+}
+
+/**
+ * The HTTP status a cloud SDK's error carries, wherever that SDK puts it: `$metadata.httpStatusCode`
+ * (AWS), `statusCode` (Azure), a numeric `code` (Google). Undefined for errors without one (a reset,
+ * a timeout, a refused connection).
+ */
+export function httpStatusOf(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { $metadata?: { httpStatusCode?: unknown }; statusCode?: unknown; code?: unknown };
+  return [e.$metadata?.httpStatusCode, e.statusCode, e.code].find((v): v is number => typeof v === 'number');
 }
 
 /**

@@ -5,7 +5,8 @@
  * to finish). Separate from replica-lease.ts, which holds one try and everything about holding the lease
  * (renewal, the deadline, release, loss).
  */
-import { abortError, describeError, errnoCode, isTransientError, ReplicateError } from '../errors.js';
+import { abortError, describeError, errnoCode, isTransientError, ReplicateError, type ErrorCode } from '../errors.js';
+import { httpStatusOf } from '../client/cloud-error.js';
 import { monotonicMs } from '../internal/clock.js';
 import { abortableSleep } from '../internal/abortable-sleep.js';
 import type { Logger } from '../logger.js';
@@ -55,16 +56,14 @@ export async function waitForLease(
         grace: `${stopGraceMs}ms`,
       });
   };
-  // A stop between tries: a clean end of waiting once the lease could be read; before that, nothing is
-  // known about the replica, which is not a clean stop.
-  const stopped = () =>
-    lease.looked
-      ? abortError(signal)
-      : new ReplicateError(
-          'ABORTED',
-          `replica ${lease.replica}: taking the lease at ${lease.client.location}: stopped by a signal while the store was failing (${describeError(lastError)})`,
-          { cause: lastError, details: where },
-        );
+  const failure = (code: ErrorCode, why: string, cause: unknown) =>
+    new ReplicateError(code, `replica ${lease.replica}: taking the lease at ${lease.client.location}: ${why}`, { cause, details: where });
+  // A stop: a clean end of waiting once the lease could be read; before that, nothing is known about the
+  // replica, which is not a clean stop.
+  const stopped = (how: string, cause: unknown) =>
+    lease.looked ? abortError(signal) : failure('ABORTED', `stopped by a signal${how}`, cause);
+  // A stop between two looks (before the lease could be read, only ever after a failed one).
+  const between = () => stopped(` while the store was failing (${describeError(lastError)})`, lastError);
   if (signal?.aborted) onStop();
   else signal?.addEventListener('abort', onStop, { once: true });
   try {
@@ -76,24 +75,12 @@ export async function waitForLease(
         current = await lease.tryAcquire(tries.signal);
         if (current === undefined) return;
       } catch (err) {
-        if (tries.signal.aborted) {
-          if (lease.looked) throw abortError(signal);
-          throw new ReplicateError(
-            'ABORTED',
-            `replica ${lease.replica}: taking the lease at ${lease.client.location}: stopped by a signal, and the store did not answer within ${stopGraceMs}ms of it`,
-            { cause: err, details: where },
-          );
-        }
+        if (tries.signal.aborted) throw stopped(`, and the store did not answer within ${stopGraceMs}ms of it`, err);
         if (!lease.looked) {
           const elapsed = monotonicMs() - started;
           if (!isTransientError(err) || refusedForGood(err) || elapsed >= firstLookMs) {
-            const code = err instanceof ReplicateError ? err.code : 'IO';
             const retried = elapsed >= firstLookMs ? ` (the store kept failing for ${Math.round(elapsed)}ms)` : '';
-            throw new ReplicateError(
-              code,
-              `replica ${lease.replica}: taking the lease at ${lease.client.location}: ${describeError(err)}${retried}`,
-              { cause: err, details: where },
-            );
+            throw failure(err instanceof ReplicateError ? err.code : 'IO', `${describeError(err)}${retried}`, err);
           }
         } else if (err instanceof ReplicateError && !isTransientError(err)) throw err;
         failed = true;
@@ -123,9 +110,9 @@ export async function waitForLease(
           ttl: `${current.record.ttlMs}ms`,
         });
       }
-      if (signal?.aborted) throw stopped();
+      if (signal?.aborted) throw between();
       await abortableSleep(failed ? errorWait : pollMs, signal);
-      if (signal?.aborted) throw stopped();
+      if (signal?.aborted) throw between();
       errorWait = failed ? Math.min(LEASE_RETRY_CAP_MS, errorWait * 2) : pollMs;
     }
   } finally {
@@ -141,8 +128,7 @@ export async function waitForLease(
  */
 function refusedForGood(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; typeof e === 'object' && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    const x = e as { $metadata?: { httpStatusCode?: unknown }; statusCode?: unknown; code?: unknown };
-    const status = [x.$metadata?.httpStatusCode, x.statusCode, x.code].find((v): v is number => typeof v === 'number');
+    const status = httpStatusOf(e);
     if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) return true;
     if (errnoCode(e) === 'ENOTDIR') return true;
   }

@@ -20,7 +20,7 @@ import type { WalShipper } from '../shipper/wal-shipper.js';
 import { WAL_HEADER_SIZE, frameAlign, parseWalHeader } from '../sqlite/wal-format.js';
 import type { ObjectCodec } from './object-codec.js';
 import type { ReplicaEvents } from './replica-options.js';
-import { remoteEnd, uploadShadowSegment } from './segment-io.js';
+import { remoteEnd, uploadShadowSegment, type RemoteEnd } from './segment-io.js';
 
 /** Segment ends remembered for a replica that encrypts but cannot decrypt (see uploadedEnds). */
 const MAX_REMEMBERED_ENDS = 64;
@@ -163,7 +163,7 @@ export class ReplicaUploader {
   private async startPosition(generation: string): Promise<Pos> {
     const snapshots = await collect(this.client.snapshots(generation));
     if (snapshots.length === 0) await this.takeSnapshot(true); // already running in `uploads`
-    return this.calcPos(generation);
+    return this.resumePos(generation);
   }
 
   /**
@@ -219,7 +219,7 @@ export class ReplicaUploader {
       // segments uploaded by then, and replaying older frames over a newer page image would give a state
       // that never existed. (A generation's first snapshot has no segments to come before it.)
       if (uploadFirst && snapshots.length > 0) {
-        if (this.position?.generation !== pos.generation) this.position = await this.calcPos(pos.generation);
+        if (this.position?.generation !== pos.generation) this.position = await this.resumePos(pos.generation);
         while (comparePos(this.position, pos) < 0 && (await this.uploadNext()));
       }
       const started = monotonicMs();
@@ -253,11 +253,53 @@ export class ReplicaUploader {
    * its length, or at the snapshot's index when it has no segment (segment-io.ts).
    */
   async calcPos(generation: string): Promise<Pos> {
+    return (await this.remoteEnd(generation)).pos;
+  }
+
+  private async remoteEnd(generation: string): Promise<RemoteEnd> {
     const codec = await this.codec();
     return remoteEnd(this.client, codec, this.name, generation, {
       onRead: (n) => (this.counters.getBytes += n),
       knownEnd: codec.encrypts && !codec.decrypts ? (s) => this.uploadedEnds.get(formatPos(s)) : undefined,
     });
+  }
+
+  /**
+   * Where uploads of `generation` go on from: the remote's end, once its last bytes are found in the
+   * local shadow WAL just before that end. After a power cut took a tail the replica already holds, the
+   * application writes other transactions at the same offsets; once they reach past the remote's end,
+   * offsets alone look continuous, and uploading from there would splice two histories into one index
+   * (a restore fails its checksums, or stops at the splice). Litestream does not look: see
+   * docs/compatibility.md.
+   */
+  private async resumePos(generation: string): Promise<Pos> {
+    const { pos, tail } = await this.remoteEnd(generation);
+    if (!tail || tail.length === 0) return pos;
+    const path = this.shipper.meta.shadowWalPath(pos.generation, pos.index);
+    const local = Buffer.alloc(tail.length);
+    let got: number;
+    try {
+      const h = await open(path, 'r');
+      try {
+        ({ bytesRead: got } = await h.read(local, 0, local.length, pos.offset - tail.length));
+      } finally {
+        await h.close();
+      }
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return pos; // an index cleaned up or lost: uploadNext() decides
+      throw err;
+    }
+    // Shorter: the local shadow WAL lost bytes the replica holds (it only ever uploads durable ones, and
+    // a shadow file never shrinks below them). Checked here too, not only by uploadNext(): the
+    // application may write them again between the two, which only the bytes would then show.
+    if (got < local.length)
+      return this.diverged(pos, `the remote ends at ${formatPos(pos)}, past the local shadow wal's end ${pos.offset - tail.length + got}`);
+    if (!local.equals(tail))
+      return this.diverged(
+        pos,
+        `the remote's last ${tail.length} bytes before ${formatPos(pos)} differ from the local shadow wal's (a local tail was lost, and other transactions were written in its place)`,
+      );
+    return pos;
   }
 
   /** Uploads the next segment, or moves to the next index; false when there is nothing to do. */

@@ -28,6 +28,20 @@ export interface RemoteEndOptions {
   knownEnd?: (segment: WalSegmentInfo) => number | undefined;
 }
 
+/** The largest WAL frame: a 24-byte header and a 64 KiB page. */
+const MAX_FRAME_BYTES = 24 + 65536;
+
+export interface RemoteEnd {
+  pos: Pos;
+  /**
+   * The last bytes of the last segment, decoded (one largest frame's worth, or all of a shorter
+   * segment): what the local shadow WAL must hold just before `pos` for uploads to go on from there. A
+   * frame's header carries the checksum of its whole cycle up to it, so equal bytes mean one history.
+   * Undefined when the end was not read (a snapshot's index, or an end known without reading).
+   */
+  tail?: Buffer;
+}
+
 /**
  * Where the replica's copy of a generation ends: after its last segment (decoded to learn its length),
  * or at the start of its newest snapshot's index. NO_BACKUPS when the generation has no snapshot;
@@ -39,7 +53,7 @@ export async function remoteEnd(
   replica: string,
   generation: string,
   opts: RemoteEndOptions = {},
-): Promise<Pos> {
+): Promise<RemoteEnd> {
   const { onRead } = opts;
   const snapshots = await collect(client.snapshots(generation));
   if (snapshots.length === 0)
@@ -48,10 +62,11 @@ export async function remoteEnd(
   const segments = await collect(client.walSegments(generation));
   let last: WalSegmentInfo | undefined;
   for (const s of segments) if (!last || s.index > last.index || (s.index === last.index && s.offset > last.offset)) last = s;
-  if (!last || last.index < snapshotIndex) return { generation, index: snapshotIndex, offset: 0 };
+  if (!last || last.index < snapshotIndex) return { pos: { generation, index: snapshotIndex, offset: 0 } };
   const known = opts.knownEnd?.(last);
-  if (known !== undefined) return { generation, index: last.index, offset: known };
+  if (known !== undefined) return { pos: { generation, index: last.index, offset: known } };
   let length = 0;
+  let tail = Buffer.alloc(0);
   const reader = await client.walSegmentReader(last);
   async function* counted(): AsyncGenerator<Buffer> {
     for await (const chunk of reader as AsyncIterable<Buffer>) {
@@ -59,8 +74,15 @@ export async function remoteEnd(
       yield chunk;
     }
   }
-  for await (const chunk of codec.decode(counted(), { label: client.walSegmentLocation(last) })) length += chunk.length;
-  return { generation, index: last.index, offset: last.offset + length };
+  for await (const chunk of codec.decode(counted(), { label: client.walSegmentLocation(last) })) {
+    length += chunk.length;
+    // Copied: a decoder may hand out views of a buffer it reuses.
+    tail =
+      chunk.length >= MAX_FRAME_BYTES
+        ? Buffer.from(chunk.subarray(-MAX_FRAME_BYTES))
+        : Buffer.concat([tail, chunk]).subarray(-MAX_FRAME_BYTES);
+  }
+  return { pos: { generation, index: last.index, offset: last.offset + length }, tail };
 }
 
 /**

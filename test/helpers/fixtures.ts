@@ -9,7 +9,7 @@
  * write, which happens SETTLE_MS later still) get an mtime after it.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, openSync, readSync, closeSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, openSync, readSync, closeSync, readdirSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,6 +19,11 @@ import { LitestreamReplicator, parsePosition, type LoggedProcess, type LogPositi
 import { contentDigest, openSourceDb, textOf } from './source-db.js';
 
 const SETTLE_MS = 25;
+/** Silence from a Litestream logging at debug level with a 50 ms monitor interval that means it is stuck. */
+const STALL_MS = 10_000;
+
+/** Litestream stopped logging while a fixture waited for an upload. */
+class LitestreamStalled extends Error {}
 
 export interface TruthEntry {
   /** A moment after this state was uploaded and before the next write. */
@@ -72,9 +77,16 @@ function committedWalSize(path: string): number {
 export async function waitForUpload(ls: LoggedProcess, dbPath: string, afterLine: number): Promise<LogPosition> {
   const metaWal = (gen: string) => join(dirname(dbPath), `.${basename(dbPath)}-litestream`, 'generations', gen, 'wal');
   const deadline = Date.now() + 60_000;
+  let lastLines = ls.lines.length;
+  let lastLineAt = Date.now();
   while (Date.now() < deadline) {
     // Lines seen before this look; the wait below starts here, so a segment logged while we look is not missed.
     const seen = ls.lines.length;
+    if (seen !== lastLines) [lastLines, lastLineAt] = [seen, Date.now()];
+    // At debug level Litestream logs a sync line every monitor interval (50 ms here): silence means it
+    // is stuck (seen once in ~16 CI runs, right after a WAL restart), not slow.
+    if (ls.running && Date.now() - lastLineAt > STALL_MS)
+      throw new LitestreamStalled(`litestream logged nothing for ${STALL_MS} ms:\n${ls.tail()}`);
     const realHeader = readHeader(`${dbPath}-wal`);
     const walSize = committedWalSize(`${dbPath}-wal`);
     const segLines = ls.lines
@@ -161,16 +173,28 @@ async function litestreamFixture(
 ): Promise<ReplicaFixture> {
   const dbPath = join(dir, 'db.sqlite');
   const replicaDir = join(dir, 'replica');
-  const db = openSourceDb(dbPath);
-  const truth: TruthEntry[] = [];
-  const ls = await startReplicating(dbPath, replicaDir, minCheckpointPageCount);
-  try {
-    await write(db, (fn, opts) => writeAndRecord(ls, db, dbPath, truth, fn, opts));
-  } finally {
-    await ls.stop();
-    db.close();
+  for (let attempt = 1; ; attempt++) {
+    const db = openSourceDb(dbPath);
+    const truth: TruthEntry[] = [];
+    const ls = await startReplicating(dbPath, replicaDir, minCheckpointPageCount);
+    try {
+      await write(db, (fn, opts) => writeAndRecord(ls, db, dbPath, truth, fn, opts));
+    } catch (err) {
+      // The oracle itself got stuck: its replica is not a fixture to test against. Built again from
+      // nothing, once (a second stall fails the suite).
+      if (!(err instanceof LitestreamStalled) || attempt > 1) throw err;
+      console.warn(`fixture ${dir}: ${err.message.split('\n')[0]}; building it again`);
+      await ls.stop('SIGKILL');
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir);
+      continue;
+    } finally {
+      await ls.stop();
+      if (db.open) db.close();
+    }
+    return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
   }
-  return { dir, dbPath, replicaDir, configPath: ls.configPath, truth, generations: [...new Set(truth.map((t) => t.pos.generation))] };
 }
 
 /** One generation, a snapshot at index 0 and `transactions` writes spread over several WAL indexes. */

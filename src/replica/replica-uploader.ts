@@ -274,14 +274,22 @@ export class ReplicaUploader {
    */
   private async resumePos(generation: string): Promise<Pos> {
     const { pos, tail } = await this.remoteEnd(generation);
+    // No tail: the end is a snapshot's index (nothing of it uploaded as segments yet), or known without
+    // reading (see remoteEnd). Neither Litestream nor we write empty segments.
     if (!tail || tail.length === 0) return pos;
     const path = this.shipper.meta.shadowWalPath(pos.generation, pos.index);
     const local = Buffer.alloc(tail.length);
-    let got: number;
+    let got = 0;
     try {
       const h = await open(path, 'r');
       try {
-        ({ bytesRead: got } = await h.read(local, 0, local.length, pos.offset - tail.length));
+        // Until the end of the file: one read may return less on a network or FUSE file system, and
+        // "shorter" must mean the file is shorter.
+        while (got < local.length) {
+          const { bytesRead } = await h.read(local, got, local.length - got, pos.offset - tail.length + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
       } finally {
         await h.close();
       }
@@ -383,7 +391,7 @@ export class ReplicaUploader {
         `replica ${this.name}: taking a snapshot past missing shadow wal ${formatHex8(pos.index)}: the snapshot is at ${info.generation}/${formatHex8(info.index)}`,
       );
     }
-    this.position = await this.calcPos(pos.generation);
+    this.position = await this.resumePos(pos.generation);
     return true;
   }
 

@@ -24,6 +24,8 @@ import { remoteEnd, uploadShadowSegment, type RemoteEnd } from './segment-io.js'
 
 /** Segment ends remembered for a replica that encrypts but cannot decrypt (see uploadedEnds). */
 const MAX_REMEMBERED_ENDS = 64;
+/** Snapshot positions remembered (see snapshotsTaken): only the current index's can matter. */
+const MAX_REMEMBERED_SNAPSHOTS = 16;
 
 /** What the uploader is given by its Replica. */
 export interface UploaderContext {
@@ -76,6 +78,12 @@ export class ReplicaUploader {
    * (After a restart the map is empty, and a new generation starts instead; see syncOnce.)
    */
   private readonly uploadedEnds = new Map<string, number>();
+  /**
+   * Where the snapshots this process wrote were taken, by generation and index: a snapshot holds the
+   * database at that position, not at the start of its index, so a restore to an earlier offset of the
+   * same index cannot use it (validation pins again then; see validate.ts).
+   */
+  private readonly snapshotsTaken = new Map<string, Pos>();
 
   constructor(
     private readonly shipper: WalShipper,
@@ -88,6 +96,11 @@ export class ReplicaUploader {
     this.events = ctx.events;
     let resolveFirst!: () => void;
     this.firstSync = { promise: new Promise<void>((r) => (resolveFirst = r)), resolve: () => resolveFirst() };
+  }
+
+  /** The position a snapshot this process wrote at `index` of `generation` was taken at, if it wrote one. */
+  snapshotTakenAt(generation: string, index: number): Pos | undefined {
+    return this.snapshotsTaken.get(`${generation}/${index}`);
   }
 
   /** Resolves after the first successful sync (the generation is known then). */
@@ -234,6 +247,8 @@ export class ReplicaUploader {
         );
         this.counters.putBytes += info.size;
         this.counters.lastUploadAt = this.now();
+        this.snapshotsTaken.set(`${pos.generation}/${pos.index}`, pos);
+        if (this.snapshotsTaken.size > MAX_REMEMBERED_SNAPSHOTS) this.snapshotsTaken.delete(this.snapshotsTaken.keys().next().value!);
         this.log.info('snapshot written', {
           replica: this.name,
           position: formatPos(pos),

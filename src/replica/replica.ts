@@ -255,6 +255,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
           await this.sync();
           return this.uploader.pos();
         },
+        snapshotTakenAt: (generation, index) => this.uploader.snapshotTakenAt(generation, index),
       });
       this.validations[result.status]++;
       this.emit('validation', result);

@@ -16,7 +16,7 @@ import { digestDatabaseFile, type DatabaseDigest } from '../shipper/database-dig
 import type { WalShipper } from '../shipper/wal-shipper.js';
 import { listGeneration } from './listing.js';
 import { executeRestore } from './restore.js';
-import { planRestore } from './restore-plan.js';
+import { planRestore, type RestorePlan } from './restore-plan.js';
 import type { AgeOptions } from './object-codec.js';
 
 /** One validation: the replica restored at `position` against the live database there. */
@@ -46,24 +46,23 @@ export interface ValidationRun {
   log: Logger;
   /** Syncs the replica and returns its position after. */
   syncedPosition(): Promise<Pos | undefined>;
+  /** Where a snapshot this process wrote at `index` of `generation` was taken (undefined: none written). */
+  snapshotTakenAt(generation: string, index: number): Pos | undefined;
 }
+
+/** Pins before giving up when each pin is overtaken by a snapshot of its own index (see below). */
+const PIN_ATTEMPTS = 3;
 
 export async function validateReplica(v: ValidationRun): Promise<ValidationResult> {
   const started = monotonicMs();
   const { replica, shipper, log } = v;
   const dir = shipper.meta.validationDir(replica);
   try {
-    const { pos, digest: expected } = await shipper.digestAtPosition();
-    // The pinned position is in the shadow WAL: a sync uploads at least up to it.
-    const have = await v.syncedPosition();
-    if (!have || have.generation !== pos.generation || comparePos(have, pos) < 0) {
-      throw new ReplicateError('IO', `replica ${replica}: at ${formatPos(have)} after a sync, wanted ${formatPos(pos)}`);
-    }
+    const { pos, expected, plan } = await pinRestorable(v);
     await rm(dir, { recursive: true, force: true });
     // A restore of the database: the directory takes the database's mode and owner, as the meta directory.
     await shipper.meta.ensureDir(dir);
     const named = { name: replica, client: v.client, age: v.age };
-    const plan = planRestore(await listGeneration(named, pos.generation), { index: pos.index, offset: pos.offset });
     const output = join(dir, 'restored.db');
     await executeRestore(named, plan, { outputPath: output, integrityCheck: 'none', parallelism: 4, restoreMarker: false });
     const actual = await digestDatabaseFile(output);
@@ -96,5 +95,37 @@ export async function validateReplica(v: ValidationRun): Promise<ValidationResul
       : new ReplicateError('IO', `replica ${replica}: validation failed: ${describeError(err)}`, { cause: err });
   } finally {
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/**
+ * Pins the live database, syncs the replica past the pin and plans its restore to exactly there. A
+ * snapshot holds the database at the position it was taken, later than the start of its index: when the
+ * replica's snapshot for the pinned index was taken after the pin (a generation's first snapshot, taken
+ * by the replica's first sync; or a scheduled one), no restore can stop at the pin, and comparing would
+ * report a mismatch the replica does not have. Pins again then: the next pin is past that snapshot.
+ */
+async function pinRestorable(v: ValidationRun): Promise<{ pos: Pos; expected: DatabaseDigest; plan: RestorePlan }> {
+  for (let attempt = 1; ; attempt++) {
+    const { pos, digest: expected } = await v.shipper.digestAtPosition();
+    // The pinned position is in the shadow WAL: a sync uploads at least up to it.
+    const have = await v.syncedPosition();
+    if (!have || have.generation !== pos.generation || comparePos(have, pos) < 0) {
+      throw new ReplicateError('IO', `replica ${v.replica}: at ${formatPos(have)} after a sync, wanted ${formatPos(pos)}`);
+    }
+    const named = { name: v.replica, client: v.client, age: v.age };
+    const plan = planRestore(await listGeneration(named, pos.generation), { index: pos.index, offset: pos.offset });
+    const taken = v.snapshotTakenAt(pos.generation, plan.snapshot.index);
+    if (!taken || comparePos(taken, pos) <= 0) return { pos, expected, plan };
+    v.log.debug('validation pins again: the replica took its snapshot after the pin', {
+      replica: v.replica,
+      position: formatPos(pos),
+      snapshot: formatPos(taken),
+    });
+    if (attempt >= PIN_ATTEMPTS)
+      throw new ReplicateError(
+        'IO',
+        `replica ${v.replica}: ${PIN_ATTEMPTS} pins in a row were overtaken by a snapshot of their own index (last at ${formatPos(taken)}); validated next time`,
+      );
   }
 }

@@ -12,6 +12,8 @@ import { FileReplicaClient } from '../../src/client/file-client.js';
 import { collect } from '../../src/client/replica-client.js';
 import type { ValidationResult } from '../../src/replica/replica.js';
 import { startReplication, type Replication } from '../../src/replication.js';
+import type { WalShipper } from '../../src/shipper/wal-shipper.js';
+import { comparePos, type Pos } from '../../src/pos.js';
 import { digestDatabaseFile, type DatabaseDigest } from '../../src/shipper/database-digest.js';
 import { runCli } from '../helpers/cli.js';
 import { recordingLogger } from '../helpers/recording-logger.js';
@@ -22,7 +24,9 @@ import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
 const tmp = tempDirs('stn-validate-');
 const open = closeAfterEach((r: Replication) => r.close().catch(() => undefined));
 
-async function setup(opts: { validationIntervalMs?: number; prefillRows?: number } = {}) {
+async function setup(
+  opts: { validationIntervalMs?: number; prefillRows?: number; inline?: boolean; client?: (dir: string) => FileReplicaClient } = {},
+) {
   const dir = tmp();
   const dbPath = join(dir, 'app.db');
   const replicaDir = join(dir, 'replica');
@@ -41,7 +45,7 @@ async function setup(opts: { validationIntervalMs?: number; prefillRows?: number
     replicas: [
       {
         name: 'backup',
-        client: new FileReplicaClient({ path: replicaDir }),
+        client: opts.client?.(replicaDir) ?? new FileReplicaClient({ path: replicaDir }),
         syncIntervalMs: 10,
         retentionMs: 0,
         validationIntervalMs: opts.validationIntervalMs,
@@ -49,6 +53,7 @@ async function setup(opts: { validationIntervalMs?: number; prefillRows?: number
     ],
     minCheckpointPageCount: 20,
     logger: log,
+    inline: opts.inline,
   });
   open.push(r);
   const insert = app.prepare('INSERT INTO t (v, n) VALUES (?, ?)');
@@ -101,6 +106,50 @@ describe('validation', () => {
     expect(s.log.lines.filter((l) => l.msg === 'validation ok')).toHaveLength(6);
     // Nothing is left behind in the meta directory.
     expect(existsSync(join(s.dir, '.app.db-litestream', 'validation', 'backup'))).toBe(false);
+  });
+
+  it('pins again when the replica took its snapshot after the pin (its first sync), and passes', async () => {
+    // CI failure: the first validation pinned before the replica's first sync, which took the
+    // generation's snapshot at the shipper's end by then, past the pin: no restore can stop at the pin
+    // (a snapshot is the database at the position it was taken, and it is the generation's only one).
+    // Here the replica's first sync is held until the app has written past the pin, every time.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let first = true;
+    class FirstListingHeld extends FileReplicaClient {
+      override async *snapshots(generation: string) {
+        if (first) {
+          first = false;
+          await held;
+        }
+        yield* super.snapshots(generation);
+      }
+    }
+    const s = await setup({ inline: true, client: (dir) => new FirstListingHeld({ path: dir }) });
+    s.write(5);
+    const shipper = s.r.shipper as WalShipper;
+    await shipper.sync();
+    const pin = shipper.digestAtPosition.bind(shipper);
+    shipper.digestAtPosition = async () => {
+      shipper.digestAtPosition = pin; // once
+      const pinned = await pin();
+      expect(s.replica.pos()).toBeUndefined(); // the replica has not synced yet
+      s.write(1); // a few frames: no checkpoint, the same WAL index
+      await shipper.sync();
+      release();
+      return pinned;
+    };
+    const result = await s.replica.validate();
+    expect(result.status).toBe('ok');
+    expect(result.actual).toEqual(result.expected);
+    const again = s.log.lines.filter((l) => l.msg.startsWith('validation pins again'));
+    expect(again).toHaveLength(1);
+    // The second pin is past that snapshot, in its index.
+    const [generation, at] = String(again[0]!.fields!.snapshot).split('/');
+    const snapshot: Pos = { generation: generation!, index: parseInt(at!.split(':')[0]!, 16), offset: Number(at!.split(':')[1]) };
+    expect(snapshot.index).toBe(result.position.index);
+    expect(comparePos(result.position, snapshot)).toBeGreaterThanOrEqual(0);
+    expect(s.replica.validations).toEqual({ ok: 1, mismatch: 0, error: 0 });
   });
 
   it('reports a mismatch when a replica object holds other (well-formed) bytes', async () => {

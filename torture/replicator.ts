@@ -88,7 +88,12 @@ interface Boot extends BootRecord {
   index: number;
   proc: Proc;
   startedAt: number;
+  /** Lines it printed so far (the first one means its signal handlers are in place: see stop()). */
+  lines: number;
 }
+
+/** How long a graceful stop waits for a boot that has printed nothing yet (see stop()). */
+const FIRST_LINE_WAIT_MS = 20_000;
 
 function logTime(line: string): number {
   const m = /^time=(\S+)/.exec(line);
@@ -182,7 +187,7 @@ export class ReplicatorRun {
   start(): void {
     if (this.running) throw new Error('the replicator is already running');
     const index = this.boots.length;
-    const boot: Boot = { index, startedAt: Date.now(), generations: [], proc: undefined as unknown as Proc };
+    const boot: Boot = { index, startedAt: Date.now(), generations: [], lines: 0, proc: undefined as unknown as Proc };
     boot.proc = this.procs.spawn(`replicator#${index}`, this.command.cmd, [...this.command.args, 'replicate', '-config', this.configPath], {
       env: this.env,
       logFile: join(this.logDir, `replicator-${index}.log`),
@@ -199,6 +204,7 @@ export class ReplicatorRun {
   }
 
   private onLine(boot: Boot, line: string): void {
+    boot.lines++;
     if (isCheckpointLine(line)) this.checkpointTimes.push(logTime(line));
     if (/\blevel=ERROR\b|"level":"ERROR"/.test(line)) this.errorLines++;
     const g = parseGenerationLine(line);
@@ -221,11 +227,20 @@ export class ReplicatorRun {
     await boot.proc.exit;
   }
 
-  /** SIGTERM: a graceful stop (both tools do a final sync). */
+  /**
+   * SIGTERM: a graceful stop (both tools do a final sync). Not before the boot has printed its first
+   * line: until its runtime has started and run the first line of the program, no process can catch a
+   * signal, and SIGTERM's default action ends it with no final sync (CI, Node 24: a replicator restarted
+   * in a round's last moments was stopped before it printed anything). Both tools catch the signal
+   * before they print anything (ours from the executable's first line, src/cli/signal-latch.ts;
+   * Litestream before its first log line), and act on it once replication has started.
+   */
   async stop(graceMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; forced: boolean } | undefined> {
     this.stopping = true;
     const boot = this.current;
     if (!boot?.proc.running) return undefined;
+    if (boot.lines === 0) await boot.proc.waitForLine(() => true, FIRST_LINE_WAIT_MS).catch(() => undefined);
+    if (!boot.proc.running) return undefined;
     boot.end = 'stopped';
     const e = await boot.proc.stop('SIGTERM', graceMs);
     return { code: e.code, signal: e.signal, forced: e.forced };

@@ -1,9 +1,10 @@
 /**
  * The torture harness judges the replicators, so its own judging parts are tested here: the content
  * digest (what counts as "the same database"), the ledger, reading both tools' log lines, which new
- * generations were owed, the sqlite3 shell's commit markers, and the seeded plan.
+ * generations were owed, the sqlite3 shell's commit markers, the seeded plan, and when the graceful stop
+ * may send its signal.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -12,7 +13,15 @@ import { contentDigest, dbFacts } from '../../torture/digest.js';
 import { cliScript, parseCliOutput } from '../../torture/foreign-writers.js';
 import { diffKeys, ledgerLine, readLedger } from '../../torture/ledger.js';
 import { Rng } from '../../torture/random.js';
-import { classifyGenerations, isCheckpointLine, parseGenerationLine, peakPerWindow, resolveReplicator } from '../../torture/replicator.js';
+import { ProcessSet } from '../../torture/procs.js';
+import {
+  classifyGenerations,
+  isCheckpointLine,
+  parseGenerationLine,
+  peakPerWindow,
+  ReplicatorRun,
+  resolveReplicator,
+} from '../../torture/replicator.js';
 import { planRound } from '../../torture/schedule.js';
 import { SCHEMA_SQL } from '../../torture/schema.js';
 
@@ -202,5 +211,34 @@ describe('the replicator command', () => {
       cmd: '/opt/litestream-0.5/litestream',
       args: [],
     });
+  });
+});
+
+describe('the graceful stop', () => {
+  it('waits for a replicator that has printed nothing yet, so that SIGTERM finds its handler', async () => {
+    // A stand-in replicator that catches SIGTERM only 400 ms after it starts, says so, and exits 0 on it
+    // (like both tools: their first line comes after their handler). SIGTERM before that would end it
+    // by the signal itself (CI, Node 24: a replicator restarted in a round's last moments).
+    const script = `setTimeout(() => { process.on('SIGTERM', () => { console.log('final sync'); process.exit(0); }); console.log('replicating'); }, 400); setInterval(() => {}, 1000);`;
+    const procs = new ProcessSet();
+    const logDir = mkdtempSync(join(dir, 'stop-'));
+    const crashes: string[] = [];
+    const run = new ReplicatorRun(
+      procs,
+      { name: 'stand-in', cmd: process.execPath, args: ['-e', script] },
+      '/nonexistent.yml',
+      logDir,
+      {},
+      (m) => crashes.push(m),
+    );
+    try {
+      run.start();
+      const stopped = await run.stop(10_000);
+      expect(stopped).toEqual({ code: 0, signal: null, forced: false });
+      expect(readFileSync(join(logDir, 'replicator-0.log'), 'utf8')).toMatch(/replicating\n(.*\n)?final sync/);
+      expect(crashes).toEqual([]);
+    } finally {
+      await procs.killAll();
+    }
   });
 });

@@ -27,6 +27,11 @@ const MAX_REMEMBERED_ENDS = 64;
 /** Snapshot positions remembered (see snapshotsTaken): only the current index's can matter. */
 const MAX_REMEMBERED_SNAPSHOTS = 16;
 
+/** The key of a snapshot in snapshotsTaken. */
+function snapshotKey(generation: string, index: number): string {
+  return `${generation}/${index}`;
+}
+
 /** What the uploader is given by its Replica. */
 export interface UploaderContext {
   name: string;
@@ -100,7 +105,7 @@ export class ReplicaUploader {
 
   /** The position a snapshot this process wrote at `index` of `generation` was taken at, if it wrote one. */
   snapshotTakenAt(generation: string, index: number): Pos | undefined {
-    return this.snapshotsTaken.get(`${generation}/${index}`);
+    return this.snapshotsTaken.get(snapshotKey(generation, index));
   }
 
   /** Resolves after the first successful sync (the generation is known then). */
@@ -247,7 +252,7 @@ export class ReplicaUploader {
         );
         this.counters.putBytes += info.size;
         this.counters.lastUploadAt = this.now();
-        this.snapshotsTaken.set(`${pos.generation}/${pos.index}`, pos);
+        this.snapshotsTaken.set(snapshotKey(pos.generation, pos.index), pos);
         if (this.snapshotsTaken.size > MAX_REMEMBERED_SNAPSHOTS) this.snapshotsTaken.delete(this.snapshotsTaken.keys().next().value!);
         this.log.info('snapshot written', {
           replica: this.name,

@@ -14,7 +14,7 @@ import type { Logger } from '../logger.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
 import { digestDatabaseFile, type DatabaseDigest } from '../shipper/database-digest.js';
 import type { WalShipper } from '../shipper/wal-shipper.js';
-import { listGeneration } from './listing.js';
+import { listGeneration, type ReplicaSource } from './listing.js';
 import { executeRestore } from './restore.js';
 import { planRestore, type RestorePlan } from './restore-plan.js';
 import type { AgeOptions } from './object-codec.js';
@@ -58,11 +58,11 @@ export async function validateReplica(v: ValidationRun): Promise<ValidationResul
   const { replica, shipper, log } = v;
   const dir = shipper.meta.validationDir(replica);
   try {
-    const { pos, expected, plan } = await pinRestorable(v);
+    const named = { name: replica, client: v.client, age: v.age };
+    const { pos, expected, plan } = await pinRestorable(v, named);
     await rm(dir, { recursive: true, force: true });
     // A restore of the database: the directory takes the database's mode and owner, as the meta directory.
     await shipper.meta.ensureDir(dir);
-    const named = { name: replica, client: v.client, age: v.age };
     const output = join(dir, 'restored.db');
     await executeRestore(named, plan, { outputPath: output, integrityCheck: 'none', parallelism: 4, restoreMarker: false });
     const actual = await digestDatabaseFile(output);
@@ -105,7 +105,7 @@ export async function validateReplica(v: ValidationRun): Promise<ValidationResul
  * by the replica's first sync; or a scheduled one), no restore can stop at the pin, and comparing would
  * report a mismatch the replica does not have. Pins again then: the next pin is past that snapshot.
  */
-async function pinRestorable(v: ValidationRun): Promise<{ pos: Pos; expected: DatabaseDigest; plan: RestorePlan }> {
+async function pinRestorable(v: ValidationRun, named: ReplicaSource): Promise<{ pos: Pos; expected: DatabaseDigest; plan: RestorePlan }> {
   for (let attempt = 1; ; attempt++) {
     const { pos, digest: expected } = await v.shipper.digestAtPosition();
     // The pinned position is in the shadow WAL: a sync uploads at least up to it.
@@ -113,7 +113,6 @@ async function pinRestorable(v: ValidationRun): Promise<{ pos: Pos; expected: Da
     if (!have || have.generation !== pos.generation || comparePos(have, pos) < 0) {
       throw new ReplicateError('IO', `replica ${v.replica}: at ${formatPos(have)} after a sync, wanted ${formatPos(pos)}`);
     }
-    const named = { name: v.replica, client: v.client, age: v.age };
     const plan = planRestore(await listGeneration(named, pos.generation), { index: pos.index, offset: pos.offset });
     const taken = v.snapshotTakenAt(pos.generation, plan.snapshot.index);
     if (!taken || comparePos(taken, pos) <= 0) return { pos, expected, plan };

@@ -8,7 +8,8 @@
  * was backfilled, our seq write in a transaction of its own (SQLite restarts the WAL only for a writer
  * whose transaction began on a fully backfilled WAL) restarts the WAL and cuts the file back
  * (journal_size_limit); an application commit that gets in first restarts it instead, which is as good.
- * The next index starts under the write lock again.
+ * The restart is noted at once (the next index's header, durable: ShadowCursor.noteRestartUnlocked), and
+ * the next index starts under the write lock again.
  *
  * A PASSIVE checkpoint before the write lock, while our read transaction is held, can copy frames into
  * the database file only up to our read mark, and cannot restart the WAL (a reader is on it), so nothing
@@ -85,6 +86,9 @@ export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: Checkpo
       },
       { commit: true },
     );
+    // Restarted now (by our write or an application's commit before it): noted before the lock below,
+    // which an application's write may keep, so that a crash meanwhile does not end the generation.
+    cursor.noteRestartUnlocked(db);
     db.step('committed');
   }
   let newIndex: number | undefined;

@@ -230,32 +230,74 @@ export class ShadowCursor {
   }
 
   /**
-   * Under the write lock, the WAL having restarted (`real`, read under that lock, is its new header): the
-   * new cycle becomes the next index when the old one provably ended where the shadow ends — the read
-   * transaction was ours (taken under the write lock after a full copy), nothing was added to the old
-   * index since (a commit there makes a later restart impossible while we hold the read transaction), and
-   * the WAL file is the one we opened — else the generation ends.
+   * Why the WAL's restart to the cycle whose header is `real` cannot continue the generation, or undefined
+   * when the old cycle provably ended where the shadow ends: the read transaction was ours (taken under
+   * the write lock after a full copy) and still is, nothing was added to the index since (a commit there
+   * makes a later restart impossible while we hold the read transaction), and the WAL file is the one we
+   * opened. Needs no lock: it is about our own state and a header that, while our read transaction
+   * blocks every backfill, no second restart can change.
    */
-  private followRestartLocked(db: ShipperDb, real: Buffer): void {
+  private restartBreak(db: ShipperDb, real: Buffer): string | undefined {
     const cur = this.cur!;
     const old = parseWalHeader(cur.header);
     const next = parseWalHeader(real);
     const at = this.relocked;
-    let reason: string | undefined;
-    if (cur.capped) reason = `wal cycle grew past ${this.maxFileBytes} bytes, more than v0.3 segment names can address`;
-    else if (!db.readLockTrusted) reason = 'wal restarted while the read lock could not be trusted (after an error)';
-    else if (!at || at.generation !== cur.generation || at.index !== cur.index || at.frames !== this.frames()) {
-      reason =
-        'wal restarted after frames were added to its cycle since our read lock was taken (it cannot have ended where the shadow ends)';
-    } else if (this.walIno !== undefined && walInodeSync(this.walPath) !== this.walIno) reason = 'wal file replaced by another process';
-    else if (next.pageSize !== old.pageSize) reason = `page size changed (${old.pageSize} -> ${next.pageSize})`;
-    else if (cur.index + 1 > MAX_INDEX) reason = 'max index exceeded';
+    if (cur.capped) return `wal cycle grew past ${this.maxFileBytes} bytes, more than v0.3 segment names can address`;
+    if (!db.readLockTrusted) return 'wal restarted while the read lock could not be trusted (after an error)';
+    if (!at || at.generation !== cur.generation || at.index !== cur.index || at.frames !== this.frames())
+      return 'wal restarted after frames were added to its cycle since our read lock was taken (it cannot have ended where the shadow ends)';
+    if (this.walIno !== undefined && walInodeSync(this.walPath) !== this.walIno) return 'wal file replaced by another process';
+    if (next.pageSize !== old.pageSize) return `page size changed (${old.pageSize} -> ${next.pageSize})`;
+    if (cur.index + 1 > MAX_INDEX) return 'max index exceeded';
+    return undefined;
+  }
+
+  /**
+   * A restart seen before the write lock to follow it is held (an application's write may keep it for a
+   * while): when the generation would go on, the next index's shadow file is written now, durably, with
+   * the new cycle's header alone. The proof that the old cycle ended where the shadow ends is our read
+   * transaction, and it dies with the process: after a crash here, a writer can add frames to an old
+   * cycle and restart it (behind an application reader), and a new cycle that outgrows the old one
+   * overwrites what start-up could check instead (cycleFollowsShadow), so start-up would begin a new
+   * generation. With this file it finds the WAL on the last index's cycle and goes on. The follow under
+   * the lock replaces the file with its full copy.
+   */
+  noteRestartUnlocked(db: ShipperDb): void {
+    const cur = this.cur;
+    if (!cur) return;
+    const real = readWalHeaderBytesSync(this.walPath);
+    if (!real || real.equals(cur.header)) return;
+    try {
+      if (this.restartBreak(db, real) !== undefined) return;
+    } catch {
+      return; // a header read as it was written (bad checksum): the follow under the lock reads it again
+    }
+    if (this.meta.shadowHeaderSync(cur.generation, cur.index + 1)?.equals(real)) return;
+    // The old index is final before the next one exists (start-up reads the last one as the current).
+    if (!this.durableToEnd()) fsyncFileSync(this.shadowPath(cur));
+    initShadow(this.walPath, this.meta.shadowWalPath(cur.generation, cur.index + 1), real, { perms: this.meta.permissions, maxFrames: 0 });
+    this.log.debug('wal restart noted for the next index', {
+      db: this.dbPath,
+      generation: cur.generation,
+      index: formatHex8(cur.index + 1),
+    });
+  }
+
+  /**
+   * Under the write lock, the WAL having restarted (`real`, read under that lock, is its new header): the
+   * new cycle becomes the next index when the old one provably ended where the shadow ends (restartBreak),
+   * else the generation ends.
+   */
+  private followRestartLocked(db: ShipperDb, real: Buffer): void {
+    const cur = this.cur!;
+    const reason = this.restartBreak(db, real);
     // Not salt-1 + 1: a writer whose connection never restarted the WAL itself writes a new cycle's first
     // frame with fresh random salts (after an application's TRUNCATE, say). With the read transaction ours
     // and nothing added since, no restart can lose a frame: ours blocks every backfill, so only the first
     // restart can end a cycle with frames, and it ends it where the shadow ends.
-    if (!reason && next.salt1 !== (old.salt1 + 1) >>> 0)
-      this.log.debug('wal restarted with new salts', { db: this.dbPath, salt1: next.salt1, previous: old.salt1 });
+    const previous = parseWalHeader(cur.header).salt1;
+    const salt1 = parseWalHeader(real).salt1;
+    if (!reason && salt1 !== (previous + 1) >>> 0) this.log.debug('wal restarted with new salts', { db: this.dbPath, salt1, previous });
     // The old index is final: durable before replicas see the next one (they upload it to its end then).
     // Usually it is already: the settle before our checkpoint fsynced it to its end.
     if (!this.durableToEnd()) fsyncFileSync(this.shadowPath(cur));

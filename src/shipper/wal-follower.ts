@@ -208,10 +208,14 @@ export class WalFollower {
       // and a transaction that wrote its frames meanwhile publishes them with no event of its own.
       if (cursor.frameInProgress(db)) outcome = copy.appended > 0 ? 'in-progress-after-copy' : 'in-progress';
       else if (copy.appended > 0) outcome = 'copied';
-    } else if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.settleLocked(db))) {
-      // A restart to follow (or a shadow that looked diverged without the lock): decided under the lock.
-      // No checkpoint while that waits: it would vouch for a cycle never copied.
-      this.log.debug("wal restarted; the next index waits for the application's write", { db: this.dbPath });
+    } else {
+      // A restart to follow (or a shadow that looked diverged without the lock): decided under the lock,
+      // which an application's write may keep. A restart is noted first (see noteRestartUnlocked).
+      if (!copy) cursor.noteRestartUnlocked(db);
+      if (!db.tryWithWriteLock(LOCK_WAIT_MS, () => cursor.settleLocked(db))) {
+        // No checkpoint while that waits: it would vouch for a cycle never copied.
+        this.log.debug("wal restarted; the next index waits for the application's write", { db: this.dbPath });
+      }
     }
     await this.cleanShadows();
     return outcome;

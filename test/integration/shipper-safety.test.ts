@@ -427,6 +427,81 @@ describe('shipper safety', () => {
     },
   );
 
+  it('a SIGKILL right after our checkpoint restarted the WAL keeps the generation, however far the new cycle grows before the next start', async () => {
+    // The replicator's proof that the old cycle ended where the shadow ends is its read transaction, held
+    // from the checkpoint until the new index begins. Once it is killed in between, a long enough new
+    // cycle overwrites the place start-up would look for that proof: it must have been written down.
+    const entry = join(import.meta.dirname, '..', '..', 'dist', 'src', 'index.js');
+    expect(existsSync(entry), 'built into dist/ (npm run build)').toBe(true);
+    const s = await setup();
+    const stuck = join(s.dir, 'stuck');
+    const app = new Database(s.dbPath, { timeout: 5000 }); // the application, running on through the crash
+    app.pragma('wal_autocheckpoint = 0');
+    const insert = (id: number) => app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'r'.repeat(1500), id);
+    for (let id = 1; id <= 5; id++) insert(id);
+    // The replicator stops dead at the step right after its seq write committed (and restarted the WAL):
+    // its thread blocks there until the SIGKILL, as a process descheduled at that instant would.
+    const script = `
+      import { startReplication, FileReplicaClient } from ${JSON.stringify(entry)};
+      import { writeFileSync } from 'node:fs';
+      let armed = false;
+      const r = await startReplication({
+        dbPath: ${JSON.stringify(s.dbPath)},
+        replicas: [{ client: new FileReplicaClient({ path: ${JSON.stringify(s.replicaDir)} }), syncIntervalMs: 10 }],
+        minCheckpointPageCount: 1,
+        monitorIntervalMs: 10,
+        checkpointStepHook: (step) => {
+          if (!armed || step !== 'committed') return;
+          writeFileSync(${JSON.stringify(stuck)}, '1');
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+        },
+      });
+      await r.sync();
+      armed = true;
+      console.log('armed');
+      setInterval(() => {}, 1000); // replication alone does not keep a process alive
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (d: Buffer) => (String(d).includes('armed') ? resolve() : undefined));
+        child.once('exit', (code) => reject(new Error(`the replicator exited (${code}) before it was armed`)));
+      });
+      for (let id = 6; id <= 10; id++) insert(id); // a checkpoint follows these: it restarts the WAL and stops
+      await waitUntil(() => existsSync(stuck));
+      for (let id = 11; id <= 80; id++) insert(id); // the new cycle grows well past where the old one ended
+      // The last index of the old cycle (the WAL restarted): what start-up would have had to check.
+      const wal = readFileSync(`${s.dbPath}-wal`);
+      const dir = shadowDir(join(s.dir, '.app.db-litestream'));
+      const old = readdirSync(dir)
+        .sort()
+        .map((f) => readFileSync(join(dir, f)))
+        .filter((b) => !b.subarray(0, 32).equals(wal.subarray(0, 32)))
+        .at(-1)!;
+      expect(old.length, 'the old cycle had frames').toBeGreaterThan(32);
+      expect(committedWalSize(`${s.dbPath}-wal`), 'the new cycle outgrew the old one').toBeGreaterThan(old.length);
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    const p = startStnReplicator({ dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '10ms' });
+    procs.push(p);
+    await p.waitForLog(/msg=replicating/);
+    for (let id = 81; id <= 85; id++) insert(id);
+    expect(await p.stop('SIGTERM')).toBe(0);
+    procs.splice(0);
+    app.close();
+    expect(p.lines.filter((l) => /new generation|clearing generation/.test(l))).toEqual([]);
+    const client = new FileReplicaClient({ path: s.replicaDir });
+    expect(await client.generations(), 'one unbroken history').toHaveLength(1);
+    const live = liveIds(s.dbPath);
+    expect(live).toHaveLength(85);
+    const restored = await restoredIds(s.replicaDir, s.dir);
+    expect(restored.ours).toEqual(live);
+    expect(restored.litestream).toEqual(live);
+  });
+
   it("an application's TRUNCATE while the replicator starts (before its read transaction) is waited out, not fatal", async () => {
     const s = await setup();
     await sqliteCli(s.dbPath, "INSERT INTO t (id, v, n) VALUES (1, 'before the start', 1);");

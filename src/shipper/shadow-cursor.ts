@@ -234,8 +234,11 @@ export class ShadowCursor {
    * when the old cycle provably ended where the shadow ends: the read transaction was ours (taken under
    * the write lock after a full copy) and still is, nothing was added to the index since (a commit there
    * makes a later restart impossible while we hold the read transaction), and the WAL file is the one we
-   * opened. Needs no lock: it is about our own state and a header that, while our read transaction
-   * blocks every backfill, no second restart can change.
+   * opened. Needs no lock: it is about our own state. (Our read transaction blocks every backfill, so no
+   * second restart ends a cycle with frames; `real` itself can still be rewritten when its cycle's first
+   * frames were never committed — a writer killed, a spill rolled back — and the next writer writes the
+   * header again. The locked follow reads it again; start-up after a crash then finds a header the noted
+   * index does not have, and decides as for any restart it did not see.)
    */
   private restartBreak(db: ShipperDb, real: Buffer): string | undefined {
     const cur = this.cur!;

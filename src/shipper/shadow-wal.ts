@@ -157,6 +157,24 @@ function readRange(path: string, length: number, position: number): Buffer | und
 }
 
 /**
+ * Whether the WAL file holds, right after its header `header`, a frame of that header's cycle (its salts,
+ * its checksum chain): frames SQLite may or may not have committed (see unpublishedRestart in startup.ts).
+ */
+export function walHoldsFrameOf(walPath: string, header: Buffer): boolean {
+  let pageSize: number;
+  try {
+    pageSize = parseWalHeader(header).pageSize;
+  } catch {
+    return false;
+  }
+  const bytes = readRange(walPath, WAL_HEADER_SIZE + frameSize(pageSize), 0);
+  if (!bytes || !bytes.subarray(0, WAL_HEADER_SIZE).equals(header)) return false;
+  const scanner = new WalScanner();
+  scanner.update(bytes);
+  return scanner.result().validSize > WAL_HEADER_SIZE;
+}
+
+/**
  * For a WAL that restarted while nobody held its read lock (the replicator was stopped): whether its
  * current cycle is the immediate successor of the shadow's cycle (SQLite adds one to salt-1 on every
  * restart) and the old cycle provably ended exactly where the shadow ends — the new cycle has not

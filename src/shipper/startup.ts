@@ -15,7 +15,7 @@ import type { PreparedRestore, RestoreCandidate, RestoreContinuation } from './r
 import { writeContinuedFromSync } from '../meta/restore-marker.js';
 import type { ShadowCursor } from './shadow-cursor.js';
 import { copyToShadow } from './shadow-copy.js';
-import { cycleFollowsShadow, fsyncFileSync, readWalHeaderBytesSync, repairShadow } from './shadow-wal.js';
+import { cycleFollowsShadow, fsyncFileSync, readWalHeaderBytesSync, repairShadow, walHoldsFrameOf } from './shadow-wal.js';
 
 export interface StartContext {
   db: ShipperDb;
@@ -92,6 +92,9 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): boolean {
       reason = 'short shadow wal';
     } else if (index >= MAX_INDEX) {
       reason = 'max index exceeded';
+    } else if (unpublishedRestart(db, c.walPath, real)) {
+      reason =
+        "sqlite restarted the wal and its header was never written (an application's writer stopped in between) while the file still holds frames of the cycle before: whether they were committed cannot be known";
     } else if (real.equals(shadow)) {
       // Up to SQLite's commit point (under our write lock nothing commits), checked against it.
       const committed = db.committedFrames();
@@ -123,6 +126,20 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): boolean {
   }
   cursor.newGenerationLocked(db, reason);
   return true;
+}
+
+/**
+ * SQLite's wal-index names a new, empty cycle (a writer restarted the WAL: nothing committed, nothing
+ * backfilled) whose header is not in the file yet, and the file still holds frames of the cycle it
+ * names (`real`). Those frames may have been committed, checkpointed and restarted over while we were
+ * stopped: then SQLite's count (0) is not of them, and going on from the last index (or starting the
+ * next one from this cycle) would leave them out of the history. Or they are a killed writer's, never
+ * committed. Start-up cannot tell the two apart. (While the replicator runs, its read transaction keeps
+ * the first case from happening; settleLocked has the same check for a shadow that holds frames.)
+ */
+function unpublishedRestart(db: ShipperDb, walPath: string, real: Buffer): boolean {
+  const idx = db.walIndex();
+  return idx !== undefined && idx.committed === 0 && idx.backfilled === 0 && walHoldsFrameOf(walPath, real);
 }
 
 function continueRestoredLocked(c: StartContext, candidate: RestoreCandidate, real: Buffer): void {

@@ -30,7 +30,7 @@ import { ShipperDb } from '../../src/shipper/db-connection.js';
 import { MetaDir } from '../../src/meta/meta-dir.js';
 import { ShadowCursor } from '../../src/shipper/shadow-cursor.js';
 import { runCheckpoint } from '../../src/shipper/checkpoint.js';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -431,60 +431,30 @@ describe('shipper safety', () => {
     // The replicator's proof that the old cycle ended where the shadow ends is its read transaction, held
     // from the checkpoint until the new index begins. Once it is killed in between, a long enough new
     // cycle overwrites the place start-up would look for that proof: it must have been written down.
-    const entry = join(import.meta.dirname, '..', '..', 'dist', 'src', 'index.js');
-    expect(existsSync(entry), 'built into dist/ (npm run build)').toBe(true);
     const s = await setup();
-    const stuck = join(s.dir, 'stuck');
     const app = new Database(s.dbPath, { timeout: 5000 }); // the application, running on through the crash
     app.pragma('wal_autocheckpoint = 0');
     const insert = (id: number) => app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'r'.repeat(1500), id);
     for (let id = 1; id <= 5; id++) insert(id);
-    // The replicator stops dead at the step right after its seq write committed (and restarted the WAL):
-    // its thread blocks there until the SIGKILL, as a process descheduled at that instant would.
-    const script = `
-      import { startReplication, FileReplicaClient } from ${JSON.stringify(entry)};
-      import { writeFileSync } from 'node:fs';
-      let armed = false;
-      const r = await startReplication({
-        dbPath: ${JSON.stringify(s.dbPath)},
-        replicas: [{ client: new FileReplicaClient({ path: ${JSON.stringify(s.replicaDir)} }), syncIntervalMs: 10 }],
-        minCheckpointPageCount: 1,
-        monitorIntervalMs: 10,
-        checkpointStepHook: (step) => {
-          if (!armed || step !== 'committed') return;
-          writeFileSync(${JSON.stringify(stuck)}, '1');
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
-        },
-      });
-      await r.sync();
-      armed = true;
-      console.log('armed');
-      setInterval(() => {}, 1000); // replication alone does not keep a process alive
-    `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const exited = new Promise((r) => child.once('exit', r));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (d: Buffer) => (String(d).includes('armed') ? resolve() : undefined));
-        child.once('exit', (code) => reject(new Error(`the replicator exited (${code}) before it was armed`)));
-      });
-      for (let id = 6; id <= 10; id++) insert(id); // a checkpoint follows these: it restarts the WAL and stops
-      await waitUntil(() => existsSync(stuck));
-      for (let id = 11; id <= 80; id++) insert(id); // the new cycle grows well past where the old one ended
-      // The last index of the old cycle (the WAL restarted): what start-up would have had to check.
-      const wal = readFileSync(`${s.dbPath}-wal`);
-      const dir = shadowDir(join(s.dir, '.app.db-litestream'));
-      const old = readdirSync(dir)
-        .sort()
-        .map((f) => readFileSync(join(dir, f)))
-        .filter((b) => !b.subarray(0, 32).equals(wal.subarray(0, 32)))
-        .at(-1)!;
-      expect(old.length, 'the old cycle had frames').toBeGreaterThan(32);
-      expect(committedWalSize(`${s.dbPath}-wal`), 'the new cycle outgrew the old one').toBeGreaterThan(old.length);
-    } finally {
-      child.kill('SIGKILL');
-      await exited;
-    }
+    await replicatorKilledAfterRestart(
+      s,
+      () => {
+        for (let id = 6; id <= 10; id++) insert(id);
+      },
+      () => {
+        for (let id = 11; id <= 80; id++) insert(id); // the new cycle grows well past where the old one ended
+        // The last index of the old cycle (the WAL restarted): what start-up would have had to check.
+        const wal = readFileSync(`${s.dbPath}-wal`);
+        const dir = shadowDir(join(s.dir, '.app.db-litestream'));
+        const old = readdirSync(dir)
+          .sort()
+          .map((f) => readFileSync(join(dir, f)))
+          .filter((b) => !b.subarray(0, 32).equals(wal.subarray(0, 32)))
+          .at(-1)!;
+        expect(old.length, 'the old cycle had frames').toBeGreaterThan(32);
+        expect(committedWalSize(`${s.dbPath}-wal`), 'the new cycle outgrew the old one').toBeGreaterThan(old.length);
+      },
+    );
     const p = startStnReplicator({ dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '10ms' });
     procs.push(p);
     await p.waitForLog(/msg=replicating/);
@@ -500,6 +470,47 @@ describe('shipper safety', () => {
     const restored = await restoredIds(s.replicaDir, s.dir);
     expect(restored.ours).toEqual(live);
     expect(restored.litestream).toEqual(live);
+  });
+
+  it('at start-up, a restart SQLite published but whose header no writer wrote is not taken for an empty cycle (the one before may have been committed and checkpointed)', async () => {
+    const s = await setup();
+    const app = new Database(s.dbPath, { timeout: 5000 }); // keeps the -shm: SQLite runs no recovery
+    app.pragma('wal_autocheckpoint = 0');
+    const insert = (id: number) => app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'r'.repeat(1500), id);
+    for (let id = 1; id <= 5; id++) insert(id);
+    // Killed right after its checkpoint's restart: the next index holds that cycle's header alone.
+    await replicatorKilledAfterRestart(
+      s,
+      () => {
+        for (let id = 6; id <= 10; id++) insert(id);
+      },
+      () => undefined,
+    );
+    // While it is dead: the application commits in that cycle and checkpoints all of it, then a writer
+    // restarts the WAL and stops before writing the new header (killed, or its write failed).
+    for (let id = 11; id <= 20; id++) insert(id);
+    const ckpt = app.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+    expect(ckpt[0]!.log, 'fully backfilled').toBe(ckpt[0]!.checkpointed);
+    publishRestartWithoutHeader(`${s.dbPath}-shm`);
+    expect(app.pragma('wal_checkpoint(NOOP)'), 'SQLite reads the wal-index as an empty new cycle').toEqual([
+      { busy: 0, log: 0, checkpointed: 0 },
+    ]);
+    const p = startStnReplicator({ dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '10ms' });
+    procs.push(p);
+    await p.waitForLog(/msg=replicating/);
+    for (let id = 21; id <= 25; id++) insert(id);
+    expect(await p.stop('SIGTERM')).toBe(0);
+    procs.splice(0);
+    app.close();
+    const live = liveIds(s.dbPath);
+    expect(live).toHaveLength(25);
+    const restored = await restoredIds(s.replicaDir, s.dir);
+    expect(restored.ours).toEqual(live);
+    expect(restored.litestream).toEqual(live);
+    expect(
+      p.lines.some((l) => /new generation.*header was never written/.test(l)),
+      p.lines.join('\n'),
+    ).toBe(true);
   });
 
   it("an application's TRUNCATE while the replicator starts (before its read transaction) is waited out, not fatal", async () => {
@@ -581,4 +592,91 @@ async function waitUntilAsync(cond: () => Promise<boolean>, timeoutMs = 20_000):
     if (performance.now() > until) throw new Error('timed out waiting for a condition');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Runs a replicator (the library, in a child process) until, after `write` (the application's writes
+ * that make it checkpoint), its checkpoint's seq write has restarted the WAL; stops it dead right there
+ * (its thread blocks at that step, as a process descheduled at that instant would), runs `meanwhile`,
+ * and SIGKILLs it.
+ */
+async function replicatorKilledAfterRestart(
+  s: { dir: string; dbPath: string; replicaDir: string },
+  write: () => void,
+  meanwhile: () => void,
+): Promise<void> {
+  const entry = join(import.meta.dirname, '..', '..', 'dist', 'src', 'index.js');
+  expect(existsSync(entry), 'built into dist/ (npm run build)').toBe(true);
+  const stuck = join(s.dir, 'stuck');
+  const script = `
+    import { startReplication, FileReplicaClient } from ${JSON.stringify(entry)};
+    import { writeFileSync } from 'node:fs';
+    let armed = false;
+    const r = await startReplication({
+      dbPath: ${JSON.stringify(s.dbPath)},
+      replicas: [{ client: new FileReplicaClient({ path: ${JSON.stringify(s.replicaDir)} }), syncIntervalMs: 10 }],
+      minCheckpointPageCount: 1,
+      monitorIntervalMs: 10,
+      checkpointStepHook: (step) => {
+        if (!armed || step !== 'committed') return;
+        writeFileSync(${JSON.stringify(stuck)}, '1');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+      },
+    });
+    await r.sync();
+    armed = true;
+    console.log('armed');
+    setInterval(() => {}, 1000); // replication alone does not keep a process alive
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => (String(d).includes('armed') ? resolve() : undefined));
+      child.once('exit', (code) => reject(new Error(`the replicator exited (${code}) before it was armed`)));
+    });
+    write();
+    await waitUntil(() => existsSync(stuck));
+    meanwhile();
+  } finally {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/**
+ * What SQLite's walRestartHdr does to the wal-index (the -shm) when a writer restarts the WAL, and no
+ * more: the writer stopped before writing the new header into the -wal. Fields (sqlite3 wal.c, native
+ * byte order, little-endian here): WalIndexHdr — iChange at 8, mxFrame at 16, aSalt at 32 (the WAL
+ * header's big-endian bytes), aCksum at 40 over the 40 bytes before it — in two copies, at 0 and 48;
+ * then WalCkptInfo at 96 — nBackfill, aReadMark[0..4], aLock[8], nBackfillAttempted at 128.
+ * Done by another process: closing a descriptor of the -shm drops every POSIX lock this process holds
+ * on it, SQLite's own included, and the next connection to open it would then run recovery.
+ */
+function publishRestartWithoutHeader(shmPath: string): void {
+  const code = `
+    const { openSync, readSync, writeSync, closeSync } = require('node:fs');
+    const fd = openSync(process.argv[1], 'r+');
+    const h = Buffer.alloc(48);
+    readSync(fd, h, 0, 48, 0);
+    h.writeUInt32LE((h.readUInt32LE(8) + 1) >>> 0, 8);
+    h.writeUInt32LE(0, 16);
+    h.writeUInt32BE((h.readUInt32BE(32) + 1) >>> 0, 32);
+    require('node:crypto').randomBytes(4).copy(h, 36);
+    let s1 = 0, s2 = 0;
+    for (let i = 0; i < 40; i += 8) {
+      s1 = (s1 + h.readUInt32LE(i) + s2) >>> 0;
+      s2 = (s2 + h.readUInt32LE(i + 4) + s1) >>> 0;
+    }
+    h.writeUInt32LE(s1, 40);
+    h.writeUInt32LE(s2, 44);
+    writeSync(fd, h, 0, 48, 48);
+    writeSync(fd, h, 0, 48, 0);
+    const info = Buffer.alloc(24); // nBackfill 0, aReadMark[0] 0, aReadMark[1] 0, the rest unused
+    for (let i = 2; i < 5; i++) info.writeUInt32LE(0xffffffff, 4 + 4 * i);
+    writeSync(fd, info, 0, info.length, 96);
+    writeSync(fd, Buffer.alloc(4), 0, 4, 128);
+    closeSync(fd);
+  `;
+  execFileSync(process.execPath, ['-e', code, shmPath]);
 }

@@ -74,7 +74,7 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): boolean {
   if (generation === undefined) {
     reason = 'no generation exists';
     if (restored?.ok) {
-      const refused = c.restore.lockedCheck(restored.candidate, c.walPath);
+      const refused = unpublishedRestart(db, c.walPath, real) ? UNPUBLISHED_RESTART : c.restore.lockedCheck(restored.candidate, c.walPath);
       if (refused === undefined) {
         continueRestoredLocked(c, restored.candidate, real);
         return true;
@@ -93,8 +93,7 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): boolean {
     } else if (index >= MAX_INDEX) {
       reason = 'max index exceeded';
     } else if (unpublishedRestart(db, c.walPath, real)) {
-      reason =
-        "sqlite restarted the wal and its header was never written (an application's writer stopped in between) while the file still holds frames of the cycle before: whether they were committed cannot be known";
+      reason = UNPUBLISHED_RESTART;
     } else if (real.equals(shadow)) {
       // Up to SQLite's commit point (under our write lock nothing commits), checked against it.
       const committed = db.committedFrames();
@@ -128,18 +127,22 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): boolean {
   return true;
 }
 
+const UNPUBLISHED_RESTART =
+  "sqlite restarted the wal and its header was never written (an application's writer stopped in between) while the file still holds frames of the cycle before: whether they were committed cannot be known";
+
 /**
- * SQLite's wal-index names a new, empty cycle (a writer restarted the WAL: nothing committed, nothing
- * backfilled) whose header is not in the file yet, and the file still holds frames of the cycle it
- * names (`real`). Those frames may have been committed, checkpointed and restarted over while we were
- * stopped: then SQLite's count (0) is not of them, and going on from the last index (or starting the
- * next one from this cycle) would leave them out of the history. Or they are a killed writer's, never
- * committed. Start-up cannot tell the two apart. (While the replicator runs, its read transaction keeps
- * the first case from happening; settleLocked has the same check for a shadow that holds frames.)
+ * SQLite's wal-index names a new, empty cycle (a writer restarted the WAL: nothing committed) whose
+ * header is not in the file yet, while the file still holds frames of the cycle its header (`real`)
+ * names. Those frames may have been committed, checkpointed and restarted over while we were stopped:
+ * then SQLite's count (0) is not of them, and going on from the last index, starting the next one from
+ * this cycle, or continuing a restored generation would leave them out of the history. Or they are a
+ * killed writer's, never committed. Start-up cannot tell the two apart. (While the replicator runs, its
+ * read transaction keeps the first case from happening; settleLocked has its own check.)
  */
 function unpublishedRestart(db: ShipperDb, walPath: string, real: Buffer): boolean {
   const idx = db.walIndex();
-  return idx !== undefined && idx.committed === 0 && idx.backfilled === 0 && walHoldsFrameOf(walPath, real);
+  // Not nBackfill too: a restart stores mxFrame 0 before nBackfill 0, and a writer can stop in between.
+  return idx !== undefined && idx.committed === 0 && walHoldsFrameOf(walPath, real);
 }
 
 function continueRestoredLocked(c: StartContext, candidate: RestoreCandidate, real: Buffer): void {

@@ -16,6 +16,7 @@ import { mixedWrite, waitForUpload } from '../helpers/fixtures.js';
 import { LitestreamReplicator, runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb } from '../helpers/source-db.js';
 import { tempDirs } from '../helpers/after-each.js';
+import { publishRestartWithoutHeader } from '../helpers/wal-index.js';
 
 const tempDir = tempDirs('stn-continuity-');
 
@@ -300,6 +301,56 @@ describe('restore → replicate continuity', () => {
     expect(r2.code, r2.stderr).toBe(0);
     expect(existsSync(markerPath(byConfig))).toBe(false);
     expect(contentDigest(byConfig)).toBe(contentDigest(byUrl));
+  });
+
+  it('does not continue when, while it starts, SQLite restarted the WAL over committed and checkpointed frames and no header was written', async () => {
+    const dir = tempDir('stn-rc-f-');
+    const replicaDir = join(dir, 'replica');
+    const source = await replicatedSource(dir, replicaDir);
+    source.db.close();
+    const client = new FileReplicaClient({ path: replicaDir });
+    const restored = join(dir, 'restored.db');
+    await restore([{ name: 'file', client }], { outputPath: restored, restoreMarker: true });
+    const app = openSourceDb(restored); // kept open: SQLite runs no recovery of the -shm
+    app.pragma('wal_autocheckpoint = 0');
+    app.transaction(mixedWrite(app, 100))();
+    const lines: string[] = [];
+    const logger: Logger = {
+      debug: () => undefined,
+      info: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
+      warn: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
+      error: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
+    };
+    let published = false;
+    const r = await startReplication({
+      dbPath: restored,
+      replicas: [{ client, syncIntervalMs: 10 }],
+      monitorIntervalMs: 0,
+      continueAfterRestore: true,
+      logger,
+      // After the restore checks, before the decision: the application commits, checkpoints all of it
+      // (the restored file changes), and a writer restarts the WAL and stops before writing its header.
+      checkpointStepHook: (step) => {
+        if (step !== 'start-prepared' || published) return;
+        published = true;
+        app.transaction(mixedWrite(app, 101))();
+        app.pragma('wal_checkpoint(PASSIVE)');
+        publishRestartWithoutHeader(`${restored}-shm`);
+      },
+    });
+    try {
+      expect(published).toBe(true);
+      for (let step = 102; step < 105; step++) {
+        app.transaction(mixedWrite(app, step))();
+        await r.sync();
+      }
+    } finally {
+      await r.close();
+    }
+    await bothRestore(dir, replicaDir, contentDigest(app));
+    expect(lines.join('\n')).not.toMatch(/continuing generation/);
+    expect(lines.join('\n')).toMatch(/new generation.*header was never written/);
+    app.close();
   });
 
   it('works embedded too: the library restore leaves the marker and Replication continues', async () => {

@@ -77,6 +77,9 @@ export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: Checkpo
   // under the lock), as opposed to an application commit that got in first.
   let seqBeganCycle = false;
   if (result.busy === 0 && result.log > 0 && result.checkpointed === result.log) {
+    // An application's commit may have restarted the WAL already, and its next one may keep the lock
+    // our seq write waits for: noted first (see below; a read of the header when nothing restarted).
+    cursor.noteRestartUnlocked(db);
     db.tryWithWriteLock(
       lockWaitMs,
       () => {

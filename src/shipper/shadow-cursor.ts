@@ -279,6 +279,7 @@ export class ShadowCursor {
     // The old index is final before the next one exists (start-up reads the last one as the current).
     if (!this.durableToEnd()) fsyncFileSync(this.shadowPath(cur));
     initShadow(this.walPath, this.meta.shadowWalPath(cur.generation, cur.index + 1), real, { perms: this.meta.permissions, maxFrames: 0 });
+    db.step('restart-noted');
     this.log.debug('wal restart noted for the next index', {
       db: this.dbPath,
       generation: cur.generation,

@@ -473,6 +473,48 @@ describe('shipper safety', () => {
     expect(restored.litestream).toEqual(live);
   });
 
+  it("a restart an application's commit made inside our checkpoint is noted before our seq write, which may wait for the lock", async () => {
+    const s = await setup();
+    const app = new Database(s.dbPath, { timeout: 5000 });
+    app.pragma('wal_autocheckpoint = 0');
+    const insert = (id: number) => app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'row', id);
+    const seq = () => app.prepare('SELECT seq FROM _litestream_seq WHERE id = 1').pluck().get() as number | undefined;
+    for (let id = 1; id <= 5; id++) insert(id);
+    let armed = false;
+    let seqBefore: number | undefined;
+    const seen: string[] = [];
+    const r = await startReplication({
+      dbPath: s.dbPath,
+      replicas: [{ client: new FileReplicaClient({ path: s.replicaDir }), syncIntervalMs: 10 }],
+      minCheckpointPageCount: 1,
+      monitorIntervalMs: 0,
+      checkpointStepHook: (step) => {
+        if (!armed) return;
+        if (step === 'unlocked' && seen.length === 0) {
+          // Right after our checkpoint released the lock: an application's commit restarts the WAL.
+          seqBefore = seq();
+          insert(100);
+          seen.push('application commit');
+        } else if (step === 'restart-noted' && seen.length > 0) {
+          seen.push(seq() === seqBefore ? 'noted before our seq write' : 'noted after our seq write');
+        } else if (step === 'committed' && seen.length > 0) seen.push('our seq write');
+      },
+    });
+    open.push(r);
+    await r.sync();
+    armed = true;
+    insert(6);
+    await r.sync();
+    expect(seen.slice(0, 3)).toEqual(['application commit', 'noted before our seq write', 'our seq write']);
+    await r.close();
+    open.splice(0);
+    app.close();
+    const live = liveIds(s.dbPath);
+    const restored = await restoredIds(s.replicaDir, s.dir);
+    expect(restored.ours).toEqual(live);
+    expect(restored.litestream).toEqual(live);
+  });
+
   it('at start-up, a restart SQLite published but whose header no writer wrote is not taken for an empty cycle (the one before may have been committed and checkpointed)', async () => {
     const s = await setup();
     const app = new Database(s.dbPath, { timeout: 5000 }); // keeps the -shm: SQLite runs no recovery

@@ -8,7 +8,6 @@ import { basename, dirname, join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { FileReplicaClient } from '../../src/client/file-client.js';
-import type { Logger } from '../../src/logger.js';
 import { restore } from '../../src/replica/restore.js';
 import { startReplication } from '../../src/replication.js';
 import { runCli } from '../helpers/cli.js';
@@ -16,6 +15,7 @@ import { mixedWrite, waitForUpload } from '../helpers/fixtures.js';
 import { LitestreamReplicator, runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
 import { contentDigest, openSourceDb } from '../helpers/source-db.js';
 import { tempDirs } from '../helpers/after-each.js';
+import { recordingLogger } from '../helpers/recording-logger.js';
 import { publishRestartWithoutHeader } from '../helpers/wal-index.js';
 
 const tempDir = tempDirs('stn-continuity-');
@@ -98,6 +98,13 @@ async function replicateIntoNewGeneration(
   expect(existsSync(markerPath(restored))).toBe(false);
   return generations(replicaDir);
 }
+
+/** What the library logged at info and above, one `message {fields}` line each. */
+const logText = (logger: ReturnType<typeof recordingLogger>) =>
+  logger.lines
+    .filter((l) => l.level !== 'debug')
+    .map((l) => `${l.msg} ${JSON.stringify(l.fields)}`)
+    .join('\n');
 
 const generations = (replicaDir: string) => readdirSync(join(replicaDir, 'generations')).sort();
 const snapshots = (replicaDir: string, g: string) => readdirSync(join(replicaDir, 'generations', g, 'snapshots'));
@@ -314,13 +321,7 @@ describe('restore → replicate continuity', () => {
     const app = openSourceDb(restored); // kept open: SQLite runs no recovery of the -shm
     app.pragma('wal_autocheckpoint = 0');
     app.transaction(mixedWrite(app, 100))();
-    const lines: string[] = [];
-    const logger: Logger = {
-      debug: () => undefined,
-      info: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
-      warn: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
-      error: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
-    };
+    const logger = recordingLogger();
     let published = false;
     const r = await startReplication({
       dbPath: restored,
@@ -348,8 +349,8 @@ describe('restore → replicate continuity', () => {
       await r.close();
     }
     await bothRestore(dir, replicaDir, contentDigest(app));
-    expect(lines.join('\n')).not.toMatch(/continuing generation/);
-    expect(lines.join('\n')).toMatch(/new generation.*header was never written/);
+    expect(logText(logger)).not.toMatch(/continuing generation/);
+    expect(logText(logger)).toMatch(/new generation.*header was never written/);
     app.close();
   });
 
@@ -365,13 +366,7 @@ describe('restore → replicate continuity', () => {
     const result = await restore([{ name: 'file', client }], { outputPath: restored, restoreMarker: true });
     expect(result.markerWritten?.generation).toBe(gen);
 
-    const lines: string[] = [];
-    const logger: Logger = {
-      debug: () => undefined,
-      info: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
-      warn: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
-      error: (msg, f) => lines.push(`${msg} ${JSON.stringify(f)}`),
-    };
+    const logger = recordingLogger();
     const app = openSourceDb(restored);
     const r = await startReplication({
       dbPath: restored,
@@ -389,8 +384,8 @@ describe('restore → replicate continuity', () => {
     } finally {
       await r.close();
     }
-    expect(lines.join('\n')).toMatch(new RegExp(`continuing generation ${gen} after restore`));
-    expect(lines.join('\n')).not.toMatch(/new generation/);
+    expect(logText(logger)).toMatch(new RegExp(`continuing generation ${gen} after restore`));
+    expect(logText(logger)).not.toMatch(/new generation/);
     expect(generations(replicaDir)).toEqual([gen]);
     await bothRestore(dir, replicaDir, contentDigest(app));
     app.close();

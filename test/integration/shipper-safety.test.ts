@@ -70,6 +70,13 @@ async function restoredIds(replicaDir: string, dir: string): Promise<Record<'our
   return result;
 }
 
+/** Both tools restore exactly the rows `live` (the live database's ids). */
+async function expectBothRestore(s: { replicaDir: string; dir: string }, live: number[]): Promise<void> {
+  const restored = await restoredIds(s.replicaDir, s.dir);
+  expect(restored.ours).toEqual(live);
+  expect(restored.litestream).toEqual(live);
+}
+
 function liveIds(dbPath: string): number[] {
   const db = new Database(dbPath, { readonly: true });
   try {
@@ -122,9 +129,7 @@ describe('shipper safety', () => {
     expect(steps.length, 'the checkpoint sequence ran (and the injection with it)').toBeGreaterThan(0);
     expect(nextId, 'some injected commits succeeded').toBeGreaterThan(1_000_000);
     const live = liveIds(s.dbPath);
-    const restored = await restoredIds(s.replicaDir, s.dir);
-    expect(restored.ours).toEqual(live);
-    expect(restored.litestream).toEqual(live);
+    await expectBothRestore(s, live);
   });
 
   it('a shadow WAL left with uncommitted frames by a SIGKILL mid-copy does not hide later commits', async () => {
@@ -181,9 +186,7 @@ describe('shipper safety', () => {
 
     const live = liveIds(s.dbPath);
     expect(live).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    const restored = await restoredIds(s.replicaDir, s.dir);
-    expect(restored.ours).toEqual(live);
-    expect(restored.litestream).toEqual(live);
+    await expectBothRestore(s, live);
   });
 
   it('replicas upload only what an fsync made durable in the shadow WAL', async () => {
@@ -280,9 +283,7 @@ describe('shipper safety', () => {
       expect(await p.stop('SIGTERM'), p.tail()).toBe(0);
       const live = liveIds(s.dbPath);
       expect(live).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
-      const restored = await restoredIds(s.replicaDir, s.dir);
-      expect(restored.ours).toEqual(live);
-      expect(restored.litestream).toEqual(live);
+      await expectBothRestore(s, live);
       for (const tool of ['ours', 'litestream'] as const) {
         const out = join(s.dir, `v-${tool}.db`);
         const r =
@@ -412,9 +413,7 @@ describe('shipper safety', () => {
       app.close();
       const live = liveIds(s.dbPath);
       expect(live).toEqual([1, 2, 3, 4, 5, 6]);
-      const restored = await restoredIds(s.replicaDir, s.dir);
-      expect(restored.ours).toEqual(live);
-      expect(restored.litestream).toEqual(live);
+      await expectBothRestore(s, live);
       // Not in any object of the replica, at any point of its history.
       const client = new FileReplicaClient({ path: s.replicaDir });
       for (const g of await client.generations()) {
@@ -468,9 +467,7 @@ describe('shipper safety', () => {
     expect(await client.generations(), 'one unbroken history').toHaveLength(1);
     const live = liveIds(s.dbPath);
     expect(live).toHaveLength(85);
-    const restored = await restoredIds(s.replicaDir, s.dir);
-    expect(restored.ours).toEqual(live);
-    expect(restored.litestream).toEqual(live);
+    await expectBothRestore(s, live);
   });
 
   it("a restart an application's commit made inside our checkpoint is noted before our seq write, which may wait for the lock", async () => {
@@ -510,9 +507,7 @@ describe('shipper safety', () => {
     open.splice(0);
     app.close();
     const live = liveIds(s.dbPath);
-    const restored = await restoredIds(s.replicaDir, s.dir);
-    expect(restored.ours).toEqual(live);
-    expect(restored.litestream).toEqual(live);
+    await expectBothRestore(s, live);
   });
 
   it('at start-up, a restart SQLite published but whose header no writer wrote is not taken for an empty cycle (the one before may have been committed and checkpointed)', async () => {
@@ -547,9 +542,7 @@ describe('shipper safety', () => {
     app.close();
     const live = liveIds(s.dbPath);
     expect(live).toHaveLength(25);
-    const restored = await restoredIds(s.replicaDir, s.dir);
-    expect(restored.ours).toEqual(live);
-    expect(restored.litestream).toEqual(live);
+    await expectBothRestore(s, live);
     expect(
       p.lines.some((l) => /new generation.*header was never written/.test(l)),
       p.lines.join('\n'),
@@ -580,9 +573,7 @@ describe('shipper safety', () => {
     app.close();
     const live = liveIds(s.dbPath);
     expect(live).toEqual([1, 2, 3]);
-    const restored = await restoredIds(s.replicaDir, s.dir);
-    expect(restored.ours).toEqual(live);
-    expect(restored.litestream).toEqual(live);
+    await expectBothRestore(s, live);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
- * The live database file as the replicator reads it outside SQLite (snapshots, digests): through ONE
- * descriptor per file and process, opened before the shipper's SQLite connections and not closed while
- * this process may hold SQLite locks on the file.
+ * The live database file as the replicator reads it outside SQLite (snapshots, digests), and its `-shm`
+ * (the wal-index header, at start-up): through ONE descriptor per file and process, not closed while this
+ * process may hold SQLite locks on the file. The database's is opened before the shipper's SQLite
+ * connections, the -shm's once they have made it.
  *
  * Why: POSIX advisory locks belong to the process, and closing *any* descriptor of a file drops every
  * lock the process holds on it — SQLite's included (SQLite's "How To Corrupt An SQLite Database File",
@@ -14,6 +15,7 @@
  * (an embedding application may have connections of its own); otherwise it stays open for reuse.
  */
 import { closeSync, fstatSync, openSync, read, readFileSync, readSync, statSync } from 'node:fs';
+import { errnoCode } from '../errors.js';
 
 interface Entry {
   fd: number;
@@ -74,6 +76,16 @@ export class DatabaseFile {
     }
     entry.refs++;
     return new DatabaseFile(path, key, entry.fd);
+  }
+
+  /** The same, or undefined when there is no such file. */
+  static openIfExists(path: string): DatabaseFile | undefined {
+    try {
+      return DatabaseFile.open(path);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
   }
 
   /** The file's current size. */

@@ -1,6 +1,6 @@
 /**
- * The shipper's hold on the live database: one descriptor of the file (database-file.ts) and three SQLite
- * connections.
+ * The shipper's hold on the live database: one descriptor of the file and one of its `-shm`
+ * (database-file.ts), and three SQLite connections.
  *
  * - `rw` writes Litestream's `_litestream_seq` row (to give the WAL a header, or to restart it right
  *   after our checkpoint) and takes SQLite's write lock whenever the shipper must act on a WAL that
@@ -87,6 +87,8 @@ export class ShipperDb {
   private constructor(
     readonly path: string,
     readonly file: DatabaseFile,
+    /** The `-shm`, for walIndexSalts; undefined where SQLite keeps the wal-index in heap memory (no file). */
+    private readonly shm: DatabaseFile | undefined,
     private readonly rw: Database.Database,
     private readonly ckpt: Database.Database,
     private readonly lock: Database.Database,
@@ -103,6 +105,7 @@ export class ShipperDb {
    */
   static open(path: string, opts: ShipperDbOptions): ShipperDb {
     let file: DatabaseFile | undefined;
+    let shm: DatabaseFile | undefined;
     let rw: Database.Database | undefined;
     let ckpt: Database.Database | undefined;
     let lock: Database.Database | undefined;
@@ -133,9 +136,13 @@ export class ShipperDb {
       // From here on `rw` waits for the write lock only in beginImmediate, by polling: no busy handler
       // (reading and setting busy_timeout around every BEGIN IMMEDIATE cost two PRAGMA statements).
       rw.pragma('busy_timeout = 0');
-      return new ShipperDb(path, file, rw, ckpt, lock, pageSize);
+      // Opened once the connections have made the -shm (their reads above map it), kept like the
+      // database's: closing a descriptor of the -shm would drop SQLite's locks on it.
+      shm = DatabaseFile.openIfExists(`${path}-shm`);
+      return new ShipperDb(path, file, shm, rw, ckpt, lock, pageSize);
     } catch (err) {
       for (const c of [rw, ckpt, lock]) c?.close();
+      shm?.release();
       file?.release();
       if (err instanceof ReplicateError || isBusy(err)) throw err;
       const msg = describeError(err);
@@ -279,6 +286,23 @@ export class ShipperDb {
     return r && r.busy === 0 && r.log >= 0 ? { committed: r.log, backfilled: r.checkpointed } : undefined;
   }
 
+  /**
+   * The salts of the cycle SQLite's wal-index names: its header's aSalt, which SQLite copies byte for
+   * byte into the WAL header it writes (bytes 16-24). A writer that restarts the WAL stores the new salts
+   * here first and writes the header into the file only afterwards, so salts that differ from the file's
+   * header mean a restart whose header is not written yet. Read from the -shm (the header's two copies,
+   * at 0 and 48, must agree and be initialised); undefined when they cannot be read or are mid-write.
+   * Stable only under the write lock (every writer of the header holds it).
+   */
+  walIndexSalts(): Buffer | undefined {
+    if (!this.shm) return undefined;
+    const hdr = Buffer.allocUnsafe(96);
+    if (this.shm.readSync(hdr, 0) < 96) return undefined;
+    const first = hdr.subarray(0, 48);
+    if (!first.equals(hdr.subarray(48, 96)) || first[12] !== 1) return undefined; // isInit at 12
+    return Buffer.from(first.subarray(32, 40));
+  }
+
   /** Whether every committed frame is in the database file (NOOP's checkpointed == log). */
   fullyBackfilled(): boolean {
     const idx = this.walIndex();
@@ -321,6 +345,7 @@ export class ShipperDb {
     this.rw.close();
     this.ckpt.close();
     this.lock.close();
+    this.shm?.release();
     this.file.release();
     this.wal.close();
   }

@@ -135,14 +135,21 @@ const UNPUBLISHED_RESTART =
  * header is not in the file yet, while the file still holds frames of the cycle its header (`real`)
  * names. Those frames may have been committed, checkpointed and restarted over while we were stopped:
  * then SQLite's count (0) is not of them, and going on from the last index, starting the next one from
- * this cycle, or continuing a restored generation would leave them out of the history. Or they are a
- * killed writer's, never committed. Start-up cannot tell the two apart. (While the replicator runs, its
- * read transaction keeps the first case from happening; settleLocked has its own check.)
+ * this cycle, or continuing a restored generation would leave them out of the history. (While the
+ * replicator runs, its read transaction keeps this from happening; settleLocked has its own check.)
+ *
+ * Not the same as a writer killed after writing a new cycle's header and first frames but before
+ * publishing them (our own seq write, when the replicator is killed inside it): the wal-index names an
+ * empty cycle then too, and the file holds frames of it, never committed. The salts tell the two apart:
+ * a restart stores the new cycle's salts in the wal-index before the header goes into the file, so only
+ * in the first case do they differ from the file's. Unknown salts count as different (a new generation
+ * is safe; going on might not be).
  */
 function unpublishedRestart(db: ShipperDb, walPath: string, real: Buffer): boolean {
   const idx = db.walIndex();
   // Not nBackfill too: a restart stores mxFrame 0 before nBackfill 0, and a writer can stop in between.
-  return idx !== undefined && idx.committed === 0 && walHoldsFrameOf(walPath, real);
+  if (idx === undefined || idx.committed !== 0 || !walHoldsFrameOf(walPath, real)) return false;
+  return !db.walIndexSalts()?.equals(real.subarray(16, 24));
 }
 
 function continueRestoredLocked(c: StartContext, candidate: RestoreCandidate, real: Buffer): void {

@@ -2,6 +2,8 @@
  * The wal-index (the -shm) in states SQLite itself leaves behind but no test can time from outside.
  */
 import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { parseWalHeader, walChecksum } from '../../src/sqlite/wal-format.js';
 
 /**
  * What SQLite's walRestartHdr does to the wal-index (the -shm) when a writer restarts the WAL, and no
@@ -11,8 +13,9 @@ import { execFileSync } from 'node:child_process';
  * then WalCkptInfo at 96 — nBackfill, aReadMark[0..4], aLock[8], nBackfillAttempted at 128.
  * Done by another process: closing a descriptor of the -shm drops every POSIX lock this process holds
  * on it, SQLite's own included, and the next connection to open it would then run recovery.
+ * Returns the new cycle's salts (8 bytes, as the WAL header will hold them).
  */
-export function publishRestartWithoutHeader(shmPath: string): void {
+export function publishRestartWithoutHeader(shmPath: string): Buffer {
   const code = `
     const { openSync, readSync, writeSync, closeSync } = require('node:fs');
     const fd = openSync(process.argv[1], 'r+');
@@ -36,6 +39,39 @@ export function publishRestartWithoutHeader(shmPath: string): void {
     writeSync(fd, info, 0, info.length, 96);
     writeSync(fd, Buffer.alloc(4), 0, 4, 128);
     closeSync(fd);
+    process.stdout.write(h.subarray(32, 40).toString('hex'));
   `;
-  execFileSync(process.execPath, ['-e', code, shmPath]);
+  return Buffer.from(execFileSync(process.execPath, ['-e', code, shmPath], { encoding: 'utf8' }), 'hex');
+}
+
+/**
+ * What a writer that restarted the WAL (publishRestartWithoutHeader) writes next and then never publishes,
+ * killed before its commit reached the wal-index: the new cycle's header (`salts`) and one commit frame,
+ * with a valid checksum chain, of page `pgno` (bytes no page holds) in a database of `dbPages` pages. SQLite never counts it as committed while
+ * the wal-index lives; the next writer overwrites it. The -wal carries no SQLite lock: written in place.
+ */
+export function writeUnpublishedFrame(walPath: string, salts: Buffer, pgno: number, dbPages: number): void {
+  const fd = openSync(walPath, 'r+');
+  try {
+    const header = Buffer.alloc(32);
+    readSync(fd, header, 0, 32, 0);
+    const old = parseWalHeader(header);
+    header.writeUInt32BE((old.checkpointSeq + 1) >>> 0, 12);
+    salts.copy(header, 16);
+    const hsum = walChecksum(old.bigEndianChecksum, header.subarray(0, 24), [0, 0]);
+    header.writeUInt32BE(hsum[0], 24);
+    header.writeUInt32BE(hsum[1], 28);
+    const frame = Buffer.alloc(24 + old.pageSize, 0x5a);
+    frame.writeUInt32BE(pgno, 0);
+    frame.writeUInt32BE(dbPages, 4); // a commit frame: the database's size in pages after it
+    salts.copy(frame, 8);
+    let sum = walChecksum(old.bigEndianChecksum, frame.subarray(0, 8), hsum);
+    sum = walChecksum(old.bigEndianChecksum, frame.subarray(24), sum);
+    frame.writeUInt32BE(sum[0], 16);
+    frame.writeUInt32BE(sum[1], 20);
+    writeSync(fd, header, 0, 32, 0);
+    writeSync(fd, frame, 0, frame.length, 32);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -39,6 +39,9 @@ describe('application processes that come and go', () => {
     const writers = 100;
     for (let i = 0; i < writers; i++) await writeFromProcess(WRITER_KINDS[i % WRITER_KINDS.length]!, s.dbPath, i * 10 + 1, 10);
     expect(await locksHeldBy(p.pid!, ino), 'locks of the replicator on the database after the writers').not.toEqual([]);
+    // And on the -shm, which it reads at start-up through a descriptor it keeps (closing one would drop them).
+    const shmIno = statSync(`${s.dbPath}-shm`).ino;
+    expect(await locksHeldBy(p.pid!, shmIno), 'locks of the replicator on the -shm after the writers').not.toEqual([]);
     expect(await p.stop('SIGTERM')).toBe(0);
 
     const log = p.lines.join('\n');

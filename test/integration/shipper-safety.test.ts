@@ -36,7 +36,7 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 import { runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
 import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
-import { publishRestartWithoutHeader } from '../helpers/wal-index.js';
+import { publishRestartWithoutHeader, writeUnpublishedFrame } from '../helpers/wal-index.js';
 
 const tmp = tempDirs('stn-safety-');
 const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
@@ -436,8 +436,9 @@ describe('shipper safety', () => {
     app.pragma('wal_autocheckpoint = 0');
     const insert = (id: number) => app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'r'.repeat(1500), id);
     for (let id = 1; id <= 5; id++) insert(id);
-    await replicatorKilledAfterRestart(
+    await replicatorKilledAt(
       s,
+      'committed',
       () => {
         for (let id = 6; id <= 10; id++) insert(id);
       },
@@ -517,8 +518,9 @@ describe('shipper safety', () => {
     const insert = (id: number) => app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'r'.repeat(1500), id);
     for (let id = 1; id <= 5; id++) insert(id);
     // Killed right after its checkpoint's restart: the next index holds that cycle's header alone.
-    await replicatorKilledAfterRestart(
+    await replicatorKilledAt(
       s,
+      'committed',
       () => {
         for (let id = 6; id <= 10; id++) insert(id);
       },
@@ -547,6 +549,46 @@ describe('shipper safety', () => {
       p.lines.some((l) => /new generation.*header was never written/.test(l)),
       p.lines.join('\n'),
     ).toBe(true);
+  });
+
+  it("at start-up, a new cycle's first frames that a killed writer never published (our own seq write, killed inside its commit) do not end the generation", async () => {
+    const s = await setup();
+    const app = new Database(s.dbPath, { timeout: 5000 }); // keeps the -shm: SQLite runs no recovery
+    app.pragma('wal_autocheckpoint = 0');
+    const insert = (id: number) => app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'r'.repeat(1500), id);
+    for (let id = 1; id <= 30; id++) insert(id); // a long first cycle: its frames stay past the shorter ones' ends
+    // Killed right after a checkpoint backfilled a short cycle, before its seq write: the shadow ends that cycle.
+    await replicatorKilledAt(
+      s,
+      'unlocked',
+      () => {
+        for (let id = 31; id <= 33; id++) insert(id);
+      },
+      () => undefined,
+    );
+    const ckpt = app.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+    expect(ckpt[0]!.log, 'fully backfilled').toBe(ckpt[0]!.checkpointed);
+    // The seq write the kill interrupted, at its worst: the WAL restarted in the wal-index, the new cycle's
+    // header and commit frame written, not yet published (the kill came during the fsync before that).
+    const salts = publishRestartWithoutHeader(`${s.dbPath}-shm`);
+    writeUnpublishedFrame(`${s.dbPath}-wal`, salts, 2, Number(app.pragma('page_count', { simple: true })));
+    expect(app.pragma('wal_checkpoint(NOOP)'), 'SQLite reads the wal-index as an empty new cycle').toEqual([
+      { busy: 0, log: 0, checkpointed: 0 },
+    ]);
+    const p = startStnReplicator({ dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '10ms' });
+    procs.push(p);
+    await p.waitForLog(/msg=replicating/);
+    for (let id = 34; id <= 40; id++) insert(id);
+    expect(await p.stop('SIGTERM')).toBe(0);
+    procs.splice(0);
+    app.close();
+    expect(p.lines.filter((l) => /new generation|clearing generation/.test(l))).toEqual([]);
+    expect(p.lines.some((l) => /wal restarted while stopped; continuing the generation/.test(l))).toBe(true);
+    const client = new FileReplicaClient({ path: s.replicaDir });
+    expect(await client.generations(), 'one unbroken history').toHaveLength(1);
+    const live = liveIds(s.dbPath);
+    expect(live).toHaveLength(40);
+    await expectBothRestore(s, live);
   });
 
   it("an application's TRUNCATE while the replicator starts (before its read transaction) is waited out, not fatal", async () => {
@@ -634,8 +676,9 @@ async function waitUntilAsync(cond: () => Promise<boolean>, timeoutMs = 20_000):
  * (its thread blocks at that step, as a process descheduled at that instant would), runs `meanwhile`,
  * and SIGKILLs it.
  */
-async function replicatorKilledAfterRestart(
+async function replicatorKilledAt(
   s: { dir: string; dbPath: string; replicaDir: string },
+  step: string,
   write: () => void,
   meanwhile: () => void,
 ): Promise<void> {
@@ -652,7 +695,7 @@ async function replicatorKilledAfterRestart(
       minCheckpointPageCount: 1,
       monitorIntervalMs: 10,
       checkpointStepHook: (step) => {
-        if (!armed || step !== 'committed') return;
+        if (!armed || step !== ${JSON.stringify(step)}) return;
         writeFileSync(${JSON.stringify(stuck)}, '1');
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
       },

@@ -21,10 +21,12 @@
  * (SQLite does that when the last connection closes), and a clean restart keeps its generation.
  */
 import { accessSync, constants } from 'node:fs';
+import { endianness } from 'node:os';
 import { basename, dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { describeError, ReplicateError } from '../errors.js';
 import { monotonicMs } from '../internal/clock.js';
+import { walChecksum } from '../sqlite/wal-format.js';
 import { DatabaseFile } from './database-file.js';
 import { WalFile } from './wal-file.js';
 
@@ -87,7 +89,7 @@ export class ShipperDb {
   private constructor(
     readonly path: string,
     readonly file: DatabaseFile,
-    /** The `-shm`, for walIndexSalts; undefined where SQLite keeps the wal-index in heap memory (no file). */
+    /** The `-shm`, for walIndexHeader; undefined where SQLite keeps the wal-index in heap memory (no file). */
     private readonly shm: DatabaseFile | undefined,
     private readonly rw: Database.Database,
     private readonly ckpt: Database.Database,
@@ -287,20 +289,25 @@ export class ShipperDb {
   }
 
   /**
-   * The salts of the cycle SQLite's wal-index names: its header's aSalt, which SQLite copies byte for
-   * byte into the WAL header it writes (bytes 16-24). A writer that restarts the WAL stores the new salts
-   * here first and writes the header into the file only afterwards, so salts that differ from the file's
-   * header mean a restart whose header is not written yet. Read from the -shm (the header's two copies,
-   * at 0 and 48, must agree and be initialised); undefined when they cannot be read or are mid-write.
-   * Stable only under the write lock (every writer of the header holds it).
+   * SQLite's wal-index header as the -shm holds it: mxFrame (committed frames) and aSalt, the salts of the
+   * cycle it names, which SQLite copies byte for byte into the WAL header it writes (bytes 16-24). A
+   * writer that restarts the WAL stores the new salts here first and writes the header into the file only
+   * afterwards. Read through the descriptor kept for the shipper's lifetime; the header's two copies (at 0
+   * and 48) must agree, be initialised (isInit, byte 12) and carry a valid checksum (at 40, in the host's
+   * byte order, as every other field): undefined otherwise (unreadable, mid-write, not what SQLite maps).
+   * Stable only under the write lock (every writer of the header, recovery included, holds it).
    */
-  walIndexSalts(): Buffer | undefined {
+  walIndexHeader(): { committed: number; salts: Buffer } | undefined {
     if (!this.shm) return undefined;
     const hdr = Buffer.allocUnsafe(96);
     if (this.shm.readSync(hdr, 0) < 96) return undefined;
     const first = hdr.subarray(0, 48);
-    if (!first.equals(hdr.subarray(48, 96)) || first[12] !== 1) return undefined; // isInit at 12
-    return Buffer.from(first.subarray(32, 40));
+    if (!first.equals(hdr.subarray(48, 96)) || first[12] !== 1) return undefined;
+    const be = endianness() === 'BE';
+    const [c1, c2] = walChecksum(be, first.subarray(0, 40), [0, 0]);
+    const word = (at: number) => (be ? first.readUInt32BE(at) : first.readUInt32LE(at));
+    if (c1 !== word(40) || c2 !== word(44)) return undefined;
+    return { committed: word(16), salts: Buffer.from(first.subarray(32, 40)) };
   }
 
   /** Whether every committed frame is in the database file (NOOP's checkpointed == log). */

@@ -142,14 +142,17 @@ const UNPUBLISHED_RESTART =
  * publishing them (our own seq write, when the replicator is killed inside it): the wal-index names an
  * empty cycle then too, and the file holds frames of it, never committed. The salts tell the two apart:
  * a restart stores the new cycle's salts in the wal-index before the header goes into the file, so only
- * in the first case do they differ from the file's. Unknown salts count as different (a new generation
- * is safe; going on might not be).
+ * in the first case do they differ from the file's. (A writer whose connection never restarted the WAL
+ * picks fresh salts for a cycle's first frame and publishes them only with its commit: killed before,
+ * its frames differ too, and start a new generation, which is safe.) A wal-index header that cannot be
+ * read counts as different.
  */
 function unpublishedRestart(db: ShipperDb, walPath: string, real: Buffer): boolean {
   const idx = db.walIndex();
   // Not nBackfill too: a restart stores mxFrame 0 before nBackfill 0, and a writer can stop in between.
   if (idx === undefined || idx.committed !== 0 || !walHoldsFrameOf(walPath, real)) return false;
-  return !db.walIndexSalts()?.equals(real.subarray(16, 24));
+  const hdr = db.walIndexHeader();
+  return !(hdr?.committed === 0 && hdr.salts.equals(real.subarray(16, 24)));
 }
 
 function continueRestoredLocked(c: StartContext, candidate: RestoreCandidate, real: Buffer): void {

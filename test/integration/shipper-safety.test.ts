@@ -570,6 +570,7 @@ describe('shipper safety', () => {
     expect(ckpt[0]!.log, 'fully backfilled').toBe(ckpt[0]!.checkpointed);
     // The seq write the kill interrupted, at its worst: the WAL restarted in the wal-index, the new cycle's
     // header and commit frame written, not yet published (the kill came during the fsync before that).
+    // (`app` stays open throughout: SQLite's recovery would otherwise count that frame as committed.)
     const salts = publishRestartWithoutHeader(`${s.dbPath}-shm`);
     writeUnpublishedFrame(`${s.dbPath}-wal`, salts, 2, Number(app.pragma('page_count', { simple: true })));
     expect(app.pragma('wal_checkpoint(NOOP)'), 'SQLite reads the wal-index as an empty new cycle').toEqual([

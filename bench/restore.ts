@@ -26,7 +26,9 @@
  * `-integrity-check none` (Litestream checks nothing, so this is the like-for-like one), Litestream,
  * `cp` of the source database as the floor no restore can beat, and (file replica, one snapshot) the least
  * a restore in Node does: start Node, decode the snapshot with liblz4 on one thread, write it, fsync
- * (lib/node-floor-restore.ts; no WAL, no checks: a lower bound, not a restore). With --backend s3 the
+ * (lib/node-floor-restore.ts; no WAL, no checks: a lower bound, not a restore), then the same with the
+ * WAL segments applied, without and with SQLite's frame checks (the least a whole restore in Node does; their
+ * output is checked like a restore's). With --backend s3 the
  * same floor reads the snapshot with one GetObject through the AWS SDK, loaded as a restore loads it.
  * With --backend s3 the server also counts the requests each restore made.
  * Prints the report and writes it, with every sample, to bench/out/restore[-s3]-<timestamp>.json.
@@ -50,6 +52,8 @@ import { cleanEnv, findRoot, litestreamBin, litestreamVersion, pickTimer } from 
 interface Variant {
   name: string;
   role: Role;
+  /** A floor whose output is a restored database: its content is checked like a restore's. */
+  restores?: boolean;
   /** The command that restores (or copies) to `out`. */
   command(out: string): Command;
 }
@@ -95,6 +99,23 @@ function variants(
               args: [join(root, 'dist', 'bench', 'lib', 'node-floor-restore.js'), snapshotPath, out],
             }),
           },
+          // The same with the WAL applied, then with SQLite's frame checks too: the least a whole restore
+          // in Node does, and the least one that keeps the checks a restore must not skip.
+          ...[false, true].map((check) => ({
+            name: check ? 'node: + WAL, frames checked (floor)' : 'node: + WAL applied (floor)',
+            role: 'floor' as const,
+            restores: true,
+            command: (out: string): Command => ({
+              cmd: process.execPath,
+              args: [
+                join(root, 'dist', 'bench', 'lib', 'node-floor-restore.js'),
+                snapshotPath,
+                out,
+                '--wal',
+                ...(check ? ['--check'] : []),
+              ],
+            }),
+          })),
         ]),
     ...(s3Snapshot === undefined
       ? []
@@ -348,7 +369,7 @@ function warmUpAndCheck(
       const hint = v.role === 'ours' ? '\n(is our CLI built and working? STN_BENCH_ONLY_LITESTREAM=1 checks the harness alone)' : '';
       throw new Error(`${(e as Error).message}${hint}`);
     }
-    if (v.role === 'floor') continue;
+    if (v.role === 'floor' && !v.restores) continue;
     const got = contentDigest(out);
     if (got.sha256 !== source.sha256 || got.rows !== source.rows) {
       throw new Error(

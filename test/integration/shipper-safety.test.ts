@@ -432,9 +432,7 @@ describe('shipper safety', () => {
     // from the checkpoint until the new index begins. Once it is killed in between, a long enough new
     // cycle overwrites the place start-up would look for that proof: it must have been written down.
     const s = await setup();
-    const app = new Database(s.dbPath, { timeout: 5000 }); // the application, running on through the crash
-    app.pragma('wal_autocheckpoint = 0');
-    const insert = (id: number) => app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'r'.repeat(1500), id);
+    const { app, insert } = keptApp(s); // the application, running on through the crash
     for (let id = 1; id <= 5; id++) insert(id);
     await replicatorKilledAt(
       s,
@@ -456,12 +454,9 @@ describe('shipper safety', () => {
         expect(committedWalSize(`${s.dbPath}-wal`), 'the new cycle outgrew the old one').toBeGreaterThan(old.length);
       },
     );
-    const p = startStnReplicator({ dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '10ms' });
-    procs.push(p);
-    await p.waitForLog(/msg=replicating/);
-    for (let id = 81; id <= 85; id++) insert(id);
-    expect(await p.stop('SIGTERM')).toBe(0);
-    procs.splice(0);
+    const p = await replicateWhile(s, () => {
+      for (let id = 81; id <= 85; id++) insert(id);
+    });
     app.close();
     expect(p.lines.filter((l) => /new generation|clearing generation/.test(l))).toEqual([]);
     const client = new FileReplicaClient({ path: s.replicaDir });
@@ -513,9 +508,7 @@ describe('shipper safety', () => {
 
   it('at start-up, a restart SQLite published but whose header no writer wrote is not taken for an empty cycle (the one before may have been committed and checkpointed)', async () => {
     const s = await setup();
-    const app = new Database(s.dbPath, { timeout: 5000 }); // keeps the -shm: SQLite runs no recovery
-    app.pragma('wal_autocheckpoint = 0');
-    const insert = (id: number) => app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'r'.repeat(1500), id);
+    const { app, insert } = keptApp(s); // keeps the -shm: SQLite runs no recovery
     for (let id = 1; id <= 5; id++) insert(id);
     // Killed right after its checkpoint's restart: the next index holds that cycle's header alone.
     await replicatorKilledAt(
@@ -529,18 +522,10 @@ describe('shipper safety', () => {
     // While it is dead: the application commits in that cycle and checkpoints all of it, then a writer
     // restarts the WAL and stops before writing the new header (killed, or its write failed).
     for (let id = 11; id <= 20; id++) insert(id);
-    const ckpt = app.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
-    expect(ckpt[0]!.log, 'fully backfilled').toBe(ckpt[0]!.checkpointed);
-    publishRestartWithoutHeader(`${s.dbPath}-shm`);
-    expect(app.pragma('wal_checkpoint(NOOP)'), 'SQLite reads the wal-index as an empty new cycle').toEqual([
-      { busy: 0, log: 0, checkpointed: 0 },
-    ]);
-    const p = startStnReplicator({ dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '10ms' });
-    procs.push(p);
-    await p.waitForLog(/msg=replicating/);
-    for (let id = 21; id <= 25; id++) insert(id);
-    expect(await p.stop('SIGTERM')).toBe(0);
-    procs.splice(0);
+    restartWithoutHeader(app, s.dbPath);
+    const p = await replicateWhile(s, () => {
+      for (let id = 21; id <= 25; id++) insert(id);
+    });
     app.close();
     const live = liveIds(s.dbPath);
     expect(live).toHaveLength(25);
@@ -553,9 +538,7 @@ describe('shipper safety', () => {
 
   it("at start-up, a new cycle's first frames that a killed writer never published (our own seq write, killed inside its commit) do not end the generation", async () => {
     const s = await setup();
-    const app = new Database(s.dbPath, { timeout: 5000 }); // keeps the -shm: SQLite runs no recovery
-    app.pragma('wal_autocheckpoint = 0');
-    const insert = (id: number) => app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'r'.repeat(1500), id);
+    const { app, insert } = keptApp(s); // keeps the -shm: SQLite runs no recovery
     for (let id = 1; id <= 30; id++) insert(id); // a long first cycle: its frames stay past the shorter ones' ends
     // Killed right after a checkpoint backfilled a short cycle, before its seq write: the shadow ends that cycle.
     await replicatorKilledAt(
@@ -566,22 +549,15 @@ describe('shipper safety', () => {
       },
       () => undefined,
     );
-    const ckpt = app.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
-    expect(ckpt[0]!.log, 'fully backfilled').toBe(ckpt[0]!.checkpointed);
     // The seq write the kill interrupted, at its worst: the WAL restarted in the wal-index, the new cycle's
     // header and commit frame written, not yet published (the kill came during the fsync before that).
     // (`app` stays open throughout: SQLite's recovery would otherwise count that frame as committed.)
-    const salts = publishRestartWithoutHeader(`${s.dbPath}-shm`);
-    writeUnpublishedFrame(`${s.dbPath}-wal`, salts, 2, Number(app.pragma('page_count', { simple: true })));
-    expect(app.pragma('wal_checkpoint(NOOP)'), 'SQLite reads the wal-index as an empty new cycle').toEqual([
-      { busy: 0, log: 0, checkpointed: 0 },
-    ]);
-    const p = startStnReplicator({ dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '10ms' });
-    procs.push(p);
-    await p.waitForLog(/msg=replicating/);
-    for (let id = 34; id <= 40; id++) insert(id);
-    expect(await p.stop('SIGTERM')).toBe(0);
-    procs.splice(0);
+    restartWithoutHeader(app, s.dbPath, (salts) =>
+      writeUnpublishedFrame(`${s.dbPath}-wal`, salts, 2, Number(app.pragma('page_count', { simple: true }))),
+    );
+    const p = await replicateWhile(s, () => {
+      for (let id = 34; id <= 40; id++) insert(id);
+    });
     app.close();
     expect(p.lines.filter((l) => /new generation|clearing generation/.test(l))).toEqual([]);
     expect(p.lines.some((l) => /wal restarted while stopped; continuing the generation/.test(l))).toBe(true);
@@ -619,6 +595,44 @@ describe('shipper safety', () => {
     await expectBothRestore(s, live);
   });
 });
+
+/**
+ * The application for the start-up tests: a connection kept open in this process (it keeps the -shm, so
+ * SQLite runs no recovery when the replicator opens the database), no automatic checkpoints, and rows
+ * large enough to fill a page each.
+ */
+function keptApp(s: { dbPath: string }): { app: Database.Database; insert: (id: number) => void } {
+  const app = new Database(s.dbPath, { timeout: 5000 });
+  app.pragma('wal_autocheckpoint = 0');
+  const insert = (id: number) => void app.prepare('INSERT INTO t (id, v, n) VALUES (?, ?, ?)').run(id, 'r'.repeat(1500), id);
+  return { app, insert };
+}
+
+/**
+ * With the WAL fully backfilled (checked), a writer restarts it in the wal-index and stops before
+ * publishing anything more (publishRestartWithoutHeader); `then` gets the new cycle's salts, to write
+ * what that writer wrote before it stopped. SQLite then reads the wal-index as an empty new cycle.
+ */
+function restartWithoutHeader(app: Database.Database, dbPath: string, then?: (salts: Buffer) => void): void {
+  const ckpt = app.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+  expect(ckpt[0]!.log, 'fully backfilled').toBe(ckpt[0]!.checkpointed);
+  const salts = publishRestartWithoutHeader(`${dbPath}-shm`);
+  then?.(salts);
+  expect(app.pragma('wal_checkpoint(NOOP)'), 'SQLite reads the wal-index as an empty new cycle').toEqual([
+    { busy: 0, log: 0, checkpointed: 0 },
+  ]);
+}
+
+/** The CLI replicator started on the database; `write` runs once it replicates; stopped with SIGTERM (exit 0). */
+async function replicateWhile(s: { dbPath: string; replicaDir: string }, write: () => void): Promise<LoggedProcess> {
+  const p = startStnReplicator({ dbPath: s.dbPath, replicaDir: s.replicaDir, syncInterval: '10ms' });
+  procs.push(p);
+  await p.waitForLog(/msg=replicating/);
+  write();
+  expect(await p.stop('SIGTERM')).toBe(0);
+  procs.splice(0);
+  return p;
+}
 
 function shadowDir(meta: string): string {
   const gen = readdirSync(join(meta, 'generations'))[0]!;

@@ -91,6 +91,11 @@ export class MetaDir {
     return join(this.path, 'restored-from.json');
   }
 
+  /** The note of a seq write our checkpoint is about to make (shipper/seq-write-note.ts); Litestream ignores it too. */
+  seqWriteNotePath(): string {
+    return join(this.path, 'seq-write.json');
+  }
+
   generationsDir(): string {
     return join(this.path, 'generations');
   }

@@ -9,7 +9,8 @@
  * whose transaction began on a fully backfilled WAL) restarts the WAL and cuts the file back
  * (journal_size_limit); an application commit that gets in first restarts it instead, which is as good.
  * The restart is noted at once (the next index's header, durable: ShadowCursor.noteRestartUnlocked), and
- * the next index starts under the write lock again.
+ * the next index starts under the write lock again; for a kill inside the seq write or before that note,
+ * the seq write is announced first (seq-write-note.ts).
  *
  * A PASSIVE checkpoint before the write lock, while our read transaction is held, can copy frames into
  * the database file only up to our read mark, and cannot restart the WAL (a reader is on it), so nothing
@@ -80,15 +81,25 @@ export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: Checkpo
     // An application's commit may have restarted the WAL already, and its next one may keep the lock
     // our seq write waits for: noted first (see below; a read of the header when nothing restarted).
     cursor.noteRestartUnlocked(db);
-    db.tryWithWriteLock(
-      lockWaitMs,
-      () => {
-        const idx = db.walIndex();
-        seqBeganCycle = idx !== undefined && idx.committed === result.log && idx.backfilled === result.log;
-        db.writeSeq();
-      },
-      { commit: true },
-    );
+    let wrote;
+    try {
+      wrote = db.tryWithWriteLock(
+        lockWaitMs,
+        () => {
+          const idx = db.walIndex();
+          seqBeganCycle = idx !== undefined && idx.committed === result.log && idx.backfilled === result.log;
+          // For start-up, should we be killed inside this write or before the restart is noted below.
+          cursor.noteSeqWriteLocked(db);
+          db.step('seq-noted');
+          db.writeSeq();
+        },
+        { commit: true },
+      );
+    } catch (err) {
+      cursor.dropSeqWriteNote();
+      throw err;
+    }
+    if (wrote) db.step('seq-written');
     // Restarted now (by our write or an application's commit before it): noted before the lock below,
     // which an application's write may keep, so that a crash meanwhile does not end the generation.
     cursor.noteRestartUnlocked(db);

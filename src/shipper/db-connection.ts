@@ -84,6 +84,8 @@ export class ShipperDb {
   /** The statements of every checkpoint, prepared on first use (inside the transactions they run in). */
   private passive: Database.Statement | undefined;
   private seqUpsert: Database.Statement | undefined;
+  private seqRoot: Database.Statement | undefined;
+  private seqValue: Database.Statement | undefined;
   private readSnapshot: Database.Statement | undefined;
 
   private constructor(
@@ -339,6 +341,23 @@ export class ShipperDb {
     this.assertWriteLocked('writeSeq');
     this.seqUpsert ??= this.rw.prepare(SEQ_UPSERT);
     this.seqUpsert.run();
+  }
+
+  /**
+   * Where the next writeSeq will write and what: the page of `_litestream_seq` (its root, a leaf while it
+   * holds its one row) and the value the row's `seq` will have. Undefined when the row is not what our
+   * upsert keeps there (a NULL seq, or a table grown past one page). Under the write lock, so the value
+   * read is the one the write changes.
+   */
+  seqWriteTarget(): { page: number; seq: bigint } | undefined {
+    this.assertWriteLocked('seqWriteTarget');
+    this.seqRoot ??= this.rw.prepare("SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = '_litestream_seq'").pluck();
+    this.seqValue ??= this.rw.prepare('SELECT seq FROM _litestream_seq WHERE id = 1').pluck().safeIntegers(true);
+    const page = Number(this.seqRoot.get());
+    if (!Number.isInteger(page) || page < 1) return undefined;
+    const rows = this.seqValue.all();
+    if (rows.length === 0) return { page, seq: 1n }; // the upsert inserts 1
+    return typeof rows[0] === 'bigint' ? { page, seq: rows[0] + 1n } : undefined;
   }
 
   step(name: string): void {

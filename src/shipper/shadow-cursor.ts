@@ -13,6 +13,7 @@ import type { MetaDir } from '../meta/meta-dir.js';
 import { statSync } from 'node:fs';
 import { copyToShadow, type CopyResult } from './shadow-copy.js';
 import { fsyncFileSync, initShadow, readWalHeaderBytesSync } from './shadow-wal.js';
+import { dropSeqWriteNote, writeSeqWriteNote } from './seq-write-note.js';
 
 /** The current shadow file and the WAL cycle it follows. */
 export interface Current {
@@ -285,6 +286,40 @@ export class ShadowCursor {
       generation: cur.generation,
       index: formatHex8(cur.index + 1),
     });
+  }
+
+  /**
+   * Just before our checkpoint's seq write, under the write lock: the note that lets start-up go on with
+   * the generation when we are killed inside that write, or after it before its restart is noted
+   * (seq-write-note.ts). Written only when a restart now would continue the generation by restartBreak's
+   * conditions on our own state (the read transaction ours and trusted, nothing added since it was
+   * taken); removed otherwise, so that no older note outlives the state it was written in.
+   */
+  noteSeqWriteLocked(db: ShipperDb): void {
+    const cur = this.cur;
+    const at = this.relocked;
+    const vouched =
+      cur !== undefined &&
+      !cur.capped &&
+      cur.index + 1 <= MAX_INDEX &&
+      db.readLockTrusted &&
+      at?.generation === cur.generation &&
+      at.index === cur.index &&
+      at.frames === this.frames();
+    const target = vouched ? db.seqWriteTarget() : undefined;
+    if (!cur || !target) return dropSeqWriteNote(this.meta);
+    writeSeqWriteNote(this.meta, {
+      generation: cur.generation,
+      index: cur.index,
+      shadowSize: cur.size,
+      page: target.page,
+      seq: target.seq,
+    });
+  }
+
+  /** The seq write the note announced did not commit: the note goes (its value may be written again). */
+  dropSeqWriteNote(): void {
+    dropSeqWriteNote(this.meta);
   }
 
   /**

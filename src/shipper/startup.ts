@@ -15,6 +15,7 @@ import type { PreparedRestore, RestoreCandidate, RestoreContinuation } from './r
 import { writeContinuedFromSync } from '../meta/restore-marker.js';
 import type { ShadowCursor } from './shadow-cursor.js';
 import { copyToShadow } from './shadow-copy.js';
+import { seqWriteBeganCycle, type SeqWriteNote } from './seq-write-note.js';
 import { cycleFollowsShadow, fsyncFileSync, readWalHeaderBytesSync, repairShadow, walHoldsFrameOf } from './shadow-wal.js';
 
 export interface StartContext {
@@ -33,14 +34,18 @@ export interface StartPlan {
   index: number | undefined;
   /** With no generation: whether a restore can be continued (see RestoreContinuation.prepare). */
   restored: PreparedRestore | undefined;
+  /** The note of a seq write our checkpoint began on the last index (seq-write-note.ts), if any. */
+  seqWrite: SeqWriteNote | undefined;
 }
 
-export async function prepareStart(c: StartContext): Promise<StartPlan> {
+export async function prepareStart(c: StartContext, seqWriteNote?: SeqWriteNote): Promise<StartPlan> {
   const generation = await c.meta.readGeneration();
   await c.restore.load(generation);
-  if (generation === undefined) return { generation, index: undefined, restored: await c.restore.prepare(c.db.file, c.walPath) };
+  if (generation === undefined)
+    return { generation, index: undefined, restored: await c.restore.prepare(c.db.file, c.walPath), seqWrite: undefined };
   const index = (await c.meta.shadowIndexes(generation)).at(-1);
-  if (index === undefined) return { generation, index, restored: undefined };
+  if (index === undefined) return { generation, index, restored: undefined, seqWrite: undefined };
+  const seqWrite = seqWriteNote?.generation === generation && seqWriteNote.index === index ? seqWriteNote : undefined;
   const shadowPath = c.meta.shadowWalPath(generation, index);
   const repaired = repairShadow(shadowPath);
   if (repaired && repaired.cut > 0) {
@@ -58,7 +63,7 @@ export async function prepareStart(c: StartContext): Promise<StartPlan> {
     if (committed !== undefined)
       copyToShadow(c.walPath, shadowPath, { fsync: false, maxSize: c.cursor.maxFileBytes, verifyLastFrame: true, maxFrames: committed });
   }
-  return { generation, index, restored: undefined };
+  return { generation, index, restored: undefined, seqWrite };
 }
 
 /**
@@ -116,6 +121,17 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): boolean {
       // shadow ends, so nothing was lost and the generation continues with a new index.
       log.info('init: wal restarted while stopped; continuing the generation', { db: c.dbPath, generation });
       fsyncFileSync(shadowPath); // the old index is final
+      cursor.startIndexLocked(db, generation, index + 1, real);
+      return true;
+    } else if (plan.seqWrite && seqWriteBeganCycle(c.walPath, shadowPath, plan.seqWrite, shadow, real)) {
+      // Killed inside our checkpoint's seq write or right after it, before its restart was noted: the
+      // WAL's cycle began with that very write, so it began while our read transaction still held off
+      // every backfill, and the old cycle ended where the shadow ends (seq-write-note.ts).
+      log.info("init: wal restarted by the replicator's own checkpoint just before it stopped; continuing the generation", {
+        db: c.dbPath,
+        generation,
+      });
+      fsyncFileSync(shadowPath);
       cursor.startIndexLocked(db, generation, index + 1, real);
       return true;
     } else {

@@ -18,6 +18,7 @@ import { walInodeSync, type ShadowCursor } from './shadow-cursor.js';
 import type { ShadowCleanup } from './shadow-cleanup.js';
 import { newShipperCounters, type ShipperCounters } from './shipper-stats.js';
 import { decideStartLocked, prepareStart, type StartContext } from './startup.js';
+import { takeSeqWriteNote } from './seq-write-note.js';
 import type { SyncOutcome } from './sync-scheduler.js';
 
 export interface WalFollowerOptions {
@@ -92,7 +93,10 @@ export class WalFollower {
       await this.meta.adoptPermissionsOf(this.dbPath);
       await this.meta.ensure();
       await this.meta.removeTempFiles();
-      db.ensureWalHeader(this.busyTimeoutMs);
+      // Taken before our own seq write below can write the value it announces (seq-write-note.ts); that
+      // write gives a WAL without a header a new first frame, so the note can prove nothing after it.
+      let seqWrite = takeSeqWriteNote(this.meta);
+      if (db.ensureWalHeader(this.busyTimeoutMs) === undefined) seqWrite = undefined;
       this.walIno = await this.walInode();
       this.cursor.walIno = this.walIno;
       db.wal.keepOnly(this.walIno);
@@ -105,7 +109,7 @@ export class WalFollower {
         walPath: this.walPath,
         log: this.log,
       };
-      const plan = await prepareStart(c);
+      const plan = await prepareStart(c, seqWrite);
       db.step('start-prepared');
       for (let attempt = 1; ; attempt++) {
         let decided = false;
@@ -124,7 +128,7 @@ export class WalFollower {
             'IO',
             `opening ${this.dbPath}: ${this.walPath} keeps losing its header (checkpointed with TRUNCATE over and over)`,
           );
-        db.ensureWalHeader(this.busyTimeoutMs);
+        if (db.ensureWalHeader(this.busyTimeoutMs) === undefined) plan.seqWrite = undefined;
       }
       // Consumed either way; a crash before this leaves it to the next start, which finds a generation and drops it.
       if (plan.generation === undefined) await this.o.restore.dropMarker();

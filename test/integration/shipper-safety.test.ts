@@ -568,6 +568,45 @@ describe('shipper safety', () => {
     await expectBothRestore(s, live);
   });
 
+  it("a SIGKILL inside our checkpoint's seq write, after it restarted the WAL and before the restart was noted, keeps the generation", async () => {
+    // The cycle that ends is the longest so far, so the WAL file ends where the shadow ends: nothing past
+    // it proves the old cycle ended there (cycleFollowsShadow). The note written before the seq write does.
+    const s = await setup();
+    const { app, insert } = keptApp(s);
+    for (let id = 1; id <= 3; id++) insert(id);
+    const meta = join(s.dir, '.app.db-litestream');
+    await replicatorKilledAt(
+      s,
+      'seq-written',
+      () => {
+        for (let id = 4; id <= 40; id++) insert(id);
+      },
+      () => {
+        const wal = readFileSync(`${s.dbPath}-wal`);
+        const shadow = readFileSync(currentShadow(meta));
+        expect(wal.subarray(0, 32).equals(shadow.subarray(0, 32)), 'the WAL restarted, not yet followed').toBe(false);
+        expect(wal.length, 'the WAL file ends where the shadow ends').toBe(shadow.length);
+        expect(existsSync(join(meta, 'seq-write.json')), 'the seq write was announced').toBe(true);
+        for (let id = 41; id <= 45; id++) insert(id); // the application goes on in the new cycle
+      },
+    );
+    const p = await replicateWhile(s, () => {
+      for (let id = 46; id <= 50; id++) insert(id);
+    });
+    app.close();
+    expect(
+      p.lines.filter((l) => /new generation|clearing generation/.test(l)),
+      p.lines.join('\n'),
+    ).toEqual([]);
+    expect(p.lines.some((l) => /restarted by the replicator's own checkpoint/.test(l))).toBe(true);
+    expect(existsSync(join(meta, 'seq-write.json')), 'the start took the note').toBe(false);
+    const client = new FileReplicaClient({ path: s.replicaDir });
+    expect(await client.generations(), 'one unbroken history').toHaveLength(1);
+    const live = liveIds(s.dbPath);
+    expect(live).toHaveLength(50);
+    await expectBothRestore(s, live);
+  });
+
   it("an application's TRUNCATE while the replicator starts (before its read transaction) is waited out, not fatal", async () => {
     const s = await setup();
     await sqliteCli(s.dbPath, "INSERT INTO t (id, v, n) VALUES (1, 'before the start', 1);");

@@ -81,15 +81,16 @@ export function runCheckpoint(db: ShipperDb, cursor: ShadowCursor, mode: Checkpo
     // An application's commit may have restarted the WAL already, and its next one may keep the lock
     // our seq write waits for: noted first (see below; a read of the header when nothing restarted).
     cursor.noteRestartUnlocked(db);
-    let wrote;
+    let wrote: { value: void } | undefined;
     try {
       wrote = db.tryWithWriteLock(
         lockWaitMs,
         () => {
           const idx = db.walIndex();
           seqBeganCycle = idx !== undefined && idx.committed === result.log && idx.backfilled === result.log;
-          // For start-up, should we be killed inside this write or before the restart is noted below.
-          cursor.noteSeqWriteLocked(db);
+          // For start-up, should we be killed inside this write or before the restart is noted below
+          // (only when this write is what begins the next cycle).
+          cursor.noteSeqWriteLocked(db, seqBeganCycle);
           db.step('seq-noted');
           db.writeSeq();
         },

@@ -345,9 +345,9 @@ export class ShipperDb {
 
   /**
    * Where the next writeSeq will write and what: the page of `_litestream_seq` (its root, a leaf while it
-   * holds its one row) and the value the row's `seq` will have. Undefined when the row is not what our
-   * upsert keeps there (a NULL seq, or a table grown past one page). Under the write lock, so the value
-   * read is the one the write changes.
+   * holds its one row) and the value the row's `seq` will have. Undefined when that value cannot be told
+   * (a seq that is not an integer). Under the write lock, so the value read is the one the write changes.
+   * (A table grown past one page would write another page than its root: start-up then finds no match.)
    */
   seqWriteTarget(): { page: number; seq: bigint } | undefined {
     this.assertWriteLocked('seqWriteTarget');

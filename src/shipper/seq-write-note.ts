@@ -16,9 +16,16 @@
  * ShadowCursor.noteSeqWriteLocked). A slot-0 reader blocks every backfill, so no frame can have been added
  * to the old cycle and backfilled before the restart: it ended where the shadow ends.
  *
- * The value tells this seq write from any other: values only grow, the note is removed when its write
- * does not commit, and start-up takes the note away before its own seq write (a WAL without a header)
- * could write the announced value again.
+ * "Our process wrote that frame" rests on the value: nothing but the replicator writes `_litestream_seq`,
+ * committed values only grow, the note is removed when its write fails, and start-up takes the note away
+ * before its own seq write (a WAL without a header) could write the announced value again. Another
+ * replicator run in between on the same database (Litestream, whose seq write counts the same way) could
+ * write that value too; so the note only settles what the file leaves open (oldCycleEndedAtShadow's
+ * 'unknown'), never a frame of the old cycle found past the shadow's end.
+ *
+ * Covered: a kill after the seq write's frame is in the file (published or not) and before the restart is
+ * noted. Not covered by the note: a kill between the new header's write (and its fsync) and the frame's,
+ * when the new cycle has no frame at all; oldCycleEndedAtShadow settles that one from the file.
  *
  * Not fsynced: a process killed keeps what it wrote in the page cache; after a power cut a missing, torn
  * or older note matches nothing, and start-up begins a new generation, as it would without the note.

@@ -3,7 +3,7 @@
  * that change it, each made under SQLite's write lock: copying new frames, following a WAL restart with
  * the next index, starting a generation. Also the position replicas see, and how much of it is durable.
  */
-import { errnoCode, ReplicateError } from '../errors.js';
+import { describeError, errnoCode, ReplicateError } from '../errors.js';
 import { MAX_INDEX, formatHex8 } from '../layout.js';
 import type { Logger } from '../logger.js';
 import type { Pos } from '../pos.js';
@@ -291,14 +291,18 @@ export class ShadowCursor {
   /**
    * Just before our checkpoint's seq write, under the write lock: the note that lets start-up go on with
    * the generation when we are killed inside that write, or after it before its restart is noted
-   * (seq-write-note.ts). Written only when a restart now would continue the generation by restartBreak's
+   * (seq-write-note.ts). Written only when that write will begin the next cycle (`begins`: the WAL is
+   * still the fully backfilled old one) and a restart now would continue the generation by restartBreak's
    * conditions on our own state (the read transaction ours and trusted, nothing added since it was
-   * taken); removed otherwise, so that no older note outlives the state it was written in.
+   * taken, the index not the last one); else an older note is removed. A note left behind once its write
+   * is made matches nothing later (its value is then in the database, and values only grow). Best
+   * effort: the note only spares a new generation, so failing to write it must not fail the checkpoint.
    */
-  noteSeqWriteLocked(db: ShipperDb): void {
+  noteSeqWriteLocked(db: ShipperDb, begins: boolean): void {
     const cur = this.cur;
     const at = this.relocked;
     const vouched =
+      begins &&
       cur !== undefined &&
       !cur.capped &&
       cur.index + 1 <= MAX_INDEX &&
@@ -307,19 +311,29 @@ export class ShadowCursor {
       at.index === cur.index &&
       at.frames === this.frames();
     const target = vouched ? db.seqWriteTarget() : undefined;
-    if (!cur || !target) return dropSeqWriteNote(this.meta);
-    writeSeqWriteNote(this.meta, {
-      generation: cur.generation,
-      index: cur.index,
-      shadowSize: cur.size,
-      page: target.page,
-      seq: target.seq,
-    });
+    try {
+      if (cur && target)
+        writeSeqWriteNote(this.meta, {
+          generation: cur.generation,
+          index: cur.index,
+          shadowSize: cur.size,
+          page: target.page,
+          seq: target.seq,
+        });
+      else dropSeqWriteNote(this.meta);
+    } catch (err) {
+      this.log.debug('seq write note not written', { db: this.dbPath, error: describeError(err) });
+      this.dropSeqWriteNote();
+    }
   }
 
-  /** The seq write the note announced did not commit: the note goes (its value may be written again). */
+  /** The seq write the note announced did not commit: the note goes (its value may be written again). Best effort. */
   dropSeqWriteNote(): void {
-    dropSeqWriteNote(this.meta);
+    try {
+      dropSeqWriteNote(this.meta);
+    } catch (err) {
+      this.log.warn('seq write note could not be removed', { db: this.dbPath, error: describeError(err) });
+    }
   }
 
   /**

@@ -177,38 +177,52 @@ export function walHoldsFrameOf(walPath: string, header: Buffer): boolean {
 /**
  * For a WAL that restarted while nobody held its read lock (the replicator was stopped): whether its
  * current cycle is the immediate successor of the shadow's cycle (SQLite adds one to salt-1 on every
- * restart) and the old cycle provably ended exactly where the shadow ends — the new cycle has not
- * reached that offset, and the frame there belongs to an older cycle than either. Otherwise frames may
- * have been committed and overwritten unseen.
+ * restart) and the old cycle provably ended exactly where the shadow ends.
+ * - 'yes': the frame at the shadow's end belongs to an older cycle than either (the old cycle wrote
+ *   nothing past it); or the new cycle has written no frame at all and the file still holds the old
+ *   cycle's frames, ending exactly where the shadow ends (a restart killed right after its header: any
+ *   frame the old cycle had past that end would still be there, as only a commit of the new cycle, which
+ *   overwrites the first frame, or a TRUNCATE, which drops every frame, can cut the file).
+ * - 'no': not the next cycle, or a frame of the old cycle at the shadow's end (frames committed and never
+ *   copied, or at best uncommitted ones: either way nothing to go on from).
+ * - 'unknown': the next cycle, but its own frames reached the shadow's end (hiding what the old cycle had
+ *   there: a rolled-back spill, or simply a long new cycle), or the file ends there or before (a
+ *   journal_size_limit or a TRUNCATE may have cut it). Other evidence may settle it (seq-write-note.ts).
  */
-export function cycleFollowsShadow(walPath: string, shadowPath: string, realBytes: Buffer, shadowBytes: Buffer): boolean {
+export function oldCycleEndedAtShadow(
+  walPath: string,
+  shadowPath: string,
+  realBytes: Buffer,
+  shadowBytes: Buffer,
+): 'yes' | 'no' | 'unknown' {
   let real;
   let old;
   try {
     real = parseWalHeader(realBytes);
     old = parseWalHeader(shadowBytes);
   } catch {
-    return false;
+    return 'no';
   }
-  if (real.pageSize !== old.pageSize) return false;
+  if (real.pageSize !== old.pageSize) return 'no';
   // Not the checkpoint sequence: each connection counts its own, so it is not monotonic across them.
-  if (real.salt1 !== (old.salt1 + 1) >>> 0) return false;
+  if (real.salt1 !== (old.salt1 + 1) >>> 0) return 'no';
   let shadowFd: number;
   let walFd: number;
   try {
     shadowFd = openSync(shadowPath, 'r');
   } catch {
-    return false;
+    return 'no';
   }
   try {
     const shadowSize = frameAlign(fstatSync(shadowFd).size, old.pageSize);
     try {
       walFd = openSync(walPath, 'r');
     } catch {
-      return false;
+      return 'no';
     }
     try {
-      if (fstatSync(walFd).size < shadowSize) return false;
+      const walSize = fstatSync(walFd).size;
+      if (walSize < shadowSize) return 'unknown';
       const scanner = new WalScanner();
       const buf = Buffer.allocUnsafe(1 << 20);
       for (let at = 0; ;) {
@@ -218,17 +232,20 @@ export function cycleFollowsShadow(walPath: string, shadowPath: string, realByte
         at += chunk.length;
       }
       const fsize = frameSize(old.pageSize);
-      if (scanner.result().validSize > shadowSize - (shadowSize > WAL_HEADER_SIZE ? fsize : 0)) return false;
-      // Proof that the old cycle wrote nothing past the shadow's end: the frame there belongs to an older
-      // cycle. A frame of the old cycle means frames committed and never copied; one of the new cycle
-      // means that region was overwritten (a rolled-back spill), hiding whatever the old cycle had
-      // there; the end of the file proves nothing (journal_size_limit may have cut it there).
+      const newFrames = scanner.result().validSize > WAL_HEADER_SIZE;
+      if (scanner.result().validSize > shadowSize - (shadowSize > WAL_HEADER_SIZE ? fsize : 0)) return 'unknown';
+      if (walSize === shadowSize) {
+        if (newFrames || shadowSize === WAL_HEADER_SIZE) return 'unknown';
+        const same = (at: number) =>
+          readAtSync(walFd, Buffer.allocUnsafe(fsize), at).equals(readAtSync(shadowFd, Buffer.allocUnsafe(fsize), at));
+        return same(WAL_HEADER_SIZE) && same(shadowSize - fsize) ? 'yes' : 'unknown';
+      }
       const next = readAtSync(walFd, Buffer.allocUnsafe(fsize), shadowSize);
-      if (next.length < fsize) return false;
+      if (next.length < fsize) return 'unknown';
       const fh = parseWalFrameHeader(next);
-      if (fh.salt1 === old.salt1 && fh.salt2 === old.salt2) return false;
-      if (fh.salt1 === real.salt1 && fh.salt2 === real.salt2) return false;
-      return true;
+      if (fh.salt1 === old.salt1 && fh.salt2 === old.salt2) return 'no';
+      if (fh.salt1 === real.salt1 && fh.salt2 === real.salt2) return 'unknown';
+      return 'yes';
     } finally {
       closeSync(walFd);
     }

@@ -16,7 +16,7 @@ import { writeContinuedFromSync } from '../meta/restore-marker.js';
 import type { ShadowCursor } from './shadow-cursor.js';
 import { copyToShadow } from './shadow-copy.js';
 import { seqWriteBeganCycle, type SeqWriteNote } from './seq-write-note.js';
-import { cycleFollowsShadow, fsyncFileSync, readWalHeaderBytesSync, repairShadow, walHoldsFrameOf } from './shadow-wal.js';
+import { fsyncFileSync, oldCycleEndedAtShadow, readWalHeaderBytesSync, repairShadow, walHoldsFrameOf } from './shadow-wal.js';
 
 export interface StartContext {
   db: ShipperDb;
@@ -115,27 +115,31 @@ export function decideStartLocked(c: StartContext, plan: StartPlan): boolean {
         cursor.relockLocked(db);
         return true;
       }
-    } else if (cycleFollowsShadow(c.walPath, shadowPath, real, shadow)) {
-      // Stopped right after a WAL restart, before the next shadow index was made (Litestream starts a
-      // new generation here): the WAL is the very next cycle and the old one provably ended where the
-      // shadow ends, so nothing was lost and the generation continues with a new index.
-      log.info('init: wal restarted while stopped; continuing the generation', { db: c.dbPath, generation });
-      fsyncFileSync(shadowPath); // the old index is final
-      cursor.startIndexLocked(db, generation, index + 1, real);
-      return true;
-    } else if (plan.seqWrite && seqWriteBeganCycle(c.walPath, shadowPath, plan.seqWrite, shadow, real)) {
-      // Killed inside our checkpoint's seq write or right after it, before its restart was noted: the
-      // WAL's cycle began with that very write, so it began while our read transaction still held off
-      // every backfill, and the old cycle ended where the shadow ends (seq-write-note.ts).
-      log.info("init: wal restarted by the replicator's own checkpoint just before it stopped; continuing the generation", {
-        db: c.dbPath,
-        generation,
-      });
-      fsyncFileSync(shadowPath);
-      cursor.startIndexLocked(db, generation, index + 1, real);
-      return true;
     } else {
+      const ended = oldCycleEndedAtShadow(c.walPath, shadowPath, real, shadow);
+      if (ended === 'yes') {
+        // Stopped right after a WAL restart, before the next shadow index was made (Litestream starts a
+        // new generation here): the WAL is the very next cycle and the old one provably ended where the
+        // shadow ends, so nothing was lost and the generation continues with a new index.
+        log.info('init: wal restarted while stopped; continuing the generation', { db: c.dbPath, generation });
+        fsyncFileSync(shadowPath); // the old index is final
+        cursor.startIndexLocked(db, generation, index + 1, real);
+        return true;
+      }
+      if (ended === 'unknown' && plan.seqWrite && seqWriteBeganCycle(c.walPath, shadowPath, plan.seqWrite, shadow, real)) {
+        // Killed inside our checkpoint's seq write or right after it, before its restart was noted: the
+        // WAL's cycle began with that very write, so it began while our read transaction still held off
+        // every backfill, and the old cycle ended where the shadow ends (seq-write-note.ts).
+        log.info("init: wal restarted by the replicator's own checkpoint just before it stopped; continuing the generation", {
+          db: c.dbPath,
+          generation,
+        });
+        fsyncFileSync(shadowPath);
+        cursor.startIndexLocked(db, generation, index + 1, real);
+        return true;
+      }
       reason = 'wal header changed while stopped (the wal was restarted or truncated by another process)';
+      if (plan.seqWrite) reason += '; the seq write announced before the stop did not begin its cycle';
     }
     log.warn('init: cannot determine last wal position, clearing generation', { db: c.dbPath, reason });
   }

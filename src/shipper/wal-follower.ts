@@ -18,7 +18,7 @@ import { walInodeSync, type ShadowCursor } from './shadow-cursor.js';
 import type { ShadowCleanup } from './shadow-cleanup.js';
 import { newShipperCounters, type ShipperCounters } from './shipper-stats.js';
 import { decideStartLocked, prepareStart, type StartContext } from './startup.js';
-import { takeSeqWriteNote } from './seq-write-note.js';
+import { takeSeqWriteNote, type SeqWriteNote } from './seq-write-note.js';
 import type { SyncOutcome } from './sync-scheduler.js';
 
 export interface WalFollowerOptions {
@@ -59,6 +59,8 @@ export class WalFollower {
   /** A new generation asked for by a replica (requestNewGeneration), taken at the next tick. */
   private generationRequest: { generation: string; reason: string } | undefined;
   readonly counters: ShipperCounters = newShipperCounters();
+  /** The note of a seq write made before the last stop, taken at the first start-up attempt (see init). */
+  private seqWriteNote: SeqWriteNote | undefined;
 
   constructor(private readonly o: WalFollowerOptions) {
     this.dbPath = o.dbPath;
@@ -93,10 +95,11 @@ export class WalFollower {
       await this.meta.adoptPermissionsOf(this.dbPath);
       await this.meta.ensure();
       await this.meta.removeTempFiles();
-      // Taken before our own seq write below can write the value it announces (seq-write-note.ts); that
-      // write gives a WAL without a header a new first frame, so the note can prove nothing after it.
-      let seqWrite = takeSeqWriteNote(this.meta);
-      if (db.ensureWalHeader(this.busyTimeoutMs) === undefined) seqWrite = undefined;
+      // Taken before our own seq write below can write the value it announces (seq-write-note.ts), and
+      // kept across attempts (an application holding the lock makes start-up try again); that write gives
+      // a WAL without a header a new first frame, so the note can prove nothing after it.
+      this.seqWriteNote ??= takeSeqWriteNote(this.meta);
+      if (db.ensureWalHeader(this.busyTimeoutMs) === undefined) this.seqWriteNote = undefined;
       this.walIno = await this.walInode();
       this.cursor.walIno = this.walIno;
       db.wal.keepOnly(this.walIno);
@@ -109,7 +112,7 @@ export class WalFollower {
         walPath: this.walPath,
         log: this.log,
       };
-      const plan = await prepareStart(c, seqWrite);
+      const plan = await prepareStart(c, this.seqWriteNote);
       db.step('start-prepared');
       for (let attempt = 1; ; attempt++) {
         let decided = false;
@@ -128,8 +131,9 @@ export class WalFollower {
             'IO',
             `opening ${this.dbPath}: ${this.walPath} keeps losing its header (checkpointed with TRUNCATE over and over)`,
           );
-        if (db.ensureWalHeader(this.busyTimeoutMs) === undefined) plan.seqWrite = undefined;
+        if (db.ensureWalHeader(this.busyTimeoutMs) === undefined) plan.seqWrite = this.seqWriteNote = undefined;
       }
+      this.seqWriteNote = undefined; // decided
       // Consumed either way; a crash before this leaves it to the next start, which finds a generation and drops it.
       if (plan.generation === undefined) await this.o.restore.dropMarker();
       await this.meta.removeOtherGenerations(this.cursor.current!.generation);

@@ -28,7 +28,8 @@ export function leafRowIntegers(page: Uint8Array, pgno: number, rowid: bigint): 
     if (!key) return undefined;
     p += key.length;
     if (key.value !== rowid) continue;
-    // A record that does not fit the page spills (the usable size minus 35 is the most a leaf keeps).
+    // A record that does not fit the page spills to overflow pages (a leaf keeps at most the usable
+    // size minus 35 bytes of it; the page size is used here, an upper bound: reserved bytes only lower it).
     if (payload.value > BigInt(page.length - 35) || p + Number(payload.value) > page.length) return undefined;
     return decodeIntegerRecord(page.subarray(p, p + Number(payload.value)));
   }

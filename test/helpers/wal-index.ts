@@ -51,6 +51,31 @@ export function publishRestartWithoutHeader(shmPath: string): Buffer {
  * the wal-index lives; the next writer overwrites it. The -wal carries no SQLite lock: written in place.
  */
 export function writeUnpublishedFrame(walPath: string, salts: Buffer, pgno: number, dbPages: number): void {
+  const header = writeRestartHeader(walPath, salts);
+  const old = parseWalHeader(header);
+  const hsum: [number, number] = [old.checksum1, old.checksum2];
+  const fd = openSync(walPath, 'r+');
+  try {
+    const frame = Buffer.alloc(24 + old.pageSize, 0x5a);
+    frame.writeUInt32BE(pgno, 0);
+    frame.writeUInt32BE(dbPages, 4); // a commit frame: the database's size in pages after it
+    salts.copy(frame, 8);
+    let sum = walChecksum(old.bigEndianChecksum, frame.subarray(0, 8), hsum);
+    sum = walChecksum(old.bigEndianChecksum, frame.subarray(24), sum);
+    frame.writeUInt32BE(sum[0], 16);
+    frame.writeUInt32BE(sum[1], 20);
+    writeSync(fd, frame, 0, frame.length, 32);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The new cycle's header alone, as a writer that restarted the WAL (publishRestartWithoutHeader) writes it
+ * before its first frame (and fsyncs it, where a kill lands most often): the old header with the next
+ * checkpoint sequence, `salts` and its checksum; every frame behind it left as it was. Returns the header.
+ */
+export function writeRestartHeader(walPath: string, salts: Buffer): Buffer {
   const fd = openSync(walPath, 'r+');
   try {
     const header = Buffer.alloc(32);
@@ -61,16 +86,8 @@ export function writeUnpublishedFrame(walPath: string, salts: Buffer, pgno: numb
     const hsum = walChecksum(old.bigEndianChecksum, header.subarray(0, 24), [0, 0]);
     header.writeUInt32BE(hsum[0], 24);
     header.writeUInt32BE(hsum[1], 28);
-    const frame = Buffer.alloc(24 + old.pageSize, 0x5a);
-    frame.writeUInt32BE(pgno, 0);
-    frame.writeUInt32BE(dbPages, 4); // a commit frame: the database's size in pages after it
-    salts.copy(frame, 8);
-    let sum = walChecksum(old.bigEndianChecksum, frame.subarray(0, 8), hsum);
-    sum = walChecksum(old.bigEndianChecksum, frame.subarray(24), sum);
-    frame.writeUInt32BE(sum[0], 16);
-    frame.writeUInt32BE(sum[1], 20);
     writeSync(fd, header, 0, 32, 0);
-    writeSync(fd, frame, 0, frame.length, 32);
+    return header;
   } finally {
     closeSync(fd);
   }

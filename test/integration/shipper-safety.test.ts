@@ -36,7 +36,7 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 import { runLitestream, startStnReplicator, type LoggedProcess } from '../helpers/oracle.js';
 import { closeAfterEach, tempDirs } from '../helpers/after-each.js';
-import { publishRestartWithoutHeader, writeUnpublishedFrame } from '../helpers/wal-index.js';
+import { publishRestartWithoutHeader, writeRestartHeader, writeUnpublishedFrame } from '../helpers/wal-index.js';
 
 const tmp = tempDirs('stn-safety-');
 const procs = closeAfterEach((p: LoggedProcess) => p.stop('SIGKILL'));
@@ -599,11 +599,69 @@ describe('shipper safety', () => {
       p.lines.join('\n'),
     ).toEqual([]);
     expect(p.lines.some((l) => /restarted by the replicator's own checkpoint/.test(l))).toBe(true);
-    expect(existsSync(join(meta, 'seq-write.json')), 'the start took the note').toBe(false);
     const client = new FileReplicaClient({ path: s.replicaDir });
     expect(await client.generations(), 'one unbroken history').toHaveLength(1);
     const live = liveIds(s.dbPath);
     expect(live).toHaveLength(50);
+    await expectBothRestore(s, live);
+  });
+
+  it("a SIGKILL after announcing the seq write, before making it: an application's commit that restarts the WAL meanwhile is not taken for it", async () => {
+    const s = await setup();
+    const { app, insert } = keptApp(s);
+    for (let id = 1; id <= 3; id++) insert(id);
+    const meta = join(s.dir, '.app.db-litestream');
+    await replicatorKilledAt(
+      s,
+      'seq-noted',
+      () => {
+        for (let id = 4; id <= 40; id++) insert(id);
+      },
+      () => {
+        expect(existsSync(join(meta, 'seq-write.json')), 'the seq write was announced').toBe(true);
+      },
+    );
+    insert(41); // the application's commit restarts the WAL: its page is the new cycle's first frame
+    const p = await replicateWhile(s, () => {
+      for (let id = 42; id <= 45; id++) insert(id);
+    });
+    app.close();
+    expect(
+      p.lines.some((l) => /new generation.*the seq write announced before the stop did not begin its cycle/.test(l)),
+      p.lines.join('\n'),
+    ).toBe(true);
+    const live = liveIds(s.dbPath);
+    expect(live).toHaveLength(45);
+    await expectBothRestore(s, live);
+  });
+
+  it('a SIGKILL inside the seq write after the new header and before its frame (the header fsync) keeps the generation: the file proves it', async () => {
+    const s = await setup();
+    const { app, insert } = keptApp(s);
+    for (let id = 1; id <= 3; id++) insert(id);
+    await replicatorKilledAt(
+      s,
+      'seq-noted',
+      () => {
+        for (let id = 4; id <= 40; id++) insert(id);
+      },
+      () => undefined,
+    );
+    // What the interrupted seq write left: the restart published in the wal-index, the new header in the file.
+    restartWithoutHeader(app, s.dbPath, (salts) => void writeRestartHeader(`${s.dbPath}-wal`, salts));
+    const p = await replicateWhile(s, () => {
+      for (let id = 41; id <= 45; id++) insert(id);
+    });
+    app.close();
+    expect(
+      p.lines.filter((l) => /new generation|clearing generation/.test(l)),
+      p.lines.join('\n'),
+    ).toEqual([]);
+    expect(p.lines.some((l) => /wal restarted while stopped; continuing the generation/.test(l))).toBe(true);
+    const client = new FileReplicaClient({ path: s.replicaDir });
+    expect(await client.generations(), 'one unbroken history').toHaveLength(1);
+    const live = liveIds(s.dbPath);
+    expect(live).toHaveLength(45);
     await expectBothRestore(s, live);
   });
 

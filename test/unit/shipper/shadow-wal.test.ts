@@ -3,15 +3,16 @@
  * repairShadow cuts a shadow back to its last commit — the two halves of "a SIGKILL at any instruction
  * leaves a shadow that ends at a commit".
  */
-import { appendFileSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { copyToShadow } from '../../../src/shipper/shadow-copy.js';
-import { cycleFollowsShadow, initShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
+import { initShadow, oldCycleEndedAtShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
 import { WalFile } from '../../../src/shipper/wal-file.js';
 import { WalScanner } from '../../../src/sqlite/wal-format.js';
 import { tempDirs } from '../../helpers/after-each.js';
+import { writeRestartHeader } from '../../helpers/wal-index.js';
 
 const tmp = tempDirs('stn-shadow-unit-');
 
@@ -241,8 +242,8 @@ describe('durability', () => {
   });
 });
 
-describe('cycleFollowsShadow', () => {
-  it('a region past the shadow overwritten by the new cycle (a rolled-back spill) proves nothing: false', () => {
+describe('oldCycleEndedAtShadow', () => {
+  it('a region past the shadow overwritten by the new cycle (a rolled-back spill) proves nothing: unknown', () => {
     const dir = tmp('stn-follows-');
     const dbPath = join(dir, 'c.db');
     const walPath = `${dbPath}-wal`;
@@ -263,7 +264,55 @@ describe('cycleFollowsShadow', () => {
     db.prepare("INSERT INTO t VALUES ('small')").run();
     const real = readWalHeaderBytesSync(walPath)!;
     expect(real.readUInt32BE(16), 'the very next cycle').toBe((shadowHeader.readUInt32BE(16) + 1) >>> 0);
-    expect(cycleFollowsShadow(walPath, shadow, real, shadowHeader), 'the 20 commits past the shadow are in no shadow').toBe(false);
+    expect(oldCycleEndedAtShadow(walPath, shadow, real, shadowHeader), 'the 20 commits past the shadow are in no shadow').toBe('unknown');
+    db.close();
+  });
+
+  /** A database whose WAL cycle holds 30 commits, copied whole into a shadow (`stop` before a restart). */
+  function stoppedAfterCopy(dir: string): { db: Database.Database; walPath: string; shadow: string; shadowHeader: Buffer } {
+    const dbPath = join(dir, 'c.db');
+    const walPath = `${dbPath}-wal`;
+    const db = new Database(dbPath);
+    db.pragma('journal_mode = WAL');
+    db.pragma('wal_autocheckpoint = 0');
+    db.exec('CREATE TABLE t (x)');
+    for (let i = 0; i < 30; i++) db.prepare('INSERT INTO t VALUES (randomblob(3000))').run();
+    const shadowHeader = readWalHeaderBytesSync(walPath)!;
+    const shadow = join(dir, 'c.shadow');
+    initShadow(walPath, shadow, shadowHeader);
+    return { db, walPath, shadow, shadowHeader };
+  }
+
+  it('a frame of the old cycle past the shadow: no (commits made while stopped, then a restart)', () => {
+    const { db, walPath, shadow, shadowHeader } = stoppedAfterCopy(tmp('stn-follows-'));
+    for (let i = 0; i < 5; i++) db.prepare('INSERT INTO t VALUES (randomblob(3000))').run();
+    db.pragma('wal_checkpoint(PASSIVE)');
+    db.prepare("INSERT INTO t VALUES ('small')").run(); // restarts: a new cycle shorter than the old one
+    expect(oldCycleEndedAtShadow(walPath, shadow, readWalHeaderBytesSync(walPath)!, shadowHeader)).toBe('no');
+    db.close();
+  });
+
+  it('the file ends where the shadow ends: unknown once the new cycle has a frame; yes with the new header alone', () => {
+    const { db, walPath, shadow, shadowHeader } = stoppedAfterCopy(tmp('stn-follows-'));
+    db.pragma('wal_checkpoint(PASSIVE)');
+    const restarted = join(tmp('stn-follows-'), 'restarted-wal');
+    copyFileSync(walPath, restarted);
+    // A restart killed after the new header (its fsync), before its first frame: every old frame still there.
+    const salts = Buffer.alloc(8);
+    salts.writeUInt32BE((shadowHeader.readUInt32BE(16) + 1) >>> 0, 0);
+    salts.writeUInt32BE(0x1234abcd, 4);
+    const header = writeRestartHeader(restarted, salts);
+    expect(oldCycleEndedAtShadow(restarted, shadow, header, shadowHeader)).toBe('yes');
+    // The same with a shadow that stopped one frame short: the old cycle's last frame lies past it.
+    const short = `${shadow}-short`;
+    copyFileSync(shadow, short);
+    truncateSync(short, statSync(short).size - (24 + 4096));
+    expect(oldCycleEndedAtShadow(restarted, short, header, shadowHeader)).toBe('no');
+    // SQLite's own restart with one small commit: the file still ends where the shadow ends, its first frame is new.
+    db.prepare("INSERT INTO t VALUES ('small')").run();
+    const real = readWalHeaderBytesSync(walPath)!;
+    expect(statSync(walPath).size).toBe(statSync(shadow).size);
+    expect(oldCycleEndedAtShadow(walPath, shadow, real, shadowHeader)).toBe('unknown');
     db.close();
   });
 });

@@ -180,7 +180,7 @@ export function walHoldsFrameOf(walPath: string, header: Buffer): boolean {
  * restart) and the old cycle provably ended exactly where the shadow ends.
  * - 'yes': the frame at the shadow's end belongs to an older cycle than either (the old cycle wrote
  *   nothing past it); or the new cycle has written no frame at all and the file still holds the old
- *   cycle's frames, ending exactly where the shadow ends (a restart killed right after its header: any
+ *   cycle's frames, every one as the shadow has it, ending exactly where the shadow ends (a restart killed right after its header: any
  *   frame the old cycle had past that end would still be there, as only a commit of the new cycle, which
  *   overwrites the first frame, or a TRUNCATE, which drops every frame, can cut the file).
  * - 'no': not the next cycle, or a frame of the old cycle at the shadow's end (frames committed and never
@@ -236,9 +236,16 @@ export function oldCycleEndedAtShadow(
       if (scanner.result().validSize > shadowSize - (shadowSize > WAL_HEADER_SIZE ? fsize : 0)) return 'unknown';
       if (walSize === shadowSize) {
         if (newFrames || shadowSize === WAL_HEADER_SIZE) return 'unknown';
-        const same = (at: number) =>
-          readAtSync(walFd, Buffer.allocUnsafe(fsize), at).equals(readAtSync(shadowFd, Buffer.allocUnsafe(fsize), at));
-        return same(WAL_HEADER_SIZE) && same(shadowSize - fsize) ? 'yes' : 'unknown';
+        // Every frame, not only the first and the last: a shadow extended by a tool that copies frames
+        // SQLite never published (Litestream, run in between) can end on such a frame's leftover while a
+        // later commit overwrote the ones before it.
+        const a = Buffer.allocUnsafe(1 << 20);
+        const b = Buffer.allocUnsafe(1 << 20);
+        for (let at = WAL_HEADER_SIZE; at < shadowSize; at += a.length) {
+          const n = Math.min(a.length, shadowSize - at);
+          if (!readAtSync(walFd, a.subarray(0, n), at).equals(readAtSync(shadowFd, b.subarray(0, n), at))) return 'unknown';
+        }
+        return 'yes';
       }
       const next = readAtSync(walFd, Buffer.allocUnsafe(fsize), shadowSize);
       if (next.length < fsize) return 'unknown';

@@ -570,26 +570,17 @@ describe('shipper safety', () => {
 
   it("a SIGKILL inside our checkpoint's seq write, after it restarted the WAL and before the restart was noted, keeps the generation", async () => {
     // The cycle that ends is the longest so far, so the WAL file ends where the shadow ends: nothing past
-    // it proves the old cycle ended there (cycleFollowsShadow). The note written before the seq write does.
+    // it proves the old cycle ended there (oldCycleEndedAtShadow). The note written before the seq write does.
     const s = await setup();
-    const { app, insert } = keptApp(s);
-    for (let id = 1; id <= 3; id++) insert(id);
     const meta = join(s.dir, '.app.db-litestream');
-    await replicatorKilledAt(
-      s,
-      'seq-written',
-      () => {
-        for (let id = 4; id <= 40; id++) insert(id);
-      },
-      () => {
-        const wal = readFileSync(`${s.dbPath}-wal`);
-        const shadow = readFileSync(currentShadow(meta));
-        expect(wal.subarray(0, 32).equals(shadow.subarray(0, 32)), 'the WAL restarted, not yet followed').toBe(false);
-        expect(wal.length, 'the WAL file ends where the shadow ends').toBe(shadow.length);
-        expect(existsSync(join(meta, 'seq-write.json')), 'the seq write was announced').toBe(true);
-        for (let id = 41; id <= 45; id++) insert(id); // the application goes on in the new cycle
-      },
-    );
+    const { app, insert } = await appWithReplicatorKilledAt(s, 'seq-written', (kept) => {
+      const wal = readFileSync(`${s.dbPath}-wal`);
+      const shadow = readFileSync(currentShadow(meta));
+      expect(wal.subarray(0, 32).equals(shadow.subarray(0, 32)), 'the WAL restarted, not yet followed').toBe(false);
+      expect(wal.length, 'the WAL file ends where the shadow ends').toBe(shadow.length);
+      expect(existsSync(join(meta, 'seq-write.json')), 'the seq write was announced').toBe(true);
+      for (let id = 41; id <= 45; id++) kept.insert(id); // the application goes on in the new cycle
+    });
     const p = await replicateWhile(s, () => {
       for (let id = 46; id <= 50; id++) insert(id);
     });
@@ -608,19 +599,10 @@ describe('shipper safety', () => {
 
   it("a SIGKILL after announcing the seq write, before making it: an application's commit that restarts the WAL meanwhile is not taken for it", async () => {
     const s = await setup();
-    const { app, insert } = keptApp(s);
-    for (let id = 1; id <= 3; id++) insert(id);
     const meta = join(s.dir, '.app.db-litestream');
-    await replicatorKilledAt(
-      s,
-      'seq-noted',
-      () => {
-        for (let id = 4; id <= 40; id++) insert(id);
-      },
-      () => {
-        expect(existsSync(join(meta, 'seq-write.json')), 'the seq write was announced').toBe(true);
-      },
-    );
+    const { app, insert } = await appWithReplicatorKilledAt(s, 'seq-noted', () => {
+      expect(existsSync(join(meta, 'seq-write.json')), 'the seq write was announced').toBe(true);
+    });
     insert(41); // the application's commit restarts the WAL: its page is the new cycle's first frame
     const p = await replicateWhile(s, () => {
       for (let id = 42; id <= 45; id++) insert(id);
@@ -637,16 +619,7 @@ describe('shipper safety', () => {
 
   it('a SIGKILL inside the seq write after the new header and before its frame (the header fsync) keeps the generation: the file proves it', async () => {
     const s = await setup();
-    const { app, insert } = keptApp(s);
-    for (let id = 1; id <= 3; id++) insert(id);
-    await replicatorKilledAt(
-      s,
-      'seq-noted',
-      () => {
-        for (let id = 4; id <= 40; id++) insert(id);
-      },
-      () => undefined,
-    );
+    const { app, insert } = await appWithReplicatorKilledAt(s, 'seq-noted');
     // What the interrupted seq write left: the restart published in the wal-index, the new header in the file.
     restartWithoutHeader(app, s.dbPath, (salts) => void writeRestartHeader(`${s.dbPath}-wal`, salts));
     const p = await replicateWhile(s, () => {
@@ -718,6 +691,30 @@ function restartWithoutHeader(app: Database.Database, dbPath: string, then?: (sa
   expect(app.pragma('wal_checkpoint(NOOP)'), 'SQLite reads the wal-index as an empty new cycle').toEqual([
     { busy: 0, log: 0, checkpointed: 0 },
   ]);
+}
+
+/**
+ * For the seq write tests: the kept application writes 3 rows, a replicator child starts, the application
+ * writes 37 more (the checkpoint they bring is stopped dead at `step`, in a cycle longer than any before,
+ * so that the WAL file ends where it ends), `meanwhile` runs (given the application), and the replicator
+ * is SIGKILLed.
+ */
+async function appWithReplicatorKilledAt(
+  s: { dir: string; dbPath: string; replicaDir: string },
+  step: string,
+  meanwhile: (kept: ReturnType<typeof keptApp>) => void = () => undefined,
+): Promise<ReturnType<typeof keptApp>> {
+  const kept = keptApp(s);
+  for (let id = 1; id <= 3; id++) kept.insert(id);
+  await replicatorKilledAt(
+    s,
+    step,
+    () => {
+      for (let id = 4; id <= 40; id++) kept.insert(id);
+    },
+    () => meanwhile(kept),
+  );
+  return kept;
 }
 
 /** The CLI replicator started on the database; `write` runs once it replicates; stopped with SIGTERM (exit 0). */

@@ -244,17 +244,7 @@ describe('durability', () => {
 
 describe('oldCycleEndedAtShadow', () => {
   it('a region past the shadow overwritten by the new cycle (a rolled-back spill) proves nothing: unknown', () => {
-    const dir = tmp('stn-follows-');
-    const dbPath = join(dir, 'c.db');
-    const walPath = `${dbPath}-wal`;
-    const db = new Database(dbPath);
-    db.pragma('journal_mode = WAL');
-    db.pragma('wal_autocheckpoint = 0');
-    db.exec('CREATE TABLE t (x); CREATE TABLE u (x)');
-    for (let i = 0; i < 30; i++) db.prepare('INSERT INTO t VALUES (randomblob(3000))').run();
-    const shadowHeader = readWalHeaderBytesSync(walPath)!;
-    const shadow = join(dir, 'c.shadow');
-    initShadow(walPath, shadow, shadowHeader); // the replicator stops here
+    const { db, walPath, shadow, shadowHeader } = stoppedAfterCopy(tmp('stn-follows-'));
     for (let i = 0; i < 20; i++) db.prepare("INSERT INTO u VALUES ('committed while stopped ' || ?)").run(i);
     db.pragma('wal_checkpoint(PASSIVE)');
     db.pragma('cache_size = 5');
@@ -268,14 +258,14 @@ describe('oldCycleEndedAtShadow', () => {
     db.close();
   });
 
-  /** A database whose WAL cycle holds 30 commits, copied whole into a shadow (`stop` before a restart). */
+  /** A database whose WAL cycle holds 30 commits, copied whole into a shadow; the replicator stops there. */
   function stoppedAfterCopy(dir: string): { db: Database.Database; walPath: string; shadow: string; shadowHeader: Buffer } {
     const dbPath = join(dir, 'c.db');
     const walPath = `${dbPath}-wal`;
     const db = new Database(dbPath);
     db.pragma('journal_mode = WAL');
     db.pragma('wal_autocheckpoint = 0');
-    db.exec('CREATE TABLE t (x)');
+    db.exec('CREATE TABLE t (x); CREATE TABLE u (x)');
     for (let i = 0; i < 30; i++) db.prepare('INSERT INTO t VALUES (randomblob(3000))').run();
     const shadowHeader = readWalHeaderBytesSync(walPath)!;
     const shadow = join(dir, 'c.shadow');

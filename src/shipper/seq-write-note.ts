@@ -4,9 +4,9 @@
  *
  * Why it is needed: after our checkpoint backfilled every frame, our seq write is what restarts the WAL.
  * Killed there, start-up finds the WAL on the next cycle and must prove that the old cycle ended where the
- * shadow ends. cycleFollowsShadow proves it from a frame of an older cycle past the shadow's end; when the
- * old cycle was the longest so far the file ends right there, the end of a file proves nothing, and the
- * generation ended (safe — a full snapshot — but needless, and a kill right after an application's last
+ * shadow ends. oldCycleEndedAtShadow proves it from a frame of an older cycle past the shadow's end; when
+ * the old cycle was the longest so far the file ends right there, the end of a file proves nothing, and
+ * the generation ended (safe — a full snapshot — but needless, and a kill right after an application's last
  * writes lands there often, as that is when we checkpoint).
  *
  * What proves it instead: the new cycle's first frame is the very seq write the note announced (its page,
@@ -36,16 +36,8 @@ import { errnoCode } from '../errors.js';
 import { applyPermissionsToFdSync } from '../internal/file-permissions.js';
 import type { MetaDir } from '../meta/meta-dir.js';
 import { leafRowIntegers } from '../sqlite/table-leaf.js';
-import {
-  WAL_FRAME_HEADER_SIZE,
-  WAL_HEADER_SIZE,
-  WalScanner,
-  frameAlign,
-  frameSize,
-  parseWalFrameHeader,
-  parseWalHeader,
-} from '../sqlite/wal-format.js';
-import { readAtSync } from './shadow-copy.js';
+import { WAL_FRAME_HEADER_SIZE, frameAlign, parseWalFrameHeader, parseWalHeader } from '../sqlite/wal-format.js';
+import { isNextCycle, walFirstFrameOf } from './shadow-wal.js';
 
 export interface SeqWriteNote {
   generation: string;
@@ -128,34 +120,16 @@ export function takeSeqWriteNote(meta: MetaDir): SeqWriteNote | undefined {
  * (salts, checksum chain from the header), a commit of the seq page holding the announced value.
  */
 export function seqWriteBeganCycle(walPath: string, shadowPath: string, note: SeqWriteNote, shadow: Buffer, real: Buffer): boolean {
-  let old;
-  let next;
-  let shadowSize;
+  let frame: Buffer | undefined;
   try {
-    old = parseWalHeader(shadow);
-    next = parseWalHeader(real);
-    shadowSize = frameAlign(statSync(shadowPath).size, old.pageSize);
+    const old = parseWalHeader(shadow);
+    if (!isNextCycle(old, parseWalHeader(real))) return false;
+    if (frameAlign(statSync(shadowPath).size, old.pageSize) !== note.shadowSize) return false;
+    frame = walFirstFrameOf(walPath, real);
   } catch {
     return false;
   }
-  if (next.pageSize !== old.pageSize || next.salt1 !== (old.salt1 + 1) >>> 0 || shadowSize !== note.shadowSize) return false;
-  const length = WAL_HEADER_SIZE + frameSize(next.pageSize);
-  let bytes: Buffer;
-  try {
-    const fd = openSync(walPath, 'r');
-    try {
-      bytes = readAtSync(fd, Buffer.allocUnsafe(length), 0);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return false;
-  }
-  if (bytes.length < length || !bytes.subarray(0, WAL_HEADER_SIZE).equals(real)) return false;
-  const scanner = new WalScanner();
-  scanner.update(bytes);
-  if (scanner.result().validSize !== length) return false;
-  const frame = bytes.subarray(WAL_HEADER_SIZE);
+  if (!frame) return false;
   const fh = parseWalFrameHeader(frame);
   if (fh.pgno !== note.page || fh.commit === 0) return false;
   const row = leafRowIntegers(frame.subarray(WAL_FRAME_HEADER_SIZE), fh.pgno, 1n);

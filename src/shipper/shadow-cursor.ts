@@ -245,14 +245,22 @@ export class ShadowCursor {
     const cur = this.cur!;
     const old = parseWalHeader(cur.header);
     const next = parseWalHeader(real);
+    const state = this.stateBreak(db);
+    if (state !== undefined) return state;
+    if (this.walIno !== undefined && walInodeSync(this.walPath) !== this.walIno) return 'wal file replaced by another process';
+    if (next.pageSize !== old.pageSize) return `page size changed (${old.pageSize} -> ${next.pageSize})`;
+    if (cur.index + 1 > MAX_INDEX) return 'max index exceeded';
+    return undefined;
+  }
+
+  /** The part of restartBreak about our own state alone (see there); also what noteSeqWriteLocked asks. */
+  private stateBreak(db: ShipperDb): string | undefined {
+    const cur = this.cur!;
     const at = this.relocked;
     if (cur.capped) return `wal cycle grew past ${this.maxFileBytes} bytes, more than v0.3 segment names can address`;
     if (!db.readLockTrusted) return 'wal restarted while the read lock could not be trusted (after an error)';
     if (!at || at.generation !== cur.generation || at.index !== cur.index || at.frames !== this.frames())
       return 'wal restarted after frames were added to its cycle since our read lock was taken (it cannot have ended where the shadow ends)';
-    if (this.walIno !== undefined && walInodeSync(this.walPath) !== this.walIno) return 'wal file replaced by another process';
-    if (next.pageSize !== old.pageSize) return `page size changed (${old.pageSize} -> ${next.pageSize})`;
-    if (cur.index + 1 > MAX_INDEX) return 'max index exceeded';
     return undefined;
   }
 
@@ -300,16 +308,7 @@ export class ShadowCursor {
    */
   noteSeqWriteLocked(db: ShipperDb, begins: boolean): void {
     const cur = this.cur;
-    const at = this.relocked;
-    const vouched =
-      begins &&
-      cur !== undefined &&
-      !cur.capped &&
-      cur.index + 1 <= MAX_INDEX &&
-      db.readLockTrusted &&
-      at?.generation === cur.generation &&
-      at.index === cur.index &&
-      at.frames === this.frames();
+    const vouched = begins && cur !== undefined && cur.index + 1 <= MAX_INDEX && this.stateBreak(db) === undefined;
     const target = vouched ? db.seqWriteTarget() : undefined;
     try {
       if (cur && target)

@@ -157,21 +157,31 @@ function readRange(path: string, length: number, position: number): Buffer | und
 }
 
 /**
- * Whether the WAL file holds, right after its header `header`, a frame of that header's cycle (its salts,
- * its checksum chain): frames SQLite may or may not have committed (see unpublishedRestart in startup.ts).
+ * The WAL file's first frame (header and page), when the file holds, right after its header `header`, a
+ * frame of that header's cycle (its salts, its checksum chain): one SQLite may or may not have committed
+ * (see unpublishedRestart in startup.ts, seqWriteBeganCycle in seq-write-note.ts). Else undefined.
  */
-export function walHoldsFrameOf(walPath: string, header: Buffer): boolean {
+export function walFirstFrameOf(walPath: string, header: Buffer): Buffer | undefined {
   let pageSize: number;
   try {
     pageSize = parseWalHeader(header).pageSize;
   } catch {
-    return false;
+    return undefined;
   }
   const bytes = readRange(walPath, WAL_HEADER_SIZE + frameSize(pageSize), 0);
-  if (!bytes || !bytes.subarray(0, WAL_HEADER_SIZE).equals(header)) return false;
+  if (!bytes || !bytes.subarray(0, WAL_HEADER_SIZE).equals(header)) return undefined;
   const scanner = new WalScanner();
   scanner.update(bytes);
-  return scanner.result().validSize > WAL_HEADER_SIZE;
+  return scanner.result().validSize > WAL_HEADER_SIZE ? bytes.subarray(WAL_HEADER_SIZE) : undefined;
+}
+
+/**
+ * Whether `real` names the WAL cycle right after `old`'s: SQLite adds one to salt-1 on every restart (not
+ * the checkpoint sequence: each connection counts its own, so it is not monotonic across them), and the
+ * page size stays.
+ */
+export function isNextCycle(old: WalHeader, real: WalHeader): boolean {
+  return real.pageSize === old.pageSize && real.salt1 === (old.salt1 + 1) >>> 0;
 }
 
 /**
@@ -180,9 +190,10 @@ export function walHoldsFrameOf(walPath: string, header: Buffer): boolean {
  * restart) and the old cycle provably ended exactly where the shadow ends.
  * - 'yes': the frame at the shadow's end belongs to an older cycle than either (the old cycle wrote
  *   nothing past it); or the new cycle has written no frame at all and the file still holds the old
- *   cycle's frames, every one as the shadow has it, ending exactly where the shadow ends (a restart killed right after its header: any
- *   frame the old cycle had past that end would still be there, as only a commit of the new cycle, which
- *   overwrites the first frame, or a TRUNCATE, which drops every frame, can cut the file).
+ *   cycle's frames, every one as the shadow has it, ending exactly where the shadow ends (a restart
+ *   killed right after its header: any frame the old cycle had past that end would still be there, as
+ *   only a commit of the new cycle, which overwrites the first frame, or a TRUNCATE, which drops every
+ *   frame, can cut the file).
  * - 'no': not the next cycle, or a frame of the old cycle at the shadow's end (frames committed and never
  *   copied, or at best uncommitted ones: either way nothing to go on from).
  * - 'unknown': the next cycle, but its own frames reached the shadow's end (hiding what the old cycle had
@@ -203,9 +214,7 @@ export function oldCycleEndedAtShadow(
   } catch {
     return 'no';
   }
-  if (real.pageSize !== old.pageSize) return 'no';
-  // Not the checkpoint sequence: each connection counts its own, so it is not monotonic across them.
-  if (real.salt1 !== (old.salt1 + 1) >>> 0) return 'no';
+  if (!isNextCycle(old, real)) return 'no';
   let shadowFd: number;
   let walFd: number;
   try {

@@ -16,7 +16,7 @@ import { writeContinuedFromSync } from '../meta/restore-marker.js';
 import type { ShadowCursor } from './shadow-cursor.js';
 import { copyToShadow } from './shadow-copy.js';
 import { seqWriteBeganCycle, type SeqWriteNote } from './seq-write-note.js';
-import { fsyncFileSync, oldCycleEndedAtShadow, readWalHeaderBytesSync, repairShadow, walHoldsFrameOf } from './shadow-wal.js';
+import { fsyncFileSync, oldCycleEndedAtShadow, readWalHeaderBytesSync, repairShadow, walFirstFrameOf } from './shadow-wal.js';
 
 export interface StartContext {
   db: ShipperDb;
@@ -170,7 +170,7 @@ const UNPUBLISHED_RESTART =
 function unpublishedRestart(db: ShipperDb, walPath: string, real: Buffer): boolean {
   const idx = db.walIndex();
   // Not nBackfill too: a restart stores mxFrame 0 before nBackfill 0, and a writer can stop in between.
-  if (idx === undefined || idx.committed !== 0 || !walHoldsFrameOf(walPath, real)) return false;
+  if (idx === undefined || idx.committed !== 0 || walFirstFrameOf(walPath, real) === undefined) return false;
   const hdr = db.walIndexHeader();
   return !(hdr?.committed === 0 && hdr.salts.equals(real.subarray(16, 24)));
 }

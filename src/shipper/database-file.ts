@@ -28,7 +28,12 @@ function keyOf(dev: number | bigint, ino: number | bigint): string {
   return `${dev}:${ino}`;
 }
 
-/** Whether this process holds a POSIX lock on the inode (unknown, so true, where /proc/locks is unreadable). */
+/**
+ * Whether this process holds a POSIX lock on the inode (unknown, so true, where /proc/locks is unreadable).
+ * The device is not compared: a lock of ours on another file system's file with the same inode number
+ * only keeps this descriptor open longer, the safe way to be wrong (decoding /proc/locks' device numbers
+ * wrongly would be the other way: a descriptor closed under SQLite's locks).
+ */
 function processHoldsLocks(ino: number): boolean {
   let text: string;
   try {

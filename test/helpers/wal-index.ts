@@ -52,18 +52,11 @@ export function publishRestartWithoutHeader(shmPath: string): Buffer {
  */
 export function writeUnpublishedFrame(walPath: string, salts: Buffer, pgno: number, dbPages: number): void {
   const header = writeRestartHeader(walPath, salts);
-  const old = parseWalHeader(header);
-  const hsum: [number, number] = [old.checksum1, old.checksum2];
+  const { checksum1, checksum2 } = parseWalHeader(header);
+  // A commit frame: `dbPages` is the database's size in pages after it.
+  const [frame] = walFrame(header, [checksum1, checksum2], pgno, dbPages, 0x5a);
   const fd = openSync(walPath, 'r+');
   try {
-    const frame = Buffer.alloc(24 + old.pageSize, 0x5a);
-    frame.writeUInt32BE(pgno, 0);
-    frame.writeUInt32BE(dbPages, 4); // a commit frame: the database's size in pages after it
-    salts.copy(frame, 8);
-    let sum = walChecksum(old.bigEndianChecksum, frame.subarray(0, 8), hsum);
-    sum = walChecksum(old.bigEndianChecksum, frame.subarray(24), sum);
-    frame.writeUInt32BE(sum[0], 16);
-    frame.writeUInt32BE(sum[1], 20);
     writeSync(fd, frame, 0, frame.length, 32);
   } finally {
     closeSync(fd);
@@ -80,15 +73,42 @@ export function writeRestartHeader(walPath: string, salts: Buffer): Buffer {
   try {
     const header = Buffer.alloc(32);
     readSync(fd, header, 0, 32, 0);
-    const old = parseWalHeader(header);
-    header.writeUInt32BE((old.checkpointSeq + 1) >>> 0, 12);
+    header.writeUInt32BE((parseWalHeader(header).checkpointSeq + 1) >>> 0, 12);
     salts.copy(header, 16);
-    const hsum = walChecksum(old.bigEndianChecksum, header.subarray(0, 24), [0, 0]);
-    header.writeUInt32BE(hsum[0], 24);
-    header.writeUInt32BE(hsum[1], 28);
+    sealWalHeader(header);
     writeSync(fd, header, 0, 32, 0);
     return header;
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Writes a WAL header's checksum (bytes 24-31) over its first 24 bytes, in the byte order its magic names
+ * (0x377f0683: big-endian words), as SQLite does when it writes a header. Returns the header.
+ */
+export function sealWalHeader(header: Buffer): Buffer {
+  const sum = walChecksum((header.readUInt32BE(0) & 1) === 1, header.subarray(0, 24), [0, 0]);
+  header.writeUInt32BE(sum[0], 24);
+  header.writeUInt32BE(sum[1], 28);
+  return header;
+}
+
+/**
+ * A frame of the cycle `header` names (its salts, its byte order), chained on `prev`: the header's
+ * checksum for the cycle's first frame, else the frame before's. Page `pgno`, every byte `fill`; `commit`
+ * is 0, or the database's size in pages after this commit frame. Returns the frame and its checksum (the
+ * next frame's `prev`).
+ */
+export function walFrame(header: Buffer, prev: [number, number], pgno: number, commit: number, fill: number): [Buffer, [number, number]] {
+  const h = parseWalHeader(header);
+  const frame = Buffer.alloc(24 + h.pageSize, fill);
+  frame.writeUInt32BE(pgno, 0);
+  frame.writeUInt32BE(commit, 4);
+  header.copy(frame, 8, 16, 24);
+  let sum = walChecksum(h.bigEndianChecksum, frame.subarray(0, 8), prev);
+  sum = walChecksum(h.bigEndianChecksum, frame.subarray(24), sum);
+  frame.writeUInt32BE(sum[0], 16);
+  frame.writeUInt32BE(sum[1], 20);
+  return [frame, sum];
 }

@@ -10,8 +10,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MetaDir } from '../../../src/meta/meta-dir.js';
 import { seqWriteBeganCycle, takeSeqWriteNote, writeSeqWriteNote, type SeqWriteNote } from '../../../src/shipper/seq-write-note.js';
 import { leafRowIntegers } from '../../../src/sqlite/table-leaf.js';
-import { parseWalHeader, walChecksum } from '../../../src/sqlite/wal-format.js';
+import { parseWalHeader } from '../../../src/sqlite/wal-format.js';
 import { tempDirs } from '../../helpers/after-each.js';
+import { sealWalHeader } from '../../helpers/wal-index.js';
 
 const tmp = tempDirs('stn-seqnote-');
 const dbs: Database.Database[] = [];
@@ -122,9 +123,7 @@ describe('seqWriteBeganCycle', () => {
     expect(began({ ...r.note, shadowSize: r.note.shadowSize - 4120 }), 'the shadow grew after the note').toBe(false);
     const notNext = Buffer.from(r.shadow);
     notNext.writeUInt32BE((notNext.readUInt32BE(16) + 7) >>> 0, 16); // salt-1 of a cycle further back
-    const sum = walChecksum(parseWalHeader(r.shadow).bigEndianChecksum, notNext.subarray(0, 24), [0, 0]); // a valid header all the same
-    notNext.writeUInt32BE(sum[0], 24);
-    notNext.writeUInt32BE(sum[1], 28);
+    sealWalHeader(notNext); // a valid header all the same
     expect(() => parseWalHeader(notNext)).not.toThrow();
     expect(began(r.note, notNext), 'not the very next cycle').toBe(false);
     const damaged = join(r.dir, 'damaged-wal');

@@ -10,9 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { copyToShadow } from '../../../src/shipper/shadow-copy.js';
 import { initShadow, oldCycleEndedAtShadow, readWalHeaderBytesSync, repairShadow } from '../../../src/shipper/shadow-wal.js';
 import { WalFile } from '../../../src/shipper/wal-file.js';
-import { WalScanner, walChecksum } from '../../../src/sqlite/wal-format.js';
+import { WalScanner } from '../../../src/sqlite/wal-format.js';
 import { tempDirs } from '../../helpers/after-each.js';
-import { writeRestartHeader } from '../../helpers/wal-index.js';
+import { sealWalHeader, walFrame, writeRestartHeader } from '../../helpers/wal-index.js';
 
 const tmp = tempDirs('stn-shadow-unit-');
 
@@ -319,29 +319,15 @@ describe('oldCycleEndedAtShadow', () => {
       b.writeUInt32BE(seq, 12);
       b.writeUInt32BE(salt1, 16);
       b.writeUInt32BE(salt2, 20);
-      const sum = walChecksum(false, b.subarray(0, 24), [0, 0]);
-      b.writeUInt32BE(sum[0], 24);
-      b.writeUInt32BE(sum[1], 28);
-      return b;
-    };
-    const frame = (h: Buffer, prev: [number, number], pgno: number, commit: number, fill: number): [Buffer, [number, number]] => {
-      const f = Buffer.alloc(24 + PS, fill);
-      f.writeUInt32BE(pgno, 0);
-      f.writeUInt32BE(commit, 4);
-      h.copy(f, 8, 16, 24);
-      let sum = walChecksum(false, f.subarray(0, 8), prev);
-      sum = walChecksum(false, f.subarray(24), sum);
-      f.writeUInt32BE(sum[0], 16);
-      f.writeUInt32BE(sum[1], 20);
-      return [f, sum];
+      return sealWalHeader(b);
     };
     const old = header(100, 7, 1);
-    const [f1, s1] = frame(old, [old.readUInt32BE(24), old.readUInt32BE(28)], 1, 1, 0x11);
-    const [p2, sp2] = frame(old, s1, 2, 0, 0x22);
-    const [p3, sp3] = frame(old, sp2, 3, 0, 0x33);
-    const [p4] = frame(old, sp3, 4, 4, 0x44);
-    const [t2, st2] = frame(old, s1, 2, 0, 0x55);
-    const [t3] = frame(old, st2, 3, 3, 0x66);
+    const [f1, s1] = walFrame(old, [old.readUInt32BE(24), old.readUInt32BE(28)], 1, 1, 0x11);
+    const [p2, sp2] = walFrame(old, s1, 2, 0, 0x22);
+    const [p3, sp3] = walFrame(old, sp2, 3, 0, 0x33);
+    const [p4] = walFrame(old, sp3, 4, 4, 0x44);
+    const [t2, st2] = walFrame(old, s1, 2, 0, 0x55);
+    const [t3] = walFrame(old, st2, 3, 3, 0x66);
     const next = header(101, 9, 2);
     const dir = tmp('stn-follows-');
     const shadow = join(dir, 'c.shadow');

@@ -3,13 +3,15 @@ import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { describeError } from '../../errors.js';
 import { collect } from '../../client/replica-client.js';
-import { generationRows, listReplica, type GenerationRow, type ReplicaSource } from '../../replica/listing.js';
-import { defaultMetaPath, MetaDir } from '../../meta/meta-dir.js';
+import type { GenerationRow, ReplicaSource } from '../../replica/listing.js';
 import { formatLag, formatTable, formatTimestampMs } from '../format.js';
 import type { CliIo, RunContext } from '../io.js';
 import type { ConfigFlags } from '../target.js';
 
-/** The config machinery (YAML, clients) is loaded when a command runs, not for `--help`. */
+/**
+ * The config machinery (YAML, clients) is loaded when a command runs, not for `--help`; the listing and the
+ * meta directory when `generations` runs, not at every start of another command (a restore).
+ */
 const target = () => import('../target.js');
 
 interface ListFlags extends ConfigFlags {
@@ -43,6 +45,7 @@ async function eachReplica<T>(
  * cannot be read (the listing then marks the newest generation instead).
  */
 async function localGeneration(metaPath: string): Promise<string | undefined> {
+  const { MetaDir } = await import('../../meta/meta-dir.js');
   return new MetaDir(metaPath).readGeneration().catch(() => undefined);
 }
 
@@ -77,6 +80,10 @@ export function registerListings(program: Command, io: CliIo, ctx: RunContext): 
         const known = times.filter((x): x is number => x !== undefined);
         if (known.length > 0) dbUpdatedAt = Math.max(...known);
       }
+      const [{ generationRows, listReplica }, { defaultMetaPath }] = await Promise.all([
+        import('../../replica/listing.js'),
+        import('../../meta/meta-dir.js'),
+      ]);
       const local = t.db ? await localGeneration(t.db.metaPath ?? defaultMetaPath(t.db.path)) : undefined;
       const rows = await eachReplica(io, ctx, t.replicas, async (r) => {
         // Oldest first within each replica (Litestream lists by name, which for our names is newest first).

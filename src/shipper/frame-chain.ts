@@ -3,7 +3,7 @@
  * from the header (or from the frame before), and where the last commit frame ends. Shared by the copy
  * into the shadow WAL (shadow-copy.ts) and the repair of a shadow file at start-up (shadow-wal.ts).
  */
-import { WAL_FRAME_HEADER_SIZE, frameSize, parseWalFrameHeader, walChecksum, type Checksum, type WalHeader } from '../sqlite/wal-format.js';
+import { frameSize, walFrameChecksum, type Checksum, type WalHeader } from '../sqlite/wal-format.js';
 
 /** A run of frames checked against a header, continuing a checksum chain. */
 export class FrameChain {
@@ -16,6 +16,8 @@ export class FrameChain {
   /** The checksum chain's value at `end`. */
   sum: Checksum;
   readonly pageSize: number;
+  /** A frame off a word boundary is copied here for its checksum (allocated on first need). */
+  private frameWords: Uint32Array | undefined;
 
   constructor(
     readonly header: WalHeader,
@@ -40,37 +42,57 @@ export class FrameChain {
 
   /** Checks the whole frames of `chunk` (which starts at `this.end`); false once the chain stops. */
   accept(chunk: Buffer): boolean {
-    const fsize = frameSize(this.header.pageSize);
+    const h = this.header;
+    const fsize = frameSize(h.pageSize);
+    // The frames are read in place as 32-bit words (walFrameChecksum: nothing allocated per frame); a chunk
+    // off a word boundary has each frame copied to one that is.
+    const words = chunk.byteOffset % 4 === 0 ? new Uint32Array(chunk.buffer, chunk.byteOffset, chunk.length >>> 2) : undefined;
+    // The chain after the last accepted frame, and the candidate for the frame being checked.
+    let sum = Uint32Array.of(this.sum[0], this.sum[1]);
+    let next = new Uint32Array(2);
+    let result = true;
     for (let f = 0; f + fsize <= chunk.length; f += fsize) {
-      const frame = chunk.subarray(f, f + fsize);
-      const fh = parseWalFrameHeader(frame);
-      if (fh.salt1 !== this.header.salt1 || fh.salt2 !== this.header.salt2) {
+      if (chunk.readUInt32BE(f + 8) !== h.salt1 || chunk.readUInt32BE(f + 12) !== h.salt2) {
         this.stoppedBy = 'salt mismatch';
-        return false;
+        result = false;
+        break;
       }
-      let sum = walChecksum(this.header.bigEndianChecksum, frame.subarray(0, 8), this.sum);
-      sum = walChecksum(this.header.bigEndianChecksum, frame.subarray(WAL_FRAME_HEADER_SIZE), sum);
-      if (sum[0] !== fh.checksum1 || sum[1] !== fh.checksum2) {
+      next.set(sum);
+      if (words !== undefined) walFrameChecksum(h.bigEndianChecksum, words, f >>> 2, h.pageSize, next);
+      else walFrameChecksum(h.bigEndianChecksum, this.alignedFrame(chunk, f, fsize), 0, h.pageSize, next);
+      if (next[0] !== chunk.readUInt32BE(f + 16) || next[1] !== chunk.readUInt32BE(f + 20)) {
         this.stoppedBy = 'checksum mismatch';
-        return false;
+        result = false;
+        break;
       }
       if (this.end + fsize > this.commitLimit) {
         this.stoppedBy = 'commit point';
-        return false;
+        result = false;
+        break;
       }
-      if (fh.commit !== 0 && this.end + fsize > this.maxSize) {
+      const commit = chunk.readUInt32BE(f + 4);
+      if (commit !== 0 && this.end + fsize > this.maxSize) {
         // Past what a v0.3 segment name can address: stop before this transaction (see maxSize).
         this.capped = true;
         this.stoppedBy = 'offset limit';
-        return false;
+        result = false;
+        break;
       }
-      this.sum = sum;
+      [sum, next] = [next, sum];
       this.end += fsize;
-      if (fh.commit !== 0) {
+      if (commit !== 0) {
         this.committed = this.end;
-        this.committedSum = sum;
+        this.committedSum = [sum[0]!, sum[1]!];
       }
     }
-    return true;
+    this.sum = [sum[0]!, sum[1]!];
+    return result;
+  }
+
+  /** The frame at `chunk[at..]` copied to a word-aligned buffer of this chain's, as words. */
+  private alignedFrame(chunk: Buffer, at: number, fsize: number): Uint32Array {
+    this.frameWords ??= new Uint32Array(fsize / 4);
+    Buffer.from(this.frameWords.buffer).set(chunk.subarray(at, at + fsize));
+    return this.frameWords;
   }
 }

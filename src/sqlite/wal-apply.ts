@@ -34,8 +34,13 @@ export interface WalApplierOptions {
 export class WalApplier implements WalFrameListener {
   private readonly pageSize: number;
   private readonly memoryLimit: number;
-  /** The open transaction. */
-  private pending = new Map<number, Buffer | number>();
+  /**
+   * The open transaction: page number -> where its latest version is held. At or above 0: in memory, at
+   * byte (slab number * SLAB_BYTES + offset) of `slabs`; below 0: in the spill file, at byte -(value + 1).
+   * Numbers, not views of the slabs: the views lived until the commit, long enough to be promoted, and a
+   * large transaction's worth of them made the garbage collector's work in the WAL phase.
+   */
+  private pending = new Map<number, number>();
   private pendingBytes = 0;
   private slabs: Buffer[] = [];
   private slabUsed = SLAB_BYTES;
@@ -102,21 +107,28 @@ export class WalApplier implements WalFrameListener {
     }
   }
 
-  frame(pgno: number, page: Buffer): void {
-    if (!this.spilling && this.pendingBytes + page.length > this.memoryLimit) this.startSpill();
+  frame(pgno: number, bytes: Buffer, start: number): void {
+    const size = this.pageSize;
+    if (!this.spilling && this.pendingBytes + size > this.memoryLimit) this.startSpill();
     if (this.spilling) {
-      this.pending.set(pgno, this.spillPage(page));
+      this.pending.set(pgno, -1 - this.spillPage(bytes, start));
       return;
     }
-    if (this.slabUsed + page.length > SLAB_BYTES) {
+    if (this.slabUsed + size > SLAB_BYTES) {
       this.slabs.push(this.freeSlabs.pop() ?? Buffer.allocUnsafe(SLAB_BYTES));
       this.slabUsed = 0;
     }
-    const slab = this.slabs.at(-1)!;
-    page.copy(slab, this.slabUsed);
-    this.pending.set(pgno, slab.subarray(this.slabUsed, this.slabUsed + page.length));
-    this.slabUsed += page.length;
-    this.pendingBytes += page.length;
+    bytes.copy(this.slabs.at(-1)!, this.slabUsed, start, start + size);
+    this.pending.set(pgno, (this.slabs.length - 1) * SLAB_BYTES + this.slabUsed);
+    this.slabUsed += size;
+    this.pendingBytes += size;
+  }
+
+  /** The page held at `where` (see `pending`). */
+  private heldPage(where: number): Buffer {
+    if (where < 0) return this.readSpilled(-1 - where);
+    const at = where % SLAB_BYTES;
+    return this.slabs[(where - at) / SLAB_BYTES]!.subarray(at, at + this.pageSize);
   }
 
   /**
@@ -134,10 +146,7 @@ export class WalApplier implements WalFrameListener {
       let j = i + 1;
       while (j < pgnos.length && j - i < PAGES_PER_WRITE && pgnos[j] === pgnos[j - 1]! + 1) j++;
       const bufs: Buffer[] = [];
-      for (let k = i; k < j; k++) {
-        const where = this.pending.get(pgnos[k]!)!;
-        bufs.push(typeof where === 'number' ? this.readSpilled(where) : where);
-      }
+      for (let k = i; k < j; k++) bufs.push(this.heldPage(this.pending.get(pgnos[k]!)!));
       writeAllvSync(fd, bufs, (pgnos[i]! - 1) * this.pageSize);
       this.filePages = Math.max(this.filePages, pgnos[j - 1]!);
       i = j;
@@ -167,18 +176,20 @@ export class WalApplier implements WalFrameListener {
     this.spilling = true;
     if (this.spillFd === undefined) this.spillFd = openSync(this.opts.spillPath, 'w+', 0o600);
     // Pages already held move to the spill file, so the transaction lives in one place.
-    for (const [pgno, where] of this.pending) if (typeof where !== 'number') this.pending.set(pgno, this.spillPage(where));
+    for (const [pgno, where] of this.pending) if (where >= 0) this.pending.set(pgno, -1 - this.spillPage(this.heldPage(where), 0));
     this.freeSlabs.push(...this.slabs);
     this.slabs = [];
     this.slabUsed = SLAB_BYTES;
     this.pendingBytes = 0;
   }
 
-  private spillPage(page: Buffer): number {
+  /** Appends the page at `bytes[start..]` to the spill file; returns where it went. */
+  private spillPage(bytes: Buffer, start: number): number {
     const at = this.spillEnd;
+    const size = this.pageSize;
     let done = 0;
-    while (done < page.length) done += writeSync(this.spillFd!, page, done, page.length - done, at + done);
-    this.spillEnd += page.length;
+    while (done < size) done += writeSync(this.spillFd!, bytes, start + done, size - done, at + done);
+    this.spillEnd += size;
     return at;
   }
 

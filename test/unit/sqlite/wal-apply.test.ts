@@ -96,6 +96,8 @@ async function applyWithApplier(
   name: string,
   chunkSizes: number[],
   memoryLimit?: number,
+  /** Each chunk one byte into its buffer, off a 4-byte boundary (frames are then checked from a copy). */
+  offWordBoundary = false,
 ): Promise<{ bytes: Buffer; spilled: boolean }> {
   const path = join(h.dir, `${name}.db`);
   writeFileSync(path, h.snapshot);
@@ -110,7 +112,9 @@ async function applyWithApplier(
       for (let at = 0; at < wal.length;) {
         const n = chunkSizes[c++ % chunkSizes.length]!;
         // A copy, then scribbled over: the applier must have taken what it keeps during the call.
-        const chunk = Buffer.from(wal.subarray(at, at + n));
+        const piece = wal.subarray(at, at + n);
+        const chunk = offWordBoundary ? Buffer.from(new ArrayBuffer(piece.length + 1), 1, piece.length) : Buffer.alloc(piece.length);
+        chunk.set(piece);
         applier.update(chunk);
         chunk.fill(0xee);
         spilled ||= existsSync(spillPath);
@@ -140,6 +144,15 @@ describe('WalApplier', () => {
     expect(whole.bytes.equals(expected)).toBe(true);
     const odd = await applyWithApplier(h, h.wals, 'odd', [1, 31, 4097, 24, 65_536, 7]);
     expect(odd.bytes.equals(expected)).toBe(true);
+  });
+
+  it('gives SQLite’s own bytes from chunks that sit off a 4-byte boundary of their buffer', async () => {
+    // Frames are checked in place as 32-bit words when they can be, from an aligned copy when not.
+    const off = await applyWithApplier(h, h.wals, 'off-word', [1 << 22], undefined, true);
+    expect(off.bytes.equals(expected)).toBe(true);
+    const offSpill = await applyWithApplier(h, h.wals, 'off-word-spill', [100_000], 64 * 1024, true);
+    expect(offSpill.spilled).toBe(true);
+    expect(offSpill.bytes.equals(expected)).toBe(true);
   });
 
   it('spills a transaction larger than its memory limit and still gives SQLite’s bytes', async () => {

@@ -11,6 +11,7 @@ import {
   parseWalFrameHeader,
   parseWalHeader,
   walChecksum,
+  walFrameChecksum,
 } from '../../../src/sqlite/wal-format.js';
 import { isReplicateError } from '../../../src/errors.js';
 
@@ -118,6 +119,69 @@ describe('WAL header and checksum', () => {
     const s2 = new WalScanner();
     s2.update(wal.subarray(0, wal.length - 100));
     expect(s2.result().stopReason).toMatch(/partial frame/);
+  });
+
+  it('checks a frame in place as walChecksum does, in both byte orders, wherever it sits', () => {
+    const pageSize = 1024;
+    const frame = Buffer.alloc(24 + pageSize);
+    for (let i = 0; i < frame.length; i++) frame[i] = (i * 131 + 7) & 0xff;
+    for (const bigEndian of [false, true]) {
+      for (const seed of [
+        [0, 0],
+        [0xdeadbeef, 0x80000001],
+      ] as const) {
+        const want = walChecksum(bigEndian, frame.subarray(24), walChecksum(bigEndian, frame.subarray(0, 8), seed));
+        for (const word of [0, 1, 7]) {
+          const buf = new Uint32Array(word + frame.length / 4 + 3);
+          Buffer.from(buf.buffer).set(frame, word * 4);
+          const sum = Uint32Array.of(seed[0], seed[1]);
+          walFrameChecksum(bigEndian, buf, word, pageSize, sum);
+          expect([sum[0], sum[1]], `bigEndian=${bigEndian} word=${word}`).toEqual(want);
+        }
+      }
+    }
+  });
+
+  it('scans the same whatever the chunks and their alignment, damaged or not', () => {
+    const wal = realWal();
+    const damaged = Buffer.from(wal);
+    damaged[32 + 2 * 4120 + 24 + 9] = damaged[32 + 2 * 4120 + 24 + 9]! ^ 0x01;
+    for (const bytes of [wal, damaged]) {
+      const scan = (size: number, offset: number) => {
+        const pages: string[] = [];
+        const s = new WalScanner('wal', {
+          frame: (pgno, b, start) =>
+            pages.push(
+              `${pgno}:${b
+                .subarray(start, start + 4096)
+                .toString('base64')
+                .slice(0, 40)}`,
+            ),
+          commit: (dbSize) => pages.push(`commit ${dbSize}`),
+        });
+        for (let i = 0; i < bytes.length; i += size) {
+          const piece = bytes.subarray(i, i + size);
+          const chunk = Buffer.from(new ArrayBuffer(piece.length + offset), offset, piece.length);
+          chunk.set(piece);
+          s.update(chunk);
+        }
+        const { committedPages, ...r } = s.result();
+        return { ...r, committedPages: [...committedPages], pages };
+      };
+      const want = scan(bytes.length, 0);
+      expect(want.pages.length).toBeGreaterThan(0);
+      for (const [size, offset] of [
+        [bytes.length, 1],
+        [4120, 2],
+        [1001, 0],
+        [1001, 3],
+        [7, 0],
+      ] as const) {
+        expect(scan(size, offset), `chunks of ${size} at offset ${offset}`).toEqual(want);
+      }
+      if (bytes === damaged) expect(want.stopReason).toBe(`checksum mismatch at offset ${32 + 2 * 4120}`);
+      else expect(want.stopReason).toBeUndefined();
+    }
   });
 
   it('aligns sizes to frames', () => {

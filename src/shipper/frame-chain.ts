@@ -16,8 +16,9 @@ export class FrameChain {
   /** The checksum chain's value at `end`. */
   sum: Checksum;
   readonly pageSize: number;
-  /** A frame off a word boundary is copied here for its checksum (allocated on first need). */
+  /** A frame off a word boundary is copied here for its checksum (allocated on first need), through `frameBytes`. */
   private frameWords: Uint32Array | undefined;
+  private frameBytes: Buffer | undefined;
 
   constructor(
     readonly header: WalHeader,
@@ -91,8 +92,11 @@ export class FrameChain {
 
   /** The frame at `chunk[at..]` copied to a word-aligned buffer of this chain's, as words. */
   private alignedFrame(chunk: Buffer, at: number, fsize: number): Uint32Array {
-    this.frameWords ??= new Uint32Array(fsize / 4);
-    Buffer.from(this.frameWords.buffer).set(chunk.subarray(at, at + fsize));
+    if (this.frameWords === undefined) {
+      this.frameWords = new Uint32Array(fsize / 4);
+      this.frameBytes = Buffer.from(this.frameWords.buffer);
+    }
+    chunk.copy(this.frameBytes!, 0, at, at + fsize);
     return this.frameWords;
   }
 }

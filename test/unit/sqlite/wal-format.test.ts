@@ -175,6 +175,8 @@ describe('WAL header and checksum', () => {
         [4120, 2],
         [1001, 0],
         [1001, 3],
+        // Chunks longer than a frame that leave the next whole frame off a word boundary inside them.
+        [10_001, 0],
         [7, 0],
       ] as const) {
         expect(scan(size, offset), `chunks of ${size} at offset ${offset}`).toEqual(want);

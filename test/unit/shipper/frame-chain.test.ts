@@ -107,7 +107,8 @@ describe('FrameChain', () => {
     }
     // A salt from another WAL generation stops it the same way, as a salt mismatch.
     const resalted = Buffer.from(wal);
-    resalted.writeUInt32BE(resalted.readUInt32BE(WAL_HEADER_SIZE + bad * FRAME + 8) ^ 1, WAL_HEADER_SIZE + bad * FRAME + 8);
+    const saltAt = WAL_HEADER_SIZE + bad * FRAME + 8;
+    resalted.writeUInt32BE((resalted.readUInt32BE(saltAt) ^ 1) >>> 0, saltAt);
     expect(run(resalted, 1000, 1)).toEqual({ ...want, stoppedBy: 'salt mismatch' });
   });
 });

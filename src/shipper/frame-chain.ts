@@ -3,7 +3,7 @@
  * from the header (or from the frame before), and where the last commit frame ends. Shared by the copy
  * into the shadow WAL (shadow-copy.ts) and the repair of a shadow file at start-up (shadow-wal.ts).
  */
-import { frameSize, walFrameChecksum, type Checksum, type WalHeader } from '../sqlite/wal-format.js';
+import { checkFrame, frameSize, wordsOf, type Checksum, type WalHeader } from '../sqlite/wal-format.js';
 
 /** A run of frames checked against a header, continuing a checksum chain. */
 export class FrameChain {
@@ -45,24 +45,17 @@ export class FrameChain {
   accept(chunk: Buffer): boolean {
     const h = this.header;
     const fsize = frameSize(h.pageSize);
-    // The frames are read in place as 32-bit words (walFrameChecksum: nothing allocated per frame); a chunk
-    // off a word boundary has each frame copied to one that is.
-    const words = chunk.byteOffset % 4 === 0 ? new Uint32Array(chunk.buffer, chunk.byteOffset, chunk.length >>> 2) : undefined;
+    // The frames are read in place as 32-bit words (checkFrame: nothing allocated per frame); a chunk off a
+    // word boundary has each frame copied to one that is.
+    const words = wordsOf(chunk);
     // The chain after the last accepted frame, and the candidate for the frame being checked.
     let sum = Uint32Array.of(this.sum[0], this.sum[1]);
     let next = new Uint32Array(2);
     let result = true;
     for (let f = 0; f + fsize <= chunk.length; f += fsize) {
-      if (chunk.readUInt32BE(f + 8) !== h.salt1 || chunk.readUInt32BE(f + 12) !== h.salt2) {
-        this.stoppedBy = 'salt mismatch';
-        result = false;
-        break;
-      }
-      next.set(sum);
-      if (words !== undefined) walFrameChecksum(h.bigEndianChecksum, words, f >>> 2, h.pageSize, next);
-      else walFrameChecksum(h.bigEndianChecksum, this.alignedFrame(chunk, f, fsize), 0, h.pageSize, next);
-      if (next[0] !== chunk.readUInt32BE(f + 16) || next[1] !== chunk.readUInt32BE(f + 20)) {
-        this.stoppedBy = 'checksum mismatch';
+      const failed = words !== undefined ? checkFrame(h, chunk, words, f, sum, next) : this.checkAlignedCopy(chunk, f, fsize, sum, next);
+      if (failed !== undefined) {
+        this.stoppedBy = failed;
         result = false;
         break;
       }
@@ -79,7 +72,9 @@ export class FrameChain {
         result = false;
         break;
       }
-      [sum, next] = [next, sum];
+      const passed = next;
+      next = sum;
+      sum = passed;
       this.end += fsize;
       if (commit !== 0) {
         this.committed = this.end;
@@ -90,13 +85,13 @@ export class FrameChain {
     return result;
   }
 
-  /** The frame at `chunk[at..]` copied to a word-aligned buffer of this chain's, as words. */
-  private alignedFrame(chunk: Buffer, at: number, fsize: number): Uint32Array {
+  /** checkFrame of the frame at `chunk[at..]`, copied first to a word-aligned buffer of this chain's. */
+  private checkAlignedCopy(chunk: Buffer, at: number, fsize: number, prev: Uint32Array, next: Uint32Array): ReturnType<typeof checkFrame> {
     if (this.frameWords === undefined) {
       this.frameWords = new Uint32Array(fsize / 4);
       this.frameBytes = Buffer.from(this.frameWords.buffer);
     }
     chunk.copy(this.frameBytes!, 0, at, at + fsize);
-    return this.frameWords;
+    return checkFrame(this.header, this.frameBytes!, this.frameWords, 0, prev, next);
   }
 }

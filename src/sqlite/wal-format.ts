@@ -86,39 +86,52 @@ export function parseWalFrameHeader(buf: Uint8Array): WalFrameHeader {
 }
 
 /**
+ * SQLite's WAL checksum step over `words[from, to)` (an even count of 32-bit words, in this little-endian
+ * host's order; swapped for big-endian data): s0 += a + s1; s1 += b + s0 (wrapping), continued from and
+ * written back to `sum`. The one loop behind walChecksum and walFrameChecksum.
+ */
+function sumWords(bigEndian: boolean, words: Uint32Array, from: number, to: number, sum: Uint32Array): void {
+  let s0 = sum[0]! | 0;
+  let s1 = sum[1]! | 0;
+  if (bigEndian) {
+    for (let i = from; i < to; i += 2) {
+      const x = words[i]!;
+      const y = words[i + 1]!;
+      const a = (x >>> 24) | ((x >>> 8) & 0xff00) | ((x << 8) & 0xff0000) | (x << 24) | 0;
+      const b = (y >>> 24) | ((y >>> 8) & 0xff00) | ((y << 8) & 0xff0000) | (y << 24) | 0;
+      s0 = (s0 + a + s1) | 0;
+      s1 = (s1 + b + s0) | 0;
+    }
+  } else {
+    for (let i = from; i < to; i += 2) {
+      s0 = (s0 + words[i]! + s1) | 0;
+      s1 = (s1 + words[i + 1]! + s0) | 0;
+    }
+  }
+  sum[0] = s0;
+  sum[1] = s1;
+}
+
+/**
  * SQLite's WAL checksum: for every 8 bytes, two 32-bit words a, b (in the byte order the magic names),
  * s0 += a + s1; s1 += b + s0 (wrapping). `data.length` must be a multiple of 8.
  */
 export function walChecksum(bigEndian: boolean, data: Uint8Array, seed: Checksum): [number, number] {
   if (data.length % 8 !== 0) throw new RangeError(`wal checksum input must be a multiple of 8 bytes, got ${data.length}`);
+  if (data.byteOffset % 4 === 0) {
+    // Fast path: the data read in place as 32-bit words.
+    const n = data.length >>> 2;
+    const sum = Uint32Array.of(seed[0], seed[1]);
+    sumWords(bigEndian, new Uint32Array(data.buffer, data.byteOffset, n), 0, n, sum);
+    return [sum[0]!, sum[1]!];
+  }
   let s0 = seed[0] | 0;
   let s1 = seed[1] | 0;
-  const n = data.length >>> 2;
-  if (data.byteOffset % 4 === 0) {
-    // Fast path: read aligned 32-bit words on this (little-endian) host; swap for big-endian data.
-    const words = new Uint32Array(data.buffer, data.byteOffset, n);
-    if (bigEndian) {
-      for (let i = 0; i < n; i += 2) {
-        const x = words[i]!;
-        const y = words[i + 1]!;
-        const a = (x >>> 24) | ((x >>> 8) & 0xff00) | ((x << 8) & 0xff0000) | (x << 24) | 0;
-        const b = (y >>> 24) | ((y >>> 8) & 0xff00) | ((y << 8) & 0xff0000) | (y << 24) | 0;
-        s0 = (s0 + a + s1) | 0;
-        s1 = (s1 + b + s0) | 0;
-      }
-    } else {
-      for (let i = 0; i < n; i += 2) {
-        s0 = (s0 + words[i]! + s1) | 0;
-        s1 = (s1 + words[i + 1]! + s0) | 0;
-      }
-    }
-  } else {
-    const view = new DataView(data.buffer, data.byteOffset, data.length);
-    const le = !bigEndian;
-    for (let off = 0; off < data.length; off += 8) {
-      s0 = (s0 + view.getUint32(off, le) + s1) | 0;
-      s1 = (s1 + view.getUint32(off + 4, le) + s0) | 0;
-    }
+  const view = new DataView(data.buffer, data.byteOffset, data.length);
+  const le = !bigEndian;
+  for (let off = 0; off < data.length; off += 8) {
+    s0 = (s0 + view.getUint32(off, le) + s1) | 0;
+    s1 = (s1 + view.getUint32(off + 4, le) + s0) | 0;
   }
   return [s0 >>> 0, s1 >>> 0];
 }
@@ -132,35 +145,34 @@ export function walChecksum(bigEndian: boolean, data: Uint8Array, seed: Checksum
  * in a restore's WAL phase.
  */
 export function walFrameChecksum(bigEndian: boolean, words: Uint32Array, at: number, pageSize: number, sum: Uint32Array): void {
-  let s0 = sum[0]! | 0;
-  let s1 = sum[1]! | 0;
+  sumWords(bigEndian, words, at, at + 2, sum);
   const pageStart = at + WAL_FRAME_HEADER_SIZE / 4;
-  const end = pageStart + pageSize / 4;
-  if (bigEndian) {
-    // The header's 8 bytes, then the page: the same step on byte-swapped words.
-    for (let i = at, stop = at + 2; ; i += 2) {
-      if (i === stop) {
-        if (stop === end) break;
-        i = pageStart;
-        stop = end;
-      }
-      const x = words[i]!;
-      const y = words[i + 1]!;
-      const a = (x >>> 24) | ((x >>> 8) & 0xff00) | ((x << 8) & 0xff0000) | (x << 24) | 0;
-      const b = (y >>> 24) | ((y >>> 8) & 0xff00) | ((y << 8) & 0xff0000) | (y << 24) | 0;
-      s0 = (s0 + a + s1) | 0;
-      s1 = (s1 + b + s0) | 0;
-    }
-  } else {
-    s0 = (s0 + words[at]! + s1) | 0;
-    s1 = (s1 + words[at + 1]! + s0) | 0;
-    for (let i = pageStart; i < end; i += 2) {
-      s0 = (s0 + words[i]! + s1) | 0;
-      s1 = (s1 + words[i + 1]! + s0) | 0;
-    }
-  }
-  sum[0] = s0;
-  sum[1] = s1;
+  sumWords(bigEndian, words, pageStart, pageStart + pageSize / 4, sum);
+}
+
+/** `chunk` as 32-bit words from its first byte, when that is on a 4-byte boundary of its buffer; else undefined. */
+export function wordsOf(chunk: Uint8Array): Uint32Array | undefined {
+  return chunk.byteOffset % 4 === 0 ? new Uint32Array(chunk.buffer, chunk.byteOffset, chunk.byteLength >>> 2) : undefined;
+}
+
+/**
+ * SQLite's checks of the frame at `bytes[pos..]` (`words` views the same buffer from the same start) against
+ * its WAL header: its salts, then its checksum, computed into `next` from the chain's value `prev`. Why
+ * the frame fails, or undefined when it passes (`next` then holds the chain after it).
+ */
+export function checkFrame(
+  header: WalHeader,
+  bytes: Buffer,
+  words: Uint32Array,
+  pos: number,
+  prev: Uint32Array,
+  next: Uint32Array,
+): 'salt mismatch' | 'checksum mismatch' | undefined {
+  if (bytes.readUInt32BE(pos + 8) !== header.salt1 || bytes.readUInt32BE(pos + 12) !== header.salt2) return 'salt mismatch';
+  next.set(prev);
+  walFrameChecksum(header.bigEndianChecksum, words, pos >>> 2, header.pageSize, next);
+  if (next[0] !== bytes.readUInt32BE(pos + 16) || next[1] !== bytes.readUInt32BE(pos + 20)) return 'checksum mismatch';
+  return undefined;
 }
 
 export function frameSize(pageSize: number): number {
@@ -264,7 +276,7 @@ export class WalScanner {
     const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     // The chunk as 32-bit words for the checksums, when it starts on a 4-byte boundary (decoded blocks and
     // read buffers do); frames sit on such boundaries from the start of the WAL (32 + n * (24 + pageSize)).
-    const words = chunk.byteOffset % 4 === 0 ? new Uint32Array(chunk.buffer, chunk.byteOffset, chunk.byteLength >>> 2) : undefined;
+    const words = wordsOf(chunk);
     while (pos < bytes.length) {
       // Whole frames inside the chunk are checked in place; only frames split across chunks (or off a word
       // boundary) are copied.
@@ -293,19 +305,14 @@ export class WalScanner {
       this.stopReason = `invalid page number 0 at offset ${this.validSize}`;
       return false;
     }
-    if (bytes.readUInt32BE(pos + 8) !== h.salt1 || bytes.readUInt32BE(pos + 12) !== h.salt2) {
-      this.stopReason = `salt mismatch at offset ${this.validSize}`;
+    const failed = checkFrame(h, bytes, words, pos, this.checksum, this.nextChecksum);
+    if (failed !== undefined) {
+      this.stopReason = `${failed} at offset ${this.validSize}`;
       return false;
     }
-    const sum = this.nextChecksum;
-    sum.set(this.checksum);
-    walFrameChecksum(h.bigEndianChecksum, words, pos >>> 2, h.pageSize, sum);
-    if (sum[0] !== bytes.readUInt32BE(pos + 16) || sum[1] !== bytes.readUInt32BE(pos + 20)) {
-      this.stopReason = `checksum mismatch at offset ${this.validSize}`;
-      return false;
-    }
+    const passed = this.nextChecksum;
     this.nextChecksum = this.checksum;
-    this.checksum = sum;
+    this.checksum = passed;
     this.frames++;
     this.validSize += length;
     const commit = bytes.readUInt32BE(pos + 4);
